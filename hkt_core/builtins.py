@@ -1,0 +1,23 @@
+"""The core plugin: registers the built-in operators, tasks, methods and pair cards.
+
+It is discovered through the entry point ``core`` in group ``hkt``, exactly like a third-party
+plugin, and uses the same hooks.
+"""
+
+from __future__ import annotations
+
+from .markers import hookimpl
+
+
+@hookimpl
+def hkt_register_adapters(registry):
+    from .adapters import GenericAdapter
+
+    registry.add("generic", GenericAdapter(), description="any model no other adapter claims")
+
+
+@hookimpl
+def hkt_register_pairs(registry):
+    from .pairs import register_cards_from, shipped_cards_folder
+
+    register_cards_from(registry, shipped_cards_folder())

@@ -1,0 +1,1 @@
+"""The ``hkt`` command line."""

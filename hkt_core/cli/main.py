@@ -1,0 +1,71 @@
+"""``hkt``: entry point. Core sub-commands live in sibling modules; plugins add more.
+
+Each core module exposes ``configure(subparsers)``; plugin commands come from the ``commands``
+registry (``configure(parser)`` on a parser created for them). Handlers return an exit code.
+Errors the framework raises on purpose (:class:`hkt_core.errors.HKTError`) print one line and
+exit with status 2; anything else is a bug and shows its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from .. import __version__
+from ..errors import HKTError
+
+#: Core command modules, in the order ``hkt --help`` shows them.
+CORE_MODULES = (
+    "hkt_core.cli.plugins_cmd",
+    "hkt_core.cli.list_cmd",
+    "hkt_core.cli.pairs_cmd",
+)
+
+
+def build_parser(manager=None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hkt", description="Hereditary Knowledge Transfer: train small networks that inherit from larger ones.")
+    parser.add_argument("--version", action="version", version=f"hkt {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages to stderr")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module_name in CORE_MODULES:
+        importlib.import_module(module_name).configure(sub)
+    if manager is None:
+        from ..plugins import default_manager
+
+        manager = default_manager()
+    for entry in manager.registry("commands").entries():
+        if entry.name in sub.choices:
+            continue  # a core command wins; `hkt plugins list` still shows the registration
+        plugin_parser = sub.add_parser(entry.name, help=f"{entry.description} [plugin {entry.plugin}]")
+        entry.obj(plugin_parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv in (["--version"], ["-V"]):
+        print(f"hkt {__version__}")
+        return 0
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
+                        format="%(message)s")
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return 0 if args.command is None else 2
+    try:
+        return int(handler(args) or 0)
+    except HKTError as exc:
+        print(f"hkt {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

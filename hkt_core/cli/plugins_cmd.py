@@ -1,0 +1,38 @@
+"""``hkt plugins list [--json]``: every plugin, its version and registrations, or its error."""
+
+from __future__ import annotations
+
+import json
+
+
+def configure(sub) -> None:
+    parser = sub.add_parser("plugins", help="show installed plugins")
+    inner = parser.add_subparsers(dest="plugins_command", metavar="ACTION", required=True)
+    listing = inner.add_parser("list", help="list plugins and what each registered")
+    listing.add_argument("--json", action="store_true", help="print JSON on stdout")
+    listing.set_defaults(handler=run_list)
+
+
+def run_list(args) -> int:
+    from ..plugins import default_manager
+
+    manager = default_manager()
+    infos = sorted(manager.plugins.values(), key=lambda p: (p.name != "core", p.name))
+    if args.json:
+        print(json.dumps([p.to_dict() for p in infos], indent=2))
+        return 0
+    for info in infos:
+        version = f" {info.version}" if info.version else ""
+        dist = f" ({info.distribution}{version})" if info.distribution else ""
+        if info.disabled:
+            print(f"{info.name}{dist}: disabled by HKT_DISABLE_PLUGINS")
+            continue
+        if info.error and not info.registered:
+            print(f"{info.name}{dist}: FAILED: {info.error}")
+            continue
+        print(f"{info.name}{dist}")
+        for kind, names in info.registered.items():
+            print(f"  {kind}: {', '.join(names)}")
+        if info.error:
+            print(f"  problems: {info.error}")
+    return 0

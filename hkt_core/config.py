@@ -1,0 +1,240 @@
+"""Frozen configuration records, validated at construction, with TOML I/O and dotted overrides.
+
+Every rule lives in a validator whose message names the field, the value and what is allowed.
+Records are changed with :func:`attrs.evolve`; :func:`apply_overrides` handles ``--set a.b=v``.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import attrs
+import cattrs
+import tomli_w
+
+from .errors import ConfigError
+
+DIRECTIONS = ("both", "backbone", "head")
+TOKENS = ("auto", "spatial", "channel")
+INHERIT_LOSSES = ("mae", "task")
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("none", "multistep", "cosine")
+DEVICES = ("cpu", "cuda", "auto")
+
+
+def _fail(cls: str, field: str, value: Any, allowed: str) -> ConfigError:
+    return ConfigError(f"{cls}.{field} = {value!r} is invalid: {allowed}")
+
+
+def in_range(lo: float, hi: float, *, lo_open: bool = False):
+    def check(inst, attribute, value):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        ok = ok and (lo < value if lo_open else lo <= value) and value <= hi
+        if not ok:
+            left = "(" if lo_open else "["
+            raise _fail(type(inst).__name__, attribute.name, value, f"must be a number in {left}{lo}, {hi}]")
+    return check
+
+
+def one_of(choices: tuple[str, ...]):
+    def check(inst, attribute, value):
+        if value not in choices:
+            raise _fail(type(inst).__name__, attribute.name, value, f"must be one of {', '.join(choices)}")
+    return check
+
+
+def positive_int(inst, attribute, value):
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise _fail(type(inst).__name__, attribute.name, value, "must be an integer >= 1")
+
+
+def non_negative(inst, attribute, value):
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
+        raise _fail(type(inst).__name__, attribute.name, value, "must be a finite number >= 0")
+
+
+def _to_directions(value: Any) -> str | tuple[str, ...]:
+    if isinstance(value, (list, tuple)):
+        return tuple(value)
+    return value
+
+
+@attrs.frozen
+class HKTConfig:
+    """How the Family mixes and how its loss is weighted (DESIGN §2).
+
+    ``alphas`` weight L1 (inherited child output), L2 (native child output, task loss) and L3
+    (parent head with the child's features mixed in). ``directions`` is one of both | backbone |
+    head for every mixing point, or one entry per mixing point.
+    """
+
+    lam: float = attrs.field(default=0.6, validator=in_range(0.0, 1.0))
+    alphas: tuple[float, float, float] = attrs.field(default=(0.25, 0.5, 0.25),
+                                                     converter=lambda v: tuple(float(x) for x in v))
+    mixture: str = attrs.field(default="ga")
+    transfer: str = attrs.field(default="auto")
+    tokens: str = attrs.field(default="auto", validator=one_of(TOKENS))
+    directions: str | tuple[str, ...] = attrs.field(default="both", converter=_to_directions)
+    task: str = attrs.field(default="classification")
+    inherit_loss: str = attrs.field(default="mae", validator=one_of(INHERIT_LOSSES))
+
+    @alphas.validator
+    def _check_alphas(self, attribute, value):
+        if len(value) != 3:
+            raise _fail("HKTConfig", "alphas", value, "must hold exactly three weights (a1, a2, a3)")
+        for i, a in enumerate(value, 1):
+            if not (math.isfinite(a) and 0.0 <= a <= 1.0):
+                raise _fail("HKTConfig", "alphas", value, f"a{i} = {a} must lie in [0, 1]")
+        if abs(sum(value) - 1.0) > 1e-6:
+            raise _fail("HKTConfig", "alphas", value, f"must sum to 1 within 1e-6 (they sum to {sum(value):.6g})")
+        if max(value[0], value[2]) > value[1]:
+            raise _fail("HKTConfig", "alphas", value, "requires max(a1, a3) <= a2 (the native loss dominates)")
+
+    @directions.validator
+    def _check_directions(self, attribute, value):
+        items = (value,) if isinstance(value, str) else value
+        if isinstance(value, tuple) and not value:
+            raise _fail("HKTConfig", "directions", value, "a per-point tuple needs one entry per mixing point")
+        for d in items:
+            if d not in DIRECTIONS:
+                raise _fail("HKTConfig", "directions", value, f"each entry must be one of {', '.join(DIRECTIONS)}")
+        a1, _, a3 = self.alphas
+        if a3 > 0 and not any(d in ("both", "head") for d in items):
+            raise _fail("HKTConfig", "alphas", self.alphas,
+                        "a3 must be 0 when no point mixes child->parent (directions has no 'both' or 'head')")
+        if a1 > 0 and not any(d in ("both", "backbone") for d in items):
+            raise _fail("HKTConfig", "alphas", self.alphas,
+                        "a1 must be 0 when no point mixes parent->child (directions has no 'both' or 'backbone')")
+
+    @mixture.validator
+    @transfer.validator
+    @task.validator
+    def _check_str(self, attribute, value):
+        if not isinstance(value, str) or not value:
+            raise _fail("HKTConfig", attribute.name, value, "must be a registered name")
+
+    def directions_for(self, points: int) -> tuple[str, ...]:
+        """One direction per mixing point; a per-point tuple must match ``points``."""
+        if isinstance(self.directions, str):
+            return (self.directions,) * points
+        if len(self.directions) != points:
+            raise ConfigError(
+                f"HKTConfig.directions = {self.directions!r} is invalid: it names "
+                f"{len(self.directions)} points but the alignment has {points} mixing point(s)")
+        return self.directions
+
+
+@attrs.frozen
+class TrainConfig:
+    """Optimisation settings shared by every method."""
+
+    epochs: int = attrs.field(default=10, validator=positive_int)
+    batch_size: int = attrs.field(default=64, validator=positive_int)
+    optimizer: str = attrs.field(default="sgd", validator=one_of(OPTIMIZERS))
+    lr: float = attrs.field(default=0.1, validator=in_range(0.0, 10.0, lo_open=True))
+    momentum: float = attrs.field(default=0.9, validator=in_range(0.0, 1.0))
+    nesterov: bool = True
+    weight_decay: float = attrs.field(default=5e-4, validator=non_negative)
+    schedule: str = attrs.field(default="cosine", validator=one_of(SCHEDULES))
+    milestones: tuple[float, ...] = attrs.field(default=(0.5, 0.75), converter=tuple)
+    gamma: float = attrs.field(default=0.1, validator=in_range(0.0, 1.0, lo_open=True))
+    warmup_epochs: int = attrs.field(default=0, validator=attrs.validators.ge(0))
+    grad_clip: float = attrs.field(default=0.0, validator=non_negative)
+    val_fraction: float = attrs.field(default=0.1, validator=in_range(0.0, 0.9, lo_open=True))
+    seed: int = 0
+    device: str = attrs.field(default="cpu", validator=one_of(DEVICES))
+    kd_temperature: float = attrs.field(default=4.0, validator=in_range(0.0, 100.0, lo_open=True))
+    kd_weight: float = attrs.field(default=0.9, validator=in_range(0.0, 1.0))
+    num_workers: int = attrs.field(default=0, validator=attrs.validators.ge(0))
+
+    @milestones.validator
+    def _check_milestones(self, attribute, value):
+        if any(not (0 < m < 1) for m in value) or list(value) != sorted(value):
+            raise _fail("TrainConfig", "milestones", value,
+                        "must be increasing fractions of the run in (0, 1), e.g. [0.5, 0.75]")
+
+
+converter = cattrs.Converter()
+
+
+def structure(data: dict[str, Any], cls: type) -> Any:
+    """Build ``cls`` from plain data; unknown keys are refused with the allowed ones listed."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{cls.__name__}: expected a table of settings, got {type(data).__name__}")
+    allowed = {a.name for a in attrs.fields(cls)}
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise ConfigError(f"{cls.__name__}: unknown setting(s) {', '.join(unknown)}; "
+                          f"allowed: {', '.join(sorted(allowed))}")
+    try:
+        return converter.structure(data, cls)
+    except ConfigError:
+        raise
+    except cattrs.BaseValidationError as exc:
+        inner = [e for e in getattr(exc, "exceptions", []) if isinstance(e, ConfigError)]
+        if inner:
+            raise inner[0] from None
+        raise ConfigError(f"{cls.__name__}: {cattrs.transform_error(exc)}") from None
+
+
+def unstructure(obj: Any) -> Any:
+    return converter.unstructure(obj)
+
+
+def to_toml(data: dict[str, Any]) -> str:
+    return tomli_w.dumps(_tomlable(data))
+
+
+def _tomlable(value: Any) -> Any:
+    if attrs.has(type(value)):
+        value = unstructure(value)
+    if isinstance(value, dict):
+        return {k: _tomlable(v) for k, v in value.items() if v is not None}
+    if isinstance(value, (list, tuple)):
+        return [_tomlable(v) for v in value]
+    return value
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+
+
+def parse_value(text: str) -> Any:
+    """A command-line value as TOML would read it (numbers, booleans, arrays), else a string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_overrides(data: dict[str, Any], assignments: list[str]) -> dict[str, Any]:
+    """Apply ``a.b=value`` assignments to a nested dict (a copy); unknown paths are refused."""
+    import copy
+
+    out = copy.deepcopy(data)
+    for assignment in assignments:
+        if "=" not in assignment:
+            raise ConfigError(f"--set {assignment!r}: expected KEY=VALUE with a dotted key, e.g. train.lr=0.05")
+        key, raw = assignment.split("=", 1)
+        parts = key.strip().split(".")
+        node = out
+        for i, part in enumerate(parts[:-1]):
+            if not isinstance(node.get(part), dict):
+                valid = sorted(k for k, v in node.items() if isinstance(v, dict))
+                raise ConfigError(f"--set {key}: no section {'.'.join(parts[:i + 1])!r}; "
+                                  f"sections here: {', '.join(valid) or 'none'}")
+            node = node[part]
+        leaf = parts[-1]
+        if leaf not in node:
+            raise ConfigError(f"--set {key}: unknown setting {leaf!r}; allowed: {', '.join(sorted(node))}")
+        node[leaf] = parse_value(raw.strip())
+    return out

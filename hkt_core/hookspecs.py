@@ -1,0 +1,116 @@
+"""Hook specifications: what a plugin may implement.
+
+Every hook has the same shape, ``hkt_register_<kind>(registry)``: the plugin calls
+``registry.add(name, obj, description=..., **metadata)`` once per thing it provides. The host
+stages the additions and commits them only if the hook returns without raising, so a plugin that
+fails midway leaves nothing behind. An implementation may omit the ``registry`` argument only if
+it registers nothing (pluggy allows an implementation to take a subset of a spec's arguments).
+
+All hooks exist since version 0.1.
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+PROJECT = "hkt"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+
+
+@hookspec
+def hkt_register_adapters(registry) -> None:
+    """Register architecture adapters (:class:`hkt_core.adapters.Adapter` instances).
+
+    :param registry: a registrar; ``registry.add(name, adapter)``.
+    An adapter claims model classes and tells the tracer about leaf modules, declared blocks,
+    example inputs and which output is the prediction.
+    """
+
+
+@hookspec
+def hkt_register_models(registry) -> None:
+    """Register model factories: ``registry.add("resnet20", factory, task="classification")``.
+
+    :param registry: a registrar. A factory is a callable taking keyword options and returning an
+        ``nn.Module``.
+    """
+
+
+@hookspec
+def hkt_register_extractors(registry) -> None:
+    """Register extractors: callables combining one or more graph values into one tensor.
+
+    :param registry: a registrar; ``registry.add(name, extractor_cls)``.
+    """
+
+
+@hookspec
+def hkt_register_transfers(registry) -> None:
+    """Register transfer operators tau: ``registry.add(name, cls)``.
+
+    :param registry: a registrar. ``cls(source_shape, target_shape)`` builds an ``nn.Module``
+        mapping a donor activation to the receiver's shape (shapes exclude the batch dimension).
+    """
+
+
+@hookspec
+def hkt_register_mixtures(registry) -> None:
+    """Register mixture operators: ``registry.add(name, cls)``.
+
+    :param registry: a registrar. ``cls(lam=..., tokens=...)`` builds an ``nn.Module`` called as
+        ``mixture(receiver, donor)`` returning the mixed receiver activation.
+    """
+
+
+@hookspec
+def hkt_register_losses(registry) -> None:
+    """Register tasks: the task loss, the inheritance loss, the distillation loss and metrics.
+
+    :param registry: a registrar; ``registry.add("classification", task)`` where ``task``
+        follows :class:`hkt_core.tasks.Task`.
+    """
+
+
+@hookspec
+def hkt_register_metrics(registry) -> None:
+    """Register metrics (:class:`hkt_core.metrics.Metric`): sum-reducible statistics per batch.
+
+    :param registry: a registrar; ``registry.add("accuracy", metric)``.
+    """
+
+
+@hookspec
+def hkt_register_datasets(registry) -> None:
+    """Register data sets: ``registry.add("digits", factory)``.
+
+    :param registry: a registrar. ``factory(**options)`` returns a
+        :class:`hkt_core.data.DatasetBundle`. Nothing may be downloaded.
+    """
+
+
+@hookspec
+def hkt_register_pairs(registry) -> None:
+    """Register parent/child pair cards (:class:`hkt_core.pairs.PairCard`).
+
+    :param registry: a registrar; ``registry.add(card.name, card)``. Helper:
+        :func:`hkt_core.pairs.register_cards_from` adds every ``*.toml`` card of a folder.
+    """
+
+
+@hookspec
+def hkt_register_methods(registry) -> None:
+    """Register training methods (:class:`hkt_core.train.methods.Method` subclasses).
+
+    :param registry: a registrar; ``registry.add("kd", KDMethod)``.
+    """
+
+
+@hookspec
+def hkt_register_commands(registry) -> None:
+    """Register CLI sub-commands: ``registry.add("flow", configure)``.
+
+    :param registry: a registrar. ``configure(parser)`` receives an ``argparse.ArgumentParser``
+        for ``hkt <name>``; it adds arguments (or sub-parsers) and calls
+        ``parser.set_defaults(handler=fn)`` where ``fn(args) -> int`` runs the command.
+    """

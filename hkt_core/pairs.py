@@ -1,0 +1,226 @@
+"""The architecture registry's records: parent/child pair cards.
+
+A card is a TOML file::
+
+    name = "digits-demo"            # lowercase, hyphen-separated
+    task = "classification"          # a registered task (losses registry)
+    parent = "digits_cnn_large"      # registered model name or "module:callable"
+    child = "digits_cnn_small"
+    input_shapes = [[1, 1, 8, 8]]    # example input shape(s), batch dimension included
+    dataset = "digits"
+    stages = 2                       # nHKT: aligned pairs, the last is the predictions
+    description = "..."
+
+    [parent_options]  /  [child_options]  /  [dataset_options]   # keyword arguments
+    [alignment]
+    pairs = [["pool", "pool"]]       # optional explicit alignment (mixing points; outputs implied)
+    [train]                          # defaults for hkt_core.config.TrainConfig
+    [hkt]                            # defaults for hkt_core.config.HKTConfig
+
+Cards come from ``registry/`` (shipped inside the distribution), from plugins
+(``hkt_register_pairs``) and from the user's folder ``$HKT_HOME/pairs``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import attrs
+import platformdirs
+
+from .config import HKTConfig, TrainConfig, read_toml, structure, to_toml, unstructure
+from .errors import ConfigError
+
+NAME_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+
+
+def hkt_home() -> Path:
+    """``$HKT_HOME``, default the user's data directory for ``hkt``."""
+    env = os.environ.get("HKT_HOME")
+    return Path(env) if env else Path(platformdirs.user_data_dir("hkt"))
+
+
+def _shapes(value: Any) -> tuple[tuple[int, ...], ...]:
+    if not isinstance(value, (list, tuple)) or not value:
+        raise ConfigError(f"PairCard.input_shapes = {value!r} is invalid: give a list of shapes, "
+                          f"e.g. [[1, 3, 32, 32]]")
+    if all(isinstance(v, int) for v in value):
+        value = [value]
+    out = []
+    for shape in value:
+        if (not isinstance(shape, (list, tuple)) or len(shape) < 2
+                or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in shape)):
+            raise ConfigError(f"PairCard.input_shapes = {value!r} is invalid: each shape is a list of "
+                              f"positive integers with the batch dimension first, e.g. [1, 3, 32, 32]")
+        out.append(tuple(shape))
+    return tuple(out)
+
+
+def _alignment(value: Any) -> tuple[tuple[str, str], ...] | None:
+    if value is None:
+        return None
+    pairs = value.get("pairs") if isinstance(value, dict) else value
+    ok = isinstance(pairs, (list, tuple)) and all(
+        isinstance(p, (list, tuple)) and len(p) == 2 and all(isinstance(s, str) and s for s in p) for p in pairs)
+    if not ok or not pairs:
+        raise ConfigError(f"PairCard.alignment = {value!r} is invalid: expected "
+                          f"[alignment] pairs = [[\"parent_node\", \"child_node\"], ...]")
+    return tuple((p[0], p[1]) for p in pairs)
+
+
+def _name(inst, attribute, value):
+    if not isinstance(value, str) or not NAME_RE.match(value):
+        raise ConfigError(f"PairCard.name = {value!r} is invalid: lowercase letters and digits "
+                          f"separated by single hyphens, e.g. 'cifar-resnet110-resnet20'")
+
+
+def _model_ref(inst, attribute, value):
+    if not isinstance(value, str) or not value.strip() or value.count(":") > 1:
+        raise ConfigError(f"PairCard.{attribute.name} = {value!r} is invalid: a registered model name "
+                          f"or 'module:callable'")
+
+
+def _nonempty(inst, attribute, value):
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"PairCard.{attribute.name} = {value!r} is invalid: must be a non-empty name")
+
+
+def _table(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"expected a table of keyword options, got {value!r}")
+    return dict(value)
+
+
+@attrs.frozen
+class PairCard:
+    """A registered parent/child pair with its data, alignment and default settings."""
+
+    name: str = attrs.field(validator=_name)
+    task: str = attrs.field(validator=_nonempty)
+    parent: str = attrs.field(validator=_model_ref)
+    child: str = attrs.field(validator=_model_ref)
+    input_shapes: tuple[tuple[int, ...], ...] = attrs.field(converter=_shapes)
+    dataset: str = attrs.field(validator=_nonempty)
+    stages: int = attrs.field(default=2)
+    description: str = ""
+    parent_options: dict[str, Any] = attrs.field(factory=dict, converter=_table)
+    child_options: dict[str, Any] = attrs.field(factory=dict, converter=_table)
+    dataset_options: dict[str, Any] = attrs.field(factory=dict, converter=_table)
+    alignment: tuple[tuple[str, str], ...] | None = attrs.field(default=None, converter=_alignment)
+    train: TrainConfig = attrs.field(factory=TrainConfig)
+    hkt: HKTConfig = attrs.field(factory=HKTConfig)
+    parent_train: dict[str, Any] = attrs.field(factory=dict, converter=_table)
+
+    @stages.validator
+    def _check_stages(self, attribute, value):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 2:
+            raise ConfigError(f"PairCard.stages = {value!r} is invalid: an integer >= 2 "
+                              f"(nHKT: n-1 mixing points plus the outputs)")
+        if self.alignment is not None and len(self.alignment) not in (value - 1, value):
+            raise ConfigError(f"PairCard.alignment has {len(self.alignment)} pairs but stages = {value}: "
+                              f"give {value - 1} mixing points (the outputs are implied) or all {value} pairs")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, source: str = "card") -> "PairCard":
+        data = dict(data)
+        required = ("name", "task", "parent", "child", "input_shapes", "dataset")
+        missing = [k for k in required if k not in data]
+        if missing:
+            raise ConfigError(f"{source}: missing required key(s) {', '.join(missing)}; a card needs "
+                              f"{', '.join(required)}")
+        allowed = {a.name for a in attrs.fields(cls)}
+        unknown = sorted(set(data) - allowed)
+        if unknown:
+            raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
+        train = structure(data.pop("train", {}) or {}, TrainConfig)
+        hkt = structure(data.pop("hkt", {}) or {}, HKTConfig)
+        try:
+            return cls(train=train, hkt=hkt, **data)
+        except TypeError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> "PairCard":
+        path = Path(path)
+        try:
+            return cls.from_dict(read_toml(path), source=str(path))
+        except ConfigError as exc:
+            msg = str(exc)
+            raise ConfigError(msg if msg.startswith(str(path)) else f"{path}: {msg}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = unstructure(self)
+        data["input_shapes"] = [list(s) for s in self.input_shapes]
+        if self.alignment is None:
+            data.pop("alignment")
+        else:
+            data["alignment"] = {"pairs": [list(p) for p in self.alignment]}
+        return data
+
+    def to_toml(self) -> str:
+        return to_toml(self.to_dict())
+
+
+def register_cards_from(registry, folder) -> list[PairCard]:
+    """Add every ``*.toml`` card under ``folder`` (a path or an importlib Traversable)."""
+    cards = []
+    for item in sorted(folder.iterdir(), key=lambda p: p.name):
+        if item.name.endswith(".toml"):
+            data = read_toml_text(item.read_text(encoding="utf-8"), item.name)
+            card = PairCard.from_dict(data, source=str(item))
+            registry.add(card.name, card, description=card.description)
+            cards.append(card)
+    return cards
+
+
+def read_toml_text(text: str, source: str) -> dict[str, Any]:
+    import tomllib
+
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML ({exc})") from None
+
+
+def shipped_cards_folder():
+    """The ``registry/`` folder shipped inside the distribution."""
+    return resources.files("hkt_core") / "registry_data"
+
+
+def user_pairs_dir() -> Path:
+    return hkt_home() / "pairs"
+
+
+def user_cards() -> list[tuple[Path, PairCard | Exception]]:
+    folder = user_pairs_dir()
+    if not folder.is_dir():
+        return []
+    out: list[tuple[Path, PairCard | Exception]] = []
+    for path in sorted(folder.glob("*.toml")):
+        try:
+            out.append((path, PairCard.from_toml(path)))
+        except ConfigError as exc:
+            out.append((path, exc))
+    return out
+
+
+def add_user_card(path: str | Path, *, known_pairs: set[str] = frozenset(), force: bool = False) -> Path:
+    """Validate a card and store it in the user's folder atomically; a bad card writes nothing."""
+    card = PairCard.from_toml(path)
+    if card.name in known_pairs and not force:
+        raise ConfigError(f"pair {card.name!r} is already registered; pick another name")
+    folder = user_pairs_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{card.name}.toml"
+    if target.exists() and not force:
+        raise ConfigError(f"{target} already exists; remove it first or pass --force")
+    from .io import atomic_write_text
+
+    atomic_write_text(target, card.to_toml())
+    return target

@@ -1,0 +1,208 @@
+"""Plugin discovery and isolation.
+
+:func:`get_plugin_manager` builds a manager: it adds the hook specs, loads every entry point of
+group ``hkt`` (unless ``autoload=False``), registers any extra plugin objects given, then asks each
+plugin, one at a time, for its registrations. A plugin that fails to import or whose hook raises
+is recorded with its error and none of its registrations are kept; the others are unaffected.
+
+``HKT_DISABLE_PLUGINS=a,b`` skips entry points by name. The module-level conveniences
+(:func:`hkt_core.lookup` and friends) use a lazily built default manager;
+:func:`reset_default_manager` drops it (tests use this after installing a plugin).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata as metadata
+import os
+import traceback
+from typing import Any
+
+import attrs
+import pluggy
+
+from . import hookspecs
+from .hookspecs import PROJECT
+from .registry import KINDS, Registrar, Registry
+
+ENTRY_POINT_GROUP = "hkt"
+DISABLE_ENV = "HKT_DISABLE_PLUGINS"
+
+
+@attrs.frozen
+class PluginInfo:
+    """What `hkt plugins list` shows for one plugin."""
+
+    name: str
+    distribution: str | None
+    version: str | None
+    registered: dict[str, list[str]] = attrs.field(factory=dict)
+    error: str | None = None
+    disabled: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and not self.disabled
+
+    def to_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+def disabled_from_env() -> set[str]:
+    raw = os.environ.get(DISABLE_ENV, "")
+    return {part.strip() for part in raw.split(",") if part.strip()}
+
+
+def _short_error(exc: BaseException) -> str:
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
+    return f"{type(exc).__name__}: {exc}{where}"
+
+
+class PluginManager:
+    """Owns the pluggy manager, one registry per kind and the record of every plugin."""
+
+    def __init__(self) -> None:
+        self.pm = pluggy.PluginManager(PROJECT)
+        self.pm.add_hookspecs(hookspecs)
+        self.registries: dict[str, Registry] = {kind: Registry(kind) for kind in KINDS}
+        self.plugins: dict[str, PluginInfo] = {}
+
+    def __repr__(self) -> str:
+        ok = sum(p.ok for p in self.plugins.values())
+        return f"<PluginManager {ok}/{len(self.plugins)} plugins loaded>"
+
+    # -- loading -------------------------------------------------------------------------------
+    def load_entry_points(self, disabled: set[str] | None = None) -> None:
+        disabled = disabled_from_env() if disabled is None else disabled
+        eps = sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: (e.name != "core", e.name))
+        seen: set[str] = set()
+        for ep in eps:
+            if ep.name in seen:  # the same distribution visible twice on sys.path
+                continue
+            seen.add(ep.name)
+            dist = ep.dist.name if ep.dist is not None else None
+            version = ep.dist.version if ep.dist is not None else None
+            if ep.name in disabled:
+                self.plugins[ep.name] = PluginInfo(ep.name, dist, version, disabled=True)
+                continue
+            try:
+                obj = ep.load()
+            except Exception as exc:  # a broken plugin must not take the others down
+                self.plugins[ep.name] = PluginInfo(ep.name, dist, version, error=_short_error(exc))
+                continue
+            self.register(obj, ep.name, distribution=dist, version=version)
+
+    def register(self, plugin: object, name: str, *, distribution: str | None = None,
+                 version: str | None = None) -> PluginInfo:
+        """Register one plugin object and commit its registrations, all or nothing."""
+        if name in self.plugins and self.plugins[name].ok:
+            info = PluginInfo(name, distribution, version,
+                              error=f"a plugin named {name!r} is already loaded")
+            self.plugins[name] = info
+            return info
+        try:
+            self.pm.register(plugin, name=name)
+        except Exception as exc:  # pluggy validation: unknown hook, bad arguments
+            info = PluginInfo(name, distribution, version, error=_short_error(exc))
+            self.plugins[name] = info
+            return info
+        staged: list[tuple[str, str, Any, dict]] = []
+        taken: dict[tuple[str, str], str] = {}
+        try:
+            for kind in KINDS:
+                caller = getattr(self.pm.hook, f"hkt_register_{kind}")
+                for impl in caller.get_hookimpls():
+                    if impl.plugin_name != name:
+                        continue
+                    registrar = Registrar(self.registries[kind], name, staged, taken)
+                    args = {"registry": registrar}
+                    impl.function(**{a: args[a] for a in impl.argnames})
+        except Exception as exc:
+            self.pm.unregister(name=name)
+            info = PluginInfo(name, distribution, version, error=_short_error(exc))
+            self.plugins[name] = info
+            return info
+        registered: dict[str, list[str]] = {}
+        for kind, entry_name, obj, meta in staged:
+            description = meta.pop("description", None)
+            self.registries[kind].add(entry_name, obj, plugin=name, description=description, **meta)
+            registered.setdefault(kind, []).append(entry_name)
+        info = PluginInfo(name, distribution, version, registered=registered)
+        self.plugins[name] = info
+        return info
+
+    # -- queries -------------------------------------------------------------------------------
+    def registry(self, kind: str) -> Registry:
+        try:
+            return self.registries[kind]
+        except KeyError:
+            from .errors import RegistryError, unknown_name_message
+
+            raise RegistryError(unknown_name_message("kind", kind, KINDS)) from None
+
+    def lookup(self, kind: str, name: str) -> Any:
+        return self.registry(kind).get(name)
+
+
+def get_plugin_manager(*, autoload: bool = True, disabled: set[str] | None = None,
+                       plugins: dict[str, object] | None = None) -> PluginManager:
+    """A new manager. ``autoload`` loads entry points of group ``hkt``; ``plugins`` adds more by name.
+
+    With ``autoload=False`` nothing is discovered, not even the built-ins: pass
+    ``plugins={"core": hkt_core.builtins}`` to get them.
+    """
+    manager = PluginManager()
+    if autoload:
+        manager.load_entry_points(disabled)
+    for name, plugin in (plugins or {}).items():
+        manager.register(plugin, name)
+    _load_user_cards(manager)
+    return manager
+
+
+def _load_user_cards(manager: PluginManager) -> None:
+    """Cards a user stored with `hkt pairs add` join the registry as plugin ``user``."""
+    from .pairs import user_cards
+
+    if manager.plugins.get("user") is not None:
+        return
+    registry = manager.registries["pairs"]
+    registered: list[str] = []
+    errors: list[str] = []
+    for path, card_or_error in user_cards():
+        if isinstance(card_or_error, Exception):
+            errors.append(f"{path.name}: {card_or_error}")
+            continue
+        if card_or_error.name in registry:
+            errors.append(f"{path.name}: pair {card_or_error.name!r} already registered by plugin "
+                          f"{registry.entry(card_or_error.name).plugin!r}")
+            continue
+        registry.add(card_or_error.name, card_or_error, plugin="user", description=card_or_error.description)
+        registered.append(card_or_error.name)
+    if registered or errors:
+        manager.plugins["user"] = PluginInfo("user", None, None, {"pairs": registered} if registered else {},
+                                             error="; ".join(errors) or None)
+
+
+_default: PluginManager | None = None
+
+
+def default_manager() -> PluginManager:
+    global _default
+    if _default is None:
+        _default = get_plugin_manager()
+    return _default
+
+
+def reset_default_manager() -> None:
+    global _default
+    _default = None
+
+
+def lookup(kind: str, name: str) -> Any:
+    """The object registered as ``name`` in registry ``kind``; unknown names list the closest."""
+    return default_manager().lookup(kind, name)
+
+
+def registry(kind: str) -> Registry:
+    return default_manager().registry(kind)
