@@ -1,0 +1,78 @@
+"""The method protocol: what a training method receives and returns per step.
+
+A method is a class registered in the ``methods`` registry (``registry.add("kd", KDMethod)``). The
+trainer builds it once per run with a :class:`MethodContext`, optimises the parameters of
+:meth:`Method.trainable_module`, calls :meth:`Method.training_step` for every training batch and
+evaluates :meth:`Method.deployed` (the child alone) on validation and test data.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import torch
+from torch import nn
+
+from ..config import HKTConfig, TrainConfig
+
+
+@attrs.define
+class MethodContext:
+    """Everything a method may use. ``parent`` is None unless the method sets ``needs_parent``."""
+
+    child: nn.Module
+    task: Any  # hkt_core.tasks.Task
+    train: TrainConfig
+    hkt: HKTConfig
+    card: Any = None  # hkt_core.pairs.PairCard
+    parent: nn.Module | None = None
+    alignment: Any = None  # hkt_core.Alignment, for methods that mix
+    example_inputs: tuple[torch.Tensor, ...] = ()
+    device: torch.device = attrs.field(factory=lambda: torch.device("cpu"))
+    options: dict[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class StepOutput:
+    """One training step's result: the loss to back-propagate and scalars to log."""
+
+    loss: torch.Tensor
+    logs: dict[str, float] = attrs.field(factory=dict)
+
+
+class Method:
+    """Base class of training methods.
+
+    Subclasses set ``needs_parent`` when they use a trained parent, and implement
+    :meth:`training_step`. The default trainable module is the child; methods with trainable
+    operators of their own (HKT's transfers) return a module holding both, and name the child's
+    prefix in ``child_prefix`` so checkpoints store exactly ``child.state_dict()``.
+    """
+
+    needs_parent: bool = False
+    #: trains the parent itself (the ``parent`` method): the trainer then caches the result
+    trains_parent: bool = False
+
+    def __init__(self, ctx: MethodContext) -> None:
+        self.ctx = ctx
+
+    def trainable_module(self) -> nn.Module:
+        """The module whose parameters the optimiser updates (the child by default)."""
+        return self.ctx.child
+
+    def extra_state_module(self) -> nn.Module | None:
+        """Trainable parts that are not the child (saved beside it for exact resume)."""
+        return None
+
+    def deployed(self) -> nn.Module:
+        """The network that is evaluated and exported: the child alone."""
+        return self.ctx.child
+
+    def training_step(self, inputs: tuple[torch.Tensor, ...], target: Any) -> StepOutput:
+        raise NotImplementedError
+
+    def train(self, mode: bool = True) -> None:
+        self.trainable_module().train(mode)
+        if self.ctx.parent is not None:
+            self.ctx.parent.eval()
