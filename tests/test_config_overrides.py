@@ -1,0 +1,41 @@
+"""Dotted `--set` overrides and structured config I/O."""
+
+from __future__ import annotations
+
+import pytest
+
+from hkt_core.config import TrainConfig, apply_overrides, parse_value, structure, unstructure
+from hkt_core.errors import ConfigError
+
+
+def test_parse_value_reads_toml_literals():
+    assert parse_value("0.05") == 0.05
+    assert parse_value("true") is True
+    assert parse_value("[0.2, 0.6, 0.2]") == [0.2, 0.6, 0.2]
+    assert parse_value("gate") == "gate"
+
+
+def test_overrides_change_a_copy():
+    data = {"train": {"lr": 0.1, "epochs": 3}, "hkt": {"mixture": "ga"}}
+    out = apply_overrides(data, ["train.lr=0.05", "hkt.mixture=gate"])
+    assert out == {"train": {"lr": 0.05, "epochs": 3}, "hkt": {"mixture": "gate"}}
+    assert data["train"]["lr"] == 0.1
+
+
+@pytest.mark.parametrize("assignment, message", [
+    ("train.lr", "expected KEY=VALUE"),
+    ("trian.lr=1", "no section 'trian'; sections here: hkt, train"),
+    ("train.learning_rate=1", "unknown setting 'learning_rate'; allowed: epochs, lr"),
+])
+def test_bad_overrides_say_what_is_allowed(assignment, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        apply_overrides({"train": {"lr": 0.1, "epochs": 3}, "hkt": {"mixture": "ga"}}, [assignment])
+
+
+def test_structure_round_trip_and_rules():
+    config = TrainConfig(epochs=4, milestones=(0.3, 0.6))
+    assert structure(unstructure(config), TrainConfig) == config
+    with pytest.raises(ConfigError, match="TrainConfig.milestones"):
+        TrainConfig(milestones=(0.8, 0.2))
+    with pytest.raises(ConfigError, match="TrainConfig.device = 'tpu' is invalid: must be one of cpu, cuda, auto"):
+        structure({"device": "tpu"}, TrainConfig)
