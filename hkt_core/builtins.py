@@ -21,3 +21,27 @@ def hkt_register_pairs(registry):
     from .pairs import register_cards_from, shipped_cards_folder
 
     register_cards_from(registry, shipped_cards_folder())
+
+
+@hookimpl
+def hkt_register_losses(registry):
+    from .tasks import builtin_tasks
+
+    for name, task in builtin_tasks().items():
+        registry.add(name, task)
+
+
+@hookimpl
+def hkt_register_metrics(registry):
+    from .metrics import BUILTIN_METRICS
+
+    for name, cls in BUILTIN_METRICS.items():
+        registry.add(name, cls())
+
+
+@hookimpl
+def hkt_register_methods(registry):
+    from .train.methods import BUILTIN_METHODS
+
+    for name, cls in BUILTIN_METHODS.items():
+        registry.add(name, cls)

@@ -48,14 +48,32 @@ class Method:
     :meth:`training_step`. The default trainable module is the child; methods with trainable
     operators of their own (HKT's transfers) return a module holding both, and name the child's
     prefix in ``child_prefix`` so checkpoints store exactly ``child.state_dict()``.
+
+    In :meth:`training_step`, call :attr:`model` (not the bare trainable module): under distributed
+    training it is the ``DistributedDataParallel`` wrapper that synchronises gradients.
     """
 
     needs_parent: bool = False
     #: trains the parent itself (the ``parent`` method): the trainer then caches the result
     trains_parent: bool = False
+    #: passed to DistributedDataParallel: True when some trainable parameters may get no gradient
+    ddp_find_unused_parameters: bool = False
+    #: default keyword options of the method; they form the ``[method]`` table of config.toml
+    default_options: dict[str, Any] = {}
 
     def __init__(self, ctx: MethodContext) -> None:
         self.ctx = ctx
+        self._wrapped: nn.Module | None = None
+
+    @property
+    def model(self) -> nn.Module:
+        """The trainable module to call in :meth:`training_step` (wrapped for DDP if distributed)."""
+        wrapped = getattr(self, "_wrapped", None)
+        return wrapped if wrapped is not None else self.trainable_module()
+
+    def wrap(self, wrapped: nn.Module | None) -> None:
+        """Set by the trainer: the distributed wrapper of :meth:`trainable_module`."""
+        self._wrapped = wrapped
 
     def trainable_module(self) -> nn.Module:
         """The module whose parameters the optimiser updates (the child by default)."""

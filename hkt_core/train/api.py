@@ -1,0 +1,79 @@
+"""``hkt_core.train(pair, method, **overrides) -> Run``: resolve a pair and settings, run, return the run."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from ..config import HKTConfig, TrainConfig, apply_overrides, structure, unstructure
+from ..errors import ConfigError
+from ..pairs import PairCard
+from .run import Run
+from .trainer import EpochCallback, RunSpec, Trainer
+
+TRAIN_FIELDS = tuple(a.name for a in attrs.fields(TrainConfig))
+
+
+def default_out(pair: str, method: str) -> Path:
+    """``runs/<pair>-<method>-<timestamp>`` under the current directory."""
+    return Path("runs") / f"{pair}-{method}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
+def resolve(pair: str | PairCard, method: str, *, out: str | Path | None = None, resume: bool = False,
+            force: bool = False, parent_weights: str | Path | None = None, manager=None,
+            settings: Sequence[str] = (), hkt: dict[str, Any] | None = None,
+            method_options: dict[str, Any] | None = None, progress: bool | None = None,
+            callbacks: Sequence[EpochCallback] = (), **overrides: Any) -> RunSpec:
+    """A :class:`RunSpec` from a pair, a method and overrides (``TrainConfig`` fields by keyword,
+    ``hkt={...}`` for ``HKTConfig`` fields, ``settings=["train.lr=0.05", ...]`` as ``--set``)."""
+    from ..plugins import default_manager
+    from .parents import parent_train_config
+
+    manager = manager or default_manager()
+    card = pair if isinstance(pair, PairCard) else manager.lookup("pairs", pair)
+    method_cls = manager.lookup("methods", method)
+    if resume and force:
+        raise ConfigError("--resume and --force exclude each other: continue the run, or start it over")
+    unknown = sorted(set(overrides) - set(TRAIN_FIELDS))
+    if unknown:
+        raise ConfigError(f"unknown training option(s) {', '.join(unknown)}; allowed: {', '.join(TRAIN_FIELDS)}, "
+                          f"plus out, resume, force, parent_weights, settings, hkt, method_options, progress")
+    base = parent_train_config(card) if method_cls.trains_parent else card.train
+    data = {"train": unstructure(base), "hkt": unstructure(card.hkt),
+            "method": dict(getattr(method_cls, "default_options", {}) or {})}
+    data["train"].update({k: v for k, v in overrides.items() if v is not None})
+    unknown_hkt = sorted(set(hkt or {}) - {a.name for a in attrs.fields(HKTConfig)})
+    if unknown_hkt:
+        raise ConfigError(f"unknown hkt option(s) {', '.join(unknown_hkt)}; allowed: "
+                          f"{', '.join(a.name for a in attrs.fields(HKTConfig))}")
+    data["hkt"].update(hkt or {})
+    unknown_opts = sorted(set(method_options or {}) - set(data["method"]))
+    if unknown_opts:
+        raise ConfigError(f"method {method!r} has no option(s) {', '.join(unknown_opts)}; it takes: "
+                          f"{', '.join(sorted(data['method'])) or 'none'}")
+    data["method"].update(method_options or {})
+    data = apply_overrides(data, list(settings))
+    train = structure(data["train"], TrainConfig)
+    hkt_config = structure(data["hkt"], HKTConfig)
+    return RunSpec(card=card, method=method, method_cls=method_cls, train=train, hkt=hkt_config,
+                   out=Path(out) if out is not None else default_out(card.name, method),
+                   method_options=data["method"], resume=resume, force=force,
+                   parent_weights=Path(parent_weights) if parent_weights is not None else None,
+                   manager=manager, progress=progress, callbacks=tuple(callbacks))
+
+
+def train(pair: str | PairCard, method: str, **overrides: Any) -> Run:
+    """Train ``method`` on ``pair`` and return the :class:`Run`.
+
+    Keyword overrides: any :class:`~hkt_core.config.TrainConfig` field (``epochs=3, lr=0.05,
+    seed=7, device="cpu"``), ``hkt={"lam": 0.5}``, ``settings=["train.grad_clip=1.0"]``,
+    ``out=DIR``, ``resume=True`` or ``force=True``, ``parent_weights=FILE``, ``manager=`` (a plugin
+    manager), ``progress=`` (bar on/off; default: on a terminal), ``callbacks=[fn(epoch, record)]``.
+    """
+    spec = resolve(pair, method, **overrides)
+    out = Trainer(spec).fit()
+    return Run(out, spec.manager)

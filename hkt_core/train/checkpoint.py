@@ -1,0 +1,229 @@
+"""Checkpoints: safetensors for tensors, JSON for scalars, committed through a small journal.
+
+Why a journal: a checkpoint is several files (``last.safetensors``, ``optimizer.safetensors``,
+``method.safetensors``, sometimes ``child.safetensors``) that must describe the same epoch. Each
+file is first written completely as ``NAME.next`` (atomic write), then ``state.json`` is replaced
+atomically (the commit point), then every ``NAME.next`` is renamed over ``NAME``. A run killed at
+any moment is recovered by :func:`recover`: staged files of the committed epoch are rolled
+forward, staged files of an uncommitted epoch are discarded. Nothing goes through pickle.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from ..errors import CheckpointError
+from ..io import atomic_write, atomic_write_text
+
+FORMAT = "hkt-checkpoint"
+FORMAT_VERSION = 1
+STAGED_SUFFIX = ".next"
+
+
+# -- tensors files -----------------------------------------------------------------------------
+
+def write_tensors(path: str | Path, tensors: dict[str, torch.Tensor], *, kind: str,
+                  metadata: dict[str, Any] | None = None) -> Path:
+    """Atomically write ``tensors`` (copied to contiguous CPU tensors) with string metadata."""
+    data = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+    meta = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "kind": kind}
+    meta.update({k: str(v) for k, v in (metadata or {}).items()})
+    return atomic_write(path, lambda p: save_file(data, str(p), metadata=meta))
+
+
+def read_tensors(path: str | Path, *, what: str = "checkpoint") -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and metadata of a safetensors file; a missing or unreadable file is a CheckpointError."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{what} {path} does not exist")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{what} {path} is not a readable safetensors file (corrupt or truncated?): "
+                              f"{exc}") from None
+    return tensors, meta
+
+
+def check_state(module: nn.Module, tensors: dict[str, torch.Tensor], *, what: str, source: str) -> None:
+    """Refuse a state whose keys or shapes differ from ``module.state_dict()``, naming the differences."""
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    wrong = [f"{k}: file {tuple(tensors[k].shape)} vs model {tuple(expected[k].shape)}"
+             for k in expected if k in tensors and tuple(tensors[k].shape) != tuple(expected[k].shape)]
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)} key(s) (e.g. {', '.join(missing[:3])})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected key(s) (e.g. {', '.join(unexpected[:3])})")
+        if wrong:
+            parts.append(f"{len(wrong)} shape mismatch(es) ({'; '.join(wrong[:3])})")
+        raise CheckpointError(f"{source} does not fit {what} ({type(module).__name__}): {', '.join(parts)}; "
+                              f"it was saved from a different architecture or options")
+
+
+def load_module_state(module: nn.Module, path: str | Path, *, what: str = "the model") -> dict[str, str]:
+    """Load a safetensors state into ``module`` after checking keys and shapes; returns the metadata."""
+    tensors, meta = read_tensors(path, what="weights file")
+    check_state(module, tensors, what=what, source=str(path))
+    with torch.no_grad():
+        current = module.state_dict()
+        for k, v in tensors.items():
+            current[k].copy_(v.to(current[k].dtype))
+    return meta
+
+
+def module_extra_state(module: nn.Module, *exclude: nn.Module) -> dict[str, torch.Tensor]:
+    """``module``'s parameters and buffers that do not belong to any of ``exclude`` (by identity)."""
+    taken = {id(t) for m in exclude for t in m.state_dict(keep_vars=True).values()}
+    return {k: v for k, v in module.state_dict(keep_vars=True).items() if id(v) not in taken}
+
+
+# -- optimizer ---------------------------------------------------------------------------------
+
+def optimizer_to_files(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Split ``optimizer.state_dict()`` into tensors (``state.<param>.<name>``) and JSON scalars."""
+    sd = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for index, entry in sd["state"].items():
+        for name, value in entry.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"state.{index}.{name}"] = value
+            else:
+                scalars.setdefault(str(index), {})[name] = value
+    groups = json.loads(json.dumps(sd["param_groups"], default=_json_default))
+    return tensors, {"param_groups": groups, "scalars": scalars}
+
+
+def optimizer_from_files(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor],
+                         info: dict[str, Any], *, source: str) -> None:
+    state: dict[int, dict[str, Any]] = {}
+    try:
+        for key, value in tensors.items():
+            _, index, name = key.split(".", 2)
+            state.setdefault(int(index), {})[name] = value
+        for index, entry in info.get("scalars", {}).items():
+            state.setdefault(int(index), {}).update(entry)
+        groups = info["param_groups"]
+        current = optimizer.state_dict()["param_groups"]
+        if [len(g["params"]) for g in groups] != [len(g["params"]) for g in current]:
+            raise ValueError("parameter groups differ from the model's")
+        if "betas" in current[0]:
+            for g in groups:
+                g["betas"] = tuple(g["betas"])
+        optimizer.load_state_dict({"state": state, "param_groups": groups})
+    except (KeyError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{source}: optimizer state does not fit this run's optimizer ({exc})") from None
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return value.item()
+    if isinstance(value, (set, tuple)):
+        return list(value)
+    raise TypeError(f"cannot store {type(value).__name__} in JSON")
+
+
+# -- random number generators ------------------------------------------------------------------
+
+def capture_rng() -> dict[str, Any]:
+    """Python, NumPy and torch generator states as JSON-ready values."""
+    version, internal, gauss = random.getstate()
+    np_state = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": [version, list(internal), gauss],
+        "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])],
+        "torch": base64.b64encode(torch.get_rng_state().numpy().tobytes()).decode("ascii"),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = [base64.b64encode(s.numpy().tobytes()).decode("ascii") for s in torch.cuda.get_rng_state_all()]
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(_bytes_tensor(state["torch"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([_bytes_tensor(s) for s in state["cuda"]])
+
+
+def _bytes_tensor(text: str) -> torch.Tensor:
+    return torch.frombuffer(bytearray(base64.b64decode(text)), dtype=torch.uint8).clone()
+
+
+# -- the journal -------------------------------------------------------------------------------
+
+def stage(path: Path, tensors: dict[str, torch.Tensor], *, kind: str, metadata: dict[str, Any]) -> None:
+    write_tensors(path.with_name(path.name + STAGED_SUFFIX), tensors, kind=kind, metadata=metadata)
+
+
+def commit(state_path: Path, state: dict[str, Any]) -> None:
+    """Write ``state.json`` (the commit point), then move every staged file of this epoch into place."""
+    atomic_write_text(state_path, json.dumps(state, indent=1))
+    roll_forward(state_path.parent, int(state["epoch"]))
+
+
+def roll_forward(folder: Path, epoch: int) -> None:
+    for staged in sorted(folder.glob(f"*{STAGED_SUFFIX}")):
+        target = staged.with_name(staged.name[: -len(STAGED_SUFFIX)])
+        try:
+            with safe_open(str(staged), framework="pt") as f:
+                staged_epoch = int((f.metadata() or {}).get("epoch", -1))
+        except (SafetensorError, OSError, ValueError):
+            staged_epoch = -1
+        if staged_epoch == epoch:
+            os.replace(staged, target)
+        else:  # written for an epoch that was never committed
+            staged.unlink(missing_ok=True)
+
+
+def read_state(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise CheckpointError(f"{path.parent} has no {path.name}: it holds no resumable checkpoint "
+                              f"(start it again with --force)")
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path} is corrupt (not valid JSON: {exc})") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not an hkt checkpoint state (format {state.get('format') if isinstance(state, dict) else None!r})")
+    if state.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{path} has checkpoint format version {state.get('format_version')}; "
+                              f"this hkt reads version {FORMAT_VERSION}")
+    return state
+
+
+def recover(folder: Path) -> dict[str, Any]:
+    """The committed state of a run folder, after completing or discarding an interrupted commit."""
+    state = read_state(folder / "state.json")
+    roll_forward(folder, int(state["epoch"]))
+    return state
+
+
+def check_epoch(meta: dict[str, str], epoch: int, run_id: str, source: Path) -> None:
+    """A checkpoint file must come from this run and from the committed epoch."""
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{source} was not written by hkt (no hkt checkpoint metadata)")
+    if meta.get("run") != run_id:
+        raise CheckpointError(f"{source} belongs to another run ({meta.get('run')!r}, expected {run_id!r})")
+    if meta.get("epoch") != str(epoch):
+        raise CheckpointError(f"{source} is from epoch {meta.get('epoch')} but state.json committed epoch "
+                              f"{epoch}; the run folder is inconsistent")

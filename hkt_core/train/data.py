@@ -1,0 +1,101 @@
+"""Data for a run: the registered data set, a validation split carved from its training set, and
+deterministic loaders that shard across processes.
+
+The validation split uses a fixed seed (:data:`SPLIT_SEED`), not the run's seed: the parent and
+every child of a pair see the same training, validation and test samples, so no method selects its
+checkpoint on data another method (or the parent) trained on. Training order comes from
+:class:`torch.utils.data.DistributedSampler` seeded with ``train.seed`` and the epoch, so an epoch's
+order is a pure function of (seed, epoch): that is what makes resuming exact, and with N processes
+each rank gets every N-th sample of the same global order (the global batch is unchanged).
+"""
+
+from __future__ import annotations
+
+import attrs
+import torch
+from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler, Subset, default_collate
+
+from ..config import TrainConfig
+from ..data import DatasetBundle
+from ..errors import ConfigError
+from ..pairs import PairCard
+
+SPLIT_SEED = 0
+
+
+@attrs.frozen
+class Splits:
+    bundle: DatasetBundle
+    train: Dataset
+    val: Dataset
+    test: Dataset
+
+
+def dataset_factory(name: str, manager):
+    """A registered data set factory, or ``module:callable`` (the current directory is importable)."""
+    if ":" in name:
+        from ..models import resolve_callable
+
+        return resolve_callable(name)
+    return manager.lookup("datasets", name)
+
+
+def load_splits(card: PairCard, train: TrainConfig, manager) -> Splits:
+    factory = dataset_factory(card.dataset, manager)
+    try:
+        bundle = factory(**card.dataset_options)
+    except TypeError as exc:
+        raise ConfigError(f"dataset {card.dataset!r} rejected options {card.dataset_options}: {exc}") from None
+    if not isinstance(bundle, DatasetBundle):
+        raise ConfigError(f"dataset {card.dataset!r} returned {type(bundle).__name__}, not a DatasetBundle")
+    check_input_shapes(card, bundle)
+    n = len(bundle.train)
+    n_val = max(1, round(train.val_fraction * n))
+    if n - n_val < 1:
+        raise ConfigError(f"dataset {card.dataset!r} has {n} training samples: too few to carve a validation "
+                          f"split of {train.val_fraction:.0%}")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(SPLIT_SEED)).tolist()
+    return Splits(bundle, Subset(bundle.train, sorted(order[n_val:])), Subset(bundle.train, sorted(order[:n_val])),
+                  bundle.test)
+
+
+def check_input_shapes(card: PairCard, bundle: DatasetBundle) -> None:
+    """The data's sample shapes must be what the pair's models expect (the card, batch dim dropped)."""
+    inputs, _ = bundle.train[0]
+    inputs = inputs if isinstance(inputs, (tuple, list)) else (inputs,)
+    got = tuple(tuple(t.shape) for t in inputs)
+    expected = tuple(tuple(s[1:]) for s in card.input_shapes)
+    if got != expected:
+        raise ConfigError(f"dataset {card.dataset!r} yields inputs of shape {_fmt(got)} per sample but pair "
+                          f"{card.name!r} expects {_fmt(expected)} (its input_shapes without the batch dimension)")
+
+
+def _fmt(shapes) -> str:
+    return ", ".join(str(s) for s in shapes) if len(shapes) != 1 else str(shapes[0])
+
+
+def train_loader(dataset: Dataset, train: TrainConfig, *, rank: int, world: int) -> tuple[DataLoader, DistributedSampler]:
+    if train.batch_size % world:
+        raise ConfigError(f"train.batch_size = {train.batch_size} must be divisible by the number of processes "
+                          f"({world}): the global batch is split evenly across them")
+    sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=train.seed,
+                                 drop_last=False)
+    batches = BatchSampler(sampler, train.batch_size // world, drop_last=False)
+    return DataLoader(dataset, batch_sampler=batches, num_workers=train.num_workers,
+                      collate_fn=default_collate), sampler
+
+
+def eval_loader(dataset: Dataset, batch_size: int, *, rank: int, world: int, num_workers: int = 0) -> DataLoader:
+    """Every rank evaluates every ``world``-th sample, none twice, so summed statistics are exact."""
+    shard = Subset(dataset, list(range(rank, len(dataset), world))) if world > 1 else dataset
+    return DataLoader(shard, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                      collate_fn=default_collate)
+
+
+def split_batch(batch, device: torch.device):
+    """``(inputs, target)`` of a collated batch with inputs as a tuple, moved to ``device``."""
+    inputs, target = batch
+    inputs = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
+    inputs = tuple(t.to(device) for t in inputs)
+    target = tuple(t.to(device) for t in target) if isinstance(target, (tuple, list)) else target.to(device)
+    return inputs, target

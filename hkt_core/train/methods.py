@@ -1,0 +1,108 @@
+"""The built-in training methods: ``parent``, ``baseline``, ``kd`` and ``hkt``.
+
+Each follows :class:`~hkt_core.train.method.Method`. During training a method calls
+:attr:`Method.model` (the trainable module, wrapped for distributed training when the trainer runs
+under torchrun) rather than the bare module, so gradients are synchronised across processes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..adapters import adapter_for
+from .method import Method, MethodContext, StepOutput
+
+__all__ = ["BUILTIN_METHODS", "BaselineMethod", "HKTMethod", "KDMethod", "Method", "MethodContext",
+           "ParentMethod", "StepOutput"]
+
+
+def _call(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> Any:
+    return module(*inputs)
+
+
+class BaselineMethod(Method):
+    """The child alone, trained on the task loss."""
+
+    def training_step(self, inputs, target):
+        prediction = adapter_for(self.ctx.child).prediction(_call(self.model, inputs))
+        loss = self.ctx.task.loss(prediction, target)
+        return StepOutput(loss, {"task": float(loss.detach())})
+
+
+class ParentMethod(BaselineMethod):
+    """Trains the pair's parent from scratch on the task loss (the trainer then caches it).
+
+    The trainer puts the parent network in ``ctx.child``: it is the network this method trains,
+    evaluates and saves.
+    """
+
+    trains_parent = True
+
+
+class KDMethod(Method):
+    """Distillation with the task's distillation loss (Hinton KD for classification) from the
+    frozen, trained parent; temperature and weight come from ``train.kd_temperature`` and
+    ``train.kd_weight``."""
+
+    needs_parent = True
+
+    def training_step(self, inputs, target):
+        ctx = self.ctx
+        student = adapter_for(ctx.child).prediction(_call(self.model, inputs))
+        with torch.no_grad():
+            teacher = adapter_for(ctx.parent).prediction(_call(ctx.parent, inputs))
+        loss = ctx.task.distill_loss(student, teacher, target, temperature=ctx.train.kd_temperature,
+                                     weight=ctx.train.kd_weight)
+        return StepOutput(loss, {"distill": float(loss.detach())})
+
+
+class HKTMethod(Method):
+    """Hereditary Knowledge Transfer: the child trains inside a :class:`hkt_core.Family` with the
+    frozen parent; the ETM operators train with it and are saved beside the child for resuming.
+    What is evaluated, saved and exported is the child alone (the native stream)."""
+
+    needs_parent = True
+    #: ETM operators of a one-directional point may receive no gradient in a step
+    ddp_find_unused_parameters = True
+
+    def __init__(self, ctx: MethodContext) -> None:
+        super().__init__(ctx)
+        from ..align import align
+        from ..family import Family
+
+        if ctx.alignment is None:
+            card = ctx.card
+            ctx.alignment = align(ctx.parent, ctx.child, ctx.example_inputs,
+                                  stages=card.stages if card is not None else 2,
+                                  pairs=card.alignment if card is not None else None)
+        self.family = Family(ctx.parent, ctx.child, ctx.alignment, ctx.hkt,
+                             example_inputs=ctx.example_inputs).to(ctx.device)
+
+    def trainable_module(self) -> nn.Module:
+        return self.family
+
+    def extra_state_module(self) -> nn.Module:
+        return self.family
+
+    def training_step(self, inputs, target):
+        output = _call(self.model, inputs)
+        parts = self.family.loss_parts(output, target)
+        logs = {"l1": float(parts.l1.detach()), "l2": float(parts.l2.detach()),
+                "l3": float(parts.l3.detach())}
+        return StepOutput(parts.total, logs)
+
+    def train(self, mode: bool = True) -> None:
+        self.family.train(mode)
+        self.ctx.parent.eval()
+
+
+#: The methods the core registers.
+BUILTIN_METHODS: dict[str, type[Method]] = {
+    "parent": ParentMethod,
+    "baseline": BaselineMethod,
+    "kd": KDMethod,
+    "hkt": HKTMethod,
+}

@@ -1,0 +1,122 @@
+"""Trained parents: a cache under ``$HKT_HOME/parents/`` or a user's safetensors file.
+
+No pretrained weights can be downloaded, so a parent is trained from scratch by the ``parent``
+method. A cache entry is itself a run folder, ``$HKT_HOME/parents/<pair>-<key>/``, where ``key``
+hashes the pair, the parent architecture and options, the data set and the parent's training
+settings: change any of them and a new parent is trained. An entry is complete once it has its
+``summary.json``; an interrupted parent run is resumed, not restarted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import attrs
+from torch import nn
+
+from ..config import TrainConfig, unstructure
+from ..io import atomic_write
+from ..models import build_model
+from ..pairs import PairCard, hkt_home
+from .checkpoint import load_module_state
+from .run import BEST, CONFIG, METRICS, STATE, SUMMARY
+
+KEY_VERSION = 1
+#: settings that do not change the trained weights
+_NOT_IN_KEY = ("device", "num_workers")
+
+
+def parent_train_config(card: PairCard) -> TrainConfig:
+    """The card's ``[train]`` with its ``[parent_train]`` overrides: how the pair's parent is trained."""
+    from ..config import structure
+
+    data = unstructure(card.train)
+    data.update(card.parent_train)
+    return structure(data, TrainConfig)
+
+
+def parent_key(card: PairCard, train: TrainConfig) -> str:
+    settings = {k: v for k, v in unstructure(train).items() if k not in _NOT_IN_KEY}
+    material = {"version": KEY_VERSION, "pair": card.name, "parent": card.parent,
+                "parent_options": card.parent_options, "dataset": card.dataset,
+                "dataset_options": card.dataset_options, "task": card.task, "train": settings}
+    return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def cache_folder(card: PairCard, train: TrainConfig) -> Path:
+    return hkt_home() / "parents" / f"{card.name}-{parent_key(card, train)}"
+
+
+def is_complete(folder: Path) -> bool:
+    return (folder / SUMMARY).is_file() and (folder / BEST).is_file()
+
+
+@attrs.frozen
+class ParentSource:
+    """Where a run's parent came from (recorded in config.toml's ``[parent]``)."""
+
+    source: str  # "cache" or "file"
+    path: str
+    sha256: str
+    key: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def build_parent(card: PairCard, manager) -> nn.Module:
+    return build_model(card.parent, manager, **card.parent_options)
+
+
+def load_parent_file(card: PairCard, manager, path: str | Path) -> tuple[nn.Module, ParentSource]:
+    """The pair's parent architecture with a user's weights; keys and shapes must match exactly."""
+    path = Path(path)
+    parent = build_parent(card, manager)
+    load_module_state(parent, path, what=f"parent {card.parent!r} of pair {card.name!r}")
+    return parent, ParentSource("file", str(path.resolve()), sha256_file(path))
+
+
+def cached_parent(card: PairCard, manager, *, train_missing, say=None) -> tuple[nn.Module, ParentSource]:
+    """The cached parent of ``card``; when absent ``train_missing(folder, train_config)`` trains it."""
+    train = parent_train_config(card)
+    folder = cache_folder(card, train)
+    if not is_complete(folder):
+        (say or _say)(f"no trained parent cached for pair {card.name!r} ({card.parent}); training it first "
+                      f"({train.epochs} epochs) into {folder}")
+        train_missing(folder, train)
+    else:
+        (say or _say)(f"using the cached parent {folder}")
+    parent = build_parent(card, manager)
+    load_module_state(parent, folder / BEST, what=f"parent {card.parent!r} of pair {card.name!r}")
+    return parent, ParentSource("cache", str(folder), sha256_file(folder / BEST), parent_key(card, train))
+
+
+def publish_parent_run(card: PairCard, train: TrainConfig, run_dir: Path) -> Path | None:
+    """Copy a finished ``parent`` run into the cache (if its settings' entry is not there yet)."""
+    folder = cache_folder(card, train)
+    if is_complete(folder) or folder.resolve() == run_dir.resolve():
+        return None
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in (CONFIG, METRICS, BEST, SUMMARY):
+        if (run_dir / name).is_file():
+            src = run_dir / name
+            atomic_write(folder / name, lambda tmp, src=src: shutil.copyfile(src, tmp))
+    (folder / STATE).unlink(missing_ok=True)
+    return folder
+
+
+def _say(message: str) -> None:
+    print(f"hkt: {message}", file=sys.stderr, flush=True)

@@ -1,0 +1,126 @@
+"""A run folder and the :class:`Run` handle over it.
+
+Files (schemas in docs/training.md): ``config.toml`` (the fully resolved configuration),
+``metrics.jsonl`` (one JSON object per epoch), ``child.safetensors`` (best on validation; keys
+exactly ``child.state_dict()``'s), ``last.safetensors`` (same keys, last epoch), ``optimizer.safetensors``
+and ``method.safetensors`` (resume state), ``state.json`` (the committed epoch, RNG states, best
+metric), ``summary.json`` (validation and test metrics, parameters, latency) and ``curves.png``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from ..config import read_toml
+from ..errors import CheckpointError, ConfigError
+
+CONFIG = "config.toml"
+METRICS = "metrics.jsonl"
+BEST = "child.safetensors"
+LAST = "last.safetensors"
+OPTIMIZER = "optimizer.safetensors"
+METHOD_STATE = "method.safetensors"
+STATE = "state.json"
+SUMMARY = "summary.json"
+CURVES = "curves.png"
+
+#: Every file a run writes; ``--force`` removes exactly these (and staged ``*.next`` copies).
+RUN_FILES = (CONFIG, METRICS, BEST, LAST, OPTIMIZER, METHOD_STATE, STATE, SUMMARY, CURVES)
+
+
+def is_run_folder(path: Path) -> bool:
+    return any((path / name).exists() for name in (CONFIG, STATE, SUMMARY))
+
+
+def clear_run_folder(path: Path) -> None:
+    for name in RUN_FILES:
+        (path / name).unlink(missing_ok=True)
+    for staged in path.glob("*.next"):
+        staged.unlink(missing_ok=True)
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """The per-epoch records; a line cut short by a crash is skipped."""
+    file = path / METRICS
+    if not file.is_file():
+        return []
+    out = []
+    for line in file.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict):
+            out.append(record)
+    return out
+
+
+class Run:
+    """A finished (or interrupted) run: ``.config``, ``.summary``, ``.metrics``, ``.child()``."""
+
+    def __init__(self, path: str | Path, manager=None) -> None:
+        self.path = Path(path)
+        if not (self.path / CONFIG).is_file():
+            raise ConfigError(f"{self.path} is not a run folder (no {CONFIG})")
+        self._manager = manager
+        self.config: dict[str, Any] = read_toml(self.path / CONFIG)
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.path)!r}, pair={self.pair!r}, method={self.method!r})"
+
+    @property
+    def pair(self) -> str:
+        return self.config.get("pair", "?")
+
+    @property
+    def method(self) -> str:
+        return self.config.get("method", "?")
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """summary.json (empty until the run has finished)."""
+        file = self.path / SUMMARY
+        return json.loads(file.read_text(encoding="utf-8")) if file.is_file() else {}
+
+    @property
+    def metrics(self) -> list[dict[str, Any]]:
+        """metrics.jsonl as a list of per-epoch records."""
+        return read_metrics(self.path)
+
+    @property
+    def card(self):
+        from ..pairs import PairCard
+
+        return PairCard.from_dict(self.config["card"], source=str(self.path / CONFIG))
+
+    def network_ref(self) -> tuple[str, dict[str, Any]]:
+        """The registered model (and options) this run trained: the child, or the parent for ``parent``."""
+        card = self.card
+        if self.config.get("trains_parent"):
+            return card.parent, card.parent_options
+        return card.child, card.child_options
+
+    def child(self, which: str = "best", device: str = "cpu") -> nn.Module:
+        """The trained child network (``which="best"`` on validation, or ``"last"``), in eval mode."""
+        from ..models import build_model
+        from .checkpoint import load_module_state
+
+        files = {"best": BEST, "last": LAST}
+        if which not in files:
+            raise ConfigError(f"which = {which!r} is invalid: must be one of best, last")
+        file = self.path / files[which]
+        if not file.is_file():
+            raise CheckpointError(f"{self.path} has no {files[which]} yet (the run saved no checkpoint)")
+        ref, options = self.network_ref()
+        model = build_model(ref, self._manager, **options)
+        load_module_state(model, file, what=f"model {ref!r}")
+        return model.to(device).eval()
+
+
+def load_run(path: str | Path, manager=None) -> Run:
+    """Open a run folder written by :func:`hkt_core.train`."""
+    return Run(path, manager)

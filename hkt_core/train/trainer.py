@@ -1,0 +1,479 @@
+"""The training loop: one method, one run folder, checkpoints every epoch, exact resume.
+
+Selection and evaluation rules: the checkpoint kept in ``child.safetensors`` is the best on the
+task's primary *validation* metric (direction declared by the task; ties keep the earlier epoch);
+the test split is evaluated once, at the end, on that checkpoint, and is never used for selection.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import sys
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import numpy as np
+import torch
+from torch import nn
+
+from ..adapters import adapter_for
+from ..config import HKTConfig, TrainConfig, to_toml, unstructure
+from ..errors import CheckpointError, ConfigError, HKTError
+from ..io import atomic_write_text
+from ..metrics import MetricAccumulator
+from ..models import build_model, count_parameters
+from ..pairs import PairCard
+from . import checkpoint as ckpt
+from . import run as files
+from .data import Splits, eval_loader, load_splits, split_batch, train_loader
+from .distributed import World, all_sum, any_flag, barrier, broadcast_text, close_world, init_world
+from .method import Method, MethodContext
+from .optim import build_optimizer, learning_rate, set_learning_rate
+
+log = logging.getLogger("hkt.train")
+
+#: An epoch-end callback: ``callback(epoch, record)`` after the epoch's checkpoint is committed.
+EpochCallback = Callable[[int, dict[str, Any]], None]
+
+
+class TrainingDiverged(HKTError, FloatingPointError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+@attrs.define
+class RunSpec:
+    """Everything a run needs, resolved: what :func:`hkt_core.train` builds from a pair and overrides."""
+
+    card: PairCard
+    method: str
+    method_cls: type[Method]
+    train: TrainConfig
+    hkt: HKTConfig
+    out: Path
+    method_options: dict[str, Any] = attrs.field(factory=dict)
+    resume: bool = False
+    force: bool = False
+    parent_weights: Path | None = None
+    manager: Any = None
+    progress: bool | None = None
+    callbacks: Sequence[EpochCallback] = ()
+
+    def config(self) -> dict[str, Any]:
+        """The fully resolved configuration stored as config.toml (minus run-specific entries)."""
+        return {
+            "pair": self.card.name,
+            "method": self.method,
+            "trains_parent": bool(self.method_cls.trains_parent),
+            "train": unstructure(self.train),
+            "hkt": unstructure(self.hkt),
+            "method_options": dict(self.method_options),
+            "card": self.card.to_dict(),
+        }
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device = 'cuda' but no CUDA device is available; use cpu or auto")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _say(world: World, message: str) -> None:
+    if world.main:
+        print(f"hkt: {message}", file=sys.stderr, flush=True)
+
+
+# -- evaluation --------------------------------------------------------------------------------
+
+def evaluate(model: nn.Module, dataset, task, *, batch_size: int, device: torch.device,
+             world: World = World(), num_workers: int = 0) -> dict[str, float]:
+    """Task loss and metrics of ``model`` over ``dataset``, exact under sharding across processes."""
+    adapter = adapter_for(model)
+    acc = MetricAccumulator(task.metrics())
+    loss_sum = torch.zeros(2, dtype=torch.float64)  # (sum of per-batch mean loss * batch, samples)
+    was_training = model.training
+    model.eval()
+    with torch.inference_mode():
+        for batch in eval_loader(dataset, batch_size, rank=world.rank, world=world.size, num_workers=num_workers):
+            inputs, target = split_batch(batch, device)
+            prediction = adapter.prediction(model(*inputs))
+            n = inputs[0].shape[0]
+            loss_sum += torch.tensor([float(task.loss(prediction, target)) * n, n], dtype=torch.float64)
+            acc.update(prediction, target)
+    model.train(was_training)
+    loss_sum = all_sum(world, loss_sum)
+    acc.reduce(lambda t: all_sum(world, t))
+    values = {"loss": float(loss_sum[0] / loss_sum[1]) if loss_sum[1] > 0 else float("nan")}
+    values.update(acc.values())
+    return values
+
+
+def measure_latency(model: nn.Module, input_shapes, *, device: torch.device, batch: int = 32,
+                    repeats: int = 10) -> float:
+    """Median milliseconds per sample of ``model`` in eval mode on a batch of ``batch`` samples."""
+    shapes = [(batch, *s[1:]) for s in input_shapes]
+    inputs = tuple(t.to(device) for t in adapter_for(model).example_inputs(model, shapes))
+    was_training = model.training
+    model.eval()
+    times = []
+    with torch.inference_mode():
+        for i in range(repeats + 3):
+            start = time.perf_counter()
+            model(*inputs)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            if i >= 3:
+                times.append(time.perf_counter() - start)
+    model.train(was_training)
+    return float(np.median(times)) * 1000.0 / batch
+
+
+# -- the run -----------------------------------------------------------------------------------
+
+class Trainer:
+    """Runs one :class:`RunSpec` to completion (or resumes it). Use :meth:`fit`."""
+
+    def __init__(self, spec: RunSpec) -> None:
+        self.spec = spec
+        self.device = resolve_device(spec.train.device)
+        self.world = init_world(self.device)
+        if self.device.type == "cuda" and self.world.distributed:
+            self.device = torch.device("cuda", self.world.local_rank)
+            torch.cuda.set_device(self.device)
+
+    # -- set-up ------------------------------------------------------------------------------
+    def _prepare_folder(self) -> dict[str, Any] | None:
+        """Create, clear or recover the run folder (rank 0); returns the committed state on resume."""
+        spec, out = self.spec, self.spec.out
+        error = ""
+        if self.world.main:
+            try:
+                if spec.resume:
+                    if not (out / files.STATE).is_file():
+                        raise CheckpointError(f"cannot resume: {out} holds no checkpoint ({files.STATE} is missing); "
+                                              f"start a new run without --resume")
+                    ckpt.recover(out)
+                    self._check_same_config(out)
+                elif out.exists() and is_nonempty_run(out):
+                    if not spec.force:
+                        raise ConfigError(f"run folder {out} already exists; pass --resume to continue it or "
+                                          f"--force to start it over (its checkpoints are deleted)")
+                    files.clear_run_folder(out)
+                out.mkdir(parents=True, exist_ok=True)
+            except HKTError as exc:
+                error = f"{type(exc).__name__}:{exc}"
+        error = broadcast_text(self.world, error)
+        if error:
+            kind, _, message = error.partition(":")
+            raise (CheckpointError if kind == "CheckpointError" else ConfigError)(message)
+        barrier(self.world)
+        return ckpt.read_state(out / files.STATE) if spec.resume else None
+
+    def _check_same_config(self, out: Path) -> None:
+        from ..config import read_toml
+
+        stored = read_toml(out / files.CONFIG)
+        new = self.spec.config()
+        diffs = []
+        for section in ("train", "hkt", "method_options"):
+            for key in sorted(set(stored.get(section, {})) | set(new[section])):
+                a, b = stored.get(section, {}).get(key), new[section].get(key)
+                if _norm(a) != _norm(b) and key not in ("device", "num_workers"):
+                    diffs.append(f"{section}.{key}: run has {a!r}, now {b!r}")
+        for key in ("pair", "method"):
+            if stored.get(key) != new[key]:
+                diffs.append(f"{key}: run has {stored.get(key)!r}, now {new[key]!r}")
+        if diffs:
+            raise ConfigError(f"--resume continues {out} with the settings it was started with; these differ: "
+                              f"{'; '.join(diffs)}. Drop the changed options, or start a new run")
+
+    def _resolve_parent(self) -> tuple[nn.Module | None, dict[str, Any]]:
+        spec = self.spec
+        if not spec.method_cls.needs_parent:
+            return None, {"source": "none"}
+        from . import parents
+
+        if spec.parent_weights is not None:
+            parent, source = parents.load_parent_file(spec.card, spec.manager, spec.parent_weights)
+        elif spec.resume and self._stored_parent().get("source") == "file":
+            parent, source = parents.load_parent_file(spec.card, spec.manager, self._stored_parent()["path"])
+        else:
+            def train_missing(folder: Path, train: TrainConfig) -> None:
+                sub = RunSpec(card=spec.card, method="parent", method_cls=spec.manager.lookup("methods", "parent"),
+                              train=attrs.evolve(train, device=spec.train.device), hkt=spec.hkt, out=folder,
+                              resume=(folder / files.STATE).is_file(), force=True, manager=spec.manager,
+                              progress=spec.progress)
+                Trainer(sub).fit()
+
+            parent, source = parents.cached_parent(spec.card, spec.manager, train_missing=train_missing,
+                                                   say=lambda m: _say(self.world, m))
+        stored = self._stored_parent() if spec.resume else {}
+        if stored.get("sha256") and stored["sha256"] != source.sha256:
+            raise CheckpointError(f"the parent this run was started with ({stored.get('path')}) has changed "
+                                  f"(sha256 {stored['sha256'][:12]} vs {source.sha256[:12]}); resuming would mix two "
+                                  f"parents. Start a new run")
+        for p in parent.parameters():
+            p.requires_grad_(False)
+        return parent.to(self.device).eval(), source.to_dict()
+
+    def _stored_parent(self) -> dict[str, Any]:
+        from ..config import read_toml
+
+        return read_toml(self.spec.out / files.CONFIG).get("parent", {})
+
+    # -- the loop ----------------------------------------------------------------------------
+    def fit(self) -> Path:
+        try:
+            return self._fit()
+        finally:
+            close_world(self.world)
+
+    def _fit(self) -> Path:
+        spec, world, device = self.spec, self.world, self.device
+        train = spec.train
+        out = Path(broadcast_text(world, str(spec.out)))
+        spec.out = out
+        state = self._prepare_folder()
+        task = spec.manager.lookup("losses", spec.card.task)
+        splits = load_splits(spec.card, train, spec.manager)
+        parent, parent_info = self._resolve_parent()
+
+        seed_everything(train.seed)
+        card = spec.card
+        ref, options = (card.parent, card.parent_options) if spec.method_cls.trains_parent else (card.child, card.child_options)
+        child = build_model(ref, spec.manager, **options).to(device)
+        example = tuple(t.to(device) for t in adapter_for(child).example_inputs(child, card.input_shapes))
+        ctx = MethodContext(child=child, task=task, train=train, hkt=spec.hkt, card=card, parent=parent,
+                            example_inputs=example, device=device, options=dict(spec.method_options))
+        method = spec.method_cls(ctx)
+        trainable = method.trainable_module().to(device)
+        extra = method.extra_state_module()
+        optimizer = build_optimizer(trainable, train)
+
+        config = spec.config()
+        config["parent"] = parent_info
+        config["world_size"] = world.size
+        if state is None:
+            run_id = uuid.uuid4().hex
+            config["run"] = run_id
+            if world.main:
+                atomic_write_text(out / files.CONFIG, to_toml(config))
+            start_epoch, best = 0, None
+        else:
+            run_id = state["run"]
+            start_epoch, best = int(state["epoch"]), state.get("best")
+            self._load_checkpoint(state, child, extra, parent, optimizer)
+        barrier(world)
+
+        if world.distributed:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            method.wrap(DDP(trainable, find_unused_parameters=method.ddp_find_unused_parameters))
+
+        loader, sampler = train_loader(splits.train, train, rank=world.rank, world=world.size)
+        steps_per_epoch = len(loader)
+        show = (spec.progress if spec.progress is not None else sys.stderr.isatty()) and world.main
+        augment = splits.bundle.augment
+        primary, higher = task.primary_metric, task.higher_is_better
+        global_step = state["step"] if state else 0
+
+        for epoch in range(start_epoch, train.epochs):
+            sampler.set_epoch(epoch)
+            aug_gen = torch.Generator().manual_seed(train.seed * 1_000_003 + epoch * 7919 + world.rank)
+            method.train(True)
+            started = time.perf_counter()
+            sums: dict[str, float] = {}
+            seen = 0
+            bar = _progress(loader, show, f"epoch {epoch + 1}/{train.epochs}")
+            for step, batch in enumerate(bar):
+                lr = learning_rate(train, epoch, step, steps_per_epoch)
+                set_learning_rate(optimizer, lr)
+                inputs, target = split_batch(batch, device)
+                if augment is not None:
+                    inputs, target = augment(inputs, target, aug_gen)
+                    inputs = inputs if isinstance(inputs, tuple) else tuple(inputs) if isinstance(inputs, list) else (inputs,)
+                result = method.training_step(inputs, target)
+                loss = result.loss
+                bad = not bool(torch.isfinite(loss.detach()).all())
+                if any_flag(world, bad):
+                    self._diverged(float(loss.detach()) if bad else float("nan"), epoch, step, start_epoch, best, out)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if train.grad_clip > 0:
+                    nn.utils.clip_grad_norm_([p for p in trainable.parameters() if p.requires_grad], train.grad_clip)
+                optimizer.step()
+                global_step += 1
+                n = inputs[0].shape[0]
+                seen += n
+                sums["loss"] = sums.get("loss", 0.0) + float(loss.detach()) * n
+                for k, v in result.logs.items():
+                    sums[k] = sums.get(k, 0.0) + float(v) * n
+                if show and step % 5 == 0:
+                    bar.set_postfix(loss=f"{float(loss.detach()):.4f}", lr=f"{lr:.3g}")
+            totals = all_sum(world, torch.tensor([seen, *sums.values()], dtype=torch.float64))
+            train_means = {k: float(v / totals[0]) for k, v in zip(sums, totals[1:])}
+            val = evaluate(method.deployed(), splits.val, task, batch_size=train.batch_size, device=device,
+                           world=world, num_workers=train.num_workers)
+            if not math.isfinite(val["loss"]):
+                self._diverged(val["loss"], epoch, steps_per_epoch - 1, start_epoch, best, out, where="validation")
+            record = {"epoch": epoch + 1, "step": global_step, "lr": learning_rate(train, epoch, 0, steps_per_epoch)}
+            record.update({f"train_{k}": v for k, v in train_means.items()})
+            record.update({f"val_{k}": v for k, v in val.items()})
+            record["seconds"] = round(time.perf_counter() - started, 3)
+            value = val.get(primary)
+            improved = value is not None and math.isfinite(value) and (
+                best is None or (value > best["value"] if higher else value < best["value"]))
+            if improved:
+                best = {"epoch": epoch + 1, "metric": primary, "value": value, "higher_is_better": higher,
+                        "val": val}
+            if world.main:
+                self._save_checkpoint(out, run_id, epoch + 1, global_step, child, extra, parent, optimizer,
+                                      record, best, improved)
+                log.info(_epoch_line(record, primary))
+            barrier(world)
+            for callback in spec.callbacks:
+                callback(epoch + 1, record)
+
+        return self._finish(out, run_id, method, task, splits, best, parent_info)
+
+    def _diverged(self, value: float, epoch: int, step: int, start_epoch: int, best, out: Path,
+                  where: str = "training loss") -> None:
+        committed = epoch  # epochs completed before this one
+        kept = (f"the last good checkpoint (epoch {committed}) is kept in {out}" if committed > 0
+                else "no checkpoint had been written yet")
+        raise TrainingDiverged(
+            f"the {where} is {value} at epoch {epoch + 1}, step {step + 1}: training stopped; {kept}. Try a lower "
+            f"learning rate (--lr) or gradient clipping (--set train.grad_clip=1.0), then --resume or --force")
+
+    def _save_checkpoint(self, out: Path, run_id: str, epoch: int, step: int, child: nn.Module,
+                         extra: nn.Module | None, parent: nn.Module | None, optimizer, record, best, improved) -> None:
+        meta = {"run": run_id, "epoch": epoch, "pair": self.spec.card.name, "method": self.spec.method}
+        child_state = child.state_dict()
+        ckpt.stage(out / files.LAST, child_state, kind="child", metadata=meta)
+        if improved:
+            ckpt.stage(out / files.BEST, child_state, kind="child", metadata=meta)
+        opt_tensors, opt_info = ckpt.optimizer_to_files(optimizer)
+        ckpt.stage(out / files.OPTIMIZER, opt_tensors, kind="optimizer", metadata=meta)
+        if extra is not None:
+            excluded = [m for m in (child, parent) if m is not None]
+            ckpt.stage(out / files.METHOD_STATE, ckpt.module_extra_state(extra, *excluded), kind="method",
+                       metadata=meta)
+        _rewrite_metrics(out, epoch - 1, record)
+        state = {"format": ckpt.FORMAT, "format_version": ckpt.FORMAT_VERSION, "run": run_id, "epoch": epoch,
+                 "epochs": self.spec.train.epochs, "step": step, "best": best,
+                 "sampler": {"seed": self.spec.train.seed, "epoch": epoch, "batches_done": 0},
+                 "world_size": self.world.size, "optimizer": opt_info, "rng": ckpt.capture_rng()}
+        ckpt.commit(out / files.STATE, state)
+
+    def _load_checkpoint(self, state, child, extra, parent, optimizer) -> None:
+        out, run_id, epoch = self.spec.out, state["run"], int(state["epoch"])
+        tensors, meta = ckpt.read_tensors(out / files.LAST, what="checkpoint")
+        ckpt.check_epoch(meta, epoch, run_id, out / files.LAST)
+        ckpt.check_state(child, tensors, what="this run's network", source=str(out / files.LAST))
+        with torch.no_grad():
+            current = child.state_dict()
+            for k, v in tensors.items():
+                current[k].copy_(v)
+        if extra is not None:
+            excluded = [m for m in (child, parent) if m is not None]
+            target = ckpt.module_extra_state(extra, *excluded)
+            tensors, meta = ckpt.read_tensors(out / files.METHOD_STATE, what="method state")
+            ckpt.check_epoch(meta, epoch, run_id, out / files.METHOD_STATE)
+            if set(tensors) != set(target) or any(tuple(tensors[k].shape) != tuple(target[k].shape) for k in target):
+                raise CheckpointError(f"{out / files.METHOD_STATE} does not fit this method's trainable operators")
+            with torch.no_grad():
+                for k, v in tensors.items():
+                    target[k].copy_(v)
+        tensors, meta = ckpt.read_tensors(out / files.OPTIMIZER, what="optimizer state")
+        ckpt.check_epoch(meta, epoch, run_id, out / files.OPTIMIZER)
+        ckpt.optimizer_from_files(optimizer, {k: v.to(self.device) for k, v in tensors.items()},
+                                  state["optimizer"], source=str(out / files.OPTIMIZER))
+        ckpt.restore_rng(state["rng"])
+        if self.world.main:
+            _rewrite_metrics(out, epoch, None)
+
+    def _finish(self, out: Path, run_id: str, method: Method, task, splits: Splits, best, parent_info) -> Path:
+        spec, world, device, train = self.spec, self.world, self.device, self.spec.train
+        deployed = method.deployed()
+        barrier(world)
+        if best is None:
+            raise TrainingDiverged(f"no epoch produced a finite validation {task.primary_metric}; nothing to keep")
+        tensors, meta = ckpt.read_tensors(out / files.BEST, what="best checkpoint")
+        if meta.get("run") != run_id:
+            raise CheckpointError(f"{out / files.BEST} belongs to another run")
+        ckpt.check_state(method.ctx.child, tensors, what="this run's network", source=str(out / files.BEST))
+        with torch.no_grad():
+            current = method.ctx.child.state_dict()
+            for k, v in tensors.items():
+                current[k].copy_(v)
+        test = evaluate(deployed, splits.test, task, batch_size=train.batch_size, device=device, world=world,
+                        num_workers=train.num_workers)
+        if world.main:
+            summary = {
+                "pair": spec.card.name, "method": spec.method, "seed": train.seed, "epochs": train.epochs,
+                "best_epoch": best["epoch"], "primary_metric": task.primary_metric,
+                "higher_is_better": task.higher_is_better, "val": best["val"], "test": test,
+                "parameters": count_parameters(deployed),
+                "latency_ms_per_sample": measure_latency(deployed, spec.card.input_shapes, device=device),
+                "latency_batch": 32, "device": str(device), "world_size": world.size,
+                "train_seconds": round(sum(r.get("seconds", 0.0) for r in files.read_metrics(out)), 3),
+                "parent": parent_info,
+            }
+            atomic_write_text(out / files.SUMMARY, json.dumps(summary, indent=1))
+            from .plots import plot_curves
+
+            plot_curves(out, task.primary_metric)
+            if spec.method_cls.trains_parent:
+                from .parents import publish_parent_run
+
+                published = publish_parent_run(spec.card, spec.train, out)
+                if published is not None:
+                    _say(world, f"parent cached in {published}")
+        barrier(world)
+        return out
+
+
+def is_nonempty_run(path: Path) -> bool:
+    return path.is_dir() and files.is_run_folder(path)
+
+
+def _norm(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return [_norm(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _rewrite_metrics(out: Path, keep_epochs: int, record: dict[str, Any] | None) -> None:
+    """metrics.jsonl holding the records of epochs <= ``keep_epochs`` (plus ``record``), atomically."""
+    records = [r for r in files.read_metrics(out) if int(r.get("epoch", 0)) <= keep_epochs]
+    if record is not None:
+        records.append(record)
+    atomic_write_text(out / files.METRICS, "".join(json.dumps(r) + "\n" for r in records))
+
+
+def _epoch_line(record: dict[str, Any], primary: str) -> str:
+    keys = ["train_loss", "val_loss", f"val_{primary}"]
+    shown = "  ".join(f"{k} {record[k]:.4f}" for k in keys if k in record)
+    return f"epoch {record['epoch']}: {shown}  ({record['seconds']:.1f}s)"
+
+
+def _progress(iterable, show: bool, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc=desc, disable=not show, leave=False, dynamic_ncols=True, file=sys.stderr)
