@@ -62,24 +62,38 @@ def _to_directions(value: Any) -> str | tuple[str, ...]:
     return value
 
 
+def _to_alphas(value: Any) -> tuple[float, ...]:
+    """Three numbers as floats; anything else is refused with the expected form."""
+    expected = "must be three numbers (a1, a2, a3), e.g. [0.25, 0.5, 0.25]"
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise _fail("HKTConfig", "alphas", value, expected)
+    items = tuple(value)
+    if any(isinstance(x, bool) or not isinstance(x, (int, float)) for x in items):
+        raise _fail("HKTConfig", "alphas", value, expected)
+    return tuple(float(x) for x in items)
+
+
 @attrs.frozen
 class HKTConfig:
     """How the Family mixes and how its loss is weighted (DESIGN §2).
 
     ``alphas`` weight L1 (inherited child output), L2 (native child output, task loss) and L3
     (parent head with the child's features mixed in). ``directions`` is one of both | backbone |
-    head for every mixing point, or one entry per mixing point.
+    head for every mixing point, or one entry per mixing point. ``mixture``, ``transfer`` and
+    ``extractor`` name registered ETM operators (checked when a Family is built); ``extractor``
+    combines the donor nodes of a pair that names several; ``task`` names the registered task
+    whose losses are used, ``inherit_loss`` whether L1/L3 use its MAE (``mae``) or its task loss.
     """
 
     lam: float = attrs.field(default=0.6, validator=in_range(0.0, 1.0))
-    alphas: tuple[float, float, float] = attrs.field(default=(0.25, 0.5, 0.25),
-                                                     converter=lambda v: tuple(float(x) for x in v))
+    alphas: tuple[float, float, float] = attrs.field(default=(0.25, 0.5, 0.25), converter=_to_alphas)
     mixture: str = attrs.field(default="ga")
     transfer: str = attrs.field(default="auto")
     tokens: str = attrs.field(default="auto", validator=one_of(TOKENS))
     directions: str | tuple[str, ...] = attrs.field(default="both", converter=_to_directions)
     task: str = attrs.field(default="classification")
     inherit_loss: str = attrs.field(default="mae", validator=one_of(INHERIT_LOSSES))
+    extractor: str = attrs.field(default="identity")
 
     @alphas.validator
     def _check_alphas(self, attribute, value):
@@ -95,6 +109,9 @@ class HKTConfig:
 
     @directions.validator
     def _check_directions(self, attribute, value):
+        if not isinstance(value, (str, tuple)):
+            raise _fail("HKTConfig", "directions", value,
+                        f"must be one of {', '.join(DIRECTIONS)} or a list with one of them per mixing point")
         items = (value,) if isinstance(value, str) else value
         if isinstance(value, tuple) and not value:
             raise _fail("HKTConfig", "directions", value, "a per-point tuple needs one entry per mixing point")
@@ -112,6 +129,7 @@ class HKTConfig:
     @mixture.validator
     @transfer.validator
     @task.validator
+    @extractor.validator
     def _check_str(self, attribute, value):
         if not isinstance(value, str) or not value:
             raise _fail("HKTConfig", attribute.name, value, "must be a registered name")

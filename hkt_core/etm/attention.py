@@ -1,0 +1,71 @@
+"""Genetic Attention (paper Eq. 2): a dissimilarity operator.
+
+The query is the receiving stream's activation; key = value = the donor's transferred activation.
+The result is what the donor holds that the receiver does not already perceive::
+
+    alpha = softmax(Q_flat K_flat^T / sqrt(d));   GA = V - reshape(alpha V_flat)
+
+Tensors are channel-first: ``(B, C, *S)`` maps and ``(B, C)`` vectors. The token layout decides
+what is a token and what is its feature vector:
+
+- ``spatial``: tokens are the ``N = prod(S)`` positions, features the ``C`` channels, ``d = C``
+  (the paper's literal reading). For a vector ``N = 1`` and the term is identically zero, so
+  ``spatial`` on a vector raises instead of silently doing nothing.
+- ``channel``: tokens are the ``C`` channels, features the ``N`` positions, ``d = N``.
+- ``auto``: ``spatial`` when ``N > 1``, else ``channel``.
+
+The attention itself is :func:`torch.nn.functional.scaled_dot_product_attention` (its default
+scale is ``1/sqrt(last dim of the query)``, which is exactly ``1/sqrt(d)`` in both layouts), so
+large spatial maps get its memory-efficient kernels instead of an explicit ``N x N`` matrix.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+TOKEN_LAYOUTS = ("auto", "spatial", "channel")
+
+
+def resolve_tokens(tokens: str, positions: int) -> str:
+    """The concrete layout (``spatial`` or ``channel``) for ``positions = prod(S)``."""
+    if tokens not in TOKEN_LAYOUTS:
+        raise ValueError(f"tokens = {tokens!r} is invalid: must be one of {', '.join(TOKEN_LAYOUTS)}")
+    if tokens == "auto":
+        return "spatial" if positions > 1 else "channel"
+    if tokens == "spatial" and positions == 1:
+        raise ValueError("tokens = 'spatial' needs a map with more than one position; on a vector "
+                         "(B, C) spatial Genetic Attention is identically zero: use 'channel' or 'auto'")
+    return tokens
+
+
+def genetic_attention(query: torch.Tensor, source: torch.Tensor, tokens: str = "auto") -> torch.Tensor:
+    """The GA term ``V - reshape(softmax(Q K^T / sqrt(d)) V)`` with ``Q = query``, ``K = V = source``.
+
+    ``query`` is the receiving stream's activation, ``source`` the donor's transferred activation;
+    both channel-first with the same shape ``(B, C, *S)`` or ``(B, C)``. Returns a tensor of that
+    shape. The mixture adds it to the receiver: ``query + lam * genetic_attention(query, source)``.
+    """
+    if not isinstance(query, torch.Tensor) or not isinstance(source, torch.Tensor):
+        raise TypeError("genetic_attention expects two tensors (query, source)")
+    if query.dim() < 2:
+        raise ValueError(f"genetic_attention needs channel-first tensors (B, C, *S) or (B, C); "
+                         f"got shape {tuple(query.shape)}")
+    if query.shape != source.shape:
+        raise ValueError(f"genetic_attention: query {tuple(query.shape)} and source {tuple(source.shape)} "
+                         f"must have the same shape; transfer the donor to the receiver's shape first")
+    batch, channels = query.shape[:2]
+    positions = math.prod(query.shape[2:])
+    layout = resolve_tokens(tokens, positions)
+    q = query.reshape(batch, channels, positions)
+    v = source.reshape(batch, channels, positions)
+    if layout == "spatial":
+        # tokens = positions, features = channels: (B, N, C), d = C
+        attended = F.scaled_dot_product_attention(q.transpose(1, 2), v.transpose(1, 2), v.transpose(1, 2))
+        attended = attended.transpose(1, 2)
+    else:
+        # tokens = channels, features = positions: (B, C, N), d = N
+        attended = F.scaled_dot_product_attention(q, v, v)
+    return source - attended.reshape(source.shape)

@@ -1,0 +1,98 @@
+"""Mixture operators M: combine the receiver's activation with the donor's transferred one.
+
+Every mixture is built as ``cls(lam=..., tokens=...)`` and called as ``mixture(receiver, donor)``
+on channel-first tensors of equal shape, returning the mixed receiver activation.
+
+Two class flags tell the Family what a mixture does: ``mixes`` (the result replaces the receiver's
+value downstream) and ``aligns`` (it contributes a feature-alignment loss through
+:meth:`Mixture.feature_loss` instead of mixing, as the paper's ``mse`` ablation does).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .attention import TOKEN_LAYOUTS, genetic_attention
+
+
+class Mixture(nn.Module):
+    """Base class: stores ``lam`` and ``tokens`` and validates them."""
+
+    mixes: bool = True
+    aligns: bool = False
+
+    def __init__(self, lam: float = 0.6, tokens: str = "auto") -> None:
+        super().__init__()
+        if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not (0.0 <= lam <= 1.0):
+            raise ValueError(f"{type(self).__name__}: lam = {lam!r} must be a number in [0, 1]")
+        if tokens not in TOKEN_LAYOUTS:
+            raise ValueError(f"{type(self).__name__}: tokens = {tokens!r} must be one of {', '.join(TOKEN_LAYOUTS)}")
+        self.lam = float(lam)
+        self.tokens = tokens
+
+    def extra_repr(self) -> str:
+        return f"lam={self.lam}, tokens={self.tokens!r}"
+
+    def forward(self, receiver: torch.Tensor, donor: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def feature_loss(self, receiver: torch.Tensor, donor: torch.Tensor) -> torch.Tensor | None:
+        return None
+
+
+class GeneticAttentionMixture(Mixture):
+    """The paper's ETM mixture (Eq. 3): ``x' + lam * GA(query=x', source=tau)``."""
+
+    def forward(self, receiver: torch.Tensor, donor: torch.Tensor) -> torch.Tensor:
+        return receiver + self.lam * genetic_attention(receiver, donor, self.tokens)
+
+
+class GateMixture(Mixture):
+    """The authors' released code: a per-sample sigmoid gate instead of Eq. 2.
+
+    ``s = sigmoid(<q, k> / sqrt(F))`` per sample, with ``q`` the receiver, ``k = v`` the donor and
+    the inner product over all ``F`` features of a sample (``F = C`` for the vectors that code
+    mixes); output ``q + lam * (1 - s) * (v - q)``. ``tokens`` is accepted and ignored.
+    """
+
+    def forward(self, receiver: torch.Tensor, donor: torch.Tensor) -> torch.Tensor:
+        q, v = receiver.flatten(1), donor.flatten(1)
+        s = torch.sigmoid((q * v).sum(1) / math.sqrt(q.shape[1]))
+        s = s.view(-1, *([1] * (receiver.dim() - 1)))
+        return receiver + self.lam * (1.0 - s) * (donor - receiver)
+
+
+class AddMixture(Mixture):
+    """Plain residual fusion: ``x' + lam * tau``."""
+
+    def forward(self, receiver: torch.Tensor, donor: torch.Tensor) -> torch.Tensor:
+        return receiver + self.lam * donor
+
+
+class MSEMixture(Mixture):
+    """The paper's ablation: no mixing; L1 becomes the MSE between tau(parent) and child features.
+
+    Footnote 1 of the paper: L1 is the mean over the parent->child points of ``MSE(tau(z~_i), z_i)``.
+    """
+
+    mixes = False
+    aligns = True
+
+    def forward(self, receiver: torch.Tensor, donor: torch.Tensor) -> torch.Tensor:
+        return receiver
+
+    def feature_loss(self, receiver: torch.Tensor, donor: torch.Tensor) -> torch.Tensor:
+        return F.mse_loss(donor, receiver)
+
+
+class NoMixture(Mixture):
+    """No mixing at all: both streams run as their own networks (a control)."""
+
+    mixes = False
+
+    def forward(self, receiver: torch.Tensor, donor: torch.Tensor) -> torch.Tensor:
+        return receiver
