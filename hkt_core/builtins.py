@@ -45,3 +45,33 @@ def hkt_register_methods(registry):
 
     for name, cls in BUILTIN_METHODS.items():
         registry.add(name, cls)
+
+
+@hookimpl
+def hkt_register_transfers(registry):
+    from .etm import transfers as t
+
+    registry.add("identity", t.IdentityTransfer)
+    registry.add("conv1x1", t.Conv1x1Transfer)
+    registry.add("linear", t.LinearTransfer)
+    registry.add("auto", t.auto_transfer)
+
+
+@hookimpl
+def hkt_register_mixtures(registry):
+    from .etm import mixtures as m
+
+    registry.add("ga", m.GeneticAttentionMixture)
+    registry.add("gate", m.GateMixture)
+    registry.add("add", m.AddMixture)
+    registry.add("mse", m.MSEMixture)
+    registry.add("none", m.NoMixture)
+
+
+@hookimpl
+def hkt_register_extractors(registry):
+    from .etm import extractors as e
+
+    registry.add("identity", e.IdentityExtractor)
+    registry.add("concat", e.ConcatExtractor)
+    registry.add("pool", e.PoolExtractor)
