@@ -1,0 +1,70 @@
+"""The ``flow`` plugin's hook implementations (entry point ``flow = "hkt_flow.plugin"``)."""
+
+from __future__ import annotations
+
+import warnings
+
+from hkt_core import hookimpl
+
+
+@hookimpl
+def hkt_register_models(registry):
+    from .models import MODELS
+
+    for name, factory in MODELS.items():
+        registry.add(name, factory, task="flow")
+
+
+@hookimpl
+def hkt_register_adapters(registry):
+    from .adapter import RAFTAdapter
+
+    registry.add("raft", RAFTAdapter(), description="RAFT family: blocks fnet, cnet, final upsampled flow")
+
+
+@hookimpl
+def hkt_register_losses(registry):
+    from hkt_core.errors import RegistryError
+
+    from .task import FlowTask
+
+    try:
+        registry.add("flow", FlowTask(), description="optical flow: RAFT sequence loss, valid-pixel MAE, EPE")
+    except RegistryError as exc:
+        # Another plugin (an older core) already provides a task named 'flow'. Keep the rest of
+        # this plugin usable; the targets follow the core's dense (flow, valid) convention, so the
+        # other task still reads them, only without RAFT's sequence loss.
+        warnings.warn(f"hkt-flow: {exc}; task 'flow' is not hkt_flow.task.FlowTask in this "
+                      f"environment (no sequence loss)", stacklevel=2)
+
+
+@hookimpl
+def hkt_register_metrics(registry):
+    from .metrics import flow_metrics
+
+    for metric in flow_metrics():
+        registry.add(f"flow_{metric.name}", metric, description=(metric.__doc__ or "").strip().splitlines()[0])
+
+
+@hookimpl
+def hkt_register_datasets(registry):
+    from .datasets import DATASETS
+
+    for name, (factory, description) in DATASETS.items():
+        registry.add(name, factory, description=description)
+
+
+@hookimpl
+def hkt_register_pairs(registry):
+    from importlib import resources
+
+    from hkt_core.pairs import register_cards_from
+
+    register_cards_from(registry, resources.files("hkt_flow") / "pairs")
+
+
+@hookimpl
+def hkt_register_commands(registry):
+    from .cli import configure
+
+    registry.add("flow", configure, description="pictures of optical-flow predictions")
