@@ -1,1 +1,25 @@
-"""trace."""
+"""Tracing models into graphs: the project tracer, the naming rule, the torch.export fallback.
+
+What the Family (and anything else that wires operators into a model) should call:
+
+- ``trace(model, example_inputs, adapter=None) -> TracedModel``: the fx ``GraphModule`` (``.gm``,
+  sharing parameters and buffers with ``model``), ``.backend`` (``"fx"``, or ``"export"`` when
+  symbolic tracing failed on control flow and ``torch.export.export(strict=False)`` traced it),
+  ``.graph`` (networkx DiGraph of values: op, module, module_type, shape, params, flops, index,
+  fx_node), ``.nodes`` (name -> fx.Node), ``.names`` (fx.Node -> name), ``.prediction`` (the
+  adapter's prediction output), ``.input_shapes``. An export graph is specialised to the example
+  shapes and to eval mode; a Family that needs to re-run the model in train mode at other batch
+  sizes should require ``backend == "fx"`` and say so (an adapter with leaf modules or
+  concrete_args usually makes a model fx-traceable).
+- ``hkt_core.align.resolve(gm, names) -> list[fx.Node]``: the nodes an :class:`Alignment` names, on
+  the Family's own trace (from ``trace`` or ``fx_trace``); unknown names raise ``AlignmentError``
+  listing nearby valid names.
+- ``fx_trace(model, adapter=None, concrete_args=None)`` and ``node_names(graph)`` when only the fx
+  graph is needed; names follow the rule in :mod:`hkt_core.trace.tracer`.
+"""
+
+from .graph import TracedModel, evaluation, trace
+from .tracer import BACKEND_KEY, HKTTracer, fx_trace, module_output_aliases, node_names
+
+__all__ = ["BACKEND_KEY", "HKTTracer", "TracedModel", "evaluation", "fx_trace", "module_output_aliases",
+           "node_names", "trace"]

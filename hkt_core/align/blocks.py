@@ -1,0 +1,225 @@
+"""Block discovery: where in a traced network work naturally hands off from one block to the next.
+
+The candidate rule. A value of the traced graph is a candidate block boundary when it
+
+1. is a tensor whose first dimension is the batch, of rank >= 2, computed from an input and used
+   (directly or not) by the prediction, and is not an input or the prediction itself; and
+2. is at least one of
+   - the output of a **top-level or second-level module** (``layer2``, ``layer2.3``),
+   - a **resolution or width change**: its shape (batch aside) differs from its first input's,
+   - a **cut point**: every path from the inputs to the prediction passes through it (a dominator
+     of the prediction in the value graph), so all information flows through that one tensor.
+
+An adapter's ``declared_blocks(model)`` replaces the rule: exactly those values are candidates.
+
+Each candidate gets the features the alignment score uses: ``depth`` (relative depth: cumulative
+FLOPs of the value's ancestors over those of the prediction; parameters when the network has no
+FLOPs; topological position when neither), ``layout`` (``map`` for (B, C, *S) with rank >= 4,
+``tokens`` for (B, T, D) in a model whose rank-3 values feed linear maps or layer norms, ``seq``
+for other rank-3 values read as (B, C, L), ``vector`` for (B, D)), ``resolution`` (the spatial or
+token extent: S, T, L, or () for vectors), ``width`` (channels or features), ``level`` (0 for a
+top-level module output, 1 for second-level, 2 otherwise), ``cut`` and ``change``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import attrs
+import networkx as nx
+import numpy as np
+
+from ..errors import AlignmentError
+from ..trace.graph import TracedModel
+
+_TOKEN_CONSUMERS = ("linear", "layer_norm", "layernorm", "multiheadattention", "scaled_dot_product")
+
+
+@attrs.frozen
+class Block:
+    """A candidate block boundary and its features (see module docstring)."""
+
+    name: str
+    index: int
+    shape: tuple[int, ...]
+    depth: float
+    layout: str
+    resolution: tuple[int, ...]
+    width: int
+    level: int
+    cut: bool
+    change: bool
+    module_output: bool
+
+    @property
+    def strength(self) -> float:
+        """How natural a hand-off point this is: share of the three boundary signs it shows."""
+        return (float(self.cut) + float(self.level <= 1 and self.module_output) + float(self.change)) / 3.0
+
+
+@attrs.define(eq=False)
+class BlockGraph:
+    """Reachability, cut points and relative depth of one traced model, plus its candidates."""
+
+    traced: TracedModel
+    ancestors: dict[str, int]          # name -> bitset of ancestor indices (itself included)
+    cut_points: frozenset[str]
+    depth_weights: np.ndarray | None   # per-value weights of relative depth (FLOPs or parameters)
+    prediction_mask: np.ndarray        # values the prediction depends on
+    token_model: bool
+    candidates: tuple[Block, ...]
+    prediction: Block
+
+    def is_ancestor(self, a: str, b: str) -> bool:
+        """True when value ``a`` is ``b`` or is used, directly or not, to compute ``b``."""
+        return bool(self.ancestors[b] >> self.traced.graph.nodes[a]["index"] & 1)
+
+    def depth(self, name: str) -> float:
+        """Relative depth in [0, 1]: the share of the prediction's cost spent before ``name``."""
+        n = len(self.prediction_mask)
+        mask = _bits_to_mask(self.ancestors[name], n) & self.prediction_mask
+        if self.depth_weights is None:
+            value, total = float(mask.sum()), float(self.prediction_mask.sum())
+        else:
+            value, total = self.depth_weights[mask].sum(), self.depth_weights[self.prediction_mask].sum()
+        return float(min(1.0, value / total)) if total > 0 else 0.0
+
+    def block(self, name: str) -> Block:
+        """Features of any tensor value (candidate or not), for manual alignments."""
+        return _make_block(self, name)
+
+    def near(self, name: str, n: int = 6) -> list[str]:
+        """Candidate names nearest ``name`` in topological order."""
+        if name not in self.traced.graph:
+            return [b.name for b in self.candidates[:n]]
+        idx = self.traced.graph.nodes[name]["index"]
+        ranked = sorted(self.candidates, key=lambda b: (abs(b.index - idx), b.index))
+        return sorted((b.name for b in ranked[:n]), key=lambda s: self.traced.graph.nodes[s]["index"])
+
+
+def _module_level(name: str) -> int:
+    path = name.split("#", 1)[0]
+    return min(path.count("."), 2)
+
+
+def _bits_to_mask(bits: int, n: int) -> np.ndarray:
+    raw = bits.to_bytes((n + 7) // 8, "little")
+    return np.unpackbits(np.frombuffer(raw, dtype=np.uint8), bitorder="little")[:n].astype(bool)
+
+
+def _is_token_model(traced: TracedModel) -> bool:
+    g = traced.graph
+    for name in traced.order:
+        attrs_ = g.nodes[name]
+        kind = f"{attrs_['target']} {attrs_['module_type']}".lower()
+        if any(k in kind for k in _TOKEN_CONSUMERS):
+            for pred in g.predecessors(name):
+                shape = g.nodes[pred]["shape"]
+                if shape is not None and len(shape) == 3:
+                    return True
+    return False
+
+
+def layout_of(shape: Sequence[int], token_model: bool) -> tuple[str, tuple[int, ...], int]:
+    """(layout, resolution, width) of a batch-first shape; see module docstring."""
+    rank = len(shape)
+    if rank == 2:
+        return "vector", (), int(shape[1])
+    if rank == 3:
+        if token_model:
+            return "tokens", (int(shape[1]),), int(shape[2])
+        return "seq", (int(shape[2]),), int(shape[1])
+    return "map", tuple(int(d) for d in shape[2:]), int(shape[1])
+
+
+def _make_block(bg: BlockGraph, name: str) -> Block:
+    g = bg.traced.graph
+    data = g.nodes[name]
+    shape = data["shape"]
+    if shape is None or len(shape) < 2:
+        raise AlignmentError(f"{name!r} is not a batched tensor (shape {shape}); pick a tensor value "
+                             f"such as {', '.join(bg.near(name))}")
+    layout, resolution, width = layout_of(shape, bg.token_model)
+    first = next((p for p in sorted(g.predecessors(name), key=lambda p: g.nodes[p]["index"])
+                  if g.nodes[p]["shape"] is not None), None)
+    change = first is not None and tuple(g.nodes[first]["shape"][1:]) != tuple(shape[1:])
+    return Block(name=name, index=data["index"], shape=tuple(shape), depth=bg.depth(name),
+                 layout=layout, resolution=resolution, width=width,
+                 level=_module_level(name) if data["module_output"] else 2, cut=name in bg.cut_points,
+                 change=change, module_output=bool(data["module_output"]))
+
+
+def discover(traced: TracedModel, declared: Sequence[str] | None = None) -> BlockGraph:
+    """Analyse ``traced`` and list its candidate block boundaries (module docstring has the rule)."""
+    g = traced.graph
+    order = traced.order
+    n = len(order)
+    ancestors: dict[str, int] = {}
+    for name in order:
+        bits = 1 << g.nodes[name]["index"]
+        for pred in g.predecessors(name):
+            bits |= ancestors[pred]
+        ancestors[name] = bits
+    input_bits = 0
+    for name in traced.inputs:
+        input_bits |= 1 << g.nodes[name]["index"]
+    pred_name = traced.prediction
+    pred_anc = ancestors[pred_name]
+
+    # cut points: dominators of the prediction from a virtual source feeding every input
+    relevant = [name for name in order if pred_anc >> g.nodes[name]["index"] & 1 and ancestors[name] & input_bits]
+    sub = nx.DiGraph()
+    source = ("__source__",)
+    sub.add_node(source)
+    keep = set(relevant)
+    for name in relevant:
+        sub.add_node(name)
+        for succ in g.successors(name):
+            if succ in keep:
+                sub.add_edge(name, succ)
+    for name in traced.inputs:
+        if name in keep:
+            sub.add_edge(source, name)
+    cut: set[str] = set()
+    if pred_name in sub and sub.has_node(source):
+        idom = nx.immediate_dominators(sub, source)
+        node = pred_name
+        while node != source and node in idom:
+            cut.add(node)
+            if idom[node] == node:
+                break
+            node = idom[node]
+
+    flops = np.array([g.nodes[name]["flops"] for name in order], dtype=np.float64)
+    params = np.array([g.nodes[name]["params"] for name in order], dtype=np.float64)
+    pred_mask = _bits_to_mask(pred_anc, n)
+    weights = flops if flops[pred_mask].sum() > 0 else params if params[pred_mask].sum() > 0 else None
+    batch = traced.input_shapes[0][0]
+    bg = BlockGraph(traced=traced, ancestors=ancestors, cut_points=frozenset(cut), depth_weights=weights,
+                    prediction_mask=pred_mask,
+                    token_model=_is_token_model(traced), candidates=(), prediction=None)  # type: ignore[arg-type]
+    if declared is not None:
+        names = []
+        for raw in declared:
+            try:
+                names.append(traced.canonical(raw))
+            except KeyError:
+                from .resolve import unknown_node_error
+
+                raise unknown_node_error(traced, raw, "declared block") from None
+        chosen = [nm for nm in names if nm != pred_name]
+    else:
+        chosen = []
+        for name in relevant:
+            data = g.nodes[name]
+            shape = data["shape"]
+            if (name == pred_name or data["op"] == "placeholder" or shape is None or len(shape) < 2
+                    or shape[0] != batch):
+                continue
+            chosen.append(name)
+    blocks = [_make_block(bg, name) for name in chosen]
+    if declared is None:
+        blocks = [b for b in blocks if b.cut or b.change or (b.module_output and b.level <= 1)]
+    bg.candidates = tuple(sorted(blocks, key=lambda b: b.index))
+    bg.prediction = _make_block(bg, pred_name)
+    return bg

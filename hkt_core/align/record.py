@@ -1,0 +1,143 @@
+"""The alignment record: which parent block feeds which child block, and why.
+
+An :class:`Alignment` is what the Family consumes. It is plain data (names and shapes), so it
+survives JSON and a pair card: a Family reads it back and resolves the names on its own trace
+(:func:`hkt_core.align.resolve`).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import attrs
+
+from ..errors import AlignmentError
+
+#: Version of the JSON layout written by :meth:`Alignment.to_json`.
+FORMAT_VERSION = 1
+
+
+def _shape(value: Any) -> tuple[int, ...]:
+    if not isinstance(value, (list, tuple)) or not all(
+            isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in value):
+        raise AlignmentError(f"a shape must be a list of non-negative integers, got {value!r}")
+    return tuple(value)
+
+
+def _name(instance, attribute, value) -> None:
+    if not isinstance(value, str) or not value:
+        raise AlignmentError(f"BlockPair.{attribute.name} must be a non-empty node name, got {value!r}")
+
+
+def _score(instance, attribute, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise AlignmentError(f"BlockPair.score must be a number in [0, 1], got {value!r}")
+
+
+@attrs.frozen
+class BlockPair:
+    """One aligned pair: a parent value and a child value (names per the naming rule)."""
+
+    parent: str = attrs.field(validator=_name)
+    child: str = attrs.field(validator=_name)
+    parent_shape: tuple[int, ...] = attrs.field(converter=_shape)
+    child_shape: tuple[int, ...] = attrs.field(converter=_shape)
+    score: float = attrs.field(validator=_score, converter=lambda v: float(v) if isinstance(v, int) and not isinstance(v, bool) else v)
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"parent": self.parent, "child": self.child, "parent_shape": list(self.parent_shape),
+                "child_shape": list(self.child_shape), "score": round(self.score, 6), "reason": self.reason}
+
+
+def _pairs(value: Any) -> tuple[BlockPair, ...]:
+    pairs = tuple(value)
+    if len(pairs) < 1 or not all(isinstance(p, BlockPair) for p in pairs):
+        raise AlignmentError("Alignment.pairs must be a non-empty sequence of BlockPair "
+                             "(the last pair is the two models' predictions)")
+    return pairs
+
+
+def _input_shapes(value: Any) -> tuple[tuple[int, ...], ...]:
+    shapes = tuple(_shape(s) for s in value)
+    if not shapes:
+        raise AlignmentError("Alignment.input_shapes must list at least one example input shape")
+    return shapes
+
+
+@attrs.frozen
+class Alignment:
+    """N aligned block pairs in order; mixing happens at the first N-1, the last is the predictions."""
+
+    pairs: tuple[BlockPair, ...] = attrs.field(converter=_pairs)
+    input_shapes: tuple[tuple[int, ...], ...] = attrs.field(converter=_input_shapes)
+    method: str = "structural"
+
+    @property
+    def stages(self) -> int:
+        """nHKT: the number of aligned pairs, predictions included."""
+        return len(self.pairs)
+
+    @property
+    def mixing_pairs(self) -> tuple[BlockPair, ...]:
+        return self.pairs[:-1]
+
+    @property
+    def prediction_pair(self) -> BlockPair:
+        return self.pairs[-1]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"version": FORMAT_VERSION, "method": self.method,
+                "input_shapes": [list(s) for s in self.input_shapes],
+                "pairs": [p.to_dict() for p in self.pairs]}
+
+    def to_json(self) -> str:
+        """JSON text, one pair per line (``Alignment.from_json`` reads it back)."""
+        data = self.to_dict()
+        pairs = ",\n".join(f"    {json.dumps(p)}" for p in data["pairs"])
+        return (f'{{\n  "version": {data["version"]},\n  "method": {json.dumps(data["method"])},\n'
+                f'  "input_shapes": {json.dumps(data["input_shapes"])},\n  "pairs": [\n{pairs}\n  ]\n}}')
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "Alignment":
+        if not isinstance(data, dict):
+            raise AlignmentError(f"an alignment is a JSON object, got {type(data).__name__}")
+        version = data.get("version")
+        if version != FORMAT_VERSION:
+            raise AlignmentError(f"alignment version {version!r} is not supported; this hkt reads version "
+                                 f"{FORMAT_VERSION}")
+        raw_pairs = data.get("pairs")
+        if not isinstance(raw_pairs, list) or not raw_pairs:
+            raise AlignmentError("alignment JSON needs a non-empty list 'pairs'")
+        pairs = []
+        for i, item in enumerate(raw_pairs):
+            missing = [k for k in ("parent", "child", "parent_shape", "child_shape", "score")
+                       if not isinstance(item, dict) or k not in item]
+            if missing:
+                raise AlignmentError(f"alignment pair {i} is missing {', '.join(missing)}")
+            pairs.append(BlockPair(item["parent"], item["child"], item["parent_shape"], item["child_shape"],
+                                   item["score"], item.get("reason", "")))
+        shapes = data.get("input_shapes")
+        if shapes is None:
+            raise AlignmentError("alignment JSON needs 'input_shapes' (the example input shapes)")
+        return cls(pairs=pairs, input_shapes=shapes, method=str(data.get("method", "structural")))
+
+    @classmethod
+    def from_json(cls, text: str) -> "Alignment":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise AlignmentError(f"not valid alignment JSON: {exc}") from None
+        return cls.from_dict(data)
+
+    def table(self) -> str:
+        """A readable table: one row per pair, mixing points first, predictions last."""
+        rows = [("#", "parent", "shape", "child", "shape", "score", "reason")]
+        for i, p in enumerate(self.pairs, 1):
+            tag = f"{i}" if i < len(self.pairs) else f"{i} (out)"
+            rows.append((tag, p.parent, "x".join(map(str, p.parent_shape)), p.child,
+                         "x".join(map(str, p.child_shape)), f"{p.score:.3f}", p.reason))
+        widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]) - 1)]
+        lines = ["  ".join(cell.ljust(w) for cell, w in zip(r[:-1], widths)) + "  " + r[-1] for r in rows]
+        return "\n".join(line.rstrip() for line in lines)

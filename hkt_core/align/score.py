@@ -1,0 +1,94 @@
+"""The alignment score of a (parent block, child block) pair, in [0, 1].
+
+Structural score (``method="structural"``)::
+
+    score = 0.6 * (1 - |depth_p - depth_c|)            similar relative depth
+          + 0.2 * role_match                           compatible roles
+          + 0.2 * (strength_p + strength_c) / 2        both are natural hand-off points
+
+``role_match`` is the share of agreeing role signs among {cut point, module level (top-level /
+second-level / inner), resolution-or-width change}; ``strength`` is the share of those signs a
+block shows (:attr:`Block.strength`). Equal resolution is *required*: the two blocks must have
+the same layout (map / tokens / seq / vector) and the same spatial or token extent, else the
+pair is not a candidate at all (:func:`compatible`).
+
+Activation score (``method="activation"``): ``(structural + CKA) / 2`` where CKA is linear
+centered kernel alignment between the two blocks' activations on a calibration batch
+(Kornblith et al. 2019): ``CKA = <Kx, Ky>_F / (||Kx||_F ||Ky||_F)`` with ``K = Xc Xc^T`` the
+centered Gram matrix of the batch's flattened activations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from .blocks import Block
+
+DEPTH_WEIGHT, ROLE_WEIGHT, STRENGTH_WEIGHT = 0.6, 0.2, 0.2
+#: The calibration batch linear CKA needs at the least (a Gram matrix of fewer samples is noise).
+MIN_CALIBRATION = 8
+
+
+def compatible(p: Block, c: Block) -> bool:
+    """Equal resolution: same layout and same spatial / token extent."""
+    return p.layout == c.layout and p.resolution == c.resolution
+
+
+def role_match(p: Block, c: Block) -> float:
+    return (float(p.cut == c.cut) + float(p.level == c.level) + float(p.change == c.change)) / 3.0
+
+
+def structural_score(p: Block, c: Block) -> float:
+    value = (DEPTH_WEIGHT * (1.0 - abs(p.depth - c.depth)) + ROLE_WEIGHT * role_match(p, c)
+             + STRENGTH_WEIGHT * (p.strength + c.strength) / 2.0)
+    return float(min(1.0, max(0.0, value)))
+
+
+def _features(blocks: Sequence[Block]) -> dict[str, np.ndarray]:
+    return {
+        "depth": np.array([b.depth for b in blocks], dtype=np.float64),
+        "cut": np.array([b.cut for b in blocks], dtype=bool),
+        "level": np.array([b.level for b in blocks], dtype=np.int64),
+        "change": np.array([b.change for b in blocks], dtype=bool),
+        "strength": np.array([b.strength for b in blocks], dtype=np.float64),
+    }
+
+
+def structural_matrix(parent: Sequence[Block], child: Sequence[Block]) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, compatible) matrices of shape (len(parent), len(child)); same formula, vectorised."""
+    fp, fc = _features(parent), _features(child)
+    depth = 1.0 - np.abs(fp["depth"][:, None] - fc["depth"][None, :])
+    roles = ((fp["cut"][:, None] == fc["cut"][None, :]).astype(np.float64)
+             + (fp["level"][:, None] == fc["level"][None, :])
+             + (fp["change"][:, None] == fc["change"][None, :])) / 3.0
+    strength = (fp["strength"][:, None] + fc["strength"][None, :]) / 2.0
+    scores = np.clip(DEPTH_WEIGHT * depth + ROLE_WEIGHT * roles + STRENGTH_WEIGHT * strength, 0.0, 1.0)
+    keys_p: dict[tuple, list[int]] = {}
+    for i, b in enumerate(parent):
+        keys_p.setdefault((b.layout, b.resolution), []).append(i)
+    ok = np.zeros((len(parent), len(child)), dtype=bool)
+    for j, b in enumerate(child):
+        rows = keys_p.get((b.layout, b.resolution))
+        if rows:
+            ok[rows, j] = True
+    return scores, ok
+
+
+def centered_gram(x: torch.Tensor) -> np.ndarray:
+    """Centered Gram matrix (n, n) of a batch of activations, float64."""
+    flat = x.detach().reshape(x.shape[0], -1).to(torch.float64)
+    flat = flat - flat.mean(dim=0, keepdim=True)
+    return (flat @ flat.T).numpy()
+
+
+def cka_matrix(parent_grams: Sequence[np.ndarray], child_grams: Sequence[np.ndarray]) -> np.ndarray:
+    """Linear CKA between every parent and child activation, from their centered Gram matrices."""
+    def stack(grams):
+        flat = np.stack([g.reshape(-1) for g in grams]) if grams else np.zeros((0, 1))
+        norms = np.linalg.norm(flat, axis=1, keepdims=True)
+        return np.divide(flat, norms, out=np.zeros_like(flat), where=norms > 0)
+
+    return np.clip(stack(parent_grams) @ stack(child_grams).T, 0.0, 1.0)

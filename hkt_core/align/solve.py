@@ -1,0 +1,66 @@
+"""Choosing N order-preserving block pairs by dynamic programming.
+
+Pairs are chosen among candidates sorted by topological position on each side; the k-th pair
+must come strictly after the (k-1)-th in *both* networks. That makes the alignment
+order-preserving, and it keeps the joint graph acyclic: a mixing point merges a parent value and a
+child value (each stream reads the other's), so a cycle would need some pair j > i with p_j an
+ancestor of p_i or c_j an ancestor of c_i, impossible when both topological positions increase.
+
+Objective for N-1 mixing pairs: maximise the sum over k of ``score(p_k, c_k) + PLACEMENT_WEIGHT *
+(1 - |mean depth(p_k, c_k) - k/(N-1)|)``: the pair score, plus a preference for spreading the
+mixing points evenly over the networks' depth (the last sits next to the predictions, where the
+paper's CIFAR pair mixes pooled features). Incompatible pairs (resolution differs) are excluded.
+Cost: O((N-1) x Kp x Kc) in numpy for Kp parent and Kc child candidates.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+PLACEMENT_WEIGHT = 0.5
+
+
+def _prefix_max(f: np.ndarray) -> np.ndarray:
+    """M[i, j] = max f[:i, :j] (strictly before in both), -inf where empty."""
+    m = np.maximum.accumulate(np.maximum.accumulate(f, axis=0), axis=1)
+    out = np.full_like(f, -np.inf)
+    out[1:, 1:] = m[:-1, :-1]
+    return out
+
+
+def longest_chain(ok: np.ndarray) -> int:
+    """The most order-preserving compatible pairs that can be chosen at once."""
+    if ok.size == 0:
+        return 0
+    f = np.where(ok, 1.0, -np.inf)
+    best = 0
+    while np.isfinite(f).any():
+        best += 1
+        f = np.where(ok, _prefix_max(f) + 1.0, -np.inf)
+    return best
+
+
+def choose_pairs(scores: np.ndarray, ok: np.ndarray, depth_p: np.ndarray, depth_c: np.ndarray,
+                 count: int) -> list[tuple[int, int]] | None:
+    """Indices of ``count`` order-preserving pairs maximising the objective, or None if impossible."""
+    if count == 0:
+        return []
+    mean_depth = (depth_p[:, None] + depth_c[None, :]) / 2.0
+    layers = []
+    prev = None
+    for k in range(1, count + 1):
+        target = k / count
+        gain = np.where(ok, scores + PLACEMENT_WEIGHT * (1.0 - np.abs(mean_depth - target)), -np.inf)
+        f = gain if prev is None else gain + _prefix_max(prev)
+        layers.append(f)
+        prev = f
+    last = layers[-1]
+    if not np.isfinite(last).any():
+        return None
+    i, j = np.unravel_index(int(np.argmax(last)), last.shape)
+    chosen = [(int(i), int(j))]
+    for f in reversed(layers[:-1]):
+        sub = f[:i, :j]
+        i, j = np.unravel_index(int(np.argmax(sub)), sub.shape)
+        chosen.append((int(i), int(j)))
+    return chosen[::-1]
