@@ -178,11 +178,11 @@ class SegmentationTask(Task):
 
 
 def builtin_tasks() -> dict[str, Task]:
-    """The tasks the core registers, by name."""
+    """The tasks the core registers, by name. ``regression`` covers optical flow as dense regression
+    (L1, EPE); the name ``flow`` is left to the flow plugin, which adds RAFT's sequence loss."""
     return {
         "classification": ClassificationTask(),
         "regression": RegressionTask("regression"),
-        "flow": RegressionTask("flow"),
         "segmentation": SegmentationTask("ce"),
         "segmentation-dice": SegmentationTask("dice", name="segmentation-dice"),
     }

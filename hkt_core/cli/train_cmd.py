@@ -1,0 +1,230 @@
+"""``hkt train | eval | compare | export | demo``: the training runner on the command line."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from ..errors import ConfigError
+
+DEMO_PAIR = "digits-demo"
+DEMO_METHODS = ("baseline", "kd", "hkt")
+
+
+def configure(sub) -> None:
+    t = sub.add_parser("train", help="train a method on a registered pair (a run folder with checkpoints)")
+    t.add_argument("pair", help="a registered pair (`hkt list pairs`)")
+    t.add_argument("--method", required=True, help="parent, baseline, kd, hkt or a plugin's (`hkt list methods`)")
+    _train_options(t)
+    t.add_argument("--out", default=None, help="run folder (default runs/<pair>-<method>-<timestamp>)")
+    mode = t.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    mode.add_argument("--force", action="store_true", help="start over in an existing run folder")
+    t.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+                   help="any setting by dotted key: train.grad_clip=1.0, hkt.lam=0.5, method.<option>=...")
+    t.add_argument("--nproc", type=int, default=1, help="train with N processes (torch.distributed, via torchrun)")
+    t.add_argument("--parent-weights", default=None, metavar="FILE",
+                   help="the parent's weights (safetensors) instead of the cached or trained parent")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.set_defaults(handler=run_train)
+
+    e = sub.add_parser("eval", help="evaluate a run's child on its validation or test split")
+    e.add_argument("run_dir")
+    e.add_argument("--split", choices=("val", "test"), default="val")
+    e.add_argument("--which", choices=("best", "last"), default="best", help="which checkpoint (default best)")
+    e.set_defaults(handler=run_eval)
+
+    c = sub.add_parser("compare", help="several methods over several seeds: mean +- std table and chart")
+    c.add_argument("pair")
+    c.add_argument("--methods", default="baseline,kd,hkt", help="comma-separated (default baseline,kd,hkt)")
+    c.add_argument("--seeds", default="0,1,2", help="comma-separated integers (default 0,1,2)")
+    c.add_argument("--epochs", type=int, default=None)
+    c.add_argument("--device", choices=("cpu", "cuda", "auto"), default=None)
+    c.add_argument("--out", default=None, help="folder of the runs and tables (default runs/compare-<pair>)")
+    c.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE")
+    c.set_defaults(handler=run_compare)
+
+    x = sub.add_parser("export", help="export a run's child alone (verified against the child)")
+    x.add_argument("run_dir")
+    x.add_argument("--format", choices=("safetensors", "onnx", "pt2"), default="safetensors")
+    x.add_argument("--out", default=None, help="output file (default RUN_DIR/export/child.<ext>)")
+    x.set_defaults(handler=run_export)
+
+    d = sub.add_parser("demo", help=f"the main job: parent, baseline, KD and HKT on {DEMO_PAIR}, one table")
+    d.add_argument("--out", default="runs/demo", help="folder of the demo's runs (default runs/demo)")
+    d.add_argument("--epochs", type=int, default=None, help="override the pair's epochs (children only)")
+    d.set_defaults(handler=run_demo)
+
+
+def _train_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--device", choices=("cpu", "cuda", "auto"), default=None)
+
+
+def _overrides(args) -> dict:
+    return {k: v for k, v in {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
+                              "seed": args.seed, "device": args.device}.items() if v is not None}
+
+
+# -- train -------------------------------------------------------------------------------------
+
+def run_train(args) -> int:
+    from ..train.api import default_out, resolve
+
+    if args.nproc < 1:
+        raise ConfigError(f"--nproc {args.nproc} is invalid: must be an integer >= 1")
+    out = Path(args.out) if args.out else None
+    if args.nproc > 1:
+        return _launch_torchrun(args, out or default_out(args.pair, args.method))
+    spec = resolve(args.pair, args.method, out=out, resume=args.resume, force=args.force,
+                   parent_weights=args.parent_weights, settings=args.settings,
+                   progress=False if args.no_progress else None, **_overrides(args))
+    from ..train.trainer import Trainer
+
+    folder = Trainer(spec).fit()
+    if int(os.environ.get("RANK", "0")) == 0:
+        from ..train.run import Run
+
+        _print_summary(Run(folder, spec.manager))
+    return 0
+
+
+def _launch_torchrun(args, out: Path) -> int:
+    """Re-run this command under ``torchrun --nproc_per_node N`` (one process per rank)."""
+    argv = ["train", args.pair, "--method", args.method, "--out", str(out)]
+    for flag, value in (("--epochs", args.epochs), ("--batch-size", args.batch_size), ("--lr", args.lr),
+                        ("--seed", args.seed), ("--device", args.device), ("--parent-weights", args.parent_weights)):
+        if value is not None:
+            argv += [flag, str(value)]
+    argv += ["--resume"] if args.resume else ["--force"] if args.force else []
+    for s in args.settings:
+        argv += ["--set", s]
+    if args.no_progress:
+        argv.append("--no-progress")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.nproc}",
+           "-m", "hkt_core.cli.main", *argv]
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", "1")
+    print(f"hkt: starting {args.nproc} processes (torch.distributed, "
+          f"{'nccl' if args.device == 'cuda' else 'gloo'}) into {out}", file=sys.stderr, flush=True)
+    return subprocess.call(cmd, env=env)
+
+
+def _print_summary(run) -> None:
+    s = run.summary
+    metric = s["primary_metric"]
+    print(f"run folder: {run.path}")
+    print(f"best epoch {s['best_epoch']}/{s['epochs']}: val {metric} {s['val'][metric]:.4f}, "
+          f"test {metric} {s['test'][metric]:.4f}")
+    print(f"child: {s['parameters']:,} parameters, {s['latency_ms_per_sample']:.4f} ms per sample "
+          f"(batch {s['latency_batch']}, {s['device']})")
+    curves = run.path / "curves.png"
+    if curves.is_file():
+        print(f"curves: {curves}")
+
+
+# -- eval / export -----------------------------------------------------------------------------
+
+def run_eval(args) -> int:
+    from ..config import structure
+    from ..config import TrainConfig
+    from ..plugins import default_manager
+    from ..train.data import load_splits
+    from ..train.run import load_run
+    from ..train.trainer import evaluate
+
+    run = load_run(args.run_dir)
+    manager = default_manager()
+    card = run.card
+    train = structure(run.config["train"], TrainConfig)
+    splits = load_splits(card, train, manager)
+    task = manager.lookup("losses", card.task)
+    import torch
+
+    values = evaluate(run.child(args.which), getattr(splits, args.split), task, batch_size=train.batch_size,
+                      device=torch.device("cpu"))
+    print(f"{run.path} ({args.which} checkpoint) on the {args.split} split:")
+    for k, v in values.items():
+        print(f"  {k:<10} {v:.6f}")
+    return 0
+
+
+def run_export(args) -> int:
+    from ..train.export import export_run
+    from ..train.run import load_run
+
+    path, diff = export_run(load_run(args.run_dir), args.format, args.out)
+    print(f"exported the child to {path} ({args.format}); output checked against the child: "
+          f"max difference {diff:.3g}")
+    return 0
+
+
+# -- compare / demo ----------------------------------------------------------------------------
+
+def _ints(text: str, what: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"--{what} {text!r} is invalid: comma-separated integers, e.g. 0,1,2") from None
+
+
+def run_compare(args) -> int:
+    from ..train.compare import format_table, run_comparison, write_comparison
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    seeds = _ints(args.seeds, "seeds")
+    if not methods or not seeds:
+        raise ConfigError("--methods and --seeds each need at least one entry")
+    out = Path(args.out or f"runs/compare-{args.pair}")
+    overrides = {k: v for k, v in {"epochs": args.epochs, "device": args.device}.items() if v is not None}
+    say = lambda m: print(f"hkt: {m}", file=sys.stderr, flush=True)  # noqa: E731
+    rows = run_comparison(args.pair, methods, seeds, out, say=say, settings=args.settings, **overrides)
+    print(format_table(rows), end="")
+    for kind, path in write_comparison(out, args.pair, rows).items():
+        print(f"{kind}: {path}")
+    return 0
+
+
+def run_demo(args) -> int:
+    from ..plugins import default_manager
+    from ..train.compare import format_table, run_comparison, write_comparison
+
+    manager = default_manager()
+    if DEMO_PAIR not in manager.registry("pairs"):
+        raise ConfigError(f"the demo pair {DEMO_PAIR!r} is not registered: it comes with the classification "
+                          f"plugin (pip install -e plugins/hkt-vision)")
+    out = Path(args.out)
+    say = lambda m: print(f"hkt: {m}", file=sys.stderr, flush=True)  # noqa: E731
+    overrides = {"epochs": args.epochs} if args.epochs else {}
+    rows = run_comparison(DEMO_PAIR, DEMO_METHODS, [0], out, manager=manager, say=say, **overrides)
+    rows = _with_parent_row(manager, out, rows)
+    print(f"\n{DEMO_PAIR}: {manager.lookup('pairs', DEMO_PAIR).description}")
+    print(format_table(rows), end="")
+    written = write_comparison(out, DEMO_PAIR, rows)
+    print(f"\ntable: {written['markdown']}")
+    if "chart" in written:
+        print(f"plots: {written['chart']} and the training curves {out}/<method>-seed0/curves.png")
+    return 0
+
+
+def _with_parent_row(manager, out: Path, rows: list[dict]) -> list[dict]:
+    """The cached parent as the table's first row (the reference the children learn from)."""
+    import json
+
+    from ..config import read_toml
+    from ..train.compare import _row
+
+    for row in rows:
+        config = read_toml(out / f"{row['method']}-seed0" / "config.toml")
+        folder = config.get("parent", {}).get("path")
+        if config.get("parent", {}).get("source") == "cache" and folder and Path(folder, "summary.json").is_file():
+            summary = json.loads(Path(folder, "summary.json").read_text(encoding="utf-8"))
+            parent_row = _row("parent", [summary])
+            return [parent_row, *rows]
+    return rows

@@ -1,0 +1,116 @@
+"""Exporting a run's child alone: safetensors (default), ONNX or a torch.export ``.pt2`` program.
+
+Every export is loaded back and run on example inputs; its output must match the child's before
+success is reported (exactly for safetensors, within ``atol`` for ONNX and pt2, whose kernels may
+differ in the last bits).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..adapters import adapter_for
+from ..errors import HKTError
+from ..io import atomic_write
+from .run import Run
+
+FORMATS = ("safetensors", "onnx", "pt2")
+SUFFIX = {"safetensors": ".safetensors", "onnx": ".onnx", "pt2": ".pt2"}
+
+
+class ExportError(HKTError, RuntimeError):
+    """An exported model could not be written, or its output differs from the child's."""
+
+
+def _prediction(model: nn.Module, inputs) -> torch.Tensor:
+    return adapter_for(model).prediction(model(*inputs))
+
+
+def _example(run: Run, child: nn.Module, batch: int) -> tuple[torch.Tensor, ...]:
+    shapes = [(batch, *s[1:]) for s in run.card.input_shapes]
+    return adapter_for(child).example_inputs(child, shapes)
+
+
+def export_run(run: Run, fmt: str, out: str | Path | None = None, *, atol: float = 1e-4) -> tuple[Path, float]:
+    """Write the run's best child in ``fmt``; returns the file and the largest output difference."""
+    if fmt not in FORMATS:
+        raise ExportError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    child = run.child()
+    path = Path(out) if out is not None else run.path / "export" / f"child{SUFFIX[fmt]}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad():
+        check_inputs = _example(run, child, 3)
+        expected = _prediction(child, check_inputs)
+    diff = {"safetensors": _safetensors, "onnx": _onnx, "pt2": _pt2}[fmt](run, child, path, check_inputs, expected)
+    if not diff <= (0.0 if fmt == "safetensors" else atol):
+        path.unlink(missing_ok=True)
+        raise ExportError(f"the exported {fmt} model's output differs from the child's by {diff:.3g} "
+                          f"(allowed {atol:g}); nothing was kept")
+    return path, diff
+
+
+def _safetensors(run, child, path, inputs, expected) -> float:
+    from .checkpoint import load_module_state, write_tensors
+
+    ref, options = run.network_ref()
+    write_tensors(path, child.state_dict(), kind="export",
+                  metadata={"model": ref, "model_options": json.dumps(options), "pair": run.pair,
+                            "method": run.method})
+    from ..models import build_model
+
+    fresh = build_model(ref, run._manager, **options)
+    load_module_state(fresh, path, what=f"model {ref!r}")
+    with torch.no_grad():
+        got = _prediction(fresh.eval(), inputs)
+    return float((got - expected).abs().max())
+
+
+def _onnx(run, child, path, inputs, expected) -> float:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise ExportError("ONNX export needs the optional extra: pip install 'hkt[onnx]'") from None
+
+    names = [f"input{i}" for i in range(len(inputs))]
+
+    class _Prediction(nn.Module):
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, *xs):
+            return _prediction(self.model, xs)
+
+    wrapper = _Prediction(child).eval()
+    example = _example(run, child, 2)
+
+    def write(tmp: Path) -> None:
+        torch.onnx.export(wrapper, example, str(tmp), input_names=names, output_names=["prediction"],
+                          dynamic_axes={n: {0: "batch"} for n in [*names, "prediction"]}, dynamo=False)
+
+    try:
+        atomic_write(path, write)
+    except Exception as exc:  # the exporter's own errors are long; keep the cause
+        raise ExportError(f"ONNX export of {type(child).__name__} failed: {type(exc).__name__}: {exc}") from None
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run(None, {n: t.numpy() for n, t in zip(names, inputs)})[0]
+    return float((torch.from_numpy(got) - expected).abs().max())
+
+
+def _pt2(run, child, path, inputs, expected) -> float:
+    example = _example(run, child, 2)
+    batch = torch.export.Dim("batch", min=1)
+    try:
+        program = torch.export.export(child.eval(), example,
+                                      dynamic_shapes=tuple({0: batch} for _ in example))
+    except Exception as exc:
+        raise ExportError(f"torch.export of {type(child).__name__} failed: {type(exc).__name__}: {exc}") from None
+    atomic_write(path, lambda tmp: torch.export.save(program, str(tmp)))
+    loaded = torch.export.load(str(path)).module()
+    with torch.no_grad():
+        got = adapter_for(child).prediction(loaded(*inputs))
+    return float((got - expected).abs().max())
