@@ -22,6 +22,7 @@ CORE_MODULES = (
     "hkt_core.cli.list_cmd",
     "hkt_core.cli.pairs_cmd",
     "hkt_core.cli.align_cmd",
+    "hkt_core.cli.train_cmd",
 )
 
 
