@@ -40,8 +40,15 @@ from torch import fx, nn
 
 from .adapters import Adapter, adapter_for
 from .config import HKTConfig
-from .errors import AlignmentError, ConfigError, TraceError, unknown_name_message
+from .errors import AlignmentError, ConfigError, TraceError, closest
+from .trace import tracer as _tracer
 from .trace.tracer import fx_trace, node_names
+
+
+def _aliases(graph: fx.Graph) -> dict[fx.Node, list[str]]:
+    """Every module path whose call returned each node (when the tracer records them)."""
+    aliases = getattr(_tracer, "module_output_aliases", None)
+    return aliases(graph) if aliases is not None else {}
 
 LAYOUTS = ("channels_first", "channels_last")
 
@@ -201,6 +208,9 @@ class _Graph:
         self.nodes = list(self.gm.graph.nodes)
         self.position = {n: i for i, n in enumerate(self.nodes)}
         self.by_name = {name: n for n, name in self.names.items() if n in self.position}
+        for n, paths in _aliases(self.gm.graph).items():   # "enc1.2" also names what "enc1" returns
+            for path in paths:
+                self.by_name.setdefault(path, n)
         self.placeholders = [n for n in self.nodes if n.op == "placeholder"]
         self.output = next(n for n in self.nodes if n.op == "output")
         self.modules = {n: self.gm.get_submodule(str(n.target)) for n in self.nodes if n.op == "call_module"}
@@ -213,7 +223,9 @@ class _Graph:
         try:
             return self.by_name[name]
         except KeyError:
-            raise AlignmentError(f"{self.label}: " + unknown_name_message("node", name, self.by_name)) from None
+            near = closest(name, self.by_name)
+            raise AlignmentError(f"{self.label}: unknown node {name!r}; closest: {', '.join(near)} "
+                                 f"(names follow hkt_core.trace.tracer.node_names)") from None
 
     def ancestors(self, nodes: Iterable[fx.Node]) -> set[fx.Node]:
         """``nodes`` and everything they depend on."""

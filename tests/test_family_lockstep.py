@@ -1,0 +1,198 @@
+"""The Family's forward against a hand-unrolled Algorithm 1, in float64.
+
+The reference below applies the paper's lines 4-10 step by step with the Family's own transfer
+modules (tested separately) and a Genetic Attention written out in the test.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import hkt_core
+from hkt_core import HKTConfig, builtins
+from hkt_core.family import Family
+from test_etm_operators import reference_ga
+
+
+#: Operators come from the core plugin alone: building a Family need not load every installed plugin.
+CORE = hkt_core.get_plugin_manager(autoload=False, plugins={"core": builtins})
+
+
+class ToyTask:
+    """Cross-entropy task loss; MAE between softmax and one-hot for inheritance."""
+
+    def loss(self, prediction, target):
+        return F.cross_entropy(prediction, target)
+
+    def inherit_loss(self, prediction, target):
+        one_hot = F.one_hot(target, prediction.shape[1]).to(prediction.dtype)
+        return (prediction.softmax(1) - one_hot).abs().mean()
+
+
+class Stage(nn.Module):
+    def __init__(self, cin, cout, stride=1):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, 3, stride=stride, padding=1)
+        self.relu = nn.ReLU(inplace=True)   # mutates the mixing point's value in eager mode
+
+    def forward(self, x):
+        return self.relu(self.conv(x))
+
+
+class Chain(nn.Module):
+    """c1 -> c2 -> c3 (head). Mixing points at the convolutions' outputs, before the in-place ReLU."""
+
+    def __init__(self, width, classes=4):
+        super().__init__()
+        self.b1 = Stage(3, width)
+        self.b2 = Stage(width, 2 * width, stride=2)
+        self.fc = nn.Linear(2 * width, classes)
+
+    def forward(self, x):
+        return self.fc(self.b2(self.b1(x)).mean((2, 3)))
+
+
+POINTS = [("b1.conv", "b1.conv"), ("b2.conv", "b2.conv"), ("fc", "fc")]
+
+
+def ga_mix(receiver, donor, lam, layout="spatial"):
+    return receiver + lam * reference_ga(receiver, donor, layout)
+
+
+def unrolled(parent, child, fam, x, lam, directions):
+    """Algorithm 1, lines 4-10, written out for the chain (blocks split at the convolutions)."""
+    p_blocks = [lambda v: parent.b1.conv(v),
+                lambda v: parent.b2.conv(torch.relu(v)),
+                lambda v: parent.fc(torch.relu(v).mean((2, 3)))]
+    c_blocks = [lambda v: child.b1.conv(v),
+                lambda v: child.b2.conv(torch.relu(v)),
+                lambda v: child.fc(torch.relu(v).mean((2, 3)))]
+    zt, z = p_blocks[0](x), c_blocks[0](x)                          # line 4
+    for i in range(2):                                               # lines 5-11
+        ops = fam.points[i]
+        phi_p, phi_c = zt, z
+        if directions[i] in ("both", "head"):
+            phi_p = ga_mix(zt, ops.to_parent_transfer(z), lam)      # line 6
+        if directions[i] in ("both", "backbone"):
+            phi_c = ga_mix(z, ops.to_child_transfer(zt), lam)       # line 7
+        z, zt = c_blocks[i + 1](phi_c), p_blocks[i + 1](phi_p)      # lines 8-10
+    native = c_blocks[2](c_blocks[1](c_blocks[0](x)))
+    return native, z, zt
+
+
+@pytest.mark.parametrize("directions", ["both", ("backbone", "head"), ("head", "both")])
+def test_lockstep_matches_hand_unrolled_algorithm_1(directions):
+    torch.manual_seed(0)
+    parent, child = Chain(6), Chain(3)
+    cfg = HKTConfig(lam=0.7, directions=directions)
+    fam = Family(parent, child, POINTS, cfg, example_inputs=torch.randn(1, 3, 8, 8), task=ToyTask(), manager=CORE).double()
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
+    out = fam(x)
+    native, inherited, head = unrolled(parent, child, fam, x, 0.7, cfg.directions_for(2))
+    torch.testing.assert_close(out.native, native, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(out.inherited, inherited, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(out.parent_head, head, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(out.native, child(x), rtol=0, atol=0)
+    assert not torch.allclose(out.inherited, out.native)
+    assert not torch.allclose(out.parent_head, parent(x))
+
+
+class Residual(nn.Module):
+    """stem -> (conv(stem) + stem) -> head: the stem's value is read twice."""
+
+    def __init__(self, width):
+        super().__init__()
+        self.stem = nn.Conv2d(3, width, 3, padding=1)
+        self.conv = nn.Conv2d(width, width, 3, padding=1)
+        self.fc = nn.Linear(width, 3)
+
+    def forward(self, x):
+        s = self.stem(x)
+        return self.fc(torch.relu(self.conv(s) + s).mean((2, 3)))
+
+
+def test_a_mixed_value_replaces_every_downstream_use():
+    torch.manual_seed(1)
+    parent, child = Residual(4), Residual(4)
+    fam = Family(parent, child, [("stem", "stem"), ("fc", "fc")], HKTConfig(lam=0.5),
+                 example_inputs=torch.randn(1, 3, 6, 6), task=ToyTask(), manager=CORE).double()
+    x = torch.randn(3, 3, 6, 6, dtype=torch.float64)
+    s_p, s_c = parent.stem(x), child.stem(x)
+    assert type(fam.points[0].to_child_transfer).__name__ == "IdentityTransfer"
+    phi_c = ga_mix(s_c, s_p, 0.5)
+    phi_p = ga_mix(s_p, s_c, 0.5)
+    expected_inh = child.fc(torch.relu(child.conv(phi_c) + phi_c).mean((2, 3)))
+    expected_head = parent.fc(torch.relu(parent.conv(phi_p) + phi_p).mean((2, 3)))
+    out = fam(x)
+    torch.testing.assert_close(out.inherited, expected_inh, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(out.parent_head, expected_head, rtol=1e-10, atol=1e-10)
+
+
+class Tokens(nn.Module):
+    """(B, T, F) -> Linear embedding -> pre-norm MLP block with a residual -> mean over T -> Linear."""
+
+    def __init__(self, dim, classes=3):
+        super().__init__()
+        self.embed = nn.Linear(5, dim)
+        self.norm = nn.LayerNorm(dim)
+        self.mlp = nn.Linear(dim, dim)
+        self.head = nn.Linear(dim, classes)
+
+    def forward(self, x):
+        t = self.embed(x)
+        t = t + self.mlp(self.norm(t))
+        return self.head(t.mean(1))
+
+
+def test_token_model_mixes_channel_last_tokens_as_the_design_says():
+    torch.manual_seed(2)
+    parent, child = Tokens(8), Tokens(4)
+    fam = Family(parent, child, [("embed", "embed"), ("add", "add"), ("head", "head")], HKTConfig(lam=0.6),
+                 example_inputs=torch.randn(1, 7, 5), task=ToyTask(), manager=CORE).double()
+    assert [p.child_layouts for p in fam._plan] == [("channels_last",), ("channels_last",)]
+    x = torch.randn(2, 7, 5, dtype=torch.float64)
+    cf = lambda t: t.transpose(1, 2)          # (B, T, D) -> (B, D, T): tokens = T positions, d = D
+    cl = lambda t: t.transpose(1, 2)
+
+    def mix(recv, donor):
+        return cl(ga_mix(cf(recv), donor, 0.6, "spatial"))
+
+    tp, tc = parent.embed(x), child.embed(x)
+    ops = fam.points
+    tp, tc = (mix(tp, ops[0].to_parent_transfer(cf(tc))), mix(tc, ops[0].to_child_transfer(cf(tp))))
+    tp, tc = tp + parent.mlp(parent.norm(tp)), tc + child.mlp(child.norm(tc))
+    tp, tc = (mix(tp, ops[1].to_parent_transfer(cf(tc))), mix(tc, ops[1].to_child_transfer(cf(tp))))
+    out = fam(x)
+    torch.testing.assert_close(out.inherited, child.head(tc.mean(1)), rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(out.parent_head, parent.head(tp.mean(1)), rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(out.native, child(x), rtol=0, atol=0)
+
+
+def test_mse_ablation_does_not_mix_and_reports_the_feature_loss():
+    torch.manual_seed(3)
+    parent, child = Chain(6), Chain(3)
+    cfg = HKTConfig(mixture="mse", alphas=(0.5, 0.5, 0.0))
+    fam = Family(parent, child, POINTS, cfg, example_inputs=torch.randn(1, 3, 8, 8), task=ToyTask(), manager=CORE)
+    x = torch.randn(2, 3, 8, 8)
+    out = fam(x)
+    assert out.inherited is out.native
+    torch.testing.assert_close(out.parent_head, parent(x))
+    expected = torch.stack([
+        F.mse_loss(fam.points[0].to_child_transfer(parent.b1.conv(x)), child.b1.conv(x)),
+        F.mse_loss(fam.points[1].to_child_transfer(parent.b2.conv(parent.b1(x))), child.b2.conv(child.b1(x))),
+    ]).mean()
+    torch.testing.assert_close(out.feature_loss, expected)
+    parts = fam.loss_parts(out, torch.tensor([0, 1]))
+    torch.testing.assert_close(parts.l1, expected)
+
+
+def test_gate_and_add_mixtures_run_in_the_family():
+    for name in ("gate", "add"):
+        torch.manual_seed(4)
+        fam = Family(Chain(6), Chain(3), POINTS, HKTConfig(mixture=name),
+                     example_inputs=torch.randn(1, 3, 8, 8), task=ToyTask(), manager=CORE)
+        out = fam(torch.randn(2, 3, 8, 8))
+        assert out.inherited.shape == (2, 4) and not torch.allclose(out.inherited, out.native)
