@@ -98,9 +98,28 @@ def test_kd_uses_the_tasks_distillation_loss_with_the_configured_temperature():
     assert "kd_loss" in out.logs
     assert all(p.grad is None for p in ctx.parent.parameters())
 
-    ctx = _context({"kd": True, "kd_temperature": 3.0, "kd_weight": 0.25})
-    InheritMethod(ctx).training_step(inputs, target)
-    assert ctx.task.kd_calls == [(3.0, 0.25, False)]
+
+def test_default_options_are_what_a_run_config_stores():
+    """The runner fills ctx.options from default_options (TOML values: no None); zeros mean unset."""
+    import tomli_w
+
+    tomli_w.dumps({"method": InheritMethod.default_options})
+    ctx = _context(dict(InheritMethod.default_options))
+    template_params = count_parameters(ctx.child)
+    method = InheritMethod(ctx)
+    assert method.policy.rule == "budget" and not method.kd
+    assert count_parameters(method.deployed()) <= template_params
+    method = InheritMethod(_context({**InheritMethod.default_options, "energy": 0.5, "exclude": ["fc1"]}))
+    assert method.policy.rule == "energy" and "fc1" not in method.compression.ranks()
+
+
+def test_checkpoint_rebuilds_from_the_cards_parent(models_on_path):
+    ctx = _context()
+    method = InheritMethod(ctx)
+    card = type("Card", (), {"parent": f"{models_on_path}:small_cnn", "parent_options": {"num_classes": 4}})()
+    rebuilt = InheritMethod.deployed_from_state(card, method.deployed().state_dict()).eval()
+    x = _batch()[0][0]
+    torch.testing.assert_close(rebuilt(x), method.deployed().eval()(x))
 
 
 def test_explicit_compression_options_replace_the_childs_budget():
@@ -119,6 +138,8 @@ def test_failures_say_what_is_wrong():
         InheritMethod(_context(child=small_cnn(num_classes=4)))
     with pytest.raises(ConfigError, match="unknown compression option"):
         InheritMethod(_context({"budjet": 0.2}))
+    with pytest.raises(ConfigError, match="at most one of the options budget, rank, energy"):
+        InheritMethod(_context({"budget": 0.2, "rank": 3}))
     with pytest.raises(ConfigError, match="option kd must be true or false"):
         InheritMethod(_context({"kd": "yes"}))
     with pytest.raises(ConfigError, match="cannot be met"):
