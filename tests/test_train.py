@@ -213,3 +213,19 @@ def test_wrong_input_shapes_name_the_expectation(tmp_path):
     card = type(card).from_dict({**card.to_dict(), "input_shapes": [[1, 3, 8, 8]]})
     with pytest.raises(ConfigError, match=r"yields inputs of shape \(1, 8, 8\).*expects \(3, 8, 8\)"):
         hkt_core.train(card, "baseline", manager=manager_with(card), out=tmp_path / "x", epochs=1)
+
+
+def test_resume_is_exact_for_hkt_with_its_operators(manager, tmp_path):
+    pytest.importorskip("hkt_core.family")
+    common = dict(manager=manager, epochs=3, seed=7)
+    a = hkt_core.train("tiny-bn", "hkt", out=tmp_path / "A", **common)
+    with pytest.raises(Interrupt):
+        hkt_core.train("tiny-bn", "hkt", out=tmp_path / "B", callbacks=[_stop_after(1)], **common)
+    b = hkt_core.train("tiny-bn", "hkt", out=tmp_path / "B", resume=True, **common)
+    ta, tb = _last(a.path), _last(b.path)
+    assert set(ta) == set(make_child(batchnorm=True).state_dict())
+    assert all(torch.equal(ta[k], tb[k]) for k in ta)
+    ma, mb = load_file(a.path / "method.safetensors"), load_file(b.path / "method.safetensors")
+    assert ma and ma.keys() == mb.keys() and all(torch.equal(ma[k], mb[k]) for k in ma)
+    assert not any(k.startswith(("child.", "parent.")) for k in ma), "only the ETM operators' own state"
+    assert "train_l1" in a.metrics[0] and "train_l3" in a.metrics[0]

@@ -54,16 +54,13 @@ def export_run(run: Run, fmt: str, out: str | Path | None = None, *, atol: float
 
 
 def _safetensors(run, child, path, inputs, expected) -> float:
-    from .checkpoint import load_module_state, write_tensors
+    from .checkpoint import write_tensors
 
     ref, options = run.network_ref()
     write_tensors(path, child.state_dict(), kind="export",
                   metadata={"model": ref, "model_options": json.dumps(options), "pair": run.pair,
                             "method": run.method})
-    from ..models import build_model
-
-    fresh = build_model(ref, run._manager, **options)
-    load_module_state(fresh, path, what=f"model {ref!r}")
+    fresh = run.network_from_file(path)
     with torch.no_grad():
         got = _prediction(fresh.eval(), inputs)
     return float((got - expected).abs().max())

@@ -31,6 +31,8 @@ class MethodContext:
     example_inputs: tuple[torch.Tensor, ...] = ()
     device: torch.device = attrs.field(factory=lambda: torch.device("cpu"))
     options: dict[str, Any] = attrs.field(factory=dict)
+    #: the plugin manager the run looks names up in (None: the process-wide default)
+    manager: Any = None
 
 
 @attrs.frozen

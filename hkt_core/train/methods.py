@@ -78,8 +78,9 @@ class HKTMethod(Method):
             ctx.alignment = align(ctx.parent, ctx.child, ctx.example_inputs,
                                   stages=card.stages if card is not None else 2,
                                   pairs=card.alignment if card is not None else None)
-        self.family = Family(ctx.parent, ctx.child, ctx.alignment, ctx.hkt,
-                             example_inputs=ctx.example_inputs).to(ctx.device)
+        # The run's task (the card's) scores the streams, whatever HKTConfig.task says.
+        self.family = Family(ctx.parent, ctx.child, ctx.alignment, ctx.hkt, example_inputs=ctx.example_inputs,
+                             task=ctx.task, manager=ctx.manager).to(ctx.device)
 
     def trainable_module(self) -> nn.Module:
         return self.family

@@ -106,19 +106,38 @@ class Run:
 
     def child(self, which: str = "best", device: str = "cpu") -> nn.Module:
         """The trained child network (``which="best"`` on validation, or ``"last"``), in eval mode."""
-        from ..models import build_model
-        from .checkpoint import load_module_state
-
         files = {"best": BEST, "last": LAST}
         if which not in files:
             raise ConfigError(f"which = {which!r} is invalid: must be one of best, last")
         file = self.path / files[which]
         if not file.is_file():
             raise CheckpointError(f"{self.path} has no {files[which]} yet (the run saved no checkpoint)")
+        return self.network_from_file(file).to(device).eval()
+
+    def network_from_file(self, file: Path) -> nn.Module:
+        """This run's network architecture with the weights of ``file`` (keys and shapes checked).
+
+        A method whose deployed network is not the card's child architecture provides the
+        classmethod ``deployed_from_state(card, state_dict, manager)`` to rebuild it.
+        """
+        from ..models import build_model
+        from .checkpoint import load_module_state, read_tensors
+
+        method_cls = self._method_class()
+        rebuild = getattr(method_cls, "deployed_from_state", None)
+        if rebuild is not None:
+            tensors, _ = read_tensors(file, what="weights file")
+            return rebuild(self.card, tensors, self._manager)
         ref, options = self.network_ref()
         model = build_model(ref, self._manager, **options)
         load_module_state(model, file, what=f"model {ref!r}")
-        return model.to(device).eval()
+        return model
+
+    def _method_class(self):
+        from ..plugins import default_manager
+
+        registry = (self._manager or default_manager()).registry("methods")
+        return registry.get(self.method) if self.method in registry else None
 
 
 def load_run(path: str | Path, manager=None) -> Run:

@@ -258,8 +258,10 @@ class Trainer:
         child = build_model(ref, spec.manager, **options).to(device)
         example = tuple(t.to(device) for t in adapter_for(child).example_inputs(child, card.input_shapes))
         ctx = MethodContext(child=child, task=task, train=train, hkt=spec.hkt, card=card, parent=parent,
-                            example_inputs=example, device=device, options=dict(spec.method_options))
+                            example_inputs=example, device=device, options=dict(spec.method_options),
+                            manager=spec.manager)
         method = spec.method_cls(ctx)
+        child = method.ctx.child  # a method may replace the network it trains (e.g. a compressed parent)
         trainable = method.trainable_module().to(device)
         extra = method.extra_state_module()
         optimizer = build_optimizer(trainable, train)
