@@ -208,6 +208,9 @@ def _manual(bp: BlockGraph, bc: BlockGraph, pairs: Sequence[tuple[str, str]], st
                              f"(+ the predictions = {len(resolved) + 1})")
     for bg, side, names in ((bp, "parent", [p for p, _ in resolved]), (bc, "child", [c for _, c in resolved])):
         for name in names:
+            if name in bg.traced.inputs:
+                raise AlignmentError(f"{side} node {name!r} is a model input; mixing points are values the "
+                                     f"model computes, e.g. {', '.join(bg.near(name))}")
             if not bg.is_ancestor(name, bg.traced.prediction) or not any(
                     bg.is_ancestor(i, name) for i in bg.traced.inputs):
                 raise AlignmentError(f"{side} node {name!r} does not lie between the inputs and the prediction "
