@@ -35,3 +35,19 @@ def tiny_cnn(num_classes: int = 10) -> SmallCNN:
     """A child-sized version of :func:`small_cnn` (the budget of the ``inherit`` method)."""
     torch.manual_seed(1)
     return SmallCNN(num_classes=num_classes, width=8)
+
+
+def noisy_templates(n_train: int = 160, n_test: int = 60, num_classes: int = 4):
+    """Generated 3x8x8 images: one random template per class plus noise (nothing downloaded)."""
+    from torch.utils.data import TensorDataset
+
+    from hkt_core.data import DatasetBundle
+
+    gen = torch.Generator().manual_seed(7)
+    templates = torch.randn(num_classes, 3, 8, 8, generator=gen)
+
+    def draw(n):
+        y = torch.arange(n) % num_classes
+        return TensorDataset(templates[y] + 0.8 * torch.randn(n, 3, 8, 8, generator=gen), y)
+
+    return DatasetBundle(draw(n_train), draw(n_test), ((3, 8, 8),), {"num_classes": num_classes})

@@ -23,6 +23,7 @@ from hkt_core.errors import CheckpointError, ConfigError
 
 from .layer import (COMPRESSIBLE, InheritedLayer, _from_svd, compress_layer, inherited_parameter_count,
                     max_profitable_rank, weight_matrix)
+from .layer import svd as svd_of
 from .policy import CompressionPolicy
 from .ranks import BudgetLayer, allocate_budget, kept_energy, rank_for_energy
 
@@ -153,8 +154,7 @@ def compress_model(model: nn.Module, policy: CompressionPolicy) -> tuple[nn.Modu
 
     def svd(name: str):
         if name not in svds:
-            svds[name] = torch.linalg.svd(weight_matrix(by_name[name]).detach().to(torch.float64),
-                                          full_matrices=False)
+            svds[name] = svd_of(weight_matrix(by_name[name]))
         return svds[name]
 
     notes: dict[str, str] = {}

@@ -19,6 +19,9 @@ over the spatial positions, one gate per sample.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -29,6 +32,31 @@ from hkt_core.errors import ConfigError
 COMPRESSIBLE = (nn.Linear, nn.Conv2d)
 
 
+#: Below this many elements an SVD runs on one thread: threads buy nothing at this size, and on a
+#: busy machine their spin-waiting made a 32 x 288 SVD take seconds instead of a millisecond.
+SINGLE_THREAD_SVD_ELEMENTS = 1 << 20
+
+
+@contextlib.contextmanager
+def _svd_threads(matrix: torch.Tensor) -> Iterator[None]:
+    before = torch.get_num_threads()
+    small = matrix.numel() < SINGLE_THREAD_SVD_ELEMENTS and before > 1
+    if small:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if small:
+            torch.set_num_threads(before)
+
+
+def svd(matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The thin SVD ``U, S, V^T`` of ``matrix`` in float64."""
+    matrix = matrix.detach().to(torch.float64)
+    with _svd_threads(matrix):
+        return torch.linalg.svd(matrix, full_matrices=False)
+
+
 def weight_matrix(layer: nn.Module) -> torch.Tensor:
     """The layer's weight as the ``d_out x d_in`` matrix the SVD factorises (a view, not a copy)."""
     _check_compressible(layer)
@@ -37,7 +65,9 @@ def weight_matrix(layer: nn.Module) -> torch.Tensor:
 
 def singular_values(layer: nn.Module) -> torch.Tensor:
     """The weight matrix's singular values (float64, descending)."""
-    return torch.linalg.svdvals(weight_matrix(layer).detach().to(torch.float64))
+    matrix = weight_matrix(layer).detach().to(torch.float64)
+    with _svd_threads(matrix):
+        return torch.linalg.svdvals(matrix)
 
 
 def inherited_parameter_count(d_in: int, d_out: int, rank: int, heads: int, bias: bool) -> int:
@@ -167,9 +197,9 @@ def compress_layer(layer: nn.Module, rank: int, heads: int) -> InheritedLayer:
     Raises :class:`~hkt_core.errors.ConfigError` for other layers or a rank outside ``1..min(d_out, d_in)``.
     """
     _check_compressible(layer)
-    matrix = weight_matrix(layer).detach().to(torch.float64)
+    matrix = weight_matrix(layer)
     _check_rank_heads(rank, heads, min(matrix.shape))
-    u, s, vh = torch.linalg.svd(matrix, full_matrices=False)
+    u, s, vh = svd(matrix)
     return _from_svd(layer, u, s, vh, rank, heads)
 
 
