@@ -209,11 +209,24 @@ def test_restore_refuses_a_state_dict_that_does_not_fit():
         restore(small_cnn(), state)
 
 
-def test_compressed_model_is_fx_traceable():
+def test_compressed_model_traces_with_fx():
     new, _ = compress_model(small_cnn(), CompressionPolicy(rank=3))
-    graph = torch.fx.symbolic_trace(new)
     x = torch.randn(2, 3, 8, 8)
-    torch.testing.assert_close(graph(x), new(x))
+    torch.testing.assert_close(torch.fx.symbolic_trace(new)(x), new(x))
+
+
+@pytest.mark.slow  # importing torch.export's machinery alone takes seconds
+def test_compressed_model_exports_with_torch_export():
+    new, _ = compress_model(small_cnn(), CompressionPolicy(rank=3))
+    new.eval()
+    x = torch.randn(2, 3, 8, 8)
+    torch.testing.assert_close(torch.export.export(new, (x,)).module()(x), new(x))
+
+
+def test_frozen_layers_stay_frozen():
+    model = small_cnn().requires_grad_(False)
+    new, report = compress_model(model, CompressionPolicy(rank=2))
+    assert not any(p.requires_grad for p in new.parameters())
 
 
 def test_report_text_and_dict():

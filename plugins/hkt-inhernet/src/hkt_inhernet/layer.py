@@ -224,6 +224,7 @@ def _from_svd(layer: nn.Module, u: torch.Tensor, s: torch.Tensor, vh: torch.Tens
         new.heads.copy_(up.expand(heads, *up.shape))
         if has_bias:
             new.bias.copy_(layer.bias)
+    new.requires_grad_(weight.requires_grad)  # a frozen layer's replacement starts frozen too
     new.train(layer.training)
     return new
 
