@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from . import run as files
@@ -10,6 +11,8 @@ from . import run as files
 def _pyplot():
     try:
         import matplotlib
+
+        logging.getLogger("matplotlib").setLevel(max(logging.WARNING, logging.getLogger("matplotlib").level))
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt

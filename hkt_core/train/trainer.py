@@ -270,7 +270,7 @@ class Trainer:
         config["parent"] = parent_info
         config["world_size"] = world.size
         if state is None:
-            run_id = uuid.uuid4().hex
+            run_id = broadcast_text(world, uuid.uuid4().hex)
             config["run"] = run_id
             if world.main:
                 atomic_write_text(out / files.CONFIG, to_toml(config))
