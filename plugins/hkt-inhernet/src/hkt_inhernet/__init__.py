@@ -3,11 +3,12 @@
 Each ``nn.Linear`` / ``nn.Conv2d`` (groups=1) of the parent is replaced by one shared low-rank down
 projection initialised from its SVD, ``M`` up heads and a softmax gate that mixes them. At
 initialisation every head is the same balanced factor, so the layer computes exactly the
-rank-``r`` truncation of the parent's weight; fine-tuning lets the heads specialise.
+rank-``r`` truncation of the parent's weight; fine-tuning lets the heads specialise::
 
-    >>> from hkt_inhernet import CompressionPolicy, compress_model
-    >>> child, report = compress_model(parent, CompressionPolicy(budget=0.25))
-    >>> print(report.format())
+    from hkt_inhernet import CompressionPolicy, compress_model
+
+    child, report = compress_model(parent, CompressionPolicy(budget=0.25))
+    print(report.format())
 
 Public names: :func:`compress_layer`, :func:`compress_model`, :func:`restore`,
 :class:`CompressionPolicy`, :class:`CompressionReport`, :class:`LayerReport`,
