@@ -229,3 +229,18 @@ def test_resume_is_exact_for_hkt_with_its_operators(manager, tmp_path):
     assert ma and ma.keys() == mb.keys() and all(torch.equal(ma[k], mb[k]) for k in ma)
     assert not any(k.startswith(("child.", "parent.")) for k in ma), "only the ETM operators' own state"
     assert "train_l1" in a.metrics[0] and "train_l3" in a.metrics[0]
+
+
+def test_parent_method_fills_the_cache_that_kd_uses(manager, tmp_path, capsys):
+    card = manager.lookup("pairs", "tiny-pair")
+    parent_run = hkt_core.train("tiny-pair", "parent", manager=manager, out=tmp_path / "p")
+    assert parent_run.config["trains_parent"] and parent_run.config["train"]["epochs"] == card.parent_train["epochs"]
+    from test_train_support import make_parent
+
+    assert set(load_file(parent_run.path / "child.safetensors")) == set(make_parent().state_dict())
+    assert "parent cached in" in capsys.readouterr().err
+    kd = hkt_core.train("tiny-pair", "kd", manager=manager, out=tmp_path / "kd", epochs=1)
+    assert "using the cached parent" in capsys.readouterr().err
+    from hkt_core.train.parents import sha256_file
+
+    assert kd.config["parent"]["sha256"] == sha256_file(parent_run.path / "child.safetensors")

@@ -122,7 +122,8 @@ def _print_summary(run) -> None:
     print(f"run folder: {run.path}")
     print(f"best epoch {s['best_epoch']}/{s['epochs']}: val {metric} {s['val'][metric]:.4f}, "
           f"test {metric} {s['test'][metric]:.4f}")
-    print(f"child: {s['parameters']:,} parameters, {s['latency_ms_per_sample']:.4f} ms per sample "
+    what = "parent" if run.config.get("trains_parent") else "child"
+    print(f"{what}: {s['parameters']:,} parameters, {s['latency_ms_per_sample']:.4f} ms per sample "
           f"(batch {s['latency_batch']}, {s['device']})")
     curves = run.path / "curves.png"
     if curves.is_file():

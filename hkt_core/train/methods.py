@@ -65,8 +65,12 @@ class HKTMethod(Method):
     What is evaluated, saved and exported is the child alone (the native stream)."""
 
     needs_parent = True
-    #: ETM operators of a one-directional point may receive no gradient in a step
-    ddp_find_unused_parameters = True
+
+    @property
+    def ddp_find_unused_parameters(self) -> bool:
+        """A stream whose loss weight is 0 is scored without autograd: its operators get no gradient."""
+        a1, _, a3 = self.ctx.hkt.alphas
+        return a1 == 0 or a3 == 0
 
     def __init__(self, ctx: MethodContext) -> None:
         super().__init__(ctx)
