@@ -63,7 +63,8 @@ def show(run_dir: str | Path, *, samples: int = 4, dataset: str | None = None, w
         for i in range(min(samples, len(test))):
             (image1, image2), target = test[i]
             pred = adapter.prediction(model(image1[None], image2[None]))
-            flow, valid = split_target(target[None])
+            batch = tuple(t[None] for t in target) if isinstance(target, (tuple, list)) else target[None]
+            flow, valid = split_target(batch)
             epe = end_point_error(pred, flow)[0]
             mean = float((epe * valid[0]).sum() / valid[0].sum().clamp_min(1))
             titles.append(f"pair {i}: EPE {mean:.3f} px")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-
 from hkt_core import hookimpl
 
 
@@ -24,18 +22,9 @@ def hkt_register_adapters(registry):
 
 @hookimpl
 def hkt_register_losses(registry):
-    from hkt_core.errors import RegistryError
-
     from .task import FlowTask
 
-    try:
-        registry.add("flow", FlowTask(), description="optical flow: RAFT sequence loss, valid-pixel MAE, EPE")
-    except RegistryError as exc:
-        # Another plugin (an older core) already provides a task named 'flow'. Keep the rest of
-        # this plugin usable; the targets follow the core's dense (flow, valid) convention, so the
-        # other task still reads them, only without RAFT's sequence loss.
-        warnings.warn(f"hkt-flow: {exc}; task 'flow' is not hkt_flow.task.FlowTask in this "
-                      f"environment (no sequence loss)", stacklevel=2)
+    registry.add("flow", FlowTask(), description="optical flow: RAFT sequence loss, valid-pixel MAE, EPE")
 
 
 @hookimpl

@@ -1,0 +1,122 @@
+"""Registration through the entry point, pair cards, pictures and the `hkt flow show` command."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from hkt_core.pairs import PairCard
+from hkt_core.plugins import get_plugin_manager
+from hkt_flow.adapter import RAFTAdapter
+from hkt_flow.visualize import colour_wheel, comparison_panel, error_to_colour, flow_to_colour, save_panels
+
+
+@pytest.fixture(scope="module")
+def manager():
+    return get_plugin_manager()
+
+
+def test_plugin_registers_through_its_entry_point(manager):
+    info = manager.plugins["flow"]
+    assert info.ok, info.error
+    assert {"raft", "raft_small", "raft_demo_parent", "raft_demo_child"} <= set(manager.registry("models").names())
+    assert isinstance(manager.lookup("adapters", "raft"), RAFTAdapter)
+    assert {"flow-synthetic", "flow-motorcycle", "flying-chairs", "sintel", "kitti-2015", "hd1k"} <= set(
+        manager.registry("datasets").names())
+    assert {"flow_epe", "flow_1px", "flow_3px", "flow_5px", "flow_f1_all"} <= set(manager.registry("metrics").names())
+    assert "flow" in manager.registry("commands")
+
+
+def test_flow_task_is_the_plugins(manager):
+    """The ``flow`` task must be this plugin's (RAFT sequence loss), not a generic regression."""
+    from hkt_flow.task import FlowTask
+
+    entry = manager.registry("losses").entry("flow")
+    assert isinstance(entry.obj, FlowTask), (
+        f"task 'flow' is registered by plugin {entry.plugin!r} as {type(entry.obj).__name__}; the core "
+        f"should leave the name to hkt-flow")
+
+
+def test_adapter_claims_registered_models(manager):
+    from hkt_core.adapters import adapter_for
+    from hkt_core.models import build_model
+
+    model = build_model("raft_demo_child", manager, iters=2)
+    assert isinstance(adapter_for(model, manager), RAFTAdapter)
+
+
+@pytest.mark.parametrize("name", ["flow-demo", "flow-raft-raftsmall"])
+def test_pair_cards(manager, name):
+    card = manager.lookup("pairs", name)
+    assert isinstance(card, PairCard) and card.task == "flow" and card.stages == 3
+    assert card.alignment == (("fnet", "fnet"), ("cnet", "cnet"))
+    assert card.hkt.task == "flow"
+    bundle = manager.lookup("datasets", card.dataset)(**{**card.dataset_options, "train_size": 2, "test_size": 1})
+    assert tuple(tuple(s[1:]) for s in card.input_shapes) == bundle.input_shapes
+    if name == "flow-raft-raftsmall":
+        assert (card.parent, card.child) == ("raft", "raft_small")
+
+
+def test_flow_demo_aligns_on_the_three_paper_blocks(manager):
+    from hkt_core.align import align
+    from hkt_core.models import build_model
+
+    card = manager.lookup("pairs", "flow-demo")
+    parent = build_model(card.parent, manager, **card.parent_options)
+    child = build_model(card.child, manager, **card.child_options)
+    inputs = RAFTAdapter().example_inputs(child, card.input_shapes)
+    alignment = align(parent, child, inputs, stages=3, pairs=card.alignment)
+    names = [(p.parent, p.child) for p in alignment.pairs]
+    assert names == [("fnet", "fnet"), ("cnet", "cnet"), ("upsampler#4", "upsampler#4")]
+
+
+def test_colour_wheel_conventions():
+    wheel = colour_wheel()
+    assert wheel.shape == (55, 3) and wheel[0].tolist() == [255, 0, 0]
+    right = flow_to_colour(np.array([[[1.0, 0.0]]]), max_flow=1.0)
+    zero = flow_to_colour(np.zeros((1, 1, 2)), max_flow=1.0)
+    assert right[0, 0].tolist() == [255, 0, 0] and zero[0, 0].tolist() == [255, 255, 255]
+    half = flow_to_colour(np.array([[[0.5, 0.0]]]), max_flow=1.0)  # half saturation
+    assert half[0, 0].tolist() == [255, 128, 128]
+    invalid = flow_to_colour(np.ones((1, 2, 2)), valid=np.array([[True, False]]))
+    assert invalid[0, 1].tolist() == [0, 0, 0]
+    err = error_to_colour(np.array([[0.0, 5.0, 50.0]]), max_error=5.0)
+    assert err[0, 0].tolist() == [0, 0, 0] and err[0, 1].tolist() == [255, 255, 255] == err[0, 2].tolist()
+
+
+def test_panel_and_png(tmp_path):
+    flow = np.random.default_rng(0).normal(size=(8, 12, 2))
+    row = comparison_panel(np.zeros((8, 12, 3)), flow, flow + 1, np.ones((8, 12), bool))
+    assert row.shape == (8, 4 * 12 + 6, 3) and row.dtype == np.uint8
+    path = save_panels(tmp_path / "p.png", [row, row], ["caption"], scale=2)
+    from PIL import Image
+
+    with Image.open(path) as im:
+        assert im.width == 2 * row.shape[1] and im.height > 2 * 2 * 8
+
+
+def test_flow_show_on_a_run_folder(tmp_path, manager, monkeypatch):
+    """A run folder as the trainer writes it (config.toml + child.safetensors) -> flow.png."""
+    from safetensors.torch import save_file
+
+    from hkt_core.cli.main import main
+    from hkt_core.config import to_toml
+    from hkt_core.models import build_model
+
+    card = manager.lookup("pairs", "flow-demo")
+    data = card.to_dict()
+    data["dataset_options"] = {**card.dataset_options, "train_size": 2, "test_size": 2}
+    data["child_options"] = {"iters": 1}
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.toml").write_text(to_toml({"pair": card.name, "method": "baseline", "card": data}))
+    child = build_model(card.child, manager, iters=1)
+    save_file({k: v.contiguous() for k, v in child.state_dict().items()}, str(run / "child.safetensors"))
+    assert main(["flow", "show", str(run), "--samples", "2", "--scale", "1"]) == 0
+    from PIL import Image
+
+    with Image.open(run / "flow.png") as im:
+        assert im.width == 4 * 64 + 6 and im.height > 2 * 64
+    assert main(["flow", "show", str(run), "--samples", "0"]) == 2
+    assert main(["flow", "show", str(tmp_path / "nowhere")]) == 2
