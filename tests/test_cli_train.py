@@ -125,3 +125,22 @@ def test_demo_without_its_pair_says_where_it_comes_from(tmp_path, capsys, monkey
     hkt_core.reset_default_manager()
     assert main(["demo", "--out", str(tmp_path / "demo")]) == 2
     assert "hkt-vision" in capsys.readouterr().err
+
+
+def test_demo_flow_on_a_stand_in_pair(tiny_pair, tmp_path, capsys, monkeypatch):
+    """The demo's own steps (parent, three children, one table, where the plots are) on the tiny pair."""
+    pytest.importorskip("hkt_core.family")
+    import hkt_core.cli.train_cmd as train_cmd
+
+    monkeypatch.setattr(train_cmd, "DEMO_PAIR", tiny_pair.name)
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--epochs", "1"]) == 0
+    printed = capsys.readouterr()
+    rows = [line.split()[0] for line in printed.out.splitlines() if line.split()[:1] in
+            (["parent"], ["baseline"], ["kd"], ["hkt"])]
+    assert rows == ["parent", "baseline", "kd", "hkt"]
+    assert "test accuracy (%)" in printed.out and "ms/sample" in printed.out and "parameters" in printed.out
+    assert f"plots: {out / 'compare.png'}" in printed.out and (out / "compare.png").is_file()
+    for method in ("baseline", "kd", "hkt"):
+        assert (out / f"{method}-seed0" / "curves.png").is_file()
+    assert "training it first" in printed.err

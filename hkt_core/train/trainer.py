@@ -165,7 +165,7 @@ class Trainer:
                 if spec.resume:
                     if not (out / files.STATE).is_file():
                         raise CheckpointError(f"cannot resume: {out} holds no checkpoint ({files.STATE} is missing); "
-                                              f"start a new run without --resume")
+                                              f"start it over with --force")
                     ckpt.recover(out)
                     self._check_same_config(out)
                 elif out.exists() and is_nonempty_run(out):
