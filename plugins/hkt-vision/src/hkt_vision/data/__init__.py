@@ -1,0 +1,20 @@
+"""Registered data sets: factories returning :class:`hkt_core.data.DatasetBundle`, no downloads."""
+
+from .augment import RandomCropFlip
+from .cifar10 import cifar10
+from .digits import digits
+from .errors import DatasetError
+from .imagefolder import imagefolder
+from .mnist1d import mnist1d
+from .textures import textures
+
+#: registered data set name -> factory
+DATASETS = {
+    "digits": digits,
+    "mnist1d": mnist1d,
+    "cifar10": cifar10,
+    "imagefolder": imagefolder,
+    "textures": textures,
+}
+
+__all__ = ["DATASETS", "DatasetError", "RandomCropFlip", *DATASETS]
