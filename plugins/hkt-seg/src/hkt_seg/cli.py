@@ -60,7 +60,7 @@ def _show(args: argparse.Namespace) -> int:
     task = default_manager().lookup("losses", card.task)
     ignore_index = getattr(task, "ignore_index", None)
     out = Path(args.out) if args.out else Path(args.run_dir) / "seg-predictions.png"
-    dice = show_predictions(run.child, bundle.test, out, count=args.count, scale=args.scale,
+    dice = show_predictions(run.child(), bundle.test, out, count=args.count, scale=args.scale,
                             ignore_index=ignore_index, class_names=bundle.info.get("class_names"))
     print(f"wrote {out}")
     print("  ".join(f"{k} {v:.4f}" for k, v in dice.items()))
