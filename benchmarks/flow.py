@@ -1,0 +1,199 @@
+"""Optical-flow benchmark: RAFT-S baseline, KD on the parent's flow, 2HKT and 3HKT children.
+
+The paper's pair (RAFT 5.3M -> RAFT-S 1.0M, trained for days on FlyingChairs/Things) cannot train
+on a CPU, so the training runs use the ``flow-demo`` pair: the same two architectures at a quarter
+of the widths, on the synthetic flow set (64x64 crops, 4 update iterations). The parent
+(``raft_demo_parent``) is trained once; every child run loads its weights. 3HKT mixes at the
+feature and context encoders (the card's alignment) and scores the final flow; 2HKT mixes at the
+feature encoder only. Each (method, seed) is an ordinary run folder, reused when finished, so the
+benchmark can be stopped and started again.
+
+Measured: EPE (and 1/3-px accuracy) on the synthetic test split (photos never seen in training)
+and on scikit-image's ``stereo_motorcycle`` (a real stereo pair, disparity as horizontal flow,
+reduced 6x so its motions fall in the trained range), parameters, inference time per pair
+(batch 1) for the demo pair and for the paper-size RAFT / RAFT-S (untrained weights: timing
+only), and the parent/child time ratio (the paper reports 6x on its GPU).
+
+    python benchmarks/flow.py               # full: 2 seeds, the card's epochs (~30 min on 2 idle cores)
+    python benchmarks/flow.py --reduced     # fewer pairs, epochs and seeds, labelled as such
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import attrs
+import torch
+
+import hkt_core
+from hkt_core.io import atomic_write_text
+from hkt_core.metrics import MetricAccumulator
+from hkt_core.models import build_model, count_parameters
+from hkt_core.plugins import default_manager
+
+VARIANTS = (("baseline", "baseline", 3), ("kd", "kd", 3), ("2HKT", "hkt", 2), ("3HKT", "hkt", 3))
+MOTORCYCLE_DOWNSCALE = 6
+
+
+def evaluate(model: torch.nn.Module, dataset, task) -> dict[str, float]:
+    """The task's metrics of ``model`` over ``dataset`` (pixels pooled over the set)."""
+    from hkt_flow.adapter import RAFTAdapter
+
+    acc = MetricAccumulator(task.metrics())
+    adapter = RAFTAdapter()
+    model.eval()
+    with torch.no_grad():
+        for (image1, image2), (flow, valid) in torch.utils.data.DataLoader(dataset, batch_size=16):
+            acc.update(adapter.prediction(model(image1, image2)), (flow, valid))
+    return acc.values()
+
+
+def time_per_pair(model: torch.nn.Module, shape: tuple[int, int], repeats: int) -> float:
+    """Median milliseconds of one forward pass on one pair (batch 1), after one warm-up pass."""
+    gen = torch.Generator().manual_seed(0)
+    image1 = torch.rand(1, 3, *shape, generator=gen) * 255
+    image2 = torch.roll(image1, 2, dims=-1)
+    model.eval()
+    times = []
+    with torch.inference_mode():
+        model(image1, image2)
+        for _ in range(repeats):
+            start = time.perf_counter()
+            model(image1, image2)
+            times.append(1000 * (time.perf_counter() - start))
+    return statistics.median(times)
+
+
+def variant_card(card, stages: int):
+    if stages == card.stages:
+        return card
+    return attrs.evolve(card, name=f"{card.name}-2hkt", stages=2, alignment=(("fnet", "fnet"),))
+
+
+def fmt(values: list[float], digits: int = 3) -> str:
+    mean = statistics.fmean(values)
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{mean:.{digits}f} +- {std:.{digits}f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="runs/bench-flow", help="folder for the runs and the results")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="child seeds (default 0 1)")
+    parser.add_argument("--epochs", type=int, default=None, help="child epochs (default: the card's)")
+    parser.add_argument("--parent-epochs", type=int, default=None, help="parent epochs (default: the card's)")
+    parser.add_argument("--train-size", type=int, default=None, help="synthetic training pairs (default: the card's)")
+    parser.add_argument("--paper-shape", type=int, nargs=2, default=None,
+                        help="frame size for timing the paper-size models (default 368 496, RAFT's chairs crop)")
+    parser.add_argument("--reduced", action="store_true",
+                        help="a reduced configuration for a busy machine: 160 training pairs, 2 child epochs, "
+                             "3 parent epochs, one seed, paper models timed at 184x248")
+    args = parser.parse_args(argv)
+    if args.reduced:
+        args.train_size = args.train_size or 160
+        args.epochs = args.epochs or 2
+        args.parent_epochs = args.parent_epochs or 3
+        args.seeds = args.seeds or [0]
+        args.paper_shape = args.paper_shape or [184, 248]
+    args.seeds = args.seeds or [0, 1]
+    paper_shape = tuple(args.paper_shape or (368, 496))
+
+    manager = default_manager()
+    card = manager.lookup("pairs", "flow-demo")
+    data_options = dict(card.dataset_options)
+    if args.train_size:
+        data_options["train_size"] = args.train_size
+    parent_train = dict(card.parent_train)
+    if args.parent_epochs:
+        parent_train["epochs"] = args.parent_epochs
+    card = attrs.evolve(card, dataset_options=data_options, parent_train=parent_train)
+    epochs = args.epochs or card.train.epochs
+    out = Path(args.out)
+    task = manager.lookup("losses", card.task)
+    bundle = manager.lookup("datasets", card.dataset)(**data_options)
+    motorcycle = manager.lookup("datasets", "flow-motorcycle")(downscale=MOTORCYCLE_DOWNSCALE).test
+    frame = tuple(card.input_shapes[0][2:])
+    started = time.perf_counter()
+
+    def run(name: str, method: str, the_card, seed: int, **extra):
+        folder = out / f"{name}-seed{seed}"
+        if (folder / "summary.json").is_file():
+            print(f"reusing {folder}", flush=True)
+            return hkt_core.load_run(folder, manager)
+        print(f"training {name} (seed {seed}) into {folder}", flush=True)
+        return hkt_core.train(the_card, method, seed=seed, out=folder, force=True, progress=False,
+                              manager=manager, **extra)
+
+    parent_epochs = parent_train.get("epochs", card.train.epochs)
+    parent_run = run("parent", "parent", card, 0, epochs=parent_epochs)
+    parent_file = parent_run.path / "child.safetensors"
+    parent_model = parent_run.child()
+    parent_ms = time_per_pair(parent_model, frame, repeats=10)
+    rows = [{"method": f"parent ({card.parent})", "seeds": [0],
+             "synthetic": [evaluate(parent_model, bundle.test, task)],
+             "motorcycle": [evaluate(parent_model, motorcycle, task)],
+             "parameters": count_parameters(parent_model), "ms": [parent_ms]}]
+    for name, method, stages in VARIANTS:
+        the_card = variant_card(card, stages)
+        row = {"method": f"{name} ({card.child})", "seeds": list(args.seeds), "synthetic": [], "motorcycle": [],
+               "ms": []}
+        for seed in args.seeds:
+            extra = {"parent_weights": parent_file} if method != "baseline" else {}
+            r = run(name, method, the_card, seed, epochs=epochs, **extra)
+            child = r.child()
+            row["synthetic"].append(evaluate(child, bundle.test, task))
+            row["motorcycle"].append(evaluate(child, motorcycle, task))
+            row["ms"].append(time_per_pair(child, frame, repeats=10))
+            row["parameters"] = count_parameters(child)
+        rows.append(row)
+    training_minutes = (time.perf_counter() - started) / 60
+
+    paper = {}
+    for ref in ("raft", "raft_small"):
+        model = build_model(ref, manager, iters=12)
+        paper[ref] = {"parameters": count_parameters(model),
+                      "ms": time_per_pair(model, paper_shape, repeats=3)}
+
+    mc_shape = tuple(motorcycle[0][0][0].shape[1:])
+    config = (f"pair flow-demo (raft_demo_parent -> raft_demo_child, 4 iterations), synthetic "
+              f"{frame[0]}x{frame[1]} pairs, max motion {data_options.get('max_motion')} px, "
+              f"{data_options.get('train_size')} train / {data_options.get('test_size')} test pairs (unseen photos); "
+              f"parent {parent_epochs} epochs, children {epochs} epochs, seeds {args.seeds}; "
+              f"stereo_motorcycle reduced {MOTORCYCLE_DOWNSCALE}x to {mc_shape[0]}x{mc_shape[1]}; "
+              f"{'REDUCED configuration; ' if args.reduced else ''}"
+              f"training wall time {training_minutes:.1f} min, torch threads {torch.get_num_threads()}")
+    header = ("| method | synthetic EPE px | synthetic 1px % | synthetic 3px % | motorcycle EPE px | "
+              "motorcycle 3px % | parameters | ms / pair |")
+    lines = [config, "", header, "|" + "---|" * 8]
+    for row in rows:
+        cells = [row["method"],
+                 fmt([v["epe"] for v in row["synthetic"]]), fmt([v["1px"] for v in row["synthetic"]], 1),
+                 fmt([v["3px"] for v in row["synthetic"]], 1), fmt([v["epe"] for v in row["motorcycle"]]),
+                 fmt([v["3px"] for v in row["motorcycle"]], 1), f"{row['parameters']:,}",
+                 f"{statistics.fmean(row['ms']):.1f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    demo_ratio = rows[0]["ms"][0] / statistics.fmean(rows[1]["ms"])
+    paper_ratio = paper["raft"]["ms"] / paper["raft_small"]["ms"]
+    lines += ["",
+              f"demo pair: parent/child parameters {rows[0]['parameters'] / rows[1]['parameters']:.1f}x, "
+              f"time per pair {demo_ratio:.1f}x ({frame[0]}x{frame[1]}, 4 iterations)",
+              f"paper sizes (untrained, timing only, {paper_shape[0]}x{paper_shape[1]}, 12 iterations, batch 1): "
+              f"raft {paper['raft']['parameters']:,} parameters {paper['raft']['ms']:.0f} ms, raft_small "
+              f"{paper['raft_small']['parameters']:,} parameters {paper['raft_small']['ms']:.0f} ms: "
+              f"{paper_ratio:.1f}x (the paper: 6x on a TITAN RTX)"]
+    table = "\n".join(lines)
+    print(table)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "results.md", table + "\n")
+    atomic_write_text(out / "results.json", json.dumps({"config": config, "rows": rows, "paper": paper,
+                                                        "paper_shape": paper_shape}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
