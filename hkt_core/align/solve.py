@@ -29,15 +29,18 @@ def _prefix_max(f: np.ndarray) -> np.ndarray:
 
 
 def longest_chain(ok: np.ndarray) -> int:
-    """The most order-preserving compatible pairs that can be chosen at once."""
+    """The most order-preserving compatible pairs that can be chosen at once.
+
+    Longest-common-subsequence recurrence, one numpy pass per parent candidate:
+    ``L[i, j] = max(L[i-1, j], L[i, j-1], L[i-1, j-1] + ok[i, j])``. O(Kp x Kc).
+    """
     if ok.size == 0:
         return 0
-    f = np.where(ok, 1.0, -np.inf)
-    best = 0
-    while np.isfinite(f).any():
-        best += 1
-        f = np.where(ok, _prefix_max(f) + 1.0, -np.inf)
-    return best
+    prev = np.zeros(ok.shape[1] + 1, dtype=np.int64)
+    for row in ok:
+        cur = np.maximum(prev[1:], prev[:-1] + row)
+        prev = np.concatenate(([0], np.maximum.accumulate(cur)))
+    return int(prev[-1])
 
 
 def choose_pairs(scores: np.ndarray, ok: np.ndarray, depth_p: np.ndarray, depth_c: np.ndarray,
