@@ -1,0 +1,152 @@
+"""Segmentation benchmark: baseline child, pixel-wise KD, 2HKT and 3HKT on the synthetic set.
+
+The parent (``dense_unet_demo``) is trained once; every child run then loads its weights, so all
+methods inherit from the same parent. 3HKT uses the ``seg-demo`` card's alignment (deepest
+encoder level, bottleneck, output); 2HKT mixes at the bottleneck only. Each (method, seed) is an
+ordinary run folder, reused when finished, so the benchmark can be stopped and started again.
+
+    python benchmarks/seg.py                       # full: 3 seeds, the card's epochs (~20 min on 2 idle cores)
+    python benchmarks/seg.py --reduced             # fewer samples and epochs, labelled as such
+
+It prints a markdown table (test Dice mean +- std over seeds, per-class Dice, parameters,
+latency, parent/child ratio) and writes it with the raw numbers to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import attrs
+import torch
+
+import hkt_core
+from hkt_core.io import atomic_write_text
+from hkt_core.metrics import MetricAccumulator
+from hkt_core.plugins import default_manager
+
+VARIANTS = (("baseline", "baseline", 3), ("kd", "kd", 3), ("2HKT", "hkt", 2), ("3HKT", "hkt", 3))
+
+
+def class_dice(model: torch.nn.Module, bundle, task) -> dict[str, float]:
+    """Global Dice per class (and the task's metrics) of ``model`` on the test split."""
+    named = task.with_classes(bundle.info["num_classes"], bundle.info["class_names"])
+    acc = MetricAccumulator(named.metrics())
+    loader = torch.utils.data.DataLoader(bundle.test, batch_size=64)
+    model.eval()
+    with torch.no_grad():
+        for images, masks in loader:
+            acc.update(model(images), masks)
+    return acc.values()
+
+
+def variant_card(card, stages: int):
+    if stages == card.stages:
+        return card
+    # 2HKT: one mixing point, the bottleneck; the outputs are the second stage
+    return attrs.evolve(card, name=f"{card.name}-2hkt", stages=2, alignment=(("bottleneck", "bottleneck"),))
+
+
+def fmt(values: list[float]) -> str:
+    mean = statistics.fmean(values)
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{100 * mean:.2f} +- {100 * std:.2f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="runs/bench-seg", help="folder for the runs and the results")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, default=None, help="child epochs (default: the card's)")
+    parser.add_argument("--parent-epochs", type=int, default=None, help="parent epochs (default: the card's)")
+    parser.add_argument("--n-train", type=int, default=None, help="synthetic training images (default: the card's)")
+    parser.add_argument("--reduced", action="store_true",
+                        help="a reduced configuration for a busy machine: 160 training images, 4 child epochs, "
+                             "6 parent epochs")
+    args = parser.parse_args(argv)
+    if args.reduced:
+        args.n_train = args.n_train or 160
+        args.epochs = args.epochs or 4
+        args.parent_epochs = args.parent_epochs or 6
+
+    manager = default_manager()
+    card = manager.lookup("pairs", "seg-demo")
+    data_options = dict(card.dataset_options)
+    if args.n_train:
+        data_options["n_train"] = args.n_train
+    parent_train = dict(card.parent_train)
+    if args.parent_epochs:
+        parent_train["epochs"] = args.parent_epochs
+    card = attrs.evolve(card, dataset_options=data_options, parent_train=parent_train)
+    epochs = args.epochs or card.train.epochs
+    out = Path(args.out)
+    task = manager.lookup("losses", card.task)
+    bundle = manager.lookup("datasets", card.dataset)(**data_options)
+    started = time.perf_counter()
+
+    def run(name: str, method: str, the_card, seed: int, **extra):
+        folder = out / f"{name}-seed{seed}"
+        if (folder / "summary.json").is_file():
+            print(f"reusing {folder}", flush=True)
+            return hkt_core.load_run(folder, manager)
+        print(f"training {name} (seed {seed}) into {folder}", flush=True)
+        return hkt_core.train(the_card, method, seed=seed, out=folder, force=True, progress=False,
+                              manager=manager, **extra)
+
+    parent_epochs = parent_train.get("epochs", card.train.epochs)
+    parent_run = run("parent", "parent", card, 0, epochs=parent_epochs)
+    parent_file = parent_run.path / "child.safetensors"
+    parent_model = parent_run.child()
+    rows = [{"method": "parent (dense_unet_demo)", "seeds": [0], **_scores([class_dice(parent_model, bundle, task)]),
+             "parameters": parent_run.summary["parameters"],
+             "latency_ms": parent_run.summary["latency_ms_per_sample"]}]
+    for name, method, stages in VARIANTS:
+        the_card = variant_card(card, stages)
+        scores, latencies, params = [], [], None
+        for seed in args.seeds:
+            extra = {"parent_weights": parent_file} if method != "baseline" else {}
+            r = run(name, method, the_card, seed, epochs=epochs, **extra)
+            scores.append(class_dice(r.child(), bundle, task))
+            latencies.append(r.summary["latency_ms_per_sample"])
+            params = r.summary["parameters"]
+        rows.append({"method": f"{name} (pocketnet_demo)", "seeds": list(args.seeds), **_scores(scores),
+                     "parameters": params, "latency_ms": statistics.fmean(latencies)})
+    elapsed = time.perf_counter() - started
+
+    child_params = rows[1]["parameters"]
+    config = (f"pair seg-demo, synthetic {data_options.get('size')}x{data_options.get('size')}, "
+              f"{data_options.get('n_train')} train / {data_options.get('n_test')} test images, "
+              f"{len(bundle.info['class_names'])} classes; parent {parent_epochs} epochs, children {epochs} epochs, "
+              f"seeds {args.seeds}; {'REDUCED configuration; ' if args.reduced else ''}"
+              f"wall time {elapsed / 60:.1f} min, torch threads {torch.get_num_threads()}")
+    names = bundle.info["class_names"][1:]
+    header = ("| method | Dice % (mean +- std) | IoU % | " + " | ".join(f"Dice {n} %" for n in names)
+              + " | parameters | latency ms/sample |")
+    lines = [config, "", header, "|" + "---|" * (5 + len(names))]
+    for row in rows:
+        cells = [row["method"], row["dice"], row["iou"], *[row[f"dice_{n}"] for n in names],
+                 f"{row['parameters']:,}", f"{row['latency_ms']:.3f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", f"parent/child parameter ratio: {rows[0]['parameters'] / child_params:.1f}x; "
+                  f"latency ratio: {rows[0]['latency_ms'] / rows[1]['latency_ms']:.1f}x"]
+    table = "\n".join(lines)
+    print(table)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "results.md", table + "\n")
+    atomic_write_text(out / "results.json", json.dumps({"config": config, "rows": rows}, indent=1))
+    return 0
+
+
+def _scores(values: list[dict[str, float]]) -> dict[str, object]:
+    keys = [k for k in values[0] if k.startswith("dice") or k == "iou"]
+    out: dict[str, object] = {k: fmt([v[k] for v in values]) for k in keys}
+    out["raw"] = values
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())
