@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import torch
 
+from hkt_core.errors import ConfigError
+
 
 def _jitter(images: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
     """Brightness, contrast, saturation factors ``(B, 3)`` applied to ``(B, 3, H, W)`` in [0, 255]."""
@@ -30,9 +32,9 @@ class FlowAugmentation:
                  hflip: float = 0.5, vflip: float = 0.1) -> None:
         for name, p in (("asymmetric", asymmetric), ("erase", erase), ("hflip", hflip), ("vflip", vflip)):
             if not 0 <= p <= 1:
-                raise ValueError(f"{name} = {p!r}: a probability in [0, 1]")
+                raise ConfigError(f"{name} = {p!r}: a probability in [0, 1]")
         if not 0 <= jitter < 1:
-            raise ValueError(f"jitter = {jitter!r}: a factor range half-width in [0, 1)")
+            raise ConfigError(f"jitter = {jitter!r}: a factor range half-width in [0, 1)")
         self.jitter, self.asymmetric, self.erase = jitter, asymmetric, erase
         self.hflip, self.vflip = hflip, vflip
 

@@ -16,6 +16,7 @@ import numpy as np
 from torch.utils.data import Dataset, Subset
 
 from hkt_core.data import DatasetBundle
+from hkt_core.errors import ConfigError
 
 from .readers import HD1K, KITTI, FlyingChairs, Sintel
 from .synthetic import synthetic_bundle, to_sample
@@ -31,12 +32,12 @@ def motorcycle_pair(downscale: int = 4) -> tuple[np.ndarray, np.ndarray, np.ndar
     import skimage.data
 
     if not (isinstance(downscale, int) and downscale >= 1):
-        raise ValueError(f"downscale = {downscale!r}: give an integer >= 1")
+        raise ConfigError(f"downscale = {downscale!r}: give an integer >= 1")
     left, right, disparity = skimage.data.stereo_motorcycle()
     k = downscale
     h, w = (disparity.shape[0] // k) // 8 * 8, (disparity.shape[1] // k) // 8 * 8
     if h < 8 or w < 8:
-        raise ValueError(f"downscale = {downscale} leaves less than 8x8 pixels")
+        raise ConfigError(f"downscale = {downscale} leaves less than 8x8 pixels")
 
     def blocks(a: np.ndarray) -> np.ndarray:
         a = a[: h * k, : w * k].astype(np.float64)
@@ -74,7 +75,7 @@ def motorcycle_bundle(downscale: int = 4) -> DatasetBundle:
 
 def _tail_split(dataset: Dataset, test_fraction: float) -> tuple[Dataset, Dataset]:
     if not 0 < test_fraction < 1:
-        raise ValueError(f"test_fraction = {test_fraction!r}: a fraction in (0, 1)")
+        raise ConfigError(f"test_fraction = {test_fraction!r}: a fraction in (0, 1)")
     n = len(dataset)
     n_test = max(1, math.ceil(n * test_fraction)) if n > 1 else 0
     if n_test == 0:

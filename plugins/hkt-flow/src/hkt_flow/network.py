@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hkt_core.errors import ConfigError
+
 # --------------------------------------------------------------------------------------------
 # encoders
 
@@ -374,13 +376,13 @@ class RAFT(nn.Module):
                  corr_levels: int = 4, corr_radius: int | None = None, dropout: float = 0.0) -> None:
         super().__init__()
         if variant not in self.VARIANTS:
-            raise ValueError(f"RAFT variant {variant!r} is not one of {', '.join(self.VARIANTS)}")
+            raise ConfigError(f"RAFT variant {variant!r} is not one of {', '.join(self.VARIANTS)}")
         if not (isinstance(iters, int) and iters >= 1):
-            raise ValueError(f"iters = {iters!r}: give an integer >= 1")
+            raise ConfigError(f"iters = {iters!r}: give an integer >= 1")
         if not (0 < scale <= 4):
-            raise ValueError(f"scale = {scale!r}: give a width multiplier in (0, 4]")
+            raise ConfigError(f"scale = {scale!r}: give a width multiplier in (0, 4]")
         if not (isinstance(corr_levels, int) and corr_levels >= 1):
-            raise ValueError(f"corr_levels = {corr_levels!r}: give an integer >= 1")
+            raise ConfigError(f"corr_levels = {corr_levels!r}: give an integer >= 1")
         s = lambda c: _scaled(c, scale)  # noqa: E731
         large = variant == "large"
         radius = corr_radius if corr_radius is not None else (4 if large else 3)

@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import Dataset
 
+from hkt_core.errors import ConfigError
+
 from .flowio import FlowFileError, read_flo, read_image, read_kitti_flow
 from .synthetic import to_sample
 
@@ -42,7 +44,7 @@ class FlowFolder(Dataset):
         if crop is not None:
             crop = tuple(int(c) for c in crop)
             if len(crop) != 2 or any(c < 8 or c % 8 for c in crop):
-                raise ValueError(f"crop = {crop!r}: give (H, W), multiples of 8")
+                raise ConfigError(f"crop = {crop!r}: give (H, W), multiples of 8")
         self.samples = samples
         self.crop = crop
 
@@ -98,7 +100,7 @@ class FlyingChairs(FlowFolder):
             samples.append((first, second, flow))
         _require(samples, "FlyingChairs", root, "ROOT/data/NNNNN_img1.ppm, NNNNN_img2.ppm, NNNNN_flow.flo")
         if split not in ("train", "validation", "all"):
-            raise ValueError(f"split = {split!r}: one of train, validation, all")
+            raise ConfigError(f"split = {split!r}: one of train, validation, all")
         split_file = root / "FlyingChairs_train_val.txt"
         if split != "all" and split_file.is_file():
             labels = split_file.read_text().split()
@@ -121,7 +123,7 @@ class Sintel(FlowFolder):
 
     def __init__(self, root: str | Path, dstype: str = "clean", crop: tuple[int, int] | None = None) -> None:
         if dstype not in ("clean", "final"):
-            raise ValueError(f"dstype = {dstype!r}: one of clean, final")
+            raise ConfigError(f"dstype = {dstype!r}: one of clean, final")
         root = Path(root)
         base = root / "training"
         samples = []

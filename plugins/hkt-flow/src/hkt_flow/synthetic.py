@@ -29,6 +29,8 @@ import torch
 from scipy import ndimage
 from torch.utils.data import Dataset
 
+from hkt_core.errors import ConfigError
+
 from .target import make_target
 
 TRAIN_PHOTOS = ("astronaut", "coffee", "chelsea", "immunohistochemistry", "brick", "grass", "gravel",
@@ -174,13 +176,13 @@ class SyntheticFlow(Dataset):
                  seed: int = 0, photos: tuple[str, ...] = TRAIN_PHOTOS, valid: str = "all") -> None:
         size = tuple(int(s) for s in size)
         if length < 1:
-            raise ValueError(f"length = {length!r}: give at least 1 pair")
+            raise ConfigError(f"length = {length!r}: give at least 1 pair")
         if len(size) != 2 or any(s < 16 or s % 8 for s in size):
-            raise ValueError(f"size = {size!r}: give (H, W), both multiples of 8 and at least 16")
+            raise ConfigError(f"size = {size!r}: give (H, W), both multiples of 8 and at least 16")
         if not max_motion > 0:
-            raise ValueError(f"max_motion = {max_motion!r}: give a positive number of pixels")
+            raise ConfigError(f"max_motion = {max_motion!r}: give a positive number of pixels")
         if valid not in VALID_MODES:
-            raise ValueError(f"valid = {valid!r}: one of {', '.join(VALID_MODES)}")
+            raise ConfigError(f"valid = {valid!r}: one of {', '.join(VALID_MODES)}")
         self.length, self.size, self.max_motion = length, size, float(max_motion)
         self.seed, self.photos, self.valid = seed, tuple(photos), valid
 
