@@ -70,8 +70,9 @@ def test_occlusion_is_out_of_frame_or_under_the_object(monkeypatch):
 def test_dataset_is_deterministic_and_splits_use_different_photos():
     ds = SyntheticFlow(3, size=(32, 48), seed=5)
     (a1, a2), (f, v) = ds[1]
-    (b1, _), (g, _) = ds[1]
+    (b1, _), (g, _) = SyntheticFlow(3, size=(32, 48), seed=5, cache=False)[1]  # rendered again
     assert torch.equal(a1, b1) and torch.equal(f, g)
+    assert ds[1][0][0] is a1  # kept in memory
     assert a1.shape == (3, 32, 48) and f.shape == (2, 32, 48) and v.dtype == torch.bool and bool(v.all())
     assert float(a1.min()) >= 0 and float(a1.max()) <= 255
     visible = SyntheticFlow(3, size=(32, 48), seed=5, valid="visible")

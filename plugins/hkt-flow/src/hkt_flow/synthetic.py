@@ -169,11 +169,14 @@ class SyntheticFlow(Dataset):
     Items are ``((image1, image2), target)``: frames ``(3, H, W)`` float32 in [0, 255] and the
     target ``(flow (2, H, W), valid (H, W) bool)`` (:mod:`hkt_flow.target`). ``valid="all"`` marks
     every pixel valid (the flow is exact everywhere, as in FlyingChairs); ``"visible"`` excludes
-    occluded pixels. :meth:`pair` returns the full record with the occlusion mask.
+    occluded pixels. :meth:`pair` returns the full record with the occlusion mask. Rendered
+    samples are kept in memory (``cache=True``, about 80 kB per 64x64 pair) because rendering
+    costs as much as a training step of the demo models.
     """
 
     def __init__(self, length: int, *, size: tuple[int, int] = (64, 64), max_motion: float = 6.0,
-                 seed: int = 0, photos: tuple[str, ...] = TRAIN_PHOTOS, valid: str = "all") -> None:
+                 seed: int = 0, photos: tuple[str, ...] = TRAIN_PHOTOS, valid: str = "all",
+                 cache: bool = True) -> None:
         size = tuple(int(s) for s in size)
         if length < 1:
             raise ConfigError(f"length = {length!r}: give at least 1 pair")
@@ -185,6 +188,7 @@ class SyntheticFlow(Dataset):
             raise ConfigError(f"valid = {valid!r}: one of {', '.join(VALID_MODES)}")
         self.length, self.size, self.max_motion = length, size, float(max_motion)
         self.seed, self.photos, self.valid = seed, tuple(photos), valid
+        self._cache: dict[int, Any] | None = {} if cache else None
 
     def __len__(self) -> int:
         return self.length
@@ -196,8 +200,13 @@ class SyntheticFlow(Dataset):
         return render_pair(rng, self.size, self.photos, self.max_motion)
 
     def __getitem__(self, index: int):
+        if self._cache is not None and index in self._cache:
+            return self._cache[index]
         p = self.pair(index)
-        return to_sample(p.image1, p.image2, p.flow, None if self.valid == "all" else ~p.occluded)
+        sample = to_sample(p.image1, p.image2, p.flow, None if self.valid == "all" else ~p.occluded)
+        if self._cache is not None:
+            self._cache[index] = sample
+        return sample
 
 
 def to_sample(image1: np.ndarray, image2: np.ndarray, flow: np.ndarray, valid: np.ndarray | None):
