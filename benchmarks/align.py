@@ -4,9 +4,9 @@
 
 Prints, from one run, the median wall time of each phase (trace both models, discover blocks,
 score and choose pairs) and how the time grows with depth. Not a timed test: numbers depend on the
-machine; the ratios between rows are what to read. Uses ``hkt_vision.models.resnet110/resnet20``
-when the vision plugin is installed, else the small CIFAR ResNet builder below (same architecture:
-He et al. 2016, 6n+2 layers, widths 16/32/64).
+machine; the ratios between rows are what to read. Measures the CIFAR ResNet builder below (He et
+al. 2016: 6n+2 layers, widths 16/32/64, every layer traced), and ``hkt_vision.models.resnet110/
+resnet20`` with the vision plugin's adapter when that plugin is installed.
 """
 
 from __future__ import annotations
@@ -69,13 +69,15 @@ def resnet20() -> nn.Module:
     return _CifarResNet(20)
 
 
-def cifar_resnets() -> tuple[nn.Module, nn.Module, str]:
+def cifar_resnets() -> list[tuple[nn.Module, nn.Module, str]]:
+    """The builder below (generic adapter: every layer traced), and the vision plugin's when installed
+    (its adapter keeps stages opaque and declares the blocks)."""
+    out = [(_CifarResNet(110), _CifarResNet(20), "benchmarks/align.py builder, generic adapter")]
     try:
         from hkt_vision.models import resnet20, resnet110
-
-        return resnet110(), resnet20(), "hkt_vision.models"
     except ImportError:
-        return _CifarResNet(110), _CifarResNet(20), "benchmarks/align.py builder"
+        return out
+    return [(resnet110(), resnet20(), "hkt_vision.models, its adapter"), *out]
 
 
 def chain(layers: int, width: int = 32) -> nn.Module:
@@ -114,17 +116,19 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
-    parent, child, source = cifar_resnets()
     x = (torch.randn(1, 3, 32, 32),)
-    measure(parent, child, x, 1)  # warm-up: imports, allocator
-    r = measure(parent, child, x, args.repeats)
-    print(f"CIFAR ResNet-110 vs ResNet-20 ({source}), batch 1, {args.threads} thread(s), median of {args.repeats}")
-    print(f"  trace both {r['trace']:.3f} s | discover {r['discover']:.3f} s | score+choose {r['choose']:.3f} s "
-          f"| total {r['total']:.3f} s (goal < 1 s)")
-    print(f"  values {r['values']}, candidates {r['candidates'][0]} x {r['candidates'][1]}, backends {r['backends']}")
-    print("  " + r["alignment"].table().replace("\n", "\n  "))
+    for parent, child, source in cifar_resnets():
+        measure(parent, child, x, 1)  # warm-up: imports, allocator
+        r = measure(parent, child, x, args.repeats)
+        print(f"CIFAR ResNet-110 vs ResNet-20 ({source}), batch 1, {args.threads} thread(s), "
+              f"median of {args.repeats}")
+        print(f"  trace both {r['trace']:.3f} s | discover {r['discover']:.3f} s | score+choose "
+              f"{r['choose']:.3f} s | total {r['total']:.3f} s (goal < 1 s)")
+        print(f"  values {r['values']}, candidates {r['candidates'][0]} x {r['candidates'][1]}, "
+              f"backends {r['backends']}")
+        print("  " + r["alignment"].table().replace("\n", "\n  ") + "\n")
 
-    print("\nsynthetic chains: parent L layers vs child L/4 layers, stages=4")
+    print("synthetic chains: parent L layers vs child L/4 layers, stages=4")
     print(f"  {'L':>5} {'values':>7} {'cand P x C':>11} {'trace s':>8} {'discover s':>10} {'choose s':>9} "
           f"{'total s':>8} {'us/value':>9} {'ns/(value x cand)':>18}")
     base = None

@@ -5,8 +5,8 @@ GraphModule sharing parameters with the model (backend ``"fx"``, or ``"export"``
 tracing fails on control flow), each value's shape, and a networkx DiGraph of the values whose
 nodes carry ``op``, ``module`` (qualified path of the innermost module the value belongs to),
 ``module_type``, ``shape`` (batch dimension included), ``params``, ``flops`` (per sample, an
-estimate: 2 x multiply-accumulates for convolutions, linear maps and matrix products, one per
-output element otherwise) and ``index`` (topological position). ``fx_node`` maps back.
+estimate: 2 x multiply-accumulates for convolutions, linear maps and matrix products; for an
+opaque leaf block 2 x parameters x output positions; one per output element otherwise) and ``index`` (topological position). ``fx_node`` maps back.
 
 The model runs once in eval mode on the example inputs (its train/eval state is restored and no
 gradient is recorded), which checks the input shapes and finds the prediction among its outputs.
@@ -214,8 +214,11 @@ def _flops(gm: fx.GraphModule, node: fx.Node, shape: tuple[int, ...] | None) -> 
             return 2.0 * out_numel * mod.weight.numel() / mod.weight.shape[0 if not isinstance(mod, nn.modules.conv._ConvTransposeNd) else 1]
         if isinstance(mod, nn.Linear):
             return 2.0 * out_numel * mod.in_features
+        # An opaque (leaf) block: each parameter is used about once per output position, as in a
+        # convolution (positions: spatial extent of a map, T of (B, T, D) tokens, 1 for a vector).
         n_params = sum(p.numel() for p in mod.parameters())
-        return float(out_numel) * (2.0 if n_params else 1.0)
+        positions = math.prod(shape[2:]) if len(shape) >= 4 else shape[1] if len(shape) == 3 else 1
+        return max(float(out_numel), 2.0 * n_params * positions)
     if node.op in ("call_function", "call_method"):
         name = _target_name(node).lower()
         weights = _get_attr_params(gm, node)
