@@ -343,3 +343,12 @@ def test_resolve_on_an_export_trace():
     bp, _, _ = analysed("export")
     nodes = resolve(bp.traced.gm, ["stem", "down", "fc"])
     assert [bp.traced.names[n] for n in nodes] == ["stem", "down", "fc"]
+
+
+def test_family_accepts_an_alignment_read_back_from_json():
+    family = pytest.importorskip("hkt_core.family")
+    bp, bc, inputs = analysed("resnet")
+    a = Alignment.from_json(align_blocks(bp, bc, inputs=inputs).to_json())
+    fam = family.Family(bp.traced.model, bc.traced.model, a)
+    out = fam(*inputs)
+    assert out.native.shape == out.inherited.shape == out.parent_head.shape == (2, 10)

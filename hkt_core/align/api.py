@@ -17,7 +17,7 @@ from torch import fx, nn
 
 from ..adapters import Adapter, adapter_for
 from ..errors import AlignmentError
-from ..trace.graph import TracedModel, evaluation, trace
+from ..trace.graph import evaluation, trace
 from .blocks import Block, BlockGraph, discover
 from .record import Alignment, BlockPair
 from .resolve import unknown_node_error
