@@ -125,6 +125,7 @@ def test_untraceable_model_error_names_construct_and_fix():
         trace(DataDependent(), torch.randn(1, 3, 4, 4))
     msg = str(err.value)
     assert "torch.fx failed" in msg and "torch.export failed" in msg
+    assert "if x.sum() > 0" in msg  # the failing construct, quoted from the source
     assert "leaf module" in msg and "declared_blocks" in msg
 
 

@@ -151,7 +151,10 @@ def _graph_module(model, inputs, adapter, concrete) -> tuple[fx.GraphModule, str
         with evaluation(model):
             _check_inputs(model, inputs, concrete, tuple(tuple(t.shape) for t in inputs))
         text = str(exp_exc).strip().splitlines()
-        where = next((line.strip() for line in reversed(text) if 'File "' in line), "")
+        at = next((i for i in range(len(text) - 1, -1, -1) if 'File "' in text[i]), None)
+        where = "" if at is None else text[at].strip()
+        if at is not None and at + 1 < len(text) and text[at + 1].strip():
+            where += f": {text[at + 1].strip()}"
         raise TraceError(
             f"cannot trace {type(model).__name__}: torch.fx failed ({fx_error}) and torch.export "
             f"failed ({type(exp_exc).__name__}: {text[0] if text else ''}{'; at ' + where if where else ''}). "
