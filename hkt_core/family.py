@@ -352,6 +352,20 @@ class MixingPoint(nn.Module):
         self.child_extractor = child_extractor
 
 
+def _release_plan(order: Sequence[fx.Node], keep: set[fx.Node]) -> dict[fx.Node, list[fx.Node]]:
+    """For each node of ``order``, the values that can be dropped once it has run (their last
+    reader in ``order``); values in ``keep`` and the inputs stay."""
+    last_use: dict[fx.Node, fx.Node] = {}
+    for node in order:
+        for value in node.all_input_nodes:
+            last_use[value] = node
+    plan: dict[fx.Node, list[fx.Node]] = {}
+    for value, user in last_use.items():
+        if value not in keep and value.op != "placeholder":
+            plan.setdefault(user, []).append(value)
+    return plan
+
+
 def _to_cf(x: torch.Tensor, layout: str) -> torch.Tensor:
     return x.movedim(-1, 1) if layout == "channels_last" else x
 
@@ -529,14 +543,7 @@ class Family(nn.Module):
         keep = {n for n in cg.nodes if n not in self._child_downstream
                 and any(u in self._child_downstream for u in n.users)} | child_point_nodes
         self._native_protected = keep
-        last_use: dict[fx.Node, fx.Node] = {}
-        for node in self._native_nodes:
-            for inp in node.all_input_nodes:
-                last_use[inp] = node
-        self._native_free: dict[fx.Node, list[fx.Node]] = {}
-        for value, user in last_use.items():
-            if value not in keep and value.op != "placeholder":
-                self._native_free.setdefault(user, []).append(value)
+        self._native_free = _release_plan(self._native_nodes, keep)
         self._inherited_protected = {n for n in cg.nodes if n not in self._child_downstream} | child_point_nodes
         self._parent_protected = parent_point_nodes
 
@@ -567,6 +574,12 @@ class Family(nn.Module):
             cg, self._child_downstream, lambda p: p.child_nodes, child_receivers, lambda p: p.child_receiver)
         self._parent_steps, self._parent_tail = steps(
             pg, None, lambda p: p.parent_nodes, parent_receivers, lambda p: p.parent_receiver)
+        # Release each stream's values after their last use (holding a whole frozen parent's
+        # activations would cost memory and fresh allocations on every step).
+        self._inherited_free = _release_plan([n for batch in self._inherited_steps for n in batch]
+                                             + self._inherited_tail, child_point_nodes)
+        self._parent_free = _release_plan([n for batch in self._parent_steps for n in batch] + self._parent_tail,
+                                          parent_point_nodes)
         # Child buffers the inherited stream may update (BatchNorm running stats): (owner, name).
         touched = [cg.modules[n] for n in self._child_downstream if n in cg.modules]
         seen: set[tuple[int, str]] = set()
@@ -623,15 +636,20 @@ class Family(nn.Module):
         pg, cg = self._pg, self._cg
         if self.parent.training:
             self.parent.eval()
-        # 1. Native child stream: the child alone.
+        # 1. The parent up to the first mixing point: no child signal reaches it, so it runs
+        #    without autograd, and first, while no child activations are held.
+        parent: dict[fx.Node, Any] = {}
+        self._bind_inputs(pg, parent, inputs)
+        pg.run(self._parent_steps[0], parent, parent.__getitem__, self._parent_protected, free=self._parent_free,
+               grad=self._parent_downstream)
+
+        # 2. Native child stream: the child alone.
         native: dict[fx.Node, Any] = {}
         self._bind_inputs(cg, native, inputs)
         cg.run(self._native_nodes, native, native.__getitem__, self._native_protected, free=self._native_free)
 
-        # 2. Lockstep: inherited child stream and parent stream, mixing at each point.
+        # 3. Lockstep: inherited child stream and parent stream, mixing at each point.
         inherited: dict[fx.Node, Any] = {}
-        parent: dict[fx.Node, Any] = {}
-        self._bind_inputs(pg, parent, inputs)
 
         def read_c(node: fx.Node) -> Any:
             value = inherited.get(node, _MISSING)
@@ -646,16 +664,19 @@ class Family(nn.Module):
                 owner._buffers[name] = buf.clone()
         feature_losses: list[torch.Tensor] = []
         try:
-            for p, ops, c_steps, p_steps in zip(self._plan, self.points, self._inherited_steps, self._parent_steps):
-                pg.run(p_steps, parent, parent.__getitem__, self._parent_protected, grad=self._parent_downstream)
-                cg.run(c_steps, inherited, read_c, self._inherited_protected)
+            for k, (p, ops, c_steps, p_steps) in enumerate(
+                    zip(self._plan, self.points, self._inherited_steps, self._parent_steps)):
+                if k > 0:
+                    pg.run(p_steps, parent, parent.__getitem__, self._parent_protected, free=self._parent_free,
+                           grad=self._parent_downstream)
+                cg.run(c_steps, inherited, read_c, self._inherited_protected, free=self._inherited_free)
                 new_c, new_p = self._mix(p, ops, parent.__getitem__, read_c, feature_losses)
                 if new_c is not None:
                     inherited[p.child_receiver] = new_c
                 if new_p is not None:
                     parent[p.parent_receiver] = new_p
-            cg.run(self._inherited_tail, inherited, read_c, self._inherited_protected)
-            pg.run(self._parent_tail, parent, parent.__getitem__, self._parent_protected,
+            cg.run(self._inherited_tail, inherited, read_c, self._inherited_protected, free=self._inherited_free)
+            pg.run(self._parent_tail, parent, parent.__getitem__, self._parent_protected, free=self._parent_free,
                    grad=self._parent_downstream)
         finally:
             if saved is not None:

@@ -196,3 +196,28 @@ def test_gate_and_add_mixtures_run_in_the_family():
                      example_inputs=torch.randn(1, 3, 8, 8), task=ToyTask(), manager=CORE)
         out = fam(torch.randn(2, 3, 8, 8))
         assert out.inherited.shape == (2, 4) and not torch.allclose(out.inherited, out.native)
+
+
+def test_no_mixture_leaves_both_networks_alone():
+    torch.manual_seed(5)
+    parent, child = Chain(6), Chain(3)
+    fam = Family(parent, child, POINTS, HKTConfig(mixture="none", alphas=(0.0, 1.0, 0.0)),
+                 example_inputs=torch.randn(1, 3, 8, 8), task=ToyTask(), manager=CORE)
+    x = torch.randn(2, 3, 8, 8)
+    out = fam(x)
+    assert out.inherited is out.native and out.feature_loss is None
+    torch.testing.assert_close(out.native, child(x), rtol=0, atol=0)
+    torch.testing.assert_close(out.parent_head, parent(x), rtol=0, atol=0)
+    assert len(list(fam.points.parameters())) == 0
+
+
+def test_layouts_can_be_given_per_model():
+    torch.manual_seed(6)
+    fam = Family(Tokens(8), Tokens(4), [("embed", "embed"), ("add", "add"), ("head", "head")], HKTConfig(),
+                 example_inputs=torch.randn(1, 7, 5), task=ToyTask(), manager=CORE,
+                 layouts={"child:add": "channels_first", "add": "channels_first"})
+    assert [p.child_layouts for p in fam._plan] == [("channels_last",), ("channels_first",)]
+    assert [p.parent_layouts for p in fam._plan] == [("channels_last",), ("channels_first",)]
+    with pytest.raises(ValueError, match="must be one of channels_first, channels_last"):
+        Family(Tokens(8), Tokens(4), [("embed", "embed"), ("head", "head")], HKTConfig(),
+               example_inputs=torch.randn(1, 7, 5), task=ToyTask(), manager=CORE, layouts={"embed": "nhwc"})
