@@ -27,6 +27,7 @@ import torch
 import hkt_core
 from hkt_core.io import atomic_write_text
 from hkt_core.metrics import MetricAccumulator
+from hkt_core.models import build_model, count_parameters
 from hkt_core.plugins import default_manager
 
 VARIANTS = (("baseline", "baseline", 3), ("kd", "kd", 3), ("2HKT", "hkt", 2), ("3HKT", "hkt", 3))
@@ -64,13 +65,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=None, help="child epochs (default: the card's)")
     parser.add_argument("--parent-epochs", type=int, default=None, help="parent epochs (default: the card's)")
     parser.add_argument("--n-train", type=int, default=None, help="synthetic training images (default: the card's)")
+    parser.add_argument("--parent-weights", default=None, metavar="FILE",
+                        help="a trained seg-demo parent (safetensors) instead of training one; it must have "
+                             "been trained on the same synthetic generator (e.g. the cache `hkt train seg-demo` fills)")
     parser.add_argument("--reduced", action="store_true",
-                        help="a reduced configuration for a busy machine: 160 training images, 4 child epochs, "
+                        help="a reduced configuration for a busy machine: 128 training images, 3 child epochs, "
                              "6 parent epochs")
     args = parser.parse_args(argv)
     if args.reduced:
-        args.n_train = args.n_train or 160
-        args.epochs = args.epochs or 4
+        args.n_train = args.n_train or 128
+        args.epochs = args.epochs or 3
         args.parent_epochs = args.parent_epochs or 6
 
     manager = default_manager()
@@ -97,13 +101,23 @@ def main(argv: list[str] | None = None) -> int:
         return hkt_core.train(the_card, method, seed=seed, out=folder, force=True, progress=False,
                               manager=manager, **extra)
 
-    parent_epochs = parent_train.get("epochs", card.train.epochs)
-    parent_run = run("parent", "parent", card, 0, epochs=parent_epochs)
-    parent_file = parent_run.path / "child.safetensors"
-    parent_model = parent_run.child()
+    if args.parent_weights:
+        from hkt_core.train.checkpoint import load_module_state
+        from hkt_core.train.trainer import measure_latency
+
+        parent_file = Path(args.parent_weights)
+        parent_model = build_model(card.parent, manager, **card.parent_options)
+        load_module_state(parent_model, parent_file, what="the seg-demo parent")
+        parent_epochs = f"given ({parent_file.name})"
+        parent_latency = measure_latency(parent_model, card.input_shapes, device=torch.device("cpu"))
+    else:
+        parent_epochs = parent_train.get("epochs", card.train.epochs)
+        parent_run = run("parent", "parent", card, 0, epochs=parent_epochs)
+        parent_file = parent_run.path / "child.safetensors"
+        parent_model = parent_run.child()
+        parent_latency = parent_run.summary["latency_ms_per_sample"]
     rows = [{"method": "parent (dense_unet_demo)", "seeds": [0], **_scores([class_dice(parent_model, bundle, task)]),
-             "parameters": parent_run.summary["parameters"],
-             "latency_ms": parent_run.summary["latency_ms_per_sample"]}]
+             "parameters": count_parameters(parent_model), "latency_ms": parent_latency}]
     for name, method, stages in VARIANTS:
         the_card = variant_card(card, stages)
         scores, latencies, params = [], [], None
