@@ -30,7 +30,6 @@ its input whenever that input is a value another stream or a mixing point still 
 from __future__ import annotations
 
 import copy
-import math
 import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple

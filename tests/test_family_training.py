@@ -369,3 +369,29 @@ def test_several_donor_nodes_need_a_combining_extractor():
     fam = _family(pairs, HKTConfig(extractor="concat"))
     assert fam.points[0].to_child_transfer.proj.in_channels == 16
     assert fam(torch.randn(2, 3, 8, 8)).inherited.shape == (2, 4)
+
+
+class TwoHeads(nn.Module):
+    """Returns (features, logits): the adapter's prediction (the last tensor) is the logits."""
+
+    def __init__(self, width):
+        super().__init__()
+        self.body = conv_bn(3, width)
+        self.fc = nn.Linear(width, 4)
+
+    def forward(self, x):
+        f = self.body(x).mean((2, 3))
+        return f, self.fc(f)
+
+
+def test_models_with_several_outputs_use_the_adapters_prediction():
+    torch.manual_seed(0)
+    parent, child = TwoHeads(6), TwoHeads(3)
+    fam = Family(parent, child, [("body", "body"), ("fc", "fc")], HKTConfig(), example_inputs=torch.randn(2, 3, 6, 6),
+                 task=ToyTask(), manager=CORE)
+    x = torch.randn(3, 3, 6, 6)
+    out = fam(x)
+    assert out.native.shape == out.inherited.shape == out.parent_head.shape == (3, 4)
+    fam.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(fam(x).native, child(x)[1], rtol=0, atol=0)
