@@ -30,18 +30,16 @@ def tiny_pair(isolated_home):
     return card
 
 
-@pytest.mark.subprocess
-def test_killed_run_resumes_to_identical_tensors(tiny_pair, isolated_home, tmp_path):
-    """``hkt train PAIR --method hkt --epochs 3 --seed 7``: uninterrupted vs killed after its first
-    checkpoint and resumed with --resume; last.safetensors must be bit-identical."""
-    pytest.importorskip("hkt_core.family")
-    args = ["train", tiny_pair.name, "--method", "hkt", "--epochs", "3", "--seed", "7", "--no-progress"]
+def _kill_and_resume(pair: str, home, tmp_path) -> None:
+    """``hkt train PAIR --method hkt --epochs 3 --seed 7``: uninterrupted vs killed (SIGKILL) right
+    after its first checkpoint and resumed with --resume; last.safetensors must be bit-identical."""
+    args = ["train", pair, "--method", "hkt", "--epochs", "3", "--seed", "7", "--no-progress"]
     assert main([*args, "--out", str(tmp_path / "A")]) == 0  # also trains and caches the parent
 
-    proc = subprocess.Popen(hkt_command(*args, "--out", str(tmp_path / "B")), env=subprocess_env(isolated_home),
+    proc = subprocess.Popen(hkt_command(*args, "--out", str(tmp_path / "B")), env=subprocess_env(home),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     state = tmp_path / "B" / "state.json"
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300
     while not state.is_file() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
     proc.kill()
@@ -56,6 +54,22 @@ def test_killed_run_resumes_to_identical_tensors(tiny_pair, isolated_home, tmp_p
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert json.loads((tmp_path / "B" / "summary.json").read_text())["test"] == \
         json.loads((tmp_path / "A" / "summary.json").read_text())["test"]
+
+
+@pytest.mark.subprocess
+def test_killed_run_resumes_to_identical_tensors(tiny_pair, isolated_home, tmp_path):
+    pytest.importorskip("hkt_core.family")
+    _kill_and_resume(tiny_pair.name, isolated_home, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess
+def test_killed_digits_demo_run_resumes_to_identical_tensors(isolated_home, tmp_path):
+    """The same on the demo pair (trains its parent first: about half a minute)."""
+    pytest.importorskip("hkt_core.family")
+    if "digits-demo" not in hkt_core.default_manager().registry("pairs"):
+        pytest.skip("digits-demo comes with the hkt-vision plugin, not installed here")
+    _kill_and_resume("digits-demo", isolated_home, tmp_path)
 
 
 def test_train_eval_export(tiny_pair, tmp_path, capsys):
