@@ -92,7 +92,12 @@ def imagefolder(root: str | None = None, size: int = 32, channels: int = 3, test
         if too_few:
             raise DatasetError(f"imagefolder: class(es) {', '.join(too_few)} have fewer than 2 images; "
                                f"a train/test split needs at least 2 per class (or use root/train and root/test)")
-        train_idx, test_idx = stratified_split(labels, test_fraction, seed)
+        try:
+            train_idx, test_idx = stratified_split(labels, test_fraction, seed)
+        except ValueError as exc:
+            raise DatasetError(f"imagefolder: cannot split {len(files)} images of {len(names)} classes with "
+                               f"test_fraction={test_fraction!r} ({exc}); each split needs an image of every "
+                               f"class: add images, change test_fraction, or use root/train and root/test") from None
         train_files = [files[i] for i in train_idx]
         test_files = [files[i] for i in test_idx]
     train_x, train_y = read_files(train_files, size, channels)

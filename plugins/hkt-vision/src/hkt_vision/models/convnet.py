@@ -62,9 +62,9 @@ class ConvNet(nn.Module):
 # -- 8x8 digits (input (B, 1, 8, 8)) -------------------------------------------------------------
 
 def digits_cnn_large(num_classes: int = 10, in_channels: int = 1, width_mult: float = 1.0) -> ConvNet:
-    """Digits parent: 32-channel stem, stages of 64 and 128 channels (two convs each), 0.28M parameters."""
-    return ConvNet(dim=2, in_channels=in_channels, num_classes=num_classes, stem_channels=32,
-                   stage_channels=(64, 128), convs_per_stage=2, width_mult=width_mult)
+    """Digits parent: 16-channel stem, stages of 32 and 64 channels (two convs each), 70k parameters."""
+    return ConvNet(dim=2, in_channels=in_channels, num_classes=num_classes, stem_channels=16,
+                   stage_channels=(32, 64), convs_per_stage=2, width_mult=width_mult)
 
 
 def digits_cnn_small(num_classes: int = 10, in_channels: int = 1, width_mult: float = 1.0) -> ConvNet:
