@@ -1,1 +1,1 @@
-"""testing."""
+"""Testing support for plugin authors: fixtures (pytest plugin) and contract checks."""

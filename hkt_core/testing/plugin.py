@@ -1,4 +1,13 @@
-"""pytest plugin for plugin authors (entry point ``pytest11``): fixtures over the registries."""
+"""pytest plugin for plugin authors (installed with ``hkt``, entry point ``pytest11``).
+
+Fixtures:
+
+- ``hkt_home``: a private ``$HKT_HOME`` for the test, with the default plugin manager reset
+  before and after, so user cards and cached parents never leak between tests.
+- ``hkt_manager``: a fresh plugin manager with every installed plugin loaded.
+- ``hkt_contracts``: the :mod:`hkt_core.testing.contracts` module, e.g.
+  ``hkt_contracts.check_entry("mixtures", "my_mixture", hkt_manager)``.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +15,26 @@ import pytest
 
 
 @pytest.fixture
+def hkt_home(tmp_path, monkeypatch):
+    from hkt_core.plugins import reset_default_manager
+
+    home = tmp_path / "hkt_home"
+    home.mkdir()
+    monkeypatch.setenv("HKT_HOME", str(home))
+    reset_default_manager()
+    yield home
+    reset_default_manager()
+
+
+@pytest.fixture
 def hkt_manager():
-    """A fresh plugin manager with every installed plugin loaded."""
     from hkt_core.plugins import get_plugin_manager
 
     return get_plugin_manager()
+
+
+@pytest.fixture
+def hkt_contracts():
+    from hkt_core.testing import contracts
+
+    return contracts
