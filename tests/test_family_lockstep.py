@@ -221,3 +221,57 @@ def test_layouts_can_be_given_per_model():
     with pytest.raises(ValueError, match="must be one of channels_first, channels_last"):
         Family(Tokens(8), Tokens(4), [("embed", "embed"), ("head", "head")], HKTConfig(),
                example_inputs=torch.randn(1, 7, 5), task=ToyTask(), manager=CORE, layouts={"embed": "nhwc"})
+
+
+class InPlace(nn.Module):
+    """In-place function and method calls right after the mixing point."""
+
+    def __init__(self, width):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, width, 3, padding=1)
+        self.conv2 = nn.Conv2d(width, width, 3, padding=1)
+        self.fc = nn.Linear(width, 3)
+
+    def forward(self, x):
+        h = self.conv1(x)
+        F.relu(h, inplace=True)          # result unused: later readers of h see the mutation
+        g = self.conv2(h)
+        g.mul_(0.5)
+        return self.fc((g + h).mean((2, 3)))
+
+
+def test_in_place_calls_keep_eager_semantics_and_mix_the_pre_mutation_value():
+    torch.manual_seed(7)
+    parent, child = InPlace(4), InPlace(4)
+    fam = Family(parent, child, [("conv1", "conv1"), ("fc", "fc")], HKTConfig(lam=0.5),
+                 example_inputs=torch.randn(1, 3, 5, 5), task=ToyTask(), manager=CORE).double()
+    x = torch.randn(2, 3, 5, 5, dtype=torch.float64)
+    out = fam(x)
+    torch.testing.assert_close(out.native, child(x), rtol=0, atol=0)
+    hp, hc = parent.conv1(x), child.conv1(x)
+
+    def rest(model, h):
+        h = torch.relu(h)
+        return model.fc((0.5 * model.conv2(h) + h).mean((2, 3)))
+
+    torch.testing.assert_close(out.inherited, rest(child, ga_mix(hc, hp, 0.5)), rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(out.parent_head, rest(parent, ga_mix(hp, hc, 0.5)), rtol=1e-10, atol=1e-10)
+
+
+class ViewInPlace(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        y = x.view(x.shape[0], 4)
+        y.relu_()
+        return self.fc(x.view(x.shape[0], 4))
+
+
+def test_in_place_update_of_a_view_is_refused():
+    from hkt_core import TraceError
+
+    with pytest.raises(TraceError, match="updates a view of another value in place"):
+        Family(ViewInPlace(), ViewInPlace(), [("fc", "fc"), ("fc", "fc")], HKTConfig(),
+               example_inputs=torch.randn(1, 2, 2), task=ToyTask(), manager=CORE)
