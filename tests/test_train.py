@@ -50,7 +50,7 @@ class NaNAtSecondEpoch(BaselineMethod):
 @pytest.fixture
 def manager():
     NaNAtSecondEpoch.calls = 0
-    return manager_with(tiny_card(), tiny_card("tiny-bn", batchnorm=True, optimizer="adamw", lr=0.01),
+    return manager_with(tiny_card(), tiny_card("tiny-bn", batchnorm=True, augment=True, optimizer="adamw", lr=0.01),
                         methods={"nan-test": NaNAtSecondEpoch})
 
 
@@ -88,7 +88,8 @@ def _last(path):
 
 
 def test_resume_is_exact_with_adamw_and_batchnorm(manager, tmp_path):
-    """An uninterrupted run and one stopped after epoch 1 then resumed end bit-identical."""
+    """An uninterrupted run and one stopped after epoch 1 then resumed end bit-identical (with
+    random augmentation, BatchNorm buffers and Adam moments in play)."""
     common = dict(manager=manager, epochs=3, seed=7)
     a = hkt_core.train("tiny-bn", "baseline", out=tmp_path / "A", **common)
     with pytest.raises(Interrupt):

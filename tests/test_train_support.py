@@ -37,7 +37,17 @@ class TinyImages(Dataset):
         return self.x[i], self.y[i]
 
 
-def make_dataset(n_train: int = 200, n_test: int = 60, delay: float = 0.0, noise: float = 0.8) -> DatasetBundle:
+def flip_and_jitter(inputs: torch.Tensor, target: torch.Tensor, generator: torch.Generator):
+    """A batch augmentation: random horizontal flips and additive noise, from ``generator`` only."""
+    if not isinstance(inputs, torch.Tensor) or inputs.dim() != 4:
+        raise TypeError(f"expected one (B, 1, 8, 8) tensor, got {type(inputs).__name__}")
+    flip = torch.rand(inputs.shape[0], generator=generator) < 0.5
+    out = torch.where(flip[:, None, None, None], inputs.flip(-1), inputs)
+    return out + 0.1 * torch.randn(out.shape, generator=generator), target
+
+
+def make_dataset(n_train: int = 200, n_test: int = 60, delay: float = 0.0, noise: float = 0.8,
+                 augment: bool = False) -> DatasetBundle:
     gen = torch.Generator().manual_seed(1234)
     templates = torch.randn(3, 1, 8, 8, generator=gen)
 
@@ -47,7 +57,7 @@ def make_dataset(n_train: int = 200, n_test: int = 60, delay: float = 0.0, noise
         return x, y
 
     return DatasetBundle(TinyImages(*draw(n_train), delay), TinyImages(*draw(n_test)), ((1, 8, 8),),
-                         {"num_classes": 3})
+                         {"num_classes": 3}, augment=flip_and_jitter if augment else None)
 
 
 class TinyCNN(nn.Module):
@@ -71,7 +81,8 @@ def make_child(batchnorm: bool = False) -> nn.Module:
     return TinyCNN(4, batchnorm)
 
 
-def card_dict(name: str = "tiny-pair", *, delay: float = 0.0, batchnorm: bool = False, **train) -> dict:
+def card_dict(name: str = "tiny-pair", *, delay: float = 0.0, batchnorm: bool = False, augment: bool = False,
+              **train) -> dict:
     settings = {"epochs": 2, "batch_size": 20, "lr": 0.05, "optimizer": "sgd", "schedule": "cosine",
                 "val_fraction": 0.2, "weight_decay": 0.0}
     settings.update(train)
@@ -80,7 +91,7 @@ def card_dict(name: str = "tiny-pair", *, delay: float = 0.0, batchnorm: bool = 
         "parent": f"{MODULE}:make_parent", "child": f"{MODULE}:make_child",
         "parent_options": {"batchnorm": batchnorm}, "child_options": {"batchnorm": batchnorm},
         "input_shapes": [[1, 1, 8, 8]], "dataset": f"{MODULE}:make_dataset",
-        "dataset_options": {"delay": delay}, "stages": 2, "train": settings,
+        "dataset_options": {"delay": delay, "augment": augment}, "stages": 2, "train": settings,
         "parent_train": {"epochs": 2, "lr": 0.05},
     }
 

@@ -305,9 +305,9 @@ class Trainer:
                 lr = learning_rate(train, epoch, step, steps_per_epoch)
                 set_learning_rate(optimizer, lr)
                 inputs, target = split_batch(batch, device)
-                if augment is not None:
-                    inputs, target = augment(inputs, target, aug_gen)
-                    inputs = inputs if isinstance(inputs, tuple) else tuple(inputs) if isinstance(inputs, list) else (inputs,)
+                if augment is not None:  # it sees the batch as the data set yields it: one tensor or a tuple
+                    inputs, target = augment(inputs[0] if len(inputs) == 1 else inputs, target, aug_gen)
+                    inputs = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
                 result = method.training_step(inputs, target)
                 loss = result.loss
                 bad = not bool(torch.isfinite(loss.detach()).all())
