@@ -80,3 +80,12 @@ def broadcast_text(world: World, text: str) -> str:
 def barrier(world: World) -> None:
     if world.distributed:
         dist.barrier()
+
+
+def sync_buffers(world: World, module: torch.nn.Module) -> None:
+    """Give every rank rank 0's buffers (BatchNorm statistics drift apart on per-rank batches), so
+    that all shards are evaluated with the network rank 0 saves."""
+    if not world.distributed:
+        return
+    for buffer in module.buffers():
+        dist.broadcast(buffer.data, 0)

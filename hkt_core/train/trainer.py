@@ -33,7 +33,8 @@ from ..pairs import PairCard
 from . import checkpoint as ckpt
 from . import run as files
 from .data import Splits, eval_loader, load_splits, split_batch, train_loader
-from .distributed import World, all_sum, any_flag, barrier, broadcast_text, close_world, init_world
+from .distributed import (World, all_sum, any_flag, barrier, broadcast_text, close_world, init_world,
+                          sync_buffers)
 from .method import Method, MethodContext
 from .optim import build_optimizer, learning_rate, set_learning_rate
 
@@ -328,6 +329,7 @@ class Trainer:
                     bar.set_postfix(loss=f"{float(loss.detach()):.4f}", lr=f"{lr:.3g}")
             totals = all_sum(world, torch.tensor([seen, *sums.values()], dtype=torch.float64))
             train_means = {k: float(v / totals[0]) for k, v in zip(sums, totals[1:])}
+            sync_buffers(world, method.deployed())
             val = evaluate(method.deployed(), splits.val, task, batch_size=train.batch_size, device=device,
                            world=world, num_workers=train.num_workers)
             if not math.isfinite(val["loss"]):
