@@ -39,6 +39,10 @@ class Task:
     def metrics(self) -> list[Metric]:
         raise NotImplementedError
 
+    def example(self, batch_size: int = 4, generator: torch.Generator | None = None):
+        """A random ``(prediction, target)`` batch of this task's layout (for contract tests)."""
+        raise NotImplementedError(f"task {self.name!r} does not provide example(batch_size, generator)")
+
 
 # -- built-in tasks ----------------------------------------------------------------------------
 
@@ -97,6 +101,10 @@ class ClassificationTask(Task):
     def metrics(self):
         return [Accuracy(), ErrorRate()]
 
+    def example(self, batch_size=4, generator=None):
+        return (torch.randn(batch_size, 5, generator=generator),
+                torch.randint(0, 5, (batch_size,), generator=generator))
+
 
 class RegressionTask(Task):
     """Dense or vector regression (optical flow is the main case). Targets are a tensor shaped like
@@ -135,6 +143,13 @@ class RegressionTask(Task):
 
     def metrics(self):
         return [EndPointError(), MeanAbsoluteError()]
+
+    def example(self, batch_size=4, generator=None):
+        """Flow-like maps (B, 2, H, W) with a validity mask."""
+        prediction = torch.randn(batch_size, 2, 6, 6, generator=generator)
+        target = torch.randn(batch_size, 2, 6, 6, generator=generator)
+        valid = torch.rand(batch_size, 6, 6, generator=generator) > 0.2
+        return prediction, (target, valid)
 
 
 class SegmentationTask(Task):
@@ -175,6 +190,10 @@ class SegmentationTask(Task):
 
     def metrics(self):
         return [Dice(), IoU(), Accuracy()]
+
+    def example(self, batch_size=4, generator=None):
+        return (torch.randn(batch_size, 3, 6, 6, generator=generator),
+                torch.randint(0, 3, (batch_size, 6, 6), generator=generator))
 
 
 def builtin_tasks() -> dict[str, Task]:
