@@ -365,6 +365,15 @@ def _release_plan(order: Sequence[fx.Node], keep: set[fx.Node]) -> dict[fx.Node,
     return plan
 
 
+def _follow(value: Any, reference: torch.Tensor) -> Any:
+    """``value`` on ``reference``'s device (and in its dtype when both are floating point)."""
+    if not isinstance(value, torch.Tensor):
+        return value
+    if value.is_floating_point() and reference.is_floating_point():
+        return value.to(device=reference.device, dtype=reference.dtype)
+    return value.to(reference.device)
+
+
 def _to_cf(x: torch.Tensor, layout: str) -> torch.Tensor:
     return x.movedim(-1, 1) if layout == "channels_last" else x
 
@@ -433,6 +442,9 @@ class Family(nn.Module):
 
         # Shapes at the mixing points, from one no-grad eval run of each network alone.
         inputs = self._example_inputs(alignment, example_inputs, cg, child)
+        reference = next(iter(child.parameters()), None)
+        if reference is not None:   # example inputs and operators follow the child's device and dtype
+            inputs = tuple(_follow(t, reference) for t in inputs)
         pvals = self._probe(pg, parent, inputs, [n for p in points for n in p.parent_nodes])
         cvals = self._probe(cg, child, inputs, [n for p in points for n in p.child_nodes])
 
@@ -472,6 +484,8 @@ class Family(nn.Module):
                 raise AlignmentError(f"mixing point {k} (parent {', '.join(pg.names[n] for n in p.parent_nodes)} "
                                      f"<-> child {', '.join(cg.names[n] for n in p.child_nodes)}): {exc}") from exc
             self.points.append(MixingPoint(to_child, to_parent, p_ex, c_ex))
+        if reference is not None and reference.is_floating_point():
+            self.points.to(device=reference.device, dtype=reference.dtype)
         self._plan = points
         self._build_schedule()
         if config.alphas[0] > 0 and not any(m.to_child_transfer is not None for m in self.points):

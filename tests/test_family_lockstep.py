@@ -285,3 +285,12 @@ def test_in_place_update_of_a_view_is_refused():
     with pytest.raises(TraceError, match="updates a view of another value in place"):
         Family(ViewInPlace(), ViewInPlace(), [("fc", "fc"), ("fc", "fc")], HKTConfig(),
                example_inputs=torch.randn(1, 2, 2), task=ToyTask(), manager=CORE)
+
+
+def test_operators_and_example_inputs_follow_the_childs_dtype():
+    torch.manual_seed(8)
+    parent, child = Chain(6).double(), Chain(3).double()
+    fam = Family(parent, child, POINTS, HKTConfig(), example_inputs=torch.randn(1, 3, 8, 8),
+                 task=ToyTask(), manager=CORE)
+    assert all(p.dtype == torch.float64 for p in fam.points.parameters())
+    assert fam(torch.randn(2, 3, 8, 8, dtype=torch.float64)).inherited.dtype == torch.float64
