@@ -405,3 +405,53 @@ def test_models_with_several_outputs_use_the_adapters_prediction():
     fam.eval()
     with torch.no_grad():
         torch.testing.assert_close(fam(x).native, child(x)[1], rtol=0, atol=0)
+
+
+class ConvBNBlock(nn.Module):
+    """Kept opaque by its adapter: the tracer records one call, BatchNorm inside."""
+
+    def __init__(self, cin, cout):
+        super().__init__()
+        self.conv, self.bn = nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout)
+
+    def forward(self, x):
+        return torch.relu(self.bn(self.conv(x)))
+
+
+class LeafNet(nn.Module):
+    def __init__(self, width):
+        super().__init__()
+        self.a = ConvBNBlock(3, width)
+        self.b = ConvBNBlock(width, width)
+        self.fc = nn.Linear(width, 4)
+
+    def forward(self, x):
+        return self.fc(self.b(self.a(x)).mean((2, 3)))
+
+
+class LeafAdapter(hkt_core.Adapter):
+    model_classes = (LeafNet,)
+    leaf_modules = (ConvBNBlock,)
+
+
+class LeafPlugin:
+    @hkt_core.hookimpl
+    def hkt_register_adapters(self, registry):
+        registry.add("leafnet", LeafAdapter())
+
+
+def test_child_bn_inside_leaf_modules_follows_the_native_stream():
+    manager = hkt_core.get_plugin_manager(autoload=False, plugins={"core": builtins, "leaf": LeafPlugin()})
+    torch.manual_seed(0)
+    parent, child = LeafNet(6), LeafNet(3)
+    fam = Family(parent, child, [("a", "a"), ("fc", "fc")], HKTConfig(), example_inputs=torch.randn(2, 3, 6, 6),
+                 task=ToyTask(), manager=manager)
+    assert "b" in fam._cg.by_name and "b.bn" not in fam._cg.by_name     # the block stayed opaque
+    twin = copy.deepcopy(child)
+    for _ in range(2):
+        x = torch.randn(4, 3, 6, 6)
+        fam(x)
+        twin(x)
+    for (name, buf), twin_buf in zip(child.named_buffers(), twin.buffers()):
+        torch.testing.assert_close(buf, twin_buf, rtol=0, atol=0, msg=name)
+    assert child.b.bn.num_batches_tracked.item() == 2
