@@ -19,6 +19,15 @@ from torch import nn
 from .attention import TOKEN_LAYOUTS, genetic_attention
 
 
+def _check_pair(module: nn.Module, args: tuple) -> None:
+    """Receiver and donor must have one shape: the transfer tau is what reconciles them."""
+    receiver, donor = args[0], args[1]
+    if receiver.shape != donor.shape:
+        raise ValueError(f"{type(module).__name__}: receiver {tuple(receiver.shape)} and donor "
+                         f"{tuple(donor.shape)} must have the same shape; a transfer (tau) maps the "
+                         f"donor to the receiver's shape first")
+
+
 class Mixture(nn.Module):
     """Base class: stores ``lam`` and ``tokens`` and validates them."""
 
@@ -33,6 +42,7 @@ class Mixture(nn.Module):
             raise ValueError(f"{type(self).__name__}: tokens = {tokens!r} must be one of {', '.join(TOKEN_LAYOUTS)}")
         self.lam = float(lam)
         self.tokens = tokens
+        self.register_forward_pre_hook(_check_pair)
 
     def extra_repr(self) -> str:
         return f"lam={self.lam}, tokens={self.tokens!r}"
