@@ -15,18 +15,19 @@ from .markers import hookimpl
 from .pairs import PairCard
 from .plugins import default_manager, get_plugin_manager, lookup, registry, reset_default_manager
 
-#: Names served lazily so `import hkt_core` stays light (the engine imports on first use).
+# The functions `align` and `train` share their names with the sub-packages that define them.
+# Importing a sub-package binds its name on this package, so both are imported here, after every
+# other name exists, and the functions are bound last: `hkt_core.align(...)` and
+# `hkt_core.train(...)` are the functions however the sub-packages were reached.
+from .align import Alignment, BlockPair, align  # noqa: E402
+from .train import Run, load_run, train  # noqa: E402
+
+#: Names served lazily (the engine's modules import on first use).
 _LAZY = {
-    "Alignment": "hkt_core.align",
-    "BlockPair": "hkt_core.align",
-    "align": "hkt_core.align",
     "genetic_attention": "hkt_core.etm",
     "Family": "hkt_core.family",
     "HKTOutput": "hkt_core.family",
     "HKTLoss": "hkt_core.family",
-    "train": "hkt_core.train",
-    "load_run": "hkt_core.train",
-    "Run": "hkt_core.train",
 }
 
 
@@ -38,7 +39,7 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'hkt_core' has no attribute {name!r}")
 
 
-__all__ = [*_LAZY,
+__all__ = [*_LAZY, "Alignment", "BlockPair", "Run", "align", "load_run", "train",
     "Adapter", "AlignmentError", "CheckpointError", "ConfigError", "GenericAdapter", "HKTConfig",
     "HKTError", "PairCard", "RegistryError", "TraceError", "TrainConfig", "__version__",
     "adapter_for", "default_manager", "get_plugin_manager", "hookimpl", "lookup", "registry",

@@ -8,8 +8,6 @@ Public names: :func:`align` (trace + discover + choose), :class:`Alignment` and
 
 from __future__ import annotations
 
-import sys
-
 from .api import align, align_blocks, analyse, auto_stage_count
 from .blocks import Block, BlockGraph, discover
 from .record import FORMAT_VERSION, Alignment, BlockPair
@@ -26,14 +24,3 @@ def plot_alignment(*args, **kwargs):
 __all__ = ["FORMAT_VERSION", "Alignment", "Block", "BlockGraph", "BlockPair", "align", "align_blocks",
            "analyse", "auto_stage_count", "discover", "plot_alignment", "resolve"]
 
-
-class _CallableModule(type(sys)):
-    """Importing this package makes ``hkt_core.align`` the package, shadowing the lazy function
-    of the same name; calling the package therefore calls :func:`align`, so
-    ``hkt_core.align(parent, child, example_inputs)`` works before and after the import."""
-
-    def __call__(self, *args, **kwargs) -> Alignment:
-        return align(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

@@ -11,7 +11,7 @@ What the Family (and anything else that wires operators into a model) should cal
   shapes and to eval mode; a Family that needs to re-run the model in train mode at other batch
   sizes should require ``backend == "fx"`` and say so (an adapter with leaf modules or
   concrete_args usually makes a model fx-traceable).
-- ``hkt_core.align.resolve(gm, names) -> list[fx.Node]``: the nodes an :class:`Alignment` names, on
+- ``hkt_core.align.resolve.resolve(gm, names) -> list[fx.Node]`` (``from hkt_core.align import resolve``): the nodes an :class:`Alignment` names, on
   the Family's own trace (from ``trace`` or ``fx_trace``); unknown names raise ``AlignmentError``
   listing nearby valid names.
 - ``fx_trace(model, adapter=None, concrete_args=None)`` and ``node_names(graph)`` when only the fx
