@@ -21,7 +21,7 @@ def digits_run(tmp_path_factory):
     import hkt_core
 
     out = tmp_path_factory.mktemp("runs") / "baseline"
-    hkt_core.train("digits-demo", "baseline", epochs=1, out=out, progress=False)
+    hkt_core.train("digits-demo", "baseline", epochs=1, batch_size=256, out=out, progress=False)
     return out
 
 
