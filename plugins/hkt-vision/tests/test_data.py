@@ -110,8 +110,9 @@ def _check_cifar(bundle, content, names):
     assert (len(bundle.train), len(bundle.test)) == (15, 3)
     data, labels = content["data_batch_2"]
     x, y = bundle.train[4]                                   # record 1 of the second file
-    expected = (torch.from_numpy(data[1].reshape(3, 32, 32)).double() / 255
-                - torch.tensor(MEAN, dtype=torch.float64)[:, None, None]) / torch.tensor(STD, dtype=torch.float64)[:, None, None]
+    mean = torch.tensor(MEAN, dtype=torch.float64)[:, None, None]
+    std = torch.tensor(STD, dtype=torch.float64)[:, None, None]
+    expected = (torch.from_numpy(data[1].reshape(3, 32, 32)).double() / 255 - mean) / std
     assert torch.allclose(x.double(), expected, atol=1e-5)
     assert y.item() == labels[1]
     tx, ty = bundle.test[2]
