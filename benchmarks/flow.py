@@ -91,13 +91,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--paper-shape", type=int, nargs=2, default=None,
                         help="frame size for timing the paper-size models (default 368 496, RAFT's chairs crop)")
     parser.add_argument("--reduced", action="store_true",
-                        help="a reduced configuration for a busy machine: 160 training pairs, 2 child epochs, "
-                             "3 parent epochs, one seed, paper models timed at 184x248")
+                        help="a reduced configuration for a busy machine: 96 training pairs, 1 child epoch, "
+                             "2 parent epochs, one seed, paper models timed at 184x248")
     args = parser.parse_args(argv)
     if args.reduced:
-        args.train_size = args.train_size or 160
-        args.epochs = args.epochs or 2
-        args.parent_epochs = args.parent_epochs or 3
+        args.train_size = args.train_size or 96
+        args.epochs = args.epochs or 1
+        args.parent_epochs = args.parent_epochs or 2
         args.seeds = args.seeds or [0]
         args.paper_shape = args.paper_shape or [184, 248]
     args.seeds = args.seeds or [0, 1]
