@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         parent_file = Path(args.parent_weights)
         parent_model = build_model(card.parent, manager, **card.parent_options)
         load_module_state(parent_model, parent_file, what="the seg-demo parent")
-        parent_epochs = f"given ({parent_file.name})"
+        parent_epochs = f"trained elsewhere ({parent_file})"
         parent_latency = measure_latency(parent_model, card.input_shapes, device=torch.device("cpu"))
     else:
         parent_epochs = parent_train.get("epochs", card.train.epochs)
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     child_params = rows[1]["parameters"]
     config = (f"pair seg-demo, synthetic {data_options.get('size')}x{data_options.get('size')}, "
               f"{data_options.get('n_train')} train / {data_options.get('n_test')} test images, "
-              f"{len(bundle.info['class_names'])} classes; parent {parent_epochs} epochs, children {epochs} epochs, "
+              f"{len(bundle.info['class_names'])} classes; parent epochs: {parent_epochs}; children {epochs} epochs, "
               f"seeds {args.seeds}; {'REDUCED configuration; ' if args.reduced else ''}"
               f"wall time {elapsed / 60:.1f} min, torch threads {torch.get_num_threads()}")
     names = bundle.info["class_names"][1:]
