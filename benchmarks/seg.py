@@ -5,7 +5,7 @@ methods inherit from the same parent. 3HKT uses the ``seg-demo`` card's alignmen
 encoder level, bottleneck, output); 2HKT mixes at the bottleneck only. Each (method, seed) is an
 ordinary run folder, reused when finished, so the benchmark can be stopped and started again.
 
-    python benchmarks/seg.py                       # full: 3 seeds, the card's epochs (~20 min on 2 idle cores)
+    python benchmarks/seg.py                       # full: 3 seeds, the card's epochs (sized for ~20 min on 2 idle cores)
     python benchmarks/seg.py --reduced             # fewer samples and epochs, labelled as such
 
 It prints a markdown table (test Dice mean +- std over seeds, per-class Dice, parameters,
