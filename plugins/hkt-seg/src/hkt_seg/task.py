@@ -121,3 +121,10 @@ class SegmentationTask(Task):
             names = self.class_names or [str(i) for i in range(self.num_classes)]
             out += [ClassDice(i, names[i], self.ignore_index) for i in range(self.num_classes)]
         return out
+
+    def example(self, batch_size: int = 4, generator: torch.Generator | None = None):
+        """Logits (B, 3, 6, 6) and class-index masks with a few ignored pixels."""
+        logits = torch.randn(batch_size, 3, 6, 6, generator=generator)
+        target = torch.randint(0, 3, (batch_size, 6, 6), generator=generator)
+        ignored = torch.rand(batch_size, 6, 6, generator=generator) < 0.1
+        return logits, target.masked_fill(ignored, self.ignore_index)
