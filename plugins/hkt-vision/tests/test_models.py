@@ -46,7 +46,7 @@ def test_option_a_shortcut_matches_reference():
 
 @pytest.mark.parametrize("name,shape", [
     ("digits_cnn_large", (3, 1, 8, 8)), ("digits_cnn_small", (3, 1, 8, 8)), ("digits_cnn_tiny", (3, 1, 8, 8)),
-    ("mnist1d_cnn_large", (3, 1, 40)), ("mnist1d_cnn_tiny", (3, 1, 40)),
+    ("mnist1d_cnn_large", (3, 1, 40)), ("mnist1d_cnn_gap", (3, 1, 40)), ("mnist1d_cnn_tiny", (3, 1, 40)),
     ("mnist1d_mlp", (3, 1, 40)), ("mnist1d_mlp_large", (3, 1, 40)),
 ])
 def test_small_networks_forward(name, shape):
@@ -58,6 +58,7 @@ def test_parents_are_much_larger_than_children():
     assert count_parameters(models.digits_cnn_large()) > 100 * count_parameters(models.digits_cnn_tiny())
     assert count_parameters(models.mnist1d_cnn_large()) > 100 * count_parameters(models.mnist1d_cnn_tiny())
     assert count_parameters(models.mnist1d_cnn_large()) > 20 * count_parameters(models.mnist1d_mlp())
+    assert count_parameters(models.mnist1d_cnn_gap()) > 100 * count_parameters(models.mnist1d_cnn_tiny())
 
 
 def test_pooled_features_are_the_flattened_or_averaged_last_stage():

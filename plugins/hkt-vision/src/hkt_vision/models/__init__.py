@@ -1,7 +1,7 @@
 """The plugin's networks, each importable by its registered name (``hkt_vision.models.resnet20``)."""
 
-from .convnet import (ConvNet, digits_cnn_large, digits_cnn_small, digits_cnn_tiny, mnist1d_cnn_large,
-                      mnist1d_cnn_tiny)
+from .convnet import (ConvNet, digits_cnn_large, digits_cnn_small, digits_cnn_tiny, mnist1d_cnn_gap,
+                      mnist1d_cnn_large, mnist1d_cnn_tiny)
 from .mlp import MLP, mnist1d_mlp, mnist1d_mlp_large
 from .resnet import CifarResNet, resnet20, resnet32, resnet44, resnet56, resnet110
 
@@ -16,6 +16,7 @@ MODELS = {
     "digits_cnn_small": digits_cnn_small,
     "digits_cnn_tiny": digits_cnn_tiny,
     "mnist1d_cnn_large": mnist1d_cnn_large,
+    "mnist1d_cnn_gap": mnist1d_cnn_gap,
     "mnist1d_cnn_tiny": mnist1d_cnn_tiny,
     "mnist1d_mlp": mnist1d_mlp,
     "mnist1d_mlp_large": mnist1d_mlp_large,
