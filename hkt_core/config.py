@@ -234,8 +234,13 @@ def parse_value(text: str) -> Any:
         return text
 
 
-def apply_overrides(data: dict[str, Any], assignments: list[str]) -> dict[str, Any]:
-    """Apply ``a.b=value`` assignments to a nested dict (a copy); unknown paths are refused."""
+def apply_overrides(data: dict[str, Any], assignments: list[str],
+                    open_sections: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Apply ``a.b=value`` assignments to a nested dict (a copy); unknown paths are refused.
+
+    Sections named in ``open_sections`` (keyword options passed on to a factory, such as a data
+    set's) accept new keys; the factory itself judges them.
+    """
     import copy
 
     out = copy.deepcopy(data)
@@ -252,7 +257,7 @@ def apply_overrides(data: dict[str, Any], assignments: list[str]) -> dict[str, A
                                   f"sections here: {', '.join(valid) or 'none'}")
             node = node[part]
         leaf = parts[-1]
-        if leaf not in node:
+        if leaf not in node and not (len(parts) == 2 and parts[0] in open_sections):
             raise ConfigError(f"--set {key}: unknown setting {leaf!r}; allowed: {', '.join(sorted(node))}")
         node[leaf] = parse_value(raw.strip())
     return out

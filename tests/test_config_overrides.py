@@ -39,3 +39,20 @@ def test_structure_round_trip_and_rules():
         TrainConfig(milestones=(0.8, 0.2))
     with pytest.raises(ConfigError, match="TrainConfig.device = 'tpu' is invalid: must be one of cpu, cuda, auto"):
         structure({"device": "tpu"}, TrainConfig)
+
+
+def test_open_sections_accept_new_keys_others_stay_strict():
+    data = {"train": {"lr": 0.1}, "dataset": {"seed": 0}}
+    out = apply_overrides(data, ["dataset.root=/data/cifar", "dataset.seed=2"], open_sections=("dataset",))
+    assert out["dataset"] == {"seed": 2, "root": "/data/cifar"}
+    with pytest.raises(ConfigError, match="unknown setting 'momentum'"):
+        apply_overrides(data, ["train.momentum=0.5"], open_sections=("dataset",))
+
+
+def test_dataset_options_can_be_set_for_a_run():
+    from hkt_core.train.api import resolve
+
+    spec = resolve("digits-demo", "baseline", settings=["dataset.seed=3", "dataset.root=/elsewhere"], out="unused")
+    assert spec.card.dataset_options["seed"] == 3 and spec.card.dataset_options["root"] == "/elsewhere"
+    untouched = resolve("digits-demo", "baseline", out="unused")
+    assert untouched.card.dataset_options["seed"] == 0 and "root" not in untouched.card.dataset_options

@@ -24,7 +24,7 @@ def configure(sub) -> None:
     mode.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     mode.add_argument("--force", action="store_true", help="start over in an existing run folder")
     t.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
-                   help="any setting by dotted key: train.grad_clip=1.0, hkt.lam=0.5, method.<option>=...")
+                   help="any setting by dotted key: train.grad_clip=1.0, hkt.lam=0.5, method.<option>=..., dataset.<option>=... (e.g. dataset.root=DIR)")
     t.add_argument("--nproc", type=int, default=1, help="train with N processes (torch.distributed, via torchrun)")
     t.add_argument("--parent-weights", default=None, metavar="FILE",
                    help="the parent's weights (safetensors) instead of the cached or trained parent")

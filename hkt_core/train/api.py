@@ -56,7 +56,10 @@ def resolve(pair: str | PairCard, method: str, *, out: str | Path | None = None,
         raise ConfigError(f"method {method!r} has no option(s) {', '.join(unknown_opts)}; it takes: "
                           f"{', '.join(sorted(data['method'])) or 'none'}")
     data["method"].update(method_options or {})
-    data = apply_overrides(data, list(settings))
+    data["dataset"] = dict(card.dataset_options)
+    data = apply_overrides(data, list(settings), open_sections=("dataset",))
+    if data["dataset"] != card.dataset_options:
+        card = attrs.evolve(card, dataset_options=data["dataset"])
     train = structure(data["train"], TrainConfig)
     hkt_config = structure(data["hkt"], HKTConfig)
     return RunSpec(card=card, method=method, method_cls=method_cls, train=train, hkt=hkt_config,
