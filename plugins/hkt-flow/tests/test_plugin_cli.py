@@ -120,3 +120,17 @@ def test_flow_show_on_a_run_folder(tmp_path, manager, monkeypatch):
         assert im.width == 4 * 64 + 6 and im.height > 2 * 64
     assert main(["flow", "show", str(run), "--samples", "0"]) == 2
     assert main(["flow", "show", str(tmp_path / "nowhere")]) == 2
+
+
+def test_registered_entries_meet_the_core_contracts(manager):
+    from hkt_core.testing.contracts import check_entry
+
+    for kind, name in [("losses", "flow"), ("adapters", "raft"), ("datasets", "flow-motorcycle"),
+                       ("datasets", "flying-chairs"), ("datasets", "sintel"), ("datasets", "kitti-2015"),
+                       ("datasets", "hd1k"), ("metrics", "flow_epe"), ("metrics", "flow_f1_all")]:
+        check_entry(kind, name, manager)
+    task = manager.lookup("losses", "flow")
+    prediction, (flow, valid) = task.example(6, torch.Generator().manual_seed(1))
+    for metric in task.metrics():  # statistics add up across batches
+        halves = metric.stats(prediction[:3], (flow[:3], valid[:3])) + metric.stats(prediction[3:], (flow[3:], valid[3:]))
+        assert torch.allclose(metric.stats(prediction, (flow, valid)), halves)

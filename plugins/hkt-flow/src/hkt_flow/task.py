@@ -84,3 +84,10 @@ class FlowTask(Task):
 
     def metrics(self):
         return flow_metrics()
+
+    def example(self, batch_size: int = 4, generator: torch.Generator | None = None):
+        """A random ``(flow prediction, (flow, valid))`` batch of 8x8 maps (for contract tests)."""
+        prediction = 3 * torch.randn(batch_size, 2, 8, 8, generator=generator)
+        flow = 3 * torch.randn(batch_size, 2, 8, 8, generator=generator)
+        valid = torch.rand(batch_size, 8, 8, generator=generator) > 0.2
+        return prediction, (flow, valid)
