@@ -22,14 +22,6 @@ from hkt_core.trace import fx_trace, trace
 from models_zoo import PAIRS, MLP, CifarResNet, MultiOutput, PlainCNN, make_inputs
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one intra-op thread avoids thread contention on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 _CACHE: dict[str, tuple] = {}
 
 

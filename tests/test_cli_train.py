@@ -15,13 +15,6 @@ from hkt_core.cli.main import main
 from test_train_support import hkt_command, install_user_card, subprocess_env
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # the same as the subprocesses' OMP_NUM_THREADS=1: identical numerics
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture
 def tiny_pair(isolated_home):

@@ -14,13 +14,6 @@ CASES = [(kind, name) for kind in contracts.CHECKED_KINDS if kind != "metrics"
          for name in MANAGER.registry(kind).names()]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.mark.parametrize("kind, name", CASES, ids=[f"{k}:{n}" for k, n in CASES])
 def test_registered_entry_honours_its_contract(kind, name):

@@ -15,15 +15,6 @@ from hkt_core.etm import (AddMixture, ConcatExtractor, Conv1x1Transfer, GateMixt
                           PoolExtractor, auto_transfer, genetic_attention)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The tensors here are tiny: one intra-op thread avoids thread hand-offs that dominate
-    (by two orders of magnitude) on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def reference_ga(query: torch.Tensor, source: torch.Tensor, layout: str) -> torch.Tensor:
     """Eq. 2 written out: explicit softmax of Q K^T / sqrt(d) and the weighted sum, per sample."""

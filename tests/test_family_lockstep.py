@@ -17,15 +17,6 @@ from hkt_core.family import Family
 from test_etm_operators import reference_ga
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The tensors here are tiny: one intra-op thread avoids thread hand-offs that dominate
-    (by two orders of magnitude) on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 #: Operators come from the core plugin alone: building a Family need not load every installed plugin.
 CORE = hkt_core.get_plugin_manager(autoload=False, plugins={"core": builtins})

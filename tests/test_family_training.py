@@ -21,15 +21,6 @@ from hkt_core import AlignmentError, ConfigError, HKTConfig, RegistryError, buil
 from hkt_core.family import Family, HKTLoss, HKTOutput
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The tensors here are tiny: one intra-op thread avoids thread hand-offs that dominate
-    (by two orders of magnitude) on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 class ToyTask:
     def loss(self, prediction, target):

@@ -15,14 +15,6 @@ from hkt_core.trace.export import export_trace
 from models_zoo import CifarResNet, MultiOutput, PlainCNN, ShapeBranchNet, TwoFrameFlow, make_inputs
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one intra-op thread avoids thread contention on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 class Twice(nn.Module):
     def __init__(self):

@@ -17,13 +17,6 @@ from hkt_core.train.trainer import TrainingDiverged
 from test_train_support import make_child, manager_with, tiny_card
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 class Interrupt(Exception):
     """Stands for a kill right after an epoch's checkpoint was committed."""

@@ -17,13 +17,6 @@ from test_train_support import make_child, make_dataset, make_parent, tiny_card
 METHODS = hkt_core.get_plugin_manager().registry("methods").names()
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def _context(method_cls) -> MethodContext:
     torch.manual_seed(0)

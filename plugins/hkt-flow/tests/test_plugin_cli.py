@@ -1,6 +1,5 @@
 """Registration through the entry point, pair cards, pictures and the `hkt flow show` command."""
 
-import json
 
 import numpy as np
 import pytest
