@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+from importlib.util import find_spec
+
 from hkt_core import hookimpl
+
+
+def _torchvision_installed() -> bool:
+    """Whether torchvision can be imported, without importing it (that takes seconds)."""
+    try:
+        return find_spec("torchvision") is not None
+    except (ImportError, ValueError):
+        return False
 
 
 @hookimpl
@@ -11,6 +21,11 @@ def hkt_register_models(registry):
 
     for name, factory in MODELS.items():
         registry.add(name, factory, task="flow")
+    if _torchvision_installed():
+        from .torchvision_models import TV_MODELS
+
+        for name, factory in TV_MODELS.items():
+            registry.add(name, factory, task="flow", source="torchvision")
 
 
 @hookimpl
@@ -18,6 +33,12 @@ def hkt_register_adapters(registry):
     from .adapter import RAFTAdapter
 
     registry.add("raft", RAFTAdapter(), description="RAFT family: blocks fnet, cnet, final upsampled flow")
+    if _torchvision_installed():
+        from .torchvision_models import TorchvisionRAFTAdapter
+
+        registry.add("tv_raft", TorchvisionRAFTAdapter(),
+                     description="torchvision RAFT: blocks feature_encoder, context_encoder, final flow "
+                                 "(torch.export graph: alignment only)")
 
 
 @hookimpl

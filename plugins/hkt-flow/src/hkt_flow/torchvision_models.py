@@ -1,0 +1,123 @@
+"""torchvision's RAFT models (``tv_raft_large``, ``tv_raft_small``) and the adapter that claims them.
+
+Registered only when torchvision is installed (the ``torchvision`` extra). torchvision is
+imported when a model is built, not when the plugin loads: importing it takes seconds, and most
+``hkt`` commands never need it.
+
+The models are built with ``weights=None``: nothing is downloaded. To start from torchvision's
+published weights, load a state dict you already have into the built model.
+
+torch.fx cannot trace torchvision's ``RAFT.forward``: it unpacks and compares the input shapes
+in Python ``if`` statements (and the correlation block keeps its pyramid as module state), so no
+choice of leaf modules or ``concrete_args`` makes it symbolically traceable. The engine's tracer
+falls back to ``torch.export`` for it (backend ``"export"``: a graph specialised to the example
+shapes and to eval mode). On that graph the paper's blocks are these values (the naming rule of
+:mod:`hkt_core.trace.tracer`):
+
+==========================  =====================  =========================================
+block                       graph value            shape
+==========================  =====================  =========================================
+feature extraction          ``feature_encoder``    ``(2B, 256 | 128, H/8, W/8)`` both frames
+context extraction          ``context_encoder``    ``(B, 256 | 160, H/8, W/8)``
+flow prediction (output)    the prediction         ``(B, 2, H, W)``, the final flow
+==========================  =====================  =========================================
+
+The final flow is not the output of a module call (torchvision upsamples it with a free function),
+so its graph name is an operator's node name that depends on the torch version and the number of
+updates; the engine pairs the two models' predictions last in every alignment, whatever their
+names. Alignment (``hkt_core.align``) works on these graphs; the Family, which re-runs both
+networks node by node in train mode, needs a torch.fx graph and refuses these models with a
+:class:`hkt_core.errors.TraceError`.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from hkt_core.errors import ConfigError
+
+from .adapter import RAFTAdapter
+
+#: Graph value of the feature encoder's output (both frames, frame 1 first).
+FEATURE_BLOCK = "feature_encoder"
+#: Graph value of the context encoder's output (hidden state and context, before the split).
+CONTEXT_BLOCK = "context_encoder"
+#: torchvision's default number of flow updates, used when a model does not say otherwise.
+DEFAULT_FLOW_UPDATES = 12
+#: Smallest frame side torchvision's 4-level correlation pyramid accepts (16 positions at 1/8).
+MIN_SIDE = 128
+
+
+def _build(builder_name: str, num_flow_updates: int, options: dict[str, Any]) -> nn.Module:
+    if options.get("weights") is not None:
+        raise ConfigError(f"tv_{builder_name}: pretrained weights are not downloaded here (weights=None "
+                         f"only); build the model, then load a state dict you already have")
+    options.pop("weights", None)
+    options.pop("progress", None)
+    if not isinstance(num_flow_updates, int) or isinstance(num_flow_updates, bool) or num_flow_updates < 1:
+        raise ConfigError(f"tv_{builder_name}: num_flow_updates must be a positive integer, got {num_flow_updates!r}")
+    from torchvision.models import optical_flow
+
+    model = getattr(optical_flow, builder_name)(weights=None, progress=False, **options)
+    model.hkt_flow_updates = num_flow_updates
+    return model
+
+
+def tv_raft_large(num_flow_updates: int = DEFAULT_FLOW_UPDATES, **options: Any) -> nn.Module:
+    """torchvision's ``raft_large`` (5.26M parameters), randomly initialised.
+
+    ``num_flow_updates`` is fixed when the engine traces the model; other keyword options go to
+    ``torchvision.models.optical_flow.raft_large``.
+    """
+    return _build("raft_large", num_flow_updates, dict(options))
+
+
+def tv_raft_small(num_flow_updates: int = DEFAULT_FLOW_UPDATES, **options: Any) -> nn.Module:
+    """torchvision's ``raft_small`` (0.99M parameters), randomly initialised."""
+    return _build("raft_small", num_flow_updates, dict(options))
+
+
+#: name -> factory, as registered in the ``models`` registry.
+TV_MODELS = {"tv_raft_large": tv_raft_large, "tv_raft_small": tv_raft_small}
+
+
+def _is_torchvision_raft(model: nn.Module) -> bool:
+    # A torchvision model exists only if torchvision was imported: check without importing it.
+    module = sys.modules.get("torchvision.models.optical_flow.raft")
+    return module is not None and isinstance(model, module.RAFT)
+
+
+class TorchvisionRAFTAdapter(RAFTAdapter):
+    """Claims torchvision's ``RAFT`` (any size): blocks, example frames, the final flow."""
+
+    model_classes = ()
+    model_names = tuple(TV_MODELS)
+    leaf_modules = ()
+
+    def handles(self, model: nn.Module) -> bool:
+        return _is_torchvision_raft(model) or getattr(model, "hkt_model_name", None) in self.model_names
+
+    def declared_blocks(self, model: nn.Module) -> list[str]:
+        """The two encoders; the final flow is the prediction, which the engine always pairs last."""
+        return [FEATURE_BLOCK, CONTEXT_BLOCK]
+
+    def concrete_args(self, model: nn.Module) -> dict[str, Any]:
+        return {"num_flow_updates": int(getattr(model, "hkt_flow_updates", DEFAULT_FLOW_UPDATES))}
+
+    def example_inputs(self, model: nn.Module, shapes: Sequence[Sequence[int]]) -> tuple[torch.Tensor, ...]:
+        """Two frames in [-1, 1] (torchvision's convention); the second is the first shifted by one pixel."""
+        if len(shapes) == 1:
+            shapes = [shapes[0], shapes[0]]
+        for shape in shapes:
+            if len(shape) != 4 or shape[1] != 3 or min(shape[2:]) < MIN_SIDE or shape[2] % 8 or shape[3] % 8:
+                raise ValueError(f"torchvision RAFT takes frames (B, 3, H, W) with H and W multiples of 8 and "
+                                 f"at least {MIN_SIDE}; got {list(shape)}")
+        gen = torch.Generator().manual_seed(0)
+        first = torch.rand(*shapes[0], generator=gen) * 2 - 1
+        second = torch.roll(first, shifts=1, dims=-1)
+        return (first, second)
