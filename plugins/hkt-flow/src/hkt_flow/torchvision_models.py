@@ -7,27 +7,32 @@ imported when a model is built, not when the plugin loads: importing it takes se
 The models are built with ``weights=None``: nothing is downloaded. To start from torchvision's
 published weights, load a state dict you already have into the built model.
 
-torch.fx cannot trace torchvision's ``RAFT.forward``: it unpacks and compares the input shapes
-in Python ``if`` statements (and the correlation block keeps its pyramid as module state), so no
-choice of leaf modules or ``concrete_args`` makes it symbolically traceable. The engine's tracer
-falls back to ``torch.export`` for it (backend ``"export"``: a graph specialised to the example
-shapes and to eval mode). On that graph the paper's blocks are these values (the naming rule of
-:mod:`hkt_core.trace.tracer`):
+Two forms, one set of weights (the same sub-modules, torchvision's ``state_dict`` keys):
 
-==========================  =====================  =========================================
+- torchvision's own ``RAFT`` (``traceable=False``, or any model built with torchvision). torch.fx
+  cannot trace its forward: it checks the input shapes in Python ``if`` statements in the
+  top-level forward, where no leaf module can hide them. The engine's tracer falls back to
+  ``torch.export`` (backend ``"export"``: a graph specialised to the example shapes and to eval
+  mode). Alignment works on it; the Family, which needs a torch.fx graph, refuses it with a
+  :class:`hkt_core.errors.TraceError`.
+- :class:`hkt_flow.torchvision_fx.TraceableRAFT` (the registered models' default; wrap any
+  torchvision RAFT with it): the same network with an fx-traceable forward and four stateless
+  leaf modules. fx traces it, so the Family trains it with HKT.
+
+Blocks (the naming rule of :mod:`hkt_core.trace.tracer`):
+
+==========================  =====================  ==========================================
 block                       graph value            shape
-==========================  =====================  =========================================
+==========================  =====================  ==========================================
 feature extraction          ``feature_encoder``    ``(2B, 256 | 128, H/8, W/8)`` both frames
 context extraction          ``context_encoder``    ``(B, 256 | 160, H/8, W/8)``
-flow prediction (output)    the prediction         ``(B, 2, H, W)``, the final flow
-==========================  =====================  =========================================
+flow prediction (output)    ``upsampler#N`` (fx)   ``(B, 2, H, W)``, the final flow
+==========================  =====================  ==========================================
 
-The final flow is not the output of a module call (torchvision upsamples it with a free function),
-so its graph name is an operator's node name that depends on the torch version and the number of
-updates; the engine pairs the two models' predictions last in every alignment, whatever their
-names. Alignment (``hkt_core.align``) works on these graphs; the Family, which re-runs both
-networks node by node in train mode, needs a torch.fx graph and refuses these models with a
-:class:`hkt_core.errors.TraceError`.
+In an export graph the final flow is not a module's output (torchvision upsamples it with a free
+function): it is named by an operator node whose name depends on the torch version and the number
+of updates, so the adapter declares only the two encoders there; the engine pairs the models'
+predictions last in every alignment whatever their names.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ from torch import nn
 
 from hkt_core.errors import ConfigError
 
-from .adapter import RAFTAdapter
+from .adapter import RAFTAdapter, final_flow_name
 
 #: Graph value of the feature encoder's output (both frames, frame 1 first).
 FEATURE_BLOCK = "feature_encoder"
@@ -53,7 +58,7 @@ DEFAULT_FLOW_UPDATES = 12
 MIN_SIDE = 128
 
 
-def _build(builder_name: str, num_flow_updates: int, options: dict[str, Any]) -> nn.Module:
+def _build(builder_name: str, num_flow_updates: int, traceable: bool, options: dict[str, Any]) -> nn.Module:
     if options.get("weights") is not None:
         raise ConfigError(f"tv_{builder_name}: pretrained weights are not downloaded here (weights=None "
                          f"only); build the model, then load a state dict you already have")
@@ -65,21 +70,28 @@ def _build(builder_name: str, num_flow_updates: int, options: dict[str, Any]) ->
 
     model = getattr(optical_flow, builder_name)(weights=None, progress=False, **options)
     model.hkt_flow_updates = num_flow_updates
+    if traceable:
+        from .torchvision_fx import TraceableRAFT
+
+        return TraceableRAFT(model)
     return model
 
 
-def tv_raft_large(num_flow_updates: int = DEFAULT_FLOW_UPDATES, **options: Any) -> nn.Module:
+def tv_raft_large(num_flow_updates: int = DEFAULT_FLOW_UPDATES, traceable: bool = True,
+                  **options: Any) -> nn.Module:
     """torchvision's ``raft_large`` (5.26M parameters), randomly initialised.
 
-    ``num_flow_updates`` is fixed when the engine traces the model; other keyword options go to
+    ``num_flow_updates`` is fixed when the engine traces the model; ``traceable=False`` returns
+    torchvision's own class (alignment only); other keyword options go to
     ``torchvision.models.optical_flow.raft_large``.
     """
-    return _build("raft_large", num_flow_updates, dict(options))
+    return _build("raft_large", num_flow_updates, traceable, dict(options))
 
 
-def tv_raft_small(num_flow_updates: int = DEFAULT_FLOW_UPDATES, **options: Any) -> nn.Module:
-    """torchvision's ``raft_small`` (0.99M parameters), randomly initialised."""
-    return _build("raft_small", num_flow_updates, dict(options))
+def tv_raft_small(num_flow_updates: int = DEFAULT_FLOW_UPDATES, traceable: bool = True,
+                  **options: Any) -> nn.Module:
+    """torchvision's ``raft_small`` (0.99M parameters), randomly initialised (options as ``tv_raft_large``)."""
+    return _build("raft_small", num_flow_updates, traceable, dict(options))
 
 
 #: name -> factory, as registered in the ``models`` registry.
@@ -92,22 +104,43 @@ def _is_torchvision_raft(model: nn.Module) -> bool:
     return module is not None and isinstance(model, module.RAFT)
 
 
+def _updates(model: nn.Module) -> int:
+    return int(getattr(model, "hkt_flow_updates", DEFAULT_FLOW_UPDATES))
+
+
 class TorchvisionRAFTAdapter(RAFTAdapter):
     """Claims torchvision's ``RAFT`` (any size): blocks, example frames, the final flow."""
 
     model_classes = ()
     model_names = tuple(TV_MODELS)
-    leaf_modules = ()
+
+    @property
+    def leaf_modules(self) -> tuple[type, ...]:  # type: ignore[override]
+        """:data:`hkt_flow.torchvision_fx.LEAF_MODULES` once torchvision is loaded (no import before)."""
+        if "torchvision" not in sys.modules:
+            return ()
+        from .torchvision_fx import LEAF_MODULES
+
+        return LEAF_MODULES
 
     def handles(self, model: nn.Module) -> bool:
         return _is_torchvision_raft(model) or getattr(model, "hkt_model_name", None) in self.model_names
 
     def declared_blocks(self, model: nn.Module) -> list[str]:
-        """The two encoders; the final flow is the prediction, which the engine always pairs last."""
+        """The two encoders and, on the fx-traceable form, the final flow ``upsampler#N``.
+
+        On torchvision's own class the final flow has no stable name; it is the prediction, which
+        the engine always pairs last.
+        """
+        if getattr(model, "fx_traceable", False):
+            return [FEATURE_BLOCK, CONTEXT_BLOCK, final_flow_name(_updates(model))]
         return [FEATURE_BLOCK, CONTEXT_BLOCK]
 
     def concrete_args(self, model: nn.Module) -> dict[str, Any]:
-        return {"num_flow_updates": int(getattr(model, "hkt_flow_updates", DEFAULT_FLOW_UPDATES))}
+        """``None`` for the fx-traceable form (it reads its own count); the count for torch.export."""
+        if getattr(model, "fx_traceable", False):
+            return {"num_flow_updates": None}
+        return {"num_flow_updates": _updates(model)}
 
     def example_inputs(self, model: nn.Module, shapes: Sequence[Sequence[int]]) -> tuple[torch.Tensor, ...]:
         """Two frames in [-1, 1] (torchvision's convention); the second is the first shifted by one pixel."""
