@@ -95,13 +95,18 @@ def test_bad_options_are_refused_before_anything_is_built(options, fault):
         build_model("tv_raft_large", **options)
 
 
-def test_example_inputs_follow_torchvisions_convention_and_size_limit():
+def test_example_inputs_follow_torchvisions_convention():
     adapter = TorchvisionRAFTAdapter()
     first, second = adapter.example_inputs(None, [SHAPE])
     assert first.shape == SHAPE and first.min() >= -1 and first.max() <= 1
     assert torch.equal(second, torch.roll(first, 1, dims=-1))
-    with pytest.raises(ValueError, match="at least 128"):
-        adapter.example_inputs(None, [(1, 3, 64, 64)])
+
+
+def test_adapter_meets_the_core_contract():
+    from hkt_core.plugins import default_manager
+    from hkt_core.testing.contracts import check_entry
+
+    check_entry("adapters", "tv_raft", default_manager())
 
 
 @pytest.mark.parametrize("name", ["tv_raft_large", "tv_raft_small"])
