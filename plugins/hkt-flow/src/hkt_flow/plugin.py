@@ -38,7 +38,7 @@ def hkt_register_adapters(registry):
 
         registry.add("tv_raft", TorchvisionRAFTAdapter(),
                      description="torchvision RAFT: blocks feature_encoder, context_encoder, final flow "
-                                 "(torch.export graph: alignment only)")
+                                 "(TraceableRAFT trains; torchvision's own class aligns only)")
 
 
 @hookimpl
