@@ -66,10 +66,10 @@ PAIRS: dict[str, dict[str, Any]] = {
 
 #: KD and HKT settings chosen on the validation split (see --tune and docs/RESULTS.md)
 CHOSEN: dict[str, dict[str, Any]] = {
-    "digits": {"kd": {"kd_temperature": 4.0, "kd_weight": 0.9},
-               "hkt": {"lam": 0.6, "alphas": [0.25, 0.5, 0.25], "inherit_loss": "task", "directions": "both"}},
-    "mnist1d": {"kd": {"kd_temperature": 4.0, "kd_weight": 0.9},
-                "hkt": {"lam": 0.6, "alphas": [0.25, 0.5, 0.25], "inherit_loss": "task", "directions": "both"}},
+    "digits": {"kd": {"kd_temperature": 2.0, "kd_weight": 0.5},
+               "hkt": {"lam": 0.6, "alphas": [0.2, 0.6, 0.2], "inherit_loss": "task", "directions": "both"}},
+    "mnist1d": {"kd": {"kd_temperature": 2.0, "kd_weight": 0.9},
+                "hkt": {"lam": 0.6, "alphas": [0.2, 0.6, 0.2], "inherit_loss": "task", "directions": "both"}},
 }
 
 #: the validation search: KD (temperature, weight) and HKT (2HKT, ga unless named) variations
@@ -127,7 +127,8 @@ def run_job(spec: dict[str, Any], out: str, quick: bool) -> dict[str, Any]:
     folder = Path(out) / spec["data"] / f"{_slug(spec['label'])}-seed{spec['seed']}"
     started = time.time()
     try:
-        if (folder / "summary.json").is_file():
+        reused = (folder / "summary.json").is_file()
+        if reused:
             run = hkt_core.load_run(folder)
         else:
             kwargs = dict(spec["overrides"])
@@ -139,7 +140,7 @@ def run_job(spec: dict[str, Any], out: str, quick: bool) -> dict[str, Any]:
         return {**spec, "folder": str(folder), "val": s["val"]["accuracy"], "test": s["test"]["accuracy"],
                 "test_n": None, "parameters": s["parameters"], "latency_ms": s["latency_ms_per_sample"],
                 "train_seconds": s["train_seconds"], "epochs": s["epochs"], "best_epoch": s["best_epoch"],
-                "wall": time.time() - started}
+                "wall": time.time() - started, "reused": reused}
     except Exception as exc:  # one failing run must not stop the benchmark; it is reported
         return {**spec, "folder": str(folder), "error": f"{type(exc).__name__}: {exc}",
                 "trace": traceback.format_exc(limit=3)}
@@ -263,7 +264,9 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
             ratios = [runs[s]["train_seconds"] / runs[s]["epochs"] / base_epoch[s] for s in runs if s in base_epoch]
             any_run = next(iter(runs.values()))
             entries[label] = {
-                "seeds": sorted(runs), "test_mean": tm, "test_std": ts, "val_mean": vm, "val_std": vs,
+                "seeds": sorted(runs), "test_mean": tm, "test_std": ts,
+                "test_median": statistics.median(test.values()), "test_min": min(test.values()),
+                "test_by_seed": {str(k): v for k, v in sorted(test.items())}, "val_mean": vm, "val_std": vs,
                 "rel_error_reduction": (1 - (1 - tm) / (1 - bm)) if label != "parent" and bm < 1 else math.nan,
                 "parameters": any_run["parameters"],
                 "latency_ms": statistics.median(r["latency_ms"] for r in runs.values()),
@@ -301,16 +304,17 @@ def results_markdown(table: dict[str, Any]) -> str:
     lines = []
     for d, entries in table.items():
         lines += [f"### {d} ({PAIRS[d]['card']})", "",
-                  "| method | test accuracy % | val accuracy % | rel. error reduction vs baseline | "
+                  "| method | test accuracy % | median (min) | val accuracy % | rel. error reduction vs baseline | "
                   "paired diff vs baseline (pts; wins/n, t-test p) | paired diff vs KD | parameters | "
                   "ms / sample | epoch time / baseline |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for label in order(entries):
             e = entries[label]
             seeds = f" (n={len(e['seeds'])})" if label == "parent" else ""
             rer = "-" if math.isnan(e["rel_error_reduction"]) else f"{100 * e['rel_error_reduction']:+.1f}%"
             ratio = "-" if math.isnan(e["epoch_time_ratio"]) else f"{e['epoch_time_ratio']:.2f}x"
             lines.append(f"| {label}{seeds} | {_pct(e['test_mean'])} +- {_pct(e['test_std'])} | "
+                         f"{_pct(e['test_median'])} ({_pct(e['test_min'])}) | "
                          f"{_pct(e['val_mean'])} +- {_pct(e['val_std'])} | {rer} | {_diff(e['vs_baseline'])} | "
                          f"{_diff(e['vs_kd'])} | {e['parameters']:,} | {e['latency_ms']:.4f} | {ratio} |")
         notes = {e["note"] for e in entries.values() if e["note"]}
@@ -343,16 +347,19 @@ def plot(table: dict[str, Any], path: Path) -> None:
         stds = [100 * entries[l]["test_std"] for l in labels]
         colours = ["0.55" if l == "baseline" else "tab:orange" if l == "KD" else "tab:purple" if l == "InherNet"
                    else "tab:blue" if l.startswith("2HKT") else "tab:green" for l in labels]
-        ax.bar(range(len(labels)), means, yerr=stds, color=colours, capsize=3)
+        ax.bar(range(len(labels)), means, yerr=stds, color=colours, capsize=3, alpha=0.85)
+        for i, l in enumerate(labels):  # every seed's run, so outliers are visible
+            values = [100 * v for v in entries[l]["test_by_seed"].values()]
+            ax.plot([i] * len(values), values, "k.", ms=3, alpha=0.6)
         if "parent" in entries:
             ax.axhline(100 * entries["parent"]["test_mean"], color="k", ls="--", lw=1, label="parent")
         if "baseline" in entries:
             ax.axhline(100 * entries["baseline"]["test_mean"], color="0.55", ls=":", lw=1, label="baseline")
-        lo = min(m - s for m, s in zip(means, stds))
+        lo = min(min(m - s, 100 * entries[l]["test_min"]) for m, s, l in zip(means, stds, labels))
         ax.set_ylim(max(0.0, lo - 3), 100)
         ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
         n = max(len(entries[l]["seeds"]) for l in labels)
-        ax.set_title(f"{d}: test accuracy, mean +- std over {n} seeds")
+        ax.set_title(f"{d}: test accuracy, mean +- std and each seed ({n} seeds)")
         ax.set_ylabel("accuracy %")
         ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
@@ -429,8 +436,12 @@ def main(argv: list[str] | None = None) -> int:
     log(f"done in {elapsed / 60:.1f} min, {len(failures)} failed runs; tables in {out / 'quality.md'}")
     if mode == "full" and not args.no_docs:
         plot(table, ROOT / "docs" / "img" / "quality.png")
-        body = (f"Generated by `{meta['command']}` ({len(seeds)} seeds, {elapsed / 60:.1f} min with "
-                f"{args.workers} workers on this machine).\n\n{markdown}\n![quality](img/quality.png)\n")
+        trained = [r for r in results if "error" not in r and not r.get("reused")]
+        compute = sum(r["train_seconds"] for r in results if "error" not in r) / 60
+        body = (f"Generated by `{meta['command']}`: {len(seeds)} seeds, {len(results)} runs "
+                f"({len(trained)} trained by this invocation in {elapsed / 60:.1f} min with {args.workers} workers, "
+                f"the others reused from earlier invocations); {compute:.0f} min of training in all runs "
+                f"together.\n\n{markdown}\n![quality](img/quality.png)\n")
         write_section(ROOT / "docs" / "RESULTS.md", body)
     return 1 if failures else 0
 
