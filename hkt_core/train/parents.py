@@ -26,7 +26,7 @@ from ..pairs import PairCard, hkt_home
 from .checkpoint import load_module_state
 from .run import BEST, CONFIG, METRICS, STATE, SUMMARY
 
-KEY_VERSION = 1
+KEY_VERSION = 2
 #: settings that do not change the trained weights
 _NOT_IN_KEY = ("device", "num_workers")
 
@@ -40,16 +40,26 @@ def parent_train_config(card: PairCard) -> TrainConfig:
     return structure(data, TrainConfig)
 
 
-def parent_key(card: PairCard, train: TrainConfig) -> str:
+def architecture_signature(card: PairCard, manager=None) -> list[list]:
+    """Every parameter and buffer name with its shape: a model resized under the same name gets
+    another cache entry instead of a checkpoint that no longer fits."""
+    from ..models import build_model
+
+    model = build_model(card.parent, manager=manager, **card.parent_options)
+    return [[name, list(t.shape)] for name, t in model.state_dict().items()]
+
+
+def parent_key(card: PairCard, train: TrainConfig, manager=None) -> str:
     settings = {k: v for k, v in unstructure(train).items() if k not in _NOT_IN_KEY}
     material = {"version": KEY_VERSION, "pair": card.name, "parent": card.parent,
+                "architecture": architecture_signature(card, manager),
                 "parent_options": card.parent_options, "dataset": card.dataset,
                 "dataset_options": card.dataset_options, "task": card.task, "train": settings}
     return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def cache_folder(card: PairCard, train: TrainConfig) -> Path:
-    return hkt_home() / "parents" / f"{card.name}-{parent_key(card, train)}"
+def cache_folder(card: PairCard, train: TrainConfig, manager=None) -> Path:
+    return hkt_home() / "parents" / f"{card.name}-{parent_key(card, train, manager)}"
 
 
 def is_complete(folder: Path) -> bool:
@@ -92,7 +102,8 @@ def load_parent_file(card: PairCard, manager, path: str | Path) -> tuple[nn.Modu
 def cached_parent(card: PairCard, manager, *, train_missing, say=None) -> tuple[nn.Module, ParentSource]:
     """The cached parent of ``card``; when absent ``train_missing(folder, train_config)`` trains it."""
     train = parent_train_config(card)
-    folder = cache_folder(card, train)
+    key = parent_key(card, train, manager)
+    folder = hkt_home() / "parents" / f"{card.name}-{key}"
     if not is_complete(folder):
         (say or _say)(f"no trained parent cached for pair {card.name!r} ({card.parent}); training it first "
                       f"({train.epochs} epochs) into {folder}")
@@ -101,12 +112,12 @@ def cached_parent(card: PairCard, manager, *, train_missing, say=None) -> tuple[
         (say or _say)(f"using the cached parent {folder}")
     parent = build_parent(card, manager)
     load_module_state(parent, folder / BEST, what=f"parent {card.parent!r} of pair {card.name!r}")
-    return parent, ParentSource("cache", str(folder), sha256_file(folder / BEST), parent_key(card, train))
+    return parent, ParentSource("cache", str(folder), sha256_file(folder / BEST), key)
 
 
-def publish_parent_run(card: PairCard, train: TrainConfig, run_dir: Path) -> Path | None:
+def publish_parent_run(card: PairCard, train: TrainConfig, run_dir: Path, manager=None) -> Path | None:
     """Copy a finished ``parent`` run into the cache (if its settings' entry is not there yet)."""
-    folder = cache_folder(card, train)
+    folder = cache_folder(card, train, manager)
     if is_complete(folder) or folder.resolve() == run_dir.resolve():
         return None
     folder.mkdir(parents=True, exist_ok=True)

@@ -444,7 +444,7 @@ class Trainer:
             if spec.method_cls.trains_parent:
                 from .parents import publish_parent_run
 
-                published = publish_parent_run(spec.card, spec.train, out)
+                published = publish_parent_run(spec.card, spec.train, out, spec.manager)
                 if published is not None:
                     _say(world, f"parent cached in {published}")
         barrier(world)
