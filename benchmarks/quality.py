@@ -186,6 +186,8 @@ def benchmark_jobs(datas: list[str], seeds: list[int]) -> list[dict[str, Any]]:
                 for mixture in MIXTURES:
                     jobs.append(job(d, f"{stages}HKT {mixture}", "hkt", seed, card=card,
                                     overrides={"hkt": hkt_settings(chosen["hkt"], mixture)}))
+            # the untuned defaults (mae, alphas 0.25/0.5/0.25, lam 0.6, ga): what tuning changed
+            jobs.append(job(d, "2HKT ga, defaults", "hkt", seed, card=spec["card"], overrides={"hkt": {}}))
             if spec["inherit"] is not None:
                 jobs.append(job(d, "InherNet", "inherit", seed, card=spec["card"],
                                 overrides={"method_options": dict(spec["inherit"])}, note=spec["inherit_note"]))
@@ -296,7 +298,8 @@ def _diff(c: dict[str, Any] | None) -> str:
 
 
 def order(labels) -> list[str]:
-    fixed = ["parent", "baseline", "KD"] + [f"{k}HKT {m}" for k in (2, 3) for m in MIXTURES] + ["InherNet"]
+    fixed = (["parent", "baseline", "KD"] + [f"{k}HKT {m}" for k in (2, 3) for m in MIXTURES]
+             + ["2HKT ga, defaults", "InherNet"])
     return [l for l in fixed if l in labels] + sorted(l for l in labels if l not in fixed)
 
 
@@ -346,6 +349,7 @@ def plot(table: dict[str, Any], path: Path) -> None:
         means = [100 * entries[l]["test_mean"] for l in labels]
         stds = [100 * entries[l]["test_std"] for l in labels]
         colours = ["0.55" if l == "baseline" else "tab:orange" if l == "KD" else "tab:purple" if l == "InherNet"
+                   else "tab:cyan" if "defaults" in l
                    else "tab:blue" if l.startswith("2HKT") else "tab:green" for l in labels]
         ax.bar(range(len(labels)), means, yerr=stds, color=colours, capsize=3, alpha=0.85)
         for i, l in enumerate(labels):  # every seed's run, so outliers are visible
