@@ -20,7 +20,7 @@ Each run is an ordinary run folder ``<out>/<pair>/<label>-seed<S>``, reused when
 stopped benchmark continues where it was. Jobs run in ``--workers`` processes, one intra-op
 thread each (the networks are far too small to gain from threads).
 
-    python benchmarks/quality.py                      # the full benchmark (5 seeds), writes docs/RESULTS.md
+    python benchmarks/quality.py                      # the full benchmark (10 seeds, about 25 min), writes docs/RESULTS.md
     python benchmarks/quality.py --quick              # smoke check: 1 seed, 2 epochs, small data
     python benchmarks/quality.py --tune               # the validation search for KD and HKT settings
 """
@@ -395,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="smoke check: 1 seed, 2 epochs, 1,000 MNIST-1D signals")
     parser.add_argument("--tune", action="store_true", help="the validation search for KD and HKT settings")
-    parser.add_argument("--seeds", type=int, default=None, help="number of seeds (default 5; --tune 2; --quick 1)")
+    parser.add_argument("--seeds", type=int, default=None, help="number of seeds (default 10; --tune 2; --quick 1)")
     parser.add_argument("--data", default="digits,mnist1d", help="comma-separated: digits, mnist1d")
     parser.add_argument("--workers", type=int, default=2, help="parallel training processes (default 2)")
     parser.add_argument("--out", default=None, help="run folders (default runs/quality, runs/quality-quick, runs/quality-tune)")
@@ -407,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown data set(s) {', '.join(unknown)}; allowed: {', '.join(PAIRS)}")
     mode = "quick" if args.quick else "tune" if args.tune else "full"
-    seeds = list(range(args.seeds if args.seeds else {"full": 5, "tune": 2, "quick": 1}[mode]))
+    seeds = list(range(args.seeds if args.seeds else {"full": 10, "tune": 2, "quick": 1}[mode]))
     out = Path(args.out or ROOT / "runs" / ("quality" if mode == "full" else f"quality-{mode}"))
     out.mkdir(parents=True, exist_ok=True)
 
