@@ -76,7 +76,25 @@ def _hinton(student: torch.Tensor, teacher: torch.Tensor, temperature: float) ->
     return kl.mean() * temperature ** 2
 
 
-class ClassificationTask(Task):
+class _ClassScoresTask(Task):
+    """Shared by tasks whose predictions are class scores: the inheritance loss is the MAE between
+    softmax and one-hot targets, ``kd`` is Hinton's ``weight * T^2 * KL + (1 - weight) * loss``.
+    ``dense`` says whether scores are maps (B, K, *S) with masks (B, *S) or vectors (B, K)."""
+
+    dense: bool = False
+
+    def inherit_loss(self, prediction, target):
+        _class_scores(self.name, prediction, target, dense=self.dense)
+        return (prediction.softmax(dim=1) - _one_hot(target, prediction.shape[1], prediction)).abs().mean()
+
+    def distill_loss(self, student, teacher, target, *, temperature=4.0, weight=0.9):
+        if student.shape != teacher.shape:
+            raise ValueError(f"{self.name}: student scores {tuple(student.shape)} and teacher scores "
+                             f"{tuple(teacher.shape)} must have the same shape")
+        return weight * _hinton(student, teacher, temperature) + (1 - weight) * self.loss(student, target)
+
+
+class ClassificationTask(_ClassScoresTask):
     """Cross-entropy; the inheritance loss is the MAE between softmax and one-hot targets; ``kd`` is
     Hinton's distillation: ``weight * T^2 * KL(teacher_T || student_T) + (1 - weight) * CE``."""
 
@@ -87,16 +105,6 @@ class ClassificationTask(Task):
     def loss(self, prediction, target):
         _class_scores(self.name, prediction, target, dense=False)
         return F.cross_entropy(prediction, target)
-
-    def inherit_loss(self, prediction, target):
-        _class_scores(self.name, prediction, target, dense=False)
-        return (prediction.softmax(dim=1) - _one_hot(target, prediction.shape[1], prediction)).abs().mean()
-
-    def distill_loss(self, student, teacher, target, *, temperature=4.0, weight=0.9):
-        if student.shape != teacher.shape:
-            raise ValueError(f"{self.name}: student scores {tuple(student.shape)} and teacher scores "
-                             f"{tuple(teacher.shape)} must have the same shape")
-        return weight * _hinton(student, teacher, temperature) + (1 - weight) * self.loss(student, target)
 
     def metrics(self):
         return [Accuracy(), ErrorRate()]
@@ -152,7 +160,7 @@ class RegressionTask(Task):
         return prediction, (target, valid)
 
 
-class SegmentationTask(Task):
+class SegmentationTask(_ClassScoresTask):
     """Targets are class-index masks (B, H, W). Loss: cross-entropy (``loss="ce"``) or soft Dice
     (``loss="dice"``); inheritance: MAE between probabilities and one-hot masks; ``kd``: pixel-wise
     Hinton KL to the parent plus the task loss. Primary metric: mean Dice (higher is better)."""
@@ -160,6 +168,7 @@ class SegmentationTask(Task):
     name = "segmentation"
     primary_metric = "dice"
     higher_is_better = True
+    dense = True
 
     def __init__(self, loss: str = "ce", name: str = "segmentation") -> None:
         if loss not in ("ce", "dice"):
@@ -177,16 +186,6 @@ class SegmentationTask(Task):
         inter = (probs * hot).sum(dims)
         sizes = probs.sum(dims) + hot.sum(dims)
         return 1 - ((2 * inter + 1.0) / (sizes + 1.0)).mean()
-
-    def inherit_loss(self, prediction, target):
-        _class_scores(self.name, prediction, target, dense=True)
-        return (prediction.softmax(dim=1) - _one_hot(target, prediction.shape[1], prediction)).abs().mean()
-
-    def distill_loss(self, student, teacher, target, *, temperature=4.0, weight=0.9):
-        if student.shape != teacher.shape:
-            raise ValueError(f"{self.name}: student scores {tuple(student.shape)} and teacher scores "
-                             f"{tuple(teacher.shape)} must have the same shape")
-        return weight * _hinton(student, teacher, temperature) + (1 - weight) * self.loss(student, target)
 
     def metrics(self):
         return [Dice(), IoU(), Accuracy()]
