@@ -58,7 +58,7 @@ def format_table(rows: list[dict[str, Any]], *, markdown: bool = False) -> str:
     if not rows:
         return ""
     metric = rows[0]["metric"]
-    scale, unit = (100.0, " (%)") if metric in ("accuracy", "error", "dice", "iou") else (1.0, "")
+    scale, unit = (100.0, " (%)") if metric in ("accuracy", "error", "dice", "iou", "dice_all", "iou_all") else (1.0, "")
     header = ["method", f"test {metric}{unit}", "seeds", "parameters", "ms/sample"]
     body = [[r["method"], (f"{scale * r['mean']:.2f} ± {scale * r['std']:.2f}" if len(r["values"]) > 1
                            else f"{scale * r['mean']:.2f}"), str(len(r["values"])),

@@ -2,7 +2,7 @@ import pytest
 
 from hkt_core.models import build_model
 from hkt_core.plugins import get_plugin_manager
-from hkt_seg.task import SegmentationTask
+from hkt_core.tasks import SegmentationTask
 
 
 @pytest.fixture(scope="module")
