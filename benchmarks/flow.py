@@ -30,11 +30,11 @@ from pathlib import Path
 import attrs
 import torch
 
-import hkt_core
 from hkt_core.io import atomic_write_text
 from hkt_core.metrics import MetricAccumulator
 from hkt_core.models import build_model, count_parameters
 from hkt_core.plugins import default_manager
+from hkt_core.train.reuse import train_or_reuse
 
 VARIANTS = (("baseline", "baseline", 3), ("kd", "kd", 3), ("2HKT", "hkt", 2), ("3HKT", "hkt", 3))
 MOTORCYCLE_DOWNSCALE = 6
@@ -121,13 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
 
     def run(name: str, method: str, the_card, seed: int, **extra):
-        folder = out / f"{name}-seed{seed}"
-        if (folder / "summary.json").is_file():
-            print(f"reusing {folder}", flush=True)
-            return hkt_core.load_run(folder, manager)
-        print(f"training {name} (seed {seed}) into {folder}", flush=True)
-        return hkt_core.train(the_card, method, seed=seed, out=folder, force=True, progress=False,
-                              manager=manager, **extra)
+        return train_or_reuse(the_card, method, out / f"{name}-seed{seed}", label=f"{name} (seed {seed})",
+                              say=lambda m: print(m, flush=True), seed=seed, progress=False,
+                              manager=manager, **extra)[0]
 
     parent_epochs = parent_train.get("epochs", card.train.epochs)
     parent_run = run("parent", "parent", card, 0, epochs=parent_epochs)

@@ -1,7 +1,8 @@
 """Several methods over several seeds on one pair: a table of mean +- std, a markdown file, a chart.
 
 Each (method, seed) is an ordinary run folder ``<out>/<method>-seed<seed>``; a finished one is
-reused and an interrupted one is resumed, so a comparison can be stopped and started again.
+reused and an interrupted one is resumed when its settings are the same (the rule of
+:mod:`hkt_core.train.reuse`), so a comparison can be stopped and started again.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from ..io import atomic_write_text
-from .api import train
-from .run import SUMMARY, STATE, Run
+from .api import resolve
+from .reuse import train_or_reuse
 
 
 def run_comparison(pair: str, methods: Sequence[str], seeds: Sequence[int], out: Path, *, manager=None,
@@ -23,21 +24,13 @@ def run_comparison(pair: str, methods: Sequence[str], seeds: Sequence[int], out:
     from ..plugins import default_manager
 
     manager = manager or default_manager()
-    for m in methods:  # fail before training anything
-        manager.lookup("methods", m)
     card = manager.lookup("pairs", pair)
+    for m in methods:  # fail before training anything
+        resolve(card, m, manager=manager, **overrides)
     rows = []
     for method in methods:
-        runs = []
-        for seed in seeds:
-            folder = out / f"{method}-seed{seed}"
-            if (folder / SUMMARY).is_file():
-                say(f"reusing {folder}")
-                runs.append(Run(folder, manager))
-                continue
-            say(f"training {method} (seed {seed}) into {folder}")
-            runs.append(train(card, method, seed=seed, out=folder, resume=(folder / STATE).is_file(),
-                              force=not (folder / STATE).is_file(), manager=manager, **overrides))
+        runs = [train_or_reuse(card, method, out / f"{method}-seed{seed}", label=f"{method} (seed {seed})",
+                               say=say, seed=seed, manager=manager, **overrides)[0] for seed in seeds]
         rows.append(_row(method, [r.summary for r in runs]))
     return rows
 
