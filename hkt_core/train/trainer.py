@@ -65,6 +65,8 @@ class RunSpec:
     manager: Any = None
     progress: bool | None = None
     callbacks: Sequence[EpochCallback] = ()
+    #: run :func:`hkt_core.preflight.check_pair` for this method before the run folder is touched
+    preflight: bool = True
 
     def config(self) -> dict[str, Any]:
         """The fully resolved configuration stored as config.toml (minus run-specific entries)."""
@@ -155,6 +157,7 @@ class Trainer:
         if self.device.type == "cuda" and self.world.distributed:
             self.device = torch.device("cuda", self.world.local_rank)
             torch.cuda.set_device(self.device)
+        self._splits: Splits | None = None  # the pre-flight's, when it ran
 
     # -- set-up ------------------------------------------------------------------------------
     def _prepare_folder(self) -> dict[str, Any] | None:
@@ -217,7 +220,7 @@ class Trainer:
                 sub = RunSpec(card=spec.card, method="parent", method_cls=spec.manager.lookup("methods", "parent"),
                               train=attrs.evolve(train, device=spec.train.device), hkt=spec.hkt, out=folder,
                               resume=(folder / files.STATE).is_file(), force=True, manager=spec.manager,
-                              progress=spec.progress)
+                              progress=spec.progress, preflight=False)
                 Trainer(sub).fit()
 
             parent, source = parents.cached_parent(spec.card, spec.manager, train_missing=train_missing,
@@ -239,6 +242,10 @@ class Trainer:
     # -- the loop ----------------------------------------------------------------------------
     def fit(self) -> Path:
         try:
+            if self.spec.preflight:
+                from ..preflight import preflight_run
+
+                self._splits = preflight_run(self.spec).splits
             return self._fit()
         finally:
             close_world(self.world)
@@ -250,7 +257,7 @@ class Trainer:
         spec.out = out
         state = self._prepare_folder()
         task = spec.manager.lookup("losses", spec.card.task)
-        splits = load_splits(spec.card, train, spec.manager)
+        splits = self._splits if self._splits is not None else load_splits(spec.card, train, spec.manager)
         parent, parent_info = self._resolve_parent()
 
         seed_everything(train.seed)
@@ -260,8 +267,13 @@ class Trainer:
         example = tuple(t.to(device) for t in adapter_for(child).example_inputs(child, card.input_shapes))
         ctx = MethodContext(child=child, task=task, train=train, hkt=spec.hkt, card=card, parent=parent,
                             example_inputs=example, device=device, options=dict(spec.method_options),
-                            manager=spec.manager)
+                            manager=spec.manager, alignment=files.read_alignment(out) if state else None)
         method = spec.method_cls(ctx)
+        if ctx.alignment is not None and world.main:
+            files.write_alignment(out, ctx.alignment)
+            from ..preflight import mixing_points_line
+
+            _say(world, f"alignment: {mixing_points_line(ctx.alignment)}")
         child = method.ctx.child  # a method may replace the network it trains (e.g. a compressed parent)
         trainable = method.trainable_module().to(device)
         extra = method.extra_state_module()
