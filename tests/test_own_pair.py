@@ -279,3 +279,43 @@ def test_user_pair_from_another_folder_adds_checks_and_trains(tmp_path, isolated
     assert len(lines) == 1 and "predicts 5 classes" in lines[0] and "has 3 classes" in lines[0], done.stderr
     assert not (work / "runs" / "bad").exists()
     assert module not in sys.modules
+
+
+def test_stages_option_reuses_the_cached_parent(tmp_path, capsys):
+    from test_train_support import manager_with, tiny_card
+
+    manager = manager_with(tiny_card("tiny-stages"))
+    first = hkt_core.train("tiny-stages", "hkt", manager=manager, out=tmp_path / "two", epochs=1)
+    assert first.alignment.stages == 2
+    capsys.readouterr()
+    again = hkt_core.train("tiny-stages", "hkt", manager=manager, out=tmp_path / "three", epochs=1,
+                           settings=["card.stages=3"])
+    err = capsys.readouterr().err
+    assert again.alignment.stages == 3 and "using the cached parent" in err and "training it first" not in err
+    assert again.config["card"]["stages"] == 3
+    assert hkt_core.train("tiny-stages", "hkt", manager=manager, out=tmp_path / "three-b", epochs=1,
+                          stages=3).alignment == again.alignment
+    with pytest.raises(hkt_core.ConfigError, match="PairCard.stages = 1 is invalid"):
+        hkt_core.train("tiny-stages", "hkt", manager=manager, out=tmp_path / "one", stages=1)
+    assert not (tmp_path / "one").exists()
+    capsys.readouterr()
+    assert main(["train", "digits-demo", "--method", "hkt", "--set", "card.name=x"]) == 2
+    assert "unknown setting 'name'; allowed: stages" in capsys.readouterr().err
+
+
+def test_a_missing_name_mentions_the_plugins_that_failed_to_load():
+    import types
+
+    from hkt_core.markers import hookimpl
+
+    @hookimpl
+    def hkt_register_pairs(registry):
+        raise RuntimeError("its data folder is missing")
+
+    manager = hkt_core.get_plugin_manager(plugins={"tabular": types.SimpleNamespace(hkt_register_pairs=hkt_register_pairs)})
+    with pytest.raises(hkt_core.RegistryError) as info:
+        manager.lookup("pairs", "tab-pair")
+    message = str(info.value)
+    assert message.startswith("unknown pairs 'tab-pair'")
+    assert "; plugin 'tabular' failed to load: RuntimeError: its data folder is missing" in message
+    assert "plugin 'tabular'" not in str(pytest.raises(hkt_core.RegistryError, hkt_core.lookup, "pairs", "tab-pair").value)
