@@ -135,7 +135,7 @@ def write_new_card(name: str, *, parent: str, child: str, dataset: str, task: st
         bundle = factories["dataset"]()
     except HKTError:
         raise
-    except Exception as exc:  # noqa: BLE001 - the user's data set
+    except Exception as exc:  # the user's data set
         raise ConfigError(f"data set {dataset!r} failed to load with its default options ({type(exc).__name__}: "
                           f"{exc}); `hkt pairs new` reads its input shapes and class count from it") from None
     if not isinstance(bundle, DatasetBundle):

@@ -131,7 +131,7 @@ class _Check:
         except HKTError as exc:
             raise self.fail(_one_line(exc), "make the card's input_shapes and dataset options match the data set "
                             "(`hkt pairs new` writes them from the data set)") from None
-        except Exception as exc:  # noqa: BLE001 - a user's data set may fail in any way
+        except Exception as exc:  # a user's data set may fail in any way
             raise self.fail(f"data set {self.card.dataset!r} failed to load ({_one_line(exc)})",
                             "call the data set factory on its own and correct it or its [dataset_options]") from None
         batches = {}
@@ -142,7 +142,7 @@ class _Check:
                                 "give the data set samples in every split")
             try:
                 batches[name] = default_collate([dataset[i] for i in range(min(CHECK_BATCH, len(dataset)))])
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 raise self.fail(f"the {name} split of data set {self.card.dataset!r} cannot be batched "
                                 f"({_one_line(exc)})", "yield (inputs, target) with tensors of one shape per "
                                 "sample") from None
@@ -166,7 +166,7 @@ class _Check:
         except HKTError as exc:
             raise self.fail(f"the {role} cannot be built: {_one_line(exc)}",
                             f"correct the card's {role} or [{role}_options]") from None
-        except Exception as exc:  # noqa: BLE001 - the user's constructor
+        except Exception as exc:  # the user's constructor
             raise self.fail(f"the {role} {ref!r} failed to build ({_one_line(exc)})",
                             f"correct the model or the card's [{role}_options]") from None
 
@@ -181,7 +181,7 @@ class _Check:
         try:
             with torch.no_grad():
                 prediction = adapter_for(model, self.manager).prediction(model(*inputs))
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise self.fail(f"the {role} {ref!r} fails on a batch of the data set's inputs {shapes} "
                             f"({_one_line(exc)})", f"make the {role} take inputs of the card's input_shapes "
                             f"{[list(s) for s in self.card.input_shapes]}") from None
@@ -195,7 +195,7 @@ class _Check:
         try:
             loss = self.task.loss(prediction, target)
             bad = not math.isfinite(float(loss))
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise self.fail(f"task {self.card.task!r} cannot score the {role}'s predictions "
                             f"{list(prediction.shape)} against the data set's targets "
                             f"{_shape_of(target)} ({_one_line(exc)})",
@@ -224,7 +224,7 @@ class _Check:
             method = method_cls(ctx)
         except HKTError as exc:
             return MethodResult(name, False, _one_line(exc)), None
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise self.fail(f"method {name!r} failed to start on this pair ({_one_line(exc)})",
                             "correct the models or report the method's failure to its plugin") from None
         inputs, target = split_batch(batch, torch.device("cpu"))
@@ -244,7 +244,7 @@ class _Check:
         except HKTError as exc:
             raise self.fail(f"method {name!r}: {_one_line(exc)}", "see the message; `hkt align` shows the "
                             "alignment, [alignment] in the card sets it by hand") from None
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise self.fail(f"one training step of method {name!r} failed ({_one_line(exc)})",
                             "make the models' outputs and the data set's targets fit the task") from None
         if not math.isfinite(loss):

@@ -248,39 +248,6 @@ def test_card_layouts_are_read_and_checked(tmp_path):
         PairCard.from_toml(card)
 
 
-# -- done when: a held-back pair from another folder, through the real command -----------------
-
-def _hkt(args, cwd, home):
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env.update(HKT_HOME=str(home), OMP_NUM_THREADS="1")
-    return subprocess.run([sys.executable, "-m", "hkt_core.cli.main", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600)
-
-
-@pytest.mark.subprocess
-def test_user_pair_from_another_folder_adds_checks_and_trains(tmp_path, isolated_home):
-    card, module = write_pair(tmp_path / "elsewhere" / "cards")
-    bad, _ = write_pair(tmp_path / "elsewhere" / "bad", name="tab-wrong-classes", child_options="classes = 5")
-    work = tmp_path / "work"
-    work.mkdir()
-    for path in (card, bad):
-        done = _hkt(["pairs", "add", str(path)], work, isolated_home)
-        assert done.returncode == 0, done.stderr
-    done = _hkt(["pairs", "check", "tab-mixer-mlp"], work, isolated_home)
-    assert done.returncode == 0 and "hkt (loss" in done.stdout, done.stderr
-    done = _hkt(["train", "tab-mixer-mlp", "--method", "hkt", "--out", "runs/hkt", "--no-progress"], work,
-                isolated_home)
-    assert done.returncode == 0, done.stderr
-    assert json.loads((work / "runs" / "hkt" / "alignment.json").read_text())["pairs"]
-    assert "hkt: alignment: 2HKT, mixing at" in done.stderr
-    done = _hkt(["train", "tab-wrong-classes", "--method", "hkt", "--out", "runs/bad"], work, isolated_home)
-    assert done.returncode == 2
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and "predicts 5 classes" in lines[0] and "has 3 classes" in lines[0], done.stderr
-    assert not (work / "runs" / "bad").exists()
-    assert module not in sys.modules
-
-
 def test_stages_option_reuses_the_cached_parent(tmp_path, capsys):
     from test_train_support import manager_with, tiny_card
 
