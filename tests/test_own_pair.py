@@ -8,10 +8,6 @@ name no other test uses.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import uuid
 
 import pytest
