@@ -26,14 +26,13 @@ import sys
 import time
 from pathlib import Path
 
-import attrs
 import torch
 
-from hkt_core.metrics import MetricAccumulator
 from hkt_core.models import build_model, count_parameters
 from hkt_core.plugins import default_manager
 
-from demo_runs import demo_card, mean_std, runner, write_results
+from demo_runs import (demo_arguments, demo_card, main_exit_code, mean_std, metric_values, parse_demo_arguments,
+                       runner, variant_card, write_results)
 
 VARIANTS = (("baseline", "baseline", 3), ("kd", "kd", 3), ("2HKT", "hkt", 2), ("3HKT", "hkt", 3))
 MOTORCYCLE_DOWNSCALE = 6
@@ -43,13 +42,9 @@ def evaluate(model: torch.nn.Module, dataset, task) -> dict[str, float]:
     """The task's metrics of ``model`` over ``dataset`` (pixels pooled over the set)."""
     from hkt_flow.adapter import RAFTAdapter
 
-    acc = MetricAccumulator(task.metrics())
     adapter = RAFTAdapter()
-    model.eval()
-    with torch.no_grad():
-        for (image1, image2), (flow, valid) in torch.utils.data.DataLoader(dataset, batch_size=16):
-            acc.update(adapter.prediction(model(image1, image2)), (flow, valid))
-    return acc.values()
+    return metric_values(model, torch.utils.data.DataLoader(dataset, batch_size=16), task.metrics(),
+                         lambda m, frames: adapter.prediction(m(*frames)))
 
 
 def time_per_pair(model: torch.nn.Module, shape: tuple[int, int], repeats: int) -> float:
@@ -68,32 +63,15 @@ def time_per_pair(model: torch.nn.Module, shape: tuple[int, int], repeats: int) 
     return statistics.median(times)
 
 
-def variant_card(card, stages: int):
-    if stages == card.stages:
-        return card
-    return attrs.evolve(card, name=f"{card.name}-2hkt", stages=2, alignment=(("fnet", "fnet"),))
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="runs/bench-flow", help="folder for the runs and the results")
-    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="child seeds (default 0 1)")
-    parser.add_argument("--epochs", type=int, default=None, help="child epochs (default: the card's)")
-    parser.add_argument("--parent-epochs", type=int, default=None, help="parent epochs (default: the card's)")
+    parser = demo_arguments(argparse.ArgumentParser(description=__doc__.splitlines()[0]), "runs/bench-flow",
+                            "96 training pairs, 1 child epoch, 2 parent epochs, one seed, paper models timed "
+                            "at 184x248")
     parser.add_argument("--train-size", type=int, default=None, help="synthetic training pairs (default: the card's)")
     parser.add_argument("--paper-shape", type=int, nargs=2, default=None,
                         help="frame size for timing the paper-size models (default 368 496, RAFT's chairs crop)")
-    parser.add_argument("--reduced", action="store_true",
-                        help="a reduced configuration for a busy machine: 96 training pairs, 1 child epoch, "
-                             "2 parent epochs, one seed, paper models timed at 184x248")
-    args = parser.parse_args(argv)
-    if args.reduced:
-        args.train_size = args.train_size or 96
-        args.epochs = args.epochs or 1
-        args.parent_epochs = args.parent_epochs or 2
-        args.seeds = args.seeds or [0]
-        args.paper_shape = args.paper_shape or [184, 248]
-    args.seeds = args.seeds or [0, 1]
+    args = parse_demo_arguments(parser, argv, seeds=[0, 1], reduced={
+        "train_size": 96, "epochs": 1, "parent_epochs": 2, "seeds": [0], "paper_shape": [184, 248]})
     paper_shape = tuple(args.paper_shape or (368, 496))
 
     manager = default_manager()
@@ -120,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
              "motorcycle": [evaluate(parent_model, motorcycle, task)],
              "parameters": count_parameters(parent_model), "ms": [parent_ms]}]
     for name, method, stages in VARIANTS:
-        the_card = variant_card(card, stages)
+        the_card = variant_card(card, stages, "fnet")
         row = {"method": f"{name} ({card.child})", "seeds": list(args.seeds), "synthetic": [], "motorcycle": [],
                "ms": []}
         for seed in args.seeds:
@@ -172,4 +150,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main_exit_code(main))

@@ -20,14 +20,13 @@ import sys
 import time
 from pathlib import Path
 
-import attrs
 import torch
 
-from hkt_core.metrics import MetricAccumulator
 from hkt_core.models import build_model, count_parameters
 from hkt_core.plugins import default_manager
 
-from demo_runs import demo_card, mean_std, runner, write_results
+from demo_runs import (demo_arguments, demo_card, main_exit_code, mean_std, metric_values, parse_demo_arguments,
+                       runner, variant_card, write_results)
 
 VARIANTS = (("baseline", "baseline", 3), ("kd", "kd", 3), ("2HKT", "hkt", 2), ("3HKT", "hkt", 3))
 
@@ -35,40 +34,19 @@ VARIANTS = (("baseline", "baseline", 3), ("kd", "kd", 3), ("2HKT", "hkt", 2), ("
 def class_dice(model: torch.nn.Module, bundle, task) -> dict[str, float]:
     """Global Dice per class (and the task's metrics) of ``model`` on the test split."""
     named = task.with_classes(bundle.info["num_classes"], bundle.info["class_names"])
-    acc = MetricAccumulator(named.metrics())
-    loader = torch.utils.data.DataLoader(bundle.test, batch_size=64)
-    model.eval()
-    with torch.no_grad():
-        for images, masks in loader:
-            acc.update(model(images), masks)
-    return acc.values()
-
-
-def variant_card(card, stages: int):
-    if stages == card.stages:
-        return card
-    # 2HKT: one mixing point, the bottleneck; the outputs are the second stage
-    return attrs.evolve(card, name=f"{card.name}-2hkt", stages=2, alignment=(("bottleneck", "bottleneck"),))
+    return metric_values(model, torch.utils.data.DataLoader(bundle.test, batch_size=64), named.metrics(),
+                         lambda m, images: m(images))
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="runs/bench-seg", help="folder for the runs and the results")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--epochs", type=int, default=None, help="child epochs (default: the card's)")
-    parser.add_argument("--parent-epochs", type=int, default=None, help="parent epochs (default: the card's)")
+    parser = demo_arguments(argparse.ArgumentParser(description=__doc__.splitlines()[0]), "runs/bench-seg",
+                            "160 training images, 4 child epochs, 6 parent epochs")
     parser.add_argument("--n-train", type=int, default=None, help="synthetic training images (default: the card's)")
     parser.add_argument("--parent-weights", default=None, metavar="FILE",
                         help="a trained seg-demo parent (safetensors) instead of training one; it must have "
                              "been trained on the same synthetic generator (e.g. the cache `hkt train seg-demo` fills)")
-    parser.add_argument("--reduced", action="store_true",
-                        help="a reduced configuration for a busy machine: 160 training images, 4 child epochs, "
-                             "6 parent epochs")
-    args = parser.parse_args(argv)
-    if args.reduced:
-        args.n_train = args.n_train or 160
-        args.epochs = args.epochs or 4
-        args.parent_epochs = args.parent_epochs or 6
+    args = parse_demo_arguments(parser, argv, seeds=[0, 1, 2],
+                                reduced={"n_train": 160, "epochs": 4, "parent_epochs": 6})
 
     manager = default_manager()
     card = demo_card(manager, "seg-demo", dataset_options={"n_train": args.n_train}, parent_epochs=args.parent_epochs)
@@ -102,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     for seed in args.seeds:  # seed-major, so an interrupted benchmark has every method for its first seeds
         for name, method, stages in VARIANTS:
             extra = {"parent_weights": parent_file} if method != "baseline" else {}
-            r = run(name, method, variant_card(card, stages), seed, epochs=epochs, **extra)
+            r = run(name, method, variant_card(card, stages, "bottleneck"), seed, epochs=epochs, **extra)
             results[name]["scores"].append(class_dice(r.child(), bundle, task))
             results[name]["latency"].append(r.summary["latency_ms_per_sample"])
             results[name]["params"].append(r.summary["parameters"])
@@ -140,4 +118,4 @@ def _scores(values: list[dict[str, float]]) -> dict[str, object]:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main_exit_code(main))

@@ -11,6 +11,8 @@ trained 5 more epochs (the control for the extra fine-tuning). One seed; about a
 from __future__ import annotations
 
 import copy
+import sys
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -19,22 +21,12 @@ from torch import nn
 
 from hkt_inhernet import CompressionPolicy, compress_model
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from inhernet_models import SmallCNN  # the CNN the plugin's tests compress
 
-class SmallCNN(nn.Module):
-    def __init__(self, width: int, num_classes: int = 10) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, width, 3, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(width)
-        self.conv2 = nn.Conv2d(width, 2 * width, 3, stride=2, padding=1)
-        self.conv3 = nn.Conv2d(2 * width, 2 * width, 3, padding=2, dilation=2)
-        self.fc1 = nn.Linear(2 * width, 4 * width)
-        self.fc = nn.Linear(4 * width, num_classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.relu(self.bn1(self.conv1(x)))
-        x = torch.relu(self.conv2(x))
-        x = torch.relu(self.conv3(x))
-        return self.fc(torch.relu(self.fc1(x.mean(dim=(2, 3)))))
+def cnn(width: int) -> SmallCNN:
+    return SmallCNN(num_classes=10, width=width)
 
 
 def main() -> None:
@@ -67,7 +59,7 @@ def main() -> None:
         return sum(p.numel() for p in model.parameters())
 
     torch.manual_seed(0)
-    parent = fit(SmallCNN(32), 30)
+    parent = fit(cnn(32), 30)
     print(f"parent: {count(parent):,} parameters, accuracy {accuracy(parent):.3f}; "
           f"after 5 more epochs {accuracy(fit(copy.deepcopy(parent), 5, lr=1e-3)):.3f}")
     for budget in (0.5, 0.25):
@@ -76,14 +68,14 @@ def main() -> None:
         at_init = accuracy(child)
         tuned = accuracy(fit(child, 5, lr=1e-3))
         width = 32
-        while count(SmallCNN(width)) > report.params_after:
+        while count(cnn(width)) > report.params_after:
             width -= 1
         torch.manual_seed(0)
-        scratch5 = accuracy(fit(SmallCNN(width), 5))
+        scratch5 = accuracy(fit(cnn(width), 5))
         torch.manual_seed(0)
-        scratch20 = accuracy(fit(SmallCNN(width), 20))
+        scratch20 = accuracy(fit(cnn(width), 20))
         print(f"budget {budget}: inherited {report.params_after:,} parameters, accuracy {at_init:.3f} "
-              f"at init, {tuned:.3f} after 5 epochs | scratch width {width} ({count(SmallCNN(width)):,}): "
+              f"at init, {tuned:.3f} after 5 epochs | scratch width {width} ({count(cnn(width)):,}): "
               f"{scratch5:.3f} after 5 epochs, {scratch20:.3f} after 20")
 
 

@@ -1,4 +1,5 @@
-"""Small models for the InherNet tests (importable as ``inhernet_models:small_cnn``)."""
+"""Small models for the InherNet tests (importable as ``inhernet_models:small_cnn``); the digits
+benchmark in ``benchmarks/`` trains the same CNN."""
 
 from __future__ import annotations
 
