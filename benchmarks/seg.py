@@ -67,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         parent_model = build_model(card.parent, manager, **card.parent_options)
         load_module_state(parent_model, parent_file, what="the seg-demo parent")
         parent_epochs = f"trained elsewhere ({parent_file})"
-        parent_latency = measure_latency(parent_model, card.input_shapes, device=torch.device("cpu"))
+        parent_latency = measure_latency(parent_model, card.input_shapes, device=torch.device("cpu"),
+                                         manager=manager)
     else:
         parent_epochs = parent_train.get("epochs", card.train.epochs)
         parent_run = run("parent", "parent", card, 0, epochs=parent_epochs)
