@@ -116,6 +116,10 @@ class PairCard:
     train: TrainConfig = attrs.field(factory=TrainConfig)
     hkt: HKTConfig = attrs.field(factory=HKTConfig)
     parent_train: dict[str, Any] = attrs.field(factory=dict, converter=_table)
+    #: The folder the card was added from (recorded by ``hkt pairs add``); its ``module:callable``
+    #: references may name modules there as well as on ``sys.path`` (:mod:`hkt_core.trust`).
+    source_folder: str | None = attrs.field(default=None, validator=attrs.validators.optional(
+        attrs.validators.instance_of(str)))
 
     @stages.validator
     def _check_stages(self, attribute, value):
@@ -156,6 +160,8 @@ class PairCard:
 
     def to_dict(self) -> dict[str, Any]:
         data = unstructure(self)
+        if data.get("source_folder") is None:
+            data.pop("source_folder", None)
         data["input_shapes"] = [list(s) for s in self.input_shapes]
         if self.alignment is None:
             data.pop("alignment")
@@ -212,7 +218,8 @@ def user_cards() -> list[tuple[Path, PairCard | Exception]]:
 
 def add_user_card(path: str | Path, *, known_pairs: set[str] = frozenset(), force: bool = False) -> Path:
     """Validate a card and store it in the user's folder atomically; a bad card writes nothing."""
-    card = PairCard.from_toml(path)
+    path = Path(path)
+    card = attrs.evolve(PairCard.from_toml(path), source_folder=str(path.resolve().parent))
     if card.name in known_pairs and not force:
         raise ConfigError(f"pair {card.name!r} is already registered; pick another name")
     folder = user_pairs_dir()

@@ -37,6 +37,9 @@ broken = "hkt_broken_example"
 py-modules = ["hkt_broken_example"]
 """
 BROKEN_MODULE = 'raise ImportError("this plugin needs a library that is not installed")\n'
+EXITING_PYPROJECT = BROKEN_PYPROJECT.replace("hkt-broken-example", "hkt-exiting-example").replace(
+    "broken = ", "exiting = ").replace("hkt_broken_example", "hkt_exiting_example")
+EXITING_MODULE = 'import sys\nsys.exit("this plugin ends the process on import")\n'
 
 
 def files_from_doc() -> dict[str, str]:
@@ -58,10 +61,14 @@ def site(tmp_path_factory):
     broken.mkdir()
     (broken / "pyproject.toml").write_text(BROKEN_PYPROJECT)
     (broken / "hkt_broken_example.py").write_text(BROKEN_MODULE)
+    exiting = src / "hkt-exiting-example"
+    exiting.mkdir()
+    (exiting / "pyproject.toml").write_text(EXITING_PYPROJECT)
+    (exiting / "hkt_exiting_example.py").write_text(EXITING_MODULE)
     target = tmp_path_factory.mktemp("site")
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-         "--target", str(target), str(src / "hkt-scaled-add"), str(broken)],
+         "--target", str(target), str(src / "hkt-scaled-add"), str(broken), str(exiting)],
         check=True, capture_output=True, text=True)
     return src, target
 
@@ -94,6 +101,15 @@ def test_broken_plugin_is_reported_and_listing_still_succeeds(site):
     listing = run(site, "-m", "hkt_core.cli.main", "list", "mixtures", "scaled*")
     assert listing.returncode == 0
     assert "scaled_add" in listing.stdout and "[scaled_add]" in listing.stdout
+
+
+def test_plugin_raising_system_exit_is_isolated_like_any_failing_plugin(site):
+    out = run(site, "-m", "hkt_core.cli.main", "plugins", "list")
+    assert out.returncode == 0, out.stderr
+    assert re.search(r"exiting \(hkt-exiting-example 0\.0\.1\): FAILED: SystemExit: this plugin ends", out.stdout)
+    assert "scaled_add (hkt-scaled-add 1.0.0)" in out.stdout
+    listing = run(site, "-m", "hkt_core.cli.main", "list", "mixtures", "scaled*")
+    assert listing.returncode == 0 and "scaled_add" in listing.stdout
 
 
 def test_disabled_plugin_is_skipped(site):

@@ -62,11 +62,12 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
 class Run:
     """A finished (or interrupted) run: ``.config``, ``.summary``, ``.metrics``, ``.child()``."""
 
-    def __init__(self, path: str | Path, manager=None) -> None:
+    def __init__(self, path: str | Path, manager=None, *, trust_code: bool = False) -> None:
         self.path = Path(path)
         if not (self.path / CONFIG).is_file():
             raise ConfigError(f"{self.path} is not a run folder (no {CONFIG})")
         self._manager = manager
+        self.trust_code = trust_code
         self.config: dict[str, Any] = read_toml(self.path / CONFIG)
 
     def __repr__(self) -> str:
@@ -97,6 +98,15 @@ class Run:
 
         return PairCard.from_dict(self.config["card"], source=str(self.path / CONFIG))
 
+    def origin(self):
+        """The trust rule for the code this run folder names (:mod:`hkt_core.trust`)."""
+        from ..plugins import default_manager
+        from ..trust import run_origin
+
+        pairs = (self._manager or default_manager()).registry("pairs")
+        trusted = {e.obj.source_folder for e in pairs.entries() if getattr(e.obj, "source_folder", None)}
+        return run_origin(self.path, self.card.source_folder, trusted_folders=trusted, trust_code=self.trust_code)
+
     def network_ref(self) -> tuple[str, dict[str, Any]]:
         """The registered model (and options) this run trained: the child, or the parent for ``parent``."""
         card = self.card
@@ -121,15 +131,17 @@ class Run:
         classmethod ``deployed_from_state(card, state_dict, manager)`` to rebuild it.
         """
         from ..models import build_model
+        from ..trust import scope
         from .checkpoint import load_module_state, read_tensors
 
         method_cls = self._method_class()
         rebuild = getattr(method_cls, "deployed_from_state", None)
-        if rebuild is not None:
-            tensors, _ = read_tensors(file, what="weights file")
-            return rebuild(self.card, tensors, self._manager)
-        ref, options = self.network_ref()
-        model = build_model(ref, self._manager, **options)
+        with scope(self.origin()):
+            if rebuild is not None:
+                tensors, _ = read_tensors(file, what="weights file")
+                return rebuild(self.card, tensors, self._manager)
+            ref, options = self.network_ref()
+            model = build_model(ref, self._manager, **options)
         load_module_state(model, file, what=f"model {ref!r}")
         return model
 
@@ -140,6 +152,10 @@ class Run:
         return registry.get(self.method) if self.method in registry else None
 
 
-def load_run(path: str | Path, manager=None) -> Run:
-    """Open a run folder written by :func:`hkt_core.train`."""
-    return Run(path, manager)
+def load_run(path: str | Path, manager=None, *, trust_code: bool = False) -> Run:
+    """Open a run folder written by :func:`hkt_core.train`.
+
+    The code its configuration names is held to :mod:`hkt_core.trust`'s rule; ``trust_code=True``
+    also lets it import modules from the folders the run folder points to.
+    """
+    return Run(path, manager, trust_code=trust_code)

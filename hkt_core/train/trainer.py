@@ -238,8 +238,11 @@ class Trainer:
 
     # -- the loop ----------------------------------------------------------------------------
     def fit(self) -> Path:
+        from ..trust import card_origin, scope
+
         try:
-            return self._fit()
+            with scope(card_origin(self.spec.card)):
+                return self._fit()
         finally:
             close_world(self.world)
 
