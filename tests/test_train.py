@@ -127,8 +127,9 @@ def test_existing_folder_needs_resume_or_force(manager, tmp_path):
         hkt_core.train("tiny-pair", "baseline", manager=manager, out=tmp_path / "r", resume=True, force=True)
     with pytest.raises(CheckpointError, match="holds no checkpoint"):
         hkt_core.train("tiny-pair", "baseline", manager=manager, out=tmp_path / "new", resume=True)
-    with pytest.raises(ConfigError, match=r"train.lr: run has 0.05, now 0.2"):
-        hkt_core.train("tiny-pair", "baseline", manager=manager, out=tmp_path / "r", epochs=1, lr=0.2, resume=True)
+    with pytest.raises(ConfigError, match=r"train.batch_size: run has 20, now 7"):
+        hkt_core.train("tiny-pair", "baseline", manager=manager, out=tmp_path / "r", epochs=1, batch_size=7,
+                       resume=True)
     run = hkt_core.train("tiny-pair", "baseline", manager=manager, out=tmp_path / "r", epochs=1, seed=5, force=True)
     assert run.summary["seed"] == 5
 

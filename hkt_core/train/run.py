@@ -27,9 +27,10 @@ METHOD_STATE = "method.safetensors"
 STATE = "state.json"
 SUMMARY = "summary.json"
 CURVES = "curves.png"
+HISTORY = "history.jsonl"
 
 #: Every file a run writes; ``--force`` removes exactly these (and staged ``*.next`` copies).
-RUN_FILES = (CONFIG, METRICS, BEST, LAST, OPTIMIZER, METHOD_STATE, STATE, SUMMARY, CURVES)
+RUN_FILES = (CONFIG, METRICS, BEST, LAST, OPTIMIZER, METHOD_STATE, STATE, SUMMARY, CURVES, HISTORY)
 
 
 def is_run_folder(path: Path) -> bool:
@@ -37,10 +38,20 @@ def is_run_folder(path: Path) -> bool:
 
 
 def clear_run_folder(path: Path) -> None:
+    from ..io import remove_orphaned_temporaries
+
     for name in RUN_FILES:
         (path / name).unlink(missing_ok=True)
     for staged in path.glob("*.next"):
         staged.unlink(missing_ok=True)
+    remove_orphaned_temporaries(path)
+
+
+def own_files(path: Path) -> list[Path]:
+    """The files that make up the run in ``path`` (an export must never overwrite one)."""
+    from .lock import LOCK
+
+    return [path / name for name in (*RUN_FILES, LOCK)] + sorted(path.glob("*.next"))
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
@@ -122,6 +133,9 @@ class Run:
         file = self.path / files[which]
         if not file.is_file():
             raise CheckpointError(f"{self.path} has no {files[which]} yet (the run saved no checkpoint)")
+        from .integrity import verify
+
+        verify(file, run_id=self.config.get("run"))
         return self.network_from_file(file).to(device).eval()
 
     def network_from_file(self, file: Path) -> nn.Module:
