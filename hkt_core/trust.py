@@ -71,11 +71,13 @@ class Origin:
         return self.folders if (self.trust_code or not self.received) else ()
 
 
-_current: contextvars.ContextVar[Origin] = contextvars.ContextVar("hkt_trust_origin", default=Origin())
+_DEFAULT = Origin()
+_current: contextvars.ContextVar[Origin | None] = contextvars.ContextVar("hkt_trust_origin", default=None)
 
 
 def current_origin() -> Origin:
-    return _current.get()
+    """The rule in force: the innermost :func:`scope`, else that of the command line."""
+    return _current.get() or _DEFAULT
 
 
 @contextlib.contextmanager
