@@ -62,9 +62,13 @@ def check_target(run: Run, path: Path, fmt: str) -> None:
     """Refuse an export target that is a directory or one of the run's own files."""
     from .run import own_files
 
-    if path.is_dir():
+    try:
+        is_dir, target = path.is_dir(), path.resolve()
+    except OSError as exc:
+        raise ExportError(f"--out {path}: {exc.strerror or exc}") from None
+    if is_dir:
         raise ExportError(f"--out {path} is a directory; give a file name, e.g. {path / ('child' + SUFFIX[fmt])}")
-    if path.resolve() in {f.resolve() for f in own_files(run.path)}:
+    if target in {f.resolve() for f in own_files(run.path)}:
         raise ExportError(f"--out {path} is one of the run's own files; choose another name (the default is "
                           f"{run.path / 'export' / ('child' + SUFFIX[fmt])})")
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import math
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -25,8 +25,6 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from ..errors import CheckpointError
-
-log = logging.getLogger("hkt.integrity")
 
 FILES_KEY = "files"
 STATE = "state.json"
@@ -100,8 +98,8 @@ def verify(path: str | Path, *, run_id: str | None = None, state: dict[str, Any]
     if not isinstance(digests, dict):
         if str(folder) not in _warned:
             _warned.add(str(folder))
-            log.warning("hkt: warning: %s was written before hkt recorded checksums; its tensor files are not "
-                        "verified", folder)
+            print(f"hkt: warning: {folder} was written before hkt recorded checksums; its tensor files are not "
+                  f"verified", file=sys.stderr, flush=True)
         return
     expected = digests.get(path.name)
     if expected is None:
