@@ -216,10 +216,17 @@ def user_cards() -> list[tuple[Path, PairCard | Exception]]:
     return out
 
 
-def add_user_card(path: str | Path, *, known_pairs: set[str] = frozenset(), force: bool = False) -> Path:
-    """Validate a card and store it in the user's folder atomically; a bad card writes nothing."""
+def add_user_card(path: str | Path, *, known_pairs: set[str] = frozenset(), force: bool = False,
+                  check=None) -> Path:
+    """Validate a card and store it in the user's folder atomically; a bad card writes nothing.
+
+    The stored card records the folder it came from (``source_folder``); ``check(card)`` (e.g.
+    :func:`hkt_core.card_checks.check_card`) may refuse it before anything is written.
+    """
     path = Path(path)
     card = attrs.evolve(PairCard.from_toml(path), source_folder=str(path.resolve().parent))
+    if check is not None:
+        check(card)
     if card.name in known_pairs and not force:
         raise ConfigError(f"pair {card.name!r} is already registered; pick another name")
     folder = user_pairs_dir()

@@ -103,3 +103,37 @@ def test_huge_seed_and_rejected_dataset_options_are_one_line(tmp_path, capsys):
     assert main(["train", "digits-demo", "--method", "baseline", "--epochs", "1", "--set",
                  "dataset.test_fraction=0.995", "--out", str(tmp_path / "r2"), "--no-progress"]) == 2
     assert "dataset 'digits' rejected options" in _one_line(capsys)
+
+
+CARD = """\
+name = "checked-pair"
+task = "classification"
+parent = "digits_cnn_large"
+child = "digits_cnn_small"
+input_shapes = [[1, 1, 8, 8]]
+dataset = "digits"
+stages = 2
+"""
+
+
+@pytest.mark.parametrize("old, new, message", [
+    ('task = "classification"', 'task = "clasification"', "task = 'clasification' does not exist"),
+    ('parent = "digits_cnn_large"', 'parent = "digits_cnn_huge"', "parent = 'digits_cnn_huge' does not exist"),
+    ('child = "digits_cnn_small"', 'child = "no_such_module_here:net"', "child = 'no_such_module_here:net' does not"),
+    ('child = "digits_cnn_small"', 'child = "test_train_support:MODULE"', "not a callable"),
+    ('dataset = "digits"', 'dataset = "digitz"', "dataset = 'digitz' does not exist"),
+    ("stages = 2", "stages = 9", "stages = 9 cannot be aligned"),
+])
+def test_pairs_add_checks_names_and_stages_before_storing(tmp_path, capsys, old, new, message):
+    card = tmp_path / "card.toml"
+    card.write_text(CARD.replace(old, new), encoding="utf-8")
+    assert main(["pairs", "add", str(card)]) == 2
+    assert message in _one_line(capsys)
+    assert not user_pairs_dir().exists() or not any(user_pairs_dir().iterdir())
+
+
+def test_pairs_add_stores_a_card_that_checks_out(tmp_path, capsys):
+    card = tmp_path / "card.toml"
+    card.write_text(CARD, encoding="utf-8")
+    assert main(["pairs", "add", str(card)]) == 0
+    assert (user_pairs_dir() / "checked-pair.toml").is_file()

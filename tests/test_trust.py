@@ -195,3 +195,13 @@ def test_refused_in_a_fresh_interpreter_without_importing_the_target():
             "print('antigravity' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["UntrustedReference", "False"]
+
+
+def test_resume_takes_the_registered_card_never_the_folders(finished_run, tmp_path):
+    """--resume of a folder whose [card] was edited to name os:system runs nothing and names the edit."""
+    marker = tmp_path / "X"
+    _edit_card(finished_run, parent="os:system", parent_options={"command": f"touch {marker}"})
+    with pytest.raises(ConfigError, match=r"card\.parent: run has 'os:system', now 'test_train_support:make_parent'"):
+        hkt_core.train("tiny-pair", "baseline", manager=manager_with(tiny_card()), out=finished_run, epochs=2,
+                       resume=True)
+    assert not marker.exists()
