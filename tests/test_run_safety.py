@@ -20,18 +20,8 @@ from hkt_core.errors import CheckpointError, ConfigError
 from hkt_core.train.identity import read_history
 from hkt_core.train.methods import BaselineMethod
 from hkt_core.train.trainer import TrainingDiverged
-from test_train_support import install_user_card, manager_with, tiny_card
-
-
-class Interrupt(Exception):
-    """Stands for a kill at a chosen moment."""
-
-
-def _stop_after(epoch: int):
-    def callback(done: int, record: dict) -> None:
-        if done == epoch:
-            raise Interrupt
-    return callback
+from test_train_support import Interrupt, install_user_card, manager_with, tiny_card
+from test_train_support import stop_after as _stop_after
 
 
 class InfRunningVarInEpochTwo(BaselineMethod):
@@ -191,10 +181,17 @@ def test_folder_written_before_checksums_loads_with_one_warning(finished, capsys
     assert len(warnings) == 1 and "written before hkt recorded checksums" in warnings[0]
 
 
-def test_cached_parent_is_verified(manager, tmp_path, isolated_home):
+def test_cached_parent_is_verified(manager, tmp_path, isolated_home, capsys):
     hkt_core.train("tiny-pair", "kd", manager=manager, out=tmp_path / "kd1", epochs=1)
     (cached,) = (isolated_home / "parents").iterdir()
-    assert "child.safetensors" in json.loads((cached / "state.json").read_text())["files"]
+    state = (cached / "state.json").read_text()
+    assert "child.safetensors" in json.loads(state)["files"]
+    (cached / "state.json").unlink()  # as hkt wrote caches before checksums existed
+    capsys.readouterr()
+    hkt_core.train("tiny-pair", "kd", manager=manager, out=tmp_path / "kd-old", epochs=1)
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "written before hkt recorded checksums" in warnings[0]
+    (cached / "state.json").write_text(state)
     _flip_a_weight_byte(cached / "child.safetensors")
     with pytest.raises(CheckpointError, match="does not match the SHA-256"):
         hkt_core.train("tiny-pair", "kd", manager=manager, out=tmp_path / "kd2", epochs=1)

@@ -14,19 +14,9 @@ from hkt_core.errors import CheckpointError, ConfigError, RegistryError
 from hkt_core.train import Run, StepOutput, load_run
 from hkt_core.train.methods import BaselineMethod
 from hkt_core.train.trainer import TrainingDiverged
-from test_train_support import make_child, manager_with, tiny_card
+from test_train_support import Interrupt, make_child, manager_with, tiny_card
+from test_train_support import stop_after as _stop_after
 
-
-
-class Interrupt(Exception):
-    """Stands for a kill right after an epoch's checkpoint was committed."""
-
-
-def _stop_after(epoch: int):
-    def callback(done: int, record: dict) -> None:
-        if done == epoch:
-            raise Interrupt
-    return callback
 
 
 class NaNAtSecondEpoch(BaselineMethod):
