@@ -83,7 +83,7 @@ def align_blocks(bp: BlockGraph, bc: BlockGraph, *, stages: int | None = None, m
     out_score = structural_score(pp, pc)
     result = [*chosen, BlockPair(pp.name, pc.name, pp.shape, pc.shape, out_score, "predictions")]
     return Alignment(pairs=tuple(result), input_shapes=bp.traced.input_shapes,
-                     method="manual" if pairs is not None else method)
+                     method="manual" if pairs is not None else method, traced=(bp.traced, bc.traced))
 
 
 def _check_calibration(method: str, inputs: tuple[torch.Tensor, ...]) -> None:
