@@ -1,7 +1,9 @@
 """Several methods over several seeds on one pair: a table of mean +- std, a markdown file, a chart.
 
 Each (method, seed) is an ordinary run folder ``<out>/<method>-seed<seed>``; a finished one is
-reused and an interrupted one is resumed, so a comparison can be stopped and started again.
+reused and an interrupted one is resumed, so a comparison can be stopped and started again, but
+only when its resolved configuration is identical (:mod:`hkt_core.train.identity`): a run trained
+with other settings is refused, naming the differences, and kept as it is.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ def run_comparison(pair: str, methods: Sequence[str], seeds: Sequence[int], out:
         runs = []
         for seed in seeds:
             folder = out / f"{method}-seed{seed}"
+            _check_same_settings(folder, card, method, seed, manager, overrides)
             if (folder / SUMMARY).is_file():
                 say(f"reusing {folder}")
                 runs.append(Run(folder, manager))
@@ -40,6 +43,24 @@ def run_comparison(pair: str, methods: Sequence[str], seeds: Sequence[int], out:
                               force=not (folder / STATE).is_file(), manager=manager, **overrides))
         rows.append(_row(method, [r.summary for r in runs]))
     return rows
+
+
+def _check_same_settings(folder: Path, card, method: str, seed: int, manager, overrides: dict[str, Any]) -> None:
+    """A finished or interrupted run in ``folder`` is reused or resumed only under identical settings."""
+    from ..config import read_toml
+    from ..errors import ConfigError
+    from .api import resolve
+    from .identity import describe, differences
+    from .run import CONFIG
+
+    if not (folder / CONFIG).is_file() or not ((folder / SUMMARY).is_file() or (folder / STATE).is_file()):
+        return
+    wanted = resolve(card, method, seed=seed, out=folder, manager=manager, **overrides).config()
+    diffs = differences(read_toml(folder / CONFIG), wanted)
+    if diffs:
+        raise ConfigError(f"{folder} holds a run of {method} (seed {seed}) trained with other settings "
+                          f"({describe(diffs)}); it is kept as it is: choose another --out, or remove that folder "
+                          f"to train anew")
 
 
 def _row(method: str, summaries: list[dict[str, Any]]) -> dict[str, Any]:
