@@ -48,7 +48,7 @@ def calls(monkeypatch):
 @pytest.mark.parametrize("ref", REFUSED)
 def test_standard_library_and_installed_packages_are_refused_before_any_call(ref, calls):
     with pytest.raises(UntrustedReference, match=ref.replace(".", r"\.")) as info:
-        build_model(ref, command="touch should-not-exist")
+        build_model(ref, None, command="touch should-not-exist")
     assert "\n" not in str(info.value)
     assert calls == []
 

@@ -160,7 +160,7 @@ def run_eval(args) -> int:
     import torch
 
     values = evaluate(run.child(args.which), getattr(splits, args.split), task, batch_size=train.batch_size,
-                      device=torch.device("cpu"))
+                      device=torch.device("cpu"), manager=manager)
     print(f"{run.path} ({args.which} checkpoint) on the {args.split} split:")
     for k, v in values.items():
         print(f"  {k:<10} {v:.6f}")

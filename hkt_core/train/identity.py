@@ -1,20 +1,22 @@
 """When a run folder holds "the same run": one rule for reusing a finished run and for resuming one.
 
 Two resolved configurations (``RunSpec.config()``, stored as ``config.toml``) describe the same run
-when they agree on every setting that can change what the run computes: the pair and method, every
-``[train]``, ``[hkt]`` and ``[method_options]`` value and the whole ``[card]``. Only settings that
-never change the trained weights are left out (:data:`NOT_COMPARED`).
+when they agree on every setting: the pair and method, every ``[train]``, ``[hkt]`` and
+``[method_options]`` value and the whole ``[card]``, compared as config.toml stores them. Left out
+are the entries that name one run (:data:`RUN_SPECIFIC`) and the settings that never change the
+trained weights (:data:`NOT_COMPARED`).
 
-``hkt compare`` reuses a finished run only when nothing differs. ``--resume`` continues a run
+``hkt compare`` and the benchmarks reuse a finished run only when nothing differs
+(:func:`hkt_core.train.reuse.train_or_reuse`). ``--resume`` continues a run
 only when nothing differs except the optimisation settings in :data:`RESUMABLE`; such a change is
 explicit (the user passed it), and is written to the run's ``history.jsonl`` and ``config.toml``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -23,49 +25,56 @@ from ..errors import ConfigError
 from ..io import atomic_write_text
 from .run import HISTORY
 
+#: Entries of config.toml that describe one run rather than what it trains.
+RUN_SPECIFIC = ("run", "parent", "world_size")
 #: Settings that never change what a run computes (the parent cache key leaves them out too).
 NOT_COMPARED = frozenset({"train.device", "train.num_workers", "card.description", "card.source_folder"})
 #: Settings ``--resume`` may change, with a record in the run's history.
 RESUMABLE = ("train.lr", "train.grad_clip", "train.weight_decay")
-_SECTIONS = ("train", "hkt", "method_options", "card")
-_TOP = ("pair", "method", "trains_parent")
 
 
-def _norm(value: Any) -> Any:
+def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(data, dict):
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out
+    if isinstance(data, (list, tuple)):
+        return {prefix[:-1]: [_normal(v) for v in data]}
+    return {prefix[:-1]: _normal(data)}
+
+
+def _normal(value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: _norm(v) for k, v in value.items() if v is not None}
+        return {k: _normal(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_norm(v) for v in value]
+        return [_normal(v) for v in value]
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value
 
 
-def _flat(config: dict[str, Any]) -> dict[str, Any]:
-    out = {key: _norm(config.get(key)) for key in _TOP}
-    for section in _SECTIONS:
-        for key, value in (config.get(section) or {}).items():
-            out[f"{section}.{key}"] = _norm(value)
-    return out
+def _compared(config: dict[str, Any]) -> dict[str, Any]:
+    """Dotted keys of a configuration as config.toml stores it (TOML drops None, tuples become lists)."""
+    data = tomllib.loads(to_toml({k: v for k, v in config.items() if k not in RUN_SPECIFIC}))
+    return {k: v for k, v in _flatten(data).items() if k not in NOT_COMPARED}
 
 
 def differences(stored: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
     """``{dotted key: (stored value, new value)}`` for every compared setting that differs."""
-    a, b = _flat(stored), _flat(new)
-    return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b))
-            if k not in NOT_COMPARED and a.get(k) != b.get(k)}
+    a, b = _compared(stored), _compared(new)
+    return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
+
+
+def difference_lines(stored: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """``key: run has X, now Y`` for every compared setting that differs."""
+    return [f"{k}: run has {a!r}, now {b!r}" for k, (a, b) in differences(stored, new).items()]
 
 
 def describe(diffs: dict[str, tuple[Any, Any]], limit: int = 6) -> str:
     parts = [f"{k}: run has {a!r}, now {b!r}" for k, (a, b) in list(diffs.items())[:limit]]
     more = len(diffs) - limit
     return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
-
-
-def fingerprint(config: dict[str, Any]) -> str:
-    """A short hash of the compared settings: equal for configurations with no differences."""
-    flat = {k: v for k, v in _flat(config).items() if k not in NOT_COMPARED}
-    return hashlib.sha256(json.dumps(flat, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 
 def check_resume(folder: Path, new: dict[str, Any], epoch: int, say=None) -> dict[str, tuple[Any, Any]]:

@@ -134,10 +134,9 @@ class Run:
 
     def origin(self):
         """The trust rule for the code this run folder names (:mod:`hkt_core.trust`)."""
-        from ..plugins import default_manager
         from ..trust import run_origin
 
-        pairs = (self._manager or default_manager()).registry("pairs")
+        pairs = self.manager.registry("pairs")
         trusted = {e.obj.source_folder for e in pairs.entries() if getattr(e.obj, "source_folder", None)}
         return run_origin(self.path, self.card.source_folder, trusted_folders=trusted, trust_code=self.trust_code)
 
@@ -176,16 +175,24 @@ class Run:
         with scope(self.origin()):
             if rebuild is not None:
                 tensors, _ = read_tensors(file, what="weights file")
-                return rebuild(self.card, tensors, self._manager)
+                return rebuild(self.card, tensors, self.manager)
             ref, options = self.network_ref()
-            model = build_model(ref, self._manager, **options)
+            model = build_model(ref, self.manager, **options)
         load_module_state(model, file, what=f"model {ref!r}")
         return model
 
-    def _method_class(self):
-        from ..plugins import default_manager
+    @property
+    def manager(self):
+        """The plugin manager this run's names are looked up in (the process-wide one unless
+        :func:`load_run` was given one), resolved once."""
+        if self._manager is None:
+            from ..plugins import default_manager
 
-        registry = (self._manager or default_manager()).registry("methods")
+            self._manager = default_manager()
+        return self._manager
+
+    def _method_class(self):
+        registry = self.manager.registry("methods")
         return registry.get(self.method) if self.method in registry else None
 
 
