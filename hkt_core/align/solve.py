@@ -9,7 +9,9 @@ ancestor of p_i or c_j an ancestor of c_i, impossible when both topological posi
 Objective for N-1 mixing pairs: maximise the sum over k of ``score(p_k, c_k) + PLACEMENT_WEIGHT *
 (1 - |mean depth(p_k, c_k) - k/(N-1)|)``: the pair score, plus a preference for spreading the
 mixing points evenly over the networks' depth (the last sits next to the predictions, where the
-paper's CIFAR pair mixes pooled features). Incompatible pairs (resolution differs) are excluded.
+paper's CIFAR pair mixes pooled features; the placement weighs as much as the pair score, so a
+transformer whose values all have one token count still spreads its mixing points). Pairs that
+cannot mix (:func:`hkt_core.kinds.mixing_pair_problem`) are excluded.
 Cost: O((N-1) x Kp x Kc) in numpy for Kp parent and Kc child candidates.
 """
 
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-PLACEMENT_WEIGHT = 0.5
+PLACEMENT_WEIGHT = 1.0
 
 
 def _prefix_max(f: np.ndarray) -> np.ndarray:
