@@ -52,6 +52,7 @@ _MAP_FUNCTIONS = ("conv1d", "conv_transpose1d", "batch_norm", "instance_norm", "
                   "avg_pool1d", "adaptive_avg_pool1d", "adaptive_max_pool1d", "lp_pool1d")
 _MOVES = ("transpose", "permute", "movedim", "swapaxes", "swapdims")
 _FLATTENS = ("flatten", "view", "reshape")
+_BROADCASTS = ("add", "mul", "sub", "truediv", "div", "__add__", "__mul__")
 _STATED_RE = re.compile(r"^(map|tokens|vector)(\+cls)?(?:\s+(\d+(?:x\d+)*))?$")
 
 
@@ -301,6 +302,9 @@ def _from_consumers(gm: fx.GraphModule, n: fx.Node, shapes, info) -> ValueKind:
             return ValueKind("map" if got.kind == "tokens" else "tokens", shape)
         if tuple(shapes[user]) == tuple(shape) and got.kind in ("map", "tokens"):
             return ValueKind(got.kind, shape)
+        if (_target_name(user) in _BROADCASTS and len(shapes[user]) == 3 and got.kind == "tokens"
+                and shapes[user][1] == shape[1]):   # (B, N, 1) * (N, D): features broadcast per token
+            return ValueKind("tokens", shape)
     return ValueKind("map", shape)
 
 
