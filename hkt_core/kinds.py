@@ -30,7 +30,6 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 
 import attrs
-import torch
 from torch import fx, nn
 
 from .errors import AlignmentError
