@@ -206,25 +206,37 @@ def infer_kinds(gm: fx.GraphModule, shape_of: Callable[[fx.Node], tuple[int, ...
     def rank3_inputs(n: fx.Node) -> list[fx.Node]:
         return [a for a in n.all_input_nodes if shapes.get(a) is not None and len(shapes[a]) == 3]
 
-    for n in nodes:
-        shape = shapes[n]
-        if shape is None or len(shape) < 2:
-            continue
-        if n in stated:
-            kind, cls, grid = parse_stated(stated[n], f"layout of {n.name!r}")
-            if (kind == "vector") != (len(shape) == 2) or (kind == "tokens" and len(shape) != 3):
-                raise AlignmentError(f"the stated layout {stated[n]!r} does not fit the value's shape {list(shape)}: "
-                                     f"tokens are (B, N, D), vectors (B, C), maps (B, C, *spatial)")
-            info[n] = ValueKind(kind, shape, cls, grid)
-            continue
-        if len(shape) != 3:
-            info[n] = ValueKind("vector" if len(shape) == 2 else "map", shape)
-            continue
-        info[n] = _forward_rule(gm, n, shape, shapes, info, rank3_inputs(n))
-    # values with no producing evidence take their kind from what reads them
+    stated_kinds: dict[fx.Node, ValueKind] = {}
+    for n, text in stated.items():
+        shape = shapes.get(n)
+        kind, cls, grid = parse_stated(text, f"layout of {n.name!r}")
+        if shape is None or (kind == "vector") != (len(shape) == 2) or (kind == "tokens" and len(shape) != 3):
+            raise AlignmentError(f"the stated layout {text!r} does not fit the value's shape "
+                                 f"{list(shape) if shape else shape}: tokens are (B, N, D), vectors (B, C), "
+                                 f"maps (B, C, *spatial)")
+        stated_kinds[n] = ValueKind(kind, shape, cls, grid)
+
+    def forward_pass() -> None:
+        for n in nodes:
+            shape = shapes[n]
+            if shape is None or len(shape) < 2:
+                continue
+            if n in stated_kinds:
+                info[n] = stated_kinds[n]
+            elif len(shape) != 3:
+                info[n] = ValueKind("vector" if len(shape) == 2 else "map", shape)
+            else:
+                found = _forward_rule(gm, n, shape, shapes, info, rank3_inputs(n))
+                info[n] = found if found is not None else info.get(n)
+
+    # 1. evidence flows forward from the operations that produce values; 2. values still unknown
+    # take their kind from what reads them; 3. a second forward pass carries class tokens and grids
+    # through the values step 2 settled.
+    forward_pass()
     for n in reversed(nodes):
         if n in info and info[n] is None:
             info[n] = _from_consumers(gm, n, shapes, info)
+    forward_pass()
     return {n: v for n, v in info.items() if v is not None}
 
 
@@ -299,6 +311,9 @@ def _from_consumers(gm: fx.GraphModule, n: fx.Node, shapes, info) -> ValueKind:
             continue
         if _swaps_last_two(user, 3):
             return ValueKind("map" if got.kind == "tokens" else "tokens", shape)
+        if _target_name(user) == "cat" and got.kind == "tokens" and len(shapes[user]) == 3 \
+                and shapes[user][2] == shape[2]:   # joined with other tokens (a class token, say)
+            return ValueKind("tokens", shape)
         if tuple(shapes[user]) == tuple(shape) and got.kind in ("map", "tokens"):
             return ValueKind(got.kind, shape)
         if (_target_name(user) in _BROADCASTS and len(shapes[user]) == 3 and got.kind == "tokens"
