@@ -65,6 +65,8 @@ class PluginManager:
         self.pm = pluggy.PluginManager(PROJECT)
         self.pm.add_hookspecs(hookspecs)
         self.registries: dict[str, Registry] = {kind: Registry(kind) for kind in KINDS}
+        for registry in self.registries.values():
+            registry.missing_hint = self.missing_hint
         self.plugins: dict[str, PluginInfo] = {}
 
     def __repr__(self) -> str:
@@ -132,6 +134,20 @@ class PluginManager:
         return info
 
     # -- queries -------------------------------------------------------------------------------
+    def missing_hint(self, kind: str) -> str:
+        """``; plugin 'y' failed to load: ...`` for each plugin that could have registered a name of
+        ``kind`` but did not load (the user's cards only count for pairs)."""
+        parts = []
+        for info in self.plugins.values():
+            if info.name == "user" and kind != "pairs":
+                continue
+            if info.error:
+                what = "has cards that failed to load" if info.name == "user" else "failed to load"
+                parts.append(f"; plugin {info.name!r} {what}: {info.error}")
+            elif info.disabled:
+                parts.append(f"; plugin {info.name!r} is disabled ({DISABLE_ENV})")
+        return "".join(parts)
+
     def registry(self, kind: str) -> Registry:
         try:
             return self.registries[kind]

@@ -151,3 +151,15 @@ def test_calibration_draw_is_fixed_by_its_seed(signals):
     assert a.samples == 32 and torch.equal(a.inputs[0], b.inputs[0]) and not torch.equal(a.inputs[0], c.inputs[0])
     with pytest.raises(AlignmentError, match="calibration samples = 4 is invalid"):
         calibration_from_dataset(data, samples=4)
+
+
+def test_layouts_stated_for_the_alignment_travel_with_it_to_the_family():
+    x = torch.randn(2, 1, 40)
+    stated = {"child:block_b": "tokens"}
+    a = align(TinyConv1d(), TinyConv1d(), x, pairs=[("block_b", "block_b")], layouts=stated)
+    assert (a.pairs[0].parent_kind, a.pairs[0].child_kind) == ("map", "tokens")
+    back = type(a).from_json(a.to_json())
+    assert back.layouts == stated and json.loads(a.to_json())["layouts"] == stated
+    family = Family(TinyConv1d(), TinyConv1d(), back, HKTConfig(), example_inputs=x)
+    assert type(family.points[0].to_child_transfer).__name__ == "MapToTokens"
+    assert type(family.points[0].to_parent_transfer).__name__ == "TokensToMap"

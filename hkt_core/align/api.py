@@ -99,7 +99,8 @@ def align_blocks(bp: BlockGraph, bc: BlockGraph, *, stages: int | None = None, m
     result = [*chosen, _pair(pp, pc, out_score, "predictions")]
     return Alignment(pairs=tuple(result), input_shapes=bp.traced.input_shapes,
                      method="manual" if pairs is not None else method,
-                     calibration=calib.describe() if calib is not None and pairs is None else None)
+                     calibration=calib.describe() if calib is not None and pairs is None else None,
+                     layouts={**bp.layouts, **bc.layouts}, traced=(bp.traced, bc.traced))
 
 
 def _pair(p: Block, c: Block, score: float, reason: str, cka: float | None = None) -> BlockPair:

@@ -67,6 +67,7 @@ class BlockGraph:
     depth_weights: np.ndarray | None   # per-value weights of relative depth (FLOPs or parameters)
     prediction_mask: np.ndarray        # values the prediction depends on
     kinds: dict[str, ValueKind]        # name -> kind of every batched value
+    layouts: dict[str, str]            # the layouts stated for this analysis (both sides' entries)
     candidates: tuple[Block, ...]
     prediction: Block
 
@@ -182,7 +183,7 @@ def discover(traced: TracedModel, declared: Sequence[str] | None = None,
     batch = traced.input_shapes[0][0]
     bg = BlockGraph(traced=traced, ancestors=ancestors, cut_points=frozenset(cut), depth_weights=weights,
                     prediction_mask=pred_mask,
-                    kinds=traced_kinds(traced, layouts, side), candidates=(), prediction=None)  # type: ignore[arg-type]
+                    kinds=traced_kinds(traced, layouts, side), layouts=dict(layouts or {}), candidates=(), prediction=None)  # type: ignore[arg-type]
     if declared is not None:
         names = []
         for raw in declared:

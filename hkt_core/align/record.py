@@ -99,6 +99,12 @@ class Alignment:
     method: str = "structural"
     #: where the activation method's samples came from (``method="activation"``)
     calibration: dict[str, Any] | None = attrs.field(default=None, hash=False)
+    #: layouts stated for values whose kind the graph reading got wrong; a Family built from this
+    #: alignment applies them too, so it reads every value as the alignment did
+    layouts: dict[str, str] = attrs.field(factory=dict, hash=False, converter=lambda v: dict(v or {}))
+    #: the two :class:`hkt_core.trace.TracedModel` (parent, child) the alignment was computed on, when
+    #: it was (not stored in JSON); a Family built from this alignment reuses them instead of tracing again
+    traced: tuple[Any, Any] | None = attrs.field(default=None, eq=False, repr=False)
 
     @property
     def stages(self) -> int:
@@ -118,6 +124,8 @@ class Alignment:
                 "input_shapes": [list(s) for s in self.input_shapes]}
         if self.calibration is not None:
             data["calibration"] = dict(self.calibration)
+        if self.layouts:
+            data["layouts"] = dict(self.layouts)
         data["pairs"] = [p.to_dict() for p in self.pairs]
         return data
 
@@ -125,8 +133,8 @@ class Alignment:
         """JSON text, one pair per line (``Alignment.from_json`` reads it back)."""
         data = self.to_dict()
         pairs = ",\n".join(f"    {json.dumps(p)}" for p in data["pairs"])
-        calibration = (f'  "calibration": {json.dumps(data["calibration"])},\n'
-                       if "calibration" in data else "")
+        calibration = "".join(f'  "{key}": {json.dumps(data[key])},\n' for key in ("calibration", "layouts")
+                              if key in data)
         return (f'{{\n  "version": {data["version"]},\n  "method": {json.dumps(data["method"])},\n'
                 f'  "input_shapes": {json.dumps(data["input_shapes"])},\n{calibration}  "pairs": [\n{pairs}\n  ]\n}}')
 
@@ -156,8 +164,12 @@ class Alignment:
         calibration = data.get("calibration")
         if calibration is not None and not isinstance(calibration, dict):
             raise AlignmentError("alignment 'calibration' must be an object")
+        layouts = data.get("layouts") or {}
+        if not isinstance(layouts, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                    for k, v in layouts.items()):
+            raise AlignmentError("alignment 'layouts' must map node names to layouts, e.g. {\"enc\": \"tokens\"}")
         return cls(pairs=pairs, input_shapes=shapes, method=str(data.get("method", "structural")),
-                   calibration=calibration)
+                   calibration=calibration, layouts=layouts)
 
     @classmethod
     def from_json(cls, text: str) -> "Alignment":

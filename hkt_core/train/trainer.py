@@ -61,6 +61,8 @@ class RunSpec:
     manager: Any = None
     progress: bool | None = None
     callbacks: Sequence[EpochCallback] = ()
+    #: run :func:`hkt_core.preflight.check_pair` for this method before the run folder is touched
+    preflight: bool = True
 
     def config(self) -> dict[str, Any]:
         """The fully resolved configuration stored as config.toml (minus run-specific entries)."""
@@ -170,6 +172,7 @@ class Trainer:
         if self.device.type == "cuda" and self.world.distributed:
             self.device = torch.device("cuda", self.world.local_rank)
             torch.cuda.set_device(self.device)
+        self._splits: Splits | None = None  # the pre-flight's, when it ran
 
     # -- set-up ------------------------------------------------------------------------------
     def _prepare_folder(self) -> dict[str, Any] | None:
@@ -232,7 +235,7 @@ class Trainer:
                 sub = RunSpec(card=spec.card, method="parent", method_cls=spec.manager.lookup("methods", "parent"),
                               train=attrs.evolve(train, device=spec.train.device), hkt=spec.hkt, out=folder,
                               resume=(folder / files.STATE).is_file(), force=True, manager=spec.manager,
-                              progress=spec.progress)
+                              progress=spec.progress, preflight=False)
                 Trainer(sub).fit()
 
             parent, source = parents.cached_parent(spec.card, spec.manager, train_missing=train_missing,
@@ -254,6 +257,10 @@ class Trainer:
     # -- the loop ----------------------------------------------------------------------------
     def fit(self) -> Path:
         try:
+            if self.spec.preflight:
+                from ..preflight import preflight_run
+
+                self._splits = preflight_run(self.spec).splits
             return self._fit()
         finally:
             close_world(self.world)
@@ -262,10 +269,11 @@ class Trainer:
         self.spec.out = Path(broadcast_text(self.world, str(self.spec.out)))
         state = self._prepare_folder()
         task = self.spec.manager.lookup("losses", self.spec.card.task)
-        splits = load_splits(self.spec.card, self.spec.train, self.spec.manager)
+        splits = self._splits if self._splits is not None else load_splits(self.spec.card, self.spec.train,
+                                                                            self.spec.manager)
         parent, parent_info = self._resolve_parent()
         seed_everything(self.spec.train.seed)
-        method = self._build_method(task, parent)
+        method = self._build_method(task, parent, state)
         run = _Session(method=method, task=task, splits=splits, parent=parent, parent_info=parent_info,
                        trainable=method.trainable_module().to(self.device),
                        # a method may replace the network it trains (e.g. a compressed parent)
@@ -285,8 +293,11 @@ class Trainer:
         return self._finish(self.spec.out, run.run_id, method, task, splits, run.best, parent_info)
 
     # -- the loop's steps ----------------------------------------------------------------------
-    def _build_method(self, task: Any, parent: nn.Module | None) -> Method:
-        """The run's method around a freshly built network (the child, or the parent for ``parent``)."""
+    def _build_method(self, task: Any, parent: nn.Module | None, state: dict[str, Any] | None) -> Method:
+        """The run's method around a freshly built network (the child, or the parent for ``parent``).
+
+        A method that mixes records its alignment in ``alignment.json`` and prints the mixing points;
+        a resumed run reads the recorded alignment back, so it keeps its mixing points."""
         spec, card = self.spec, self.spec.card
         ref, options = ((card.parent, card.parent_options) if spec.method_cls.trains_parent
                         else (card.child, card.child_options))
@@ -294,8 +305,14 @@ class Trainer:
         example = tuple(t.to(self.device) for t in adapter_for(child).example_inputs(child, card.input_shapes))
         ctx = MethodContext(child=child, task=task, train=spec.train, hkt=spec.hkt, card=card, parent=parent,
                             example_inputs=example, device=self.device, options=dict(spec.method_options),
-                            manager=spec.manager)
-        return spec.method_cls(ctx)
+                            manager=spec.manager, alignment=files.read_alignment(spec.out) if state else None)
+        method = spec.method_cls(ctx)
+        if ctx.alignment is not None and self.world.main:
+            from ..preflight import mixing_points_line
+
+            files.write_alignment(spec.out, ctx.alignment)
+            _say(self.world, f"alignment: {mixing_points_line(ctx.alignment)}")
+        return method
 
     def _start_or_resume(self, run: _Session, state: dict[str, Any] | None) -> None:
         """A new run writes config.toml under a fresh run id; a resumed one loads its last checkpoint."""
