@@ -58,7 +58,6 @@ class PatchTransformer(_Encoder):
         super().__init__(side ** spatial_dims, dim, depth, heads, num_classes)
         conv = {1: nn.Conv1d, 2: nn.Conv2d}[spatial_dims]
         self.embed = conv(in_channels, dim, patch, stride=patch)
-        self.hkt_blocks = ("embed", *(f"blocks.{i}" for i in range(depth)), "norm", "head")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.encode(self.embed(x).flatten(2).transpose(1, 2)))
