@@ -26,7 +26,7 @@ def test_activation_uses_the_parent_weights_and_the_pairs_data(tmp_path, capsys)
 
     card = default_manager().lookup("pairs", "hetero-digits-vit-cnn")
     weights = tmp_path / "parent.safetensors"
-    save_file(build_model(card.parent, **card.parent_options).state_dict(), str(weights))
+    save_file(build_model(card.parent, default_manager(), **card.parent_options).state_dict(), str(weights))
     argv = ["align", "hetero-digits-vit-cnn", "--method", "activation", "--parent-weights", str(weights),
             "--calibration-samples", "48", "--json"]
     assert main([*argv, "--batch-size", "7"]) == 0

@@ -110,7 +110,7 @@ def pair_on_path(tmp_path, monkeypatch):
 def test_check_pair_reports_every_method(pair_on_path):
     report = check_pair(pair_on_path)
     assert report.samples == {"train": 96, "val": 24, "test": 40}
-    assert report.num_classes == 3 and report.prediction_shape == (4, 3)
+    assert report.num_classes == 3 and report.prediction_shape == (2, 3)
     ran = {m.name for m in report.methods if m.applies}
     assert {"parent", "baseline", "kd", "hkt"} <= ran
     assert report.alignment is not None and report.alignment.stages == 2
@@ -132,7 +132,7 @@ def test_check_pair_leaves_the_callers_random_state_alone(pair_on_path):
 @pytest.mark.parametrize("change, words", [
     ({"child_options": {"classes": 5}}, ["child", "predicts 5 classes", "has 3 classes", "num_classes = 3"]),
     ({"parent_options": {"classes": 4}}, ["parent", "predicts 4 classes", "has 3 classes"]),
-    ({"child_options": {"inputs": 10}}, ["child", "fails on a batch", "(4, 12)", "mat1 and mat2"]),
+    ({"child_options": {"inputs": 10}}, ["child", "fails on a batch", "(2, 12)", "mat1 and mat2"]),
     ({"input_shapes": [[1, 10]]}, ["yields inputs of shape (12,)", "expects (10,)"]),
     ({"dataset_options": {"label_offset": 7}}, ["cannot score", "fix:"]),
     ({"parent_options": {"dim": "eight"}}, ["the parent cannot be built", "rejected options", "[parent_options]"]),
@@ -282,3 +282,79 @@ def test_a_missing_name_mentions_the_plugins_that_failed_to_load():
     assert message.startswith("unknown pairs 'tab-pair'")
     assert "; plugin 'tabular' failed to load: RuntimeError: its data folder is missing" in message
     assert "plugin 'tabular'" not in str(pytest.raises(hkt_core.RegistryError, hkt_core.lookup, "pairs", "tab-pair").value)
+
+
+def test_card_layouts_reach_the_family(pair_on_path):
+    import attrs
+
+    card = attrs.evolve(pair_on_path, alignment=(("norm", "3"),), hkt=hkt_core.HKTConfig(
+        extractor="pool", directions="backbone", alphas=(0.3, 0.7, 0.0)))
+    as_tokens = check_pair(card, methods=["hkt"], required=["hkt"])
+    as_map = attrs.evolve(card, layouts={"parent:norm": "map"})
+    from hkt_core.train.methods import HKTMethod
+    from hkt_core.train.method import MethodContext
+    from hkt_core.models import build_model
+    import torch
+
+    def family(c):
+        manager = hkt_core.get_plugin_manager()
+        parent, child = (build_model(c.parent, manager, **c.parent_options),
+                         build_model(c.child, manager, **c.child_options))
+        ctx = MethodContext(child=child, task=hkt_core.lookup("losses", "classification"), train=c.train,
+                            hkt=c.hkt, card=c, parent=parent.requires_grad_(False), example_inputs=(torch.randn(1, 12),))
+        return HKTMethod(ctx).family
+
+    assert as_tokens.alignment.mixing_pairs[0].parent == "norm"
+    assert family(card).points[0].to_child_transfer is not None
+    tokens_plan, map_plan = family(card)._plan[0], family(as_map)._plan[0]
+    assert tokens_plan.parent_layouts == ("channels_last",) and map_plan.parent_layouts == ("channels_first",)
+
+
+# -- the contract kit --------------------------------------------------------------------------
+
+def test_check_all_limited_to_one_plugin(pair_on_path):
+    from hkt_core.testing import contracts
+
+    manager = hkt_core.get_plugin_manager()
+    manager.registry("pairs").add(pair_on_path.name, pair_on_path, plugin="tabular")
+    manager.plugins["tabular"] = hkt_core.plugins.PluginInfo("tabular", None, None)
+    assert contracts.check_all("pairs", manager, plugin="tabular") == ["tab-mixer-mlp"]
+    assert contracts.check_all("models", manager, plugin="tabular") == []
+    assert set(contracts.check_all("losses", manager, plugin="core")) >= {"classification"}
+    with pytest.raises(hkt_core.RegistryError, match="unknown plugin 'tabulr'; closest: tabular"):
+        contracts.check_all("pairs", manager, plugin="tabulr")
+
+
+def test_models_and_pairs_contracts_name_what_is_broken(pair_on_path):
+    import attrs
+    from torch import nn
+
+    from hkt_core.testing import contracts
+
+    class Declares(hkt_core.Adapter):
+        model_names = ("tab-declared",)
+
+        def declared_blocks(self, model):
+            return ["embed", "no_such_block"]
+
+    manager = hkt_core.get_plugin_manager()
+    manager.registry("adapters").add("declares", Declares(), plugin="test")
+    manager.registry("models").add("tab-declared", lambda: nn.Sequential(nn.Linear(12, 3)), plugin="test",
+                                   input_shapes=[[1, 12]])
+    with pytest.raises(AssertionError, match="model 'tab-declared': a block its adapter declares is not in its trace"):
+        contracts.check_entry("models", "tab-declared", manager)
+    contracts.check_model(pair_on_path.parent, manager=manager, input_shapes=[[2, 12]])
+    bad = attrs.evolve(pair_on_path, child_options={"classes": 5})
+    with pytest.raises(AssertionError, match="pair 'tab-mixer-mlp' fails its pre-flight: .*predicts 5 classes"):
+        contracts.check_pair_card("tab-mixer-mlp", bad, manager)
+
+
+def test_a_pair_whose_data_needs_a_folder_is_checked_without_data():
+    from hkt_core.testing import contracts
+
+    card = hkt_core.lookup("pairs", "cifar-resnet56-resnet20")
+    assert "root" not in card.dataset_options
+    contracts.check_entry("pairs", "cifar-resnet56-resnet20")
+    with pytest.raises(PairCheckError) as info:
+        check_pair(card, methods=["baseline"])
+    assert info.value.stage == "data"

@@ -211,7 +211,6 @@ def test_wrong_input_shapes_name_the_expectation(tmp_path):
 
 
 def test_resume_is_exact_for_hkt_with_its_operators(manager, tmp_path):
-    pytest.importorskip("hkt_core.family")
     common = dict(manager=manager, epochs=3, seed=7)
     a = hkt_core.train("tiny-bn", "hkt", out=tmp_path / "A", **common)
     with pytest.raises(Interrupt):

@@ -30,22 +30,32 @@ METHODS = ("structural", "activation")
 MAX_AUTO_MIXING = 4
 
 
-def analyse(model: nn.Module, example_inputs: Any, adapter: Adapter | None = None,
-            layouts: Mapping[str, str] | None = None, side: str = "") -> BlockGraph:
+def analyse(model: nn.Module, example_inputs: Any, adapter: Adapter | None = None, *,
+            manager: Any = None, layouts: Mapping[str, str] | None = None, side: str = "") -> BlockGraph:
     """Trace ``model`` and discover its candidate blocks (the adapter may declare them).
 
+    Without ``adapter``, the one ``manager`` (default: the process-wide manager) has for ``model``.
     ``layouts`` states value layouts (see :mod:`hkt_core.kinds`); ``side`` is ``parent`` or
     ``child`` for entries prefixed with it.
     """
-    adapter = adapter or adapter_for(model)
+    if adapter is None:
+        adapter = adapter_for(model, _manager(manager))
     traced = trace(model, example_inputs, adapter)
     return discover(traced, adapter.declared_blocks(model), layouts=layouts, side=side)
+
+
+def _manager(manager: Any) -> Any:
+    if manager is not None:
+        return manager
+    from ..plugins import default_manager
+
+    return default_manager()
 
 
 def align(parent: nn.Module, child: nn.Module, example_inputs: Any, stages: int | None = None,
           method: str = "structural", pairs: Sequence[tuple[str, str]] | None = None, *,
           layouts: Mapping[str, str] | None = None, calibration: Any = None,
-          batch_size: int = 64) -> Alignment:
+          batch_size: int = 64, manager: Any = None) -> Alignment:
     """Align ``parent``'s blocks to ``child``'s; the last pair is the two models' predictions.
 
     ``example_inputs`` (a tensor or a tuple of tensors) feed both models. ``method="activation"``
@@ -57,6 +67,7 @@ def align(parent: nn.Module, child: nn.Module, example_inputs: Any, stages: int 
     predictions pair may be given last or left implied) and is validated instead of searched.
     ``layouts`` states the layout of values the graph reading gets wrong
     (``{"encoder.out": "tokens"}``; ``"parent:name"`` / ``"child:name"`` for one side).
+    ``manager`` is the plugin manager the models' adapters come from (default: the process-wide one).
     """
     if method not in METHODS:
         raise AlignmentError(f"method={method!r} is not supported; choose one of {', '.join(METHODS)}")
@@ -66,8 +77,9 @@ def align(parent: nn.Module, child: nn.Module, example_inputs: Any, stages: int 
     inputs = (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)
     if calibration is None:
         _check_calibration(method, inputs)
-    bp = analyse(parent, inputs, layouts=layouts, side="parent")
-    bc = analyse(child, inputs, layouts=layouts, side="child")
+    manager = _manager(manager)
+    bp = analyse(parent, inputs, manager=manager, layouts=layouts, side="parent")
+    bc = analyse(child, inputs, manager=manager, layouts=layouts, side="child")
     return align_blocks(bp, bc, stages=stages, method=method, pairs=pairs, inputs=inputs,
                         calibration=calibration, batch_size=batch_size)
 

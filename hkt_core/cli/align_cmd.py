@@ -65,16 +65,19 @@ def run(args) -> int:
         raise ConfigError(f"expected PAIR or PARENT CHILD, got {len(args.models)} names: {' '.join(args.models)}")
     pairs = [parse_pair(p) for p in args.pair] if args.pair else None
     stages = args.stages
-    calibration = None
-    if len(args.models) == 1:
-        from ..plugins import default_manager
+    from ..plugins import default_manager
 
-        card = default_manager().lookup("pairs", args.models[0])
+    manager = default_manager()
+    calibration = None
+    layouts: dict[str, str] = {}
+    if len(args.models) == 1:
+        card = manager.lookup("pairs", args.models[0])
+        layouts = dict(card.layouts)
         if args.method == "activation":
-            parent, child, calibration = _activation_setup(card, args)
+            parent, child, calibration = _activation_setup(card, args, manager)
         else:
-            parent = build_model(card.parent, **card.parent_options)
-            child = build_model(card.child, **card.child_options)
+            parent = build_model(card.parent, manager, **card.parent_options)
+            child = build_model(card.child, manager, **card.child_options)
         shapes = [parse_shape(s) for s in args.input_shape] if args.input_shape else list(card.input_shapes)
         if pairs is None and card.alignment is not None:
             pairs = [tuple(p) for p in card.alignment]
@@ -87,11 +90,12 @@ def run(args) -> int:
         if args.parent_weights:
             raise ConfigError("--parent-weights needs a registered PAIR (its parent architecture)")
         shapes = [parse_shape(s) for s in args.input_shape]
-        parent, child = build_model(args.models[0]), build_model(args.models[1])
+        parent, child = build_model(args.models[0], manager), build_model(args.models[1], manager)
         label = f"{args.models[0]} -> {args.models[1]}"
-    inputs = adapter_for(parent).example_inputs(parent, shapes)
+    inputs = adapter_for(parent, manager).example_inputs(parent, shapes)
     log.debug("tracing %s", label)
-    bp, bc = analyse(parent, inputs), analyse(child, inputs)
+    bp = analyse(parent, inputs, manager=manager, layouts=layouts, side="parent")
+    bc = analyse(child, inputs, manager=manager, layouts=layouts, side="child")
     alignment = align_blocks(bp, bc, stages=stages, method=args.method, pairs=pairs, inputs=tuple(inputs),
                              calibration=calibration, batch_size=args.batch_size)
     if args.plot:
@@ -114,7 +118,7 @@ def run(args) -> int:
     return 0
 
 
-def _activation_setup(card, args):
+def _activation_setup(card, args, manager):
     """The trained parent, the child at initialisation (seeded) and calibration samples of the pair's data."""
     import torch
 
@@ -124,7 +128,7 @@ def _activation_setup(card, args):
     for flag, value, least in (("--calibration-samples", args.calibration_samples, 8), ("--batch-size", args.batch_size, 1)):
         if value < least:
             raise ConfigError(f"{flag} {value} is invalid: an integer >= {least}")
-    parent = trained_parent(card, weights=args.parent_weights)
+    parent = trained_parent(card, manager, weights=args.parent_weights)
     torch.manual_seed(args.seed)
-    child = build_model(card.child, **card.child_options)
-    return parent, child, calibration_for_pair(card, samples=args.calibration_samples, seed=args.seed)
+    child = build_model(card.child, manager, **card.child_options)
+    return parent, child, calibration_for_pair(card, manager, samples=args.calibration_samples, seed=args.seed)

@@ -144,8 +144,8 @@ def run_eval(args) -> int:
     from ..train.run import load_run
     from ..train.trainer import evaluate
 
-    run = load_run(args.run_dir)
     manager = default_manager()
+    run = load_run(args.run_dir, manager)
     card = run.card
     train = structure(run.config["train"], TrainConfig)
     splits = load_splits(card, train, manager)
@@ -153,7 +153,7 @@ def run_eval(args) -> int:
     import torch
 
     values = evaluate(run.child(args.which), getattr(splits, args.split), task, batch_size=train.batch_size,
-                      device=torch.device("cpu"))
+                      device=torch.device("cpu"), manager=manager)
     print(f"{run.path} ({args.which} checkpoint) on the {args.split} split:")
     for k, v in values.items():
         print(f"  {k:<10} {v:.6f}")

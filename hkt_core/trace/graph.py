@@ -28,7 +28,7 @@ import torch
 from torch import fx, nn
 from torch.utils import _pytree as pytree
 
-from ..adapters import Adapter, adapter_for
+from ..adapters import Adapter, GenericAdapter
 from ..errors import TraceError
 from .names import NameTable, name_table
 from .tracer import fx_trace
@@ -101,11 +101,15 @@ def _as_inputs(example_inputs: Any) -> tuple[torch.Tensor, ...]:
 
 
 def trace(model: nn.Module, example_inputs: Any, adapter: Adapter | None = None) -> TracedModel:
-    """Trace ``model`` on ``example_inputs`` (a tensor or a tuple of tensors). See module doc."""
+    """Trace ``model`` on ``example_inputs`` (a tensor or a tuple of tensors). See module doc.
+
+    ``adapter`` tells the tracer about leaf modules, tracing arguments and the prediction; without
+    one the generic rules apply (``adapter_for(model, manager)`` finds a registered one).
+    """
     if not isinstance(model, nn.Module):
         raise TraceError(f"trace() needs an nn.Module, got {type(model).__name__}")
     inputs = _as_inputs(example_inputs)
-    adapter = adapter or adapter_for(model)
+    adapter = adapter or GenericAdapter()
     shapes = tuple(tuple(t.shape) for t in inputs)
     concrete = adapter.concrete_args(model)
     # fx traces the model in its own mode (functional code reading self.training keeps it);

@@ -12,7 +12,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..adapters import adapter_for
 from .method import Method, MethodContext, StepOutput
 
 __all__ = ["BUILTIN_METHODS", "BaselineMethod", "HKTMethod", "KDMethod", "Method", "MethodContext",
@@ -27,7 +26,7 @@ class BaselineMethod(Method):
     """The child alone, trained on the task loss."""
 
     def training_step(self, inputs, target):
-        prediction = adapter_for(self.ctx.child).prediction(_call(self.model, inputs))
+        prediction = self.child_adapter.prediction(_call(self.model, inputs))
         loss = self.ctx.task.loss(prediction, target)
         return StepOutput(loss, {"task": float(loss.detach())})
 
@@ -51,9 +50,9 @@ class KDMethod(Method):
 
     def training_step(self, inputs, target):
         ctx = self.ctx
-        student = adapter_for(ctx.child).prediction(_call(self.model, inputs))
+        student = self.child_adapter.prediction(_call(self.model, inputs))
         with torch.no_grad():
-            teacher = adapter_for(ctx.parent).prediction(_call(ctx.parent, inputs))
+            teacher = self.parent_adapter.prediction(_call(ctx.parent, inputs))
         loss = ctx.task.distill_loss(student, teacher, target, temperature=ctx.train.kd_temperature,
                                      weight=ctx.train.kd_weight)
         return StepOutput(loss, {"distill": float(loss.detach())})
@@ -77,14 +76,16 @@ class HKTMethod(Method):
         from ..align import align
         from ..family import Family
 
+        layouts = dict(getattr(ctx.card, "layouts", None) or {})  # a card's [alignment] layouts
         if ctx.alignment is None:
             card = ctx.card
             ctx.alignment = align(ctx.parent, ctx.child, ctx.example_inputs,
                                   stages=card.stages if card is not None else 2,
-                                  pairs=card.alignment if card is not None else None)
+                                  pairs=card.alignment if card is not None else None, manager=ctx.manager,
+                                  layouts=layouts)
         # The run's task (the card's) scores the streams, whatever HKTConfig.task says.
         self.family = Family(ctx.parent, ctx.child, ctx.alignment, ctx.hkt, example_inputs=ctx.example_inputs,
-                             task=ctx.task, manager=ctx.manager).to(ctx.device)
+                             task=ctx.task, manager=ctx.manager, layouts=layouts).to(ctx.device)
 
     def trainable_module(self) -> nn.Module:
         return self.family

@@ -150,16 +150,24 @@ class Run:
         rebuild = getattr(method_cls, "deployed_from_state", None)
         if rebuild is not None:
             tensors, _ = read_tensors(file, what="weights file")
-            return rebuild(self.card, tensors, self._manager)
+            return rebuild(self.card, tensors, self.manager)
         ref, options = self.network_ref()
-        model = build_model(ref, self._manager, **options)
+        model = build_model(ref, self.manager, **options)
         load_module_state(model, file, what=f"model {ref!r}")
         return model
 
-    def _method_class(self):
-        from ..plugins import default_manager
+    @property
+    def manager(self):
+        """The plugin manager this run's names are looked up in (the process-wide one unless
+        :func:`load_run` was given one), resolved once."""
+        if self._manager is None:
+            from ..plugins import default_manager
 
-        registry = (self._manager or default_manager()).registry("methods")
+            self._manager = default_manager()
+        return self._manager
+
+    def _method_class(self):
+        registry = self.manager.registry("methods")
         return registry.get(self.method) if self.method in registry else None
 
 

@@ -98,10 +98,11 @@ def _say(world: World, message: str) -> None:
 
 # -- evaluation --------------------------------------------------------------------------------
 
-def evaluate(model: nn.Module, dataset, task, *, batch_size: int, device: torch.device,
+def evaluate(model: nn.Module, dataset, task, *, batch_size: int, device: torch.device, manager: Any,
              world: World = World(), num_workers: int = 0) -> dict[str, float]:
-    """Task loss and metrics of ``model`` over ``dataset``, exact under sharding across processes."""
-    adapter = adapter_for(model)
+    """Task loss and metrics of ``model`` over ``dataset``, exact under sharding across processes
+    (``manager``: the plugin manager the model's adapter is registered in)."""
+    adapter = adapter_for(model, manager)
     acc = MetricAccumulator(task.metrics())
     loss_sum = torch.zeros(2, dtype=torch.float64)  # (sum of per-batch mean loss * batch, samples)
     was_training = model.training
@@ -121,11 +122,11 @@ def evaluate(model: nn.Module, dataset, task, *, batch_size: int, device: torch.
     return values
 
 
-def measure_latency(model: nn.Module, input_shapes, *, device: torch.device, batch: int = 32,
+def measure_latency(model: nn.Module, input_shapes, *, device: torch.device, manager: Any, batch: int = 32,
                     repeats: int = 10) -> float:
     """Median milliseconds per sample of ``model`` in eval mode on a batch of ``batch`` samples."""
     shapes = [(batch, *s[1:]) for s in input_shapes]
-    inputs = tuple(t.to(device) for t in adapter_for(model).example_inputs(model, shapes))
+    inputs = tuple(t.to(device) for t in adapter_for(model, manager).example_inputs(model, shapes))
     was_training = model.training
     model.eval()
     times = []
@@ -302,7 +303,7 @@ class Trainer:
         ref, options = ((card.parent, card.parent_options) if spec.method_cls.trains_parent
                         else (card.child, card.child_options))
         child = build_model(ref, spec.manager, **options).to(self.device)
-        example = tuple(t.to(self.device) for t in adapter_for(child).example_inputs(child, card.input_shapes))
+        example = tuple(t.to(self.device) for t in adapter_for(child, spec.manager).example_inputs(child, card.input_shapes))
         ctx = MethodContext(child=child, task=task, train=spec.train, hkt=spec.hkt, card=card, parent=parent,
                             example_inputs=example, device=self.device, options=dict(spec.method_options),
                             manager=spec.manager, alignment=files.read_alignment(spec.out) if state else None)
@@ -389,7 +390,7 @@ class Trainer:
         deployed = run.method.deployed()
         sync_buffers(world, deployed)
         val = evaluate(deployed, run.splits.val, task, batch_size=train.batch_size, device=self.device,
-                       world=world, num_workers=train.num_workers)
+                       manager=spec.manager, world=world, num_workers=train.num_workers)
         if not math.isfinite(val["loss"]):
             self._diverged(val["loss"], epoch, steps_per_epoch - 1, run.start_epoch, run.best, spec.out,
                            where="validation")
@@ -482,15 +483,16 @@ class Trainer:
             current = method.ctx.child.state_dict()
             for k, v in tensors.items():
                 current[k].copy_(v)
-        test = evaluate(deployed, splits.test, task, batch_size=train.batch_size, device=device, world=world,
-                        num_workers=train.num_workers)
+        test = evaluate(deployed, splits.test, task, batch_size=train.batch_size, device=device,
+                        manager=spec.manager, world=world, num_workers=train.num_workers)
         if world.main:
             summary = {
                 "pair": spec.card.name, "method": spec.method, "seed": train.seed, "epochs": train.epochs,
                 "best_epoch": best["epoch"], "primary_metric": task.primary_metric,
                 "higher_is_better": task.higher_is_better, "val": best["val"], "test": test,
                 "parameters": count_parameters(deployed),
-                "latency_ms_per_sample": measure_latency(deployed, spec.card.input_shapes, device=device),
+                "latency_ms_per_sample": measure_latency(deployed, spec.card.input_shapes, device=device,
+                                                          manager=spec.manager),
                 "latency_batch": 32, "device": str(device), "world_size": world.size,
                 "train_seconds": round(sum(r.get("seconds", 0.0) for r in files.read_metrics(out)), 3),
                 "parent": parent_info,
