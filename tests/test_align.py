@@ -296,7 +296,7 @@ def test_solver_matches_brute_force():
             for cs in itertools.combinations(range(kc), count):
                 if not all(ok[i, j] for i, j in zip(ps, cs)):
                     continue
-                val = sum(scores[i, j] + PLACEMENT_WEIGHT * (1 - abs((dp[i] + dc[j]) / 2 - (k + 1) / count))
+                val = sum(scores[i, j] + PLACEMENT_WEIGHT * (1 - (abs(dp[i] - (k + 1) / count) + abs(dc[j] - (k + 1) / count)) / 2)
                           for k, (i, j) in enumerate(zip(ps, cs)))
                 if val > best_val + 1e-12:
                     best, best_val = list(zip(ps, cs)), val
@@ -304,7 +304,7 @@ def test_solver_matches_brute_force():
         if best is None:
             assert got is None and longest_chain(ok) < count
         else:
-            val = sum(scores[i, j] + PLACEMENT_WEIGHT * (1 - abs((dp[i] + dc[j]) / 2 - (k + 1) / count))
+            val = sum(scores[i, j] + PLACEMENT_WEIGHT * (1 - (abs(dp[i] - (k + 1) / count) + abs(dc[j] - (k + 1) / count)) / 2)
                       for k, (i, j) in enumerate(got))
             assert val == pytest.approx(best_val) and longest_chain(ok) >= count
 
