@@ -297,9 +297,8 @@ def test_card_layouts_reach_the_family(pair_on_path):
     import torch
 
     def family(c):
-        manager = hkt_core.get_plugin_manager()
-        parent, child = (build_model(c.parent, manager, **c.parent_options),
-                         build_model(c.child, manager, **c.child_options))
+        manager = hkt_core.default_manager()
+        parent, child = (build_model(c.parent, manager, **c.parent_options), build_model(c.child, manager, **c.child_options))
         ctx = MethodContext(child=child, task=hkt_core.lookup("losses", "classification"), train=c.train,
                             hkt=c.hkt, card=c, parent=parent.requires_grad_(False), example_inputs=(torch.randn(1, 12),))
         return HKTMethod(ctx).family
