@@ -49,6 +49,7 @@ def _stages_feasible(card: PairCard, manager) -> None:
         parent = build_model(card.parent, manager, **card.parent_options)
         child = build_model(card.child, manager, **card.child_options)
         inputs = adapter_for(parent, manager).example_inputs(parent, card.input_shapes)
-        align(parent, child, inputs, stages=card.stages, pairs=card.alignment, manager=manager)
+        align(parent, child, inputs, stages=card.stages, pairs=card.alignment, layouts=dict(card.layouts),
+              manager=manager)
     except HKTError as exc:
         raise ConfigError(f"card {card.name!r}: stages = {card.stages} cannot be aligned: {exc}") from None
