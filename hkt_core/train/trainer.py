@@ -34,7 +34,7 @@ from . import checkpoint as ckpt
 from . import run as files
 from .data import Splits, eval_loader, load_splits, split_batch, train_loader
 from .distributed import (World, all_sum, any_flag, barrier, broadcast_text, close_world, init_world,
-                          sync_buffers)
+                          raise_together, sync_buffers)
 from .method import Method, MethodContext
 from .optim import build_optimizer, learning_rate, set_learning_rate
 
@@ -179,7 +179,7 @@ class Trainer:
     def _prepare_folder(self) -> dict[str, Any] | None:
         """Create, clear or recover the run folder (rank 0); returns the committed state on resume."""
         spec, out = self.spec, self.spec.out
-        error = ""
+        failure: HKTError | None = None
         if self.world.main:
             try:
                 if spec.resume:
@@ -195,11 +195,8 @@ class Trainer:
                     files.clear_run_folder(out)
                 out.mkdir(parents=True, exist_ok=True)
             except HKTError as exc:
-                error = f"{type(exc).__name__}:{exc}"
-        error = broadcast_text(self.world, error)
-        if error:
-            kind, _, message = error.partition(":")
-            raise (CheckpointError if kind == "CheckpointError" else ConfigError)(message)
+                failure = exc
+        raise_together(self.world, failure)
         barrier(self.world)
         return ckpt.read_state(out / files.STATE) if spec.resume else None
 
