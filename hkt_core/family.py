@@ -2,8 +2,8 @@
 
 At mixing point ``i`` both pre-mix values exist; the Family computes, per direction,
 
-    phi_p = z~_i + lam * GA(query=z~_i, source=tau_p(z_i))    child -> parent ("head")
-    phi_c = z_i  + lam * GA(query=z_i,  source=tau_c(z~_i))   parent -> child ("backbone")
+    phi_p = z~_i + lam * GA(query=z~_i, source=tau_p(z_i))    child -> parent ("to_parent")
+    phi_c = z_i  + lam * GA(query=z_i,  source=tau_c(z~_i))   parent -> child ("to_child")
 
 and writes them into the streams in place of the nodes' values, so every downstream use of those
 nodes (skip connections included) sees the mixed value. Three predictions come out: ``native``
@@ -30,6 +30,7 @@ from torch import fx, nn
 from .adapters import adapter_for
 from .config import HKTConfig
 from .errors import AlignmentError, ConfigError
+from .etm.mixtures import split_mix
 from .lockstep import (LAYOUTS, LockstepGraph, LockstepStreams, follow, from_channels_first, infer_layout,
                        to_channels_first)
 
@@ -44,7 +45,7 @@ class HKTOutput(NamedTuple):
     parent_head: torch.Tensor
     """The parent stream with the child's features mixed in (L3)."""
     feature_loss: torch.Tensor | None = None
-    """Mean feature-alignment loss of aligning mixtures (``mse``); None otherwise."""
+    """Mean of the feature losses the mixtures returned (the ``mse`` ablation's); None when none did."""
 
 
 class HKTLoss(NamedTuple):
@@ -155,7 +156,7 @@ class Family(nn.Module):
 
         pairs = _alignment_pairs(alignment)
         directions = config.directions_for(len(pairs) - 1)
-        operators = self._lookup_operators()
+        operators = self._lookup_operators(config)
         self._trace(parent, child, alignment)
         points = self._locate_points(pairs, directions)
         inputs = self._example_inputs(alignment, example_inputs, child)
@@ -186,16 +187,28 @@ class Family(nn.Module):
                 raise ConfigError(f"Family: layouts[{name!r}] = {layout!r} must be one of {', '.join(LAYOUTS)}")
         return config
 
-    def _lookup_operators(self) -> tuple[type, type, type]:
-        """The mixture, transfer and extractor classes the config names; what the mixture does."""
-        config, manager = self.config, self._manager
+    def _lookup_operators(self, config: HKTConfig) -> tuple[Callable[[], nn.Module], type, type]:
+        """A maker of the configured mixture (with its options), the transfer and extractor classes."""
+        manager = self._manager
         mixture_cls = manager.lookup("mixtures", config.mixture)
         transfer_cls = manager.lookup("transfers", config.transfer)
         extractor_cls = manager.lookup("extractors", config.extractor)
-        probe = mixture_cls(lam=config.lam, tokens=config.tokens)
-        self._mixes = bool(getattr(probe, "mixes", True))
-        self._aligns = bool(getattr(probe, "aligns", False))
-        return mixture_cls, transfer_cls, extractor_cls
+
+        def make_mixture() -> nn.Module:
+            return mixture_cls(lam=config.lam, tokens=config.tokens, **config.mixture_options)
+
+        try:
+            self._probe_mixture = make_mixture()
+        except TypeError as exc:
+            raise ConfigError(f"HKTConfig.mixture_options = {config.mixture_options!r} do not fit mixture "
+                              f"{config.mixture!r}: {exc}") from None
+        self._mixes = bool(getattr(self._probe_mixture, "mixes", True))
+        return make_mixture, transfer_cls, extractor_cls
+
+    def _adds_loss(self, receiver: torch.Tensor) -> bool:
+        """Whether the mixture returns a feature loss (tried once on ``receiver`` against itself)."""
+        with torch.no_grad():
+            return split_mix(self._probe_mixture(receiver, receiver))[1] is not None
 
     def _trace(self, parent: nn.Module, child: nn.Module, alignment: Any) -> None:
         """Both networks as lockstep graphs, from the traces the alignment was computed on when it
@@ -253,24 +266,22 @@ class Family(nn.Module):
                 for p in points]
 
     def _build_operators(self, k: int, p: _Point, pvals: dict[fx.Node, Any], cvals: dict[fx.Node, Any],
-                         mixture_cls: type, transfer_cls: type, extractor_cls: type) -> MixingPoint:
+                         make_mixture: Callable[[], nn.Module], transfer_cls: type,
+                         extractor_cls: type) -> MixingPoint:
         """The ETM operators of point ``k``, sized from the probed values."""
-        config = self.config
         p_ex, c_ex = extractor_cls(), extractor_cls()
         with torch.no_grad():
             p_donor = p_ex(*_channels_first([pvals[n] for n in p.parent_nodes], p.parent_layouts))
             c_donor = c_ex(*_channels_first([cvals[n] for n in p.child_nodes], p.child_layouts))
         p_recv = tuple(to_channels_first(pvals[p.parent_receiver], p.parent_receiver_layout).shape[1:])
-        c_recv = tuple(to_channels_first(cvals[p.child_receiver], p.child_receiver_layout).shape[1:])
+        c_receiver = to_channels_first(cvals[p.child_receiver], p.child_receiver_layout)
         to_child = to_parent = None
-        active = self._mixes or self._aligns
         try:
-            if active and p.direction in ("both", "backbone"):
-                to_child = (transfer_cls(tuple(p_donor.shape[1:]), c_recv),
-                            mixture_cls(lam=config.lam, tokens=config.tokens))
-            if active and self._mixes and p.direction in ("both", "head"):
-                to_parent = (transfer_cls(tuple(c_donor.shape[1:]), p_recv),
-                             mixture_cls(lam=config.lam, tokens=config.tokens))
+            # A mixture that neither mixes nor returns a loss (the 'none' control) needs no operators.
+            if p.direction in ("both", "to_child") and (self._mixes or self._adds_loss(c_receiver)):
+                to_child = (transfer_cls(tuple(p_donor.shape[1:]), tuple(c_receiver.shape[1:])), make_mixture())
+            if self._mixes and p.direction in ("both", "to_parent"):
+                to_parent = (transfer_cls(tuple(c_donor.shape[1:]), p_recv), make_mixture())
         except ValueError as exc:
             raise AlignmentError(f"mixing point {k} (parent {', '.join(self._pg.names[n] for n in p.parent_nodes)} "
                                  f"<-> child {', '.join(self._cg.names[n] for n in p.child_nodes)}): {exc}") from exc
@@ -315,16 +326,20 @@ class Family(nn.Module):
                 *_channels_first([read_p(n) for n in p.parent_nodes], p.parent_layouts)))
             layout = p.child_receiver_layout
             receiver = to_channels_first(read_c(p.child_receiver), layout)
-            if self._aligns:
-                feature_losses.append(ops.to_child_mixture.feature_loss(receiver, donor))
+            value, loss = split_mix(ops.to_child_mixture(receiver, donor))
+            if loss is not None:
+                feature_losses.append(loss)
             if self._mixes:
-                new_c = from_channels_first(ops.to_child_mixture(receiver, donor), layout)
+                new_c = from_channels_first(value, layout)
         if ops.to_parent_transfer is not None:
             donor = ops.to_parent_transfer(ops.child_extractor(
                 *_channels_first([read_c(n) for n in p.child_nodes], p.child_layouts)))
             layout = p.parent_receiver_layout
             receiver = to_channels_first(read_p(p.parent_receiver), layout)
-            new_p = from_channels_first(ops.to_parent_mixture(receiver, donor), layout)
+            value, loss = split_mix(ops.to_parent_mixture(receiver, donor))
+            if loss is not None:
+                feature_losses.append(loss)
+            new_p = from_channels_first(value, layout)
         return new_c, new_p
 
     def forward(self, *inputs: torch.Tensor) -> HKTOutput:
@@ -350,7 +365,8 @@ class Family(nn.Module):
 
     def loss_parts(self, output: HKTOutput, target: torch.Tensor) -> HKTLoss:
         """``a1*L1 + a2*L2 + a3*L3`` and its parts; a part whose weight is 0 is computed without
-        autograd (for logging only)."""
+        autograd (for logging only). L1 scores the inherited stream plus the mixtures' feature loss;
+        when the mixture does not mix (``mse``), L1 is the feature loss alone."""
         a1, a2, a3 = self.config.alphas
         task = self.task
         inherit = task.inherit_loss if self.config.inherit_loss == "mae" else task.loss
@@ -362,10 +378,13 @@ class Family(nn.Module):
                 return fn()
 
         l2 = part(a2, lambda: task.loss(output.native, target))
-        if output.feature_loss is not None:
-            l1 = output.feature_loss if a1 > 0 else output.feature_loss.detach()
-        else:
+        feature = output.feature_loss
+        if feature is None:
             l1 = part(a1, lambda: inherit(output.inherited, target))
+        elif not self._mixes:
+            l1 = feature if a1 > 0 else feature.detach()
+        else:
+            l1 = part(a1, lambda: inherit(output.inherited, target) + feature)
         l3 = part(a3, lambda: inherit(output.parent_head, target))
         total = a2 * l2
         if a1 > 0:

@@ -54,8 +54,8 @@ def hkt_register_extractors(registry: Registrar) -> None:
 def hkt_register_transfers(registry: Registrar) -> None:
     """Register transfer operators tau: ``registry.add(name, cls)``.
 
-    :param registry: a registrar. ``cls(source_shape, target_shape)`` builds an ``nn.Module``
-        mapping a donor activation to the receiver's shape (shapes exclude the batch dimension).
+    :param registry: a registrar. ``cls(source_shape, target_shape)`` builds a
+        :class:`hkt_core.Transfer` mapping a donor activation to the receiver's shape (shapes exclude the batch dimension).
     """
 
 
@@ -63,8 +63,9 @@ def hkt_register_transfers(registry: Registrar) -> None:
 def hkt_register_mixtures(registry: Registrar) -> None:
     """Register mixture operators: ``registry.add(name, cls)``.
 
-    :param registry: a registrar. ``cls(lam=..., tokens=...)`` builds an ``nn.Module`` called as
-        ``mixture(receiver, donor)`` returning the mixed receiver activation.
+    :param registry: a registrar. ``cls(lam=..., tokens=..., **HKTConfig.mixture_options)`` builds a
+        :class:`hkt_core.Mixture` called as ``mixture(receiver, donor)`` returning the mixed receiver
+        activation, or a ``MixOutput(value, loss)`` that adds a feature loss to L1.
     """
 
 

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from ..adapters import adapter_for
-from ..config import HKTConfig, TrainConfig, to_toml, unstructure
+from ..config import HKTConfig, TrainConfig, canonical_directions, to_toml, unstructure
 from ..errors import CheckpointError, ConfigError, HKTError, TrainingDiverged
 from ..io import atomic_write_text
 from ..metrics import MetricAccumulator
@@ -209,6 +209,8 @@ class Trainer:
         for section in ("train", "hkt", "method_options"):
             for key in sorted(set(stored.get(section, {})) | set(new[section])):
                 a, b = stored.get(section, {}).get(key), new[section].get(key)
+                if section == "hkt" and key == "directions":   # a run started with an alias spelling
+                    a = canonical_directions(a)
                 if _norm(a) != _norm(b) and key not in ("device", "num_workers"):
                     diffs.append(f"{section}.{key}: run has {a!r}, now {b!r}")
         for key in ("pair", "method"):
