@@ -34,7 +34,8 @@ def test_extension_classes_import_from_hkt_core(name):
 
 def test_every_builtin_operator_task_metric_and_method_uses_the_base_classes():
     manager = core()
-    shapes = ((4,), (3,)), ((4, 2, 2), (3, 4, 4)), ((5,), (5,))
+    shapes = (((4,), (3,)), ((4, 2, 2), (3, 4, 4)), ((5,), (5,)), ((4,), (3, 2, 2)), ((4, 2, 2), (3,)),
+              ((4, 4), (3, 2, 2)), ((4, 2, 2), (3, 5)))
     for name in manager.registry("transfers").names():
         factory = manager.lookup("transfers", name)
         built = []
