@@ -28,6 +28,7 @@ import torch
 from torch import fx, nn
 
 from .adapters import adapter_for
+from .align.resolve import name_pairs
 from .config import HKTConfig
 from .errors import AlignmentError, ConfigError
 from .etm.crosskind import cross_kind_transfer
@@ -59,36 +60,6 @@ class HKTLoss(NamedTuple):
 
 
 # -- the plan -------------------------------------------------------------------------------------
-
-def _names(value: Any, what: str) -> tuple[str, ...]:
-    if isinstance(value, str):
-        return (value,)
-    if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value):
-        return tuple(value)
-    raise AlignmentError(f"{what} must be a node name or a list of node names, got {value!r}")
-
-
-def _alignment_pairs(alignment: Any) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
-    raw = getattr(alignment, "pairs", alignment)
-    try:
-        items = list(raw)
-    except TypeError:
-        raise AlignmentError(f"an alignment is an Alignment record or a list of (parent, child) name pairs, "
-                             f"got {type(alignment).__name__}") from None
-    pairs = []
-    for i, item in enumerate(items):
-        if hasattr(item, "parent") and hasattr(item, "child"):
-            parent, child = item.parent, item.child
-        elif isinstance(item, (list, tuple)) and len(item) == 2:
-            parent, child = item
-        else:
-            raise AlignmentError(f"alignment pair {i} must be (parent_name, child_name), got {item!r}")
-        pairs.append((_names(parent, f"alignment pair {i} parent"), _names(child, f"alignment pair {i} child")))
-    if len(pairs) < 2:
-        raise AlignmentError(f"HKT needs at least two aligned pairs (one mixing point plus the predictions), "
-                             f"got {len(pairs)}")
-    return pairs
-
 
 class _Point(NamedTuple):
     index: int
@@ -173,7 +144,7 @@ class Family(nn.Module):
         parent.requires_grad_(False)
         parent.eval()
 
-        pairs = _alignment_pairs(alignment)
+        pairs = name_pairs(alignment)
         directions = config.directions_for(len(pairs) - 1)
         operators = self._lookup_operators(config)
         self._trace(parent, child, alignment)
