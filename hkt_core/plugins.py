@@ -71,6 +71,12 @@ def _hashable(plugin: object, name: str) -> object:
     return plugin
 
 
+def _reraise_interrupt(exc: BaseException) -> None:
+    """Ctrl-C still stops hkt; any other exception of a plugin (``SystemExit`` too) is its failure."""
+    if isinstance(exc, KeyboardInterrupt):
+        raise exc
+
+
 class PluginManager:
     """Owns the pluggy manager, one registry per kind and the record of every plugin."""
 
@@ -102,7 +108,8 @@ class PluginManager:
                 continue
             try:
                 obj = ep.load()
-            except Exception as exc:  # a broken plugin must not take the others down
+            except BaseException as exc:  # a broken plugin must not take the others down, SystemExit included
+                _reraise_interrupt(exc)
                 self.plugins[ep.name] = PluginInfo(ep.name, dist, version, error=_short_error(exc))
                 continue
             self.register(obj, ep.name, distribution=dist, version=version)
@@ -128,7 +135,8 @@ class PluginManager:
                 caller = self._caller_for(f"hkt_register_{kind}", name)
                 if caller is not None:
                     caller(registry=Registrar(self.registries[kind], name, staged, taken))
-        except Exception as exc:
+        except BaseException as exc:
+            _reraise_interrupt(exc)
             self.pm.unregister(name=name)
             info = PluginInfo(name, distribution, version, error=_short_error(exc))
             self.plugins[name] = info
