@@ -275,13 +275,13 @@ def test_a_missing_name_mentions_the_plugins_that_failed_to_load():
     def hkt_register_pairs(registry):
         raise RuntimeError("its data folder is missing")
 
-    manager = hkt_core.get_plugin_manager(plugins={"tabular": types.SimpleNamespace(hkt_register_pairs=hkt_register_pairs)})
+    manager = hkt_core.get_plugin_manager(plugins={"my-tabular": types.SimpleNamespace(hkt_register_pairs=hkt_register_pairs)})
     with pytest.raises(hkt_core.RegistryError) as info:
         manager.lookup("pairs", "tab-pair")
     message = str(info.value)
     assert message.startswith("unknown pairs 'tab-pair'")
-    assert "; plugin 'tabular' failed to load: RuntimeError: its data folder is missing" in message
-    assert "plugin 'tabular'" not in str(pytest.raises(hkt_core.RegistryError, hkt_core.lookup, "pairs", "tab-pair").value)
+    assert "; plugin 'my-tabular' failed to load: RuntimeError: its data folder is missing" in message
+    assert "plugin 'my-tabular'" not in str(pytest.raises(hkt_core.RegistryError, hkt_core.lookup, "pairs", "tab-pair").value)
 
 
 def test_card_layouts_reach_the_family(pair_on_path):
@@ -297,7 +297,9 @@ def test_card_layouts_reach_the_family(pair_on_path):
     import torch
 
     def family(c):
-        parent, child = (build_model(c.parent, **c.parent_options), build_model(c.child, **c.child_options))
+        manager = hkt_core.default_manager()
+        parent, child = (build_model(c.parent, manager, **c.parent_options),
+                         build_model(c.child, manager, **c.child_options))
         ctx = MethodContext(child=child, task=hkt_core.lookup("losses", "classification"), train=c.train,
                             hkt=c.hkt, card=c, parent=parent.requires_grad_(False), example_inputs=(torch.randn(1, 12),))
         return HKTMethod(ctx).family
@@ -314,13 +316,13 @@ def test_check_all_limited_to_one_plugin(pair_on_path):
     from hkt_core.testing import contracts
 
     manager = hkt_core.get_plugin_manager()
-    manager.registry("pairs").add(pair_on_path.name, pair_on_path, plugin="tabular")
-    manager.plugins["tabular"] = hkt_core.plugins.PluginInfo("tabular", None, None)
-    assert contracts.check_all("pairs", manager, plugin="tabular") == ["tab-mixer-mlp"]
-    assert contracts.check_all("models", manager, plugin="tabular") == []
+    manager.registry("pairs").add(pair_on_path.name, pair_on_path, plugin="my-tabular")
+    manager.plugins["my-tabular"] = hkt_core.plugins.PluginInfo("my-tabular", None, None)
+    assert contracts.check_all("pairs", manager, plugin="my-tabular") == ["tab-mixer-mlp"]
+    assert contracts.check_all("models", manager, plugin="my-tabular") == []
     assert set(contracts.check_all("losses", manager, plugin="core")) >= {"classification"}
-    with pytest.raises(hkt_core.RegistryError, match="unknown plugin 'tabulr'; closest: tabular"):
-        contracts.check_all("pairs", manager, plugin="tabulr")
+    with pytest.raises(hkt_core.RegistryError, match="unknown plugin 'my-tabulr'; closest: my-tabular"):
+        contracts.check_all("pairs", manager, plugin="my-tabulr")
 
 
 def test_models_and_pairs_contracts_name_what_is_broken(pair_on_path):
