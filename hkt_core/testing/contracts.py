@@ -175,6 +175,16 @@ def check_metrics_of_tasks(manager=None) -> None:
                 f"metric {metric.name!r} of task {entry.name!r}: stats do not add up across batches"
 
 
+def check_metric(name: str, metric: Any, task: str = "classification", manager=None) -> None:
+    """Sum-reducibility of one metric on the example of ``task`` (a metric of that task's layout)."""
+    prediction, target = _manager(manager).lookup("losses", task).example(6, torch.Generator().manual_seed(1))
+    whole = metric.stats(prediction, target)
+    assert isinstance(whole, torch.Tensor) and whole.dim() == 1, f"metric {name!r}: stats must be a 1-D tensor"
+    halves = metric.stats(*_slice(prediction, target, 0, 3)) + metric.stats(*_slice(prediction, target, 3, 6))
+    assert torch.allclose(whole.double(), halves.double()), f"metric {name!r}: stats do not add up across batches"
+    assert isinstance(metric.compute(whole), float), f"metric {name!r}: compute must return a float"
+
+
 def _slice(prediction, target, lo, hi):
     def cut(v):
         if isinstance(v, (tuple, list)):
