@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-import hkt_core
 from hkt_core.cli.main import main
 from hkt_core.testing import contracts
 
