@@ -8,6 +8,10 @@ name no other test uses.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import uuid
 
 import pytest
@@ -355,6 +359,51 @@ def test_a_pair_whose_data_needs_a_folder_is_checked_without_data():
     card = hkt_core.lookup("pairs", "cifar-resnet56-resnet20")
     assert "root" not in card.dataset_options
     contracts.check_entry("pairs", "cifar-resnet56-resnet20")
+    from hkt_core.preflight import check_outputs, needs_user_folder
+
+    manager = hkt_core.default_manager()
+    assert needs_user_folder(card, manager) and not needs_user_folder(hkt_core.lookup("pairs", "digits-demo"), manager)
+    check_outputs(card, manager)  # `hkt pairs add` leaves such a card's data to the pre-flight of `hkt train`
     with pytest.raises(PairCheckError) as info:
         check_pair(card, methods=["baseline"])
     assert info.value.stage == "data"
+
+
+# -- done when: a held-back pair from another folder, through the real command -----------------
+
+def _hkt(args, cwd, home):
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(HKT_HOME=str(home), OMP_NUM_THREADS="1")
+    return subprocess.run([sys.executable, "-m", "hkt_core.cli.main", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.subprocess
+def test_user_pair_from_another_folder_adds_checks_and_trains(tmp_path, isolated_home):
+    card, module = write_pair(tmp_path / "elsewhere" / "cards")
+    bad, _ = write_pair(tmp_path / "elsewhere" / "bad", name="tab-wrong-classes", child_options="classes = 5")
+    work = tmp_path / "work"
+    work.mkdir()
+    done = _hkt(["pairs", "add", str(card)], work, isolated_home)
+    assert done.returncode == 0, done.stderr
+    done = _hkt(["pairs", "add", str(bad)], work, isolated_home)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1, done.stderr
+    assert "predicts 5 classes" in lines[0] and "has 3 classes" in lines[0]
+    assert not (isolated_home / "pairs" / "tab-wrong-classes.toml").exists()
+    done = _hkt(["pairs", "check", "tab-mixer-mlp"], work, isolated_home)
+    assert done.returncode == 0 and "hkt (loss" in done.stdout, done.stderr
+    done = _hkt(["train", "tab-mixer-mlp", "--method", "hkt", "--out", "runs/hkt", "--no-progress"], work,
+                isolated_home)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((work / "runs" / "hkt" / "alignment.json").read_text())["pairs"]
+    assert "hkt: alignment: 2HKT, mixing at" in done.stderr
+    # a card that reached the user's folder without `hkt pairs add` meets the same check in `hkt train`
+    stored = PairCard.from_toml(bad).to_toml()
+    (isolated_home / "pairs" / "tab-wrong-classes.toml").write_text(stored, encoding="utf-8")
+    done = _hkt(["train", "tab-wrong-classes", "--method", "hkt", "--out", "runs/bad"], work, isolated_home)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "predicts 5 classes" in lines[0] and "has 3 classes" in lines[0], done.stderr
+    assert not (work / "runs" / "bad").exists()
+    assert module not in sys.modules

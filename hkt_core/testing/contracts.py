@@ -351,7 +351,7 @@ def check_model(name: str, factory: Any = None, manager=None, *, input_shapes=No
 # -- pairs -------------------------------------------------------------------------------------
 def check_pair_card(name: str, card: Any, manager=None) -> None:
     """The pairs contract (module docstring) of the registered pair ``name``."""
-    from ..preflight import PairCheckError, check_pair
+    from ..preflight import PairCheckError, check_pair, needs_user_folder
 
     import attrs
 
@@ -362,24 +362,9 @@ def check_pair_card(name: str, card: Any, manager=None) -> None:
     try:
         check_pair(card, manager=manager, methods=["baseline", "hkt"], required=["baseline", "hkt"])
     except PairCheckError as exc:
-        if exc.stage != "data" or not _reads_user_folder(card, manager):
+        if exc.stage != "data" or not needs_user_folder(card, manager):
             raise AssertionError(f"pair {name!r} fails its pre-flight: {exc}") from None
         _check_pair_without_data(name, card, manager)
-
-
-def _reads_user_folder(card: Any, manager) -> bool:
-    """True when the card's data set cannot load without a user's directory (no ``root`` given)."""
-    return "root" not in card.dataset_options and ":" not in card.dataset and \
-        "root" in _option_names(manager.lookup("datasets", card.dataset))
-
-
-def _option_names(factory: Any) -> set[str]:
-    import inspect
-
-    try:
-        return set(inspect.signature(factory).parameters)
-    except (TypeError, ValueError):
-        return set()
 
 
 def _check_pair_without_data(name: str, card: Any, manager) -> None:
