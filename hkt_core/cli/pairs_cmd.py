@@ -56,7 +56,7 @@ def run_new(args) -> int:
 
 
 def run_add(args) -> int:
-    from ..card_checks import check_card
+    from ..card_checks import check_names, check_stages
     from ..pairs import add_user_card
     from ..plugins import default_manager, reset_default_manager
     from ..preflight import check_outputs
@@ -65,8 +65,9 @@ def run_add(args) -> int:
     known = {e.name for e in manager.registry("pairs").entries() if e.plugin != "user"}
 
     def check(card) -> None:
+        check_names(card, manager)    # the names exist (trust rules)
         check_outputs(card, manager)  # the data's inputs and class count fit both models
-        check_card(card, manager)     # the names exist (trust rules), the stages can be aligned
+        check_stages(card, manager)   # the stages can be aligned
 
     target = add_user_card(args.card, known_pairs=known, force=args.force, check=check)
     reset_default_manager()
