@@ -8,6 +8,7 @@ import pytest
 
 import hkt_core
 from hkt_core.cli.main import main
+from hkt_core.config import to_toml
 from hkt_core.markers import hookimpl
 from hkt_core.pairs import user_pairs_dir
 
@@ -105,15 +106,8 @@ def test_huge_seed_and_rejected_dataset_options_are_one_line(tmp_path, capsys):
     assert "dataset 'digits' rejected options" in _one_line(capsys)
 
 
-CARD = """\
-name = "checked-pair"
-task = "classification"
-parent = "digits_cnn_large"
-child = "digits_cnn_small"
-input_shapes = [[1, 1, 8, 8]]
-dataset = "digits"
-stages = 2
-"""
+CARD = to_toml({"name": "checked-pair", "task": "classification", "parent": "digits_cnn_large",
+                "child": "digits_cnn_small", "input_shapes": [[1, 1, 8, 8]], "dataset": "digits", "stages": 2})
 
 
 @pytest.mark.parametrize("old, new, message", [
