@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import statistics
 import sys
 import time
@@ -300,7 +299,7 @@ def _diff(c: dict[str, Any] | None) -> str:
 def order(labels) -> list[str]:
     fixed = (["parent", "baseline", "KD"] + [f"{k}HKT {m}" for k in (2, 3) for m in MIXTURES]
              + ["2HKT ga, defaults", "InherNet"])
-    return [l for l in fixed if l in labels] + sorted(l for l in labels if l not in fixed)
+    return [name for name in fixed if name in labels] + sorted(name for name in labels if name not in fixed)
 
 
 def results_markdown(table: dict[str, Any]) -> str:
@@ -330,7 +329,7 @@ def tune_markdown(table: dict[str, Any]) -> str:
     for d, entries in table.items():
         lines += [f"### {d}: validation search", "",
                   "| setting | val accuracy % (mean +- std) | test % (not used for selection) |", "|---|---|---|"]
-        for label in sorted(entries, key=lambda l: (not l.startswith("baseline"), "HKT" in l, -entries[l]["val_mean"])):
+        for label in sorted(entries, key=lambda k: (not k.startswith("baseline"), "HKT" in k, -entries[k]["val_mean"])):
             e = entries[label]
             lines.append(f"| {label.replace('tune ', '')} | {_pct(e['val_mean'])} +- {_pct(e['val_std'])} | "
                          f"{_pct(e['test_mean'])} +- {_pct(e['test_std'])} |")
@@ -345,24 +344,24 @@ def plot(table: dict[str, Any], path: Path) -> None:
 
     fig, axes = plt.subplots(1, len(table), figsize=(6.5 * len(table), 4.2), squeeze=False)
     for ax, (d, entries) in zip(axes[0], table.items()):
-        labels = [l for l in order(entries) if l != "parent"]
-        means = [100 * entries[l]["test_mean"] for l in labels]
-        stds = [100 * entries[l]["test_std"] for l in labels]
-        colours = ["0.55" if l == "baseline" else "tab:orange" if l == "KD" else "tab:purple" if l == "InherNet"
-                   else "tab:cyan" if "defaults" in l
-                   else "tab:blue" if l.startswith("2HKT") else "tab:green" for l in labels]
+        labels = [name for name in order(entries) if name != "parent"]
+        means = [100 * entries[name]["test_mean"] for name in labels]
+        stds = [100 * entries[name]["test_std"] for name in labels]
+        colours = ["0.55" if name == "baseline" else "tab:orange" if name == "KD" else "tab:purple" if name == "InherNet"
+                   else "tab:cyan" if "defaults" in name
+                   else "tab:blue" if name.startswith("2HKT") else "tab:green" for name in labels]
         ax.bar(range(len(labels)), means, yerr=stds, color=colours, capsize=3, alpha=0.85)
-        for i, l in enumerate(labels):  # every seed's run, so outliers are visible
-            values = [100 * v for v in entries[l]["test_by_seed"].values()]
+        for i, name in enumerate(labels):  # every seed's run, so outliers are visible
+            values = [100 * v for v in entries[name]["test_by_seed"].values()]
             ax.plot([i] * len(values), values, "k.", ms=3, alpha=0.6)
         if "parent" in entries:
             ax.axhline(100 * entries["parent"]["test_mean"], color="k", ls="--", lw=1, label="parent")
         if "baseline" in entries:
             ax.axhline(100 * entries["baseline"]["test_mean"], color="0.55", ls=":", lw=1, label="baseline")
-        lo = min(min(m - s, 100 * entries[l]["test_min"]) for m, s, l in zip(means, stds, labels))
+        lo = min(min(m - s, 100 * entries[name]["test_min"]) for m, s, name in zip(means, stds, labels))
         ax.set_ylim(max(0.0, lo - 3), 100)
         ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
-        n = max(len(entries[l]["seeds"]) for l in labels)
+        n = max(len(entries[name]["seeds"]) for name in labels)
         ax.set_title(f"{d}: test accuracy, mean +- std and each seed ({n} seeds)")
         ax.set_ylabel("accuracy %")
         ax.legend(loc="lower right", fontsize=8)

@@ -197,7 +197,7 @@ class _Graph:
     def __init__(self, model: nn.Module, adapter: Adapter, label: str) -> None:
         try:
             self.gm = fx_trace(model, adapter)
-        except Exception as exc:  # noqa: BLE001 - any tracing failure gets the same advice
+        except Exception as exc:  # any tracing failure gets the same advice
             raise TraceError(f"the {label} could not be traced with torch.fx ({type(exc).__name__}: {exc}); "
                              f"declare the offending sub-module a leaf module in its adapter") from exc
         self.label = label

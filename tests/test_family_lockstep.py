@@ -155,8 +155,11 @@ def test_token_model_mixes_channel_last_tokens_as_the_design_says():
                  example_inputs=torch.randn(1, 7, 5), task=ToyTask(), manager=CORE).double()
     assert [p.child_layouts for p in fam._plan] == [("channels_last",), ("channels_last",)]
     x = torch.randn(2, 7, 5, dtype=torch.float64)
-    cf = lambda t: t.transpose(1, 2)          # (B, T, D) -> (B, D, T): tokens = T positions, d = D
-    cl = lambda t: t.transpose(1, 2)
+    def cf(t):  # (B, T, D) -> (B, D, T): tokens = T positions, d = D
+        return t.transpose(1, 2)
+
+    def cl(t):  # (B, D, T) -> (B, T, D)
+        return t.transpose(1, 2)
 
     def mix(recv, donor):
         return cl(ga_mix(cf(recv), donor, 0.6, "spatial"))

@@ -316,7 +316,7 @@ def test_task_comes_from_the_losses_registry():
     bad = Family(ResChain(8), ResChain(4, blocks=1), CASES["residual"][2], HKTConfig(task="toys"),
                  example_inputs=torch.randn(2, 3, 8, 8), manager=manager)
     with pytest.raises(RegistryError, match="unknown losses 'toys'"):
-        bad.task
+        _ = bad.task
 
 
 def test_alignment_record_supplies_the_example_inputs():
