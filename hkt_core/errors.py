@@ -33,6 +33,10 @@ class CheckpointError(HKTError, RuntimeError):
     """A checkpoint is missing, corrupt or belongs to another model."""
 
 
+class TrainingDiverged(HKTError, FloatingPointError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
 def closest(name: str, choices: Iterable[str], n: int = 5) -> list[str]:
     """The registered names nearest to ``name`` (for 'did you mean' messages)."""
     choices = sorted(set(choices))
