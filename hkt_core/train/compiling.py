@@ -7,6 +7,10 @@ fails, e.g. on switching to eval mode). If it fails there, the module is put bac
 execution, one warning line says so, and the call is answered eagerly: a network that cannot
 compile trains as it would without ``--compile``. :class:`CompileReport` remembers what compiled;
 the run's ``summary.json`` records ``"compiled": true`` only if everything asked for did.
+
+:func:`compile_family` compiles a :class:`hkt_core.Family`'s training step: the lockstep forward
+recorded as one graph (:meth:`Family.record_step`), since ``torch.compile`` cannot trace the
+Family's node-by-node interpreter itself. In eval mode the Family runs eagerly.
 """
 
 from __future__ import annotations
@@ -35,12 +39,13 @@ class CompileReport:
     def __init__(self, say: Callable[[str], None] | None = _stderr_line) -> None:
         self.say = say
         self.modules: list[str] = []
+        self.ran: set[str] = set()
         self.fallbacks: dict[str, str] = {}
 
     @property
     def compiled(self) -> bool:
-        """True when something was compiled and nothing fell back."""
-        return bool(self.modules) and not self.fallbacks
+        """True when something ran compiled and nothing fell back."""
+        return bool(self.ran) and not self.fallbacks
 
     def fallback(self, label: str, exc: BaseException) -> None:
         if label in self.fallbacks:
@@ -51,7 +56,7 @@ class CompileReport:
                      f"it runs eagerly")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"compiled": self.compiled, "compiled_modules": [m for m in self.modules if m not in self.fallbacks],
+        return {"compiled": self.compiled, "compiled_modules": [m for m in self.modules if m in self.ran],
                 "compile_fallbacks": dict(self.fallbacks)}
 
 
@@ -64,15 +69,49 @@ def compile_module(module: nn.Module, label: str, report: CompileReport, **optio
 
     def call(*args: Any, **kwargs: Any) -> Any:
         try:
-            return compiled(*args, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - any compiler failure means: run eagerly
+            result = compiled(*args, **kwargs)
+        except Exception as exc:  # any compiler failure means: run eagerly
             module._compiled_call_impl = None
             report.fallback(label, exc)
             return module._call_impl(*args, **kwargs)
+        report.ran.add(label)
+        return result
 
     module._compiled_call_impl = call
     report.modules.append(label)
     return module
+
+
+def compile_family(family: nn.Module, report: CompileReport, label: str = "Family's lockstep step",
+                   **options: Any) -> nn.Module:
+    """Compile the training-mode forward of ``family`` in place; returns ``family``."""
+    steps: dict[int, Callable] = {}
+
+    def call(*inputs: Any, **kwargs: Any) -> Any:
+        if kwargs or not family.child.training:
+            return family._call_impl(*inputs, **kwargs)
+        try:
+            step = steps.get(len(inputs))
+            if step is None:
+                step = steps[len(inputs)] = torch.compile(family.record_step(len(inputs)), **options)
+            if family.parent.training:
+                family.parent.eval()
+            outputs = step(*inputs)
+        except Exception as exc:  # any compiler failure means: run eagerly
+            family._compiled_call_impl = None
+            report.fallback(label, exc)
+            return family._call_impl(*inputs, **kwargs)
+        report.ran.add(label)
+        return family.output(*outputs)
+
+    family._compiled_call_impl = call
+    report.modules.append(label)
+    return family
+
+
+def uncompile(module: nn.Module) -> None:
+    """Back to eager execution (what :func:`compile_module` and :func:`compile_family` installed is dropped)."""
+    module._compiled_call_impl = None
 
 
 def is_compiled(module: nn.Module) -> bool:
