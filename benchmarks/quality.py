@@ -120,21 +120,16 @@ def resolve_card(name: str, quick: bool):
 
 def run_job(spec: dict[str, Any], out: str, quick: bool) -> dict[str, Any]:
     """Train (or reuse) one run; returns its summary fields, or the error."""
-    import hkt_core
-    from hkt_core.train.run import Run  # noqa: F401  (imported for load_run's return type)
+    from hkt_core.train.reuse import train_or_reuse
 
     folder = Path(out) / spec["data"] / f"{_slug(spec['label'])}-seed{spec['seed']}"
     started = time.time()
     try:
-        reused = (folder / "summary.json").is_file()
-        if reused:
-            run = hkt_core.load_run(folder)
-        else:
-            kwargs = dict(spec["overrides"])
-            if spec["method"] != "parent":
-                kwargs["parent_weights"] = str(Path(out) / spec["data"] / "parent-seed0" / "child.safetensors")
-            run = hkt_core.train(resolve_card(spec["card"], quick), spec["method"], seed=spec["seed"],
-                                 out=folder, force=folder.exists(), progress=False, **kwargs)
+        kwargs = dict(spec["overrides"])
+        if spec["method"] != "parent":
+            kwargs["parent_weights"] = str(Path(out) / spec["data"] / "parent-seed0" / "child.safetensors")
+        run, reused = train_or_reuse(resolve_card(spec["card"], quick), spec["method"], folder,
+                                     say=lambda m: None, seed=spec["seed"], progress=False, **kwargs)
         s = run.summary
         return {**spec, "folder": str(folder), "val": s["val"]["accuracy"], "test": s["test"]["accuracy"],
                 "test_n": None, "parameters": s["parameters"], "latency_ms": s["latency_ms_per_sample"],

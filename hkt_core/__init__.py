@@ -28,6 +28,9 @@ _LAZY = {
     "Family": "hkt_core.family",
     "HKTOutput": "hkt_core.family",
     "HKTLoss": "hkt_core.family",
+    "check_pair": "hkt_core.preflight",
+    "PairReport": "hkt_core.preflight",
+    "PairCheckError": "hkt_core.preflight",
 }
 
 

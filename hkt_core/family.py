@@ -128,7 +128,7 @@ class Family(nn.Module):
     """A frozen parent and a trainable child run in lockstep (Algorithm 1 of the paper).
 
     ``alignment`` is an :class:`hkt_core.align.Alignment` or a list of ``(parent_name, child_name)``
-    pairs (names follow :func:`hkt_core.trace.tracer.node_names`; a side may list several names,
+    pairs (names follow :mod:`hkt_core.trace.names`; a side may list several names,
     combined by ``config.extractor``); the last pair is the predictions and is not mixed. Example
     inputs (used once to learn the shapes at the mixing points) default to the alignment's
     ``input_shapes``. ``task`` overrides the registered task named by ``config.task``;
@@ -156,7 +156,7 @@ class Family(nn.Module):
         pairs = _alignment_pairs(alignment)
         directions = config.directions_for(len(pairs) - 1)
         operators = self._lookup_operators()
-        self._trace(parent, child)
+        self._trace(parent, child, alignment)
         points = self._locate_points(pairs, directions)
         inputs = self._example_inputs(alignment, example_inputs, child)
         pvals = self._pg.probe(parent, inputs, [n for p in points for n in p.parent_nodes])
@@ -197,10 +197,16 @@ class Family(nn.Module):
         self._aligns = bool(getattr(probe, "aligns", False))
         return mixture_cls, transfer_cls, extractor_cls
 
-    def _trace(self, parent: nn.Module, child: nn.Module) -> None:
-        # The graphs live outside the module tree: they share the models' parameters.
-        object.__setattr__(self, "_pg", LockstepGraph(parent, adapter_for(parent, self._manager), "parent"))
-        object.__setattr__(self, "_cg", LockstepGraph(child, adapter_for(child, self._manager), "child"))
+    def _trace(self, parent: nn.Module, child: nn.Module, alignment: Any) -> None:
+        """Both networks as lockstep graphs, from the traces the alignment was computed on when it
+        has them (same model, fx backend, same adapter class), traced now otherwise."""
+        reused = getattr(alignment, "traced", None) or (None, None)
+        for attr, model, label, traced in (("_pg", parent, "parent", reused[0]), ("_cg", child, "child", reused[1])):
+            adapter = adapter_for(model, self._manager)
+            usable = (traced is not None and traced.model is model and traced.backend == "fx"
+                      and type(getattr(traced, "adapter", None)) is type(adapter))
+            # The graphs live outside the module tree: they share the models' parameters.
+            object.__setattr__(self, attr, LockstepGraph(model, adapter, label, traced.gm if usable else None))
 
     def _locate_points(self, pairs: list[tuple[tuple[str, ...], tuple[str, ...]]],
                        directions: Sequence[str]) -> list[_Point]:

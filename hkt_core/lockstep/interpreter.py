@@ -9,6 +9,7 @@ lets two streams of one network share values, and two networks pause at aligned 
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -16,37 +17,43 @@ import torch
 from torch import fx, nn
 
 from ..adapters import Adapter
-from ..errors import AlignmentError, TraceError, closest
-from ..trace import tracer as _tracer
-from ..trace.tracer import fx_trace, node_names
+from ..errors import AlignmentError, TraceError
+from ..trace.names import BACKEND_KEY, NAMES_KEY, NameTable, name_table
+from ..trace.tracer import fx_trace
 from .rewrite import functionalize
 
 
-def _aliases(graph: fx.Graph) -> dict[fx.Node, list[str]]:
-    """Every module path whose call returned each node (when the tracer records them)."""
-    aliases = getattr(_tracer, "module_output_aliases", None)
-    return aliases(graph) if aliases is not None else {}
+def _own_copy(gm: fx.GraphModule) -> fx.GraphModule:
+    """A graph module sharing ``gm``'s parameters but with a graph of its own (to rewrite freely)."""
+    copied = fx.GraphModule(gm, copy.deepcopy(gm.graph), type(gm).__name__)
+    copied.meta.update({k: v for k, v in gm.meta.items() if k != NAMES_KEY})
+    return copied
 
 
 class LockstepGraph:
-    """One traced network with the lookups the interpreter needs."""
+    """One traced network with the lookups the interpreter needs.
 
-    def __init__(self, model: nn.Module, adapter: Adapter, label: str) -> None:
-        try:
-            self.gm = fx_trace(model, adapter)
-        except Exception as exc:  # any tracing failure gets the same advice
-            raise TraceError(f"the {label} could not be traced with torch.fx ({type(exc).__name__}: {exc}); "
-                             f"declare the offending sub-module a leaf module in its adapter") from exc
+    ``traced`` is a graph module already traced from ``model`` with ``adapter`` by the fx backend
+    (what :func:`hkt_core.align` built); it is copied, not traced again.
+    """
+
+    def __init__(self, model: nn.Module, adapter: Adapter, label: str,
+                 traced: fx.GraphModule | None = None) -> None:
+        if traced is not None and traced.meta.get(BACKEND_KEY) == "fx":
+            self.gm = _own_copy(traced)
+        else:
+            try:
+                self.gm = fx_trace(model, adapter)
+            except Exception as exc:  # any tracing failure gets the same advice
+                raise TraceError(f"the {label} could not be traced with torch.fx ({type(exc).__name__}: {exc}); "
+                                 f"declare the offending sub-module a leaf module in its adapter") from exc
         self.label = label
         self.adapter = adapter
-        self.names = node_names(self.gm.graph)
+        self.table: NameTable = name_table(self.gm)
+        self.names = self.table.names
         functionalize(self.gm, label)
         self.nodes = list(self.gm.graph.nodes)
         self.position = {n: i for i, n in enumerate(self.nodes)}
-        self.by_name = {name: n for n, name in self.names.items() if n in self.position}
-        for n, paths in _aliases(self.gm.graph).items():   # "enc1.2" also names what "enc1" returns
-            for path in paths:
-                self.by_name.setdefault(path, n)
         self.placeholders = [n for n in self.nodes if n.op == "placeholder"]
         self.output = next(n for n in self.nodes if n.op == "output")
         self.modules = {n: self.gm.get_submodule(str(n.target)) for n in self.nodes if n.op == "call_module"}
@@ -54,15 +61,19 @@ class LockstepGraph:
                               if getattr(m, "inplace", False) is True and n.args and isinstance(n.args[0], fx.Node)}
 
     # -- lookups ---------------------------------------------------------------------------------
+    @property
+    def by_name(self) -> NameTable:
+        """Every name a node answers to (``name in graph.by_name``)."""
+        return self.table
+
     def node(self, name: str) -> fx.Node:
         if name == "output":
             return self.output
         try:
-            return self.by_name[name]
+            return self.table.node(name)
         except KeyError:
-            near = closest(name, self.by_name)
-            raise AlignmentError(f"{self.label}: unknown node {name!r}; closest: {', '.join(near)} "
-                                 f"(names follow hkt_core.trace.tracer.node_names)") from None
+            raise AlignmentError(f"{self.label}: unknown node {name!r}; closest: {', '.join(self.table.suggest(name))} "
+                                 f"(names follow hkt_core.trace.names)") from None
 
     def last(self, nodes: Iterable[fx.Node]) -> fx.Node:
         """The node of ``nodes`` that runs last."""

@@ -62,6 +62,8 @@ class RunSpec:
     manager: Any = None
     progress: bool | None = None
     callbacks: Sequence[EpochCallback] = ()
+    #: run :func:`hkt_core.preflight.check_pair` for this method before the run folder is touched
+    preflight: bool = True
 
     def config(self) -> dict[str, Any]:
         """The fully resolved configuration stored as config.toml (minus run-specific entries)."""
@@ -97,10 +99,11 @@ def _say(world: World, message: str) -> None:
 
 # -- evaluation --------------------------------------------------------------------------------
 
-def evaluate(model: nn.Module, dataset, task, *, batch_size: int, device: torch.device,
+def evaluate(model: nn.Module, dataset, task, *, batch_size: int, device: torch.device, manager: Any,
              world: World = World(), num_workers: int = 0) -> dict[str, float]:
-    """Task loss and metrics of ``model`` over ``dataset``, exact under sharding across processes."""
-    adapter = adapter_for(model)
+    """Task loss and metrics of ``model`` over ``dataset``, exact under sharding across processes
+    (``manager``: the plugin manager the model's adapter is registered in)."""
+    adapter = adapter_for(model, manager)
     acc = MetricAccumulator(task.metrics())
     loss_sum = torch.zeros(2, dtype=torch.float64)  # (sum of per-batch mean loss * batch, samples)
     was_training = model.training
@@ -120,11 +123,11 @@ def evaluate(model: nn.Module, dataset, task, *, batch_size: int, device: torch.
     return values
 
 
-def measure_latency(model: nn.Module, input_shapes, *, device: torch.device, batch: int = 32,
+def measure_latency(model: nn.Module, input_shapes, *, device: torch.device, manager: Any, batch: int = 32,
                     repeats: int = 10) -> float:
     """Median milliseconds per sample of ``model`` in eval mode on a batch of ``batch`` samples."""
     shapes = [(batch, *s[1:]) for s in input_shapes]
-    inputs = tuple(t.to(device) for t in adapter_for(model).example_inputs(model, shapes))
+    inputs = tuple(t.to(device) for t in adapter_for(model, manager).example_inputs(model, shapes))
     was_training = model.training
     model.eval()
     times = []
@@ -173,6 +176,7 @@ class Trainer:
             torch.cuda.set_device(self.device)
         #: precision, compilation and memory format of the run (hkt_core.train.acceleration)
         self.accel = Acceleration(spec.train, self.device, say=lambda m: _say(self.world, m))
+        self._splits: Splits | None = None  # the pre-flight's, when it ran
 
     # -- set-up ------------------------------------------------------------------------------
     def _prepare_folder(self) -> dict[str, Any] | None:
@@ -235,7 +239,7 @@ class Trainer:
                 sub = RunSpec(card=spec.card, method="parent", method_cls=spec.manager.lookup("methods", "parent"),
                               train=attrs.evolve(train, device=spec.train.device), hkt=spec.hkt, out=folder,
                               resume=(folder / files.STATE).is_file(), force=True, manager=spec.manager,
-                              progress=spec.progress)
+                              progress=spec.progress, preflight=False)
                 Trainer(sub).fit()
 
             parent, source = parents.cached_parent(spec.card, spec.manager, train_missing=train_missing,
@@ -257,6 +261,10 @@ class Trainer:
     # -- the loop ----------------------------------------------------------------------------
     def fit(self) -> Path:
         try:
+            if self.spec.preflight:
+                from ..preflight import preflight_run
+
+                self._splits = preflight_run(self.spec).splits
             return self._fit()
         finally:
             for callback in self.spec.callbacks:  # trackers hold files open
@@ -268,10 +276,11 @@ class Trainer:
         self.spec.out = Path(broadcast_text(self.world, str(self.spec.out)))
         state = self._prepare_folder()
         task = self.spec.manager.lookup("losses", self.spec.card.task)
-        splits = load_splits(self.spec.card, self.spec.train, self.spec.manager)
+        splits = self._splits if self._splits is not None else load_splits(self.spec.card, self.spec.train,
+                                                                            self.spec.manager)
         parent, parent_info = self._resolve_parent()
         seed_everything(self.spec.train.seed)
-        method = self._build_method(task, parent)
+        method = self._build_method(task, parent, state)
         run = _Session(method=method, task=task, splits=splits, parent=parent, parent_info=parent_info,
                        trainable=method.trainable_module().to(self.device),
                        # a method may replace the network it trains (e.g. a compressed parent)
@@ -294,17 +303,26 @@ class Trainer:
         return self._finish(self.spec.out, run.run_id, method, task, splits, run.best, parent_info)
 
     # -- the loop's steps ----------------------------------------------------------------------
-    def _build_method(self, task: Any, parent: nn.Module | None) -> Method:
-        """The run's method around a freshly built network (the child, or the parent for ``parent``)."""
+    def _build_method(self, task: Any, parent: nn.Module | None, state: dict[str, Any] | None) -> Method:
+        """The run's method around a freshly built network (the child, or the parent for ``parent``).
+
+        A method that mixes records its alignment in ``alignment.json`` and prints the mixing points;
+        a resumed run reads the recorded alignment back, so it keeps its mixing points."""
         spec, card = self.spec, self.spec.card
         ref, options = ((card.parent, card.parent_options) if spec.method_cls.trains_parent
                         else (card.child, card.child_options))
         child = build_model(ref, spec.manager, **options).to(self.device)
-        example = tuple(t.to(self.device) for t in adapter_for(child).example_inputs(child, card.input_shapes))
+        example = tuple(t.to(self.device) for t in adapter_for(child, spec.manager).example_inputs(child, card.input_shapes))
         ctx = MethodContext(child=child, task=task, train=spec.train, hkt=spec.hkt, card=card, parent=parent,
                             example_inputs=example, device=self.device, options=dict(spec.method_options),
-                            manager=spec.manager)
-        return spec.method_cls(ctx)
+                            manager=spec.manager, alignment=files.read_alignment(spec.out) if state else None)
+        method = spec.method_cls(ctx)
+        if ctx.alignment is not None and self.world.main:
+            from ..preflight import mixing_points_line
+
+            files.write_alignment(spec.out, ctx.alignment)
+            _say(self.world, f"alignment: {mixing_points_line(ctx.alignment)}")
+        return method
 
     def _start_or_resume(self, run: _Session, state: dict[str, Any] | None) -> None:
         """A new run writes config.toml under a fresh run id; a resumed one loads its last checkpoint."""
@@ -379,7 +397,7 @@ class Trainer:
         deployed = run.method.deployed()
         sync_buffers(world, deployed)
         val = evaluate(deployed, run.splits.val, task, batch_size=train.batch_size, device=self.device,
-                       world=world, num_workers=train.num_workers)
+                       manager=spec.manager, world=world, num_workers=train.num_workers)
         if not math.isfinite(val["loss"]):
             self._diverged(val["loss"], epoch, steps_per_epoch - 1, run.start_epoch, run.best, spec.out,
                            where="validation")
@@ -477,15 +495,16 @@ class Trainer:
             current = method.ctx.child.state_dict()
             for k, v in tensors.items():
                 current[k].copy_(v)
-        test = evaluate(deployed, splits.test, task, batch_size=train.batch_size, device=device, world=world,
-                        num_workers=train.num_workers)
+        test = evaluate(deployed, splits.test, task, batch_size=train.batch_size, device=device,
+                        manager=spec.manager, world=world, num_workers=train.num_workers)
         if world.main:
             summary = {
                 "pair": spec.card.name, "method": spec.method, "seed": train.seed, "epochs": train.epochs,
                 "best_epoch": best["epoch"], "primary_metric": task.primary_metric,
                 "higher_is_better": task.higher_is_better, "val": best["val"], "test": test,
                 "parameters": count_parameters(deployed),
-                "latency_ms_per_sample": measure_latency(deployed, spec.card.input_shapes, device=device),
+                "latency_ms_per_sample": measure_latency(deployed, spec.card.input_shapes, device=device,
+                                                          manager=spec.manager),
                 "latency_batch": 32, "device": str(device), "world_size": world.size,
                 "train_seconds": round(sum(r.get("seconds", 0.0) for r in files.read_metrics(out)), 3),
                 "parent": parent_info,
