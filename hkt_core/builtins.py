@@ -55,6 +55,10 @@ def hkt_register_transfers(registry):
     registry.add("conv1x1", t.Conv1x1Transfer)
     registry.add("linear", t.LinearTransfer)
     registry.add("auto", t.auto_transfer)
+    from .etm.crosskind import CROSS_KIND_TRANSFERS
+
+    for name, cls in CROSS_KIND_TRANSFERS.items():  # chosen by the Family when the two kinds differ
+        registry.add(name, cls, description=(cls.__doc__ or "").strip().splitlines()[0])
 
 
 @hookimpl

@@ -30,8 +30,9 @@ from torch import fx, nn
 from .adapters import adapter_for
 from .config import HKTConfig
 from .errors import AlignmentError, ConfigError
-from .lockstep import (LAYOUTS, LockstepGraph, LockstepStreams, follow, from_channels_first, infer_layout,
-                       to_channels_first)
+from .etm.crosskind import cross_kind_transfer
+from .kinds import ValueKind, infer_kinds, mixing_pair_problem, parse_stated, stated_nodes
+from .lockstep import LockstepGraph, LockstepStreams, follow, from_channels_first, to_channels_first
 
 
 class HKTOutput(NamedTuple):
@@ -97,6 +98,8 @@ class _Point(NamedTuple):
     child_receiver: fx.Node
     parent_layouts: tuple[str, ...]
     child_layouts: tuple[str, ...]
+    parent_kinds: tuple[ValueKind, ...] = ()
+    child_kinds: tuple[ValueKind, ...] = ()
 
     @property
     def parent_receiver_layout(self) -> str:
@@ -122,6 +125,22 @@ class MixingPoint(nn.Module):
 
 def _channels_first(values: Sequence[torch.Tensor], layouts: Sequence[str]) -> list[torch.Tensor]:
     return [to_channels_first(v, lay) for v, lay in zip(values, layouts)]
+
+
+def _layout(kind: ValueKind) -> str:
+    """Where a value's channels are: last for tokens, second for maps and vectors."""
+    return "channels_last" if kind.kind == "tokens" else "channels_first"
+
+
+def _donor_kind(donor: torch.Tensor, kinds: Sequence[ValueKind]) -> ValueKind:
+    """The kind of an extractor's output (channel-first ``donor``) read from the values it combined."""
+    shape = (1, *donor.shape[1:])
+    if donor.dim() == 2:
+        return ValueKind("vector", shape)
+    first = kinds[0]
+    if first.kind == "tokens":   # back to (B, N, D)
+        return first.with_shape((1, shape[2], shape[1]))
+    return first.with_shape(shape)
 
 
 class Family(nn.Module):
@@ -161,7 +180,8 @@ class Family(nn.Module):
         inputs = self._example_inputs(alignment, example_inputs, child)
         pvals = self._pg.probe(parent, inputs, [n for p in points for n in p.parent_nodes])
         cvals = self._cg.probe(child, inputs, [n for p in points for n in p.child_nodes])
-        self._plan = self._with_layouts(points, pvals, cvals, dict(layouts or {}))
+        stated = {**getattr(alignment, "layouts", {}), **(layouts or {})}   # the alignment's, then ours
+        self._plan = self._with_layouts(points, inputs, pvals, cvals, stated)
         self.points = nn.ModuleList(self._build_operators(k, p, pvals, cvals, *operators)
                                     for k, p in enumerate(self._plan))
         reference = next(iter(child.parameters()), None)
@@ -182,8 +202,10 @@ class Family(nn.Module):
         if not isinstance(config, HKTConfig):
             raise ConfigError(f"Family: config must be an HKTConfig, got {type(config).__name__}")
         for name, layout in (layouts or {}).items():
-            if layout not in LAYOUTS:
-                raise ConfigError(f"Family: layouts[{name!r}] = {layout!r} must be one of {', '.join(LAYOUTS)}")
+            try:
+                parse_stated(layout, f"Family: layouts[{name!r}]")
+            except AlignmentError as exc:
+                raise ConfigError(str(exc)) from None
         return config
 
     def _lookup_operators(self) -> tuple[type, type, type]:
@@ -235,22 +257,50 @@ class Family(nn.Module):
             inputs = tuple(follow(t, reference) for t in inputs)
         return inputs
 
-    def _with_layouts(self, points: list[_Point], pvals: dict[fx.Node, Any], cvals: dict[fx.Node, Any],
-                      layouts: dict[str, str]) -> list[_Point]:
-        """Each point with the layout of every value it reads (stated in ``layouts`` or inferred)."""
+    def _with_layouts(self, points: list[_Point], inputs: tuple[torch.Tensor, ...], pvals: dict[fx.Node, Any],
+                      cvals: dict[fx.Node, Any], layouts: dict[str, str]) -> list[_Point]:
+        """Each point with the kind (and so the layout) of every value it reads: stated in ``layouts``
+        or read from the graph (:mod:`hkt_core.kinds`)."""
+        kinds = {"parent": self._kinds(self._pg, self.parent, inputs, layouts),
+                 "child": self._kinds(self._cg, self.child, inputs, layouts)}
 
-        def layout_of(graph: LockstepGraph, node: fx.Node, value: Any) -> str:
-            if not isinstance(value, torch.Tensor) or value.dim() < 2:
+        def kind_of(graph: LockstepGraph, node: fx.Node, value: Any) -> ValueKind:
+            if not isinstance(value, torch.Tensor) or value.dim() < 2 or node not in kinds[graph.label]:
                 raise AlignmentError(f"{graph.label} node {graph.names[node]!r} must produce a tensor (B, C, ...), "
                                      f"got {type(value).__name__}"
                                      f"{'' if not isinstance(value, torch.Tensor) else tuple(value.shape)}")
-            name = graph.names[node]
-            return (layouts.get(f"{graph.label}:{name}") or layouts.get(name)
-                    or infer_layout(graph.gm, node, value.dim()))
+            return kinds[graph.label][node]
 
-        return [p._replace(parent_layouts=tuple(layout_of(self._pg, n, pvals[n]) for n in p.parent_nodes),
-                           child_layouts=tuple(layout_of(self._cg, n, cvals[n]) for n in p.child_nodes))
-                for p in points]
+        out = []
+        for p in points:
+            pk = tuple(kind_of(self._pg, n, pvals[n]) for n in p.parent_nodes)
+            ck = tuple(kind_of(self._cg, n, cvals[n]) for n in p.child_nodes)
+            out.append(p._replace(parent_layouts=tuple(_layout(k) for k in pk),
+                                  child_layouts=tuple(_layout(k) for k in ck), parent_kinds=pk, child_kinds=ck))
+        return out
+
+    @staticmethod
+    def _kinds(graph: LockstepGraph, model: nn.Module, inputs: tuple[torch.Tensor, ...],
+               layouts: dict[str, str]) -> dict[fx.Node, ValueKind]:
+        """The kind of every value of ``graph``, from one no-grad run for the shapes."""
+        values = graph.probe(model, inputs, [n for n in graph.nodes if n.op not in ("output", "placeholder")])
+        for n in graph.placeholders:
+            values[n] = inputs[graph.placeholders.index(n)] if graph.placeholders.index(n) < len(inputs) else None
+
+        def resolve(name: str) -> fx.Node | None:
+            try:
+                return graph.node(name)
+            except AlignmentError:
+                return None
+
+        def shape_of(n: fx.Node) -> tuple[int, ...] | None:
+            v = values.get(n)
+            return tuple(v.shape) if isinstance(v, torch.Tensor) else None
+
+        try:
+            return infer_kinds(graph.gm, shape_of, stated_nodes(layouts, resolve, graph.label))
+        except AlignmentError as exc:
+            raise ConfigError(f"Family: {exc}") from None
 
     def _build_operators(self, k: int, p: _Point, pvals: dict[fx.Node, Any], cvals: dict[fx.Node, Any],
                          mixture_cls: type, transfer_cls: type, extractor_cls: type) -> MixingPoint:
@@ -260,21 +310,38 @@ class Family(nn.Module):
         with torch.no_grad():
             p_donor = p_ex(*_channels_first([pvals[n] for n in p.parent_nodes], p.parent_layouts))
             c_donor = c_ex(*_channels_first([cvals[n] for n in p.child_nodes], p.child_layouts))
-        p_recv = tuple(to_channels_first(pvals[p.parent_receiver], p.parent_receiver_layout).shape[1:])
-        c_recv = tuple(to_channels_first(cvals[p.child_receiver], p.child_receiver_layout).shape[1:])
+        p_recv = p.parent_kinds[p.parent_nodes.index(p.parent_receiver)]
+        c_recv = p.child_kinds[p.child_nodes.index(p.child_receiver)]
+        p_kind, c_kind = _donor_kind(p_donor, p.parent_kinds), _donor_kind(c_donor, p.child_kinds)
+        where = (f"mixing point {k} (parent {', '.join(self._pg.names[n] for n in p.parent_nodes)} "
+                 f"<-> child {', '.join(self._cg.names[n] for n in p.child_nodes)})")
         to_child = to_parent = None
         active = self._mixes or self._aligns
+        backbone = active and p.direction in ("both", "backbone")
+        head = active and self._mixes and p.direction in ("both", "head")
+        direction = "both" if backbone and head else "backbone" if backbone else "head" if head else None
+        if direction is not None:
+            problem = mixing_pair_problem(p_kind if backbone else p_recv, c_kind if head else c_recv, direction)
+            if problem:
+                raise AlignmentError(f"{where}: {problem}")
         try:
-            if active and p.direction in ("both", "backbone"):
-                to_child = (transfer_cls(tuple(p_donor.shape[1:]), c_recv),
+            if backbone:
+                to_child = (self._transfer(transfer_cls, p_kind, c_recv),
                             mixture_cls(lam=config.lam, tokens=config.tokens))
-            if active and self._mixes and p.direction in ("both", "head"):
-                to_parent = (transfer_cls(tuple(c_donor.shape[1:]), p_recv),
+            if head:
+                to_parent = (self._transfer(transfer_cls, c_kind, p_recv),
                              mixture_cls(lam=config.lam, tokens=config.tokens))
         except ValueError as exc:
-            raise AlignmentError(f"mixing point {k} (parent {', '.join(self._pg.names[n] for n in p.parent_nodes)} "
-                                 f"<-> child {', '.join(self._cg.names[n] for n in p.child_nodes)}): {exc}") from exc
+            raise AlignmentError(f"{where}: {exc}") from exc
         return MixingPoint(to_child, to_parent, p_ex, c_ex)
+
+    def _transfer(self, transfer_cls: type, source: ValueKind, target: ValueKind) -> nn.Module:
+        """``config.transfer`` between values of one kind, the registered cross-kind transfer otherwise."""
+        name = cross_kind_transfer(source, target)
+        if name is None:
+            return transfer_cls(source.channel_first_shape, target.channel_first_shape)
+        cls = self._manager.lookup("transfers", name)
+        return cls(source.channel_first_shape, target.channel_first_shape, source=source, target=target)
 
     def _check_alphas(self, directions: Sequence[str]) -> None:
         config = self.config

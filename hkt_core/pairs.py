@@ -75,21 +75,26 @@ def _alignment(value: Any) -> tuple[tuple[str, str], ...] | None:
     return tuple((p[0], p[1]) for p in pairs)
 
 
-#: what a value is (DESIGN section 5): a card's ``[alignment] layouts`` uses these words
-LAYOUT_KINDS = ("map", "tokens", "vector")
-
-
 def _layouts(value: Any) -> dict[str, str]:
-    """``{"node" | "parent:node" | "child:node": "map" | "tokens" | "vector"}``."""
+    """``{"node" | "parent:node" | "child:node": "map" | "tokens" | "vector"}`` (tokens may add
+    ``+cls`` and a grid, ``"tokens+cls 4x4"``: :func:`hkt_core.kinds.parse_stated`)."""
+    from .errors import AlignmentError
+    from .kinds import LEGACY_LAYOUTS, parse_stated
+
     if value is None:
         return {}
     if not isinstance(value, dict) or not all(isinstance(k, str) and k for k in value):
         raise ConfigError(f"[alignment] layouts = {value!r} is invalid: a table of node names, e.g. "
                           f"layouts = {{\"encoder.out\" = \"tokens\"}}")
     for node, kind in value.items():
-        if kind not in LAYOUT_KINDS:
-            raise ConfigError(f"[alignment] layouts[{node!r}] = {kind!r} is invalid: one of "
-                              f"{', '.join(LAYOUT_KINDS)}")
+        try:
+            if kind in LEGACY_LAYOUTS:   # a card speaks the one vocabulary
+                raise AlignmentError("")
+            parse_stated(kind, f"[alignment] layouts[{node!r}]")
+        except AlignmentError:
+            raise ConfigError(f"[alignment] layouts[{node!r}] = {kind!r} is invalid: one of map, tokens, vector; "
+                              f"tokens may add a class token and a grid ('tokens+cls', 'tokens 4x4', "
+                              f"'tokens+cls 4x4')") from None
     return dict(value)
 
 

@@ -206,7 +206,7 @@ def test_layouts_can_be_given_per_model():
                  layouts={"child:add": "channels_first", "add": "channels_first"})
     assert [p.child_layouts for p in fam._plan] == [("channels_last",), ("channels_first",)]
     assert [p.parent_layouts for p in fam._plan] == [("channels_last",), ("channels_first",)]
-    with pytest.raises(ValueError, match="must be one of channels_first, channels_last"):
+    with pytest.raises(ValueError, match="is not a layout; allowed: map, tokens"):
         Family(Tokens(8), Tokens(4), [("embed", "embed"), ("head", "head")], HKTConfig(),
                example_inputs=torch.randn(1, 7, 5), task=ToyTask(), manager=CORE, layouts={"embed": "nhwc"})
 
