@@ -24,6 +24,8 @@ OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("none", "multistep", "cosine")
 DEVICES = ("cpu", "cuda", "auto")
 PRECISIONS = ("fp32", "bf16", "fp16")
+#: Seeds are stored in 32 bits so that every derived seed (per epoch, per rank) fits torch's generators.
+SEED_MAX = 2**32 - 1
 
 
 def _fail(cls: str, field: str, value: Any, allowed: str) -> ConfigError:
@@ -168,7 +170,7 @@ class TrainConfig:
     warmup_epochs: int = attrs.field(default=0, validator=attrs.validators.ge(0))
     grad_clip: float = attrs.field(default=0.0, validator=non_negative)
     val_fraction: float = attrs.field(default=0.1, validator=in_range(0.0, 0.9, lo_open=True))
-    seed: int = 0
+    seed: int = attrs.field(default=0, validator=in_range(0, SEED_MAX))
     device: str = attrs.field(default="cpu", validator=one_of(DEVICES))
     kd_temperature: float = attrs.field(default=4.0, validator=in_range(0.0, 100.0, lo_open=True))
     kd_weight: float = attrs.field(default=0.9, validator=in_range(0.0, 1.0))
@@ -199,6 +201,7 @@ def structure(data: dict[str, Any], cls: type) -> Any:
     if unknown:
         raise ConfigError(f"{cls.__name__}: unknown setting(s) {', '.join(unknown)}; "
                           f"allowed: {', '.join(sorted(allowed))}")
+    _check_integers(data, cls)
     try:
         return converter.structure(data, cls)
     except ConfigError:
@@ -208,6 +211,17 @@ def structure(data: dict[str, Any], cls: type) -> Any:
         if inner:
             raise inner[0] from None
         raise ConfigError(f"{cls.__name__}: {cattrs.transform_error(exc)}") from None
+
+
+def _check_integers(data: dict[str, Any], cls: type) -> None:
+    """Integer fields take integers (or integral floats): 1.9 epochs is refused, never truncated."""
+    for field in attrs.fields(attrs.resolve_types(cls)):
+        value = data.get(field.name)
+        if field.type is not int or field.name not in data:
+            continue
+        integral = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+        if isinstance(value, bool) or not integral:
+            raise _fail(cls.__name__, field.name, value, "must be an integer")
 
 
 def unstructure(obj: Any) -> Any:
@@ -234,6 +248,12 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path} is a directory; give the path of a .toml file") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not UTF-8 text (byte {exc.start}); a TOML file must be UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read it ({exc.strerror or exc})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
 

@@ -58,6 +58,12 @@ def _short_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}{where}"
 
 
+def _reraise_interrupt(exc: BaseException) -> None:
+    """Ctrl-C still stops hkt; any other exception of a plugin (``SystemExit`` too) is its failure."""
+    if isinstance(exc, KeyboardInterrupt):
+        raise exc
+
+
 class PluginManager:
     """Owns the pluggy manager, one registry per kind and the record of every plugin."""
 
@@ -89,7 +95,8 @@ class PluginManager:
                 continue
             try:
                 obj = ep.load()
-            except Exception as exc:  # a broken plugin must not take the others down
+            except BaseException as exc:  # a broken plugin must not take the others down, SystemExit included
+                _reraise_interrupt(exc)
                 self.plugins[ep.name] = PluginInfo(ep.name, dist, version, error=_short_error(exc))
                 continue
             self.register(obj, ep.name, distribution=dist, version=version)
@@ -119,7 +126,8 @@ class PluginManager:
                     registrar = Registrar(self.registries[kind], name, staged, taken)
                     args = {"registry": registrar}
                     impl.function(**{a: args[a] for a in impl.argnames})
-        except Exception as exc:
+        except BaseException as exc:
+            _reraise_interrupt(exc)
             self.pm.unregister(name=name)
             info = PluginInfo(name, distribution, version, error=_short_error(exc))
             self.plugins[name] = info

@@ -34,6 +34,7 @@ from .config import HKTConfig, TrainConfig
 from .errors import ConfigError, HKTError
 from .models import build_model, count_parameters
 from .pairs import PairCard
+from .trust import card_origin, scope
 
 #: samples per split the check runs on (>1: normalisation layers need a batch in training mode)
 CHECK_BATCH = 2
@@ -289,7 +290,8 @@ def check_pair(card: PairCard | str, *, manager=None, train: TrainConfig | None 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         try:
-            report = _run(_Check(card, manager, train, hkt), names, required, method_options or {})
+            with scope(card_origin(card)):  # the card's module:callable references, beside it included
+                report = _run(_Check(card, manager, train, hkt), names, required, method_options or {})
         finally:
             random.setstate(state[0])
             np.random.set_state(state[1])

@@ -163,3 +163,18 @@ def test_layouts_stated_for_the_alignment_travel_with_it_to_the_family():
     family = Family(TinyConv1d(), TinyConv1d(), back, HKTConfig(), example_inputs=x)
     assert type(family.points[0].to_child_transfer).__name__ == "MapToTokens"
     assert type(family.points[0].to_parent_transfer).__name__ == "TokensToMap"
+
+
+def test_a_map_and_a_vector_that_align_accepts_also_train():
+    # once shown by align as valid and then refused by training ("the ranks differ"): now one rule
+    x = torch.randn(2, 1, 40)
+    bg_pairs = [("block_b", "block_c"), ("block_c", "mean")]
+    a = align(TinyConv1d(), TinyConv1d(), x, pairs=bg_pairs)
+    assert [(p.parent_kind, p.child_kind) for p in a.mixing_pairs] == [("map", "map"), ("map", "vector")]
+    assert "map 10 -> vector: cross-kind transfer" in a.pairs[1].reason
+    family = Family(TinyConv1d(), TinyConv1d(), a, HKTConfig(alphas=(0.3, 0.4, 0.3)))
+    assert [type(family.points[1].to_child_transfer).__name__,
+            type(family.points[1].to_parent_transfer).__name__] == ["ToVector", "FromVector"]
+    out = family(x)
+    family.loss(out, torch.arange(2)).backward()
+    assert family.points[1].to_parent_transfer.position.grad is not None

@@ -59,9 +59,12 @@ def run_add(args) -> int:
     from ..pairs import add_user_card
     from ..plugins import default_manager, reset_default_manager
 
-    registry = default_manager().registry("pairs")
-    known = {e.name for e in registry.entries() if e.plugin != "user"}
-    target = add_user_card(args.card, known_pairs=known, force=args.force)
+    from ..card_checks import check_card
+
+    manager = default_manager()
+    known = {e.name for e in manager.registry("pairs").entries() if e.plugin != "user"}
+    target = add_user_card(args.card, known_pairs=known, force=args.force,
+                           check=lambda card: check_card(card, manager))
     reset_default_manager()
     print(f"stored {target}")
     return 0

@@ -12,6 +12,8 @@ from ..errors import ConfigError
 
 DEMO_PAIR = "digits-demo"
 DEMO_METHODS = ("baseline", "kd", "hkt")
+TRUST_HELP = ("let the run folder's module:callable references import modules from the folders it names "
+              "(its card's folder, the run folder); without it only modules importable from here are used")
 
 
 def configure(sub) -> None:
@@ -36,6 +38,7 @@ def configure(sub) -> None:
     e.add_argument("run_dir")
     e.add_argument("--split", choices=("val", "test"), default="val")
     e.add_argument("--which", choices=("best", "last"), default="best", help="which checkpoint (default best)")
+    e.add_argument("--trust-code", action="store_true", help=TRUST_HELP)
     e.set_defaults(handler=run_eval)
 
     c = sub.add_parser("compare", help="several methods over several seeds: mean +- std table and chart")
@@ -52,6 +55,7 @@ def configure(sub) -> None:
     x.add_argument("run_dir")
     x.add_argument("--format", choices=("safetensors", "onnx", "pt2"), default="safetensors")
     x.add_argument("--out", default=None, help="output file (default RUN_DIR/export/child.<ext>)")
+    x.add_argument("--trust-code", action="store_true", help=TRUST_HELP)
     x.set_defaults(handler=run_export)
 
     d = sub.add_parser("demo", help=f"the main job: parent, baseline, KD and HKT on {DEMO_PAIR}, one table")
@@ -162,11 +166,14 @@ def run_eval(args) -> int:
     from ..train.run import load_run
     from ..train.trainer import evaluate
 
+    from ..trust import scope
+
     manager = default_manager()
-    run = load_run(args.run_dir, manager)
+    run = load_run(args.run_dir, manager, trust_code=args.trust_code)
     card = run.card
     train = structure(run.config["train"], TrainConfig)
-    splits = load_splits(card, train, manager)
+    with scope(run.origin()):
+        splits = load_splits(card, train, manager)
     task = manager.lookup("losses", card.task)
     import torch
 
@@ -182,7 +189,7 @@ def run_export(args) -> int:
     from ..train.export import export_run
     from ..train.run import load_run
 
-    path, diff = export_run(load_run(args.run_dir), args.format, args.out)
+    path, diff = export_run(load_run(args.run_dir, trust_code=args.trust_code), args.format, args.out)
     print(f"exported the child to {path} ({args.format}); output checked against the child: "
           f"max difference {diff:.3g}")
     return 0

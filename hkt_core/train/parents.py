@@ -32,6 +32,7 @@ from ..io import atomic_write
 from ..models import build_model
 from ..pairs import PairCard, hkt_home
 from .checkpoint import load_module_state
+from .integrity import sha256_file, verify
 from .run import BEST, CONFIG, METRICS, STATE, SUMMARY
 
 KEY_VERSION = 3
@@ -91,14 +92,6 @@ class ParentSource:
         return attrs.asdict(self)
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def build_parent(card: PairCard, manager) -> nn.Module:
     return build_model(card.parent, manager, **card.parent_options)
 
@@ -123,6 +116,7 @@ def cached_parent(card: PairCard, manager, *, train_missing, say=None) -> tuple[
     else:
         (say or _say)(f"using the cached parent {folder}")
     parent = build_parent(card, manager)
+    verify(folder / BEST)
     load_module_state(parent, folder / BEST, what=f"parent {card.parent!r} of pair {card.name!r}")
     return parent, ParentSource("cache", str(folder), sha256_file(folder / BEST), key)
 
@@ -133,11 +127,10 @@ def publish_parent_run(card: PairCard, train: TrainConfig, run_dir: Path, manage
     if is_complete(folder) or folder.resolve() == run_dir.resolve():
         return None
     folder.mkdir(parents=True, exist_ok=True)
-    for name in (CONFIG, METRICS, BEST, SUMMARY):
+    for name in (CONFIG, METRICS, BEST, SUMMARY, STATE):  # state.json carries the weights' SHA-256
         if (run_dir / name).is_file():
             src = run_dir / name
             atomic_write(folder / name, lambda tmp, src=src: shutil.copyfile(src, tmp))
-    (folder / STATE).unlink(missing_ok=True)
     return folder
 
 

@@ -180,49 +180,25 @@ class Trainer:
 
     # -- set-up ------------------------------------------------------------------------------
     def _prepare_folder(self) -> dict[str, Any] | None:
-        """Create, clear or recover the run folder (rank 0); returns the committed state on resume."""
+        """Lock, create, clear or recover the run folder (rank 0); returns the committed state on resume."""
+        from .prepare import take_run_folder
+
         spec, out = self.spec, self.spec.out
-        error = ""
+        outcome = ""
         if self.world.main:
             try:
-                if spec.resume:
-                    if not (out / files.STATE).is_file():
-                        raise CheckpointError(f"cannot resume: {out} holds no checkpoint ({files.STATE} is missing); "
-                                              f"start it over with --force")
-                    ckpt.recover(out)
-                    self._check_same_config(out)
-                elif out.exists() and is_nonempty_run(out):
-                    if not spec.force:
-                        raise ConfigError(f"run folder {out} already exists; pass --resume to continue it or "
-                                          f"--force to start it over (its checkpoints are deleted)")
-                    files.clear_run_folder(out)
-                out.mkdir(parents=True, exist_ok=True)
+                self._lock, resume = take_run_folder(out, resume=spec.resume, force=spec.force, config=spec.config(),
+                                                     say=lambda m: _say(self.world, m))
+                outcome = f"ok:{int(resume)}"
             except HKTError as exc:
-                error = f"{type(exc).__name__}:{exc}"
-        error = broadcast_text(self.world, error)
-        if error:
-            kind, _, message = error.partition(":")
+                outcome = f"{type(exc).__name__}:{exc}"
+        outcome = broadcast_text(self.world, outcome)
+        kind, _, message = outcome.partition(":")
+        if kind != "ok":
             raise (CheckpointError if kind == "CheckpointError" else ConfigError)(message)
+        spec.resume = message == "1"  # a run stopped before its first checkpoint starts over
         barrier(self.world)
         return ckpt.read_state(out / files.STATE) if spec.resume else None
-
-    def _check_same_config(self, out: Path) -> None:
-        from ..config import read_toml
-
-        stored = read_toml(out / files.CONFIG)
-        new = self.spec.config()
-        diffs = []
-        for section in ("train", "hkt", "method_options"):
-            for key in sorted(set(stored.get(section, {})) | set(new[section])):
-                a, b = stored.get(section, {}).get(key), new[section].get(key)
-                if _norm(a) != _norm(b) and key not in ("device", "num_workers", "compile", "channels_last"):
-                    diffs.append(f"{section}.{key}: run has {a!r}, now {b!r}")
-        for key in ("pair", "method"):
-            if stored.get(key) != new[key]:
-                diffs.append(f"{key}: run has {stored.get(key)!r}, now {new[key]!r}")
-        if diffs:
-            raise ConfigError(f"--resume continues {out} with the settings it was started with; these differ: "
-                              f"{'; '.join(diffs)}. Drop the changed options, or start a new run")
 
     def _resolve_parent(self) -> tuple[nn.Module | None, dict[str, Any]]:
         spec = self.spec
@@ -260,16 +236,21 @@ class Trainer:
 
     # -- the loop ----------------------------------------------------------------------------
     def fit(self) -> Path:
-        try:
-            if self.spec.preflight:
-                from ..preflight import preflight_run
+        from ..trust import card_origin, scope
 
-                self._splits = preflight_run(self.spec).splits
-            return self._fit()
+        try:
+            with scope(card_origin(self.spec.card)):
+                if self.spec.preflight:
+                    from ..preflight import preflight_run
+
+                    self._splits = preflight_run(self.spec).splits
+                return self._fit()
         finally:
             for callback in self.spec.callbacks:  # trackers hold files open
                 if callable(getattr(callback, "close", None)):
                     callback.close()
+            if getattr(self, "_lock", None) is not None:
+                self._lock.release()
             close_world(self.world)
 
     def _fit(self) -> Path:
@@ -413,6 +394,7 @@ class Trainer:
         if improved:
             run.best = {"epoch": epoch + 1, "metric": primary, "value": value, "higher_is_better": higher,
                         "val": val}
+        self._check_sane(run, epoch, steps_per_epoch)
         if world.main:
             self._save_checkpoint(spec.out, run.run_id, epoch + 1, run.global_step, run.child, run.extra,
                                   run.parent, run.optimizer, record, run.best, improved)
@@ -420,6 +402,19 @@ class Trainer:
         barrier(world)
         for callback in spec.callbacks:
             callback(epoch + 1, record)
+
+    def _check_sane(self, run: _Session, epoch: int, steps_per_epoch: int) -> None:
+        """No checkpoint of a network holding non-finite or overflowing tensors (``integrity``)."""
+        from .integrity import insane_tensors
+
+        excluded = [m for m in (run.child, run.parent) if m is not None]
+        states = [run.child.state_dict()]
+        if run.extra is not None:
+            states.append(ckpt.module_extra_state(run.extra, *excluded))
+        bad = insane_tensors(*states)
+        if any_flag(self.world, bool(bad)):
+            self._diverged(float("inf"), epoch, steps_per_epoch - 1, run.start_epoch, run.best, self.spec.out,
+                           where=f"network's state ({', '.join(bad[:3]) or 'on another rank'})")
 
     def _diverged(self, value: float, epoch: int, step: int, start_epoch: int, best, out: Path,
                   where: str = "training loss") -> None:
@@ -453,7 +448,11 @@ class Trainer:
         ckpt.commit(out / files.STATE, state)
 
     def _load_checkpoint(self, state, child, extra, parent, optimizer) -> None:
+        from .integrity import verify
+
         out, run_id, epoch = self.spec.out, state["run"], int(state["epoch"])
+        for name in (files.LAST, files.OPTIMIZER) + ((files.METHOD_STATE,) if extra is not None else ()):
+            verify(out / name, run_id=run_id, state=state)
         tensors, meta = ckpt.read_tensors(out / files.LAST, what="checkpoint")
         ckpt.check_epoch(meta, epoch, run_id, out / files.LAST)
         ckpt.check_state(child, tensors, what="this run's network", source=str(out / files.LAST))
@@ -473,8 +472,11 @@ class Trainer:
                     target[k].copy_(v)
         tensors, meta = ckpt.read_tensors(out / files.OPTIMIZER, what="optimizer state")
         ckpt.check_epoch(meta, epoch, run_id, out / files.OPTIMIZER)
+        decay = [g["weight_decay"] for g in optimizer.param_groups]  # this run's, possibly changed on --resume
         ckpt.optimizer_from_files(optimizer, {k: v.to(self.device) for k, v in tensors.items()},
                                   state["optimizer"], source=str(out / files.OPTIMIZER))
+        for group, value in zip(optimizer.param_groups, decay):
+            group["weight_decay"] = value
         ckpt.restore_rng(state["rng"])
         self.accel.load_state_dict(state.get("scaler"))
         if self.world.main:
@@ -487,6 +489,9 @@ class Trainer:
         barrier(world)
         if best is None:
             raise TrainingDiverged(f"no epoch produced a finite validation {task.primary_metric}; nothing to keep")
+        from .integrity import verify
+
+        verify(out / files.BEST, run_id=run_id)
         tensors, meta = ckpt.read_tensors(out / files.BEST, what="best checkpoint")
         if meta.get("run") != run_id:
             raise CheckpointError(f"{out / files.BEST} belongs to another run")
@@ -522,18 +527,6 @@ class Trainer:
                     _say(world, f"parent cached in {published}")
         barrier(world)
         return out
-
-
-def is_nonempty_run(path: Path) -> bool:
-    return path.is_dir() and files.is_run_folder(path)
-
-
-def _norm(value: Any) -> Any:
-    if isinstance(value, (list, tuple)):
-        return [_norm(v) for v in value]
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
 
 
 def _rewrite_metrics(out: Path, keep_epochs: int, record: dict[str, Any] | None) -> None:
