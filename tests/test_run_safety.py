@@ -107,6 +107,15 @@ def test_resume_with_a_changed_lr_grad_clip_and_weight_decay_is_recorded(manager
     assert len(read_history(folder)) == 1
 
 
+def test_a_parent_resumed_with_other_settings_is_not_published_to_the_cache(manager, tmp_path, isolated_home):
+    folder = tmp_path / "parent"
+    with pytest.raises(Interrupt):
+        hkt_core.train("tiny-pair", "parent", manager=manager, out=folder, epochs=2, callbacks=[_stop_after(1)])
+    run = hkt_core.train("tiny-pair", "parent", manager=manager, out=folder, epochs=2, lr=0.01, resume=True)
+    assert run.summary and read_history(folder)
+    assert not (isolated_home / "parents").exists() or not any((isolated_home / "parents").iterdir())
+
+
 def test_run_stopped_before_its_first_checkpoint_resumes_cleanly(manager, tmp_path, capsys):
     folder = tmp_path / "r"
     with pytest.raises(Interrupt):

@@ -62,7 +62,7 @@ def resolve(pair: str | PairCard, method: str, *, out: str | Path | None = None,
     data["method"].update(method_options or {})
     data["dataset"] = dict(card.dataset_options)
     data["card"] = {"stages": card.stages if stages is None else stages}
-    data = apply_overrides(data, list(settings), open_sections=("dataset",))
+    data = apply_overrides(data, list(settings), open_sections=("dataset", "hkt.mixture_options"))
     if data["dataset"] != card.dataset_options:
         card = attrs.evolve(card, dataset_options=data["dataset"])
     if data["card"]["stages"] != card.stages:

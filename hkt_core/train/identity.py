@@ -20,7 +20,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from ..config import read_toml, to_toml
+from ..config import canonical_directions, read_toml, to_toml
 from ..errors import ConfigError
 from ..io import atomic_write_text
 from .run import HISTORY
@@ -60,11 +60,13 @@ def _normal(value: Any) -> Any:
 def _compared(config: dict[str, Any]) -> dict[str, Any]:
     """Dotted keys of a configuration as config.toml stores it (TOML drops None, tuples become lists)."""
     data = tomllib.loads(to_toml({k: v for k, v in config.items() if k not in RUN_SPECIFIC}))
-    flat = {k: v for k, v in _flatten(data).items() if k not in NOT_COMPARED}
+    out = {k: v for k, v in _flatten(data).items() if k not in NOT_COMPARED}
+    for key in [k for k in out if k == "hkt.directions" or k.endswith(".hkt.directions")]:
+        out[key] = _normal(canonical_directions(out[key]))   # a run written with an earlier spelling
     if "train" in data:
         for key, default in DEFAULTED.items():
-            flat.setdefault(key, default)
-    return flat
+            out.setdefault(key, default)
+    return out
 
 
 def differences(stored: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:

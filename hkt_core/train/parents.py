@@ -122,9 +122,15 @@ def cached_parent(card: PairCard, manager, *, train_missing, say=None) -> tuple[
 
 
 def publish_parent_run(card: PairCard, train: TrainConfig, run_dir: Path, manager=None) -> Path | None:
-    """Copy a finished ``parent`` run into the cache (if its settings' entry is not there yet)."""
+    """Copy a finished ``parent`` run into the cache (if its settings' entry is not there yet).
+
+    A run whose settings changed on ``--resume`` (its ``history.jsonl``) is not published: the
+    cache key says how the weights were trained, and they were trained under two settings.
+    """
+    from .identity import read_history
+
     folder = cache_folder(card, train, manager)
-    if is_complete(folder) or folder.resolve() == run_dir.resolve():
+    if is_complete(folder) or folder.resolve() == run_dir.resolve() or read_history(run_dir):
         return None
     folder.mkdir(parents=True, exist_ok=True)
     for name in (CONFIG, METRICS, BEST, SUMMARY, STATE):  # state.json carries the weights' SHA-256

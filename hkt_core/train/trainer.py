@@ -27,15 +27,15 @@ from ..adapters import adapter_for
 from ..config import HKTConfig, TrainConfig, to_toml, unstructure
 from ..errors import CheckpointError, ConfigError, HKTError, TrainingDiverged
 from ..io import atomic_write_text
-from ..metrics import MetricAccumulator
 from ..models import build_model, count_parameters
 from ..pairs import PairCard
 from . import checkpoint as ckpt
 from . import run as files
-from .data import Splits, eval_loader, load_splits, split_batch, train_loader
-from .distributed import (World, all_sum, any_flag, barrier, broadcast_text, close_world, init_world,
-                          sync_buffers)
 from .acceleration import Acceleration
+from .data import Splits, load_splits, split_batch, train_loader
+from .distributed import (World, all_sum, any_flag, barrier, broadcast_text, close_world, init_world,
+                          raise_together, sync_buffers)
+from .evaluation import evaluate, measure_latency
 from .method import Method, MethodContext
 from .optim import build_optimizer, learning_rate, set_learning_rate
 
@@ -97,52 +97,6 @@ def _say(world: World, message: str) -> None:
         print(f"hkt: {message}", file=sys.stderr, flush=True)
 
 
-# -- evaluation --------------------------------------------------------------------------------
-
-def evaluate(model: nn.Module, dataset, task, *, batch_size: int, device: torch.device, manager: Any,
-             world: World = World(), num_workers: int = 0) -> dict[str, float]:
-    """Task loss and metrics of ``model`` over ``dataset``, exact under sharding across processes
-    (``manager``: the plugin manager the model's adapter is registered in)."""
-    adapter = adapter_for(model, manager)
-    acc = MetricAccumulator(task.metrics())
-    loss_sum = torch.zeros(2, dtype=torch.float64)  # (sum of per-batch mean loss * batch, samples)
-    was_training = model.training
-    model.eval()
-    with torch.inference_mode():
-        for batch in eval_loader(dataset, batch_size, rank=world.rank, world=world.size, num_workers=num_workers):
-            inputs, target = split_batch(batch, device)
-            prediction = adapter.prediction(model(*inputs))
-            n = inputs[0].shape[0]
-            loss_sum += torch.tensor([float(task.loss(prediction, target)) * n, n], dtype=torch.float64)
-            acc.update(prediction, target)
-    model.train(was_training)
-    loss_sum = all_sum(world, loss_sum)
-    acc.reduce(lambda t: all_sum(world, t))
-    values = {"loss": float(loss_sum[0] / loss_sum[1]) if loss_sum[1] > 0 else float("nan")}
-    values.update(acc.values())
-    return values
-
-
-def measure_latency(model: nn.Module, input_shapes, *, device: torch.device, manager: Any, batch: int = 32,
-                    repeats: int = 10) -> float:
-    """Median milliseconds per sample of ``model`` in eval mode on a batch of ``batch`` samples."""
-    shapes = [(batch, *s[1:]) for s in input_shapes]
-    inputs = tuple(t.to(device) for t in adapter_for(model, manager).example_inputs(model, shapes))
-    was_training = model.training
-    model.eval()
-    times = []
-    with torch.inference_mode():
-        for i in range(repeats + 3):
-            start = time.perf_counter()
-            model(*inputs)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            if i >= 3:
-                times.append(time.perf_counter() - start)
-    model.train(was_training)
-    return float(np.median(times)) * 1000.0 / batch
-
-
 @attrs.define
 class _Session:
     """What one run's loop carries from step to step."""
@@ -184,19 +138,17 @@ class Trainer:
         from .prepare import take_run_folder
 
         spec, out = self.spec, self.spec.out
-        outcome = ""
+        failure: HKTError | None = None
+        resume = spec.resume
         if self.world.main:
             try:
                 self._lock, resume = take_run_folder(out, resume=spec.resume, force=spec.force, config=spec.config(),
                                                      say=lambda m: _say(self.world, m))
-                outcome = f"ok:{int(resume)}"
             except HKTError as exc:
-                outcome = f"{type(exc).__name__}:{exc}"
-        outcome = broadcast_text(self.world, outcome)
-        kind, _, message = outcome.partition(":")
-        if kind != "ok":
-            raise (CheckpointError if kind == "CheckpointError" else ConfigError)(message)
-        spec.resume = message == "1"  # a run stopped before its first checkpoint starts over
+                failure = exc
+        raise_together(self.world, failure)
+        # a run stopped before its first checkpoint starts over
+        spec.resume = broadcast_text(self.world, "1" if resume else "") == "1"
         barrier(self.world)
         return ckpt.read_state(out / files.STATE) if spec.resume else None
 
