@@ -74,8 +74,8 @@ def _batch(n: int = 6):
                          ids=["ga-both", "mse", "per-point-directions"])
 def test_recorded_step_matches_the_interpreter_bitwise(config):
     eager, recorded = _families(config)
-    step = recorded.record_step(2)
     inputs, target = _batch()
+    step = recorded.record_step(*inputs)
     for family in (eager, recorded):
         family.train()
     for _ in range(2):   # twice: BatchNorm statistics and gradients accumulate alike
@@ -98,7 +98,7 @@ def test_recorded_step_matches_the_interpreter_bitwise(config):
 def test_recorded_step_has_no_interpreter_left():
     """One flat graph: module calls of the Family's own modules and tensor operations only."""
     _, family = _families()
-    step = family.record_step(2)
+    step = family.record_step(*_batch()[0])
     ops = {n.op for n in step.graph.nodes}
     assert ops <= {"placeholder", "call_module", "call_function", "call_method", "get_attr", "output"}
     targets = {str(n.target) for n in step.graph.nodes if n.op == "call_module"}

@@ -38,10 +38,46 @@ def scratch_twin(module: nn.Module) -> nn.Module:
 
 
 class _Recorder(fx.Tracer):
-    """Every module called on recorded values is one ``call_module`` node (a leaf)."""
+    """Every module called on recorded values is one ``call_module`` node (a leaf).
+
+    A leaf's result is a single recorded value, but the code around it may look at its structure
+    (a mixture returns a tensor or a ``MixOutput(value, loss)``). ``outputs`` holds what each
+    module returned in a real forward; a recorded result is given the same structure, its tensors
+    taken out of the recorded value by index and its constants (None) kept.
+    """
+
+    def __init__(self, outputs: dict[int, Any]) -> None:
+        super().__init__()
+        self.outputs = outputs
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         return True
+
+    def call_module(self, m: nn.Module, forward: Callable, args: tuple, kwargs: dict) -> Any:
+        proxy = super().call_module(m, forward, args, kwargs)
+        return _like(proxy, self.outputs[id(m)]) if id(m) in self.outputs else proxy
+
+
+def _like(proxy: Any, real: Any) -> Any:
+    """``proxy`` given the structure of ``real`` (tuples, named tuples, lists; tensors stay recorded)."""
+    if isinstance(real, (tuple, list)):
+        items = [None if r is None else _like(proxy[i], r) for i, r in enumerate(real)]
+        if hasattr(real, "_fields"):
+            return type(real)(*items)
+        return type(real)(items)
+    return proxy
+
+
+def observed_outputs(modules: Sequence[nn.Module], run: Callable[[], Any]) -> dict[int, Any]:
+    """What each of ``modules`` returned (its last call) while ``run()`` ran."""
+    seen: dict[int, Any] = {}
+    hooks = [m.register_forward_hook(lambda mod, args, out: seen.__setitem__(id(mod), out)) for m in modules]
+    try:
+        run()
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return seen
 
 
 class _RecordingGraph:
@@ -101,12 +137,14 @@ def _root_with_inputs(family: nn.Module, count: int, body: Callable[[tuple], Any
     return root
 
 
-def record_lockstep(family: nn.Module, streams: Any, inputs: int, mix: RecordMix) -> fx.GraphModule:
+def record_lockstep(family: nn.Module, streams: Any, inputs: int, mix: RecordMix,
+                    outputs: dict[int, Any] | None = None) -> fx.GraphModule:
     """One graph of the training-mode forward of ``streams`` (a ``LockstepStreams``) on ``inputs`` inputs.
 
-    ``mix`` is the Family's mixing at a point, called with recorded values. The graph returns
-    ``(native, inherited, parent, feature_loss)``: the raw outputs of the three streams, and the
-    mean feature loss of aligning mixtures (None when there is none).
+    ``mix`` is the Family's mixing at a point, called with recorded values; ``outputs`` what the
+    modules it calls returned in a real forward (:func:`observed_outputs`), when some return more
+    than a tensor. The graph returns ``(native, inherited, parent, feature_loss)``: the raw outputs
+    of the three streams, and the mean of the mixtures' feature losses (None when there is none).
     """
     owners = {id(owner) for owner, _ in streams.inherited_buffers}
     twins: dict[int, str] = {}
@@ -116,7 +154,7 @@ def record_lockstep(family: nn.Module, streams: Any, inputs: int, mix: RecordMix
         if module is not None and id(module) not in twins and any(id(m) in owners for m in module.modules()):
             twin_modules.append(scratch_twin(module))
             twins[id(module)] = f"scratch.{len(twin_modules) - 1}"
-    recorder = _Recorder()
+    recorder = _Recorder(outputs or {})
 
     def body(values: tuple) -> Any:
         feature_losses: list[Any] = []

@@ -93,7 +93,7 @@ def compile_family(family: nn.Module, report: CompileReport, label: str = "Famil
         try:
             step = steps.get(len(inputs))
             if step is None:
-                step = steps[len(inputs)] = torch.compile(family.record_step(len(inputs)), **options)
+                step = steps[len(inputs)] = torch.compile(family.record_step(*inputs), **options)
             if family.parent.training:
                 family.parent.eval()
             outputs = step(*inputs)
