@@ -2,8 +2,8 @@
 
 At mixing point ``i`` both pre-mix values exist; the Family computes, per direction,
 
-    phi_p = z~_i + lam * GA(query=z~_i, source=tau_p(z_i))    child -> parent ("head")
-    phi_c = z_i  + lam * GA(query=z_i,  source=tau_c(z~_i))   parent -> child ("backbone")
+    phi_p = z~_i + lam * GA(query=z~_i, source=tau_p(z_i))    child -> parent ("to_parent")
+    phi_c = z_i  + lam * GA(query=z_i,  source=tau_c(z~_i))   parent -> child ("to_child")
 
 and writes them into the streams in place of the nodes' values, so every downstream use of those
 nodes (skip connections included) sees the mixed value. Three predictions come out: ``native``
@@ -28,9 +28,11 @@ import torch
 from torch import fx, nn
 
 from .adapters import adapter_for
+from .align.resolve import name_pairs
 from .config import HKTConfig
 from .errors import AlignmentError, ConfigError
 from .etm.crosskind import cross_kind_transfer
+from .etm.mixtures import split_mix
 from .kinds import ValueKind, infer_kinds, mixing_pair_problem, parse_stated, stated_nodes
 from .lockstep import LockstepGraph, LockstepStreams, follow, from_channels_first, to_channels_first
 
@@ -45,7 +47,7 @@ class HKTOutput(NamedTuple):
     parent_head: torch.Tensor
     """The parent stream with the child's features mixed in (L3)."""
     feature_loss: torch.Tensor | None = None
-    """Mean feature-alignment loss of aligning mixtures (``mse``); None otherwise."""
+    """Mean of the feature losses the mixtures returned (the ``mse`` ablation's); None when none did."""
 
 
 class HKTLoss(NamedTuple):
@@ -58,36 +60,6 @@ class HKTLoss(NamedTuple):
 
 
 # -- the plan -------------------------------------------------------------------------------------
-
-def _names(value: Any, what: str) -> tuple[str, ...]:
-    if isinstance(value, str):
-        return (value,)
-    if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value):
-        return tuple(value)
-    raise AlignmentError(f"{what} must be a node name or a list of node names, got {value!r}")
-
-
-def _alignment_pairs(alignment: Any) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
-    raw = getattr(alignment, "pairs", alignment)
-    try:
-        items = list(raw)
-    except TypeError:
-        raise AlignmentError(f"an alignment is an Alignment record or a list of (parent, child) name pairs, "
-                             f"got {type(alignment).__name__}") from None
-    pairs = []
-    for i, item in enumerate(items):
-        if hasattr(item, "parent") and hasattr(item, "child"):
-            parent, child = item.parent, item.child
-        elif isinstance(item, (list, tuple)) and len(item) == 2:
-            parent, child = item
-        else:
-            raise AlignmentError(f"alignment pair {i} must be (parent_name, child_name), got {item!r}")
-        pairs.append((_names(parent, f"alignment pair {i} parent"), _names(child, f"alignment pair {i} child")))
-    if len(pairs) < 2:
-        raise AlignmentError(f"HKT needs at least two aligned pairs (one mixing point plus the predictions), "
-                             f"got {len(pairs)}")
-    return pairs
-
 
 class _Point(NamedTuple):
     index: int
@@ -172,9 +144,9 @@ class Family(nn.Module):
         parent.requires_grad_(False)
         parent.eval()
 
-        pairs = _alignment_pairs(alignment)
+        pairs = name_pairs(alignment)
         directions = config.directions_for(len(pairs) - 1)
-        operators = self._lookup_operators()
+        operators = self._lookup_operators(config)
         self._trace(parent, child, alignment)
         points = self._locate_points(pairs, directions)
         inputs = self._example_inputs(alignment, example_inputs, child)
@@ -208,16 +180,28 @@ class Family(nn.Module):
                 raise ConfigError(str(exc)) from None
         return config
 
-    def _lookup_operators(self) -> tuple[type, type, type]:
-        """The mixture, transfer and extractor classes the config names; what the mixture does."""
-        config, manager = self.config, self._manager
+    def _lookup_operators(self, config: HKTConfig) -> tuple[Callable[[], nn.Module], type, type]:
+        """A maker of the configured mixture (with its options), the transfer and extractor classes."""
+        manager = self._manager
         mixture_cls = manager.lookup("mixtures", config.mixture)
         transfer_cls = manager.lookup("transfers", config.transfer)
         extractor_cls = manager.lookup("extractors", config.extractor)
-        probe = mixture_cls(lam=config.lam, tokens=config.tokens)
-        self._mixes = bool(getattr(probe, "mixes", True))
-        self._aligns = bool(getattr(probe, "aligns", False))
-        return mixture_cls, transfer_cls, extractor_cls
+
+        def make_mixture() -> nn.Module:
+            return mixture_cls(lam=config.lam, tokens=config.tokens, **config.mixture_options)
+
+        try:
+            self._probe_mixture = make_mixture()
+        except TypeError as exc:
+            raise ConfigError(f"HKTConfig.mixture_options = {config.mixture_options!r} do not fit mixture "
+                              f"{config.mixture!r}: {exc}") from None
+        self._mixes = bool(getattr(self._probe_mixture, "mixes", True))
+        return make_mixture, transfer_cls, extractor_cls
+
+    def _adds_loss(self, receiver: torch.Tensor) -> bool:
+        """Whether the mixture returns a feature loss (tried once on ``receiver`` against itself)."""
+        with torch.no_grad():
+            return split_mix(self._probe_mixture(receiver, receiver))[1] is not None
 
     def _trace(self, parent: nn.Module, child: nn.Module, alignment: Any) -> None:
         """Both networks as lockstep graphs, from the traces the alignment was computed on when it
@@ -303,9 +287,9 @@ class Family(nn.Module):
             raise ConfigError(f"Family: {exc}") from None
 
     def _build_operators(self, k: int, p: _Point, pvals: dict[fx.Node, Any], cvals: dict[fx.Node, Any],
-                         mixture_cls: type, transfer_cls: type, extractor_cls: type) -> MixingPoint:
+                         make_mixture: Callable[[], nn.Module], transfer_cls: type,
+                         extractor_cls: type) -> MixingPoint:
         """The ETM operators of point ``k``, sized from the probed values."""
-        config = self.config
         p_ex, c_ex = extractor_cls(), extractor_cls()
         with torch.no_grad():
             p_donor = p_ex(*_channels_first([pvals[n] for n in p.parent_nodes], p.parent_layouts))
@@ -316,21 +300,22 @@ class Family(nn.Module):
         where = (f"mixing point {k} (parent {', '.join(self._pg.names[n] for n in p.parent_nodes)} "
                  f"<-> child {', '.join(self._cg.names[n] for n in p.child_nodes)})")
         to_child = to_parent = None
-        active = self._mixes or self._aligns
-        backbone = active and p.direction in ("both", "backbone")
-        head = active and self._mixes and p.direction in ("both", "head")
-        direction = "both" if backbone and head else "backbone" if backbone else "head" if head else None
+        # A mixture that neither mixes nor returns a loss (the 'none' control) needs no operators.
+        c_receiver = to_channels_first(cvals[p.child_receiver], p.child_receiver_layout)
+        mixes_to_child = p.direction in ("both", "to_child") and (self._mixes or self._adds_loss(c_receiver))
+        mixes_to_parent = self._mixes and p.direction in ("both", "to_parent")
+        direction = ("both" if mixes_to_child and mixes_to_parent else "to_child" if mixes_to_child
+                     else "to_parent" if mixes_to_parent else None)
         if direction is not None:
-            problem = mixing_pair_problem(p_kind if backbone else p_recv, c_kind if head else c_recv, direction)
+            problem = mixing_pair_problem(p_kind if mixes_to_child else p_recv, c_kind if mixes_to_parent else c_recv,
+                                          direction)
             if problem:
                 raise AlignmentError(f"{where}: {problem}")
         try:
-            if backbone:
-                to_child = (self._transfer(transfer_cls, p_kind, c_recv),
-                            mixture_cls(lam=config.lam, tokens=config.tokens))
-            if head:
-                to_parent = (self._transfer(transfer_cls, c_kind, p_recv),
-                             mixture_cls(lam=config.lam, tokens=config.tokens))
+            if mixes_to_child:
+                to_child = (self._transfer(transfer_cls, p_kind, c_recv), make_mixture())
+            if mixes_to_parent:
+                to_parent = (self._transfer(transfer_cls, c_kind, p_recv), make_mixture())
         except ValueError as exc:
             raise AlignmentError(f"{where}: {exc}") from exc
         return MixingPoint(to_child, to_parent, p_ex, c_ex)
@@ -382,16 +367,20 @@ class Family(nn.Module):
                 *_channels_first([read_p(n) for n in p.parent_nodes], p.parent_layouts)))
             layout = p.child_receiver_layout
             receiver = to_channels_first(read_c(p.child_receiver), layout)
-            if self._aligns:
-                feature_losses.append(ops.to_child_mixture.feature_loss(receiver, donor))
+            value, loss = split_mix(ops.to_child_mixture(receiver, donor))
+            if loss is not None:
+                feature_losses.append(loss)
             if self._mixes:
-                new_c = from_channels_first(ops.to_child_mixture(receiver, donor), layout)
+                new_c = from_channels_first(value, layout)
         if ops.to_parent_transfer is not None:
             donor = ops.to_parent_transfer(ops.child_extractor(
                 *_channels_first([read_c(n) for n in p.child_nodes], p.child_layouts)))
             layout = p.parent_receiver_layout
             receiver = to_channels_first(read_p(p.parent_receiver), layout)
-            new_p = from_channels_first(ops.to_parent_mixture(receiver, donor), layout)
+            value, loss = split_mix(ops.to_parent_mixture(receiver, donor))
+            if loss is not None:
+                feature_losses.append(loss)
+            new_p = from_channels_first(value, layout)
         return new_c, new_p
 
     def forward(self, *inputs: torch.Tensor) -> HKTOutput:
@@ -404,8 +393,31 @@ class Family(nn.Module):
 
         native, inherited, parent_head = self._streams.run(inputs, mix, self.child.training)
         feature_loss = torch.stack(feature_losses).mean() if feature_losses else None
+        return self.output(native, inherited, parent_head, feature_loss)
+
+    def output(self, native: Any, inherited: Any, parent_head: Any, feature_loss: torch.Tensor | None) -> HKTOutput:
+        """The streams' raw outputs as an :class:`HKTOutput` (each model's adapter picks its prediction)."""
         return HKTOutput(self._cg.adapter.prediction(native), self._cg.adapter.prediction(inherited),
                          self._pg.adapter.prediction(parent_head), feature_loss)
+
+    def record_step(self, *inputs: torch.Tensor) -> fx.GraphModule:
+        """The training-mode forward on inputs like ``inputs`` as one ``torch.fx`` graph returning
+        ``(native, inherited, parent_head, feature_loss)`` raw outputs (pass them to :meth:`output`);
+        what ``--compile`` compiles (:mod:`hkt_core.lockstep.record`). ``inputs`` run once through
+        the Family in eval mode without autograd (to see what the ETM operators return)."""
+        from .lockstep.record import observed_outputs, record_lockstep
+
+        modes = [(m, m.training) for m in self.modules()]
+        self.eval()
+        try:
+            with torch.no_grad():
+                outputs = observed_outputs(list(self.points.modules()), lambda: self._call_impl(*inputs))
+        finally:
+            for m, mode in modes:
+                m.training = mode
+        return record_lockstep(self, self._streams, len(inputs),
+                               lambda k, read_p, read_c, losses: self._mix(self._plan[k], self.points[k], read_p,
+                                                                           read_c, losses), outputs)
 
     # -- loss and export -------------------------------------------------------------------------
     @property
@@ -417,7 +429,8 @@ class Family(nn.Module):
 
     def loss_parts(self, output: HKTOutput, target: torch.Tensor) -> HKTLoss:
         """``a1*L1 + a2*L2 + a3*L3`` and its parts; a part whose weight is 0 is computed without
-        autograd (for logging only)."""
+        autograd (for logging only). L1 scores the inherited stream plus the mixtures' feature loss;
+        when the mixture does not mix (``mse``), L1 is the feature loss alone."""
         a1, a2, a3 = self.config.alphas
         task = self.task
         inherit = task.inherit_loss if self.config.inherit_loss == "mae" else task.loss
@@ -429,10 +442,13 @@ class Family(nn.Module):
                 return fn()
 
         l2 = part(a2, lambda: task.loss(output.native, target))
-        if output.feature_loss is not None:
-            l1 = output.feature_loss if a1 > 0 else output.feature_loss.detach()
-        else:
+        feature = output.feature_loss
+        if feature is None:
             l1 = part(a1, lambda: inherit(output.inherited, target))
+        elif not self._mixes:
+            l1 = feature if a1 > 0 else feature.detach()
+        else:
+            l1 = part(a1, lambda: inherit(output.inherited, target) + feature)
         l3 = part(a3, lambda: inherit(output.parent_head, target))
         total = a2 * l2
         if a1 > 0:

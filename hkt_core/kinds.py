@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterable, Mapping
 import attrs
 from torch import fx, nn
 
+from .config import DIRECTIONS, canonical_direction
 from .errors import AlignmentError
 
 KINDS = ("map", "tokens", "vector")
@@ -349,9 +350,6 @@ def stated_nodes(layouts: Mapping[str, str] | None, resolve: Callable[[str], fx.
 
 # -- the validity of a mixing pair -----------------------------------------------------------------
 
-DIRECTIONS = ("both", "backbone", "head")
-
-
 def transfer_problem(source: ValueKind, target: ValueKind) -> str | None:
     """Why no transfer maps ``source`` onto ``target`` (None when one does)."""
     if source.kind == "vector" or target.kind == "vector":
@@ -371,18 +369,19 @@ def transfer_problem(source: ValueKind, target: ValueKind) -> str | None:
 def mixing_pair_problem(parent: ValueKind, child: ValueKind, direction: str = "both") -> str | None:
     """Why ``parent`` and ``child`` cannot be a mixing point (None when they can).
 
-    A mixing point transfers the parent's value onto the child's (``backbone``), the child's onto
-    the parent's (``head``), or both. Any two kinds mix when transfers exist: vectors with
+    A mixing point transfers the parent's value onto the child's (``to_child``), the child's onto
+    the parent's (``to_parent``), or both (``backbone`` and ``head`` are read as the former two). Any two kinds mix when transfers exist: vectors with
     everything (pooling, broadcast), maps with maps of the same number of spatial axes, tokens
     with tokens and with 1-D maps, tokens on a grid with maps of the grid's rank. This is the one
     rule :func:`hkt_core.align.align` and :class:`hkt_core.family.Family` apply.
     """
+    direction = canonical_direction(direction)
     if direction not in DIRECTIONS:
         raise AlignmentError(f"direction {direction!r} is not one of {', '.join(DIRECTIONS)}")
     checks = []
-    if direction in ("both", "backbone"):
+    if direction in ("both", "to_child"):
         checks.append(("parent -> child", parent, child))
-    if direction in ("both", "head"):
+    if direction in ("both", "to_parent"):
         checks.append(("child -> parent", child, parent))
     for label, source, target in checks:
         problem = transfer_problem(source, target)

@@ -144,6 +144,10 @@ class PairCard:
     train: TrainConfig = attrs.field(factory=TrainConfig)
     hkt: HKTConfig = attrs.field(factory=HKTConfig)
     parent_train: dict[str, Any] = attrs.field(factory=dict, converter=_table)
+    #: The folder the card was added from (recorded by ``hkt pairs add``); its ``module:callable``
+    #: references may name modules there as well as on ``sys.path`` (:mod:`hkt_core.trust`).
+    source_folder: str | None = attrs.field(default=None, validator=attrs.validators.optional(
+        attrs.validators.instance_of(str)))
 
     @stages.validator
     def _check_stages(self, attribute, value):
@@ -182,15 +186,20 @@ class PairCard:
 
     @classmethod
     def from_toml(cls, path: str | Path) -> "PairCard":
+        """A card file; without a recorded ``source_folder`` its references resolve beside the file too."""
         path = Path(path)
         try:
-            return cls.from_dict(read_toml(path), source=str(path))
+            data = read_toml(path)
+            data.setdefault("source_folder", str(path.resolve().parent))
+            return cls.from_dict(data, source=str(path))
         except ConfigError as exc:
             msg = str(exc)
             raise ConfigError(msg if msg.startswith(str(path)) else f"{path}: {msg}") from None
 
     def to_dict(self) -> dict[str, Any]:
         data = unstructure(self)
+        if data.get("source_folder") is None:
+            data.pop("source_folder", None)
         data["input_shapes"] = [list(s) for s in self.input_shapes]
         data.pop("alignment")
         table = dict(data.pop("layouts") and {"layouts": dict(self.layouts)})
@@ -247,9 +256,17 @@ def user_cards() -> list[tuple[Path, PairCard | Exception]]:
     return out
 
 
-def add_user_card(path: str | Path, *, known_pairs: set[str] = frozenset(), force: bool = False) -> Path:
-    """Validate a card and store it in the user's folder atomically; a bad card writes nothing."""
-    card = PairCard.from_toml(path)
+def add_user_card(path: str | Path, *, known_pairs: set[str] = frozenset(), force: bool = False,
+                  check=None) -> Path:
+    """Validate a card and store it in the user's folder atomically; a bad card writes nothing.
+
+    The stored card records the folder it came from (``source_folder``); ``check(card)`` (e.g.
+    :func:`hkt_core.card_checks.check_card`) may refuse it before anything is written.
+    """
+    path = Path(path)
+    card = attrs.evolve(PairCard.from_toml(path), source_folder=str(path.resolve().parent))
+    if check is not None:
+        check(card)
     if card.name in known_pairs and not force:
         raise ConfigError(f"pair {card.name!r} is already registered; pick another name")
     folder = user_pairs_dir()

@@ -71,9 +71,7 @@ def align(parent: nn.Module, child: nn.Module, example_inputs: Any, stages: int 
     """
     if method not in METHODS:
         raise AlignmentError(f"method={method!r} is not supported; choose one of {', '.join(METHODS)}")
-    if stages is not None and (not isinstance(stages, int) or isinstance(stages, bool) or stages < 2):
-        raise AlignmentError(f"stages={stages!r} is invalid: an integer >= 2 (N-1 mixing points plus the "
-                             f"predictions), or None to choose N automatically")
+    check_stages(stages)
     inputs = (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)
     if calibration is None:
         _check_calibration(method, inputs)
@@ -84,11 +82,19 @@ def align(parent: nn.Module, child: nn.Module, example_inputs: Any, stages: int 
                         calibration=calibration, batch_size=batch_size)
 
 
+def check_stages(stages: Any) -> None:
+    """The one rule for N (the API's ``stages=`` and the CLI's ``--stages``): None or an integer >= 2."""
+    if stages is not None and (not isinstance(stages, int) or isinstance(stages, bool) or stages < 2):
+        raise AlignmentError(f"stages={stages!r} is invalid: an integer >= 2 (N-1 mixing points plus the "
+                             f"predictions), or None to choose N automatically")
+
+
 def align_blocks(bp: BlockGraph, bc: BlockGraph, *, stages: int | None = None, method: str = "structural",
                  pairs: Sequence[tuple[str, str]] | None = None,
                  inputs: tuple[torch.Tensor, ...] = (), calibration: Any = None,
                  batch_size: int = 64) -> Alignment:
     """Alignment of two analysed models (see :func:`align`)."""
+    check_stages(stages)
     if method not in METHODS:
         raise AlignmentError(f"method={method!r} is not supported; choose one of {', '.join(METHODS)}")
     calib: Calibration | None = None

@@ -63,9 +63,13 @@ def run(args) -> int:
 
     if len(args.models) > 2:
         raise ConfigError(f"expected PAIR or PARENT CHILD, got {len(args.models)} names: {' '.join(args.models)}")
+    from ..align.api import check_stages
+
     pairs = [parse_pair(p) for p in args.pair] if args.pair else None
     stages = args.stages
+    check_stages(stages)
     from ..plugins import default_manager
+    from ..trust import card_origin, scope
 
     manager = default_manager()
     calibration = None
@@ -73,11 +77,12 @@ def run(args) -> int:
     if len(args.models) == 1:
         card = manager.lookup("pairs", args.models[0])
         layouts = dict(card.layouts)
-        if args.method == "activation":
-            parent, child, calibration = _activation_setup(card, args, manager)
-        else:
-            parent = build_model(card.parent, manager, **card.parent_options)
-            child = build_model(card.child, manager, **card.child_options)
+        with scope(card_origin(card)):
+            if args.method == "activation":
+                parent, child, calibration = _activation_setup(card, args, manager)
+            else:
+                parent = build_model(card.parent, manager, **card.parent_options)
+                child = build_model(card.child, manager, **card.child_options)
         shapes = [parse_shape(s) for s in args.input_shape] if args.input_shape else list(card.input_shapes)
         if pairs is None and card.alignment is not None:
             pairs = [tuple(p) for p in card.alignment]

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..kinds import ValueKind
-from .transfers import Conv1x1Transfer, _ChannelLinear, _resize, _shape
+from .transfers import Conv1x1Transfer, Transfer, _ChannelLinear, _resize
 
 #: (source kind, target kind) -> registered transfer name
 CROSS_KIND = {
@@ -57,13 +57,13 @@ def _token_facts(kind: ValueKind | None, shape: tuple[int, ...]) -> tuple[bool, 
     return kind.class_token, kind.grid
 
 
-class TokensToMap(nn.Module):
+class TokensToMap(Transfer):
     """Tokens ``(D, N)`` -> a map ``(C, *S)``: on their grid, resized, 1x1-projected."""
 
     def __init__(self, source_shape: Sequence[int], target_shape: Sequence[int], *,
                  source: ValueKind | None = None, target: ValueKind | None = None) -> None:
-        super().__init__()
-        src, dst = _shape(source_shape, "source"), _shape(target_shape, "target")
+        super().__init__(source_shape, target_shape)
+        src, dst = self.source_shape, self.target_shape
         if len(src) != 2 or len(dst) < 2:
             raise ValueError(f"transfer 'tokens_to_map' maps tokens (D, N) to a map (C, *S), got {src} -> {dst}")
         self.class_token, grid = _token_facts(source, src)
@@ -89,13 +89,13 @@ class TokensToMap(nn.Module):
         return self.inner(x.reshape(x.shape[0], x.shape[1], *self.grid))
 
 
-class MapToTokens(nn.Module):
+class MapToTokens(Transfer):
     """A map ``(C, *S)`` -> tokens ``(D, N)``: positions flattened, pooled or interpolated, projected."""
 
     def __init__(self, source_shape: Sequence[int], target_shape: Sequence[int], *,
                  source: ValueKind | None = None, target: ValueKind | None = None) -> None:
-        super().__init__()
-        src, dst = _shape(source_shape, "source"), _shape(target_shape, "target")
+        super().__init__(source_shape, target_shape)
+        src, dst = self.source_shape, self.target_shape
         if len(src) < 2 or len(dst) != 2:
             raise ValueError(f"transfer 'map_to_tokens' maps a map (C, *S) to tokens (D, N), got {src} -> {dst}")
         self.class_token, grid = _token_facts(target, dst)
@@ -117,13 +117,13 @@ class MapToTokens(nn.Module):
         return tokens
 
 
-class ToVector(nn.Module):
+class ToVector(Transfer):
     """A map or tokens -> a vector ``(C,)``: the class token, or the mean over positions, projected."""
 
     def __init__(self, source_shape: Sequence[int], target_shape: Sequence[int], *,
                  source: ValueKind | None = None, target: ValueKind | None = None) -> None:
-        super().__init__()
-        src, dst = _shape(source_shape, "source"), _shape(target_shape, "target")
+        super().__init__(source_shape, target_shape)
+        src, dst = self.source_shape, self.target_shape
         if len(src) < 2 or len(dst) != 1:
             raise ValueError(f"transfer 'to_vector' maps a map or tokens to a vector (C,), got {src} -> {dst}")
         self.class_token, _ = _token_facts(source, src)
@@ -134,16 +134,15 @@ class ToVector(nn.Module):
         return self.proj(pooled)
 
 
-class FromVector(nn.Module):
+class FromVector(Transfer):
     """A vector ``(C,)`` -> a map or tokens ``(D, *S)``: projected, broadcast, plus a position table."""
 
     def __init__(self, source_shape: Sequence[int], target_shape: Sequence[int], *,
                  source: ValueKind | None = None, target: ValueKind | None = None) -> None:
-        super().__init__()
-        src, dst = _shape(source_shape, "source"), _shape(target_shape, "target")
+        super().__init__(source_shape, target_shape)
+        src, dst = self.source_shape, self.target_shape
         if len(src) != 1 or len(dst) < 2:
             raise ValueError(f"transfer 'from_vector' maps a vector (C,) to a map or tokens, got {src} -> {dst}")
-        self.target_shape = dst
         self.proj = nn.Linear(src[0], dst[0])
         self.position = nn.Parameter(torch.randn(1, *dst) * 0.02)
 
