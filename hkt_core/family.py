@@ -97,6 +97,17 @@ def _channels_first(values: Sequence[torch.Tensor], kinds: Sequence[ValueKind]) 
     return [to_channels_first(v, k.kind) for v, k in zip(values, kinds)]
 
 
+def _one_way(transfer: nn.Module, extractor: nn.Module, mixture: nn.Module, donors: list[torch.Tensor],
+             donor_kinds: Sequence[ValueKind], receiver: torch.Tensor, kind: str,
+             feature_losses: list[torch.Tensor]) -> torch.Tensor:
+    """The receiver mixed with the donors (in the receiver's layout); a feature loss is collected."""
+    donor = transfer(extractor(*_channels_first(donors, donor_kinds)))
+    value, loss = split_mix(mixture(to_channels_first(receiver, kind), donor))
+    if loss is not None:
+        feature_losses.append(loss)
+    return from_channels_first(value, kind)
+
+
 def _donor_kind(donor: torch.Tensor, kinds: Sequence[ValueKind]) -> ValueKind:
     """The kind of an extractor's output (channel-first ``donor``) read from the values it combined."""
     shape = (1, *donor.shape[1:])
@@ -356,24 +367,15 @@ class Family(nn.Module):
         """phi_c and phi_p of one point from the pre-mix values (None where a direction is off)."""
         new_c = new_p = None
         if ops.to_child_transfer is not None:
-            donor = ops.to_child_transfer(ops.parent_extractor(
-                *_channels_first([read_p(n) for n in p.parent_nodes], p.parent_kinds)))
-            layout = p.child_receiver_kind
-            receiver = to_channels_first(read_c(p.child_receiver), layout)
-            value, loss = split_mix(ops.to_child_mixture(receiver, donor))
-            if loss is not None:
-                feature_losses.append(loss)
-            if self._mixes:
-                new_c = from_channels_first(value, layout)
+            new_c = _one_way(ops.to_child_transfer, ops.parent_extractor, ops.to_child_mixture,
+                             [read_p(n) for n in p.parent_nodes], p.parent_kinds,
+                             read_c(p.child_receiver), p.child_receiver_kind, feature_losses)
+            if not self._mixes:
+                new_c = None
         if ops.to_parent_transfer is not None:
-            donor = ops.to_parent_transfer(ops.child_extractor(
-                *_channels_first([read_c(n) for n in p.child_nodes], p.child_kinds)))
-            layout = p.parent_receiver_kind
-            receiver = to_channels_first(read_p(p.parent_receiver), layout)
-            value, loss = split_mix(ops.to_parent_mixture(receiver, donor))
-            if loss is not None:
-                feature_losses.append(loss)
-            new_p = from_channels_first(value, layout)
+            new_p = _one_way(ops.to_parent_transfer, ops.child_extractor, ops.to_parent_mixture,
+                             [read_c(n) for n in p.child_nodes], p.child_kinds,
+                             read_p(p.parent_receiver), p.parent_receiver_kind, feature_losses)
         return new_c, new_p
 
     def forward(self, *inputs: torch.Tensor) -> HKTOutput:
