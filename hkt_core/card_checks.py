@@ -16,6 +16,12 @@ from .pairs import PairCard
 def check_card(card: PairCard, manager) -> None:
     """Raise :class:`ConfigError` naming the first name of ``card`` that does not exist, or why its
     ``stages`` cannot be aligned."""
+    check_names(card, manager)
+    check_stages(card, manager)
+
+
+def check_names(card: PairCard, manager) -> None:
+    """The card's task, models and data set exist (registered, or resolvable under the trust rule)."""
     from .trust import card_origin, scope
 
     with scope(card_origin(card)):
@@ -23,6 +29,13 @@ def check_card(card: PairCard, manager) -> None:
         _exists(card, "parent", card.parent, manager, "models")
         _exists(card, "child", card.child, manager, "models")
         _exists(card, "dataset", card.dataset, manager, "datasets")
+
+
+def check_stages(card: PairCard, manager) -> None:
+    """The two models can be aligned with the card's ``stages`` and manual pairs."""
+    from .trust import card_origin, scope
+
+    with scope(card_origin(card)):
         _stages_feasible(card, manager)
 
 

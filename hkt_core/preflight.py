@@ -332,3 +332,28 @@ def preflight_run(spec) -> PairReport:
     """The pre-flight of one run (a :class:`~hkt_core.train.trainer.RunSpec`): its method must apply."""
     return check_pair(spec.card, manager=spec.manager, train=spec.train, hkt=spec.hkt, methods=[spec.method],
                       required=[spec.method], method_options={spec.method: dict(spec.method_options)})
+
+
+def needs_user_folder(card: PairCard, manager) -> bool:
+    """True when the card's registered data set reads a user's directory (a ``root`` option) and
+    the card gives none: it is then given at training time (``--set dataset.root=DIR``)."""
+    import inspect
+
+    if "root" in card.dataset_options or ":" in card.dataset or card.dataset not in manager.registry("datasets"):
+        return False
+    try:
+        return "root" in inspect.signature(manager.lookup("datasets", card.dataset)).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def check_outputs(card: PairCard, manager) -> None:
+    """What ``hkt pairs add`` checks with data: the data set loads, and both models take its inputs
+    and predict its class count and the same shape (no training step). A data set that reads a
+    user's directory the card does not name is left to the pre-flight of ``hkt train``."""
+    try:
+        check_pair(card, manager=manager, methods=[], required=[])
+    except PairCheckError as exc:
+        if exc.stage == "data" and needs_user_folder(card, manager):
+            return
+        raise

@@ -180,6 +180,16 @@ def check_metrics_of_tasks(manager=None) -> None:
                 f"metric {metric.name!r} of task {entry.name!r}: stats do not add up across batches"
 
 
+def check_metric(name: str, metric: Any, task: str = "classification", manager=None) -> None:
+    """Sum-reducibility of one metric on the example of ``task`` (a metric of that task's layout)."""
+    prediction, target = _manager(manager).lookup("losses", task).example(6, torch.Generator().manual_seed(1))
+    whole = metric.stats(prediction, target)
+    assert isinstance(whole, torch.Tensor) and whole.dim() == 1, f"metric {name!r}: stats must be a 1-D tensor"
+    halves = metric.stats(*_slice(prediction, target, 0, 3)) + metric.stats(*_slice(prediction, target, 3, 6))
+    assert torch.allclose(whole.double(), halves.double()), f"metric {name!r}: stats do not add up across batches"
+    assert isinstance(metric.compute(whole), float), f"metric {name!r}: compute must return a float"
+
+
 def _slice(prediction, target, lo, hi):
     def cut(v):
         if isinstance(v, (tuple, list)):
@@ -346,7 +356,7 @@ def check_model(name: str, factory: Any = None, manager=None, *, input_shapes=No
 # -- pairs -------------------------------------------------------------------------------------
 def check_pair_card(name: str, card: Any, manager=None) -> None:
     """The pairs contract (module docstring) of the registered pair ``name``."""
-    from ..preflight import PairCheckError, check_pair
+    from ..preflight import PairCheckError, check_pair, needs_user_folder
 
     import attrs
 
@@ -357,24 +367,9 @@ def check_pair_card(name: str, card: Any, manager=None) -> None:
     try:
         check_pair(card, manager=manager, methods=["baseline", "hkt"], required=["baseline", "hkt"])
     except PairCheckError as exc:
-        if exc.stage != "data" or not _reads_user_folder(card, manager):
+        if exc.stage != "data" or not needs_user_folder(card, manager):
             raise AssertionError(f"pair {name!r} fails its pre-flight: {exc}") from None
         _check_pair_without_data(name, card, manager)
-
-
-def _reads_user_folder(card: Any, manager) -> bool:
-    """True when the card's data set cannot load without a user's directory (no ``root`` given)."""
-    return "root" not in card.dataset_options and ":" not in card.dataset and \
-        "root" in _option_names(manager.lookup("datasets", card.dataset))
-
-
-def _option_names(factory: Any) -> set[str]:
-    import inspect
-
-    try:
-        return set(inspect.signature(factory).parameters)
-    except (TypeError, ValueError):
-        return set()
 
 
 def _check_pair_without_data(name: str, card: Any, manager) -> None:
