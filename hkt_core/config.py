@@ -26,6 +26,7 @@ INHERIT_LOSSES = ("mae", "task")
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("none", "multistep", "cosine")
 DEVICES = ("cpu", "cuda", "auto")
+PRECISIONS = ("fp32", "bf16", "fp16")
 #: Seeds are stored in 32 bits so that every derived seed (per epoch, per rank) fits torch's generators.
 SEED_MAX = 2**32 - 1
 
@@ -59,6 +60,11 @@ def positive_int(inst, attribute, value):
 def non_negative(inst, attribute, value):
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
         raise _fail(type(inst).__name__, attribute.name, value, "must be a finite number >= 0")
+
+
+def boolean(inst, attribute, value):
+    if not isinstance(value, bool):
+        raise _fail(type(inst).__name__, attribute.name, value, "must be true or false")
 
 
 def canonical_direction(value: Any) -> Any:
@@ -188,6 +194,12 @@ class TrainConfig:
     kd_temperature: float = attrs.field(default=4.0, validator=in_range(0.0, 100.0, lo_open=True))
     kd_weight: float = attrs.field(default=0.9, validator=in_range(0.0, 1.0))
     num_workers: int = attrs.field(default=0, validator=attrs.validators.ge(0))
+    #: autocast precision of the training forwards (hkt_core.train.precision)
+    precision: str = attrs.field(default="fp32", validator=one_of(PRECISIONS))
+    #: torch.compile the networks and the Family's lockstep step (hkt_core.train.compiling)
+    compile: bool = attrs.field(default=False, validator=boolean)
+    #: channels-last memory format for 2-D image models (hkt_core.train.memory_format)
+    channels_last: bool = attrs.field(default=False, validator=boolean)
 
     @milestones.validator
     def _check_milestones(self, attribute, value):

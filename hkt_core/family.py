@@ -388,8 +388,31 @@ class Family(nn.Module):
 
         native, inherited, parent_head = self._streams.run(inputs, mix, self.child.training)
         feature_loss = torch.stack(feature_losses).mean() if feature_losses else None
+        return self.output(native, inherited, parent_head, feature_loss)
+
+    def output(self, native: Any, inherited: Any, parent_head: Any, feature_loss: torch.Tensor | None) -> HKTOutput:
+        """The streams' raw outputs as an :class:`HKTOutput` (each model's adapter picks its prediction)."""
         return HKTOutput(self._cg.adapter.prediction(native), self._cg.adapter.prediction(inherited),
                          self._pg.adapter.prediction(parent_head), feature_loss)
+
+    def record_step(self, *inputs: torch.Tensor) -> fx.GraphModule:
+        """The training-mode forward on inputs like ``inputs`` as one ``torch.fx`` graph returning
+        ``(native, inherited, parent_head, feature_loss)`` raw outputs (pass them to :meth:`output`);
+        what ``--compile`` compiles (:mod:`hkt_core.lockstep.record`). ``inputs`` run once through
+        the Family in eval mode without autograd (to see what the ETM operators return)."""
+        from .lockstep.record import observed_outputs, record_lockstep
+
+        modes = [(m, m.training) for m in self.modules()]
+        self.eval()
+        try:
+            with torch.no_grad():
+                outputs = observed_outputs(list(self.points.modules()), lambda: self._call_impl(*inputs))
+        finally:
+            for m, mode in modes:
+                m.training = mode
+        return record_lockstep(self, self._streams, len(inputs),
+                               lambda k, read_p, read_c, losses: self._mix(self._plan[k], self.points[k], read_p,
+                                                                           read_c, losses), outputs)
 
     # -- loss and export -------------------------------------------------------------------------
     @property

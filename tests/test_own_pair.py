@@ -170,6 +170,19 @@ def test_a_method_that_does_not_apply_is_listed_with_its_reason(pair_on_path):
     with pytest.raises(PairCheckError, match="method 'needs-tokens' cannot train this pair: this method needs"):
         check_pair(pair_on_path, manager=manager, methods=["needs-tokens"], required=["needs-tokens"])
 
+    class Crashes(BaselineMethod):
+        def training_step(self, inputs, target):
+            raise RuntimeError("index out of range in the plugin")
+
+    manager.registry("methods").add("crashes", Crashes, plugin="test")
+    report = check_pair(pair_on_path, manager=manager, methods=["baseline", "crashes"])
+    assert [m.detail for m in report.methods if not m.applies] == [
+        "failed on this pair: one training step of method 'crashes' failed (RuntimeError: index out of range in "
+        "the plugin)"]
+    with pytest.raises(PairCheckError, match="one training step of method 'crashes' failed") as info:
+        check_pair(pair_on_path, manager=manager, methods=["crashes"], required=["crashes"])
+    assert info.value.stage == "methods"
+
 
 def test_train_refuses_a_wrong_class_count_before_any_run_folder(pair_on_path, tmp_path, capsys):
     import attrs

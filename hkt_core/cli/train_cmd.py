@@ -31,6 +31,7 @@ def configure(sub) -> None:
     t.add_argument("--parent-weights", default=None, metavar="FILE",
                    help="the parent's weights (safetensors) instead of the cached or trained parent")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _scale_options(t)
     t.set_defaults(handler=run_train)
 
     e = sub.add_parser("eval", help="evaluate a run's child on its validation or test split")
@@ -73,9 +74,22 @@ def _train_options(p: argparse.ArgumentParser) -> None:
                    help="nHKT: N-1 mixing points plus the outputs (default: the card's stages)")
 
 
+def _scale_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default=None,
+                   help="autocast precision of the training forwards (card [train] precision; default fp32)")
+    p.add_argument("--compile", action="store_true", default=None,
+                   help="torch.compile the networks and the Family's lockstep step (card [train] compile)")
+    p.add_argument("--channels-last", action="store_true", default=None,
+                   help="channels-last memory format for 2-D image models")
+    p.add_argument("--log", action="append", default=[], choices=("tensorboard",),
+                   help="also log to a tracker: tensorboard (event files in RUN/tensorboard; pip install 'hkt[tensorboard]')")
+
+
 def _overrides(args) -> dict:
     return {k: v for k, v in {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
-                              "seed": args.seed, "device": args.device, "stages": args.stages}.items()
+                              "seed": args.seed, "device": args.device, "stages": args.stages,
+                              "precision": getattr(args, "precision", None), "compile": getattr(args, "compile", None),
+                              "channels_last": getattr(args, "channels_last", None)}.items()
             if v is not None}
 
 
@@ -91,7 +105,7 @@ def run_train(args) -> int:
         return _launch_torchrun(args, out or default_out(args.pair, args.method))
     spec = resolve(args.pair, args.method, out=out, resume=args.resume, force=args.force,
                    parent_weights=args.parent_weights, settings=args.settings,
-                   progress=False if args.no_progress else None, **_overrides(args))
+                   progress=False if args.no_progress else None, log=args.log, **_overrides(args))
     from ..train.trainer import Trainer
 
     folder = Trainer(spec).fit()
@@ -107,9 +121,13 @@ def _launch_torchrun(args, out: Path) -> int:
     argv = ["train", args.pair, "--method", args.method, "--out", str(out)]
     for flag, value in (("--epochs", args.epochs), ("--batch-size", args.batch_size), ("--lr", args.lr),
                         ("--seed", args.seed), ("--device", args.device), ("--stages", args.stages),
-                        ("--parent-weights", args.parent_weights)):
+                        ("--parent-weights", args.parent_weights), ("--precision", args.precision)):
         if value is not None:
             argv += [flag, str(value)]
+    argv += ["--compile"] if args.compile else []
+    argv += ["--channels-last"] if args.channels_last else []
+    for name in args.log:
+        argv += ["--log", name]
     argv += ["--resume"] if args.resume else ["--force"] if args.force else []
     for s in args.settings:
         argv += ["--set", s]

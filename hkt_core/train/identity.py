@@ -28,7 +28,10 @@ from .run import HISTORY
 #: Entries of config.toml that describe one run rather than what it trains.
 RUN_SPECIFIC = ("run", "parent", "world_size")
 #: Settings that never change what a run computes (the parent cache key leaves them out too).
-NOT_COMPARED = frozenset({"train.device", "train.num_workers", "card.description", "card.source_folder"})
+NOT_COMPARED = frozenset({"train.device", "train.num_workers", "train.compile", "train.channels_last",
+                          "card.description", "card.source_folder"})
+#: Settings added after runs already existed: a configuration without one had its default.
+DEFAULTED = {"train.precision": "fp32"}
 #: Settings ``--resume`` may change, with a record in the run's history.
 RESUMABLE = ("train.lr", "train.grad_clip", "train.weight_decay")
 
@@ -60,6 +63,9 @@ def _compared(config: dict[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in _flatten(data).items() if k not in NOT_COMPARED}
     for key in [k for k in out if k == "hkt.directions" or k.endswith(".hkt.directions")]:
         out[key] = _normal(canonical_directions(out[key]))   # a run written with an earlier spelling
+    if "train" in data:
+        for key, default in DEFAULTED.items():
+            out.setdefault(key, default)
     return out
 
 

@@ -37,7 +37,7 @@ from .run import BEST, CONFIG, METRICS, STATE, SUMMARY
 
 KEY_VERSION = 3
 #: settings that do not change the trained weights
-_NOT_IN_KEY = ("device", "num_workers")
+_NOT_IN_KEY = ("device", "num_workers", "compile", "channels_last")
 
 
 def parent_train_config(card: PairCard) -> TrainConfig:
@@ -60,6 +60,8 @@ def architecture_signature(card: PairCard, manager=None) -> list[list]:
 
 def parent_key(card: PairCard, train: TrainConfig, manager=None) -> str:
     settings = {k: v for k, v in unstructure(train).items() if k not in _NOT_IN_KEY}
+    if settings.get("precision") == "fp32":  # the default leaves the keys of existing caches as they were
+        del settings["precision"]
     material = {"version": KEY_VERSION, "parent": card.parent,
                 "architecture": architecture_signature(card, manager),
                 "parent_options": card.parent_options, "dataset": card.dataset,

@@ -40,11 +40,21 @@ def is_run_folder(path: Path) -> bool:
     return any((path / name).exists() for name in (CONFIG, STATE, SUMMARY))
 
 
+#: TensorBoard's event files (``--log tensorboard``).
+TENSORBOARD = "tensorboard"
+#: Folders a run may write (trackers' files); ``--force`` removes them too.
+RUN_FOLDERS = (TENSORBOARD,)
+
+
 def clear_run_folder(path: Path) -> None:
+    import shutil
     from ..io import remove_orphaned_temporaries
 
     for name in RUN_FILES:
         (path / name).unlink(missing_ok=True)
+    for name in RUN_FOLDERS:
+        if (path / name).is_dir() and not (path / name).is_symlink():
+            shutil.rmtree(path / name)
     for staged in path.glob("*.next"):
         staged.unlink(missing_ok=True)
     remove_orphaned_temporaries(path)

@@ -31,6 +31,7 @@ from ..models import build_model, count_parameters
 from ..pairs import PairCard
 from . import checkpoint as ckpt
 from . import run as files
+from .acceleration import Acceleration
 from .data import Splits, load_splits, split_batch, train_loader
 from .distributed import (World, all_sum, any_flag, barrier, broadcast_text, close_world, init_world,
                           raise_together, sync_buffers)
@@ -127,6 +128,8 @@ class Trainer:
         if self.device.type == "cuda" and self.world.distributed:
             self.device = torch.device("cuda", self.world.local_rank)
             torch.cuda.set_device(self.device)
+        #: precision, compilation and memory format of the run (hkt_core.train.acceleration)
+        self.accel = Acceleration(spec.train, self.device, say=lambda m: _say(self.world, m))
         self._splits: Splits | None = None  # the pre-flight's, when it ran
 
     # -- set-up ------------------------------------------------------------------------------
@@ -195,6 +198,9 @@ class Trainer:
                     self._splits = preflight_run(self.spec).splits
                 return self._fit()
         finally:
+            for callback in self.spec.callbacks:  # trackers hold files open
+                if callable(getattr(callback, "close", None)):
+                    callback.close()
             if getattr(self, "_lock", None) is not None:
                 self._lock.release()
             close_world(self.world)
@@ -212,12 +218,15 @@ class Trainer:
                        trainable=method.trainable_module().to(self.device),
                        # a method may replace the network it trains (e.g. a compressed parent)
                        child=method.ctx.child, extra=method.extra_state_module())
+        self.accel.prepare(method)
         run.optimizer = build_optimizer(run.trainable, self.spec.train)
         self._start_or_resume(run, state)
         if self.world.distributed:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
-            method.wrap(DDP(run.trainable, find_unused_parameters=method.ddp_find_unused_parameters))
+            devices = [self.device.index] if self.device.type == "cuda" else None
+            method.wrap(DDP(run.trainable, device_ids=devices, output_device=devices[0] if devices else None,
+                            find_unused_parameters=method.ddp_find_unused_parameters))
         loader, sampler = train_loader(splits.train, self.spec.train, rank=self.world.rank, world=self.world.size)
         for epoch in range(run.start_epoch, self.spec.train.epochs):
             sampler.set_epoch(epoch)
@@ -296,23 +305,20 @@ class Trainer:
         if augment is not None:  # it sees the batch as the data set yields it: one tensor or a tuple
             inputs, target = augment(inputs[0] if len(inputs) == 1 else inputs, target, generator)
             inputs = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
-        return inputs, target
+        return self.accel.inputs(inputs), target
 
     def _train_step(self, run: _Session, inputs: tuple, target: Any, epoch: int,
                     step: int) -> tuple[float, dict[str, float]]:
         """One optimiser step; stops the run (on every rank) when any rank's loss is not finite."""
-        result = run.method.training_step(inputs, target)
+        with self.accel.autocast():
+            result = run.method.training_step(inputs, target)
         loss = result.loss
         bad = not bool(torch.isfinite(loss.detach()).all())
         if any_flag(self.world, bad):
             self._diverged(float(loss.detach()) if bad else float("nan"), epoch, step, run.start_epoch, run.best,
                            self.spec.out)
         run.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.spec.train.grad_clip > 0:
-            nn.utils.clip_grad_norm_([p for p in run.trainable.parameters() if p.requires_grad],
-                                     self.spec.train.grad_clip)
-        run.optimizer.step()
+        self.accel.step(loss, run.optimizer, [p for p in run.trainable.parameters() if p.requires_grad])
         run.global_step += 1
         return float(loss.detach()), result.logs
 
@@ -320,6 +326,7 @@ class Trainer:
                    started: float) -> None:
         """Validate, keep the best, commit the epoch's checkpoint, call the epoch callbacks."""
         spec, world, train, task = self.spec, self.world, self.spec.train, run.task
+        step_seconds = (time.perf_counter() - started) / max(steps_per_epoch, 1)
         deployed = run.method.deployed()
         sync_buffers(world, deployed)
         val = evaluate(deployed, run.splits.val, task, batch_size=train.batch_size, device=self.device,
@@ -331,6 +338,7 @@ class Trainer:
         record.update({f"train_{k}": v for k, v in train_means.items()})
         record.update({f"val_{k}": v for k, v in val.items()})
         record["seconds"] = round(time.perf_counter() - started, 3)
+        record["step_seconds"] = round(step_seconds, 6)
         primary, higher = task.primary_metric, task.higher_is_better
         value = val.get(primary)
         improved = value is not None and math.isfinite(value) and (
@@ -387,6 +395,8 @@ class Trainer:
                  "epochs": self.spec.train.epochs, "step": step, "best": best,
                  "sampler": {"seed": self.spec.train.seed, "epoch": epoch, "batches_done": 0},
                  "world_size": self.world.size, "optimizer": opt_info, "rng": ckpt.capture_rng()}
+        if self.accel.state_dict() is not None:
+            state["scaler"] = self.accel.state_dict()  # fp16: the loss scale, for an exact resume
         ckpt.commit(out / files.STATE, state)
 
     def _load_checkpoint(self, state, child, extra, parent, optimizer) -> None:
@@ -420,12 +430,14 @@ class Trainer:
         for group, value in zip(optimizer.param_groups, decay):
             group["weight_decay"] = value
         ckpt.restore_rng(state["rng"])
+        self.accel.load_state_dict(state.get("scaler"))
         if self.world.main:
             _rewrite_metrics(out, epoch, None)
 
     def _finish(self, out: Path, run_id: str, method: Method, task, splits: Splits, best, parent_info) -> Path:
         spec, world, device, train = self.spec, self.world, self.device, self.spec.train
         deployed = method.deployed()
+        self.accel.finish()
         barrier(world)
         if best is None:
             raise TrainingDiverged(f"no epoch produced a finite validation {task.primary_metric}; nothing to keep")
@@ -453,6 +465,7 @@ class Trainer:
                 "latency_batch": 32, "device": str(device), "world_size": world.size,
                 "train_seconds": round(sum(r.get("seconds", 0.0) for r in files.read_metrics(out)), 3),
                 "parent": parent_info,
+                **self.accel.summary(),
             }
             atomic_write_text(out / files.SUMMARY, json.dumps(summary, indent=1))
             from .plots import plot_curves
