@@ -33,7 +33,7 @@ from .config import HKTConfig
 from .errors import AlignmentError, ConfigError
 from .etm.crosskind import cross_kind_transfer
 from .etm.mixtures import split_mix
-from .kinds import ValueKind, infer_kinds, mixing_pair_problem, parse_stated, stated_nodes
+from .kinds import ValueKind, donor_kind, infer_kinds, mixing_pair_problem, parse_stated, stated_nodes
 from .lockstep import LockstepGraph, LockstepStreams, follow, from_channels_first, to_channels_first
 
 
@@ -106,17 +106,6 @@ def _one_way(transfer: nn.Module, extractor: nn.Module, mixture: nn.Module, dono
     if loss is not None:
         feature_losses.append(loss)
     return from_channels_first(value, kind)
-
-
-def _donor_kind(donor: torch.Tensor, kinds: Sequence[ValueKind]) -> ValueKind:
-    """The kind of an extractor's output (channel-first ``donor``) read from the values it combined."""
-    shape = (1, *donor.shape[1:])
-    if donor.dim() == 2:
-        return ValueKind("vector", shape)
-    first = kinds[0]
-    if first.kind == "tokens":   # back to (B, N, D)
-        return first.with_shape((1, shape[2], shape[1]))
-    return first.with_shape(shape)
 
 
 class Family(nn.Module):
@@ -300,7 +289,7 @@ class Family(nn.Module):
             c_donor = c_ex(*_channels_first([cvals[n] for n in p.child_nodes], p.child_kinds))
         p_recv = p.parent_kinds[p.parent_nodes.index(p.parent_receiver)]
         c_recv = p.child_kinds[p.child_nodes.index(p.child_receiver)]
-        p_kind, c_kind = _donor_kind(p_donor, p.parent_kinds), _donor_kind(c_donor, p.child_kinds)
+        p_kind, c_kind = donor_kind(p_donor, p.parent_kinds), donor_kind(c_donor, p.child_kinds)
         where = (f"mixing point {k} (parent {', '.join(self._pg.names[n] for n in p.parent_nodes)} "
                  f"<-> child {', '.join(self._cg.names[n] for n in p.child_nodes)})")
         to_child = to_parent = None
@@ -400,19 +389,11 @@ class Family(nn.Module):
         ``(native, inherited, parent_head, feature_loss)`` raw outputs (pass them to :meth:`output`);
         what ``--compile`` compiles (:mod:`hkt_core.lockstep.record`). ``inputs`` run once through
         the Family in eval mode without autograd (to see what the ETM operators return)."""
-        from .lockstep.record import observed_outputs, record_lockstep
+        from .lockstep.record import record_step
 
-        modes = [(m, m.training) for m in self.modules()]
-        self.eval()
-        try:
-            with torch.no_grad():
-                outputs = observed_outputs(list(self.points.modules()), lambda: self._call_impl(*inputs))
-        finally:
-            for m, mode in modes:
-                m.training = mode
-        return record_lockstep(self, self._streams, len(inputs),
-                               lambda k, read_p, read_c, losses: self._mix(self._plan[k], self.points[k], read_p,
-                                                                           read_c, losses), outputs)
+        return record_step(self, self._streams, self.points, inputs,
+                           lambda k, read_p, read_c, losses: self._mix(self._plan[k], self.points[k], read_p,
+                                                                       read_c, losses))
 
     # -- loss and export -------------------------------------------------------------------------
     @property
