@@ -160,7 +160,11 @@ def _under(path: Path, roots: tuple[Path, ...]) -> bool:
 
 
 def _search_path() -> list[str]:
-    return [os.getcwd() if p in ("", ".") else p for p in sys.path if isinstance(p, str)]
+    """``sys.path`` with the current directory first, as the import below sees it (the ``hkt``
+    console script's ``sys.path`` starts with its own folder, not the current one)."""
+    cwd = os.getcwd()
+    paths = [cwd if p in ("", ".") else p for p in sys.path if isinstance(p, str)]
+    return paths if cwd in paths else [cwd, *paths]
 
 
 def _location(top: str, folders: tuple[Path, ...]) -> tuple[Path | None, Path | None]:

@@ -420,3 +420,20 @@ def test_user_pair_from_another_folder_adds_checks_and_trains(tmp_path, isolated
     assert len(lines) == 1 and "predicts 5 classes" in lines[0] and "has 3 classes" in lines[0], done.stderr
     assert not (work / "runs" / "bad").exists()
     assert module not in sys.modules
+
+
+@pytest.mark.subprocess
+def test_the_console_script_finds_a_module_in_the_current_folder(tmp_path, isolated_home):
+    from pathlib import Path
+
+    folder = tmp_path / "cards"
+    _, module = write_pair(folder)
+    script = Path(sys.executable).with_name("hkt")
+    assert script.is_file(), "the hkt console script is installed beside the interpreter"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(HKT_HOME=str(isolated_home), OMP_NUM_THREADS="1")
+    done = subprocess.run([str(script), "pairs", "new", "here-pair", "--parent", f"{module}:TokenMixer", "--child",
+                           f"{module}:mlp", "--dataset", f"{module}:table", "-o", "here.toml"], cwd=folder, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert PairCard.from_toml(folder / "here.toml").input_shapes == ((1, 12),)
