@@ -66,6 +66,9 @@ def hkt_register_mixtures(registry):
     registry.add("add", m.AddMixture)
     registry.add("mse", m.MSEMixture)
     registry.add("none", m.NoMixture)
+    from .train.variants import LearnedGateMixture
+
+    registry.add("ga-learned", LearnedGateMixture)
 
 
 @hookimpl

@@ -2,7 +2,8 @@
 
 No pretrained weights can be downloaded, so a parent is trained from scratch by the ``parent``
 method. A cache entry is itself a run folder, ``$HKT_HOME/parents/<pair>-<key>/``, where ``key``
-hashes the pair, the parent architecture and options, the data set and the parent's training
+hashes the pair, the parent architecture and options, the data set and the options the parent is
+trained with (``[dataset_options]`` updated by ``[parent_dataset_options]``) and the parent's training
 settings: change any of them and a new parent is trained. An entry is complete once it has its
 ``summary.json``; an interrupted parent run is resumed, not restarted.
 """
@@ -54,7 +55,7 @@ def parent_key(card: PairCard, train: TrainConfig, manager=None) -> str:
     material = {"version": KEY_VERSION, "pair": card.name, "parent": card.parent,
                 "architecture": architecture_signature(card, manager),
                 "parent_options": card.parent_options, "dataset": card.dataset,
-                "dataset_options": card.dataset_options, "task": card.task, "train": settings}
+                "dataset_options": card.parent_data_options(), "task": card.task, "train": settings}
     return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 

@@ -250,7 +250,7 @@ class Trainer:
         spec.out = out
         state = self._prepare_folder()
         task = spec.manager.lookup("losses", spec.card.task)
-        splits = load_splits(spec.card, train, spec.manager)
+        splits = load_splits(spec.card, train, spec.manager, parent=spec.method_cls.trains_parent)
         parent, parent_info = self._resolve_parent()
 
         seed_everything(train.seed)
@@ -297,6 +297,7 @@ class Trainer:
         for epoch in range(start_epoch, train.epochs):
             sampler.set_epoch(epoch)
             aug_gen = torch.Generator().manual_seed(train.seed * 1_000_003 + epoch * 7919 + world.rank)
+            method.on_epoch_start(epoch)
             method.train(True)
             started = time.perf_counter()
             sums: dict[str, float] = {}
