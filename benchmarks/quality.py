@@ -81,8 +81,15 @@ def _same_settings(folder: Path, spec) -> bool:
 
     stored = read_toml(folder / "config.toml")
     wanted = spec.config()
-    return all(json.dumps(stored.get(k), sort_keys=True) == json.dumps(_plain(wanted[k]), sort_keys=True)
+    same = all(json.dumps(stored.get(k), sort_keys=True) == json.dumps(_plain(wanted[k]), sort_keys=True)
                for k in ("train", "hkt", "method_options", "method"))
+    card = stored.get("card", {})
+    if wanted["trains_parent"]:  # the data the parent saw: its options over the children's
+        used = {**card.get("dataset_options", {}), **card.get("parent_dataset_options", {})}
+        want = {**wanted["card"].get("dataset_options", {}), **wanted["card"].get("parent_dataset_options", {})}
+    else:
+        used, want = card.get("dataset_options", {}), wanted["card"].get("dataset_options", {})
+    return same and json.dumps(used, sort_keys=True) == json.dumps(_plain(want), sort_keys=True)
 
 
 def _plain(value: Any) -> Any:
@@ -96,7 +103,7 @@ def run_job(spec: dict[str, Any], out: str, quick: bool) -> dict[str, Any]:
     """Train (or reuse) one run; returns its numbers, or the error."""
     import hkt_core
     from hkt_core.train.api import resolve
-    from hkt_core.train.parents import sha256_file
+    from hkt_core.train.parents import weights_sha256
     from hkt_core.train.trainer import Trainer
 
     base = Path(out) / spec["pair"]
@@ -110,14 +117,17 @@ def run_job(spec: dict[str, Any], out: str, quick: bool) -> dict[str, Any]:
             kwargs["parent_weights"] = str(parent_file)
         run_spec = resolve(card, spec["method"], seed=spec["seed"], out=folder, force=True, progress=False, **kwargs)
         reused = (folder / "summary.json").is_file() and _same_settings(folder, run_spec)
+        if not reused and spec["method"] == "parent" and (folder / "summary.json").is_file():
+            raise RuntimeError(f"{folder} holds a parent trained with other settings than the card's; every "
+                               f"child of this pair inherits from it, so it is not replaced silently: move it "
+                               f"away to train the new parent")
         if not reused:
             Trainer(run_spec).fit()
         run = hkt_core.load_run(folder)
         s = run.summary
         return {**spec, "val": s["val"]["accuracy"], "test": s["test"]["accuracy"], "parameters": s["parameters"],
                 "train_seconds": s["train_seconds"], "epochs": s["epochs"], "best_epoch": s["best_epoch"],
-                "parent_sha256": sha256_file(folder / "child.safetensors") if spec["method"] == "parent"
-                else s.get("parent", {}).get("sha256"),
+                "parent_sha256": weights_sha256(parent_file if spec["method"] != "parent" else folder / "child.safetensors"),
                 "wall": time.time() - started, "reused": reused}
     except Exception as exc:  # one failing run must not stop the benchmark; it is reported
         return {**spec, "error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc(limit=4)}
@@ -210,14 +220,18 @@ def final_jobs(pairs: list[str], tuned: dict[str, Any], seeds: list[int], varian
     for pair in pairs:
         entry = tuned.get("pairs", {}).get(pair, {})
         chosen = entry.get("chosen", {})
-        missing = [m for m in plan.MAIN_METHODS if m not in chosen]
+        needed = [m for m in plan.MAIN_METHODS if rows is None or m in rows]
+        if rows is None or any(r in plan.METHOD_OF_ROW for r in rows):
+            needed.append("hkt")  # the variants are built on the chosen HKT configuration
+        missing = sorted({m for m in needed if m not in chosen})
         if missing:
             raise SystemExit(f"{pair}: no tuned configuration for {', '.join(missing)}; run --tune first")
         recipe = recipe_of(tuned, pair)
         wanted: list[tuple[str, str, dict, list[int]]] = [
-            (m, chosen[m]["name"], chosen[m]["config"], seeds) for m in plan.MAIN_METHODS]
-        wanted += [(row, name, config, variant_seeds)
-                   for row, (name, config) in plan.variants(chosen["hkt"]["config"]).items()]
+            (m, chosen[m]["name"], chosen[m]["config"], seeds) for m in plan.MAIN_METHODS if m in chosen]
+        if "hkt" in chosen:
+            wanted += [(row, name, config, variant_seeds)
+                       for row, (name, config) in plan.variants(chosen["hkt"]["config"]).items()]
         for seed in sorted(set(seeds) | set(variant_seeds)):  # seed-major: a stopped run keeps whole seeds
             for row, name, config, row_seeds in wanted:
                 if seed in row_seeds and (rows is None or row in rows):

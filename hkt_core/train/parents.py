@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import torch
 from torch import nn
 
 from ..config import TrainConfig, unstructure
@@ -85,6 +86,20 @@ def sha256_file(path: Path) -> str:
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
+    return h.hexdigest()
+
+
+def weights_sha256(path: str | Path) -> str:
+    """SHA-256 of the tensors of a safetensors file (names, dtypes, shapes and bytes, by name),
+    not of the file: two trainings that produced the same weights have the same digest even though
+    their files' metadata (run id, epoch) differ."""
+    from safetensors.torch import load_file
+
+    h = hashlib.sha256()
+    for name, tensor in sorted(load_file(str(path)).items()):
+        t = tensor.contiguous()
+        h.update(f"{name}|{t.dtype}|{list(t.shape)}|".encode())
+        h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
 
 
