@@ -22,4 +22,5 @@ demo: $(STAMP)
 	$(VENV)/bin/hkt demo
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -n 2 -p no:cacheprovider

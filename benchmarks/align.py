@@ -21,6 +21,7 @@ from torch import nn
 
 from hkt_core.align import align_blocks, discover
 from hkt_core.adapters import adapter_for
+from hkt_core.plugins import default_manager
 from hkt_core.trace import trace
 
 
@@ -89,13 +90,15 @@ def chain(layers: int, width: int = 32) -> nn.Module:
 
 
 def measure(parent: nn.Module, child: nn.Module, inputs, repeats: int, stages: int | None = None) -> dict:
+    manager = default_manager()
+    adapters = adapter_for(parent, manager), adapter_for(child, manager)
     times: dict[str, list[float]] = {"trace": [], "discover": [], "choose": [], "total": []}
     for _ in range(repeats):
         t0 = time.perf_counter()
-        tp, tc = trace(parent, inputs), trace(child, inputs)
+        tp, tc = trace(parent, inputs, adapters[0]), trace(child, inputs, adapters[1])
         t1 = time.perf_counter()
-        bp = discover(tp, adapter_for(parent).declared_blocks(parent))
-        bc = discover(tc, adapter_for(child).declared_blocks(child))
+        bp = discover(tp, adapters[0].declared_blocks(parent))
+        bc = discover(tc, adapters[1].declared_blocks(child))
         t2 = time.perf_counter()
         alignment = align_blocks(bp, bc, stages=stages, inputs=inputs)
         t3 = time.perf_counter()

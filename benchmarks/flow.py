@@ -21,7 +21,6 @@ only), and the parent/child time ratio (the paper reports 6x on its GPU).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -30,11 +29,11 @@ from pathlib import Path
 import attrs
 import torch
 
-import hkt_core
-from hkt_core.io import atomic_write_text
 from hkt_core.metrics import MetricAccumulator
 from hkt_core.models import build_model, count_parameters
 from hkt_core.plugins import default_manager
+
+from demo_runs import demo_card, mean_std, runner, write_results
 
 VARIANTS = (("baseline", "baseline", 3), ("kd", "kd", 3), ("2HKT", "hkt", 2), ("3HKT", "hkt", 3))
 MOTORCYCLE_DOWNSCALE = 6
@@ -75,12 +74,6 @@ def variant_card(card, stages: int):
     return attrs.evolve(card, name=f"{card.name}-2hkt", stages=2, alignment=(("fnet", "fnet"),))
 
 
-def fmt(values: list[float], digits: int = 3) -> str:
-    mean = statistics.fmean(values)
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{mean:.{digits}f} +- {std:.{digits}f}"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/bench-flow", help="folder for the runs and the results")
@@ -104,14 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     paper_shape = tuple(args.paper_shape or (368, 496))
 
     manager = default_manager()
-    card = manager.lookup("pairs", "flow-demo")
-    data_options = dict(card.dataset_options)
-    if args.train_size:
-        data_options["train_size"] = args.train_size
-    parent_train = dict(card.parent_train)
-    if args.parent_epochs:
-        parent_train["epochs"] = args.parent_epochs
-    card = attrs.evolve(card, dataset_options=data_options, parent_train=parent_train)
+    card = demo_card(manager, "flow-demo", dataset_options={"train_size": args.train_size},
+                     parent_epochs=args.parent_epochs)
+    data_options, parent_train = dict(card.dataset_options), card.parent_train
     epochs = args.epochs or card.train.epochs
     out = Path(args.out)
     task = manager.lookup("losses", card.task)
@@ -120,14 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     frame = tuple(card.input_shapes[0][2:])
     started = time.perf_counter()
 
-    def run(name: str, method: str, the_card, seed: int, **extra):
-        folder = out / f"{name}-seed{seed}"
-        if (folder / "summary.json").is_file():
-            print(f"reusing {folder}", flush=True)
-            return hkt_core.load_run(folder, manager)
-        print(f"training {name} (seed {seed}) into {folder}", flush=True)
-        return hkt_core.train(the_card, method, seed=seed, out=folder, force=True, progress=False,
-                              manager=manager, **extra)
+    run = runner(out, manager)
 
     parent_epochs = parent_train.get("epochs", card.train.epochs)
     parent_run = run("parent", "parent", card, 0, epochs=parent_epochs)
@@ -172,9 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     lines = [config, "", header, "|" + "---|" * 8]
     for row in rows:
         cells = [row["method"],
-                 fmt([v["epe"] for v in row["synthetic"]]), fmt([v["1px"] for v in row["synthetic"]], 1),
-                 fmt([v["3px"] for v in row["synthetic"]], 1), fmt([v["epe"] for v in row["motorcycle"]]),
-                 fmt([v["3px"] for v in row["motorcycle"]], 1), f"{row['parameters']:,}",
+                 mean_std([v["epe"] for v in row["synthetic"]]), mean_std([v["1px"] for v in row["synthetic"]], 1),
+                 mean_std([v["3px"] for v in row["synthetic"]], 1), mean_std([v["epe"] for v in row["motorcycle"]]),
+                 mean_std([v["3px"] for v in row["motorcycle"]], 1), f"{row['parameters']:,}",
                  f"{statistics.fmean(row['ms']):.1f}"]
         lines.append("| " + " | ".join(cells) + " |")
     demo_ratio = rows[0]["ms"][0] / statistics.fmean(rows[1]["ms"])
@@ -186,12 +167,7 @@ def main(argv: list[str] | None = None) -> int:
               f"raft {paper['raft']['parameters']:,} parameters {paper['raft']['ms']:.0f} ms, raft_small "
               f"{paper['raft_small']['parameters']:,} parameters {paper['raft_small']['ms']:.0f} ms: "
               f"{paper_ratio:.1f}x (the paper: 6x on a TITAN RTX)"]
-    table = "\n".join(lines)
-    print(table)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "results.md", table + "\n")
-    atomic_write_text(out / "results.json", json.dumps({"config": config, "rows": rows, "paper": paper,
-                                                        "paper_shape": paper_shape}, indent=1))
+    write_results(out, "\n".join(lines), {"config": config, "rows": rows, "paper": paper, "paper_shape": paper_shape})
     return 0
 
 

@@ -75,35 +75,32 @@ def resolve_card(name: str, quick: bool):
                         parent_train={**card.parent_train, "epochs": 2})
 
 
-def _same_settings(folder: Path, spec) -> bool:
-    """A finished run is reused only when it ran with exactly these settings."""
+def _parent_matches(folder: Path, spec) -> bool:
+    """Whether ``folder`` holds a finished parent trained as ``spec`` asks: same training settings and
+    the same data (its own options over the children's). The children's settings elsewhere in the
+    card do not change a parent."""
     from hkt_core.config import read_toml
+    from hkt_core.train.reuse import config_differences
 
-    stored = read_toml(folder / "config.toml")
-    wanted = spec.config()
-    same = all(json.dumps(stored.get(k), sort_keys=True) == json.dumps(_plain(wanted[k]), sort_keys=True)
-               for k in ("train", "hkt", "method_options", "method"))
-    card = stored.get("card", {})
-    if wanted["trains_parent"]:  # the data the parent saw: its options over the children's
-        used = {**card.get("dataset_options", {}), **card.get("parent_dataset_options", {})}
-        want = {**wanted["card"].get("dataset_options", {}), **wanted["card"].get("parent_dataset_options", {})}
-    else:
-        used, want = card.get("dataset_options", {}), wanted["card"].get("dataset_options", {})
-    return same and json.dumps(used, sort_keys=True) == json.dumps(_plain(want), sort_keys=True)
+    stored, wanted = read_toml(folder / "config.toml"), spec.config()
 
+    def data(config):
+        card = config.get("card", {})
+        return {**card.get("dataset_options", {}), **card.get("parent_dataset_options", {})}
 
-def _plain(value: Any) -> Any:
-    """``value`` as TOML would read it back (tuples as lists, no None)."""
-    from hkt_core.config import _tomlable
-
-    return json.loads(json.dumps(_tomlable({"v": value})["v"] if value is not None else None))
+    diffs = config_differences({k: stored.get(k) for k in ("train", "method") if k in stored},
+                               {k: wanted[k] for k in ("train", "method")})
+    return not diffs and json.dumps(data(stored), sort_keys=True) == json.dumps(data(wanted), sort_keys=True)
 
 
 def run_job(spec: dict[str, Any], out: str, quick: bool) -> dict[str, Any]:
     """Train (or reuse) one run; returns its numbers, or the error."""
+    import attrs
+
     import hkt_core
     from hkt_core.train.api import resolve
     from hkt_core.train.parents import weights_sha256
+    from hkt_core.train.reuse import train_or_reuse
     from hkt_core.train.trainer import Trainer
 
     base = Path(out) / spec["pair"]
@@ -113,16 +110,18 @@ def run_job(spec: dict[str, Any], out: str, quick: bool) -> dict[str, Any]:
         card = resolve_card(spec["pair"], quick)
         kwargs: dict[str, Any] = {"hkt": spec["hkt"], "method_options": spec["method_options"], **spec["train"]}
         parent_file = base / "parent-seed0" / "child.safetensors"
-        if spec["method"] != "parent":
-            kwargs["parent_weights"] = str(parent_file)
-        run_spec = resolve(card, spec["method"], seed=spec["seed"], out=folder, force=True, progress=False, **kwargs)
-        reused = (folder / "summary.json").is_file() and _same_settings(folder, run_spec)
-        if not reused and spec["method"] == "parent" and (folder / "summary.json").is_file():
-            raise RuntimeError(f"{folder} holds a parent trained with other settings than the card's; every "
-                               f"child of this pair inherits from it, so it is not replaced silently: move it "
-                               f"away to train the new parent")
-        if not reused:
-            Trainer(run_spec).fit()
+        if spec["method"] == "parent":
+            run_spec = resolve(card, "parent", seed=spec["seed"], out=folder, progress=False, **kwargs)
+            reused = (folder / "summary.json").is_file()
+            if reused and not _parent_matches(folder, run_spec):
+                raise RuntimeError(f"{folder} holds a parent trained with other settings than the card's; every "
+                                   f"child of this pair inherits from it, so it is not replaced silently: move it "
+                                   f"away to train the new parent")
+            if not reused:
+                Trainer(attrs.evolve(run_spec, force=folder.exists())).fit()
+        else:
+            _, reused = train_or_reuse(card, spec["method"], folder, say=lambda m: None, seed=spec["seed"],
+                                       progress=False, parent_weights=str(parent_file), **kwargs)
         run = hkt_core.load_run(folder)
         s = run.summary
         return {**spec, "val": s["val"]["accuracy"], "test": s["test"]["accuracy"], "parameters": s["parameters"],

@@ -15,7 +15,6 @@ latency, parent/child ratio) and writes it with the raw numbers to ``--out``.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -24,11 +23,11 @@ from pathlib import Path
 import attrs
 import torch
 
-import hkt_core
-from hkt_core.io import atomic_write_text
 from hkt_core.metrics import MetricAccumulator
 from hkt_core.models import build_model, count_parameters
 from hkt_core.plugins import default_manager
+
+from demo_runs import demo_card, mean_std, runner, write_results
 
 VARIANTS = (("baseline", "baseline", 3), ("kd", "kd", 3), ("2HKT", "hkt", 2), ("3HKT", "hkt", 3))
 
@@ -52,12 +51,6 @@ def variant_card(card, stages: int):
     return attrs.evolve(card, name=f"{card.name}-2hkt", stages=2, alignment=(("bottleneck", "bottleneck"),))
 
 
-def fmt(values: list[float]) -> str:
-    mean = statistics.fmean(values)
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{100 * mean:.2f} +- {100 * std:.2f}"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/bench-seg", help="folder for the runs and the results")
@@ -78,28 +71,15 @@ def main(argv: list[str] | None = None) -> int:
         args.parent_epochs = args.parent_epochs or 6
 
     manager = default_manager()
-    card = manager.lookup("pairs", "seg-demo")
-    data_options = dict(card.dataset_options)
-    if args.n_train:
-        data_options["n_train"] = args.n_train
-    parent_train = dict(card.parent_train)
-    if args.parent_epochs:
-        parent_train["epochs"] = args.parent_epochs
-    card = attrs.evolve(card, dataset_options=data_options, parent_train=parent_train)
+    card = demo_card(manager, "seg-demo", dataset_options={"n_train": args.n_train}, parent_epochs=args.parent_epochs)
+    data_options, parent_train = dict(card.dataset_options), card.parent_train
     epochs = args.epochs or card.train.epochs
     out = Path(args.out)
     task = manager.lookup("losses", card.task)
     bundle = manager.lookup("datasets", card.dataset)(**data_options)
     started = time.perf_counter()
 
-    def run(name: str, method: str, the_card, seed: int, **extra):
-        folder = out / f"{name}-seed{seed}"
-        if (folder / "summary.json").is_file():
-            print(f"reusing {folder}", flush=True)
-            return hkt_core.load_run(folder, manager)
-        print(f"training {name} (seed {seed}) into {folder}", flush=True)
-        return hkt_core.train(the_card, method, seed=seed, out=folder, force=True, progress=False,
-                              manager=manager, **extra)
+    run = runner(out, manager)
 
     if args.parent_weights:
         from hkt_core.train.checkpoint import load_module_state
@@ -109,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         parent_model = build_model(card.parent, manager, **card.parent_options)
         load_module_state(parent_model, parent_file, what="the seg-demo parent")
         parent_epochs = f"trained elsewhere ({parent_file})"
-        parent_latency = measure_latency(parent_model, card.input_shapes, device=torch.device("cpu"))
+        parent_latency = measure_latency(parent_model, card.input_shapes, device=torch.device("cpu"),
+                                         manager=manager)
     else:
         parent_epochs = parent_train.get("epochs", card.train.epochs)
         parent_run = run("parent", "parent", card, 0, epochs=parent_epochs)
@@ -148,17 +129,13 @@ def main(argv: list[str] | None = None) -> int:
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", f"parent/child parameter ratio: {rows[0]['parameters'] / child_params:.1f}x; "
                   f"latency ratio: {rows[0]['latency_ms'] / rows[1]['latency_ms']:.1f}x"]
-    table = "\n".join(lines)
-    print(table)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "results.md", table + "\n")
-    atomic_write_text(out / "results.json", json.dumps({"config": config, "rows": rows}, indent=1))
+    write_results(out, "\n".join(lines), {"config": config, "rows": rows})
     return 0
 
 
 def _scores(values: list[dict[str, float]]) -> dict[str, object]:
     keys = [k for k in values[0] if k.startswith("dice") or k == "iou"]
-    out: dict[str, object] = {k: fmt([v[k] for v in values]) for k in keys}
+    out: dict[str, object] = {k: mean_std([v[k] for v in values], digits=2, scale=100) for k in keys}
     out["raw"] = values
     return out
 

@@ -19,8 +19,8 @@ from .plugins import default_manager, get_plugin_manager, lookup, registry, rese
 # Importing a sub-package binds its name on this package, so both are imported here, after every
 # other name exists, and the functions are bound last: `hkt_core.align(...)` and
 # `hkt_core.train(...)` are the functions however the sub-packages were reached.
-from .align import Alignment, BlockPair, align  # noqa: E402
-from .train import Run, load_run, train  # noqa: E402
+from .align import Alignment, BlockPair, align
+from .train import Run, load_run, train
 
 #: Names served lazily (the engine's modules import on first use).
 _LAZY = {
@@ -28,6 +28,9 @@ _LAZY = {
     "Family": "hkt_core.family",
     "HKTOutput": "hkt_core.family",
     "HKTLoss": "hkt_core.family",
+    "check_pair": "hkt_core.preflight",
+    "PairReport": "hkt_core.preflight",
+    "PairCheckError": "hkt_core.preflight",
 }
 
 

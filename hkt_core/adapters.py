@@ -66,11 +66,12 @@ class GenericAdapter(Adapter):
         return True
 
 
-def adapter_for(model: nn.Module, manager=None) -> Adapter:
-    """The first registered adapter (by name order) that claims ``model``, else the generic one."""
-    from .plugins import default_manager
-
-    manager = manager or default_manager()
+def adapter_for(model: nn.Module, manager) -> Adapter:
+    """The first adapter registered in ``manager`` (by name order) that claims ``model``, else the
+    generic one. Resolve it once per model and keep it: the lookup walks the registry."""
+    if manager is None:
+        raise TypeError("adapter_for(model, manager): pass the plugin manager the adapters are registered "
+                        "in (hkt_core.default_manager() for the process-wide one)")
     generic = None
     for entry in manager.registry("adapters").entries():
         adapter = entry.obj

@@ -33,11 +33,24 @@ class CheckpointError(HKTError, RuntimeError):
     """A checkpoint is missing, corrupt or belongs to another model."""
 
 
+class TrainingDiverged(HKTError, FloatingPointError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
 def closest(name: str, choices: Iterable[str], n: int = 5) -> list[str]:
-    """The registered names nearest to ``name`` (for 'did you mean' messages)."""
-    choices = sorted(set(choices))
-    near = difflib.get_close_matches(name, choices, n=n, cutoff=0.5)
-    return near or choices[:n]
+    """The choices nearest to ``name``, for every "did you mean" message of the framework.
+
+    Close spellings first (best first); failing those, choices in the same dotted scope as
+    ``name`` (``layer1.9`` suggests ``layer1.*``); failing those, the first ``n`` choices, in the
+    order given.
+    """
+    choices = list(dict.fromkeys(choices))
+    near = difflib.get_close_matches(name, choices, n=n, cutoff=0.4)
+    if near:
+        return near
+    prefix = name.split("#", 1)[0].rsplit(".", 1)[0]
+    same_scope = [c for c in choices if c.startswith(prefix)] if prefix else []
+    return (same_scope or choices)[:n]
 
 
 def unknown_name_message(kind: str, name: str, choices: Iterable[str]) -> str:

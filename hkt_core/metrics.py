@@ -1,13 +1,18 @@
 """Metrics as sum-reducible statistics, so they add up across batches and across processes.
 
 A metric turns one batch into a vector of sums (``stats``); the value is computed from the summed
-vector (``compute``). Accuracy is (correct, count); mean Dice is per-class (intersection, sizes).
+vector (``compute``). Accuracy is (correct, count); mean Dice is per-class (intersection, predicted, true).
 This makes distributed reduction an ``all_reduce(SUM)`` of one tensor.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 import torch
+
+from .losses import broadcast_valid, check_class_target
 
 
 class Metric:
@@ -47,8 +52,9 @@ class MetricAccumulator:
 
 # -- built-in metrics --------------------------------------------------------------------------
 
-def _valid_and_target(target) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """A dense target is a tensor, or ``(target, valid)`` with a boolean mask of valid pixels."""
+def dense_target(target) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(target, valid)`` of a dense target: a tensor (valid everywhere: None), or the pair
+    ``(target, valid)`` with a (B, *S) mask of valid pixels."""
     if isinstance(target, (tuple, list)):
         if len(target) != 2:
             raise ValueError(f"a dense target is a tensor or (target, valid_mask); got {len(target)} items")
@@ -56,18 +62,13 @@ def _valid_and_target(target) -> tuple[torch.Tensor, torch.Tensor | None]:
     return target, None
 
 
-def _check_class_target(metric: str, prediction: torch.Tensor, target: torch.Tensor) -> None:
-    if prediction.dim() < 2:
-        raise ValueError(f"{metric}: expected class scores of shape (B, num_classes, ...), "
-                         f"got {tuple(prediction.shape)}")
-    expected = (prediction.shape[0], *prediction.shape[2:])
-    if tuple(target.shape) != expected:
-        raise ValueError(f"{metric}: expected class-index targets of shape {expected} for predictions "
-                         f"{tuple(prediction.shape)}, got {tuple(target.shape)}")
+def _fraction(stats: torch.Tensor, scale: float = 1.0) -> float:
+    return float(scale * stats[0] / stats[1]) if stats[1] > 0 else float("nan")
 
 
 class Accuracy(Metric):
-    """Fraction of correct arg-max predictions; stats = (correct, count). Also per pixel for maps."""
+    """Fraction of correct arg-max predictions over the counted samples (or pixels, for maps);
+    targets equal to ``ignore_index`` are not counted. stats = (correct, counted)."""
 
     name = "accuracy"
     higher_is_better = True
@@ -76,15 +77,12 @@ class Accuracy(Metric):
         self.ignore_index = ignore_index
 
     def stats(self, prediction, target):
-        _check_class_target(self.name, prediction, target)
-        hits = prediction.argmax(dim=1) == target
-        if self.ignore_index is not None:
-            keep = target != self.ignore_index
-            return torch.tensor([float((hits & keep).sum()), float(keep.sum())], dtype=torch.float64)
-        return torch.tensor([float(hits.sum()), float(target.numel())], dtype=torch.float64)
+        valid = check_class_target(self.name, prediction, target, self.ignore_index)
+        hits = (prediction.argmax(dim=1) == target) & valid
+        return torch.tensor([float(hits.sum()), float(valid.sum())], dtype=torch.float64)
 
     def compute(self, stats):
-        return float(stats[0] / stats[1]) if stats[1] > 0 else float("nan")
+        return _fraction(stats)
 
 
 class ErrorRate(Accuracy):
@@ -97,6 +95,20 @@ class ErrorRate(Accuracy):
         return 1.0 - super().compute(stats)
 
 
+def _check_same_shape(metric: str, prediction: torch.Tensor, target: torch.Tensor) -> None:
+    if tuple(prediction.shape) != tuple(target.shape):
+        raise ValueError(f"{metric}: prediction shape {tuple(prediction.shape)} does not match the target "
+                         f"shape {tuple(target.shape)}; they must match")
+
+
+def _valid_sum(values: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+    """(sum of ``values`` over valid elements, number of valid elements) as float64."""
+    if valid is None:
+        return torch.tensor([float(values.sum()), float(values.numel())], dtype=torch.float64)
+    mask = valid.to(values.dtype)
+    return torch.stack([(values * mask).sum(), mask.sum()]).to(torch.float64)
+
+
 class MeanAbsoluteError(Metric):
     """Mean absolute error over every element of the valid pixels; stats = (sum |e|, elements)."""
 
@@ -104,16 +116,25 @@ class MeanAbsoluteError(Metric):
     higher_is_better = False
 
     def stats(self, prediction, target):
-        target, valid = _valid_and_target(target)
+        target, valid = dense_target(target)
         _check_same_shape(self.name, prediction, target)
         err = (prediction.detach().double() - target.double()).abs()
-        if valid is not None:
-            mask = broadcast_valid(valid, err)
-            return torch.stack([(err * mask).sum(), mask.sum()]).to(torch.float64)
-        return torch.tensor([float(err.sum()), float(err.numel())], dtype=torch.float64)
+        return _valid_sum(err, None if valid is None else broadcast_valid(valid, err))
 
     def compute(self, stats):
-        return float(stats[0] / stats[1]) if stats[1] > 0 else float("nan")
+        return _fraction(stats)
+
+
+def end_point_error(prediction: torch.Tensor, target) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Per-pixel end-point error (B, *S) in float64: the Euclidean norm over the channel dim of
+    ``prediction - target``, and the (B, *S) valid mask of a ``(target, valid)`` target (or None)."""
+    target, valid = dense_target(target)
+    _check_same_shape("epe", prediction, target)
+    norms = (prediction.detach().double() - target.double()).norm(dim=1)
+    if valid is not None and valid.numel() != norms.numel():
+        raise ValueError(f"epe: valid mask of shape {tuple(valid.shape)} does not match the pixels "
+                         f"{tuple(norms.shape)}")
+    return norms, None if valid is None else valid.reshape(norms.shape)
 
 
 class EndPointError(Metric):
@@ -125,100 +146,111 @@ class EndPointError(Metric):
     higher_is_better = False
 
     def stats(self, prediction, target):
-        target, valid = _valid_and_target(target)
-        _check_same_shape(self.name, prediction, target)
-        norms = (prediction.detach().double() - target.double()).norm(dim=1)
-        if valid is not None:
-            mask = valid.to(norms.dtype).reshape(norms.shape) if valid.numel() == norms.numel() else None
-            if mask is None:
-                raise ValueError(f"{self.name}: valid mask of shape {tuple(valid.shape)} does not match "
-                                 f"the pixels {tuple(norms.shape)}")
-            return torch.stack([(norms * mask).sum(), mask.sum()]).to(torch.float64)
-        return torch.tensor([float(norms.sum()), float(norms.numel())], dtype=torch.float64)
+        return _valid_sum(*end_point_error(prediction, target))
 
     def compute(self, stats):
-        return float(stats[0] / stats[1]) if stats[1] > 0 else float("nan")
+        return _fraction(stats)
 
 
-def _check_same_shape(metric: str, prediction: torch.Tensor, target: torch.Tensor) -> None:
-    if tuple(prediction.shape) != tuple(target.shape):
-        raise ValueError(f"{metric}: prediction has shape {tuple(prediction.shape)} but the target has "
-                         f"{tuple(target.shape)}; they must match")
+def class_overlap(prediction: torch.Tensor, target: torch.Tensor, ignore_index: int | None = None,
+                  where: str = "segmentation") -> torch.Tensor:
+    """(3, K) float64: per class, the pixels of (intersection, predicted, true) of the arg-max masks,
+    counted over the pixels whose target is not ``ignore_index``."""
+    valid = check_class_target(where, prediction, target, ignore_index)
+    k = prediction.shape[1]
+    predicted = prediction.argmax(dim=1)[valid]
+    true = target[valid].long()
+    inter = torch.bincount(true[predicted == true], minlength=k)
+    return torch.stack([inter, torch.bincount(predicted, minlength=k), torch.bincount(true, minlength=k)]
+                       ).to(torch.float64)
 
 
-def broadcast_valid(valid: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """A (B, *S) or (B, 1, *S) mask expanded over the channel dimension of ``like`` (B, C, *S)."""
-    mask = valid.to(like.dtype)
-    if mask.dim() == like.dim() - 1:
-        mask = mask.unsqueeze(1)
-    try:
-        return mask.expand_as(like)
-    except RuntimeError:
-        raise ValueError(f"valid mask of shape {tuple(valid.shape)} does not fit a prediction of shape "
-                         f"{tuple(like.shape)}; expected (B, *S) or (B, 1, *S)") from None
+def dice_per_class(overlap: torch.Tensor) -> torch.Tensor:
+    """2|P&G| / (|P| + |G|) per class from :func:`class_overlap` sums; NaN where a class is absent
+    from both prediction and truth."""
+    inter, predicted, true = overlap.view(3, -1)
+    sizes = predicted + true
+    return torch.where(sizes > 0, 2 * inter / sizes.clamp_min(1), torch.full_like(sizes, float("nan")))
 
 
-class _PerClassOverlap(Metric):
-    """Per-class (intersection, predicted, true) pixel counts of arg-max masks, summed over the data
-    set (not averaged per image), so the value is exact under any batching and across processes."""
+def iou_per_class(overlap: torch.Tensor) -> torch.Tensor:
+    """|P&G| / |P|G| per class from :func:`class_overlap` sums; NaN where a class is absent from both."""
+    inter, predicted, true = overlap.view(3, -1)
+    union = predicted + true - inter
+    return torch.where(union > 0, inter / union.clamp_min(1), torch.full_like(union, float("nan")))
 
-    def __init__(self, num_classes: int | None = None, ignore_index: int | None = None) -> None:
-        self.num_classes = num_classes
+
+class _MeanOverClasses(Metric):
+    """Per-class pixel counts summed over the data set (not averaged per image), so the value is
+    exact under any batching and across processes; the mean is over the classes present (in the
+    prediction or the truth). Class 0 is the background and is left out of the mean unless
+    ``include_background`` (then the metric's name ends in ``_all``); a single class is kept."""
+
+    higher_is_better = True
+    per_class = staticmethod(dice_per_class)
+
+    def __init__(self, *, ignore_index: int | None = None, include_background: bool = False) -> None:
         self.ignore_index = ignore_index
+        self.include_background = include_background
+        if include_background:
+            self.name = f"{type(self).name}_all"
 
     def stats(self, prediction, target):
-        _check_class_target(self.name, prediction, target)
-        k = self.num_classes or prediction.shape[1]
-        pred = prediction.argmax(dim=1).reshape(-1)
-        true = target.reshape(-1).long()
-        if self.ignore_index is not None:
-            keep = true != self.ignore_index
-            pred, true = pred[keep], true[keep]
-        if true.numel() and (true.min() < 0 or true.max() >= k):
-            raise ValueError(f"{self.name}: target class indices must lie in [0, {k - 1}]; found "
-                             f"{int(true.min())}..{int(true.max())}")
-        inter = torch.bincount(true[pred == true], minlength=k)[:k]
-        npred = torch.bincount(pred, minlength=k)[:k]
-        ntrue = torch.bincount(true, minlength=k)[:k]
-        return torch.cat([inter, npred, ntrue]).to(torch.float64)
+        return class_overlap(prediction, target, self.ignore_index, self.name).flatten()
 
-    def _split(self, stats):
-        k = stats.numel() // 3
-        return stats[:k], stats[k:2 * k], stats[2 * k:]
+    def compute(self, stats):
+        values = self.per_class(stats)
+        if not self.include_background and values.numel() > 1:
+            values = values[1:]
+        present = values[~values.isnan()]
+        return float(present.mean()) if present.numel() else float("nan")
 
 
-class Dice(_PerClassOverlap):
-    """Mean Dice over the classes present (in prediction or truth): 2|A∩B| / (|A| + |B|)."""
+class Dice(_MeanOverClasses):
+    """Global mean Dice 2|P∩G| / (|P| + |G|): ``dice`` over the foreground classes, ``dice_all``
+    over every class (``include_background=True``)."""
 
     name = "dice"
-    higher_is_better = True
-
-    def compute(self, stats):
-        inter, npred, ntrue = self._split(stats)
-        denom = npred + ntrue
-        present = denom > 0
-        return float((2 * inter[present] / denom[present]).mean()) if present.any() else float("nan")
 
 
-class IoU(_PerClassOverlap):
-    """Mean intersection over union over the classes present: |A∩B| / |A∪B|."""
+class IoU(_MeanOverClasses):
+    """Global mean intersection over union |P∩G| / |P∪G|: ``iou`` over the foreground classes,
+    ``iou_all`` over every class (``include_background=True``)."""
 
     name = "iou"
+    per_class = staticmethod(iou_per_class)
+
+
+class ClassDice(Metric):
+    """Global Dice of one class, reported as ``dice_<label>`` (the label defaults to the index)."""
+
     higher_is_better = True
 
+    def __init__(self, index: int, label: str | None = None, ignore_index: int | None = None) -> None:
+        if not isinstance(index, int) or index < 0:
+            raise ValueError(f"ClassDice index = {index!r} is invalid: a class index >= 0")
+        self.index = index
+        self.ignore_index = ignore_index
+        self.name = f"dice_{label if label is not None else index}"
+
+    def stats(self, prediction, target):
+        if self.index >= prediction.shape[1]:
+            raise ValueError(f"{self.name}: class {self.index} does not exist, the prediction has "
+                             f"{prediction.shape[1]} classes")
+        return class_overlap(prediction, target, self.ignore_index, self.name)[:, self.index]
+
     def compute(self, stats):
-        inter, npred, ntrue = self._split(stats)
-        union = npred + ntrue - inter
-        present = union > 0
-        return float((inter[present] / union[present]).mean()) if present.any() else float("nan")
+        return float(dice_per_class(stats.view(3, 1))[0])
 
 
 #: The built-in metrics by registered name (factories, so every run gets fresh objects).
-BUILTIN_METRICS: dict[str, type[Metric]] = {
+BUILTIN_METRICS: dict[str, Callable[[], Metric]] = {
     "accuracy": Accuracy,
     "error": ErrorRate,
     "mae": MeanAbsoluteError,
     "epe": EndPointError,
     "dice": Dice,
+    "dice_all": partial(Dice, include_background=True),
     "iou": IoU,
+    "iou_all": partial(IoU, include_background=True),
 }

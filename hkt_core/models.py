@@ -31,14 +31,12 @@ def resolve_callable(ref: str):
     return obj
 
 
-def build_model(ref: str, manager=None, **options: Any) -> nn.Module:
-    """A fresh model from a registered model name or ``module:callable`` with keyword options."""
-    from .plugins import default_manager
-
+def build_model(ref: str, manager, **options: Any) -> nn.Module:
+    """A fresh model from a model name registered in ``manager`` or ``module:callable``, with keyword options."""
     if ":" in ref:
         factory = resolve_callable(ref)
     else:
-        factory = (manager or default_manager()).lookup("models", ref)
+        factory = manager.lookup("models", ref)
     try:
         model = factory(**options)
     except TypeError as exc:

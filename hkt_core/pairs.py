@@ -16,6 +16,7 @@ A card is a TOML file::
                                      # when the parent is trained (e.g. a larger sample)
     [alignment]
     pairs = [["pool", "pool"]]       # optional explicit alignment (mixing points; outputs implied)
+    layouts = {"encoder.out" = "tokens"}   # optional: a value's kind (map, tokens, vector)
     [train]                          # defaults for hkt_core.config.TrainConfig
     [hkt]                            # defaults for hkt_core.config.HKTConfig
 
@@ -66,12 +67,32 @@ def _alignment(value: Any) -> tuple[tuple[str, str], ...] | None:
     if value is None:
         return None
     pairs = value.get("pairs") if isinstance(value, dict) else value
+    if pairs is None:
+        return None
     ok = isinstance(pairs, (list, tuple)) and all(
         isinstance(p, (list, tuple)) and len(p) == 2 and all(isinstance(s, str) and s for s in p) for p in pairs)
     if not ok or not pairs:
         raise ConfigError(f"PairCard.alignment = {value!r} is invalid: expected "
                           f"[alignment] pairs = [[\"parent_node\", \"child_node\"], ...]")
     return tuple((p[0], p[1]) for p in pairs)
+
+
+#: what a value is (DESIGN section 5): a card's ``[alignment] layouts`` uses these words
+LAYOUT_KINDS = ("map", "tokens", "vector")
+
+
+def _layouts(value: Any) -> dict[str, str]:
+    """``{"node" | "parent:node" | "child:node": "map" | "tokens" | "vector"}``."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(k, str) and k for k in value):
+        raise ConfigError(f"[alignment] layouts = {value!r} is invalid: a table of node names, e.g. "
+                          f"layouts = {{\"encoder.out\" = \"tokens\"}}")
+    for node, kind in value.items():
+        if kind not in LAYOUT_KINDS:
+            raise ConfigError(f"[alignment] layouts[{node!r}] = {kind!r} is invalid: one of "
+                              f"{', '.join(LAYOUT_KINDS)}")
+    return dict(value)
 
 
 def _name(inst, attribute, value):
@@ -115,6 +136,8 @@ class PairCard:
     child_options: dict[str, Any] = attrs.field(factory=dict, converter=_table)
     dataset_options: dict[str, Any] = attrs.field(factory=dict, converter=_table)
     alignment: tuple[tuple[str, str], ...] | None = attrs.field(default=None, converter=_alignment)
+    #: ``[alignment] layouts``: the kind of a value where the automatic guess is wrong
+    layouts: dict[str, str] = attrs.field(factory=dict, converter=_layouts)
     train: TrainConfig = attrs.field(factory=TrainConfig)
     hkt: HKTConfig = attrs.field(factory=HKTConfig)
     parent_train: dict[str, Any] = attrs.field(factory=dict, converter=_table)
@@ -142,10 +165,17 @@ class PairCard:
         if missing:
             raise ConfigError(f"{source}: missing required key(s) {', '.join(missing)}; a card needs "
                               f"{', '.join(required)}")
-        allowed = {a.name for a in attrs.fields(cls)}
+        allowed = {a.name for a in attrs.fields(cls)} - {"layouts"}
         unknown = sorted(set(data) - allowed)
         if unknown:
             raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
+        table = data.get("alignment")
+        if isinstance(table, dict):
+            extra = sorted(set(table) - {"pairs", "layouts"})
+            if extra:
+                raise ConfigError(f"{source}: unknown key(s) {', '.join(extra)} in [alignment]; allowed: "
+                                  f"pairs, layouts")
+            data["layouts"] = table.get("layouts")
         train = structure(data.pop("train", {}) or {}, TrainConfig)
         hkt = structure(data.pop("hkt", {}) or {}, HKTConfig)
         try:
@@ -165,10 +195,12 @@ class PairCard:
     def to_dict(self) -> dict[str, Any]:
         data = unstructure(self)
         data["input_shapes"] = [list(s) for s in self.input_shapes]
-        if self.alignment is None:
-            data.pop("alignment")
-        else:
-            data["alignment"] = {"pairs": [list(p) for p in self.alignment]}
+        data.pop("alignment")
+        table = dict(data.pop("layouts") and {"layouts": dict(self.layouts)})
+        if self.alignment is not None:
+            table["pairs"] = [list(p) for p in self.alignment]
+        if table:
+            data["alignment"] = table
         return data
 
     def to_toml(self) -> str:
@@ -232,3 +264,22 @@ def add_user_card(path: str | Path, *, known_pairs: set[str] = frozenset(), forc
 
     atomic_write_text(target, card.to_toml())
     return target
+
+
+def remove_user_card(name: str) -> Path:
+    """Delete the user's stored card of pair ``name`` (added with ``hkt pairs add``); returns its path."""
+    found = [path for path, card in user_cards()
+             if (card.name if isinstance(card, PairCard) else path.stem) == name]
+    if not found:
+        from .plugins import default_manager
+
+        registry = default_manager().registry("pairs")
+        if name in registry:
+            raise ConfigError(f"pair {name!r} comes from plugin {registry.entry(name).plugin!r}, not from "
+                              f"`hkt pairs add`; only cards you added can be removed (`hkt pairs list --user`)")
+        mine = sorted(card.name if isinstance(card, PairCard) else path.stem for path, card in user_cards())
+        raise ConfigError(f"no card named {name!r} was added with `hkt pairs add`; added: "
+                          f"{', '.join(mine) or 'none'}")
+    for path in found:
+        path.unlink()
+    return found[0]

@@ -65,6 +65,8 @@ class PluginManager:
         self.pm = pluggy.PluginManager(PROJECT)
         self.pm.add_hookspecs(hookspecs)
         self.registries: dict[str, Registry] = {kind: Registry(kind) for kind in KINDS}
+        for registry in self.registries.values():
+            registry.missing_hint = self.missing_hint
         self.plugins: dict[str, PluginInfo] = {}
 
     def __repr__(self) -> str:
@@ -132,6 +134,20 @@ class PluginManager:
         return info
 
     # -- queries -------------------------------------------------------------------------------
+    def missing_hint(self, kind: str) -> str:
+        """``; plugin 'y' failed to load: ...`` for each plugin that could have registered a name of
+        ``kind`` but did not load (the user's cards only count for pairs)."""
+        parts = []
+        for info in self.plugins.values():
+            if info.name == "user" and kind != "pairs":
+                continue
+            if info.error:
+                what = "has cards that failed to load" if info.name == "user" else "failed to load"
+                parts.append(f"; plugin {info.name!r} {what}: {info.error}")
+            elif info.disabled:
+                parts.append(f"; plugin {info.name!r} is disabled ({DISABLE_ENV})")
+        return "".join(parts)
+
     def registry(self, kind: str) -> Registry:
         try:
             return self.registries[kind]
@@ -156,32 +172,10 @@ def get_plugin_manager(*, autoload: bool = True, disabled: set[str] | None = Non
         manager.load_entry_points(disabled)
     for name, plugin in (plugins or {}).items():
         manager.register(plugin, name)
-    _load_user_cards(manager)
+    from .user_cards import load_user_cards
+
+    load_user_cards(manager)
     return manager
-
-
-def _load_user_cards(manager: PluginManager) -> None:
-    """Cards a user stored with `hkt pairs add` join the registry as plugin ``user``."""
-    from .pairs import user_cards
-
-    if manager.plugins.get("user") is not None:
-        return
-    registry = manager.registries["pairs"]
-    registered: list[str] = []
-    errors: list[str] = []
-    for path, card_or_error in user_cards():
-        if isinstance(card_or_error, Exception):
-            errors.append(f"{path.name}: {card_or_error}")
-            continue
-        if card_or_error.name in registry:
-            errors.append(f"{path.name}: pair {card_or_error.name!r} already registered by plugin "
-                          f"{registry.entry(card_or_error.name).plugin!r}")
-            continue
-        registry.add(card_or_error.name, card_or_error, plugin="user", description=card_or_error.description)
-        registered.append(card_or_error.name)
-    if registered or errors:
-        manager.plugins["user"] = PluginInfo("user", None, None, {"pairs": registered} if registered else {},
-                                             error="; ".join(errors) or None)
 
 
 _default: PluginManager | None = None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 import inspect
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import attrs
@@ -55,6 +55,8 @@ class Registry:
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._entries: dict[str, Entry] = {}
+        #: set by the plugin manager: why a name might be missing (plugins that failed to load)
+        self.missing_hint: Callable[[str], str] | None = None
 
     def __repr__(self) -> str:
         return f"<Registry {self.kind}: {len(self._entries)} entries>"
@@ -92,7 +94,8 @@ class Registry:
         try:
             return self._entries[name]
         except KeyError:
-            raise RegistryError(unknown_name_message(self.kind, name, self._entries)) from None
+            hint = self.missing_hint(self.kind) if self.missing_hint is not None else ""
+            raise RegistryError(unknown_name_message(self.kind, name, self._entries) + hint) from None
 
     def names(self, pattern: str | None = None) -> list[str]:
         """Sorted names, optionally filtered by an fnmatch wildcard such as ``"resnet*"``."""

@@ -6,10 +6,10 @@ A task is registered in the ``losses`` registry under its name (``HKTConfig.task
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
-from .metrics import (Accuracy, Dice, EndPointError, ErrorRate, IoU, MeanAbsoluteError, Metric,
-                      broadcast_valid)
+from .losses import (check_class_target, class_probability_mae, hinton_kl, masked_cross_entropy, masked_l1,
+                     soft_dice_loss)
+from .metrics import Accuracy, ClassDice, Dice, EndPointError, ErrorRate, IoU, MeanAbsoluteError, Metric, dense_target
 
 
 class Task:
@@ -47,51 +47,28 @@ class Task:
 # -- built-in tasks ----------------------------------------------------------------------------
 
 
-def _class_scores(task: str, prediction: torch.Tensor, target: torch.Tensor, *, dense: bool) -> None:
-    """Shape check with a message naming what was expected (scores and class indices)."""
-    if dense:
-        ok = prediction.dim() >= 3 and tuple(target.shape) == (prediction.shape[0], *prediction.shape[2:])
-        want = "scores (B, num_classes, H, W) and class-index masks (B, H, W)"
-    else:
-        ok = prediction.dim() == 2 and target.dim() == 1 and target.shape[0] == prediction.shape[0]
-        want = "scores (B, num_classes) and class indices (B,)"
-    if not ok:
-        raise ValueError(f"{task}: expected {want}; got prediction {tuple(prediction.shape)} and "
-                         f"target {tuple(target.shape)}")
-    if target.dtype.is_floating_point:
-        raise ValueError(f"{task}: targets must be integer class indices, got dtype {target.dtype}")
-
-
-def _one_hot(target: torch.Tensor, num_classes: int, like: torch.Tensor) -> torch.Tensor:
-    """(B, *S) class indices -> (B, K, *S) one-hot in ``like``'s dtype."""
-    hot = F.one_hot(target.long(), num_classes).to(like.dtype)
-    return hot.movedim(-1, 1) if hot.dim() > 2 else hot
-
-
-def _hinton(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
-    """T^2 * KL(softmax(t/T) || softmax(s/T)), averaged over samples (and pixels for maps)."""
-    log_p = F.log_softmax(student / temperature, dim=1)
-    log_q = F.log_softmax(teacher.detach() / temperature, dim=1)
-    kl = (log_q.exp() * (log_q - log_p)).sum(dim=1)
-    return kl.mean() * temperature ** 2
-
-
 class _ClassScoresTask(Task):
-    """Shared by tasks whose predictions are class scores: the inheritance loss is the MAE between
-    softmax and one-hot targets, ``kd`` is Hinton's ``weight * T^2 * KL + (1 - weight) * loss``.
-    ``dense`` says whether scores are maps (B, K, *S) with masks (B, *S) or vectors (B, K)."""
+    """Shared by tasks whose predictions are class scores (B, K) or maps (B, K, *S) against class
+    indices: the inheritance loss is the MAE between softmax and one-hot targets, ``kd`` is
+    Hinton's ``weight * T^2 * KL + (1 - weight) * loss``. Targets equal to ``ignore_index`` take
+    part in no loss and no metric."""
 
-    dense: bool = False
+    ignore_index: int | None = None
+
+    def _counted(self, prediction, target) -> torch.Tensor | None:
+        """The mask of counted elements, or None when every element counts."""
+        valid = check_class_target(self.name, prediction, target, self.ignore_index)
+        return None if self.ignore_index is None else valid
 
     def inherit_loss(self, prediction, target):
-        _class_scores(self.name, prediction, target, dense=self.dense)
-        return (prediction.softmax(dim=1) - _one_hot(target, prediction.shape[1], prediction)).abs().mean()
+        return class_probability_mae(prediction, target, self._counted(prediction, target))
 
     def distill_loss(self, student, teacher, target, *, temperature=4.0, weight=0.9):
         if student.shape != teacher.shape:
             raise ValueError(f"{self.name}: student scores {tuple(student.shape)} and teacher scores "
                              f"{tuple(teacher.shape)} must have the same shape")
-        return weight * _hinton(student, teacher, temperature) + (1 - weight) * self.loss(student, target)
+        kd = hinton_kl(student, teacher, temperature, self._counted(student, target))
+        return weight * kd + (1 - weight) * self.loss(student, target)
 
 
 class ClassificationTask(_ClassScoresTask):
@@ -102,9 +79,14 @@ class ClassificationTask(_ClassScoresTask):
     primary_metric = "accuracy"
     higher_is_better = True
 
+    def __init__(self, ignore_index: int | None = None) -> None:
+        self.ignore_index = ignore_index
+
     def loss(self, prediction, target):
-        _class_scores(self.name, prediction, target, dense=False)
-        return F.cross_entropy(prediction, target)
+        if prediction.dim() != 2:
+            raise ValueError(f"{self.name}: expected scores (B, num_classes) and class indices (B,); got "
+                             f"prediction {tuple(prediction.shape)} and target {tuple(target.shape)}")
+        return masked_cross_entropy(prediction, target, self._counted(prediction, target))
 
     def metrics(self):
         return [Accuracy(), ErrorRate()]
@@ -128,15 +110,8 @@ class RegressionTask(Task):
         self.name = name
 
     def _l1(self, prediction, target):
-        target, valid = (target if isinstance(target, (tuple, list)) else (target, None))
-        if tuple(prediction.shape) != tuple(target.shape):
-            raise ValueError(f"{self.name}: expected a target shaped like the prediction "
-                             f"{tuple(prediction.shape)}, got {tuple(target.shape)}")
-        err = (prediction - target.to(prediction.dtype)).abs()
-        if valid is None:
-            return err.mean()
-        mask = broadcast_valid(valid, err)
-        return (err * mask).sum() / mask.sum().clamp_min(1)
+        target, valid = dense_target(target)
+        return masked_l1(prediction, target, valid, where=self.name)
 
     def loss(self, prediction, target):
         return self._l1(prediction, target)
@@ -145,8 +120,8 @@ class RegressionTask(Task):
         return self._l1(prediction, target)
 
     def distill_loss(self, student, teacher, target, *, temperature=4.0, weight=0.9):
-        valid = target[1] if isinstance(target, (tuple, list)) else None
-        to_teacher = self._l1(student, teacher.detach() if valid is None else (teacher.detach(), valid))
+        _, valid = dense_target(target)
+        to_teacher = masked_l1(student, teacher.detach(), valid, where=self.name)
         return weight * to_teacher + (1 - weight) * self._l1(student, target)
 
     def metrics(self):
@@ -160,39 +135,92 @@ class RegressionTask(Task):
         return prediction, (target, valid)
 
 
+_SEGMENTATION_LOSSES = {"ce": (1.0, 0.0), "dice": (0.0, 1.0), "ce+dice": (1.0, 1.0)}
+
+
 class SegmentationTask(_ClassScoresTask):
-    """Targets are class-index masks (B, H, W). Loss: cross-entropy (``loss="ce"``) or soft Dice
-    (``loss="dice"``); inheritance: MAE between probabilities and one-hot masks; ``kd``: pixel-wise
-    Hinton KL to the parent plus the task loss. Primary metric: mean Dice (higher is better)."""
+    """Semantic segmentation: scores (B, K, H, W) against class-index masks (B, H, W).
 
-    name = "segmentation"
-    primary_metric = "dice"
+    Loss: ``ce_weight * CE + dice_weight * (1 - soft Dice)``; ``loss`` (``ce``, the default,
+    ``dice`` or ``ce+dice``) presets the weights, either given weight replaces its preset. Cross-entropy is averaged over counted pixels, soft Dice
+    is computed per class over the whole batch with smoothing ``smooth`` and averaged over all
+    classes. Pixels whose target is ``ignore_index`` count in no loss and no metric. Inheritance:
+    MAE between probabilities and one-hot masks; ``kd``: pixel-wise Hinton KL plus the task loss.
+    Metrics: global mean Dice (primary; ``dice`` over the foreground classes, or ``dice_all`` with
+    ``include_background``), IoU the same way, pixel accuracy, and one ``dice_<name>`` per class
+    when ``num_classes`` (or ``class_names``) is given.
+    """
+
     higher_is_better = True
-    dense = True
 
-    def __init__(self, loss: str = "ce", name: str = "segmentation") -> None:
-        if loss not in ("ce", "dice"):
-            raise ValueError(f"segmentation loss {loss!r} is invalid: must be one of ce, dice")
-        self.loss_kind = loss
+    def __init__(self, loss: str | None = None, name: str = "segmentation", *,
+                 ce_weight: float | None = None, dice_weight: float | None = None, smooth: float = 1.0,
+                 ignore_index: int | None = None, include_background: bool = False,
+                 num_classes: int | None = None, class_names: list[str] | None = None) -> None:
+        if loss is not None and loss not in _SEGMENTATION_LOSSES:
+            raise ValueError(f"segmentation loss {loss!r} is invalid: must be one of {', '.join(_SEGMENTATION_LOSSES)}")
+        default_ce, default_dice = _SEGMENTATION_LOSSES[loss or "ce"]
+        ce_weight = default_ce if ce_weight is None else ce_weight
+        dice_weight = default_dice if dice_weight is None else dice_weight
+        for field, value in (("ce_weight", ce_weight), ("dice_weight", dice_weight), ("smooth", smooth)):
+            if not isinstance(value, (int, float)) or value < 0:
+                raise ValueError(f"SegmentationTask.{field} = {value!r} is invalid: a number >= 0")
+        if ce_weight == 0 and dice_weight == 0:
+            raise ValueError("SegmentationTask: ce_weight and dice_weight are both 0; at least one must be > 0")
+        if class_names is not None and num_classes is not None and len(class_names) != num_classes:
+            raise ValueError(f"SegmentationTask: {len(class_names)} class_names for num_classes = {num_classes}")
         self.name = name
+        self.ce_weight, self.dice_weight, self.smooth = float(ce_weight), float(dice_weight), float(smooth)
+        self.ignore_index = ignore_index
+        self.include_background = include_background
+        self.num_classes = num_classes if num_classes is not None else (len(class_names) if class_names else None)
+        self.class_names = list(class_names) if class_names else None
+        self.primary_metric = "dice_all" if include_background else "dice"
+
+    def with_classes(self, num_classes: int, class_names: list[str] | None = None) -> "SegmentationTask":
+        """A copy that knows its classes (adds per-class Dice to :meth:`metrics`)."""
+        return SegmentationTask(name=self.name, ce_weight=self.ce_weight, dice_weight=self.dice_weight,
+                                smooth=self.smooth, ignore_index=self.ignore_index,
+                                include_background=self.include_background,
+                                num_classes=num_classes, class_names=class_names)
+
+    def soft_dice_loss(self, prediction, target):
+        """1 - mean over classes of the batch-wide soft Dice of softmax probabilities."""
+        return soft_dice_loss(prediction, target, self._counted(prediction, target), smooth=self.smooth)
+
+    def cross_entropy(self, prediction, target):
+        """Mean cross-entropy over counted pixels (0 when every pixel is ignored)."""
+        return masked_cross_entropy(prediction, target, self._counted(prediction, target))
 
     def loss(self, prediction, target):
-        _class_scores(self.name, prediction, target, dense=True)
-        if self.loss_kind == "ce":
-            return F.cross_entropy(prediction, target.long())
-        probs = prediction.softmax(dim=1)
-        hot = _one_hot(target, prediction.shape[1], probs)
-        dims = (0, *range(2, probs.dim()))
-        inter = (probs * hot).sum(dims)
-        sizes = probs.sum(dims) + hot.sum(dims)
-        return 1 - ((2 * inter + 1.0) / (sizes + 1.0)).mean()
+        if prediction.dim() < 3:
+            raise ValueError(f"{self.name}: expected scores (B, num_classes, H, W) and class-index masks "
+                             f"(B, H, W); got prediction {tuple(prediction.shape)} and target {tuple(target.shape)}")
+        valid = self._counted(prediction, target)
+        total = prediction.new_zeros(())
+        if self.ce_weight:
+            total = total + self.ce_weight * masked_cross_entropy(prediction, target, valid)
+        if self.dice_weight:
+            total = total + self.dice_weight * soft_dice_loss(prediction, target, valid, smooth=self.smooth)
+        return total
 
-    def metrics(self):
-        return [Dice(), IoU(), Accuracy()]
+    def metrics(self) -> list[Metric]:
+        out = [Dice(ignore_index=self.ignore_index, include_background=self.include_background),
+               IoU(ignore_index=self.ignore_index, include_background=self.include_background),
+               Accuracy(self.ignore_index)]
+        if self.num_classes:
+            names = self.class_names or [str(i) for i in range(self.num_classes)]
+            out += [ClassDice(i, names[i], self.ignore_index) for i in range(self.num_classes)]
+        return out
 
     def example(self, batch_size=4, generator=None):
-        return (torch.randn(batch_size, 3, 6, 6, generator=generator),
-                torch.randint(0, 3, (batch_size, 6, 6), generator=generator))
+        """Scores (B, 3, 6, 6) and class-index masks (with a few ignored pixels if there is an ignore index)."""
+        scores = torch.randn(batch_size, 3, 6, 6, generator=generator)
+        target = torch.randint(0, 3, (batch_size, 6, 6), generator=generator)
+        if self.ignore_index is None:
+            return scores, target
+        ignored = torch.rand(batch_size, 6, 6, generator=generator) < 0.1
+        return scores, target.masked_fill(ignored, self.ignore_index)
 
 
 def builtin_tasks() -> dict[str, Task]:

@@ -338,7 +338,8 @@ def test_resolve_on_an_export_trace():
 
 
 def test_family_accepts_an_alignment_read_back_from_json():
-    family = pytest.importorskip("hkt_core.family")
+    from hkt_core import family
+
     bp, bc, inputs = analysed("resnet")
     a = Alignment.from_json(align_blocks(bp, bc, inputs=inputs).to_json())
     fam = family.Family(bp.traced.model, bc.traced.model, a)

@@ -51,7 +51,6 @@ def _kill_and_resume(pair: str, home, tmp_path) -> None:
 
 @pytest.mark.subprocess
 def test_killed_run_resumes_to_identical_tensors(tiny_pair, isolated_home, tmp_path):
-    pytest.importorskip("hkt_core.family")
     _kill_and_resume(tiny_pair.name, isolated_home, tmp_path)
 
 
@@ -59,7 +58,6 @@ def test_killed_run_resumes_to_identical_tensors(tiny_pair, isolated_home, tmp_p
 @pytest.mark.subprocess
 def test_killed_digits_demo_run_resumes_to_identical_tensors(isolated_home, tmp_path):
     """The same on the demo pair (trains its parent first: about half a minute)."""
-    pytest.importorskip("hkt_core.family")
     if "digits-demo" not in hkt_core.default_manager().registry("pairs"):
         pytest.skip("digits-demo comes with the hkt-vision plugin, not installed here")
     _kill_and_resume("digits-demo", isolated_home, tmp_path)
@@ -136,7 +134,6 @@ def test_demo_without_its_pair_says_where_it_comes_from(tmp_path, capsys, monkey
 
 def test_demo_flow_on_a_stand_in_pair(tiny_pair, tmp_path, capsys, monkeypatch):
     """The demo's own steps (parent, three children, one table, where the plots are) on the tiny pair."""
-    pytest.importorskip("hkt_core.family")
     import hkt_core.cli.train_cmd as train_cmd
 
     monkeypatch.setattr(train_cmd, "DEMO_PAIR", tiny_pair.name)

@@ -11,26 +11,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import hkt_core
-from hkt_core import HKTConfig, builtins
+from hkt_core import HKTConfig
 from hkt_core.family import Family
+from family_support import CORE, ToyTask
 from test_etm_operators import reference_ga
-
-
-
-#: Operators come from the core plugin alone: building a Family need not load every installed plugin.
-CORE = hkt_core.get_plugin_manager(autoload=False, plugins={"core": builtins})
-
-
-class ToyTask:
-    """Cross-entropy task loss; MAE between softmax and one-hot for inheritance."""
-
-    def loss(self, prediction, target):
-        return F.cross_entropy(prediction, target)
-
-    def inherit_loss(self, prediction, target):
-        one_hot = F.one_hot(target, prediction.shape[1]).to(prediction.dtype)
-        return (prediction.softmax(1) - one_hot).abs().mean()
 
 
 class Stage(nn.Module):
@@ -155,8 +139,11 @@ def test_token_model_mixes_channel_last_tokens_as_the_design_says():
                  example_inputs=torch.randn(1, 7, 5), task=ToyTask(), manager=CORE).double()
     assert [p.child_layouts for p in fam._plan] == [("channels_last",), ("channels_last",)]
     x = torch.randn(2, 7, 5, dtype=torch.float64)
-    cf = lambda t: t.transpose(1, 2)          # (B, T, D) -> (B, D, T): tokens = T positions, d = D
-    cl = lambda t: t.transpose(1, 2)
+    def cf(t):  # (B, T, D) -> (B, D, T): tokens = T positions, d = D
+        return t.transpose(1, 2)
+
+    def cl(t):  # (B, D, T) -> (B, T, D)
+        return t.transpose(1, 2)
 
     def mix(recv, donor):
         return cl(ga_mix(cf(recv), donor, 0.6, "spatial"))

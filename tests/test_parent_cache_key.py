@@ -32,3 +32,18 @@ def test_resizing_the_parent_changes_its_cache_key():
     finally:
         WIDTH["value"] = 8
     assert parent_key(c, train) == first
+
+
+def test_the_key_ignores_the_pair_name_stages_child_and_alignment_but_not_data_or_training():
+    import attrs
+
+    c = card()
+    train = parent_train_config(c)
+    key = parent_key(c, train)
+    same = attrs.evolve(c, name="another-pair", stages=3, child="test_parent_cache_key:card",
+                        alignment=(("1", "1"), ("2", "2")))
+    assert parent_key(same, train) == key
+    assert parent_key(attrs.evolve(c, dataset_options={"seed": 1}), train) != key
+    assert parent_key(c, attrs.evolve(train, lr=0.01)) != key
+    assert parent_key(c, attrs.evolve(train, device="cuda", num_workers=2)) == key
+    assert parent_key(attrs.evolve(c, task="segmentation"), train) != key

@@ -94,6 +94,10 @@ def test_broken_plugin_is_reported_and_listing_still_succeeds(site):
     listing = run(site, "-m", "hkt_core.cli.main", "list", "mixtures", "scaled*")
     assert listing.returncode == 0
     assert "scaled_add" in listing.stdout and "[scaled_add]" in listing.stdout
+    missing = run(site, "-m", "hkt_core.cli.main", "train", "its-pair", "--method", "hkt")
+    assert missing.returncode == 2
+    assert re.search(r"unknown pairs 'its-pair'.*; plugin 'broken' failed to load: ImportError: this plugin needs",
+                     missing.stderr), missing.stderr
 
 
 def test_disabled_plugin_is_skipped(site):

@@ -71,7 +71,7 @@ def test_accuracy_and_error(logits):
     acc = (pred == y).double().mean().item()
     assert Accuracy().compute(Accuracy().stats(z, y)) == pytest.approx(acc)
     assert ErrorRate().compute(ErrorRate().stats(z, y)) == pytest.approx(1 - acc)
-    with pytest.raises(ValueError, match="class-index targets of shape"):
+    with pytest.raises(ValueError, match=r"expected scores \(B, num_classes\) and class indices \(B,\)"):
         Accuracy().stats(z, y[:2])
 
 
@@ -130,9 +130,9 @@ def masks():
     return scores, target
 
 
-def _dice_iou_reference(pred, true, k):
+def _dice_iou_reference(pred, true, k, *, background=False):
     dice, iou = [], []
-    for c in range(k):
+    for c in range(0 if background else 1, k):
         a, b = pred == c, true == c
         inter, na, nb = (a & b).sum(), a.sum(), b.sum()
         if na + nb == 0:
@@ -175,12 +175,16 @@ def test_dice_iou_are_exact_over_batches(masks):
     scores, target = masks
     pred = scores.argmax(1).numpy()
     dice_ref, iou_ref = _dice_iou_reference(pred, target.numpy(), 4)
-    acc = MetricAccumulator([Dice(), IoU(), Accuracy()])
+    dice_all_ref, iou_all_ref = _dice_iou_reference(pred, target.numpy(), 4, background=True)
+    acc = MetricAccumulator([Dice(), IoU(), Dice(include_background=True), IoU(include_background=True),
+                             Accuracy()])
     for i in range(3):  # one sample at a time: the sums must give the whole-set value
         acc.update(scores[i:i + 1], target[i:i + 1])
     values = acc.values()
     assert values["dice"] == pytest.approx(dice_ref, rel=1e-12)
     assert values["iou"] == pytest.approx(iou_ref, rel=1e-12)
+    assert values["dice_all"] == pytest.approx(dice_all_ref, rel=1e-12)
+    assert values["iou_all"] == pytest.approx(iou_all_ref, rel=1e-12)
     assert values["accuracy"] == pytest.approx((pred == target.numpy()).mean())
 
 
@@ -194,6 +198,65 @@ def test_ignore_index_is_left_out(masks):
     assert acc.compute(acc.stats(scores, target)) == pytest.approx(expected)
     dice = Dice(ignore_index=255)
     assert math.isfinite(dice.compute(dice.stats(scores, target)))
+    pred = scores.argmax(1)[keep].numpy()
+    dice_ref, iou_ref = _dice_iou_reference(pred, target[keep].numpy(), 4)
+    assert dice.compute(dice.stats(scores, target)) == pytest.approx(dice_ref, rel=1e-12)
+    iou = IoU(ignore_index=255)
+    assert iou.compute(iou.stats(scores, target)) == pytest.approx(iou_ref, rel=1e-12)
+
+
+def test_segmentation_options_match_reference_over_counted_pixels(masks):
+    """ignore_index, ce+dice and include_background: every loss against a float64 reference that
+    drops the ignored pixels by hand."""
+    scores, target = masks
+    target = target.clone()
+    target[0, :2] = 255
+    target[2, 3, 4] = 255
+    keep = (target != 255).numpy()
+    s = scores.numpy()
+    t = np.where(keep, target.numpy(), 0)
+    p = _softmax(s)
+    onehot = np.moveaxis(np.eye(4)[t], -1, 1) * keep[:, None]
+    pk = np.moveaxis(p, 1, -1)[keep]          # (counted pixels, classes)
+    ce = -np.mean(np.log(pk[np.arange(len(pk)), t[keep]]))
+    pm = p * keep[:, None]
+    inter = (pm * onehot).sum(axis=(0, 2, 3))
+    sizes = pm.sum(axis=(0, 2, 3)) + onehot.sum(axis=(0, 2, 3))
+    soft_dice = 1 - np.mean((2 * inter + 0.5) / (sizes + 0.5))
+    task = SegmentationTask("ce+dice", name="seg", ignore_index=255, smooth=0.5, include_background=True)
+    assert float(task.loss(scores, target)) == pytest.approx(ce + soft_dice, rel=1e-12)
+    mae = np.abs(pk - np.eye(4)[t[keep]]).mean()
+    assert float(task.inherit_loss(scores, target)) == pytest.approx(mae, rel=1e-12)
+    T, w = 3.0, 0.25
+    teacher = scores.flip(1) * 1.5
+    ps = np.moveaxis(_softmax(s / T), 1, -1)[keep]
+    pt = np.moveaxis(_softmax(teacher.numpy() / T), 1, -1)[keep]
+    kl = np.mean(np.sum(pt * (np.log(pt) - np.log(ps)), axis=1))
+    got = task.distill_loss(scores, teacher, target, temperature=T, weight=w)
+    assert float(got) == pytest.approx(w * T * T * kl + (1 - w) * (ce + soft_dice), rel=1e-12)
+    assert task.primary_metric == "dice_all" == task.metrics()[0].name
+    assert [m.name for m in SegmentationTask().metrics()] == ["dice", "iou", "accuracy"]
+
+
+def test_segmentation_loss_presets_and_weights():
+    assert (SegmentationTask().ce_weight, SegmentationTask().dice_weight) == (1.0, 0.0)
+    assert (SegmentationTask("dice").ce_weight, SegmentationTask("dice").dice_weight) == (0.0, 1.0)
+    both = SegmentationTask("ce+dice", dice_weight=0.3)
+    assert (both.ce_weight, both.dice_weight) == (1.0, 0.3)
+    with pytest.raises(ValueError, match="both 0"):
+        SegmentationTask("dice", dice_weight=0)
+
+
+def test_classification_ignore_index_drops_samples(logits):
+    z, y = logits
+    task = ClassificationTask(ignore_index=-1)
+    y = y.clone()
+    y[[1, 4]] = -1
+    keep = (y != -1).numpy()
+    p = _softmax(z.numpy())[keep]
+    yk = y.numpy()[keep]
+    assert float(task.loss(z, y)) == pytest.approx(-np.mean(np.log(p[np.arange(len(yk)), yk])), rel=1e-12)
+    assert float(task.inherit_loss(z, y)) == pytest.approx(np.abs(p - np.eye(4)[yk]).mean(), rel=1e-12)
 
 
 # -- registration ------------------------------------------------------------------------------
@@ -209,6 +272,6 @@ def test_core_registers_tasks_with_primary_metric(name):
 
 def test_core_registers_metrics():
     reg = hkt_core.registry("metrics")
-    for name in ("accuracy", "error", "mae", "epe", "dice", "iou"):
+    for name in ("accuracy", "error", "mae", "epe", "dice", "iou", "dice_all", "iou_all"):
         assert reg.get(name).name == name
         assert reg.entry(name).plugin == "core"

@@ -89,7 +89,7 @@ def test_two_inputs_and_repeated_module_calls():
 
 def test_control_flow_falls_back_to_torch_export():
     model = ShapeBranchNet(4, 1)
-    with pytest.raises(Exception):
+    with pytest.raises(torch.fx.proxy.TraceError):
         fx_trace(model)
     t = trace(model, torch.randn(1, 3, 16, 16))
     assert t.backend == "export"

@@ -30,19 +30,20 @@ def _stop_after(epoch: int):
 
 
 class NaNAtSecondEpoch(BaselineMethod):
-    """Baseline whose loss turns NaN in epoch 2 (a plugin method, registered like any other)."""
+    """Baseline whose loss turns NaN in epoch 2 (a plugin method, registered like any other).
+
+    Steps are counted per instance: the pre-flight's one step runs on an instance of its own."""
 
     calls = 0
 
     def training_step(self, inputs, target):
         out = super().training_step(inputs, target)
-        NaNAtSecondEpoch.calls += 1
-        return StepOutput(out.loss * float("nan"), out.logs) if NaNAtSecondEpoch.calls > 8 else out
+        self.calls += 1
+        return StepOutput(out.loss * float("nan"), out.logs) if self.calls > 8 else out
 
 
 @pytest.fixture
 def manager():
-    NaNAtSecondEpoch.calls = 0
     return manager_with(tiny_card(), tiny_card("tiny-bn", batchnorm=True, augment=True, optimizer="adamw", lr=0.01),
                         methods={"nan-test": NaNAtSecondEpoch})
 
@@ -210,7 +211,6 @@ def test_wrong_input_shapes_name_the_expectation(tmp_path):
 
 
 def test_resume_is_exact_for_hkt_with_its_operators(manager, tmp_path):
-    pytest.importorskip("hkt_core.family")
     common = dict(manager=manager, epochs=3, seed=7)
     a = hkt_core.train("tiny-bn", "hkt", out=tmp_path / "A", **common)
     with pytest.raises(Interrupt):

@@ -30,8 +30,6 @@ def _context(method_cls) -> MethodContext:
 
 @pytest.mark.parametrize("name", METHODS)
 def test_registered_method_follows_the_protocol(name):
-    if name == "hkt":
-        pytest.importorskip("hkt_core.family")
     method_cls = hkt_core.lookup("methods", name)
     assert isinstance(method_cls, type) and issubclass(method_cls, Method)
     ctx = _context(method_cls)

@@ -28,21 +28,36 @@ METHODS = ("structural", "activation")
 MAX_AUTO_MIXING = 4
 
 
-def analyse(model: nn.Module, example_inputs: Any, adapter: Adapter | None = None) -> BlockGraph:
-    """Trace ``model`` and discover its candidate blocks (the adapter may declare them)."""
-    adapter = adapter or adapter_for(model)
+def analyse(model: nn.Module, example_inputs: Any, adapter: Adapter | None = None, *,
+            manager: Any = None) -> BlockGraph:
+    """Trace ``model`` and discover its candidate blocks (the adapter may declare them).
+
+    Without ``adapter``, the one ``manager`` (default: the process-wide manager) has for ``model``.
+    """
+    if adapter is None:
+        adapter = adapter_for(model, _manager(manager))
     traced = trace(model, example_inputs, adapter)
     return discover(traced, adapter.declared_blocks(model))
 
 
+def _manager(manager: Any) -> Any:
+    if manager is not None:
+        return manager
+    from ..plugins import default_manager
+
+    return default_manager()
+
+
 def align(parent: nn.Module, child: nn.Module, example_inputs: Any, stages: int | None = None,
-          method: str = "structural", pairs: Sequence[tuple[str, str]] | None = None) -> Alignment:
+          method: str = "structural", pairs: Sequence[tuple[str, str]] | None = None, *,
+          manager: Any = None) -> Alignment:
     """Align ``parent``'s blocks to ``child``'s; the last pair is the two models' predictions.
 
     ``example_inputs`` (a tensor or a tuple of tensors) feed both models; with
     ``method="activation"`` they are also the calibration batch (at least 8 samples).
     ``pairs`` gives the mixing points by hand (names per the naming rule; the predictions pair
-    may be given last or left implied) and is validated instead of searched.
+    may be given last or left implied) and is validated instead of searched. ``manager`` is the
+    plugin manager the models' adapters come from (default: the process-wide one).
     """
     if method not in METHODS:
         raise AlignmentError(f"method={method!r} is not supported; choose one of {', '.join(METHODS)}")
@@ -51,8 +66,9 @@ def align(parent: nn.Module, child: nn.Module, example_inputs: Any, stages: int 
                              f"predictions), or None to choose N automatically")
     inputs = (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)
     _check_calibration(method, inputs)
-    bp = analyse(parent, inputs)
-    bc = analyse(child, inputs)
+    manager = _manager(manager)
+    bp = analyse(parent, inputs, manager=manager)
+    bc = analyse(child, inputs, manager=manager)
     return align_blocks(bp, bc, stages=stages, method=method, pairs=pairs, inputs=inputs)
 
 
@@ -77,7 +93,7 @@ def align_blocks(bp: BlockGraph, bc: BlockGraph, *, stages: int | None = None, m
     out_score = structural_score(pp, pc)
     result = [*chosen, BlockPair(pp.name, pc.name, pp.shape, pc.shape, out_score, "predictions")]
     return Alignment(pairs=tuple(result), input_shapes=bp.traced.input_shapes,
-                     method="manual" if pairs is not None else method)
+                     method="manual" if pairs is not None else method, traced=(bp.traced, bc.traced))
 
 
 def _check_calibration(method: str, inputs: tuple[torch.Tensor, ...]) -> None:

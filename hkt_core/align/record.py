@@ -73,6 +73,9 @@ class Alignment:
     pairs: tuple[BlockPair, ...] = attrs.field(converter=_pairs)
     input_shapes: tuple[tuple[int, ...], ...] = attrs.field(converter=_input_shapes)
     method: str = "structural"
+    #: the two :class:`hkt_core.trace.TracedModel` (parent, child) the alignment was computed on, when
+    #: it was (not stored in JSON); a Family built from this alignment reuses them instead of tracing again
+    traced: tuple[Any, Any] | None = attrs.field(default=None, eq=False, repr=False)
 
     @property
     def stages(self) -> int:

@@ -55,12 +55,13 @@ def run(args) -> int:
         raise ConfigError(f"expected PAIR or PARENT CHILD, got {len(args.models)} names: {' '.join(args.models)}")
     pairs = [parse_pair(p) for p in args.pair] if args.pair else None
     stages = args.stages
-    if len(args.models) == 1:
-        from ..plugins import default_manager
+    from ..plugins import default_manager
 
-        card = default_manager().lookup("pairs", args.models[0])
-        parent = build_model(card.parent, **card.parent_options)
-        child = build_model(card.child, **card.child_options)
+    manager = default_manager()
+    if len(args.models) == 1:
+        card = manager.lookup("pairs", args.models[0])
+        parent = build_model(card.parent, manager, **card.parent_options)
+        child = build_model(card.child, manager, **card.child_options)
         shapes = [parse_shape(s) for s in args.input_shape] if args.input_shape else list(card.input_shapes)
         if pairs is None and card.alignment is not None:
             pairs = [tuple(p) for p in card.alignment]
@@ -71,11 +72,11 @@ def run(args) -> int:
         if not args.input_shape:
             raise ConfigError("PARENT CHILD needs --input-shape B,C,H,W (repeat it for each input)")
         shapes = [parse_shape(s) for s in args.input_shape]
-        parent, child = build_model(args.models[0]), build_model(args.models[1])
+        parent, child = build_model(args.models[0], manager), build_model(args.models[1], manager)
         label = f"{args.models[0]} -> {args.models[1]}"
-    inputs = adapter_for(parent).example_inputs(parent, shapes)
+    inputs = adapter_for(parent, manager).example_inputs(parent, shapes)
     log.debug("tracing %s", label)
-    bp, bc = analyse(parent, inputs), analyse(child, inputs)
+    bp, bc = analyse(parent, inputs, manager=manager), analyse(child, inputs, manager=manager)
     alignment = align_blocks(bp, bc, stages=stages, method=args.method, pairs=pairs, inputs=tuple(inputs))
     if args.plot:
         from ..align.plot import plot_alignment

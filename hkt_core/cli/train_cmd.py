@@ -24,7 +24,7 @@ def configure(sub) -> None:
     mode.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     mode.add_argument("--force", action="store_true", help="start over in an existing run folder")
     t.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
-                   help="any setting by dotted key: train.grad_clip=1.0, hkt.lam=0.5, method.<option>=..., dataset.<option>=... (e.g. dataset.root=DIR)")
+                   help="any setting by dotted key: train.grad_clip=1.0, hkt.lam=0.5, card.stages=3, method.<option>=..., dataset.<option>=... (e.g. dataset.root=DIR)")
     t.add_argument("--nproc", type=int, default=1, help="train with N processes (torch.distributed, via torchrun)")
     t.add_argument("--parent-weights", default=None, metavar="FILE",
                    help="the parent's weights (safetensors) instead of the cached or trained parent")
@@ -65,11 +65,14 @@ def _train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--device", choices=("cpu", "cuda", "auto"), default=None)
+    p.add_argument("--stages", type=int, default=None, metavar="N",
+                   help="nHKT: N-1 mixing points plus the outputs (default: the card's stages)")
 
 
 def _overrides(args) -> dict:
     return {k: v for k, v in {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
-                              "seed": args.seed, "device": args.device}.items() if v is not None}
+                              "seed": args.seed, "device": args.device, "stages": args.stages}.items()
+            if v is not None}
 
 
 # -- train -------------------------------------------------------------------------------------
@@ -99,7 +102,8 @@ def _launch_torchrun(args, out: Path) -> int:
     """Re-run this command under ``torchrun --nproc_per_node N`` (one process per rank)."""
     argv = ["train", args.pair, "--method", args.method, "--out", str(out)]
     for flag, value in (("--epochs", args.epochs), ("--batch-size", args.batch_size), ("--lr", args.lr),
-                        ("--seed", args.seed), ("--device", args.device), ("--parent-weights", args.parent_weights)):
+                        ("--seed", args.seed), ("--device", args.device), ("--stages", args.stages),
+                        ("--parent-weights", args.parent_weights)):
         if value is not None:
             argv += [flag, str(value)]
     argv += ["--resume"] if args.resume else ["--force"] if args.force else []
@@ -140,8 +144,8 @@ def run_eval(args) -> int:
     from ..train.run import load_run
     from ..train.trainer import evaluate
 
-    run = load_run(args.run_dir)
     manager = default_manager()
+    run = load_run(args.run_dir, manager)
     card = run.card
     train = structure(run.config["train"], TrainConfig)
     splits = load_splits(card, train, manager)
@@ -149,7 +153,7 @@ def run_eval(args) -> int:
     import torch
 
     values = evaluate(run.child(args.which), getattr(splits, args.split), task, batch_size=train.batch_size,
-                      device=torch.device("cpu"))
+                      device=torch.device("cpu"), manager=manager)
     print(f"{run.path} ({args.which} checkpoint) on the {args.split} split:")
     for k, v in values.items():
         print(f"  {k:<10} {v:.6f}")

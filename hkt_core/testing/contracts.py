@@ -29,6 +29,15 @@ What each kind promises:
 - **methods**: built with a tiny context, one ``training_step`` gives a finite scalar whose
   gradients reach the child and an optimiser step changes it, while the parent gets no gradient
   and stays bitwise unchanged.
+- **models**: ``factory(**contract_options)`` builds an ``nn.Module`` that traces, and the
+  blocks its adapter declares exist in the trace. With input shapes (``registry.add(...,
+  input_shapes=[[1, 3, 32, 32]])``, else those of the first registered pair that uses the model,
+  with that card's options) it also runs on example inputs, is traced with shapes and gives a
+  prediction tensor with the batch first.
+- **pairs**: :func:`hkt_core.check_pair` passes for ``baseline`` and ``hkt`` (both models build,
+  the data set's shapes and class count fit, the pair aligns, the Family builds, one training step
+  each), with the data set's ``contract_options`` over the card's options (small sizes). A pair whose data set reads a user's directory is checked without data: both models
+  build and give predictions of one shape on example inputs, the pair aligns and its Family runs.
 """
 
 from __future__ import annotations
@@ -41,7 +50,8 @@ from torch import nn
 
 from ..errors import HKTError
 
-CHECKED_KINDS = ("transfers", "mixtures", "extractors", "losses", "metrics", "datasets", "adapters", "methods")
+CHECKED_KINDS = ("transfers", "mixtures", "extractors", "losses", "metrics", "datasets", "adapters", "methods",
+                 "models", "pairs")
 
 
 def _manager(manager=None):
@@ -282,6 +292,112 @@ def check_method(name: str, method_cls: Any, manager=None) -> None:
             f"method {name!r} changed the parent"
 
 
+# -- models ------------------------------------------------------------------------------------
+def _shapes_from_pairs(name: str, manager) -> tuple[Any, dict]:
+    """Input shapes and options of ``name`` from the first registered pair card that uses it."""
+    for entry in manager.registry("pairs").entries():
+        card = entry.obj
+        for ref, options in ((card.parent, card.parent_options), (card.child, card.child_options)):
+            if ref == name:
+                return card.input_shapes, dict(options)
+    return None, {}
+
+
+def check_model(name: str, factory: Any = None, manager=None, *, input_shapes=None,
+                options: dict | None = None) -> None:
+    """The models contract (module docstring) of the registered model ``name``."""
+    from ..adapters import adapter_for
+    from ..align import resolve
+    from ..models import build_model
+    from ..trace.graph import trace
+    from ..trace.tracer import fx_trace
+
+    manager = _manager(manager)
+    if input_shapes is None:
+        input_shapes, found = _shapes_from_pairs(name, manager)
+        options = found if options is None else options
+    torch.manual_seed(0)
+    model = build_model(name, manager, **(options or {}))
+    assert isinstance(model, nn.Module), f"model {name!r} must build an nn.Module"
+    adapter = adapter_for(model, manager)
+    if input_shapes:
+        inputs = adapter.example_inputs(model, [tuple(s) for s in input_shapes])
+        model.eval()
+        with torch.no_grad():
+            prediction = adapter.prediction(model(*inputs))
+        assert isinstance(prediction, torch.Tensor) and prediction.shape[0] == inputs[0].shape[0], \
+            f"model {name!r}: its prediction must be a tensor with the batch first"
+        gm = trace(model, inputs, adapter).gm
+    else:
+        gm = fx_trace(model, adapter)
+    blocks = adapter.declared_blocks(model)
+    if blocks:
+        try:
+            resolve(gm, list(blocks))
+        except HKTError as exc:
+            raise AssertionError(f"model {name!r}: a block its adapter declares is not in its trace: {exc}") from None
+
+
+# -- pairs -------------------------------------------------------------------------------------
+def check_pair_card(name: str, card: Any, manager=None) -> None:
+    """The pairs contract (module docstring) of the registered pair ``name``."""
+    from ..preflight import PairCheckError, check_pair
+
+    import attrs
+
+    manager = _manager(manager)
+    if ":" not in card.dataset and card.dataset in manager.registry("datasets"):
+        small = manager.registry("datasets").entry(card.dataset).metadata.get("contract_options") or {}
+        card = attrs.evolve(card, dataset_options={**card.dataset_options, **small})
+    try:
+        check_pair(card, manager=manager, methods=["baseline", "hkt"], required=["baseline", "hkt"])
+    except PairCheckError as exc:
+        if exc.stage != "data" or not _reads_user_folder(card, manager):
+            raise AssertionError(f"pair {name!r} fails its pre-flight: {exc}") from None
+        _check_pair_without_data(name, card, manager)
+
+
+def _reads_user_folder(card: Any, manager) -> bool:
+    """True when the card's data set cannot load without a user's directory (no ``root`` given)."""
+    return "root" not in card.dataset_options and ":" not in card.dataset and \
+        "root" in _option_names(manager.lookup("datasets", card.dataset))
+
+
+def _option_names(factory: Any) -> set[str]:
+    import inspect
+
+    try:
+        return set(inspect.signature(factory).parameters)
+    except (TypeError, ValueError):
+        return set()
+
+
+def _check_pair_without_data(name: str, card: Any, manager) -> None:
+    from ..adapters import adapter_for
+    from ..models import build_model
+    from ..train.methods import HKTMethod
+    from ..train.method import MethodContext
+
+    torch.manual_seed(0)
+    parent = build_model(card.parent, manager, **card.parent_options).eval().requires_grad_(False)
+    child = build_model(card.child, manager, **card.child_options)
+    inputs = tuple(adapter_for(child, manager).example_inputs(child, card.input_shapes))
+    with torch.no_grad():
+        pp = adapter_for(parent, manager).prediction(parent(*inputs))
+        pc = adapter_for(child, manager).prediction(child.eval()(*inputs))
+    assert pp.shape == pc.shape, f"pair {name!r}: parent predicts {list(pp.shape)}, child {list(pc.shape)}"
+    ctx = MethodContext(child=child, task=manager.lookup("losses", card.task), train=card.train, hkt=card.hkt,
+                        card=card, parent=parent, example_inputs=inputs, manager=manager)
+    try:
+        method = HKTMethod(ctx)
+    except HKTError as exc:
+        raise AssertionError(f"pair {name!r}: HKT cannot build its Family: {exc}") from None
+    method.train(True)
+    output = method.family(*inputs)
+    assert all(torch.isfinite(t).all() for t in output if isinstance(t, torch.Tensor)), \
+        f"pair {name!r}: the Family's streams are not finite"
+
+
 CHECKS = {
     "transfers": lambda e, m: check_transfer(e.name, e.obj),
     "mixtures": lambda e, m: check_mixture(e.name, e.obj),
@@ -290,6 +406,9 @@ CHECKS = {
     "datasets": lambda e, m: check_dataset(e.name, e.obj, e.metadata.get("contract_options")),
     "adapters": lambda e, m: check_adapter(e.name, e.obj, m),
     "methods": lambda e, m: check_method(e.name, e.obj, m),
+    "models": lambda e, m: check_model(e.name, e.obj, m, input_shapes=e.metadata.get("input_shapes"),
+                                       options=e.metadata.get("contract_options")),
+    "pairs": lambda e, m: check_pair_card(e.name, e.obj, m),
 }
 
 
@@ -302,10 +421,18 @@ def check_entry(kind: str, name: str, manager=None) -> None:
     CHECKS[kind](entry, manager)
 
 
-def check_all(kind: str, manager=None) -> list[str]:
-    """Run the contract of ``kind`` over everything registered; returns the names checked."""
+def check_all(kind: str, manager=None, *, plugin: str | None = None) -> list[str]:
+    """Run the contract of ``kind`` over everything registered (only plugin ``plugin``'s
+    registrations when given); returns the names checked."""
     manager = _manager(manager)
-    names = manager.registry(kind).names()
+    entries = manager.registry(kind).entries()
+    if plugin is not None:
+        if plugin not in manager.plugins:
+            from ..errors import RegistryError, unknown_name_message
+
+            raise RegistryError(unknown_name_message("plugin", plugin, manager.plugins))
+        entries = [e for e in entries if e.plugin == plugin]
+    names = [e.name for e in entries]
     for name in names:
         check_entry(kind, name, manager)
     return names

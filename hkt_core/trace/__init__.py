@@ -15,11 +15,15 @@ What the Family (and anything else that wires operators into a model) should cal
   the Family's own trace (from ``trace`` or ``fx_trace``); unknown names raise ``AlignmentError``
   listing nearby valid names.
 - ``fx_trace(model, adapter=None, concrete_args=None)`` and ``node_names(graph)`` when only the fx
-  graph is needed; names follow the rule in :mod:`hkt_core.trace.tracer`.
+  graph is needed; names follow the rule in :mod:`hkt_core.trace.names`.
+- ``name_table(gm) -> NameTable``: every name each value answers to (public names, module-output
+  aliases, scoped names such as ``layer1.0.add_1``, fx names), built by the tracer; the one
+  place names are resolved.
 """
 
 from .graph import TracedModel, evaluation, trace
+from .names import NameTable, name_table
 from .tracer import BACKEND_KEY, HKTTracer, fx_trace, module_output_aliases, node_names
 
-__all__ = ["BACKEND_KEY", "HKTTracer", "TracedModel", "evaluation", "fx_trace", "module_output_aliases",
-           "node_names", "trace"]
+__all__ = ["BACKEND_KEY", "HKTTracer", "NameTable", "TracedModel", "evaluation", "fx_trace",
+           "module_output_aliases", "name_table", "node_names", "trace"]

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import fx, nn
 
-from .tracer import BACKEND_KEY
+from .names import BACKEND_KEY, NAMES_KEY, NameTable
 
 
 def export_trace(model: nn.Module, inputs: tuple[torch.Tensor, ...],
@@ -22,4 +22,5 @@ def export_trace(model: nn.Module, inputs: tuple[torch.Tensor, ...],
     program = torch.export.export(model, inputs, kwargs=kwargs, strict=False)
     gm = program.module()
     gm.meta[BACKEND_KEY] = "export"
+    gm.meta[NAMES_KEY] = NameTable(gm.graph)
     return gm

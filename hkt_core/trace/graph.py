@@ -28,9 +28,10 @@ import torch
 from torch import fx, nn
 from torch.utils import _pytree as pytree
 
-from ..adapters import Adapter, adapter_for
+from ..adapters import Adapter, GenericAdapter
 from ..errors import TraceError
-from .tracer import fx_trace, module_output_aliases, node_names
+from .names import NameTable, name_table
+from .tracer import fx_trace
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,10 @@ class TracedModel:
     prediction: str
     #: value names in topological order
     order: tuple[str, ...]
+    #: every name each value answers to (the naming service the tracer built)
+    table: NameTable | None = None
+    #: the adapter the model was traced with
+    adapter: Adapter | None = None
 
     def __repr__(self) -> str:
         return (f"<TracedModel {type(self.model).__name__} backend={self.backend} "
@@ -96,11 +101,15 @@ def _as_inputs(example_inputs: Any) -> tuple[torch.Tensor, ...]:
 
 
 def trace(model: nn.Module, example_inputs: Any, adapter: Adapter | None = None) -> TracedModel:
-    """Trace ``model`` on ``example_inputs`` (a tensor or a tuple of tensors). See module doc."""
+    """Trace ``model`` on ``example_inputs`` (a tensor or a tuple of tensors). See module doc.
+
+    ``adapter`` tells the tracer about leaf modules, tracing arguments and the prediction; without
+    one the generic rules apply (``adapter_for(model, manager)`` finds a registered one).
+    """
     if not isinstance(model, nn.Module):
         raise TraceError(f"trace() needs an nn.Module, got {type(model).__name__}")
     inputs = _as_inputs(example_inputs)
-    adapter = adapter or adapter_for(model)
+    adapter = adapter or GenericAdapter()
     shapes = tuple(tuple(t.shape) for t in inputs)
     concrete = adapter.concrete_args(model)
     # fx traces the model in its own mode (functional code reading self.training keeps it);
@@ -124,7 +133,9 @@ def trace(model: nn.Module, example_inputs: Any, adapter: Adapter | None = None)
     if pred_index is None:
         raise TraceError(f"{type(adapter).__name__}.prediction returned a tensor that is not one of "
                          f"{type(model).__name__}'s outputs")
-    return _build(model, gm, backend, shapes, pred_index)
+    traced = _build(model, gm, backend, shapes, pred_index)
+    traced.adapter = adapter
+    return traced
 
 
 def _check_inputs(model: nn.Module, inputs, concrete, shapes) -> Any:
@@ -258,8 +269,8 @@ def _innermost_module(gm: fx.GraphModule, node: fx.Node) -> tuple[str, str]:
 
 
 def _build(model: nn.Module, gm: fx.GraphModule, backend: str, shapes, pred_index: int) -> TracedModel:
-    names = node_names(gm.graph)
-    alias_lists = module_output_aliases(gm.graph)
+    table = name_table(gm)
+    names = table.names
     graph = nx.DiGraph()
     nodes: dict[str, fx.Node] = {}
     aliases: dict[str, str] = {}
@@ -272,26 +283,20 @@ def _build(model: nn.Module, gm: fx.GraphModule, backend: str, shapes, pred_inde
         if node.op in _SKIPPED_OPS or (node.op == "call_module" and str(node.target) == "_guards_fn"):
             continue
         name = names[node]
-        if name in nodes:  # a function node named like a module path: keep the names unique
-            name = f"{name}@{node.name}"
-            names[node] = name
         nodes[name] = node
         shape = _shape_of(node)
         module, module_type = _innermost_module(gm, node)
         graph.add_node(name, op=node.op, target=_target_name(node), module=module, module_type=module_type,
                        shape=shape, params=_params(gm, node), flops=_flops(gm, node, shape),
-                       index=len(order), fx_node=node, module_output=node in alias_lists)
+                       index=len(order), fx_node=node, module_output=node in table.module_outputs)
         for arg in node.all_input_nodes:
             if arg in names and names[arg] in nodes:
                 graph.add_edge(names[arg], name)
         order.append(name)
         if node.op == "placeholder":
             inputs.append(name)
-        for alias in alias_lists.get(node, ()):
-            if alias != name:
-                aliases.setdefault(alias, name)
-        if node.name != name:
-            aliases.setdefault(node.name, name)
+        for alias in table.aliases(node):
+            aliases.setdefault(alias, name)
     if out_node is None:
         raise TraceError(f"traced graph of {type(model).__name__} has no output")
     out_leaves = [n for n in pytree.tree_leaves(out_node.args[0])]
@@ -302,4 +307,5 @@ def _build(model: nn.Module, gm: fx.GraphModule, backend: str, shapes, pred_inde
     prediction = names[out_leaves[pred_index]]
     return TracedModel(model=model, gm=gm, backend=backend, graph=graph, nodes=nodes, names=names,
                        aliases=aliases, input_shapes=tuple(shapes), inputs=tuple(inputs),
-                       outputs=tuple(o for o in outputs if o), prediction=prediction, order=tuple(order))
+                       outputs=tuple(o for o in outputs if o), prediction=prediction, order=tuple(order),
+                       table=table)

@@ -27,9 +27,10 @@ def resolve(pair: str | PairCard, method: str, *, out: str | Path | None = None,
             force: bool = False, parent_weights: str | Path | None = None, manager=None,
             settings: Sequence[str] = (), hkt: dict[str, Any] | None = None,
             method_options: dict[str, Any] | None = None, progress: bool | None = None,
-            callbacks: Sequence[EpochCallback] = (), **overrides: Any) -> RunSpec:
+            callbacks: Sequence[EpochCallback] = (), stages: int | None = None, **overrides: Any) -> RunSpec:
     """A :class:`RunSpec` from a pair, a method and overrides (``TrainConfig`` fields by keyword,
-    ``hkt={...}`` for ``HKTConfig`` fields, ``settings=["train.lr=0.05", ...]`` as ``--set``)."""
+    ``hkt={...}`` for ``HKTConfig`` fields, ``settings=["train.lr=0.05", ...]`` as ``--set``,
+    ``stages=N`` or ``card.stages=N`` in ``settings`` for the card's nHKT)."""
     from ..plugins import default_manager
     from .parents import parent_train_config
 
@@ -41,7 +42,7 @@ def resolve(pair: str | PairCard, method: str, *, out: str | Path | None = None,
     unknown = sorted(set(overrides) - set(TRAIN_FIELDS))
     if unknown:
         raise ConfigError(f"unknown training option(s) {', '.join(unknown)}; allowed: {', '.join(TRAIN_FIELDS)}, "
-                          f"plus out, resume, force, parent_weights, settings, hkt, method_options, progress")
+                          f"plus out, resume, force, parent_weights, settings, hkt, method_options, progress, stages")
     base = parent_train_config(card) if method_cls.trains_parent else card.train
     data = {"train": unstructure(base), "hkt": unstructure(card.hkt),
             "method": dict(getattr(method_cls, "default_options", {}) or {})}
@@ -57,9 +58,12 @@ def resolve(pair: str | PairCard, method: str, *, out: str | Path | None = None,
                           f"{', '.join(sorted(data['method'])) or 'none'}")
     data["method"].update(method_options or {})
     data["dataset"] = dict(card.dataset_options)
+    data["card"] = {"stages": card.stages if stages is None else stages}
     data = apply_overrides(data, list(settings), open_sections=("dataset",))
     if data["dataset"] != card.dataset_options:
         card = attrs.evolve(card, dataset_options=data["dataset"])
+    if data["card"]["stages"] != card.stages:
+        card = attrs.evolve(card, stages=data["card"]["stages"])
     train = structure(data["train"], TrainConfig)
     hkt_config = structure(data["hkt"], HKTConfig)
     return RunSpec(card=card, method=method, method_cls=method_cls, train=train, hkt=hkt_config,
@@ -73,7 +77,7 @@ def train(pair: str | PairCard, method: str, **overrides: Any) -> Run:
     """Train ``method`` on ``pair`` and return the :class:`Run`.
 
     Keyword overrides: any :class:`~hkt_core.config.TrainConfig` field (``epochs=3, lr=0.05,
-    seed=7, device="cpu"``), ``hkt={"lam": 0.5}``, ``settings=["train.grad_clip=1.0"]``,
+    seed=7, device="cpu"``), ``stages=3`` (the card's nHKT), ``hkt={"lam": 0.5}``, ``settings=["train.grad_clip=1.0"]``,
     ``out=DIR``, ``resume=True`` or ``force=True``, ``parent_weights=FILE``, ``manager=`` (a plugin
     manager), ``progress=`` (bar on/off; default: on a terminal), ``callbacks=[fn(epoch, record)]``.
     """

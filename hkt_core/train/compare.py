@@ -1,7 +1,8 @@
 """Several methods over several seeds on one pair: a table of mean +- std, a markdown file, a chart.
 
 Each (method, seed) is an ordinary run folder ``<out>/<method>-seed<seed>``; a finished one is
-reused and an interrupted one is resumed, so a comparison can be stopped and started again.
+reused and an interrupted one is resumed when its settings are the same (the rule of
+:mod:`hkt_core.train.reuse`), so a comparison can be stopped and started again.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from ..io import atomic_write_text
-from .api import train
-from .run import SUMMARY, STATE, Run
+from .api import resolve
+from .reuse import train_or_reuse
 
 
 def run_comparison(pair: str, methods: Sequence[str], seeds: Sequence[int], out: Path, *, manager=None,
@@ -23,21 +24,13 @@ def run_comparison(pair: str, methods: Sequence[str], seeds: Sequence[int], out:
     from ..plugins import default_manager
 
     manager = manager or default_manager()
-    for m in methods:  # fail before training anything
-        manager.lookup("methods", m)
     card = manager.lookup("pairs", pair)
+    for m in methods:  # fail before training anything
+        resolve(card, m, manager=manager, **overrides)
     rows = []
     for method in methods:
-        runs = []
-        for seed in seeds:
-            folder = out / f"{method}-seed{seed}"
-            if (folder / SUMMARY).is_file():
-                say(f"reusing {folder}")
-                runs.append(Run(folder, manager))
-                continue
-            say(f"training {method} (seed {seed}) into {folder}")
-            runs.append(train(card, method, seed=seed, out=folder, resume=(folder / STATE).is_file(),
-                              force=not (folder / STATE).is_file(), manager=manager, **overrides))
+        runs = [train_or_reuse(card, method, out / f"{method}-seed{seed}", label=f"{method} (seed {seed})",
+                               say=say, seed=seed, manager=manager, **overrides)[0] for seed in seeds]
         rows.append(_row(method, [r.summary for r in runs]))
     return rows
 
@@ -58,7 +51,7 @@ def format_table(rows: list[dict[str, Any]], *, markdown: bool = False) -> str:
     if not rows:
         return ""
     metric = rows[0]["metric"]
-    scale, unit = (100.0, " (%)") if metric in ("accuracy", "error", "dice", "iou") else (1.0, "")
+    scale, unit = (100.0, " (%)") if metric in ("accuracy", "error", "dice", "iou", "dice_all", "iou_all") else (1.0, "")
     header = ["method", f"test {metric}{unit}", "seeds", "parameters", "ms/sample"]
     body = [[r["method"], (f"{scale * r['mean']:.2f} ± {scale * r['std']:.2f}" if len(r["values"]) > 1
                            else f"{scale * r['mean']:.2f}"), str(len(r["values"])),

@@ -27,13 +27,13 @@ class ExportError(HKTError, RuntimeError):
     """An exported model could not be written, or its output differs from the child's."""
 
 
-def _prediction(model: nn.Module, inputs) -> torch.Tensor:
-    return adapter_for(model).prediction(model(*inputs))
+def _prediction(run: Run, model: nn.Module, inputs) -> torch.Tensor:
+    return adapter_for(model, run.manager).prediction(model(*inputs))
 
 
 def _example(run: Run, child: nn.Module, batch: int) -> tuple[torch.Tensor, ...]:
     shapes = [(batch, *s[1:]) for s in run.card.input_shapes]
-    return adapter_for(child).example_inputs(child, shapes)
+    return adapter_for(child, run.manager).example_inputs(child, shapes)
 
 
 def export_run(run: Run, fmt: str, out: str | Path | None = None, *, atol: float = 1e-4) -> tuple[Path, float]:
@@ -45,7 +45,7 @@ def export_run(run: Run, fmt: str, out: str | Path | None = None, *, atol: float
     path.parent.mkdir(parents=True, exist_ok=True)
     with torch.no_grad():
         check_inputs = _example(run, child, 3)
-        expected = _prediction(child, check_inputs)
+        expected = _prediction(run, child, check_inputs)
     diff = {"safetensors": _safetensors, "onnx": _onnx, "pt2": _pt2}[fmt](run, child, path, check_inputs, expected)
     if not diff <= (0.0 if fmt == "safetensors" else atol):
         path.unlink(missing_ok=True)
@@ -63,7 +63,7 @@ def _safetensors(run, child, path, inputs, expected) -> float:
                             "method": run.method})
     fresh = run.network_from_file(path)
     with torch.no_grad():
-        got = _prediction(fresh.eval(), inputs)
+        got = _prediction(run, fresh.eval(), inputs)
     return float((got - expected).abs().max())
 
 
@@ -79,9 +79,10 @@ def _onnx(run, child, path, inputs, expected) -> float:
         def __init__(self, model):
             super().__init__()
             self.model = model
+            self.adapter = adapter_for(model, run.manager)
 
         def forward(self, *xs):
-            return _prediction(self.model, xs)
+            return self.adapter.prediction(self.model(*xs))
 
     wrapper = _Prediction(child).eval()
     example = _example(run, child, 2)
@@ -119,5 +120,5 @@ def _pt2(run, child, path, inputs, expected) -> float:
     atomic_write(path, lambda tmp: torch.export.save(program, str(tmp)))
     loaded = torch.export.load(str(path)).module()
     with torch.no_grad():
-        got = adapter_for(child).prediction(loaded(*inputs))
+        got = adapter_for(child, run.manager).prediction(loaded(*inputs))
     return float((got - expected).abs().max())

@@ -14,6 +14,7 @@ import attrs
 import torch
 from torch import nn
 
+from ..adapters import adapter_for
 from ..config import HKTConfig, TrainConfig
 
 
@@ -31,8 +32,14 @@ class MethodContext:
     example_inputs: tuple[torch.Tensor, ...] = ()
     device: torch.device = attrs.field(factory=lambda: torch.device("cpu"))
     options: dict[str, Any] = attrs.field(factory=dict)
-    #: the plugin manager the run looks names up in (None: the process-wide default)
+    #: the plugin manager the run looks names up in (None: the process-wide default, resolved here)
     manager: Any = None
+
+    def __attrs_post_init__(self) -> None:
+        if self.manager is None:
+            from ..plugins import default_manager
+
+            self.manager = default_manager()
 
 
 @attrs.frozen
@@ -66,6 +73,9 @@ class Method:
     def __init__(self, ctx: MethodContext) -> None:
         self.ctx = ctx
         self._wrapped: nn.Module | None = None
+        #: the adapters of the networks, resolved once: they say which output is the prediction
+        self.child_adapter = adapter_for(ctx.child, ctx.manager)
+        self.parent_adapter = adapter_for(ctx.parent, ctx.manager) if ctx.parent is not None else None
 
     @property
     def model(self) -> nn.Module:

@@ -12,7 +12,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..adapters import adapter_for
 from .method import Method, MethodContext, StepOutput
 
 __all__ = ["BUILTIN_METHODS", "BaselineMethod", "HKTKDMethod", "HKTMethod", "KDMethod", "Method", "MethodContext",
@@ -27,7 +26,7 @@ class BaselineMethod(Method):
     """The child alone, trained on the task loss."""
 
     def training_step(self, inputs, target):
-        prediction = adapter_for(self.ctx.child).prediction(_call(self.model, inputs))
+        prediction = self.child_adapter.prediction(_call(self.model, inputs))
         loss = self.ctx.task.loss(prediction, target)
         return StepOutput(loss, {"task": float(loss.detach())})
 
@@ -51,12 +50,23 @@ class KDMethod(Method):
 
     def training_step(self, inputs, target):
         ctx = self.ctx
-        student = adapter_for(ctx.child).prediction(_call(self.model, inputs))
+        student = self.child_adapter.prediction(_call(self.model, inputs))
         with torch.no_grad():
-            teacher = adapter_for(ctx.parent).prediction(_call(ctx.parent, inputs))
+            teacher = self.parent_adapter.prediction(_call(ctx.parent, inputs))
         loss = ctx.task.distill_loss(student, teacher, target, temperature=ctx.train.kd_temperature,
                                      weight=ctx.train.kd_weight)
         return StepOutput(loss, {"distill": float(loss.detach())})
+
+
+def _family_layouts(kinds: dict[str, str]) -> dict[str, str]:
+    """A card's ``[alignment] layouts`` (``map`` / ``tokens`` / ``vector``) in the words the Family
+    takes: where the channels of the value are (a map's and a vector's first, a token sequence's last)."""
+    from ..lockstep.layout import LAYOUTS
+
+    if set(kinds.values()) <= set(LAYOUTS):
+        return dict(kinds)
+    where = {"map": "channels_first", "vector": "channels_first", "tokens": "channels_last"}
+    return {node: where[kind] for node, kind in kinds.items()}
 
 
 class HKTMethod(Method):
@@ -88,10 +98,11 @@ class HKTMethod(Method):
             card = ctx.card
             ctx.alignment = align(ctx.parent, ctx.child, ctx.example_inputs,
                                   stages=card.stages if card is not None else 2,
-                                  pairs=card.alignment if card is not None else None)
+                                  pairs=card.alignment if card is not None else None, manager=ctx.manager)
         # The run's task (the card's) scores the streams, whatever HKTConfig.task says.
         self.family = Family(ctx.parent, ctx.child, ctx.alignment, ctx.hkt, example_inputs=ctx.example_inputs,
-                             task=ctx.task, manager=ctx.manager).to(ctx.device)
+                             task=ctx.task, manager=ctx.manager,
+                             layouts=_family_layouts(getattr(ctx.card, "layouts", None) or {})).to(ctx.device)
 
     def trainable_module(self) -> nn.Module:
         return self.family

@@ -1,17 +1,25 @@
 """Trained parents: a cache under ``$HKT_HOME/parents/`` or a user's safetensors file.
 
 No pretrained weights can be downloaded, so a parent is trained from scratch by the ``parent``
-method. A cache entry is itself a run folder, ``$HKT_HOME/parents/<pair>-<key>/``, where ``key``
-hashes the pair, the parent architecture and options, the data set and the options the parent is
-trained with (``[dataset_options]`` updated by ``[parent_dataset_options]``) and the parent's training
-settings: change any of them and a new parent is trained. An entry is complete once it has its
-``summary.json``; an interrupted parent run is resumed, not restarted.
+method. A cache entry is itself a run folder, ``$HKT_HOME/parents/<parent>-<key>/``, where ``key``
+hashes what the trained weights depend on: the parent's architecture (reference, options, every
+parameter's name and shape), its data (data set, the options it is trained with: ``[dataset_options]``
+updated by ``[parent_dataset_options]``, task) and its training settings. It does
+not hash the pair's name, its child, its stages or its alignment: two pairs that share a parent
+trained the same way share its cache entry, and ``hkt train --stages N`` reuses the cached parent.
+An entry is complete once it has its ``summary.json``; an interrupted parent run is resumed, not
+restarted.
+
+Key versions: 3 dropped the pair's name from the key (and names the folder after the parent). An
+entry written under an older version is never found by this version: its parent is trained once
+more into a new entry, and the old folder stays on disk until the user deletes it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -28,7 +36,7 @@ from ..pairs import PairCard, hkt_home
 from .checkpoint import load_module_state
 from .run import BEST, CONFIG, METRICS, STATE, SUMMARY
 
-KEY_VERSION = 2
+KEY_VERSION = 3
 #: settings that do not change the trained weights
 _NOT_IN_KEY = ("device", "num_workers")
 
@@ -53,15 +61,17 @@ def architecture_signature(card: PairCard, manager=None) -> list[list]:
 
 def parent_key(card: PairCard, train: TrainConfig, manager=None) -> str:
     settings = {k: v for k, v in unstructure(train).items() if k not in _NOT_IN_KEY}
-    material = {"version": KEY_VERSION, "pair": card.name, "parent": card.parent,
+    material = {"version": KEY_VERSION, "parent": card.parent,
                 "architecture": architecture_signature(card, manager),
                 "parent_options": card.parent_options, "dataset": card.dataset,
                 "dataset_options": card.parent_data_options(), "task": card.task, "train": settings}
     return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def cache_folder(card: PairCard, train: TrainConfig, manager=None) -> Path:
-    return hkt_home() / "parents" / f"{card.name}-{parent_key(card, train, manager)}"
+def cache_folder(card: PairCard, train: TrainConfig, manager=None, key: str | None = None) -> Path:
+    """``$HKT_HOME/parents/<parent>-<key>``: the parent's reference made a folder name, plus the key."""
+    slug = re.sub(r"[^A-Za-z0-9_.]+", "-", card.parent).strip("-.") or "parent"
+    return hkt_home() / "parents" / f"{slug}-{key or parent_key(card, train, manager)}"
 
 
 def is_complete(folder: Path) -> bool:
@@ -119,7 +129,7 @@ def cached_parent(card: PairCard, manager, *, train_missing, say=None) -> tuple[
     """The cached parent of ``card``; when absent ``train_missing(folder, train_config)`` trains it."""
     train = parent_train_config(card)
     key = parent_key(card, train, manager)
-    folder = hkt_home() / "parents" / f"{card.name}-{key}"
+    folder = cache_folder(card, train, manager, key)
     if not is_complete(folder):
         (say or _say)(f"no trained parent cached for pair {card.name!r} ({card.parent}); training it first "
                       f"({train.epochs} epochs) into {folder}")

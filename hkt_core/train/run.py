@@ -4,7 +4,9 @@ Files (schemas in docs/training.md): ``config.toml`` (the fully resolved configu
 ``metrics.jsonl`` (one JSON object per epoch), ``child.safetensors`` (best on validation; keys
 exactly ``child.state_dict()``'s), ``last.safetensors`` (same keys, last epoch), ``optimizer.safetensors``
 and ``method.safetensors`` (resume state), ``state.json`` (the committed epoch, RNG states, best
-metric), ``summary.json`` (validation and test metrics, parameters, latency) and ``curves.png``.
+metric), ``summary.json`` (validation and test metrics, parameters, latency), ``curves.png`` and, for
+methods that mix (HKT), ``alignment.json`` (the :class:`~hkt_core.Alignment` the run used; a resumed
+run reads it back, so it keeps its mixing points).
 """
 
 from __future__ import annotations
@@ -27,9 +29,10 @@ METHOD_STATE = "method.safetensors"
 STATE = "state.json"
 SUMMARY = "summary.json"
 CURVES = "curves.png"
+ALIGNMENT = "alignment.json"
 
 #: Every file a run writes; ``--force`` removes exactly these (and staged ``*.next`` copies).
-RUN_FILES = (CONFIG, METRICS, BEST, LAST, OPTIMIZER, METHOD_STATE, STATE, SUMMARY, CURVES)
+RUN_FILES = (CONFIG, METRICS, BEST, LAST, OPTIMIZER, METHOD_STATE, STATE, SUMMARY, CURVES, ALIGNMENT)
 
 
 def is_run_folder(path: Path) -> bool:
@@ -57,6 +60,21 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
         if isinstance(record, dict):
             out.append(record)
     return out
+
+
+def write_alignment(path: Path, alignment) -> None:
+    """``alignment.json``: the alignment a mixing method used (atomically)."""
+    from ..io import atomic_write_text
+
+    atomic_write_text(path / ALIGNMENT, alignment.to_json() + "\n")
+
+
+def read_alignment(path: Path):
+    """The run's recorded :class:`~hkt_core.Alignment`, or None when it has none."""
+    from ..align import Alignment
+
+    file = path / ALIGNMENT
+    return Alignment.from_json(file.read_text(encoding="utf-8")) if file.is_file() else None
 
 
 class Run:
@@ -90,6 +108,11 @@ class Run:
     def metrics(self) -> list[dict[str, Any]]:
         """metrics.jsonl as a list of per-epoch records."""
         return read_metrics(self.path)
+
+    @property
+    def alignment(self):
+        """The :class:`~hkt_core.Alignment` an HKT run used (``alignment.json``), else None."""
+        return read_alignment(self.path)
 
     @property
     def card(self):
@@ -127,16 +150,24 @@ class Run:
         rebuild = getattr(method_cls, "deployed_from_state", None)
         if rebuild is not None:
             tensors, _ = read_tensors(file, what="weights file")
-            return rebuild(self.card, tensors, self._manager)
+            return rebuild(self.card, tensors, self.manager)
         ref, options = self.network_ref()
-        model = build_model(ref, self._manager, **options)
+        model = build_model(ref, self.manager, **options)
         load_module_state(model, file, what=f"model {ref!r}")
         return model
 
-    def _method_class(self):
-        from ..plugins import default_manager
+    @property
+    def manager(self):
+        """The plugin manager this run's names are looked up in (the process-wide one unless
+        :func:`load_run` was given one), resolved once."""
+        if self._manager is None:
+            from ..plugins import default_manager
 
-        registry = (self._manager or default_manager()).registry("methods")
+            self._manager = default_manager()
+        return self._manager
+
+    def _method_class(self):
+        registry = self.manager.registry("methods")
         return registry.get(self.method) if self.method in registry else None
 
 

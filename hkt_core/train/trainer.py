@@ -25,7 +25,7 @@ from torch import nn
 
 from ..adapters import adapter_for
 from ..config import HKTConfig, TrainConfig, to_toml, unstructure
-from ..errors import CheckpointError, ConfigError, HKTError
+from ..errors import CheckpointError, ConfigError, HKTError, TrainingDiverged
 from ..io import atomic_write_text
 from ..metrics import MetricAccumulator
 from ..models import build_model, count_parameters
@@ -42,10 +42,6 @@ log = logging.getLogger("hkt.train")
 
 #: An epoch-end callback: ``callback(epoch, record)`` after the epoch's checkpoint is committed.
 EpochCallback = Callable[[int, dict[str, Any]], None]
-
-
-class TrainingDiverged(HKTError, FloatingPointError):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
 @attrs.define
@@ -65,6 +61,8 @@ class RunSpec:
     manager: Any = None
     progress: bool | None = None
     callbacks: Sequence[EpochCallback] = ()
+    #: run :func:`hkt_core.preflight.check_pair` for this method before the run folder is touched
+    preflight: bool = True
 
     def config(self) -> dict[str, Any]:
         """The fully resolved configuration stored as config.toml (minus run-specific entries)."""
@@ -100,10 +98,11 @@ def _say(world: World, message: str) -> None:
 
 # -- evaluation --------------------------------------------------------------------------------
 
-def evaluate(model: nn.Module, dataset, task, *, batch_size: int, device: torch.device,
+def evaluate(model: nn.Module, dataset, task, *, batch_size: int, device: torch.device, manager: Any,
              world: World = World(), num_workers: int = 0) -> dict[str, float]:
-    """Task loss and metrics of ``model`` over ``dataset``, exact under sharding across processes."""
-    adapter = adapter_for(model)
+    """Task loss and metrics of ``model`` over ``dataset``, exact under sharding across processes
+    (``manager``: the plugin manager the model's adapter is registered in)."""
+    adapter = adapter_for(model, manager)
     acc = MetricAccumulator(task.metrics())
     loss_sum = torch.zeros(2, dtype=torch.float64)  # (sum of per-batch mean loss * batch, samples)
     was_training = model.training
@@ -123,11 +122,11 @@ def evaluate(model: nn.Module, dataset, task, *, batch_size: int, device: torch.
     return values
 
 
-def measure_latency(model: nn.Module, input_shapes, *, device: torch.device, batch: int = 32,
+def measure_latency(model: nn.Module, input_shapes, *, device: torch.device, manager: Any, batch: int = 32,
                     repeats: int = 10) -> float:
     """Median milliseconds per sample of ``model`` in eval mode on a batch of ``batch`` samples."""
     shapes = [(batch, *s[1:]) for s in input_shapes]
-    inputs = tuple(t.to(device) for t in adapter_for(model).example_inputs(model, shapes))
+    inputs = tuple(t.to(device) for t in adapter_for(model, manager).example_inputs(model, shapes))
     was_training = model.training
     model.eval()
     times = []
@@ -143,6 +142,25 @@ def measure_latency(model: nn.Module, input_shapes, *, device: torch.device, bat
     return float(np.median(times)) * 1000.0 / batch
 
 
+@attrs.define
+class _Session:
+    """What one run's loop carries from step to step."""
+
+    method: Method
+    task: Any
+    splits: Splits
+    parent: nn.Module | None
+    parent_info: dict[str, Any]
+    trainable: nn.Module
+    child: nn.Module
+    extra: nn.Module | None
+    optimizer: Any = None
+    run_id: str = ""
+    start_epoch: int = 0
+    global_step: int = 0
+    best: dict[str, Any] | None = None
+
+
 # -- the run -----------------------------------------------------------------------------------
 
 class Trainer:
@@ -155,6 +173,7 @@ class Trainer:
         if self.device.type == "cuda" and self.world.distributed:
             self.device = torch.device("cuda", self.world.local_rank)
             torch.cuda.set_device(self.device)
+        self._splits: Splits | None = None  # the pre-flight's, when it ran
 
     # -- set-up ------------------------------------------------------------------------------
     def _prepare_folder(self) -> dict[str, Any] | None:
@@ -217,7 +236,7 @@ class Trainer:
                 sub = RunSpec(card=spec.card, method="parent", method_cls=spec.manager.lookup("methods", "parent"),
                               train=attrs.evolve(train, device=spec.train.device), hkt=spec.hkt, out=folder,
                               resume=(folder / files.STATE).is_file(), force=True, manager=spec.manager,
-                              progress=spec.progress)
+                              progress=spec.progress, preflight=False)
                 Trainer(sub).fit()
 
             parent, source = parents.cached_parent(spec.card, spec.manager, train_missing=train_missing,
@@ -239,121 +258,162 @@ class Trainer:
     # -- the loop ----------------------------------------------------------------------------
     def fit(self) -> Path:
         try:
+            if self.spec.preflight:
+                from ..preflight import preflight_run
+
+                self._splits = preflight_run(self.spec).splits
             return self._fit()
         finally:
             close_world(self.world)
 
     def _fit(self) -> Path:
-        spec, world, device = self.spec, self.world, self.device
-        train = spec.train
-        out = Path(broadcast_text(world, str(spec.out)))
-        spec.out = out
+        self.spec.out = Path(broadcast_text(self.world, str(self.spec.out)))
         state = self._prepare_folder()
-        task = spec.manager.lookup("losses", spec.card.task)
-        splits = load_splits(spec.card, train, spec.manager, parent=spec.method_cls.trains_parent)
+        task = self.spec.manager.lookup("losses", self.spec.card.task)
+        trains_parent = self.spec.method_cls.trains_parent  # the parent learns from its own data
+        splits = self._splits if self._splits is not None and not trains_parent else load_splits(
+            self.spec.card, self.spec.train, self.spec.manager, parent=trains_parent)
         parent, parent_info = self._resolve_parent()
-
-        seed_everything(train.seed)
-        card = spec.card
-        ref, options = (card.parent, card.parent_options) if spec.method_cls.trains_parent else (card.child, card.child_options)
-        child = build_model(ref, spec.manager, **options).to(device)
-        example = tuple(t.to(device) for t in adapter_for(child).example_inputs(child, card.input_shapes))
-        ctx = MethodContext(child=child, task=task, train=train, hkt=spec.hkt, card=card, parent=parent,
-                            example_inputs=example, device=device, options=dict(spec.method_options),
-                            manager=spec.manager)
-        method = spec.method_cls(ctx)
-        child = method.ctx.child  # a method may replace the network it trains (e.g. a compressed parent)
-        trainable = method.trainable_module().to(device)
-        extra = method.extra_state_module()
-        optimizer = build_optimizer(trainable, train)
-
-        config = spec.config()
-        config["parent"] = parent_info
-        config["world_size"] = world.size
-        if state is None:
-            run_id = broadcast_text(world, uuid.uuid4().hex)
-            config["run"] = run_id
-            if world.main:
-                atomic_write_text(out / files.CONFIG, to_toml(config))
-            start_epoch, best = 0, None
-        else:
-            run_id = state["run"]
-            start_epoch, best = int(state["epoch"]), state.get("best")
-            self._load_checkpoint(state, child, extra, parent, optimizer)
-        barrier(world)
-
-        if world.distributed:
+        seed_everything(self.spec.train.seed)
+        method = self._build_method(task, parent, state)
+        run = _Session(method=method, task=task, splits=splits, parent=parent, parent_info=parent_info,
+                       trainable=method.trainable_module().to(self.device),
+                       # a method may replace the network it trains (e.g. a compressed parent)
+                       child=method.ctx.child, extra=method.extra_state_module())
+        run.optimizer = build_optimizer(run.trainable, self.spec.train)
+        self._start_or_resume(run, state)
+        if self.world.distributed:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
-            method.wrap(DDP(trainable, find_unused_parameters=method.ddp_find_unused_parameters))
-
-        loader, sampler = train_loader(splits.train, train, rank=world.rank, world=world.size)
-        steps_per_epoch = len(loader)
-        show = (spec.progress if spec.progress is not None else sys.stderr.isatty()) and world.main
-        augment = splits.bundle.augment
-        primary, higher = task.primary_metric, task.higher_is_better
-        global_step = state["step"] if state else 0
-
-        for epoch in range(start_epoch, train.epochs):
+            method.wrap(DDP(run.trainable, find_unused_parameters=method.ddp_find_unused_parameters))
+        loader, sampler = train_loader(splits.train, self.spec.train, rank=self.world.rank, world=self.world.size)
+        for epoch in range(run.start_epoch, self.spec.train.epochs):
             sampler.set_epoch(epoch)
-            aug_gen = torch.Generator().manual_seed(train.seed * 1_000_003 + epoch * 7919 + world.rank)
-            method.on_epoch_start(epoch)
-            method.train(True)
             started = time.perf_counter()
-            sums: dict[str, float] = {}
-            seen = 0
-            bar = _progress(loader, show, f"epoch {epoch + 1}/{train.epochs}")
-            for step, batch in enumerate(bar):
-                lr = learning_rate(train, epoch, step, steps_per_epoch)
-                set_learning_rate(optimizer, lr)
-                inputs, target = split_batch(batch, device)
-                if augment is not None:  # it sees the batch as the data set yields it: one tensor or a tuple
-                    inputs, target = augment(inputs[0] if len(inputs) == 1 else inputs, target, aug_gen)
-                    inputs = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
-                result = method.training_step(inputs, target)
-                loss = result.loss
-                bad = not bool(torch.isfinite(loss.detach()).all())
-                if any_flag(world, bad):
-                    self._diverged(float(loss.detach()) if bad else float("nan"), epoch, step, start_epoch, best, out)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if train.grad_clip > 0:
-                    nn.utils.clip_grad_norm_([p for p in trainable.parameters() if p.requires_grad], train.grad_clip)
-                optimizer.step()
-                global_step += 1
-                n = inputs[0].shape[0]
-                seen += n
-                sums["loss"] = sums.get("loss", 0.0) + float(loss.detach()) * n
-                for k, v in result.logs.items():
-                    sums[k] = sums.get(k, 0.0) + float(v) * n
-                if show and step % 5 == 0:
-                    bar.set_postfix(loss=f"{float(loss.detach()):.4f}", lr=f"{lr:.3g}")
-            totals = all_sum(world, torch.tensor([seen, *sums.values()], dtype=torch.float64))
-            train_means = {k: float(v / totals[0]) for k, v in zip(sums, totals[1:])}
-            sync_buffers(world, method.deployed())
-            val = evaluate(method.deployed(), splits.val, task, batch_size=train.batch_size, device=device,
-                           world=world, num_workers=train.num_workers)
-            if not math.isfinite(val["loss"]):
-                self._diverged(val["loss"], epoch, steps_per_epoch - 1, start_epoch, best, out, where="validation")
-            record = {"epoch": epoch + 1, "step": global_step, "lr": learning_rate(train, epoch, 0, steps_per_epoch)}
-            record.update({f"train_{k}": v for k, v in train_means.items()})
-            record.update({f"val_{k}": v for k, v in val.items()})
-            record["seconds"] = round(time.perf_counter() - started, 3)
-            value = val.get(primary)
-            improved = value is not None and math.isfinite(value) and (
-                best is None or (value > best["value"] if higher else value < best["value"]))
-            if improved:
-                best = {"epoch": epoch + 1, "metric": primary, "value": value, "higher_is_better": higher,
-                        "val": val}
-            if world.main:
-                self._save_checkpoint(out, run_id, epoch + 1, global_step, child, extra, parent, optimizer,
-                                      record, best, improved)
-                log.info(_epoch_line(record, primary))
-            barrier(world)
-            for callback in spec.callbacks:
-                callback(epoch + 1, record)
+            train_means = self._train_epoch(run, loader, epoch)
+            self._end_epoch(run, epoch, len(loader), train_means, started)
+        return self._finish(self.spec.out, run.run_id, method, task, splits, run.best, parent_info)
 
-        return self._finish(out, run_id, method, task, splits, best, parent_info)
+    # -- the loop's steps ----------------------------------------------------------------------
+    def _build_method(self, task: Any, parent: nn.Module | None, state: dict[str, Any] | None) -> Method:
+        """The run's method around a freshly built network (the child, or the parent for ``parent``).
+
+        A method that mixes records its alignment in ``alignment.json`` and prints the mixing points;
+        a resumed run reads the recorded alignment back, so it keeps its mixing points."""
+        spec, card = self.spec, self.spec.card
+        ref, options = ((card.parent, card.parent_options) if spec.method_cls.trains_parent
+                        else (card.child, card.child_options))
+        child = build_model(ref, spec.manager, **options).to(self.device)
+        example = tuple(t.to(self.device) for t in adapter_for(child, spec.manager).example_inputs(child, card.input_shapes))
+        ctx = MethodContext(child=child, task=task, train=spec.train, hkt=spec.hkt, card=card, parent=parent,
+                            example_inputs=example, device=self.device, options=dict(spec.method_options),
+                            manager=spec.manager, alignment=files.read_alignment(spec.out) if state else None)
+        method = spec.method_cls(ctx)
+        if ctx.alignment is not None and self.world.main:
+            from ..preflight import mixing_points_line
+
+            files.write_alignment(spec.out, ctx.alignment)
+            _say(self.world, f"alignment: {mixing_points_line(ctx.alignment)}")
+        return method
+
+    def _start_or_resume(self, run: _Session, state: dict[str, Any] | None) -> None:
+        """A new run writes config.toml under a fresh run id; a resumed one loads its last checkpoint."""
+        world, out = self.world, self.spec.out
+        if state is None:
+            config = self.spec.config()
+            config["parent"] = run.parent_info
+            config["world_size"] = world.size
+            run.run_id = broadcast_text(world, uuid.uuid4().hex)
+            config["run"] = run.run_id
+            if world.main:
+                atomic_write_text(out / files.CONFIG, to_toml(config))
+        else:
+            run.run_id = state["run"]
+            run.start_epoch, run.best = int(state["epoch"]), state.get("best")
+            run.global_step = state["step"]
+            self._load_checkpoint(state, run.child, run.extra, run.parent, run.optimizer)
+        barrier(world)
+
+    def _train_epoch(self, run: _Session, loader, epoch: int) -> dict[str, float]:
+        """One pass over the training data; the mean of the loss and the method's logs over all ranks."""
+        spec, world, train = self.spec, self.world, self.spec.train
+        show = (spec.progress if spec.progress is not None else sys.stderr.isatty()) and world.main
+        aug_gen = torch.Generator().manual_seed(train.seed * 1_000_003 + epoch * 7919 + world.rank)
+        run.method.on_epoch_start(epoch)
+        run.method.train(True)
+        sums: dict[str, float] = {}
+        seen = 0
+        bar = _progress(loader, show, f"epoch {epoch + 1}/{train.epochs}")
+        for step, batch in enumerate(bar):
+            lr = learning_rate(train, epoch, step, len(loader))
+            set_learning_rate(run.optimizer, lr)
+            inputs, target = self._augmented(run, batch, aug_gen)
+            loss, logs = self._train_step(run, inputs, target, epoch, step)
+            n = inputs[0].shape[0]
+            seen += n
+            sums["loss"] = sums.get("loss", 0.0) + loss * n
+            for k, v in logs.items():
+                sums[k] = sums.get(k, 0.0) + float(v) * n
+            if show and step % 5 == 0:
+                bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.3g}")
+        totals = all_sum(world, torch.tensor([seen, *sums.values()], dtype=torch.float64))
+        return {k: float(v / totals[0]) for k, v in zip(sums, totals[1:])}
+
+    def _augmented(self, run: _Session, batch: Any, generator: torch.Generator) -> tuple[tuple, Any]:
+        inputs, target = split_batch(batch, self.device)
+        augment = run.splits.bundle.augment
+        if augment is not None:  # it sees the batch as the data set yields it: one tensor or a tuple
+            inputs, target = augment(inputs[0] if len(inputs) == 1 else inputs, target, generator)
+            inputs = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
+        return inputs, target
+
+    def _train_step(self, run: _Session, inputs: tuple, target: Any, epoch: int,
+                    step: int) -> tuple[float, dict[str, float]]:
+        """One optimiser step; stops the run (on every rank) when any rank's loss is not finite."""
+        result = run.method.training_step(inputs, target)
+        loss = result.loss
+        bad = not bool(torch.isfinite(loss.detach()).all())
+        if any_flag(self.world, bad):
+            self._diverged(float(loss.detach()) if bad else float("nan"), epoch, step, run.start_epoch, run.best,
+                           self.spec.out)
+        run.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.spec.train.grad_clip > 0:
+            nn.utils.clip_grad_norm_([p for p in run.trainable.parameters() if p.requires_grad],
+                                     self.spec.train.grad_clip)
+        run.optimizer.step()
+        run.global_step += 1
+        return float(loss.detach()), result.logs
+
+    def _end_epoch(self, run: _Session, epoch: int, steps_per_epoch: int, train_means: dict[str, float],
+                   started: float) -> None:
+        """Validate, keep the best, commit the epoch's checkpoint, call the epoch callbacks."""
+        spec, world, train, task = self.spec, self.world, self.spec.train, run.task
+        deployed = run.method.deployed()
+        sync_buffers(world, deployed)
+        val = evaluate(deployed, run.splits.val, task, batch_size=train.batch_size, device=self.device,
+                       manager=spec.manager, world=world, num_workers=train.num_workers)
+        if not math.isfinite(val["loss"]):
+            self._diverged(val["loss"], epoch, steps_per_epoch - 1, run.start_epoch, run.best, spec.out,
+                           where="validation")
+        record = {"epoch": epoch + 1, "step": run.global_step, "lr": learning_rate(train, epoch, 0, steps_per_epoch)}
+        record.update({f"train_{k}": v for k, v in train_means.items()})
+        record.update({f"val_{k}": v for k, v in val.items()})
+        record["seconds"] = round(time.perf_counter() - started, 3)
+        primary, higher = task.primary_metric, task.higher_is_better
+        value = val.get(primary)
+        improved = value is not None and math.isfinite(value) and (
+            run.best is None or (value > run.best["value"] if higher else value < run.best["value"]))
+        if improved:
+            run.best = {"epoch": epoch + 1, "metric": primary, "value": value, "higher_is_better": higher,
+                        "val": val}
+        if world.main:
+            self._save_checkpoint(spec.out, run.run_id, epoch + 1, run.global_step, run.child, run.extra,
+                                  run.parent, run.optimizer, record, run.best, improved)
+            log.info(_epoch_line(record, primary))
+        barrier(world)
+        for callback in spec.callbacks:
+            callback(epoch + 1, record)
 
     def _diverged(self, value: float, epoch: int, step: int, start_epoch: int, best, out: Path,
                   where: str = "training loss") -> None:
@@ -425,15 +485,16 @@ class Trainer:
             current = method.ctx.child.state_dict()
             for k, v in tensors.items():
                 current[k].copy_(v)
-        test = evaluate(deployed, splits.test, task, batch_size=train.batch_size, device=device, world=world,
-                        num_workers=train.num_workers)
+        test = evaluate(deployed, splits.test, task, batch_size=train.batch_size, device=device,
+                        manager=spec.manager, world=world, num_workers=train.num_workers)
         if world.main:
             summary = {
                 "pair": spec.card.name, "method": spec.method, "seed": train.seed, "epochs": train.epochs,
                 "best_epoch": best["epoch"], "primary_metric": task.primary_metric,
                 "higher_is_better": task.higher_is_better, "val": best["val"], "test": test,
                 "parameters": count_parameters(deployed),
-                "latency_ms_per_sample": measure_latency(deployed, spec.card.input_shapes, device=device),
+                "latency_ms_per_sample": measure_latency(deployed, spec.card.input_shapes, device=device,
+                                                          manager=spec.manager),
                 "latency_batch": 32, "device": str(device), "world_size": world.size,
                 "train_seconds": round(sum(r.get("seconds", 0.0) for r in files.read_metrics(out)), 3),
                 "parent": parent_info,

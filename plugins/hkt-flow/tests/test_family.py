@@ -6,6 +6,7 @@ from hkt_core.align import align
 from hkt_core.config import HKTConfig
 from hkt_core.family import Family
 from hkt_core.models import build_model
+from hkt_core import default_manager
 from hkt_flow.adapter import RAFTAdapter
 from hkt_flow.synthetic import SyntheticFlow
 from hkt_flow.task import sequence_loss
@@ -13,8 +14,8 @@ from hkt_flow.task import sequence_loss
 
 def test_one_hkt_step_on_the_demo_pair():
     torch.manual_seed(0)
-    parent = build_model("raft_demo_parent", iters=2)
-    child = build_model("raft_demo_child", iters=2)
+    parent = build_model("raft_demo_parent", default_manager(), iters=2)
+    child = build_model("raft_demo_child", default_manager(), iters=2)
     inputs = RAFTAdapter().example_inputs(child, [(1, 3, 64, 64)])
     alignment = align(parent, child, inputs, stages=3, pairs=[("fnet", "fnet"), ("cnet", "cnet")])
     assert [p.parent for p in alignment.pairs] == ["fnet", "cnet", "upsampler#2"]

@@ -18,6 +18,7 @@ from hkt_core.errors import AlignmentError, ConfigError, TraceError  # noqa: E40
 from hkt_core.family import Family  # noqa: E402
 from hkt_core.models import build_model  # noqa: E402
 from hkt_core.trace import trace  # noqa: E402
+from hkt_core import default_manager  # noqa: E402
 from hkt_flow.target import iterates  # noqa: E402
 from hkt_flow.task import sequence_loss  # noqa: E402
 from hkt_flow.torchvision_fx import TraceableRAFT  # noqa: E402
@@ -37,8 +38,8 @@ def _inputs():
 def plain_pair():
     """torchvision's own class: torch.export graphs, alignment only."""
     torch.manual_seed(0)
-    parent = build_model("tv_raft_large", num_flow_updates=UPDATES, traceable=False)
-    child = build_model("tv_raft_small", num_flow_updates=UPDATES, traceable=False)
+    parent = build_model("tv_raft_large", default_manager(), num_flow_updates=UPDATES, traceable=False)
+    child = build_model("tv_raft_small", default_manager(), num_flow_updates=UPDATES, traceable=False)
     return parent, child, _inputs()
 
 
@@ -51,28 +52,28 @@ def plain_alignment(plain_pair):
 @pytest.fixture(scope="module")
 def plain_child_trace(plain_pair):
     _, child, inputs = plain_pair
-    return trace(child, inputs)
+    return trace(child, inputs, adapter_for(child, default_manager()))
 
 
 @pytest.fixture(scope="module")
 def fx_pair():
     """The registered default: the same networks with an fx-traceable forward."""
     torch.manual_seed(0)
-    parent = build_model("tv_raft_large", num_flow_updates=UPDATES)
-    child = build_model("tv_raft_small", num_flow_updates=UPDATES)
+    parent = build_model("tv_raft_large", default_manager(), num_flow_updates=UPDATES)
+    child = build_model("tv_raft_small", default_manager(), num_flow_updates=UPDATES)
     return parent, child, _inputs()
 
 
 def test_registered_models_are_torchvisions_raft_without_weights():
-    large = build_model("tv_raft_large")
-    small = build_model("tv_raft_small", num_flow_updates=3, traceable=False)
+    large = build_model("tv_raft_large", default_manager())
+    small = build_model("tv_raft_small", default_manager(), num_flow_updates=3, traceable=False)
     assert isinstance(large, TraceableRAFT) and isinstance(large, RAFT)
     assert type(small) is RAFT
     # torchvision's published parameter counts for raft_large / raft_small
     assert sum(p.numel() for p in large.parameters()) == 5_257_536
     assert sum(p.numel() for p in small.parameters()) == 990_162
     assert list(TraceableRAFT(raft_small(weights=None)).state_dict()) == list(small.state_dict())
-    assert isinstance(adapter_for(large), TorchvisionRAFTAdapter)
+    assert isinstance(adapter_for(large, default_manager()), TorchvisionRAFTAdapter)
     adapter = TorchvisionRAFTAdapter()
     assert adapter.concrete_args(large) == {"num_flow_updates": None}  # reads its own count (12)
     assert adapter.concrete_args(small) == {"num_flow_updates": 3}
@@ -82,7 +83,7 @@ def test_registered_models_are_torchvisions_raft_without_weights():
 
 def test_a_model_built_directly_with_torchvision_is_claimed_too():
     model = raft_small(weights=None)
-    assert isinstance(adapter_for(model), TorchvisionRAFTAdapter)
+    assert isinstance(adapter_for(model, default_manager()), TorchvisionRAFTAdapter)
     assert TorchvisionRAFTAdapter().concrete_args(model) == {"num_flow_updates": 12}
 
 
@@ -92,7 +93,7 @@ def test_a_model_built_directly_with_torchvision_is_claimed_too():
 ])
 def test_bad_options_are_refused_before_anything_is_built(options, fault):
     with pytest.raises(ConfigError, match=fault):
-        build_model("tv_raft_large", **options)
+        build_model("tv_raft_large", default_manager(), **options)
 
 
 def test_example_inputs_follow_torchvisions_convention():
@@ -112,7 +113,7 @@ def test_adapter_meets_the_core_contract():
 @pytest.mark.parametrize("name", ["tv_raft_large", "tv_raft_small"])
 def test_traceable_form_computes_torchvisions_flows(name):
     torch.manual_seed(1)
-    model = build_model(name, num_flow_updates=UPDATES, traceable=False).eval()
+    model = build_model(name, default_manager(), num_flow_updates=UPDATES, traceable=False).eval()
     wrapped = TraceableRAFT(model).eval()
     inputs = _inputs()
     with torch.no_grad():
@@ -127,12 +128,12 @@ def test_too_small_frames_give_a_trace_error_naming_the_limit(fx_pair, plain_pai
     frames = (torch.zeros(1, 3, 64, 64), torch.zeros(1, 3, 64, 64))
     for model in (fx_pair[1], plain_pair[1]):
         with pytest.raises(TraceError, match="128"):
-            trace(model, frames)
+            trace(model, frames, adapter_for(model, default_manager()))
 
 
 def test_fx_graph_names_the_three_blocks_and_reproduces_the_model(fx_pair):
     _, child, inputs = fx_pair
-    traced = trace(child, inputs)
+    traced = trace(child, inputs, adapter_for(child, default_manager()))
     assert traced.backend == "fx"
     assert traced.prediction == FINAL
     resolve(traced.gm, [FEATURE_BLOCK, CONTEXT_BLOCK, FINAL])

@@ -127,5 +127,5 @@ def test_motorcycle_is_horizontal_flow_from_disparity():
     if np.isfinite(block).all():
         assert flow[2, 5, 0] == pytest.approx(-block.mean() / 4, rel=1e-5)
     bundle = motorcycle_bundle()
-    (l, r), (f, v) = bundle.test[0]
-    assert l.shape == (3, *flow.shape[:2]) and torch.equal(v, torch.from_numpy(valid))
+    (left, r), (f, v) = bundle.test[0]
+    assert left.shape == (3, *flow.shape[:2]) and torch.equal(v, torch.from_numpy(valid))

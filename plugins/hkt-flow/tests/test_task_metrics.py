@@ -5,10 +5,11 @@ import math
 import pytest
 import torch
 
+from hkt_core.losses import masked_l1
 from hkt_core.metrics import MetricAccumulator
 from hkt_flow.adapter import RAFTAdapter
 from hkt_flow.metrics import EndPointError, F1All, PixelAccuracy, flow_metrics
-from hkt_flow.task import FlowTask, masked_l1, sequence_loss
+from hkt_flow.task import FlowTask, sequence_loss
 from hkt_flow.target import make_target, split_target
 
 

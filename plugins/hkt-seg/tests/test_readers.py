@@ -90,12 +90,16 @@ def test_folder_bundle_splits_and_counts_classes(tmp_path):
     assert image.shape == (1, 4, 4) and mask.dtype.is_floating_point is False
 
 
-# -- NIfTI (LiTS layout) ---------------------------------------------------------------------------
+# -- NIfTI (LiTS layout): these tests need nibabel (hkt-seg[nifti]); the PNG tests above do not ---
 
-nib = pytest.importorskip("nibabel")
+@pytest.fixture
+def nib():
+    return pytest.importorskip("nibabel")
 
 
 def write_case(root, number, volume, labels, gz=False):
+    import nibabel as nib
+
     ext = ".nii.gz" if gz else ".nii"
     nib.save(nib.Nifti1Image(volume.astype(np.float32), np.eye(4)), str(root / f"volume-{number}{ext}"))
     nib.save(nib.Nifti1Image(labels.astype(np.uint8), np.eye(4)), str(root / f"segmentation-{number}{ext}"))
@@ -108,7 +112,7 @@ def small_case(seed):
     return volume, labels
 
 
-def test_lits_case_is_windowed_and_sliced_along_the_axis(tmp_path):
+def test_lits_case_is_windowed_and_sliced_along_the_axis(nib, tmp_path):
     volume, labels = small_case(0)
     write_case(tmp_path, 7, volume, labels)
     cases = lits_cases(tmp_path)
@@ -125,7 +129,7 @@ def test_lits_case_is_windowed_and_sliced_along_the_axis(tmp_path):
     assert images0.shape == (2, 1, 2, 3)
 
 
-def test_lits_foreground_only_and_resize(tmp_path):
+def test_lits_foreground_only_and_resize(nib, tmp_path):
     volume, labels = small_case(1)
     labels[:, :, 0] = 0
     write_case(tmp_path, 0, volume, labels, gz=True)
@@ -133,7 +137,7 @@ def test_lits_foreground_only_and_resize(tmp_path):
     assert images.shape == (1, 1, 8, 8) and masks.max() >= 1
 
 
-def test_lits_errors_name_the_problem(tmp_path):
+def test_lits_errors_name_the_problem(nib, tmp_path):
     volume, labels = small_case(2)
     nib.save(nib.Nifti1Image(volume.astype(np.float32), np.eye(4)), str(tmp_path / "volume-3.nii"))
     with pytest.raises(ConfigError, match="no matching segmentation-3"):
@@ -147,7 +151,7 @@ def test_lits_errors_name_the_problem(tmp_path):
         lits_cases(tmp_path / "empty")
 
 
-def test_lits_bundle_splits_by_case(tmp_path):
+def test_lits_bundle_splits_by_case(nib, tmp_path):
     for n in range(3):
         write_case(tmp_path, n, *small_case(n))
     bundle = lits_bundle(root=str(tmp_path), size=None, test_cases=[1], augment=False)

@@ -6,6 +6,7 @@ from hkt_core.adapters import adapter_for
 from hkt_core.errors import ConfigError
 from hkt_core.models import build_model, count_parameters
 from hkt_core.trace.tracer import fx_trace, node_names
+from hkt_core import default_manager
 from hkt_seg.adapter import UNetAdapter
 from hkt_seg.models import DenseUNet, PocketNet, dense_unet, pocketnet
 
@@ -48,8 +49,8 @@ def test_parent_is_much_larger_than_child_at_registered_sizes():
 
 @pytest.mark.parametrize("name", ["pocketnet_demo", "dense_unet_demo"])
 def test_registered_models_trace_and_declare_blocks(name):
-    model = build_model(name, width=4, num_classes=2).eval()
-    adapter = adapter_for(model)
+    model = build_model(name, default_manager(), width=4, num_classes=2).eval()
+    adapter = adapter_for(model, default_manager())
     assert isinstance(adapter, UNetAdapter)
     graph_module = fx_trace(model, adapter)
     names = set(node_names(graph_module.graph).values())

@@ -19,11 +19,6 @@ VISION_PAIRS = {"cifar-resnet110-resnet20", "cifar-resnet56-resnet20", "digits-d
                 "mnist1d-cnn-tinycnn", "mnist1d-cnn-mlp"}
 
 
-@pytest.fixture(scope="module")
-def manager():
-    return hkt_core.get_plugin_manager()
-
-
 def shipped_cards():
     """Every card in the plugin's pairs folder (the contract holds for all of them)."""
     from importlib import resources
@@ -31,8 +26,8 @@ def shipped_cards():
     return sorted(p.name[:-5] for p in (resources.files("hkt_vision") / "pairs").iterdir() if p.name.endswith(".toml"))
 
 
-def test_entry_point_loads_cleanly(manager):
-    info = manager.plugins["vision"]
+def test_entry_point_loads_cleanly(hkt_manager):
+    info = hkt_manager.plugins["vision"]
     assert info.ok, info.error
     assert info.distribution == "hkt-vision"
     assert set(info.registered["models"]) == set(MODELS)
@@ -55,9 +50,9 @@ def test_hkt_list_pairs_shows_the_pairs():
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
-def test_declared_blocks_are_node_names_of_an_fx_trace(manager, name):
-    model = build_model(name, manager)
-    adapter = adapter_for(model, manager)
+def test_declared_blocks_are_node_names_of_an_fx_trace(hkt_manager, name):
+    model = build_model(name, hkt_manager)
+    adapter = adapter_for(model, hkt_manager)
     assert adapter in ADAPTERS.values()
     blocks = adapter.declared_blocks(model)
     assert blocks and blocks[-1] == "fc"
@@ -66,11 +61,11 @@ def test_declared_blocks_are_node_names_of_an_fx_trace(manager, name):
     assert not missing, f"{name}: declared blocks {missing} are not graph values ({sorted(names)})"
 
 
-def test_pool_is_the_pooled_feature_vector_in_the_graph(manager):
+def test_pool_is_the_pooled_feature_vector_in_the_graph(hkt_manager):
     from torch.fx.passes.shape_prop import ShapeProp
 
-    model = build_model("resnet110", manager).eval()
-    gm = fx_trace(model, adapter_for(model, manager))
+    model = build_model("resnet110", hkt_manager).eval()
+    gm = fx_trace(model, adapter_for(model, hkt_manager))
     ShapeProp(gm).propagate(torch.randn(2, 3, 32, 32))
     shapes = {name: node.meta["tensor_meta"].shape for node, name in node_names(gm.graph).items()
               if "tensor_meta" in node.meta}
@@ -80,15 +75,15 @@ def test_pool_is_the_pooled_feature_vector_in_the_graph(manager):
 
 
 @pytest.mark.parametrize("pair", shipped_cards())
-def test_cards_name_registered_parts_and_aligned_nodes(manager, pair):
-    card = manager.lookup("pairs", pair)
+def test_cards_name_registered_parts_and_aligned_nodes(hkt_manager, pair):
+    card = hkt_manager.lookup("pairs", pair)
     assert card.task == "classification"
-    assert card.task in manager.registry("losses")
-    assert card.dataset in manager.registry("datasets")
-    parent = build_model(card.parent, manager, **card.parent_options)
-    child = build_model(card.child, manager, **card.child_options)
-    parent_names = set(node_names(fx_trace(parent, adapter_for(parent, manager)).graph).values())
-    child_names = set(node_names(fx_trace(child, adapter_for(child, manager)).graph).values())
+    assert card.task in hkt_manager.registry("losses")
+    assert card.dataset in hkt_manager.registry("datasets")
+    parent = build_model(card.parent, hkt_manager, **card.parent_options)
+    child = build_model(card.child, hkt_manager, **card.child_options)
+    parent_names = set(node_names(fx_trace(parent, adapter_for(parent, hkt_manager)).graph).values())
+    child_names = set(node_names(fx_trace(child, adapter_for(child, hkt_manager)).graph).values())
     assert card.alignment
     for p, c in card.alignment:
         assert p in parent_names and c in child_names
@@ -96,8 +91,8 @@ def test_cards_name_registered_parts_and_aligned_nodes(manager, pair):
     assert parent.eval()(x).shape == child.eval()(x).shape
 
 
-def test_paper_pair_mixes_at_the_pooled_features(manager):
-    card = manager.lookup("pairs", "cifar-resnet110-resnet20")
+def test_paper_pair_mixes_at_the_pooled_features(hkt_manager):
+    card = hkt_manager.lookup("pairs", "cifar-resnet110-resnet20")
     assert (card.parent, card.child, card.stages) == ("resnet110", "resnet20", 2)
     assert card.alignment == (("pool", "pool"),)
     assert card.hkt.lam == 0.6

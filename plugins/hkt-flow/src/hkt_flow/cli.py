@@ -43,7 +43,8 @@ def show(run_dir: str | Path, *, samples: int = 4, dataset: str | None = None, w
     from hkt_core.plugins import default_manager
 
     from .adapter import RAFTAdapter
-    from .metrics import end_point_error
+    from hkt_core.metrics import end_point_error
+
     from .target import split_target
     from .visualize import comparison_panel, save_panels
 
@@ -65,7 +66,7 @@ def show(run_dir: str | Path, *, samples: int = 4, dataset: str | None = None, w
             pred = adapter.prediction(model(image1[None], image2[None]))
             batch = tuple(t[None] for t in target) if isinstance(target, (tuple, list)) else target[None]
             flow, valid = split_target(batch)
-            epe = end_point_error(pred, flow)[0]
+            epe = end_point_error(pred, flow)[0][0]  # the per-pixel errors of the one sample
             mean = float((epe * valid[0]).sum() / valid[0].sum().clamp_min(1))
             titles.append(f"pair {i}: EPE {mean:.3f} px")
             rows.append(comparison_panel(image1.permute(1, 2, 0).numpy(), flow[0].permute(1, 2, 0).numpy(),

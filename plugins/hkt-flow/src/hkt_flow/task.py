@@ -8,8 +8,8 @@ loss) is the sequence loss over all iterates, while the HKT terms L1 and L3 and 
 the final flow only. Every method here also accepts the plain list, or a plain flow tensor
 (a sequence of one: the task loss is then the L1 of that flow).
 
-Per iterate, the L1 is the mean absolute error over valid pixels and both flow components
-(pixels whose true flow is longer than ``max_flow`` are left out, as RAFT does); RAFT's
+Per iterate, the L1 is the core's :func:`~hkt_core.losses.masked_l1`: the mean absolute error over
+valid pixels and both flow components (pixels whose true flow is longer than ``max_flow`` are left out, as RAFT does); RAFT's
 sequence loss weights iterate ``i`` of ``N`` by ``gamma ** (N - 1 - i)``.
 """
 
@@ -19,20 +19,11 @@ from typing import Any
 
 import torch
 
+from hkt_core.losses import masked_l1
 from hkt_core.tasks import Task
 
 from .metrics import flow_metrics
 from .target import final_flow, iterates, split_target
-
-
-def masked_l1(prediction: torch.Tensor, flow: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """Mean |prediction - flow| over valid pixels and both components (0 when none is valid)."""
-    if prediction.shape != flow.shape:
-        raise ValueError(f"prediction shape {tuple(prediction.shape)} does not match the target flow "
-                         f"{tuple(flow.shape)}")
-    weight = valid.unsqueeze(1)
-    total = ((prediction - flow).abs() * weight).sum()
-    return total / (2 * weight.sum()).clamp_min(1.0)
 
 
 def sequence_loss(prediction: Any, target: torch.Tensor, *, gamma: float = 0.8,

@@ -81,13 +81,15 @@ def load_weights(model, path: str | Path) -> None:
 def run_report(args: argparse.Namespace) -> int:
     from hkt_core.models import build_model
 
+    from hkt_core.plugins import default_manager
+
     from .compress import compress_model
     from .policy import CompressionPolicy
 
     rule = {"rank": args.rank, "energy": args.energy, "budget": args.budget}
     rule = {key: value for key, value in rule.items() if value is not None} or {"energy": DEFAULT_ENERGY}
     policy = CompressionPolicy(heads=args.heads, exclude=tuple(args.exclude), **rule)
-    model = build_model(args.model, **_model_options(args.model_option))
+    model = build_model(args.model, default_manager(), **_model_options(args.model_option))
     if args.weights:
         load_weights(model, args.weights)
     _, report = compress_model(model, policy)

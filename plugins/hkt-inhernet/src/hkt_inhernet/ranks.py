@@ -62,7 +62,7 @@ def allocate_budget(layers: list[BudgetLayer], fixed: int, target: int, heads: i
     reachable total.
     """
     ranks = {layer.name: 1 for layer in layers}
-    used = fixed + sum(inherited_parameter_count(l.d_in, l.d_out, 1, heads, l.bias) for l in layers)
+    used = fixed + sum(inherited_parameter_count(layer.d_in, layer.d_out, 1, heads, layer.bias) for layer in layers)
     if used > target:
         raise ConfigError(f"a budget of {target:,} parameters cannot be met: compressing every "
                           f"eligible layer to rank 1 still leaves {used:,}; raise the budget, "

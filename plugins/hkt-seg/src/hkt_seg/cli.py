@@ -13,7 +13,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .metrics import confusion_sums, dice_per_class
+from hkt_core.metrics import class_overlap, dice_per_class
+
 from .pictures import comparison_sheet, save_png
 
 
@@ -41,7 +42,7 @@ def show_predictions(model: nn.Module, dataset, out: str | Path, *, count: int =
     model.eval()
     with torch.no_grad():
         logits = model(images)
-    dice = dice_per_class(confusion_sums(logits, truths, ignore_index))
+    dice = dice_per_class(class_overlap(logits, truths, ignore_index)).tolist()
     names = class_names or [str(i) for i in range(len(dice))]
     return {f"dice_{names[i]}": d for i, d in enumerate(dice)}
 

@@ -1,8 +1,8 @@
 """The plugin module named by the entry point ``seg = "hkt_seg.plugin"`` (group ``hkt``).
 
 It registers, through the same hooks any third-party plugin uses: the U-Net models and their
-adapter, the ``seg`` task, the Dice/IoU metrics, the data sets, the pair cards in ``pairs/`` and
-the ``hkt seg`` command.
+adapter, the ``seg`` task and its metrics (the core's segmentation task and metrics with this
+experiment's settings), the data sets, the pair cards in ``pairs/`` and the ``hkt seg`` command.
 """
 
 from __future__ import annotations
@@ -27,21 +27,25 @@ def hkt_register_adapters(registry):
     registry.add("seg-unet", UNetAdapter(), description="hkt-seg U-Nets: encoder, bottleneck, decoder blocks")
 
 
+#: Mask value of pixels that count in no loss and no metric (the usual "void" value of PNG masks).
+IGNORE_INDEX = 255
+
+
 @hookimpl
 def hkt_register_losses(registry):
-    from .task import SegmentationTask
+    from hkt_core.tasks import SegmentationTask
 
-    registry.add("seg", SegmentationTask(),
+    registry.add("seg", SegmentationTask("ce+dice", name="seg", ignore_index=IGNORE_INDEX),
                  description="segmentation: cross-entropy + soft Dice, global Dice/IoU, ignore index 255")
 
 
 @hookimpl
 def hkt_register_metrics(registry):
-    from .metrics import MeanDice, MeanIoU, PixelAccuracy
+    from hkt_core.metrics import Accuracy, Dice, IoU
 
-    registry.add("seg_dice", MeanDice(ignore_index=255), description="global mean Dice over foreground classes")
-    registry.add("seg_iou", MeanIoU(ignore_index=255), description="global mean IoU over foreground classes")
-    registry.add("seg_pixel_accuracy", PixelAccuracy(ignore_index=255), description="fraction of pixels right")
+    registry.add("seg_dice", Dice(ignore_index=IGNORE_INDEX), description="global mean Dice over foreground classes")
+    registry.add("seg_iou", IoU(ignore_index=IGNORE_INDEX), description="global mean IoU over foreground classes")
+    registry.add("seg_accuracy", Accuracy(IGNORE_INDEX), description="fraction of counted pixels right")
 
 
 @hookimpl

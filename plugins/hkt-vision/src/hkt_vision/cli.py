@@ -17,11 +17,12 @@ from torch.utils.data import DataLoader, Dataset
 from .plots import confusion_matrix, confusion_matrix_png
 
 
-def predict_classes(model: nn.Module, dataset: Dataset, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
-    """Arg-max predictions and targets of ``model`` (eval mode, no gradients) over ``dataset``."""
+def predict_classes(model: nn.Module, dataset: Dataset, manager, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """Arg-max predictions and targets of ``model`` (eval mode, no gradients) over ``dataset``
+    (``manager``: the plugin manager the model's adapter is registered in)."""
     from hkt_core.adapters import adapter_for
 
-    adapter = adapter_for(model)
+    adapter = adapter_for(model, manager)
     model.eval()
     predictions, targets = [], []
     with torch.no_grad():
@@ -40,14 +41,15 @@ def run_confusion(run_dir: str | Path, out: str | Path | None = None, *, which: 
     from hkt_core.errors import ConfigError
     from hkt_core.plugins import default_manager
 
-    run = hkt_core.load_run(run_dir)
+    manager = default_manager()
+    run = hkt_core.load_run(run_dir, manager)
     card = run.card
-    bundle = default_manager().lookup("datasets", card.dataset)(**dict(card.dataset_options))
+    bundle = manager.lookup("datasets", card.dataset)(**dict(card.dataset_options))
     num_classes = bundle.info.get("num_classes")
     if not num_classes:
         raise ConfigError(f"data set {card.dataset!r} does not state info['num_classes']: not a classification set")
     names = list(bundle.info.get("class_names") or [str(i) for i in range(num_classes)])
-    predictions, targets = predict_classes(run.child(which), bundle.test, batch_size)
+    predictions, targets = predict_classes(run.child(which), bundle.test, manager, batch_size)
     matrix = confusion_matrix(predictions, targets, num_classes)
     out = Path(out) if out else Path(run_dir) / "confusion.png"
     confusion_matrix_png(matrix, out, names, normalize=normalize, title=f"{card.name} {run.method}")

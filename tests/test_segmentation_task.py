@@ -1,9 +1,11 @@
+"""The segmentation task's losses against values computed by hand in float64 (2x2 image, 3 classes)."""
+
 import math
 
 import pytest
 import torch
 
-from hkt_seg.task import SegmentationTask
+from hkt_core.tasks import SegmentationTask
 
 # one image 2x2, three classes; logits chosen by hand
 LOGITS = torch.tensor([[[[2.0, 0.0], [0.0, 1.0]],

@@ -1,10 +1,12 @@
+"""Global Dice, IoU and pixel accuracy against pixel counts done by hand."""
+
 import math
 
 import pytest
 import torch
 
 from hkt_core.metrics import MetricAccumulator
-from hkt_seg.metrics import ClassDice, MeanDice, MeanIoU, PixelAccuracy
+from hkt_core.metrics import Accuracy, ClassDice, Dice, IoU
 
 
 def logits_for(pred, classes):
@@ -25,13 +27,14 @@ def test_dice_and_iou_match_hand_counts():
     assert ClassDice(0).compute(ClassDice(0).stats(logits, TRUE)) == pytest.approx(4 / 6)
     assert ClassDice(1).compute(ClassDice(1).stats(logits, TRUE)) == pytest.approx(6 / 8)
     assert ClassDice(2).compute(ClassDice(2).stats(logits, TRUE)) == pytest.approx(2 / 4)
-    dice = MeanDice()
+    dice = Dice()
     assert dice.compute(dice.stats(logits, TRUE)) == pytest.approx((6 / 8 + 2 / 4) / 2)
-    dice_all = MeanDice(include_background=True)
+    dice_all = Dice(include_background=True)
+    assert (dice.name, dice_all.name) == ("dice", "dice_all")  # one name, one meaning
     assert dice_all.compute(dice_all.stats(logits, TRUE)) == pytest.approx((4 / 6 + 6 / 8 + 2 / 4) / 3)
-    iou = MeanIoU()
+    iou = IoU()
     assert iou.compute(iou.stats(logits, TRUE)) == pytest.approx((3 / 5 + 1 / 3) / 2)
-    acc = PixelAccuracy()
+    acc = Accuracy()
     assert acc.compute(acc.stats(logits, TRUE)) == pytest.approx(6 / 9)
 
 
@@ -39,7 +42,7 @@ def test_dice_is_global_over_batches_not_a_mean_of_batches():
     # batch 1: class 1 perfect on 1 pixel; batch 2: class 1 predicted on 3 pixels, true on 1
     p1, t1 = torch.tensor([[[1, 0], [0, 0]]]), torch.tensor([[[1, 0], [0, 0]]])
     p2, t2 = torch.tensor([[[1, 1], [1, 0]]]), torch.tensor([[[1, 0], [0, 0]]])
-    acc = MetricAccumulator([MeanDice(), ClassDice(1, "fg")])
+    acc = MetricAccumulator([Dice(), ClassDice(1, "fg")])
     acc.update(logits_for(p1, 2), t1)
     acc.update(logits_for(p2, 2), t2)
     values = acc.values()
@@ -51,7 +54,7 @@ def test_dice_is_global_over_batches_not_a_mean_of_batches():
 def test_ignore_index_and_absent_classes():
     pred = torch.tensor([[[1, 1], [0, 0]]])
     true = torch.tensor([[[1, 255], [0, 255]]])
-    metric = MeanDice(ignore_index=255)
+    metric = Dice(ignore_index=255)
     stats = metric.stats(logits_for(pred, 3), true)
     # class 1: I=1, P=1, T=1 (the ignored pixel predicted 1 is not counted); class 2 absent -> left out
     assert metric.compute(stats) == pytest.approx(1.0)
@@ -61,6 +64,6 @@ def test_ignore_index_and_absent_classes():
 
 def test_metrics_refuse_out_of_range_targets():
     with pytest.raises(ValueError, match="allowed 0..1"):
-        MeanDice().stats(logits_for(torch.zeros(1, 2, 2, dtype=torch.long), 2), torch.full((1, 2, 2), 5))
+        Dice().stats(logits_for(torch.zeros(1, 2, 2, dtype=torch.long), 2), torch.full((1, 2, 2), 5))
     with pytest.raises(ValueError, match="class 4 does not exist"):
         ClassDice(4).stats(logits_for(PRED, 3), TRUE)

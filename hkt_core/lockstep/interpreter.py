@@ -1,0 +1,201 @@
+"""The node-by-node interpreter: one traced network whose nodes can be run in any planned order.
+
+Each network is traced once (:func:`hkt_core.trace.tracer.fx_trace`; the graph module shares the
+model's parameters), its in-place operations are rewritten out of place
+(:func:`hkt_core.lockstep.rewrite.functionalize`), and :meth:`LockstepGraph.run` executes a list
+of its nodes into an environment, reading inputs through a caller-supplied function. That is what
+lets two streams of one network share values, and two networks pause at aligned nodes.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import fx, nn
+
+from ..adapters import Adapter
+from ..errors import AlignmentError, TraceError
+from ..trace.names import BACKEND_KEY, NAMES_KEY, NameTable, name_table
+from ..trace.tracer import fx_trace
+from .rewrite import functionalize
+
+
+def _own_copy(gm: fx.GraphModule) -> fx.GraphModule:
+    """A graph module sharing ``gm``'s parameters but with a graph of its own (to rewrite freely)."""
+    copied = fx.GraphModule(gm, copy.deepcopy(gm.graph), type(gm).__name__)
+    copied.meta.update({k: v for k, v in gm.meta.items() if k != NAMES_KEY})
+    return copied
+
+
+class LockstepGraph:
+    """One traced network with the lookups the interpreter needs.
+
+    ``traced`` is a graph module already traced from ``model`` with ``adapter`` by the fx backend
+    (what :func:`hkt_core.align` built); it is copied, not traced again.
+    """
+
+    def __init__(self, model: nn.Module, adapter: Adapter, label: str,
+                 traced: fx.GraphModule | None = None) -> None:
+        if traced is not None and traced.meta.get(BACKEND_KEY) == "fx":
+            self.gm = _own_copy(traced)
+        else:
+            try:
+                self.gm = fx_trace(model, adapter)
+            except Exception as exc:  # any tracing failure gets the same advice
+                raise TraceError(f"the {label} could not be traced with torch.fx ({type(exc).__name__}: {exc}); "
+                                 f"declare the offending sub-module a leaf module in its adapter") from exc
+        self.label = label
+        self.adapter = adapter
+        self.table: NameTable = name_table(self.gm)
+        self.names = self.table.names
+        functionalize(self.gm, label)
+        self.nodes = list(self.gm.graph.nodes)
+        self.position = {n: i for i, n in enumerate(self.nodes)}
+        self.placeholders = [n for n in self.nodes if n.op == "placeholder"]
+        self.output = next(n for n in self.nodes if n.op == "output")
+        self.modules = {n: self.gm.get_submodule(str(n.target)) for n in self.nodes if n.op == "call_module"}
+        self.inplace_input = {n: n.args[0] for n, m in self.modules.items()
+                              if getattr(m, "inplace", False) is True and n.args and isinstance(n.args[0], fx.Node)}
+
+    # -- lookups ---------------------------------------------------------------------------------
+    @property
+    def by_name(self) -> NameTable:
+        """Every name a node answers to (``name in graph.by_name``)."""
+        return self.table
+
+    def node(self, name: str) -> fx.Node:
+        if name == "output":
+            return self.output
+        try:
+            return self.table.node(name)
+        except KeyError:
+            raise AlignmentError(f"{self.label}: unknown node {name!r}; closest: {', '.join(self.table.suggest(name))} "
+                                 f"(names follow hkt_core.trace.names)") from None
+
+    def last(self, nodes: Iterable[fx.Node]) -> fx.Node:
+        """The node of ``nodes`` that runs last."""
+        return max(nodes, key=self.position.__getitem__)
+
+    def ancestors(self, nodes: Iterable[fx.Node]) -> set[fx.Node]:
+        """``nodes`` and everything they depend on."""
+        return _closure(nodes, lambda n: n.all_input_nodes)
+
+    def descendants(self, nodes: Iterable[fx.Node]) -> set[fx.Node]:
+        """Everything that depends on ``nodes`` (strictly)."""
+        return _closure([u for n in nodes for u in n.users], lambda n: n.users)
+
+    def sorted(self, nodes: Iterable[fx.Node]) -> list[fx.Node]:
+        return sorted((n for n in nodes if n.op != "placeholder"), key=self.position.__getitem__)
+
+    def fetch_attr(self, target: str) -> Any:
+        obj: Any = self.gm
+        for part in target.split("."):
+            obj = getattr(obj, part)
+        return obj
+
+    # -- running ---------------------------------------------------------------------------------
+    def bind_inputs(self, env: dict[fx.Node, Any], inputs: Sequence[Any]) -> None:
+        """Write ``inputs`` (and the defaults of inputs not given) into ``env``'s placeholders."""
+        holders = self.placeholders
+        if len(inputs) > len(holders):
+            raise TypeError(f"the {self.label} takes {len(holders)} input(s), got {len(inputs)}")
+        for i, node in enumerate(holders):
+            if i < len(inputs):
+                env[node] = inputs[i]
+            elif node.args:
+                env[node] = node.args[0]
+            else:
+                raise TypeError(f"the {self.label} needs input {node.target!r} (got {len(inputs)} input(s))")
+
+    def probe(self, model: nn.Module, inputs: tuple[torch.Tensor, ...],
+              wanted: list[fx.Node]) -> dict[fx.Node, Any]:
+        """The values of ``wanted`` from one no-grad eval-mode run of ``model`` (modes restored after)."""
+        modes = [(m, m.training) for m in model.modules()]
+        model.eval()
+        env: dict[fx.Node, Any] = {}
+        try:
+            self.bind_inputs(env, inputs)
+            with torch.no_grad():
+                self.run(self.sorted(self.ancestors(wanted)), env, env.__getitem__, set(wanted))
+        finally:
+            for m, mode in modes:
+                m.training = mode
+        return {n: env[n] for n in wanted}
+
+    def run(self, nodes: Sequence[fx.Node], env: dict[fx.Node, Any], read: Callable[[fx.Node], Any],
+            protected: set[fx.Node], free: Mapping[fx.Node, Sequence[fx.Node]] | None = None,
+            grad: set[fx.Node] | None = None) -> None:
+        """Execute ``nodes`` in order into ``env``; ``grad`` (if given) lists the nodes that need autograd."""
+        for node in nodes:
+            if grad is not None and node not in grad:
+                with torch.no_grad():
+                    env[node] = self._execute(node, read, protected)
+            else:
+                env[node] = self._execute(node, read, protected)
+            if free is not None:
+                for dead in free.get(node, ()):
+                    env.pop(dead, None)
+
+    def _execute(self, node: fx.Node, read: Callable[[fx.Node], Any], protected: set[fx.Node]) -> Any:
+        args = fx.node.map_arg(node.args, read)
+        kwargs = fx.node.map_arg(node.kwargs, read)
+        op = node.op
+        try:
+            if op == "call_module":
+                if node in self.inplace_input and self.inplace_input[node] in protected:
+                    args = (args[0].clone(), *args[1:])
+                return self.modules[node](*args, **kwargs)
+            if op == "call_function":
+                return node.target(*args, **kwargs)
+            if op == "call_method":
+                self_obj, *rest = args
+                return getattr(self_obj, node.target)(*rest, **kwargs)
+            if op == "get_attr":
+                return self.fetch_attr(str(node.target))
+            if op == "output":
+                return args[0]
+        except Exception as exc:
+            exc.add_note(f"while running {self.label} node {node.format_node()}")
+            raise
+        raise TraceError(f"{self.label}: unexpected node {node.format_node()}")
+
+
+def _closure(start: Iterable[fx.Node], step: Callable[[fx.Node], Iterable[fx.Node]]) -> set[fx.Node]:
+    """``start`` and every node reachable from it through ``step``."""
+    out: set[fx.Node] = set()
+    stack = list(start)
+    while stack:
+        n = stack.pop()
+        if n not in out:
+            out.add(n)
+            stack.extend(step(n))
+    return out
+
+
+def release_plan(order: Sequence[fx.Node], keep: set[fx.Node]) -> dict[fx.Node, list[fx.Node]]:
+    """For each node of ``order``, the values that can be dropped once it has run (their last
+    reader in ``order``); values in ``keep`` and the inputs stay."""
+    last_use: dict[fx.Node, fx.Node] = {}
+    for node in order:
+        for value in node.all_input_nodes:
+            last_use[value] = node
+    plan: dict[fx.Node, list[fx.Node]] = {}
+    for value, user in last_use.items():
+        if value not in keep and value.op != "placeholder":
+            plan.setdefault(user, []).append(value)
+    return plan
+
+
+def follow(value: Any, reference: torch.Tensor) -> Any:
+    """``value`` on ``reference``'s device (and in its dtype when both are floating point)."""
+    if not isinstance(value, torch.Tensor):
+        return value
+    if value.is_floating_point() and reference.is_floating_point():
+        return value.to(device=reference.device, dtype=reference.dtype)
+    return value.to(reference.device)
+
+
+__all__ = ["LockstepGraph", "follow", "release_plan"]

@@ -1,0 +1,89 @@
+"""Graph rewriting: in-place operations become out-of-place, so streams can share values.
+
+``y.relu_()`` becomes ``relu = y.relu()`` and every node after it that read ``y`` reads ``relu``
+instead: the same values eager mode computes, without mutating a tensor another stream shares. A
+module that works in place (``nn.ReLU(inplace=True)``) keeps its call (the interpreter hands it a
+copy when its input must survive) and its later readers are rebound the same way. In-place updates
+of a view of another value cannot be expressed like this and are refused.
+"""
+
+from __future__ import annotations
+
+import operator
+
+import torch
+from torch import fx
+
+from ..errors import TraceError
+
+_INPLACE_OPERATORS = {
+    operator.iadd: operator.add, operator.isub: operator.sub, operator.imul: operator.mul,
+    operator.itruediv: operator.truediv, operator.ifloordiv: operator.floordiv, operator.imod: operator.mod,
+    operator.ipow: operator.pow, operator.iand: operator.and_, operator.ior: operator.or_,
+    operator.ixor: operator.xor, operator.ilshift: operator.lshift, operator.irshift: operator.rshift,
+    operator.imatmul: operator.matmul,
+}
+_VIEW_METHODS = {"view", "reshape", "flatten", "squeeze", "unsqueeze", "transpose", "permute", "expand",
+                 "narrow", "select", "t", "unflatten", "view_as", "expand_as", "chunk", "split", "unbind",
+                 "movedim", "contiguous", "__getitem__"}
+_VIEW_FUNCTIONS = {torch.flatten, torch.reshape, torch.squeeze, torch.unsqueeze, torch.transpose,
+                   torch.permute, torch.narrow, torch.select, torch.chunk, torch.split, torch.unbind,
+                   torch.movedim, operator.getitem}
+
+
+def _is_inplace_name(name: str) -> bool:
+    return name.endswith("_") and not name.startswith("_")
+
+
+def _is_view(node: fx.Node) -> bool:
+    if node.op == "call_method":
+        return str(node.target) in _VIEW_METHODS
+    if node.op == "call_function":
+        return node.target in _VIEW_FUNCTIONS
+    return False
+
+
+def _mutated_input(gm: fx.GraphModule, node: fx.Node, label: str) -> object:
+    """Rewrite ``node`` out of place if it works in place; return the value it mutated (or None)."""
+    if node.op == "call_function":
+        if node.kwargs.get("inplace") is True:
+            node.kwargs = {**node.kwargs, "inplace": False}
+            return node.args[0] if node.args else None
+        if node.target in _INPLACE_OPERATORS:
+            node.target = _INPLACE_OPERATORS[node.target]
+            return node.args[0]
+        if _is_inplace_name(getattr(node.target, "__name__", "")):
+            pure = getattr(torch, node.target.__name__[:-1], None)
+            if pure is None:
+                raise TraceError(f"{label}: cannot run the in-place call {node.format_node()} "
+                                 f"out of place; make it a module or use the out-of-place function")
+            node.target = pure
+            return node.args[0]
+        return None
+    if node.op == "call_method" and _is_inplace_name(str(node.target)):
+        node.target = str(node.target)[:-1]
+        return node.args[0]
+    if node.op == "call_module" and getattr(gm.get_submodule(str(node.target)), "inplace", False) is True:
+        return node.args[0] if node.args else None
+    return None
+
+
+def functionalize(gm: fx.GraphModule, label: str) -> None:
+    """Rewrite in-place functions and methods of ``gm`` out of place and rebind their later readers."""
+    graph = gm.graph
+    nodes = list(graph.nodes)
+    position = {n: i for i, n in enumerate(nodes)}
+    for node in nodes:
+        mutated = _mutated_input(gm, node, label)
+        if not isinstance(mutated, fx.Node):
+            continue
+        if _is_view(mutated):
+            raise TraceError(f"{label}: {node.format_node()} updates a view of another value in place, "
+                             f"which the Family cannot share between streams; write it out of place")
+        for user in list(mutated.users):
+            if user is not node and position[user] > position[node]:
+                user.replace_input_with(mutated, node)
+    graph.lint()
+
+
+__all__ = ["functionalize"]

@@ -1,0 +1,155 @@
+"""``hkt pairs new``: a complete, commented pair card written from two models and a data set.
+
+The data set is loaded once (with its default options) for the facts a card must state: the input
+shapes and, for class-score tasks, the class count. The keyword options of the two model
+factories and of the data set factory are listed as comments with their defaults, so the card
+shows every knob without setting any. The card is parsed back before it is written: what
+``hkt pairs new`` writes, ``hkt pairs add`` accepts.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from pathlib import Path
+from typing import Any
+
+from .config import HKTConfig, TrainConfig, unstructure
+from .errors import ConfigError, HKTError
+from .pairs import NAME_RE, PairCard, read_toml_text
+
+
+def _factory(kind: str, ref: str, manager):
+    if ":" in ref:
+        from .models import resolve_callable
+
+        return resolve_callable(ref)
+    return manager.lookup(kind, ref)
+
+
+def _toml_value(value: Any) -> str | None:
+    """A default as TOML text, or None when TOML cannot hold it."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float, str)):
+        return json.dumps(value)
+    if isinstance(value, (list, tuple)) and all(isinstance(v, (int, float, str, bool)) for v in value):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return None
+
+
+def option_comments(factory) -> list[str]:
+    """``# name = default`` for each keyword option of ``factory`` (``# name = ...`` when required)."""
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):
+        return []
+    lines = []
+    for p in signature.parameters.values():
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or p.name == "self":
+            continue
+        if p.default is p.empty:
+            lines.append(f"# {p.name} = ...   (required)")
+            continue
+        text = _toml_value(p.default)
+        lines.append(f"# {p.name} = {text}" if text is not None else f"# {p.name}: default {p.default!r}")
+    return lines
+
+
+def _section(title: str, lines: list[str], note: str) -> list[str]:
+    return [f"[{title}]", f"# {note}", *(lines or ["# (the factory takes no keyword options)"]), ""]
+
+
+def _table(config) -> list[str]:
+    from .config import to_toml
+
+    return to_toml(unstructure(config)).strip().splitlines()
+
+
+def card_text(name: str, *, parent: str, child: str, dataset: str, task: str, stages: int,
+              input_shapes, num_classes: int | None, factories: dict[str, Any]) -> str:
+    """The commented card (see the module docstring)."""
+    shapes = json.dumps([list(s) for s in input_shapes])
+    classes = (f"# the data set has {num_classes} classes: both models must predict {num_classes} scores per sample"
+               if num_classes is not None else "# the data set states no class count (info['num_classes'])")
+    lines = [
+        f"# Pair card written by `hkt pairs new {name}`. Next: `hkt pairs check <this file>`, then",
+        "# `hkt pairs add <this file>`, then `hkt train " + name + " --method hkt`.",
+        "# module:callable references resolve against this card's folder and sys.path.",
+        "",
+        f"name = {json.dumps(name)}",
+        f"description = {json.dumps(f'{parent} -> {child} on {dataset}')}",
+        f"task = {json.dumps(task)}                 # a registered task (`hkt list losses`)",
+        f"parent = {json.dumps(parent)}",
+        f"child = {json.dumps(child)}",
+        f"dataset = {json.dumps(dataset)}",
+        f"input_shapes = {shapes}   # one example input per model input, batch dimension first (from the data set)",
+        classes,
+        f"stages = {stages}                        # nHKT: {stages - 1} mixing point(s) + the predictions;"
+        " `hkt train --stages N` tries another",
+        "",
+        *_section("parent_options", option_comments(factories["parent"]), "keyword options of the parent factory"),
+        *_section("child_options", option_comments(factories["child"]), "keyword options of the child factory"),
+        *_section("dataset_options", option_comments(factories["dataset"]), "keyword options of the data set"),
+        "[alignment]",
+        "# leave empty to align automatically (`hkt align " + name + "` shows the choice), or name the mixing",
+        "# points by hand, in forward order (the predictions pair is implied):",
+        "# pairs = [[\"parent_node\", \"child_node\"]]",
+        "# state a value's kind where the automatic guess is wrong (map, tokens or vector):",
+        "# layouts = {\"encoder.out\" = \"tokens\"}",
+        "",
+        "[train]",
+        "# a starting recipe for the child (the parent trains with the same, plus [parent_train])",
+        *_table(TrainConfig()),
+        "",
+        "[parent_train]",
+        "# overrides of [train] for training the parent, e.g.",
+        "# epochs = 30",
+        "",
+        "[hkt]",
+        "# how the family mixes and weights its losses (docs/training.md)",
+        *_table(HKTConfig(task=task)),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_new_card(name: str, *, parent: str, child: str, dataset: str, task: str | None = None,
+                   stages: int = 2, out: str | Path | None = None, force: bool = False, manager=None) -> Path:
+    """Write the card of a new pair to ``out`` (default ``NAME.toml``); returns its path."""
+    from .data import DatasetBundle
+    from .plugins import default_manager
+
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise ConfigError(f"pair name {name!r} is invalid: lowercase letters and digits separated by single "
+                          f"hyphens, e.g. 'tabular-transformer-mlp'")
+    if isinstance(stages, bool) or not isinstance(stages, int) or stages < 2:
+        raise ConfigError(f"--stages {stages!r} is invalid: an integer >= 2 (N-1 mixing points plus the outputs)")
+    path = Path(out) if out is not None else Path(f"{name}.toml")
+    if path.exists() and not force:
+        raise ConfigError(f"{path} already exists; pick another file with -o or pass --force")
+    manager = manager or default_manager()
+    factories = {"parent": _factory("models", parent, manager), "child": _factory("models", child, manager),
+                 "dataset": _factory("datasets", dataset, manager)}
+    try:
+        bundle = factories["dataset"]()
+    except HKTError:
+        raise
+    except Exception as exc:  # the user's data set
+        raise ConfigError(f"data set {dataset!r} failed to load with its default options ({type(exc).__name__}: "
+                          f"{exc}); `hkt pairs new` reads its input shapes and class count from it") from None
+    if not isinstance(bundle, DatasetBundle):
+        raise ConfigError(f"data set {dataset!r} returned {type(bundle).__name__}, not a DatasetBundle")
+    info = dict(bundle.info or {})
+    task = task or info.get("task") or "classification"
+    manager.lookup("losses", task)
+    classes = info.get("num_classes")
+    text = card_text(name, parent=parent, child=child, dataset=dataset, task=task, stages=stages,
+                     input_shapes=[(1, *s) for s in bundle.input_shapes],
+                     num_classes=classes if isinstance(classes, int) else None, factories=factories)
+    PairCard.from_dict(read_toml_text(text, str(path)), source=str(path))  # what we write, `pairs add` reads
+    from .io import atomic_write_text
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, text)
+    return path

@@ -1,0 +1,332 @@
+"""Pre-flight of a pair: everything that can be wrong between a card, its models and its data,
+found in seconds on the CPU before any run folder exists.
+
+:func:`check_pair` builds both models, loads one small batch of every split, checks the input
+shapes, the class count (``info["num_classes"]`` of the data set) and the output shapes against
+the data set, scores both models with the task's loss, then builds every requested method as the
+trainer would (HKT traces, aligns and builds its :class:`~hkt_core.Family`) and runs one training
+step with one optimiser step. A problem raises :class:`PairCheckError`: one line that names the
+problem and the fix. ``hkt pairs check`` prints the :class:`PairReport`; ``hkt train`` runs the
+same check for the method it trains before it creates the run folder.
+
+Which methods apply: a method whose constructor refuses the pair with a framework error (an
+InherNet budget the child cannot meet, say) *does not apply*; it is listed with its reason. The
+methods in ``required`` (the one ``hkt train`` was asked for; for ``hkt pairs check`` the core's
+``parent``, ``baseline``, ``kd`` and ``hkt``) must apply: their refusal is the pair's problem.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import default_collate
+
+from .adapters import adapter_for
+from .config import HKTConfig, TrainConfig
+from .errors import ConfigError, HKTError
+from .models import build_model, count_parameters
+from .pairs import PairCard
+
+#: samples per split the check runs on (>1: normalisation layers need a batch in training mode)
+CHECK_BATCH = 2
+#: the methods every pair must support
+CORE_METHODS = ("parent", "baseline", "kd", "hkt")
+SPLITS = ("train", "val", "test")
+
+
+class PairCheckError(ConfigError):
+    """A pair cannot train as configured; the message names the problem and the fix in one line.
+
+    ``stage`` says where the check stopped: ``data``, ``models`` or ``methods``."""
+
+    def __init__(self, message: str, stage: str = "models") -> None:
+        super().__init__(message)
+        self.stage = stage
+
+
+@attrs.frozen
+class MethodResult:
+    """One method's pre-flight: ``applies`` with the loss of its step, or the reason it does not."""
+
+    name: str
+    applies: bool
+    detail: str
+    loss: float | None = None
+
+
+@attrs.frozen
+class PairReport:
+    """What :func:`check_pair` found (all of it passed)."""
+
+    pair: str
+    samples: dict[str, int]
+    input_shapes: tuple[tuple[int, ...], ...]
+    num_classes: int | None
+    parent: str
+    child: str
+    parent_parameters: int
+    child_parameters: int
+    prediction_shape: tuple[int, ...]
+    methods: tuple[MethodResult, ...]
+    alignment: Any = None  # the Alignment the HKT method used, when it ran
+    seconds: float = 0.0
+    splits: Any = attrs.field(default=None, eq=False, repr=False)
+
+    def lines(self) -> list[str]:
+        """The short report ``hkt pairs check`` prints."""
+        shapes = ", ".join(str(s) for s in self.input_shapes)
+        classes = f", {self.num_classes} classes" if self.num_classes is not None else ""
+        out = [f"pair {self.pair}: ok ({self.seconds:.1f} s on the CPU)",
+               f"  data       {self.samples['train']} train / {self.samples['val']} val / {self.samples['test']} test "
+               f"samples, inputs {shapes} per sample{classes}",
+               f"  parent     {self.parent}: {self.parent_parameters:,} parameters",
+               f"  child      {self.child}: {self.child_parameters:,} parameters",
+               f"  outputs    {list(self.prediction_shape)} for a batch of {self.prediction_shape[0]}"]
+        if self.alignment is not None:
+            out.append(f"  alignment  {mixing_points_line(self.alignment)}")
+        ok = [m for m in self.methods if m.applies]
+        out.append("  methods    " + ", ".join(f"{m.name} (loss {m.loss:.4g})" for m in ok) + " ran one step")
+        for m in self.methods:
+            if not m.applies:
+                out.append(f"  not apply  {m.name}: {m.detail}")
+        return out
+
+
+def mixing_points_line(alignment) -> str:
+    """``2HKT: mixing at parent.pool <-> child.pool; predictions fc <-> fc`` (one line)."""
+    points = "; ".join(f"{p.parent} <-> {p.child}" for p in alignment.mixing_pairs) or "none"
+    out = alignment.prediction_pair
+    return f"{alignment.stages}HKT, mixing at {points} (predictions {out.parent} <-> {out.child})"
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else ""
+    return f"{type(exc).__name__}: {first}" if not isinstance(exc, HKTError) else first
+
+
+class _Check:
+    """The state of one check; each step raises :class:`PairCheckError` with its own fix."""
+
+    def __init__(self, card: PairCard, manager, train: TrainConfig, hkt: HKTConfig) -> None:
+        self.card, self.manager, self.train, self.hkt = card, manager, train, hkt
+        self.task = manager.lookup("losses", card.task)
+
+    def fail(self, problem: str, fix: str, stage: str = "models") -> PairCheckError:
+        return PairCheckError(f"pair {self.card.name!r}: {problem}; fix: {fix}", stage)
+
+    # -- data --------------------------------------------------------------------------------
+    def data(self):
+        from .train.data import dataset_factory, load_splits
+
+        try:
+            dataset_factory(self.card.dataset, self.manager)
+        except HKTError as exc:
+            raise self.fail(_one_line(exc), "name a registered data set (`hkt list datasets`) or a module:callable "
+                            "whose module lies beside the card or on sys.path", "data") from None
+        try:
+            splits = load_splits(self.card, self.train, self.manager)
+        except HKTError as exc:
+            raise self.fail(_one_line(exc), "make the card's input_shapes and dataset options match the data set "
+                            "(`hkt pairs new` writes them from the data set)", "data") from None
+        except Exception as exc:  # a user's data set may fail in any way
+            raise self.fail(f"data set {self.card.dataset!r} failed to load ({_one_line(exc)})",
+                            "call the data set factory on its own and correct it or its [dataset_options]", "data") from None
+        batches = {}
+        for name in SPLITS:
+            dataset = getattr(splits, name)
+            if len(dataset) == 0:
+                raise self.fail(f"the {name} split of data set {self.card.dataset!r} is empty",
+                                "give the data set samples in every split", "data")
+            try:
+                batches[name] = default_collate([dataset[i] for i in range(min(CHECK_BATCH, len(dataset)))])
+            except Exception as exc:
+                raise self.fail(f"the {name} split of data set {self.card.dataset!r} cannot be batched "
+                                f"({_one_line(exc)})", "yield (inputs, target) with tensors of one shape per "
+                                "sample", "data") from None
+            self._check_split_shapes(name, batches[name])
+        return splits, batches
+
+    def _check_split_shapes(self, name: str, batch) -> None:
+        inputs = batch[0] if isinstance(batch[0], (tuple, list)) else (batch[0],)
+        got = tuple(tuple(t.shape[1:]) for t in inputs)
+        expected = tuple(tuple(s[1:]) for s in self.card.input_shapes)
+        if got != expected:
+            raise self.fail(f"the {name} split yields inputs of shape {got} per sample but the card's input_shapes "
+                            f"say {expected}", "make every split yield the card's input shapes")
+
+    # -- models ------------------------------------------------------------------------------
+    def build(self, role: str) -> nn.Module:
+        ref, options = ((self.card.parent, self.card.parent_options) if role == "parent"
+                        else (self.card.child, self.card.child_options))
+        try:
+            return build_model(ref, self.manager, **options)
+        except HKTError as exc:
+            raise self.fail(f"the {role} cannot be built: {_one_line(exc)}",
+                            f"correct the card's {role} or [{role}_options]") from None
+        except Exception as exc:  # the user's constructor
+            raise self.fail(f"the {role} {ref!r} failed to build ({_one_line(exc)})",
+                            f"correct the model or the card's [{role}_options]") from None
+
+    def predict(self, role: str, model: nn.Module, batch, info: dict[str, Any]) -> torch.Tensor:
+        from .train.data import split_batch
+
+        inputs, target = split_batch(batch, torch.device("cpu"))
+        ref = self.card.parent if role == "parent" else self.card.child
+        shapes = ", ".join(str(tuple(t.shape)) for t in inputs)
+        was = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                prediction = adapter_for(model, self.manager).prediction(model(*inputs))
+        except Exception as exc:
+            raise self.fail(f"the {role} {ref!r} fails on a batch of the data set's inputs {shapes} "
+                            f"({_one_line(exc)})", f"make the {role} take inputs of the card's input_shapes "
+                            f"{[list(s) for s in self.card.input_shapes]}") from None
+        finally:
+            model.train(was)
+        classes = info.get("num_classes")
+        if isinstance(classes, int) and prediction.dim() >= 2 and prediction.shape[1] != classes:
+            raise self.fail(f"the {role} {ref!r} predicts {prediction.shape[1]} classes but data set "
+                            f"{self.card.dataset!r} has {classes} classes (info['num_classes'])",
+                            f"build the {role} with {classes} outputs (e.g. [{role}_options] num_classes = {classes})")
+        try:
+            loss = self.task.loss(prediction, target)
+            bad = not math.isfinite(float(loss))
+        except Exception as exc:
+            raise self.fail(f"task {self.card.task!r} cannot score the {role}'s predictions "
+                            f"{list(prediction.shape)} against the data set's targets "
+                            f"{_shape_of(target)} ({_one_line(exc)})",
+                            f"make the {role}'s output and the data set's targets fit task {self.card.task!r}") from None
+        if bad:
+            raise self.fail(f"the {role}'s task loss on the first batch is not finite",
+                            f"check the data set's values and the {role}'s output")
+        return prediction
+
+    # -- methods -----------------------------------------------------------------------------
+    def method_step(self, name: str, parent: nn.Module, batch, options: dict[str, Any],
+                    augment) -> tuple[MethodResult, Any]:
+        from .train.method import MethodContext
+        from .train.data import split_batch
+        from .train.optim import build_optimizer
+
+        method_cls = self.manager.lookup("methods", name)
+        trains_parent = bool(method_cls.trains_parent)
+        network = self.build("parent" if trains_parent else "child")
+        example = tuple(adapter_for(network, self.manager).example_inputs(network, self.card.input_shapes))
+        opts = {**dict(getattr(method_cls, "default_options", {}) or {}), **options}
+        ctx = MethodContext(child=network, task=self.task, train=self.train, hkt=self.hkt, card=self.card,
+                            parent=parent if method_cls.needs_parent else None, example_inputs=example,
+                            options=opts, manager=self.manager)
+        try:
+            method = method_cls(ctx)
+        except HKTError as exc:
+            return MethodResult(name, False, _one_line(exc)), None
+        except Exception as exc:
+            raise self.fail(f"method {name!r} failed to start on this pair ({_one_line(exc)})",
+                            "correct the models or report the method's failure to its plugin") from None
+        inputs, target = split_batch(batch, torch.device("cpu"))
+        try:
+            if augment is not None:
+                inputs, target = augment(inputs[0] if len(inputs) == 1 else inputs, target,
+                                         torch.Generator().manual_seed(0))
+                inputs = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
+            trainable = method.trainable_module()
+            optimizer = build_optimizer(trainable, self.train)
+            method.train(True)
+            result = method.training_step(inputs, target)
+            loss = float(result.loss.detach())
+            optimizer.zero_grad(set_to_none=True)
+            result.loss.backward()
+            optimizer.step()
+        except HKTError as exc:
+            raise self.fail(f"method {name!r}: {_one_line(exc)}", "see the message; `hkt align` shows the "
+                            "alignment, [alignment] in the card sets it by hand") from None
+        except Exception as exc:
+            raise self.fail(f"one training step of method {name!r} failed ({_one_line(exc)})",
+                            "make the models' outputs and the data set's targets fit the task") from None
+        if not math.isfinite(loss):
+            raise self.fail(f"method {name!r}'s loss on the first batch is {loss}",
+                            "lower the learning rate or check the data set's values")
+        return MethodResult(name, True, "one step", loss), method.ctx.alignment
+
+
+def _shape_of(value) -> str:
+    if isinstance(value, torch.Tensor):
+        return str(list(value.shape))
+    if isinstance(value, (tuple, list)):
+        return "(" + ", ".join(_shape_of(v) for v in value) + ")"
+    return type(value).__name__
+
+
+def check_pair(card: PairCard | str, *, manager=None, train: TrainConfig | None = None,
+               hkt: HKTConfig | None = None, methods: Sequence[str] | None = None,
+               required: Sequence[str] | None = None,
+               method_options: dict[str, dict[str, Any]] | None = None) -> PairReport:
+    """Check that ``card`` (a :class:`PairCard` or a registered pair's name) can train; see the
+    module docstring. ``methods`` defaults to every registered method; ``required`` (default: the
+    core's methods) must apply. Raises :class:`PairCheckError` naming the problem and the fix.
+    The caller's random state is left as it was."""
+    from .plugins import default_manager
+
+    manager = manager or default_manager()
+    if isinstance(card, str):
+        card = manager.lookup("pairs", card)
+    train = train or card.train
+    hkt = hkt or card.hkt
+    names = list(methods) if methods is not None else manager.registry("methods").names()
+    required = set(CORE_METHODS if required is None else required)
+    started = time.perf_counter()
+    state = (random.getstate(), np.random.get_state())
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        try:
+            report = _run(_Check(card, manager, train, hkt), names, required, method_options or {})
+        finally:
+            random.setstate(state[0])
+            np.random.set_state(state[1])
+    return attrs.evolve(report, seconds=time.perf_counter() - started)
+
+
+def _run(check: _Check, names: list[str], required: set[str], method_options) -> PairReport:
+    card = check.card
+    splits, batches = check.data()
+    info = dict(splits.bundle.info or {})
+    parent, child = check.build("parent"), check.build("child")
+    pp = check.predict("parent", parent, batches["train"], info)
+    pc = check.predict("child", child, batches["train"], info)
+    if pp.shape != pc.shape:
+        raise check.fail(f"the parent predicts {list(pp.shape)} but the child {list(pc.shape)} for the same batch",
+                         "give both models the same output (the same class count or target layout)")
+    check.predict("child", child, batches["test"], info)  # val is carved from train
+    parent.requires_grad_(False).eval()
+    results, alignment = [], None
+    for name in names:
+        result, used = check.method_step(name, parent, batches["train"], dict(method_options.get(name, {})),
+                                         splits.bundle.augment)
+        if not result.applies and name in required:
+            raise check.fail(f"method {name!r} cannot train this pair: {result.detail}",
+                             "correct the models or the card, or pick another method")
+        alignment = used if used is not None else alignment
+        results.append(result)
+    classes = info.get("num_classes")
+    return PairReport(pair=card.name, samples={s: len(getattr(splits, s)) for s in SPLITS},
+                      input_shapes=tuple(tuple(s[1:]) for s in card.input_shapes),
+                      num_classes=classes if isinstance(classes, int) else None,
+                      parent=card.parent, child=card.child, parent_parameters=count_parameters(parent),
+                      child_parameters=count_parameters(child), prediction_shape=tuple(pc.shape),
+                      methods=tuple(results), alignment=alignment, splits=splits)
+
+
+def preflight_run(spec) -> PairReport:
+    """The pre-flight of one run (a :class:`~hkt_core.train.trainer.RunSpec`): its method must apply."""
+    return check_pair(spec.card, manager=spec.manager, train=spec.train, hkt=spec.hkt, methods=[spec.method],
+                      required=[spec.method], method_options={spec.method: dict(spec.method_options)})
