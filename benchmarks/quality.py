@@ -35,7 +35,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import quality_plan as plan  # noqa: E402
+import quality_plan as plan
 
 ROOT = plan.ROOT
 TUNE_SEEDS = [0]
@@ -120,8 +120,10 @@ def run_job(spec: dict[str, Any], out: str, quick: bool) -> dict[str, Any]:
             if not reused:
                 Trainer(attrs.evolve(run_spec, force=folder.exists())).fit()
         else:
+            if hkt_core.lookup("methods", spec["method"]).needs_parent:
+                kwargs["parent_weights"] = str(parent_file)
             _, reused = train_or_reuse(card, spec["method"], folder, say=lambda m: None, seed=spec["seed"],
-                                       progress=False, parent_weights=str(parent_file), **kwargs)
+                                       progress=False, **kwargs)
         run = hkt_core.load_run(folder)
         s = run.summary
         return {**spec, "val": s["val"]["accuracy"], "test": s["test"]["accuracy"], "parameters": s["parameters"],
@@ -290,8 +292,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tune", action="store_true", help="the validation search; writes benchmarks/quality_tuned.json")
     parser.add_argument("--methods", default=None,
-                        help=f"--tune: comma-separated methods (default: all but the baseline; the baseline first "
-                             f"alone); the comparison: rows to run (default all)")
+                        help="--tune: comma-separated methods (default: all but the baseline; the baseline first "
+                             "alone); the comparison: rows to run (default all)")
     parser.add_argument("--seeds", type=int, default=10, help="seeds of the four main rows (default 10)")
     parser.add_argument("--variant-seeds", type=int, default=5, help="seeds of the further HKT variants (default 5)")
     parser.add_argument("--pairs", default=",".join(plan.PAIRS), help="comma-separated pair cards (default: all)")

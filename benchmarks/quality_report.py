@@ -22,7 +22,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import quality_plan as plan  # noqa: E402
+import quality_plan as plan
 
 DOC = plan.ROOT / "docs" / "RESULTS.md"
 BEGIN, END = "<!-- quality-benchmark:begin -->", "<!-- quality-benchmark:end -->"

@@ -142,7 +142,7 @@ class HKTKDMethod(HKTMethod):
         output = _call(self.model, inputs)
         parts = self.family.loss_parts(output, target)
         with torch.no_grad():
-            teacher = adapter_for(ctx.parent).prediction(_call(ctx.parent, inputs))
+            teacher = self.parent_adapter.prediction(_call(ctx.parent, inputs))
         distill = ctx.task.distill_loss(output.native, teacher, target, temperature=ctx.train.kd_temperature,
                                         weight=ctx.train.kd_weight)
         a1, a2, a3 = ctx.hkt.alphas
