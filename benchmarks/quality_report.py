@@ -24,6 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import quality_plan as plan
 
+from hkt_core.stats import paired
+
 DOC = plan.ROOT / "docs" / "RESULTS.md"
 BEGIN, END = "<!-- quality-benchmark:begin -->", "<!-- quality-benchmark:end -->"
 ROW_ORDER = ("baseline", "kd", "hkt", "hkt-kd", "hkt-paper", "hkt-anneal", "hkt-learned-gate")
@@ -58,24 +60,6 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 
 def by_seed(row: dict[str, Any], key: str = "test") -> dict[int, float]:
     return dict(zip(row["seeds"], row[key]))
-
-
-def paired(a: dict[int, float], b: dict[int, float]) -> dict[str, Any]:
-    """a - b over the common seeds: mean, std, wins, t-test p, smallest detectable difference."""
-    from scipy import stats
-
-    seeds = sorted(set(a) & set(b))
-    diffs = [a[s] - b[s] for s in seeds]
-    m, sd = mean_std(diffs)
-    out = {"n": len(diffs), "mean": m, "std": sd, "p": math.nan, "detectable": math.nan,
-           "wins": sum(d > 0 for d in diffs), "losses": sum(d < 0 for d in diffs)}
-    if len(diffs) >= 2:
-        out["detectable"] = float(stats.t.ppf(0.975, len(diffs) - 1)) * sd / math.sqrt(len(diffs))
-        if sd > 0:
-            out["p"] = float(stats.ttest_1samp(diffs, 0.0).pvalue)
-        elif m != 0:
-            out["p"] = 0.0
-    return out
 
 
 # -- formatting ----------------------------------------------------------------------------------
