@@ -250,23 +250,26 @@ def results_json(results: list[dict[str, Any]], parents: dict[str, dict], tuned:
         entry = data["pairs"].setdefault(r["pair"], {})
         if entry.get("parent_sha256") not in (None, p["parent_sha256"]):
             entry["methods"] = {}  # another parent: the old runs do not belong to this comparison
+        entry.pop("train_seconds", None)  # written per pair by an earlier version; now per run
         entry.update({"parent_params": p["parameters"], "child_params": p["child_params"],
                       "test_size": p["test_size"], "parent_sha256": p["parent_sha256"],
                       "parent_test": 100 * p["test"], "card": r["pair"]})
         row = entry.setdefault("methods", {}).setdefault(r["row"], {"seeds": [], "test": [], "val": []})
         row["config"] = r["config"]
+        row.setdefault("train_seconds", [None] * len(row["seeds"]))
+        values = {"test": 100 * r["test"], "val": 100 * r["val"], "train_seconds": r["train_seconds"]}
         if r["seed"] in row["seeds"]:
             i = row["seeds"].index(r["seed"])
-            row["test"][i], row["val"][i] = 100 * r["test"], 100 * r["val"]
         else:
             row["seeds"].append(r["seed"])
-            row["test"].append(100 * r["test"])
-            row["val"].append(100 * r["val"])
+            for k in values:
+                row[k].append(None)
+            i = len(row["seeds"]) - 1
+        for k, v in values.items():
+            row[k][i] = v
         order = sorted(range(len(row["seeds"])), key=row["seeds"].__getitem__)
-        for k in ("seeds", "test", "val"):
+        for k in ("seeds", *values):
             row[k] = [row[k][i] for i in order]
-        entry.setdefault("train_seconds", {})[r["row"]] = sum(
-            x["train_seconds"] for x in results if "error" not in x and x["pair"] == r["pair"] and x["row"] == r["row"])
     for pair in data["pairs"]:
         if pair in tuned.get("pairs", {}):
             data["pairs"][pair]["tuning"] = tuned["pairs"][pair]
@@ -301,6 +304,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=None, help="run folders (default runs/quality, runs/quality-quick)")
     parser.add_argument("--quick", action="store_true", help="smoke check: 1 seed, 2 epochs, small data")
     parser.add_argument("--no-write", action="store_true", help="write neither the tuned file nor docs/results")
+    parser.add_argument("--collect", action="store_true",
+                        help="train nothing: write docs/results/quality.json from the finished runs")
     args = parser.parse_args(argv)
 
     pairs = [p.strip() for p in args.pairs.split(",") if p.strip()]
@@ -342,13 +347,17 @@ def main(argv: list[str] | None = None) -> int:
             return _report_failures(results, log)
     seeds = list(range(1 if args.quick else args.seeds))
     variant_seeds = list(range(1 if args.quick else args.variant_seeds))
-    results = execute(final_jobs(pairs, tuned, seeds, variant_seeds, methods), out, args.quick, args.workers, log)
+    jobs = final_jobs(pairs, tuned, seeds, variant_seeds, methods)
+    if args.collect:  # the finished runs only
+        jobs = [j for j in jobs if (out / j["pair"] / j["folder"] / "summary.json").is_file()]
+    results = execute(jobs, out, args.quick, args.workers, log)
     infos = {r["pair"]: parent_info(r, args.quick) for r in parents}
     meta = {"command": "python benchmarks/quality.py " + " ".join(argv if argv is not None else sys.argv[1:]),
             "elapsed_seconds": round(time.time() - started, 1), "workers": args.workers,
             "tuned_file": str(plan.TUNED_FILE.relative_to(ROOT))}
     previous = json.loads(plan.RESULTS_FILE.read_text()) if plan.RESULTS_FILE.is_file() else None
-    data = results_json(results, infos, tuned, previous if not args.quick else None, meta)
+    # --collect reads every finished run: the file is written anew rather than merged
+    data = results_json(results, infos, tuned, previous if not (args.quick or args.collect) else None, meta)
     if not args.no_write and not args.quick:
         plan.RESULTS_FILE.parent.mkdir(parents=True, exist_ok=True)
         plan.RESULTS_FILE.write_text(json.dumps(data, indent=1) + "\n")

@@ -119,8 +119,8 @@ def comparison_table(entry: dict[str, Any]) -> list[str]:
     methods = entry["methods"]
     base, kd = by_seed(methods["baseline"]) if "baseline" in methods else {}, by_seed(methods.get("kd", {"seeds": [], "test": []}))
     lines = ["| method | seeds | test accuracy % | median (min) | val accuracy % | vs baseline (points; wins/n, "
-             "paired t-test p) | detectable vs baseline | vs KD | detectable vs KD |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "paired t-test p) | detectable vs baseline | vs KD | detectable vs KD | training s / run (median) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows_of(entry):
         r = methods[row]
         tm, ts = mean_std(r["test"])
@@ -129,9 +129,15 @@ def comparison_table(entry: dict[str, Any]) -> list[str]:
         vk = paired(by_seed(r), kd) if row not in ("baseline", "kd") and kd else None
         lines.append(f"| {row} | {len(r['seeds'])} | {f2(tm)} +- {f2(ts)} | {f2(statistics.median(r['test']))} "
                      f"({f2(min(r['test']))}) | {f2(vm)} +- {f2(vs)} | {fdiff(vb)} | "
-                     f"{f2(vb['detectable']) if vb else '-'} | {fdiff(vk)} | {f2(vk['detectable']) if vk else '-'} |")
+                     f"{f2(vb['detectable']) if vb else '-'} | {fdiff(vk)} | {f2(vk['detectable']) if vk else '-'} | "
+                     f"{_seconds(r)} |")
     lines += ["", "Rows: " + "; ".join(f"`{row}`: {ROW_NOTES.get(row, row)}" for row in rows_of(entry)) + "."]
     return lines
+
+
+def _seconds(row: dict[str, Any]) -> str:
+    times = [t for t in row.get("train_seconds", []) if t is not None]
+    return f"{statistics.median(times):.0f}" if times else "-"
 
 
 def best_hkt(entry: dict[str, Any]) -> str | None:
@@ -166,7 +172,9 @@ def verdicts(pair: str, entry: dict[str, Any]) -> list[str]:
         lines += ["", f"**Goal** (the best HKT variant ahead of KD at p < 0.05 over 10 seeds): the best HKT row by "
                       f"validation accuracy is `{best}`, {vs_kd['mean']:+.2f} +- {f2(vs_kd['std'])} points against KD "
                       f"over {vs_kd['n']} seeds (ahead on {vs_kd['wins']}), p = {fp(vs_kd['p'])}. "
-                      + ("**Reached.**" if reached else
+                      + (("**Reached**" + ("." if control["p"] < 0.01 and control["mean"] > 0 else
+                                            ", on a pair whose positive control is not met at p < 0.01 (above): "
+                                            "read it as evidence at p < 0.05 only.")) if reached else
                          f"**Not reached.** With this spread the comparison detects differences of "
                          f"{f2(vs_kd['detectable'])} points or more.")]
     return lines
@@ -182,10 +190,15 @@ def ablations(entry: dict[str, Any]) -> list[str]:
              ("hkt", "baseline", "HKT (chosen) vs the child alone"),
              ("hkt-kd", "kd", "HKT + KD vs KD alone")]
     lines = ["| change | rows compared | paired difference (points; wins/n, p) | detectable |", "|---|---|---|---|"]
+    beyond = []
     for a, b, what in steps:
         if a in methods and b in methods:
             c = paired(by_seed(methods[a]), by_seed(methods[b]))
             lines.append(f"| {what} | `{a}` - `{b}` | {fdiff(c)} | {f2(c['detectable'])} |")
+            if c["p"] < 0.05:
+                beyond.append(f"{what} ({c['mean']:+.2f} points over {c['n']} seeds, p = {fp(c['p'])})")
+    lines += ["", "Beyond the seed-to-seed noise (p < 0.05): " + ("; ".join(beyond) if beyond else "none") + ". "
+              "Every other change is within the noise of its seeds."]
     return lines
 
 

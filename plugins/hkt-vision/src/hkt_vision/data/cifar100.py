@@ -21,6 +21,7 @@ from hkt_core.data import DatasetBundle
 
 from .arrays import ArrayDataset
 from .augment import RandomCropFlip
+from .cifar10 import read_records
 from .errors import DatasetError
 
 RECORD = 2 + 3 * 32 * 32
@@ -55,13 +56,7 @@ def read_binary(path: Path, labels: str = "fine") -> tuple[np.ndarray, np.ndarra
     """Images ``(N, 3, 32, 32)`` uint8 and labels ``(N,)`` int64 of one CIFAR-100 binary file."""
     if labels not in LABELS:
         raise DatasetError(f"cifar100: labels = {labels!r} is invalid: 'fine' (100 classes) or 'coarse' (20)")
-    if not path.is_file():
-        raise DatasetError(f"cifar100: missing file {path}; expected {EXPECTED}")
-    raw = np.fromfile(path, dtype=np.uint8)
-    if raw.size == 0 or raw.size % RECORD:
-        raise DatasetError(f"cifar100: {path} has {raw.size} bytes, not a positive multiple of the {RECORD}-byte "
-                           f"record (coarse and fine label bytes + 3x32x32 pixel bytes): not a CIFAR-100 binary file")
-    records = raw.reshape(-1, RECORD)
+    records = read_records(path, RECORD, "CIFAR-100", "coarse and fine label bytes + 3x32x32 pixel bytes", EXPECTED)
     offset, classes = LABELS[labels]
     y = records[:, offset].astype(np.int64)
     if y.max() >= classes:
