@@ -18,16 +18,24 @@ the process's CPU time per step (``time.process_time``, one intra-op thread by d
 is shown beside it. The last column is the activation memory autograd saves for backward (the
 part of peak memory that differs between the variants; CPU torch has no allocator peak counter).
 Usage: ``python benchmarks/step.py --batches 64 128 --rounds 5``.
+
+``--compiled`` measures instead the ``torch.compile``d step against the eager one for KD and
+2HKT (the Family's lockstep step compiled as ``hkt train --compile`` does it), all four variants
+round-robin in one process, writes ``docs/results/compile.json`` and regenerates the section of
+docs/performance.md between its ``compile-ratio`` markers from it (``--render`` regenerates the
+section from the committed JSON without measuring).
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import json
 import statistics
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -224,14 +232,143 @@ def table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+# -- compiled vs eager ----------------------------------------------------------------------------
+ROOT = Path(__file__).resolve().parents[1]
+COMPILE_JSON = ROOT / "docs" / "results" / "compile.json"
+PERFORMANCE_DOC = ROOT / "docs" / "performance.md"
+BEGIN, END = "<!-- compile-ratio:begin -->", "<!-- compile-ratio:end -->"
+
+
+def compile_pair(name: str) -> tuple[nn.Module, nn.Module, str]:
+    """``resnet56`` or ``resnet110`` parent -> ResNet-20 child (hkt_vision's, else the local builder)."""
+    depth = {"resnet56": 56, "resnet110": 110}[name]
+    try:
+        from hkt_vision import models
+
+        return getattr(models, name)(), models.resnet20(), "hkt_vision.models"
+    except ImportError:
+        return _local_resnet(depth), _local_resnet(20), "benchmark-local builder"
+
+
+def compiled_vs_eager(parent_name: str, batch: int, rounds: int, warmup: int) -> dict:
+    """CPU ms per step of KD and 2HKT, eager and compiled, measured round-robin in this process."""
+    from hkt_core.train.compiling import CompileReport, compile_family, compile_module
+
+    torch.manual_seed(0)
+    parent, child, source = compile_pair(parent_name)
+    parent.eval().requires_grad_(False)
+    manager = get_plugin_manager(autoload=False, plugins={"core": builtins})
+
+    class Task:
+        loss = staticmethod(F.cross_entropy)
+        inherit_loss = staticmethod(mae)
+
+    example = torch.randn(2, 3, 32, 32)
+    report = CompileReport(say=lambda m: print(f"benchmark: {m}", file=sys.stderr))
+    steps, compile_seconds, modules = {}, {}, []
+    for compiled in (False, True):
+        p, c = copy.deepcopy(parent), copy.deepcopy(child)
+        torch.manual_seed(1)
+        fam = Family(copy.deepcopy(parent), copy.deepcopy(child), [("pool", "pool"), ("fc", "fc")],
+                     HKTConfig(lam=0.6), example_inputs=example, task=Task(), manager=manager)
+        if compiled:
+            compile_module(p, "parent", report)
+            compile_module(c, "child", report)
+            compile_family(fam, report)
+        suffix = "compiled" if compiled else "eager"
+
+        def kd_step(x, y, p=p, c=c, t=4.0, w=0.9):
+            with torch.no_grad():
+                teacher = p(x)
+            student = c(x)
+            kl = F.kl_div(F.log_softmax(student / t, 1), F.softmax(teacher / t, 1), reduction="batchmean")
+            return w * t * t * kl + (1 - w) * F.cross_entropy(student, y)
+
+        def hkt_step(x, y, fam=fam):
+            return fam.loss(fam(x), y)
+
+        for name, step, params in ((f"kd-{suffix}", kd_step, list(c.parameters())),
+                                   (f"2hkt-{suffix}", hkt_step, fam.trainable_parameters())):
+            steps[name] = (step, torch.optim.SGD(params, lr=0.01, momentum=0.9), c if "kd" in name else fam)
+        modules += [p, c, fam]
+    x, y = torch.randn(batch, 3, 32, 32), torch.randint(0, 10, (batch,))
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for r in range(warmup + rounds):
+        for name, (step, optimiser, module) in steps.items():
+            module.train()
+            optimiser.zero_grad(set_to_none=True)
+            start, wall = time.process_time(), time.perf_counter()
+            step(x, y).backward()
+            optimiser.step()
+            if r == 0:
+                compile_seconds[name] = time.perf_counter() - wall
+            elif r >= warmup:
+                times[name].append(time.process_time() - start)
+    ms = {name: 1000 * statistics.median(t) for name, t in times.items()}
+    return {
+        "set_up": {"parent": parent_name, "child": "resnet20", "models_from": source, "batch": batch,
+                   "rounds": rounds, "warmup": warmup, "threads": torch.get_num_threads(),
+                   "torch": torch.__version__, "device": "cpu", "backend": "inductor"},
+        "compiled": report.compiled, "compile_fallbacks": report.fallbacks,
+        "rows": [{"method": method, "eager_ms": ms[f"{method}-eager"], "compiled_ms": ms[f"{method}-compiled"],
+                  "compiled_over_eager": ms[f"{method}-compiled"] / ms[f"{method}-eager"],
+                  "first_step_seconds_compiled": compile_seconds[f"{method}-compiled"],
+                  "first_step_seconds_eager": compile_seconds[f"{method}-eager"]} for method in ("kd", "2hkt")],
+    }
+
+
+def render_compile_section(results: dict) -> str:
+    """The docs/performance.md section generated from ``docs/results/compile.json``."""
+    s = results["set_up"]
+    lines = [BEGIN, "",
+             f"CIFAR {s['parent']} parent -> ResNet-20 child ({s['models_from']}), batch {s['batch']}, one SGD "
+             f"step per measurement, the four variants round-robin in one process ({s['warmup']} warm-up round(s) "
+             f"that include compiling, {s['rounds']} measured, medians of the process's CPU time), torch "
+             f"{s['torch']} on {s['device'].upper()} with the {s['backend']} backend, {s['threads']} intra-op "
+             f"thread(s). 2HKT mixes at the pooled features; its compiled variant is the Family's lockstep "
+             f"step recorded as one graph and compiled, exactly as `hkt train --compile` does it. "
+             f"Everything compiled without falling back: {'yes' if results['compiled'] else 'no'}.", "",
+             "| method | eager CPU ms | compiled CPU ms | compiled / eager | first compiled step (s, wall) |",
+             "|---|---:|---:|---:|---:|"]
+    for row in results["rows"]:
+        lines.append(f"| {row['method'].upper()} | {row['eager_ms']:.0f} | {row['compiled_ms']:.0f} | "
+                     f"{row['compiled_over_eager']:.2f} | {row['first_step_seconds_compiled']:.0f} |")
+    lines += ["", "Generated by `python benchmarks/step.py --compiled` from `docs/results/compile.json`.", "", END]
+    return "\n".join(lines)
+
+
+def write_compile_section(results: dict, doc: Path = PERFORMANCE_DOC) -> None:
+    text = doc.read_text(encoding="utf-8")
+    if BEGIN not in text or END not in text:
+        raise SystemExit(f"{doc} has no {BEGIN} ... {END} section to fill")
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    doc.write_text(head + render_compile_section(results) + tail, encoding="utf-8")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", type=int, nargs="+", default=[64, 128])
     parser.add_argument("--rounds", type=int, default=5, help="measured steps per variant")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument("--compiled", action="store_true",
+                        help="compiled vs eager KD and 2HKT; writes docs/results/compile.json and docs/performance.md")
+    parser.add_argument("--render", action="store_true", help="regenerate docs/performance.md from compile.json only")
+    parser.add_argument("--parent", choices=("resnet56", "resnet110"), default="resnet56",
+                        help="the parent of the --compiled measurement")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.render:
+        write_compile_section(json.loads(COMPILE_JSON.read_text(encoding="utf-8")))
+        return 0
+    if args.compiled:
+        results = compiled_vs_eager(args.parent, args.batches[0], args.rounds, args.warmup)
+        COMPILE_JSON.parent.mkdir(parents=True, exist_ok=True)
+        COMPILE_JSON.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+        write_compile_section(results)
+        print(render_compile_section(results))
+        return 0
     print(table(run(args.batches, args.rounds, args.warmup)))
     return 0
 

@@ -31,6 +31,18 @@ _LAZY = {
     "check_pair": "hkt_core.preflight",
     "PairReport": "hkt_core.preflight",
     "PairCheckError": "hkt_core.preflight",
+    # the extension API: what plugin authors subclass, return or receive
+    "Task": "hkt_core.tasks",
+    "Metric": "hkt_core.metrics",
+    "Mixture": "hkt_core.etm.mixtures",
+    "Transfer": "hkt_core.etm.transfers",
+    "Method": "hkt_core.train.method",
+    "MethodContext": "hkt_core.train.method",
+    "StepOutput": "hkt_core.train.method",
+    "DatasetBundle": "hkt_core.data",
+    "Registrar": "hkt_core.registry",
+    "registers": "hkt_core.registration",
+    "TrainingDiverged": "hkt_core.errors",
 }
 
 

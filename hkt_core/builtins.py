@@ -7,6 +7,7 @@ plugin, and uses the same hooks.
 from __future__ import annotations
 
 from .markers import hookimpl
+from .registration import registers
 
 
 @hookimpl
@@ -23,28 +24,25 @@ def hkt_register_pairs(registry):
     register_cards_from(registry, shipped_cards_folder())
 
 
-@hookimpl
-def hkt_register_losses(registry):
+@registers()
+def hkt_register_losses():
     from .tasks import builtin_tasks
 
-    for name, task in builtin_tasks().items():
-        registry.add(name, task)
+    return builtin_tasks()
 
 
-@hookimpl
-def hkt_register_metrics(registry):
+@registers()
+def hkt_register_metrics():
     from .metrics import BUILTIN_METRICS
 
-    for name, cls in BUILTIN_METRICS.items():
-        registry.add(name, cls())
+    return {name: cls() for name, cls in BUILTIN_METRICS.items()}
 
 
-@hookimpl
-def hkt_register_methods(registry):
+@registers()
+def hkt_register_methods():
     from .train.methods import BUILTIN_METHODS
 
-    for name, cls in BUILTIN_METHODS.items():
-        registry.add(name, cls)
+    return BUILTIN_METHODS
 
 
 @hookimpl
@@ -55,6 +53,10 @@ def hkt_register_transfers(registry):
     registry.add("conv1x1", t.Conv1x1Transfer)
     registry.add("linear", t.LinearTransfer)
     registry.add("auto", t.auto_transfer)
+    from .etm.crosskind import CROSS_KIND_TRANSFERS
+
+    for name, cls in CROSS_KIND_TRANSFERS.items():  # chosen by the Family when the two kinds differ
+        registry.add(name, cls, description=(cls.__doc__ or "").strip().splitlines()[0])
 
 
 @hookimpl

@@ -17,12 +17,18 @@ import tomli_w
 
 from .errors import ConfigError
 
-DIRECTIONS = ("both", "backbone", "head")
+#: where a mixing point mixes: both ways, parent -> child only, child -> parent only
+DIRECTIONS = ("both", "to_child", "to_parent")
+#: earlier spellings (the paper's "backbone" and "head" inheritance), accepted and normalised
+DIRECTION_ALIASES = {"backbone": "to_child", "head": "to_parent"}
 TOKENS = ("auto", "spatial", "channel")
 INHERIT_LOSSES = ("mae", "task")
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("none", "multistep", "cosine")
 DEVICES = ("cpu", "cuda", "auto")
+PRECISIONS = ("fp32", "bf16", "fp16")
+#: Seeds are stored in 32 bits so that every derived seed (per epoch, per rank) fits torch's generators.
+SEED_MAX = 2**32 - 1
 
 
 def _fail(cls: str, field: str, value: Any, allowed: str) -> ConfigError:
@@ -56,10 +62,28 @@ def non_negative(inst, attribute, value):
         raise _fail(type(inst).__name__, attribute.name, value, "must be a finite number >= 0")
 
 
-def _to_directions(value: Any) -> str | tuple[str, ...]:
+def boolean(inst, attribute, value):
+    if not isinstance(value, bool):
+        raise _fail(type(inst).__name__, attribute.name, value, "must be true or false")
+
+
+def canonical_direction(value: Any) -> Any:
+    """``value`` in the one direction vocabulary (an alias becomes its name; anything else stays)."""
+    return DIRECTION_ALIASES.get(value, value) if isinstance(value, str) else value
+
+
+def canonical_directions(value: Any) -> str | tuple[str, ...]:
+    """``HKTConfig.directions`` in the one vocabulary (aliases replaced, a list made a tuple)."""
     if isinstance(value, (list, tuple)):
-        return tuple(value)
-    return value
+        return tuple(canonical_direction(v) for v in value)
+    return canonical_direction(value)
+
+
+def _options(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict) or not all(isinstance(k, str) and k for k in value):
+        raise _fail("HKTConfig", "mixture_options", value,
+                    "must be a table of keyword options for the mixture, e.g. {beta = 0.1}")
+    return dict(value)
 
 
 def _to_alphas(value: Any) -> tuple[float, ...]:
@@ -78,9 +102,11 @@ class HKTConfig:
     """How the Family mixes and how its loss is weighted (DESIGN §2).
 
     ``alphas`` weight L1 (inherited child output), L2 (native child output, task loss) and L3
-    (parent head with the child's features mixed in). ``directions`` is one of both | backbone |
-    head for every mixing point, or one entry per mixing point. ``mixture``, ``transfer`` and
-    ``extractor`` name registered ETM operators (checked when a Family is built); ``extractor``
+    (parent head with the child's features mixed in). ``directions`` is one of both | to_child |
+    to_parent for every mixing point, or one entry per mixing point (``backbone`` and ``head`` are
+    accepted for to_child and to_parent). ``mixture``, ``transfer`` and ``extractor`` name
+    registered ETM operators (checked when a Family is built); ``mixture_options`` are keyword
+    options of the mixture beyond ``lam`` and ``tokens``; ``extractor``
     combines the donor nodes of a pair that names several; ``task`` names the registered task
     whose losses are used, ``inherit_loss`` whether L1/L3 use its MAE (``mae``) or its task loss.
     """
@@ -90,10 +116,11 @@ class HKTConfig:
     mixture: str = attrs.field(default="ga")
     transfer: str = attrs.field(default="auto")
     tokens: str = attrs.field(default="auto", validator=one_of(TOKENS))
-    directions: str | tuple[str, ...] = attrs.field(default="both", converter=_to_directions)
+    directions: str | tuple[str, ...] = attrs.field(default="both", converter=canonical_directions)
     task: str = attrs.field(default="classification")
     inherit_loss: str = attrs.field(default="mae", validator=one_of(INHERIT_LOSSES))
     extractor: str = attrs.field(default="identity")
+    mixture_options: dict[str, Any] = attrs.field(factory=dict, converter=_options)
 
     @alphas.validator
     def _check_alphas(self, attribute, value):
@@ -119,12 +146,12 @@ class HKTConfig:
             if d not in DIRECTIONS:
                 raise _fail("HKTConfig", "directions", value, f"each entry must be one of {', '.join(DIRECTIONS)}")
         a1, _, a3 = self.alphas
-        if a3 > 0 and not any(d in ("both", "head") for d in items):
+        if a3 > 0 and not any(d in ("both", "to_parent") for d in items):
             raise _fail("HKTConfig", "alphas", self.alphas,
-                        "a3 must be 0 when no point mixes child->parent (directions has no 'both' or 'head')")
-        if a1 > 0 and not any(d in ("both", "backbone") for d in items):
+                        "a3 must be 0 when no point mixes child->parent (directions has no 'both' or 'to_parent')")
+        if a1 > 0 and not any(d in ("both", "to_child") for d in items):
             raise _fail("HKTConfig", "alphas", self.alphas,
-                        "a1 must be 0 when no point mixes parent->child (directions has no 'both' or 'backbone')")
+                        "a1 must be 0 when no point mixes parent->child (directions has no 'both' or 'to_child')")
 
     @mixture.validator
     @transfer.validator
@@ -162,11 +189,17 @@ class TrainConfig:
     warmup_epochs: int = attrs.field(default=0, validator=attrs.validators.ge(0))
     grad_clip: float = attrs.field(default=0.0, validator=non_negative)
     val_fraction: float = attrs.field(default=0.1, validator=in_range(0.0, 0.9, lo_open=True))
-    seed: int = 0
+    seed: int = attrs.field(default=0, validator=in_range(0, SEED_MAX))
     device: str = attrs.field(default="cpu", validator=one_of(DEVICES))
     kd_temperature: float = attrs.field(default=4.0, validator=in_range(0.0, 100.0, lo_open=True))
     kd_weight: float = attrs.field(default=0.9, validator=in_range(0.0, 1.0))
     num_workers: int = attrs.field(default=0, validator=attrs.validators.ge(0))
+    #: autocast precision of the training forwards (hkt_core.train.precision)
+    precision: str = attrs.field(default="fp32", validator=one_of(PRECISIONS))
+    #: torch.compile the networks and the Family's lockstep step (hkt_core.train.compiling)
+    compile: bool = attrs.field(default=False, validator=boolean)
+    #: channels-last memory format for 2-D image models (hkt_core.train.memory_format)
+    channels_last: bool = attrs.field(default=False, validator=boolean)
 
     @milestones.validator
     def _check_milestones(self, attribute, value):
@@ -187,6 +220,7 @@ def structure(data: dict[str, Any], cls: type) -> Any:
     if unknown:
         raise ConfigError(f"{cls.__name__}: unknown setting(s) {', '.join(unknown)}; "
                           f"allowed: {', '.join(sorted(allowed))}")
+    _check_integers(data, cls)
     try:
         return converter.structure(data, cls)
     except ConfigError:
@@ -196,6 +230,17 @@ def structure(data: dict[str, Any], cls: type) -> Any:
         if inner:
             raise inner[0] from None
         raise ConfigError(f"{cls.__name__}: {cattrs.transform_error(exc)}") from None
+
+
+def _check_integers(data: dict[str, Any], cls: type) -> None:
+    """Integer fields take integers (or integral floats): 1.9 epochs is refused, never truncated."""
+    for field in attrs.fields(attrs.resolve_types(cls)):
+        value = data.get(field.name)
+        if field.type is not int or field.name not in data:
+            continue
+        integral = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+        if isinstance(value, bool) or not integral:
+            raise _fail(cls.__name__, field.name, value, "must be an integer")
 
 
 def unstructure(obj: Any) -> Any:
@@ -222,6 +267,12 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path} is a directory; give the path of a .toml file") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not UTF-8 text (byte {exc.start}); a TOML file must be UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read it ({exc.strerror or exc})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
 
@@ -238,8 +289,8 @@ def apply_overrides(data: dict[str, Any], assignments: list[str],
                     open_sections: tuple[str, ...] = ()) -> dict[str, Any]:
     """Apply ``a.b=value`` assignments to a nested dict (a copy); unknown paths are refused.
 
-    Sections named in ``open_sections`` (keyword options passed on to a factory, such as a data
-    set's) accept new keys; the factory itself judges them.
+    Sections named in ``open_sections`` (dotted paths of keyword options passed on to a factory,
+    such as a data set's or ``hkt.mixture_options``) accept new keys; the factory itself judges them.
     """
     import copy
 
@@ -257,7 +308,7 @@ def apply_overrides(data: dict[str, Any], assignments: list[str],
                                   f"sections here: {', '.join(valid) or 'none'}")
             node = node[part]
         leaf = parts[-1]
-        if leaf not in node and not (len(parts) == 2 and parts[0] in open_sections):
+        if leaf not in node and ".".join(parts[:-1]) not in open_sections:
             raise ConfigError(f"--set {key}: unknown setting {leaf!r}; allowed: {', '.join(sorted(node))}")
         node[leaf] = parse_value(raw.strip())
     return out

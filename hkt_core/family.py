@@ -2,8 +2,8 @@
 
 At mixing point ``i`` both pre-mix values exist; the Family computes, per direction,
 
-    phi_p = z~_i + lam * GA(query=z~_i, source=tau_p(z_i))    child -> parent ("head")
-    phi_c = z_i  + lam * GA(query=z_i,  source=tau_c(z~_i))   parent -> child ("backbone")
+    phi_p = z~_i + lam * GA(query=z~_i, source=tau_p(z_i))    child -> parent ("to_parent")
+    phi_c = z_i  + lam * GA(query=z_i,  source=tau_c(z~_i))   parent -> child ("to_child")
 
 and writes them into the streams in place of the nodes' values, so every downstream use of those
 nodes (skip connections included) sees the mixed value. Three predictions come out: ``native``
@@ -28,10 +28,13 @@ import torch
 from torch import fx, nn
 
 from .adapters import adapter_for
+from .align.resolve import name_pairs
 from .config import HKTConfig
 from .errors import AlignmentError, ConfigError
-from .lockstep import (LAYOUTS, LockstepGraph, LockstepStreams, follow, from_channels_first, infer_layout,
-                       to_channels_first)
+from .etm.crosskind import cross_kind_transfer
+from .etm.mixtures import split_mix
+from .kinds import ValueKind, infer_kinds, mixing_pair_problem, parse_stated, stated_nodes
+from .lockstep import LockstepGraph, LockstepStreams, follow, from_channels_first, to_channels_first
 
 
 class HKTOutput(NamedTuple):
@@ -44,7 +47,7 @@ class HKTOutput(NamedTuple):
     parent_head: torch.Tensor
     """The parent stream with the child's features mixed in (L3)."""
     feature_loss: torch.Tensor | None = None
-    """Mean feature-alignment loss of aligning mixtures (``mse``); None otherwise."""
+    """Mean of the feature losses the mixtures returned (the ``mse`` ablation's); None when none did."""
 
 
 class HKTLoss(NamedTuple):
@@ -58,36 +61,6 @@ class HKTLoss(NamedTuple):
 
 # -- the plan -------------------------------------------------------------------------------------
 
-def _names(value: Any, what: str) -> tuple[str, ...]:
-    if isinstance(value, str):
-        return (value,)
-    if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value):
-        return tuple(value)
-    raise AlignmentError(f"{what} must be a node name or a list of node names, got {value!r}")
-
-
-def _alignment_pairs(alignment: Any) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
-    raw = getattr(alignment, "pairs", alignment)
-    try:
-        items = list(raw)
-    except TypeError:
-        raise AlignmentError(f"an alignment is an Alignment record or a list of (parent, child) name pairs, "
-                             f"got {type(alignment).__name__}") from None
-    pairs = []
-    for i, item in enumerate(items):
-        if hasattr(item, "parent") and hasattr(item, "child"):
-            parent, child = item.parent, item.child
-        elif isinstance(item, (list, tuple)) and len(item) == 2:
-            parent, child = item
-        else:
-            raise AlignmentError(f"alignment pair {i} must be (parent_name, child_name), got {item!r}")
-        pairs.append((_names(parent, f"alignment pair {i} parent"), _names(child, f"alignment pair {i} child")))
-    if len(pairs) < 2:
-        raise AlignmentError(f"HKT needs at least two aligned pairs (one mixing point plus the predictions), "
-                             f"got {len(pairs)}")
-    return pairs
-
-
 class _Point(NamedTuple):
     index: int
     direction: str
@@ -97,6 +70,8 @@ class _Point(NamedTuple):
     child_receiver: fx.Node
     parent_layouts: tuple[str, ...]
     child_layouts: tuple[str, ...]
+    parent_kinds: tuple[ValueKind, ...] = ()
+    child_kinds: tuple[ValueKind, ...] = ()
 
     @property
     def parent_receiver_layout(self) -> str:
@@ -122,6 +97,22 @@ class MixingPoint(nn.Module):
 
 def _channels_first(values: Sequence[torch.Tensor], layouts: Sequence[str]) -> list[torch.Tensor]:
     return [to_channels_first(v, lay) for v, lay in zip(values, layouts)]
+
+
+def _layout(kind: ValueKind) -> str:
+    """Where a value's channels are: last for tokens, second for maps and vectors."""
+    return "channels_last" if kind.kind == "tokens" else "channels_first"
+
+
+def _donor_kind(donor: torch.Tensor, kinds: Sequence[ValueKind]) -> ValueKind:
+    """The kind of an extractor's output (channel-first ``donor``) read from the values it combined."""
+    shape = (1, *donor.shape[1:])
+    if donor.dim() == 2:
+        return ValueKind("vector", shape)
+    first = kinds[0]
+    if first.kind == "tokens":   # back to (B, N, D)
+        return first.with_shape((1, shape[2], shape[1]))
+    return first.with_shape(shape)
 
 
 class Family(nn.Module):
@@ -153,15 +144,16 @@ class Family(nn.Module):
         parent.requires_grad_(False)
         parent.eval()
 
-        pairs = _alignment_pairs(alignment)
+        pairs = name_pairs(alignment)
         directions = config.directions_for(len(pairs) - 1)
-        operators = self._lookup_operators()
+        operators = self._lookup_operators(config)
         self._trace(parent, child, alignment)
         points = self._locate_points(pairs, directions)
         inputs = self._example_inputs(alignment, example_inputs, child)
         pvals = self._pg.probe(parent, inputs, [n for p in points for n in p.parent_nodes])
         cvals = self._cg.probe(child, inputs, [n for p in points for n in p.child_nodes])
-        self._plan = self._with_layouts(points, pvals, cvals, dict(layouts or {}))
+        stated = {**getattr(alignment, "layouts", {}), **(layouts or {})}   # the alignment's, then ours
+        self._plan = self._with_layouts(points, inputs, pvals, cvals, stated)
         self.points = nn.ModuleList(self._build_operators(k, p, pvals, cvals, *operators)
                                     for k, p in enumerate(self._plan))
         reference = next(iter(child.parameters()), None)
@@ -182,20 +174,34 @@ class Family(nn.Module):
         if not isinstance(config, HKTConfig):
             raise ConfigError(f"Family: config must be an HKTConfig, got {type(config).__name__}")
         for name, layout in (layouts or {}).items():
-            if layout not in LAYOUTS:
-                raise ConfigError(f"Family: layouts[{name!r}] = {layout!r} must be one of {', '.join(LAYOUTS)}")
+            try:
+                parse_stated(layout, f"Family: layouts[{name!r}]")
+            except AlignmentError as exc:
+                raise ConfigError(str(exc)) from None
         return config
 
-    def _lookup_operators(self) -> tuple[type, type, type]:
-        """The mixture, transfer and extractor classes the config names; what the mixture does."""
-        config, manager = self.config, self._manager
+    def _lookup_operators(self, config: HKTConfig) -> tuple[Callable[[], nn.Module], type, type]:
+        """A maker of the configured mixture (with its options), the transfer and extractor classes."""
+        manager = self._manager
         mixture_cls = manager.lookup("mixtures", config.mixture)
         transfer_cls = manager.lookup("transfers", config.transfer)
         extractor_cls = manager.lookup("extractors", config.extractor)
-        probe = mixture_cls(lam=config.lam, tokens=config.tokens)
-        self._mixes = bool(getattr(probe, "mixes", True))
-        self._aligns = bool(getattr(probe, "aligns", False))
-        return mixture_cls, transfer_cls, extractor_cls
+
+        def make_mixture() -> nn.Module:
+            return mixture_cls(lam=config.lam, tokens=config.tokens, **config.mixture_options)
+
+        try:
+            self._probe_mixture = make_mixture()
+        except TypeError as exc:
+            raise ConfigError(f"HKTConfig.mixture_options = {config.mixture_options!r} do not fit mixture "
+                              f"{config.mixture!r}: {exc}") from None
+        self._mixes = bool(getattr(self._probe_mixture, "mixes", True))
+        return make_mixture, transfer_cls, extractor_cls
+
+    def _adds_loss(self, receiver: torch.Tensor) -> bool:
+        """Whether the mixture returns a feature loss (tried once on ``receiver`` against itself)."""
+        with torch.no_grad():
+            return split_mix(self._probe_mixture(receiver, receiver))[1] is not None
 
     def _trace(self, parent: nn.Module, child: nn.Module, alignment: Any) -> None:
         """Both networks as lockstep graphs, from the traces the alignment was computed on when it
@@ -235,46 +241,92 @@ class Family(nn.Module):
             inputs = tuple(follow(t, reference) for t in inputs)
         return inputs
 
-    def _with_layouts(self, points: list[_Point], pvals: dict[fx.Node, Any], cvals: dict[fx.Node, Any],
-                      layouts: dict[str, str]) -> list[_Point]:
-        """Each point with the layout of every value it reads (stated in ``layouts`` or inferred)."""
+    def _with_layouts(self, points: list[_Point], inputs: tuple[torch.Tensor, ...], pvals: dict[fx.Node, Any],
+                      cvals: dict[fx.Node, Any], layouts: dict[str, str]) -> list[_Point]:
+        """Each point with the kind (and so the layout) of every value it reads: stated in ``layouts``
+        or read from the graph (:mod:`hkt_core.kinds`)."""
+        kinds = {"parent": self._kinds(self._pg, self.parent, inputs, layouts),
+                 "child": self._kinds(self._cg, self.child, inputs, layouts)}
 
-        def layout_of(graph: LockstepGraph, node: fx.Node, value: Any) -> str:
-            if not isinstance(value, torch.Tensor) or value.dim() < 2:
+        def kind_of(graph: LockstepGraph, node: fx.Node, value: Any) -> ValueKind:
+            if not isinstance(value, torch.Tensor) or value.dim() < 2 or node not in kinds[graph.label]:
                 raise AlignmentError(f"{graph.label} node {graph.names[node]!r} must produce a tensor (B, C, ...), "
                                      f"got {type(value).__name__}"
                                      f"{'' if not isinstance(value, torch.Tensor) else tuple(value.shape)}")
-            name = graph.names[node]
-            return (layouts.get(f"{graph.label}:{name}") or layouts.get(name)
-                    or infer_layout(graph.gm, node, value.dim()))
+            return kinds[graph.label][node]
 
-        return [p._replace(parent_layouts=tuple(layout_of(self._pg, n, pvals[n]) for n in p.parent_nodes),
-                           child_layouts=tuple(layout_of(self._cg, n, cvals[n]) for n in p.child_nodes))
-                for p in points]
+        out = []
+        for p in points:
+            pk = tuple(kind_of(self._pg, n, pvals[n]) for n in p.parent_nodes)
+            ck = tuple(kind_of(self._cg, n, cvals[n]) for n in p.child_nodes)
+            out.append(p._replace(parent_layouts=tuple(_layout(k) for k in pk),
+                                  child_layouts=tuple(_layout(k) for k in ck), parent_kinds=pk, child_kinds=ck))
+        return out
+
+    @staticmethod
+    def _kinds(graph: LockstepGraph, model: nn.Module, inputs: tuple[torch.Tensor, ...],
+               layouts: dict[str, str]) -> dict[fx.Node, ValueKind]:
+        """The kind of every value of ``graph``, from one no-grad run for the shapes."""
+        values = graph.probe(model, inputs, [n for n in graph.nodes if n.op not in ("output", "placeholder")])
+        for n in graph.placeholders:
+            values[n] = inputs[graph.placeholders.index(n)] if graph.placeholders.index(n) < len(inputs) else None
+
+        def resolve(name: str) -> fx.Node | None:
+            try:
+                return graph.node(name)
+            except AlignmentError:
+                return None
+
+        def shape_of(n: fx.Node) -> tuple[int, ...] | None:
+            v = values.get(n)
+            return tuple(v.shape) if isinstance(v, torch.Tensor) else None
+
+        try:
+            return infer_kinds(graph.gm, shape_of, stated_nodes(layouts, resolve, graph.label))
+        except AlignmentError as exc:
+            raise ConfigError(f"Family: {exc}") from None
 
     def _build_operators(self, k: int, p: _Point, pvals: dict[fx.Node, Any], cvals: dict[fx.Node, Any],
-                         mixture_cls: type, transfer_cls: type, extractor_cls: type) -> MixingPoint:
+                         make_mixture: Callable[[], nn.Module], transfer_cls: type,
+                         extractor_cls: type) -> MixingPoint:
         """The ETM operators of point ``k``, sized from the probed values."""
-        config = self.config
         p_ex, c_ex = extractor_cls(), extractor_cls()
         with torch.no_grad():
             p_donor = p_ex(*_channels_first([pvals[n] for n in p.parent_nodes], p.parent_layouts))
             c_donor = c_ex(*_channels_first([cvals[n] for n in p.child_nodes], p.child_layouts))
-        p_recv = tuple(to_channels_first(pvals[p.parent_receiver], p.parent_receiver_layout).shape[1:])
-        c_recv = tuple(to_channels_first(cvals[p.child_receiver], p.child_receiver_layout).shape[1:])
+        p_recv = p.parent_kinds[p.parent_nodes.index(p.parent_receiver)]
+        c_recv = p.child_kinds[p.child_nodes.index(p.child_receiver)]
+        p_kind, c_kind = _donor_kind(p_donor, p.parent_kinds), _donor_kind(c_donor, p.child_kinds)
+        where = (f"mixing point {k} (parent {', '.join(self._pg.names[n] for n in p.parent_nodes)} "
+                 f"<-> child {', '.join(self._cg.names[n] for n in p.child_nodes)})")
         to_child = to_parent = None
-        active = self._mixes or self._aligns
+        # A mixture that neither mixes nor returns a loss (the 'none' control) needs no operators.
+        c_receiver = to_channels_first(cvals[p.child_receiver], p.child_receiver_layout)
+        mixes_to_child = p.direction in ("both", "to_child") and (self._mixes or self._adds_loss(c_receiver))
+        mixes_to_parent = self._mixes and p.direction in ("both", "to_parent")
+        direction = ("both" if mixes_to_child and mixes_to_parent else "to_child" if mixes_to_child
+                     else "to_parent" if mixes_to_parent else None)
+        if direction is not None:
+            problem = mixing_pair_problem(p_kind if mixes_to_child else p_recv, c_kind if mixes_to_parent else c_recv,
+                                          direction)
+            if problem:
+                raise AlignmentError(f"{where}: {problem}")
         try:
-            if active and p.direction in ("both", "backbone"):
-                to_child = (transfer_cls(tuple(p_donor.shape[1:]), c_recv),
-                            mixture_cls(lam=config.lam, tokens=config.tokens))
-            if active and self._mixes and p.direction in ("both", "head"):
-                to_parent = (transfer_cls(tuple(c_donor.shape[1:]), p_recv),
-                             mixture_cls(lam=config.lam, tokens=config.tokens))
+            if mixes_to_child:
+                to_child = (self._transfer(transfer_cls, p_kind, c_recv), make_mixture())
+            if mixes_to_parent:
+                to_parent = (self._transfer(transfer_cls, c_kind, p_recv), make_mixture())
         except ValueError as exc:
-            raise AlignmentError(f"mixing point {k} (parent {', '.join(self._pg.names[n] for n in p.parent_nodes)} "
-                                 f"<-> child {', '.join(self._cg.names[n] for n in p.child_nodes)}): {exc}") from exc
+            raise AlignmentError(f"{where}: {exc}") from exc
         return MixingPoint(to_child, to_parent, p_ex, c_ex)
+
+    def _transfer(self, transfer_cls: type, source: ValueKind, target: ValueKind) -> nn.Module:
+        """``config.transfer`` between values of one kind, the registered cross-kind transfer otherwise."""
+        name = cross_kind_transfer(source, target)
+        if name is None:
+            return transfer_cls(source.channel_first_shape, target.channel_first_shape)
+        cls = self._manager.lookup("transfers", name)
+        return cls(source.channel_first_shape, target.channel_first_shape, source=source, target=target)
 
     def _check_alphas(self, directions: Sequence[str]) -> None:
         config = self.config
@@ -315,16 +367,20 @@ class Family(nn.Module):
                 *_channels_first([read_p(n) for n in p.parent_nodes], p.parent_layouts)))
             layout = p.child_receiver_layout
             receiver = to_channels_first(read_c(p.child_receiver), layout)
-            if self._aligns:
-                feature_losses.append(ops.to_child_mixture.feature_loss(receiver, donor))
+            value, loss = split_mix(ops.to_child_mixture(receiver, donor))
+            if loss is not None:
+                feature_losses.append(loss)
             if self._mixes:
-                new_c = from_channels_first(ops.to_child_mixture(receiver, donor), layout)
+                new_c = from_channels_first(value, layout)
         if ops.to_parent_transfer is not None:
             donor = ops.to_parent_transfer(ops.child_extractor(
                 *_channels_first([read_c(n) for n in p.child_nodes], p.child_layouts)))
             layout = p.parent_receiver_layout
             receiver = to_channels_first(read_p(p.parent_receiver), layout)
-            new_p = from_channels_first(ops.to_parent_mixture(receiver, donor), layout)
+            value, loss = split_mix(ops.to_parent_mixture(receiver, donor))
+            if loss is not None:
+                feature_losses.append(loss)
+            new_p = from_channels_first(value, layout)
         return new_c, new_p
 
     def forward(self, *inputs: torch.Tensor) -> HKTOutput:
@@ -337,8 +393,31 @@ class Family(nn.Module):
 
         native, inherited, parent_head = self._streams.run(inputs, mix, self.child.training)
         feature_loss = torch.stack(feature_losses).mean() if feature_losses else None
+        return self.output(native, inherited, parent_head, feature_loss)
+
+    def output(self, native: Any, inherited: Any, parent_head: Any, feature_loss: torch.Tensor | None) -> HKTOutput:
+        """The streams' raw outputs as an :class:`HKTOutput` (each model's adapter picks its prediction)."""
         return HKTOutput(self._cg.adapter.prediction(native), self._cg.adapter.prediction(inherited),
                          self._pg.adapter.prediction(parent_head), feature_loss)
+
+    def record_step(self, *inputs: torch.Tensor) -> fx.GraphModule:
+        """The training-mode forward on inputs like ``inputs`` as one ``torch.fx`` graph returning
+        ``(native, inherited, parent_head, feature_loss)`` raw outputs (pass them to :meth:`output`);
+        what ``--compile`` compiles (:mod:`hkt_core.lockstep.record`). ``inputs`` run once through
+        the Family in eval mode without autograd (to see what the ETM operators return)."""
+        from .lockstep.record import observed_outputs, record_lockstep
+
+        modes = [(m, m.training) for m in self.modules()]
+        self.eval()
+        try:
+            with torch.no_grad():
+                outputs = observed_outputs(list(self.points.modules()), lambda: self._call_impl(*inputs))
+        finally:
+            for m, mode in modes:
+                m.training = mode
+        return record_lockstep(self, self._streams, len(inputs),
+                               lambda k, read_p, read_c, losses: self._mix(self._plan[k], self.points[k], read_p,
+                                                                           read_c, losses), outputs)
 
     # -- loss and export -------------------------------------------------------------------------
     @property
@@ -350,7 +429,8 @@ class Family(nn.Module):
 
     def loss_parts(self, output: HKTOutput, target: torch.Tensor) -> HKTLoss:
         """``a1*L1 + a2*L2 + a3*L3`` and its parts; a part whose weight is 0 is computed without
-        autograd (for logging only)."""
+        autograd (for logging only). L1 scores the inherited stream plus the mixtures' feature loss;
+        when the mixture does not mix (``mse``), L1 is the feature loss alone."""
         a1, a2, a3 = self.config.alphas
         task = self.task
         inherit = task.inherit_loss if self.config.inherit_loss == "mae" else task.loss
@@ -362,10 +442,13 @@ class Family(nn.Module):
                 return fn()
 
         l2 = part(a2, lambda: task.loss(output.native, target))
-        if output.feature_loss is not None:
-            l1 = output.feature_loss if a1 > 0 else output.feature_loss.detach()
-        else:
+        feature = output.feature_loss
+        if feature is None:
             l1 = part(a1, lambda: inherit(output.inherited, target))
+        elif not self._mixes:
+            l1 = feature if a1 > 0 else feature.detach()
+        else:
+            l1 = part(a1, lambda: inherit(output.inherited, target) + feature)
         l3 = part(a3, lambda: inherit(output.parent_head, target))
         total = a2 * l2
         if a1 > 0:

@@ -5,6 +5,9 @@ Every hook has the same shape, ``hkt_register_<kind>(registry)``: the plugin cal
 stages the additions and commits them only if the hook returns without raising, so a plugin that
 fails midway leaves nothing behind. An implementation may omit the ``registry`` argument only if
 it registers nothing (pluggy allows an implementation to take a subset of a spec's arguments).
+The host calls each plugin's hooks through pluggy (a subset hook caller holding that plugin's
+implementations and every hook wrapper), so wrappers and hook tracing see every registration.
+:func:`hkt_core.registers` writes such a hook from a function returning what it provides.
 
 All hooks exist since version 0.1.
 """
@@ -13,13 +16,15 @@ from __future__ import annotations
 
 import pluggy
 
+from .registry import Registrar
+
 PROJECT = "hkt"
 
 hookspec = pluggy.HookspecMarker(PROJECT)
 
 
 @hookspec
-def hkt_register_adapters(registry) -> None:
+def hkt_register_adapters(registry: Registrar) -> None:
     """Register architecture adapters (:class:`hkt_core.adapters.Adapter` instances).
 
     :param registry: a registrar; ``registry.add(name, adapter)``.
@@ -29,7 +34,7 @@ def hkt_register_adapters(registry) -> None:
 
 
 @hookspec
-def hkt_register_models(registry) -> None:
+def hkt_register_models(registry: Registrar) -> None:
     """Register model factories: ``registry.add("resnet20", factory, task="classification")``.
 
     :param registry: a registrar. A factory is a callable taking keyword options and returning an
@@ -38,7 +43,7 @@ def hkt_register_models(registry) -> None:
 
 
 @hookspec
-def hkt_register_extractors(registry) -> None:
+def hkt_register_extractors(registry: Registrar) -> None:
     """Register extractors: callables combining one or more graph values into one tensor.
 
     :param registry: a registrar; ``registry.add(name, extractor_cls)``.
@@ -46,25 +51,26 @@ def hkt_register_extractors(registry) -> None:
 
 
 @hookspec
-def hkt_register_transfers(registry) -> None:
+def hkt_register_transfers(registry: Registrar) -> None:
     """Register transfer operators tau: ``registry.add(name, cls)``.
 
-    :param registry: a registrar. ``cls(source_shape, target_shape)`` builds an ``nn.Module``
-        mapping a donor activation to the receiver's shape (shapes exclude the batch dimension).
+    :param registry: a registrar. ``cls(source_shape, target_shape)`` builds a
+        :class:`hkt_core.Transfer` mapping a donor activation to the receiver's shape (shapes exclude the batch dimension).
     """
 
 
 @hookspec
-def hkt_register_mixtures(registry) -> None:
+def hkt_register_mixtures(registry: Registrar) -> None:
     """Register mixture operators: ``registry.add(name, cls)``.
 
-    :param registry: a registrar. ``cls(lam=..., tokens=...)`` builds an ``nn.Module`` called as
-        ``mixture(receiver, donor)`` returning the mixed receiver activation.
+    :param registry: a registrar. ``cls(lam=..., tokens=..., **HKTConfig.mixture_options)`` builds a
+        :class:`hkt_core.Mixture` called as ``mixture(receiver, donor)`` returning the mixed receiver
+        activation, or a ``MixOutput(value, loss)`` that adds a feature loss to L1.
     """
 
 
 @hookspec
-def hkt_register_losses(registry) -> None:
+def hkt_register_losses(registry: Registrar) -> None:
     """Register tasks: the task loss, the inheritance loss, the distillation loss and metrics.
 
     :param registry: a registrar; ``registry.add("classification", task)`` where ``task``
@@ -73,7 +79,7 @@ def hkt_register_losses(registry) -> None:
 
 
 @hookspec
-def hkt_register_metrics(registry) -> None:
+def hkt_register_metrics(registry: Registrar) -> None:
     """Register metrics (:class:`hkt_core.metrics.Metric`): sum-reducible statistics per batch.
 
     :param registry: a registrar; ``registry.add("accuracy", metric)``.
@@ -81,7 +87,7 @@ def hkt_register_metrics(registry) -> None:
 
 
 @hookspec
-def hkt_register_datasets(registry) -> None:
+def hkt_register_datasets(registry: Registrar) -> None:
     """Register data sets: ``registry.add("digits", factory)``.
 
     :param registry: a registrar. ``factory(**options)`` returns a
@@ -90,7 +96,7 @@ def hkt_register_datasets(registry) -> None:
 
 
 @hookspec
-def hkt_register_pairs(registry) -> None:
+def hkt_register_pairs(registry: Registrar) -> None:
     """Register parent/child pair cards (:class:`hkt_core.pairs.PairCard`).
 
     :param registry: a registrar; ``registry.add(card.name, card)``. Helper:
@@ -99,7 +105,7 @@ def hkt_register_pairs(registry) -> None:
 
 
 @hookspec
-def hkt_register_methods(registry) -> None:
+def hkt_register_methods(registry: Registrar) -> None:
     """Register training methods (:class:`hkt_core.train.methods.Method` subclasses).
 
     :param registry: a registrar; ``registry.add("kd", KDMethod)``.
@@ -107,7 +113,7 @@ def hkt_register_methods(registry) -> None:
 
 
 @hookspec
-def hkt_register_commands(registry) -> None:
+def hkt_register_commands(registry: Registrar) -> None:
     """Register CLI sub-commands: ``registry.add("flow", configure)``.
 
     :param registry: a registrar. ``configure(parser)`` receives an ``argparse.ArgumentParser``

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-import sys
 from typing import Any
 
 from torch import nn
@@ -12,23 +10,10 @@ from .errors import ConfigError
 
 
 def resolve_callable(ref: str):
-    """Import ``module:attr`` (the current directory is importable)."""
-    module_name, _, attr = ref.partition(":")
-    if not module_name or not attr:
-        raise ConfigError(f"{ref!r}: expected 'module:callable'")
-    if "" not in sys.path:
-        sys.path.insert(0, "")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigError(f"{ref!r}: cannot import module {module_name!r} ({exc})") from None
-    obj = module
-    for part in attr.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise ConfigError(f"{ref!r}: module {module_name!r} has no attribute {attr!r}") from None
-    return obj
+    """Import ``module:attr`` under the trust rule in force (:mod:`hkt_core.trust`)."""
+    from .trust import resolve_reference
+
+    return resolve_reference(ref)
 
 
 def build_model(ref: str, manager, **options: Any) -> nn.Module:

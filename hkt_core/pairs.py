@@ -77,21 +77,26 @@ def _alignment(value: Any) -> tuple[tuple[str, str], ...] | None:
     return tuple((p[0], p[1]) for p in pairs)
 
 
-#: what a value is (DESIGN section 5): a card's ``[alignment] layouts`` uses these words
-LAYOUT_KINDS = ("map", "tokens", "vector")
-
-
 def _layouts(value: Any) -> dict[str, str]:
-    """``{"node" | "parent:node" | "child:node": "map" | "tokens" | "vector"}``."""
+    """``{"node" | "parent:node" | "child:node": "map" | "tokens" | "vector"}`` (tokens may add
+    ``+cls`` and a grid, ``"tokens+cls 4x4"``: :func:`hkt_core.kinds.parse_stated`)."""
+    from .errors import AlignmentError
+    from .kinds import LEGACY_LAYOUTS, parse_stated
+
     if value is None:
         return {}
     if not isinstance(value, dict) or not all(isinstance(k, str) and k for k in value):
         raise ConfigError(f"[alignment] layouts = {value!r} is invalid: a table of node names, e.g. "
                           f"layouts = {{\"encoder.out\" = \"tokens\"}}")
     for node, kind in value.items():
-        if kind not in LAYOUT_KINDS:
-            raise ConfigError(f"[alignment] layouts[{node!r}] = {kind!r} is invalid: one of "
-                              f"{', '.join(LAYOUT_KINDS)}")
+        try:
+            if kind in LEGACY_LAYOUTS:   # a card speaks the one vocabulary
+                raise AlignmentError("")
+            parse_stated(kind, f"[alignment] layouts[{node!r}]")
+        except AlignmentError:
+            raise ConfigError(f"[alignment] layouts[{node!r}] = {kind!r} is invalid: one of map, tokens, vector; "
+                              f"tokens may add a class token and a grid ('tokens+cls', 'tokens 4x4', "
+                              f"'tokens+cls 4x4')") from None
     return dict(value)
 
 
@@ -141,6 +146,10 @@ class PairCard:
     train: TrainConfig = attrs.field(factory=TrainConfig)
     hkt: HKTConfig = attrs.field(factory=HKTConfig)
     parent_train: dict[str, Any] = attrs.field(factory=dict, converter=_table)
+    #: The folder the card was added from (recorded by ``hkt pairs add``); its ``module:callable``
+    #: references may name modules there as well as on ``sys.path`` (:mod:`hkt_core.trust`).
+    source_folder: str | None = attrs.field(default=None, validator=attrs.validators.optional(
+        attrs.validators.instance_of(str)))
     parent_dataset_options: dict[str, Any] = attrs.field(factory=dict, converter=_table)
 
     def parent_data_options(self) -> dict[str, Any]:
@@ -185,15 +194,20 @@ class PairCard:
 
     @classmethod
     def from_toml(cls, path: str | Path) -> "PairCard":
+        """A card file; without a recorded ``source_folder`` its references resolve beside the file too."""
         path = Path(path)
         try:
-            return cls.from_dict(read_toml(path), source=str(path))
+            data = read_toml(path)
+            data.setdefault("source_folder", str(path.resolve().parent))
+            return cls.from_dict(data, source=str(path))
         except ConfigError as exc:
             msg = str(exc)
             raise ConfigError(msg if msg.startswith(str(path)) else f"{path}: {msg}") from None
 
     def to_dict(self) -> dict[str, Any]:
         data = unstructure(self)
+        if data.get("source_folder") is None:
+            data.pop("source_folder", None)
         data["input_shapes"] = [list(s) for s in self.input_shapes]
         data.pop("alignment")
         table = dict(data.pop("layouts") and {"layouts": dict(self.layouts)})
@@ -250,9 +264,17 @@ def user_cards() -> list[tuple[Path, PairCard | Exception]]:
     return out
 
 
-def add_user_card(path: str | Path, *, known_pairs: set[str] = frozenset(), force: bool = False) -> Path:
-    """Validate a card and store it in the user's folder atomically; a bad card writes nothing."""
-    card = PairCard.from_toml(path)
+def add_user_card(path: str | Path, *, known_pairs: set[str] = frozenset(), force: bool = False,
+                  check=None) -> Path:
+    """Validate a card and store it in the user's folder atomically; a bad card writes nothing.
+
+    The stored card records the folder it came from (``source_folder``); ``check(card)`` (e.g.
+    :func:`hkt_core.card_checks.check_card`) may refuse it before anything is written.
+    """
+    path = Path(path)
+    card = attrs.evolve(PairCard.from_toml(path), source_folder=str(path.resolve().parent))
+    if check is not None:
+        check(card)
     if card.name in known_pairs and not force:
         raise ConfigError(f"pair {card.name!r} is already registered; pick another name")
     folder = user_pairs_dir()

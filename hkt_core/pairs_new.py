@@ -61,9 +61,16 @@ def _section(title: str, lines: list[str], note: str) -> list[str]:
 
 
 def _table(config) -> list[str]:
+    """``key = value`` lines of a record, nested tables inline (``mixture_options = {}``)."""
     from .config import to_toml
 
-    return to_toml(unstructure(config)).strip().splitlines()
+    data = unstructure(config)
+    nested = {k: data.pop(k) for k in list(data) if isinstance(data[k], dict)}
+    lines = to_toml(data).strip().splitlines()
+    for key, table in nested.items():
+        inner = ", ".join(to_toml({k: v}).strip() for k, v in table.items())
+        lines.append(f"{key} = {{{inner}}}" if inner else f"{key} = {{}}")
+    return lines
 
 
 def card_text(name: str, *, parent: str, child: str, dataset: str, task: str, stages: int,

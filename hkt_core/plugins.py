@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib.metadata as metadata
 import os
 import traceback
+import types
 from typing import Any
 
 import attrs
@@ -58,6 +59,24 @@ def _short_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}{where}"
 
 
+def _hashable(plugin: object, name: str) -> object:
+    """``plugin``, or a module holding its attributes when it is not hashable (pluggy keeps plugins
+    in sets and reads their hooks with ``getattr_static``)."""
+    try:
+        hash(plugin)
+    except TypeError:
+        module = types.ModuleType(f"hkt_plugin_{name}", getattr(plugin, "__doc__", None))
+        module.__dict__.update({k: getattr(plugin, k) for k in dir(plugin) if not k.startswith("__")})
+        return module
+    return plugin
+
+
+def _reraise_interrupt(exc: BaseException) -> None:
+    """Ctrl-C still stops hkt; any other exception of a plugin (``SystemExit`` too) is its failure."""
+    if isinstance(exc, KeyboardInterrupt):
+        raise exc
+
+
 class PluginManager:
     """Owns the pluggy manager, one registry per kind and the record of every plugin."""
 
@@ -89,7 +108,8 @@ class PluginManager:
                 continue
             try:
                 obj = ep.load()
-            except Exception as exc:  # a broken plugin must not take the others down
+            except BaseException as exc:  # a broken plugin must not take the others down, SystemExit included
+                _reraise_interrupt(exc)
                 self.plugins[ep.name] = PluginInfo(ep.name, dist, version, error=_short_error(exc))
                 continue
             self.register(obj, ep.name, distribution=dist, version=version)
@@ -103,7 +123,7 @@ class PluginManager:
             self.plugins[name] = info
             return info
         try:
-            self.pm.register(plugin, name=name)
+            self.pm.register(_hashable(plugin, name), name=name)
         except Exception as exc:  # pluggy validation: unknown hook, bad arguments
             info = PluginInfo(name, distribution, version, error=_short_error(exc))
             self.plugins[name] = info
@@ -112,14 +132,11 @@ class PluginManager:
         taken: dict[tuple[str, str], str] = {}
         try:
             for kind in KINDS:
-                caller = getattr(self.pm.hook, f"hkt_register_{kind}")
-                for impl in caller.get_hookimpls():
-                    if impl.plugin_name != name:
-                        continue
-                    registrar = Registrar(self.registries[kind], name, staged, taken)
-                    args = {"registry": registrar}
-                    impl.function(**{a: args[a] for a in impl.argnames})
-        except Exception as exc:
+                caller = self._caller_for(f"hkt_register_{kind}", name)
+                if caller is not None:
+                    caller(registry=Registrar(self.registries[kind], name, staged, taken))
+        except BaseException as exc:
+            _reraise_interrupt(exc)
             self.pm.unregister(name=name)
             info = PluginInfo(name, distribution, version, error=_short_error(exc))
             self.plugins[name] = info
@@ -132,6 +149,15 @@ class PluginManager:
         info = PluginInfo(name, distribution, version, registered=registered)
         self.plugins[name] = info
         return info
+
+    def _caller_for(self, hook: str, name: str):
+        """A pluggy caller of ``hook`` holding plugin ``name``'s implementations and every hook
+        wrapper (None when the plugin does not implement it)."""
+        impls = getattr(self.pm.hook, hook).get_hookimpls()
+        if not any(i.plugin_name == name and not (i.hookwrapper or i.wrapper) for i in impls):
+            return None
+        others = {i.plugin for i in impls if i.plugin_name != name and not (i.hookwrapper or i.wrapper)}
+        return self.pm.subset_hook_caller(hook, remove_plugins=others)
 
     # -- queries -------------------------------------------------------------------------------
     def missing_hint(self, kind: str) -> str:

@@ -10,9 +10,10 @@ problem and the fix. ``hkt pairs check`` prints the :class:`PairReport`; ``hkt t
 same check for the method it trains before it creates the run folder.
 
 Which methods apply: a method whose constructor refuses the pair with a framework error (an
-InherNet budget the child cannot meet, say) *does not apply*; it is listed with its reason. The
-methods in ``required`` (the one ``hkt train`` was asked for; for ``hkt pairs check`` the core's
-``parent``, ``baseline``, ``kd`` and ``hkt``) must apply: their refusal is the pair's problem.
+InherNet budget the child cannot meet, say) *does not apply*; it is listed with its reason, and so
+is a method that is not required and fails on the pair in any other way. The methods in
+``required`` (the one ``hkt train`` was asked for; for ``hkt pairs check`` the core's ``parent``,
+``baseline``, ``kd`` and ``hkt``) must apply: their refusal or failure is the pair's problem.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from .config import HKTConfig, TrainConfig
 from .errors import ConfigError, HKTError
 from .models import build_model, count_parameters
 from .pairs import PairCard
+from .trust import card_origin, scope
 
 #: samples per split the check runs on (>1: normalisation layers need a batch in training mode)
 CHECK_BATCH = 2
@@ -47,9 +49,10 @@ class PairCheckError(ConfigError):
 
     ``stage`` says where the check stopped: ``data``, ``models`` or ``methods``."""
 
-    def __init__(self, message: str, stage: str = "models") -> None:
+    def __init__(self, message: str, stage: str = "models", problem: str = "") -> None:
         super().__init__(message)
         self.stage = stage
+        self.problem = problem or message
 
 
 @attrs.frozen
@@ -121,7 +124,7 @@ class _Check:
         self.task = manager.lookup("losses", card.task)
 
     def fail(self, problem: str, fix: str, stage: str = "models") -> PairCheckError:
-        return PairCheckError(f"pair {self.card.name!r}: {problem}; fix: {fix}", stage)
+        return PairCheckError(f"pair {self.card.name!r}: {problem}; fix: {fix}", stage, problem)
 
     # -- data --------------------------------------------------------------------------------
     def data(self):
@@ -212,10 +215,20 @@ class _Check:
         return prediction
 
     # -- methods -----------------------------------------------------------------------------
-    def method_step(self, name: str, parent: nn.Module, batch, options: dict[str, Any],
-                    augment) -> tuple[MethodResult, Any]:
-        from .train.method import MethodContext
+    def method_step(self, name: str, parent: nn.Module, batch, options: dict[str, Any], augment,
+                    required: bool) -> tuple[MethodResult, Any]:
+        """One step of method ``name``. A method that is not ``required`` and fails in any way does
+        not apply (listed with the reason); a required one fails the check."""
+        try:
+            return self._step(name, parent, batch, options, augment)
+        except PairCheckError as exc:
+            if required:
+                raise
+            return MethodResult(name, False, f"failed on this pair: {exc.problem}"), None
+
+    def _step(self, name: str, parent: nn.Module, batch, options: dict[str, Any], augment):
         from .train.data import split_batch
+        from .train.method import MethodContext
         from .train.optim import build_optimizer
 
         method_cls = self.manager.lookup("methods", name)
@@ -232,7 +245,7 @@ class _Check:
             return MethodResult(name, False, _one_line(exc)), None
         except Exception as exc:
             raise self.fail(f"method {name!r} failed to start on this pair ({_one_line(exc)})",
-                            "correct the models or report the method's failure to its plugin") from None
+                            "correct the models or report the method's failure to its plugin", "methods") from None
         inputs, target = split_batch(batch, torch.device("cpu"))
         try:
             if augment is not None:
@@ -249,13 +262,13 @@ class _Check:
             optimizer.step()
         except HKTError as exc:
             raise self.fail(f"method {name!r}: {_one_line(exc)}", "see the message; `hkt align` shows the "
-                            "alignment, [alignment] in the card sets it by hand") from None
+                            "alignment, [alignment] in the card sets it by hand", "methods") from None
         except Exception as exc:
             raise self.fail(f"one training step of method {name!r} failed ({_one_line(exc)})",
-                            "make the models' outputs and the data set's targets fit the task") from None
+                            "make the models' outputs and the data set's targets fit the task", "methods") from None
         if not math.isfinite(loss):
             raise self.fail(f"method {name!r}'s loss on the first batch is {loss}",
-                            "lower the learning rate or check the data set's values")
+                            "lower the learning rate or check the data set's values", "methods")
         return MethodResult(name, True, "one step", loss), method.ctx.alignment
 
 
@@ -289,7 +302,8 @@ def check_pair(card: PairCard | str, *, manager=None, train: TrainConfig | None 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         try:
-            report = _run(_Check(card, manager, train, hkt), names, required, method_options or {})
+            with scope(card_origin(card)):  # the card's module:callable references, beside it included
+                report = _run(_Check(card, manager, train, hkt), names, required, method_options or {})
         finally:
             random.setstate(state[0])
             np.random.set_state(state[1])
@@ -311,10 +325,10 @@ def _run(check: _Check, names: list[str], required: set[str], method_options) ->
     results, alignment = [], None
     for name in names:
         result, used = check.method_step(name, parent, batches["train"], dict(method_options.get(name, {})),
-                                         splits.bundle.augment)
+                                         splits.bundle.augment, name in required)
         if not result.applies and name in required:
             raise check.fail(f"method {name!r} cannot train this pair: {result.detail}",
-                             "correct the models or the card, or pick another method")
+                             "correct the models or the card, or pick another method", "methods")
         alignment = used if used is not None else alignment
         results.append(result)
     classes = info.get("num_classes")
@@ -330,3 +344,28 @@ def preflight_run(spec) -> PairReport:
     """The pre-flight of one run (a :class:`~hkt_core.train.trainer.RunSpec`): its method must apply."""
     return check_pair(spec.card, manager=spec.manager, train=spec.train, hkt=spec.hkt, methods=[spec.method],
                       required=[spec.method], method_options={spec.method: dict(spec.method_options)})
+
+
+def needs_user_folder(card: PairCard, manager) -> bool:
+    """True when the card's registered data set reads a user's directory (a ``root`` option) and
+    the card gives none: it is then given at training time (``--set dataset.root=DIR``)."""
+    import inspect
+
+    if "root" in card.dataset_options or ":" in card.dataset or card.dataset not in manager.registry("datasets"):
+        return False
+    try:
+        return "root" in inspect.signature(manager.lookup("datasets", card.dataset)).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def check_outputs(card: PairCard, manager) -> None:
+    """What ``hkt pairs add`` checks with data: the data set loads, and both models take its inputs
+    and predict its class count and the same shape (no training step). A data set that reads a
+    user's directory the card does not name is left to the pre-flight of ``hkt train``."""
+    try:
+        check_pair(card, manager=manager, methods=[], required=[])
+    except PairCheckError as exc:
+        if exc.stage == "data" and needs_user_folder(card, manager):
+            return
+        raise

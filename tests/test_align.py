@@ -15,7 +15,7 @@ import hkt_core
 from hkt_core.adapters import Adapter
 from hkt_core.align import Alignment, BlockPair, align, align_blocks, analyse, resolve
 from hkt_core.align.score import centered_gram, cka_matrix
-from hkt_core.align.solve import choose_pairs, longest_chain
+from hkt_core.align.solve import PLACEMENT_WEIGHT, choose_pairs, longest_chain
 from hkt_core.errors import AlignmentError
 from hkt_core.trace import fx_trace, trace
 
@@ -150,9 +150,29 @@ class HalfRes(nn.Module):
         return F.interpolate(self.head(self.body(x)), scale_factor=2.0)
 
 
-def test_no_resolution_compatible_pairs_is_an_error():
-    with pytest.raises(AlignmentError, match=r"no resolution-compatible block pairs.*16x16.*8x8"):
-        align(FullRes(), HalfRes(), torch.randn(1, 1, 16, 16))
+class FlatRes(nn.Module):
+    """Reads the 16x16 input as a 1-D signal of 256 positions: its maps are 1-D."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv1d(1, 4, 3, padding=1), nn.ReLU())
+        self.head = nn.Conv1d(4, 2, 1)
+
+    def forward(self, x):
+        return self.head(self.body(x.flatten(2))).reshape(x.shape[0], 2, 16, 16)
+
+
+def test_maps_of_other_resolutions_align_when_no_matched_pairs_exist():
+    # 16x16 parent maps, 8x8 child maps: no matched pair, so the transfer resizes
+    a = align(FullRes(), HalfRes(), torch.randn(1, 1, 16, 16))
+    assert a.stages == 2 and "resolution differs (map 16x16 vs map 8x8)" in a.pairs[0].reason
+    assert (a.pairs[0].parent_kind, a.pairs[0].child_kind) == ("map", "map")
+
+
+def test_no_pairs_that_can_mix_is_an_error():
+    # 2-D maps against 1-D maps: no transfer connects them
+    with pytest.raises(AlignmentError, match=r"no block pairs that can mix.*map 16x16.*map 256"):
+        align(FullRes(), FlatRes(), torch.randn(1, 1, 16, 16))
 
 
 def test_predictions_of_different_shapes_are_an_error():
@@ -276,7 +296,7 @@ def test_solver_matches_brute_force():
             for cs in itertools.combinations(range(kc), count):
                 if not all(ok[i, j] for i, j in zip(ps, cs)):
                     continue
-                val = sum(scores[i, j] + 0.5 * (1 - abs((dp[i] + dc[j]) / 2 - (k + 1) / count))
+                val = sum(scores[i, j] + PLACEMENT_WEIGHT * (1 - (abs(dp[i] - (k + 1) / count) + abs(dc[j] - (k + 1) / count)) / 2)
                           for k, (i, j) in enumerate(zip(ps, cs)))
                 if val > best_val + 1e-12:
                     best, best_val = list(zip(ps, cs)), val
@@ -284,7 +304,7 @@ def test_solver_matches_brute_force():
         if best is None:
             assert got is None and longest_chain(ok) < count
         else:
-            val = sum(scores[i, j] + 0.5 * (1 - abs((dp[i] + dc[j]) / 2 - (k + 1) / count))
+            val = sum(scores[i, j] + PLACEMENT_WEIGHT * (1 - (abs(dp[i] - (k + 1) / count) + abs(dc[j] - (k + 1) / count)) / 2)
                       for k, (i, j) in enumerate(got))
             assert val == pytest.approx(best_val) and longest_chain(ok) >= count
 

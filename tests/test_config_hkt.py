@@ -22,8 +22,10 @@ def test_valid_variants():
     assert HKTConfig(alphas=[0.0, 1.0, 0.0], directions="head").alphas == (0.0, 1.0, 0.0)
     assert HKTConfig(alphas=(0.3, 0.4, 0.3)).alphas == (0.3, 0.4, 0.3)
     assert HKTConfig(alphas=(1 / 3, 1 / 3, 1 / 3)).alphas[1] == pytest.approx(1 / 3)
-    assert HKTConfig(alphas=(0.5, 0.5, 0.0), directions="backbone").directions == "backbone"
-    assert HKTConfig(directions=["backbone", "head"]).directions_for(2) == ("backbone", "head")
+    assert HKTConfig(alphas=(0.5, 0.5, 0.0), directions="to_child").directions == "to_child"
+    assert HKTConfig(directions=["to_child", "to_parent"]).directions_for(2) == ("to_child", "to_parent")
+    # the earlier spellings are read as their names
+    assert HKTConfig(directions=["backbone", "head"]).directions_for(2) == ("to_child", "to_parent")
     assert attrs.evolve(HKTConfig(), lam=0.0).lam == 0.0
     assert HKTConfig(lam=1).lam == 1
 
@@ -47,10 +49,10 @@ def test_valid_variants():
     ({"alphas": (0.25, 0.5, 0.25), "directions": "backbone"}, "a3 must be 0 when no point mixes child->parent"),
     ({"alphas": (0.25, 0.5, 0.25), "directions": "head"}, "a1 must be 0 when no point mixes parent->child"),
     ({"alphas": (0.0, 0.5, 0.5), "directions": ("backbone", "backbone")}, "a3 must be 0"),
-    ({"directions": "sideways"}, "each entry must be one of both, backbone, head"),
-    ({"directions": ("both", "up")}, "each entry must be one of both, backbone, head"),
+    ({"directions": "sideways"}, "each entry must be one of both, to_child, to_parent"),
+    ({"directions": ("both", "up")}, "each entry must be one of both, to_child, to_parent"),
     ({"directions": ()}, "one entry per mixing point"),
-    ({"directions": 3}, "must be one of both, backbone, head or a list"),
+    ({"directions": 3}, "must be one of both, to_child, to_parent or a list"),
     ({"tokens": "rows"}, "tokens = 'rows' is invalid: must be one of auto, spatial, channel"),
     ({"inherit_loss": "mse"}, "inherit_loss = 'mse' is invalid: must be one of mae, task"),
     ({"mixture": ""}, "mixture = '' is invalid: must be a registered name"),
@@ -73,7 +75,7 @@ def test_per_point_directions_must_match_the_points():
 
 def test_toml_tables_structure_with_the_same_rules():
     cfg = structure({"lam": 0.5, "alphas": [0.2, 0.6, 0.2], "directions": ["both", "head"]}, HKTConfig)
-    assert cfg.alphas == (0.2, 0.6, 0.2) and cfg.directions == ("both", "head")
+    assert cfg.alphas == (0.2, 0.6, 0.2) and cfg.directions == ("both", "to_parent")
     with pytest.raises(ConfigError, match="sum to 1"):
         structure({"alphas": [0.2, 0.2, 0.2]}, HKTConfig)
     with pytest.raises(ConfigError, match="unknown setting"):

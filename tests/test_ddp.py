@@ -51,6 +51,12 @@ def test_two_gloo_processes_match_one(isolated_home, tmp_path):
     # metrics are reduced over both ranks' shards: the same samples, so the same values
     assert sa["val"]["accuracy"] == pytest.approx(sb["val"]["accuracy"], abs=1e-9)
     assert sa["val"]["loss"] == pytest.approx(sb["val"]["loss"], abs=1e-5)
+    # rank 0's set-up failure (the folder exists) stops every rank with the same error
+    again = subprocess.run(hkt_command(*args, "--nproc", "2", "--out", str(tmp_path / "ddp")),
+                           env=subprocess_env(isolated_home), capture_output=True, text=True, timeout=300)
+    assert again.returncode != 0
+    lines = [line for line in again.stderr.splitlines() if line.startswith("hkt train: error:")]
+    assert len(lines) == 2 and all("already exists; pass --resume to continue it or --force" in line for line in lines)
     ma = [r["train_loss"] for r in map(json.loads, (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines())]
     mb = [r["train_loss"] for r in map(json.loads, (tmp_path / "one" / "metrics.jsonl").read_text().splitlines())]
     assert ma == pytest.approx(mb, abs=1e-5)

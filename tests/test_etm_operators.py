@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 import hkt_core
 from hkt_core import builtins
+from hkt_core.etm import split_mix
 from hkt_core.etm import (AddMixture, ConcatExtractor, Conv1x1Transfer, GateMixture, GeneticAttentionMixture,
                           IdentityExtractor, IdentityTransfer, LinearTransfer, MSEMixture, NoMixture,
                           PoolExtractor, auto_transfer, genetic_attention)
@@ -112,11 +113,11 @@ def test_add_mse_none_mixtures():
     x, tau = torch.randn(3, 4), torch.randn(3, 4)
     torch.testing.assert_close(AddMixture(lam=0.25)(x, tau), x + 0.25 * tau)
     mse = MSEMixture()
-    assert not mse.mixes and mse.aligns
-    assert mse(x, tau) is x
-    torch.testing.assert_close(mse.feature_loss(x, tau), ((x - tau) ** 2).mean())
+    value, loss = split_mix(mse(x, tau))       # the receiver unchanged, and the feature loss
+    assert not mse.mixes and value is x
+    torch.testing.assert_close(loss, ((x - tau) ** 2).mean())
     none = NoMixture()
-    assert not none.mixes and not none.aligns and none.feature_loss(x, tau) is None
+    assert not none.mixes and split_mix(none(x, tau)) == (x, None)
 
 
 @pytest.mark.parametrize("kwargs, message", [({"lam": 1.5}, "lam"), ({"lam": True}, "lam"),
@@ -191,7 +192,8 @@ def test_extractors():
 
 def test_builtins_are_registered_through_the_hooks():
     manager = hkt_core.get_plugin_manager(autoload=False, plugins={"core": builtins})
-    assert manager.registry("transfers").names() == ["auto", "conv1x1", "identity", "linear"]
+    assert manager.registry("transfers").names() == ["auto", "conv1x1", "from_vector", "identity", "linear",
+                                                     "map_to_tokens", "to_vector", "tokens_to_map"]
     assert manager.registry("mixtures").names() == ["add", "ga", "ga-learned", "gate", "mse", "none"]
     assert manager.registry("extractors").names() == ["concat", "identity", "pool"]
     assert manager.lookup("mixtures", "ga") is GeneticAttentionMixture

@@ -59,16 +59,16 @@ def unrolled(parent, child, fam, x, lam, directions):
     for i in range(2):                                               # lines 5-11
         ops = fam.points[i]
         phi_p, phi_c = zt, z
-        if directions[i] in ("both", "head"):
+        if directions[i] in ("both", "to_parent"):
             phi_p = ga_mix(zt, ops.to_parent_transfer(z), lam)      # line 6
-        if directions[i] in ("both", "backbone"):
+        if directions[i] in ("both", "to_child"):
             phi_c = ga_mix(z, ops.to_child_transfer(zt), lam)       # line 7
         z, zt = c_blocks[i + 1](phi_c), p_blocks[i + 1](phi_p)      # lines 8-10
     native = c_blocks[2](c_blocks[1](c_blocks[0](x)))
     return native, z, zt
 
 
-@pytest.mark.parametrize("directions", ["both", ("backbone", "head"), ("head", "both")])
+@pytest.mark.parametrize("directions", ["both", ("to_child", "to_parent"), ("head", "both")])  # "head": old spelling
 def test_lockstep_matches_hand_unrolled_algorithm_1(directions):
     torch.manual_seed(0)
     parent, child = Chain(6), Chain(3)
@@ -206,7 +206,7 @@ def test_layouts_can_be_given_per_model():
                  layouts={"child:add": "channels_first", "add": "channels_first"})
     assert [p.child_layouts for p in fam._plan] == [("channels_last",), ("channels_first",)]
     assert [p.parent_layouts for p in fam._plan] == [("channels_last",), ("channels_first",)]
-    with pytest.raises(ValueError, match="must be one of channels_first, channels_last"):
+    with pytest.raises(ValueError, match="is not a layout; allowed: map, tokens"):
         Family(Tokens(8), Tokens(4), [("embed", "embed"), ("head", "head")], HKTConfig(),
                example_inputs=torch.randn(1, 7, 5), task=ToyTask(), manager=CORE, layouts={"embed": "nhwc"})
 

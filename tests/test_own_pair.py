@@ -8,6 +8,10 @@ name no other test uses.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import uuid
 
 import pytest
@@ -166,6 +170,19 @@ def test_a_method_that_does_not_apply_is_listed_with_its_reason(pair_on_path):
     with pytest.raises(PairCheckError, match="method 'needs-tokens' cannot train this pair: this method needs"):
         check_pair(pair_on_path, manager=manager, methods=["needs-tokens"], required=["needs-tokens"])
 
+    class Crashes(BaselineMethod):
+        def training_step(self, inputs, target):
+            raise RuntimeError("index out of range in the plugin")
+
+    manager.registry("methods").add("crashes", Crashes, plugin="test")
+    report = check_pair(pair_on_path, manager=manager, methods=["baseline", "crashes"])
+    assert [m.detail for m in report.methods if not m.applies] == [
+        "failed on this pair: one training step of method 'crashes' failed (RuntimeError: index out of range in "
+        "the plugin)"]
+    with pytest.raises(PairCheckError, match="one training step of method 'crashes' failed") as info:
+        check_pair(pair_on_path, manager=manager, methods=["crashes"], required=["crashes"])
+    assert info.value.stage == "methods"
+
 
 def test_train_refuses_a_wrong_class_count_before_any_run_folder(pair_on_path, tmp_path, capsys):
     import attrs
@@ -275,13 +292,13 @@ def test_a_missing_name_mentions_the_plugins_that_failed_to_load():
     def hkt_register_pairs(registry):
         raise RuntimeError("its data folder is missing")
 
-    manager = hkt_core.get_plugin_manager(plugins={"tabular": types.SimpleNamespace(hkt_register_pairs=hkt_register_pairs)})
+    manager = hkt_core.get_plugin_manager(plugins={"my-tabular": types.SimpleNamespace(hkt_register_pairs=hkt_register_pairs)})
     with pytest.raises(hkt_core.RegistryError) as info:
         manager.lookup("pairs", "tab-pair")
     message = str(info.value)
     assert message.startswith("unknown pairs 'tab-pair'")
-    assert "; plugin 'tabular' failed to load: RuntimeError: its data folder is missing" in message
-    assert "plugin 'tabular'" not in str(pytest.raises(hkt_core.RegistryError, hkt_core.lookup, "pairs", "tab-pair").value)
+    assert "; plugin 'my-tabular' failed to load: RuntimeError: its data folder is missing" in message
+    assert "plugin 'my-tabular'" not in str(pytest.raises(hkt_core.RegistryError, hkt_core.lookup, "pairs", "tab-pair").value)
 
 
 def test_card_layouts_reach_the_family(pair_on_path):
@@ -298,7 +315,8 @@ def test_card_layouts_reach_the_family(pair_on_path):
 
     def family(c):
         manager = hkt_core.default_manager()
-        parent, child = (build_model(c.parent, manager, **c.parent_options), build_model(c.child, manager, **c.child_options))
+        parent, child = (build_model(c.parent, manager, **c.parent_options),
+                         build_model(c.child, manager, **c.child_options))
         ctx = MethodContext(child=child, task=hkt_core.lookup("losses", "classification"), train=c.train,
                             hkt=c.hkt, card=c, parent=parent.requires_grad_(False), example_inputs=(torch.randn(1, 12),))
         return HKTMethod(ctx).family
@@ -315,13 +333,13 @@ def test_check_all_limited_to_one_plugin(pair_on_path):
     from hkt_core.testing import contracts
 
     manager = hkt_core.get_plugin_manager()
-    manager.registry("pairs").add(pair_on_path.name, pair_on_path, plugin="tabular")
-    manager.plugins["tabular"] = hkt_core.plugins.PluginInfo("tabular", None, None)
-    assert contracts.check_all("pairs", manager, plugin="tabular") == ["tab-mixer-mlp"]
-    assert contracts.check_all("models", manager, plugin="tabular") == []
+    manager.registry("pairs").add(pair_on_path.name, pair_on_path, plugin="my-tabular")
+    manager.plugins["my-tabular"] = hkt_core.plugins.PluginInfo("my-tabular", None, None)
+    assert contracts.check_all("pairs", manager, plugin="my-tabular") == ["tab-mixer-mlp"]
+    assert contracts.check_all("models", manager, plugin="my-tabular") == []
     assert set(contracts.check_all("losses", manager, plugin="core")) >= {"classification"}
-    with pytest.raises(hkt_core.RegistryError, match="unknown plugin 'tabulr'; closest: tabular"):
-        contracts.check_all("pairs", manager, plugin="tabulr")
+    with pytest.raises(hkt_core.RegistryError, match="unknown plugin 'my-tabulr'; closest: my-tabular"):
+        contracts.check_all("pairs", manager, plugin="my-tabulr")
 
 
 def test_models_and_pairs_contracts_name_what_is_broken(pair_on_path):
@@ -354,6 +372,68 @@ def test_a_pair_whose_data_needs_a_folder_is_checked_without_data():
     card = hkt_core.lookup("pairs", "cifar-resnet56-resnet20")
     assert "root" not in card.dataset_options
     contracts.check_entry("pairs", "cifar-resnet56-resnet20")
+    from hkt_core.preflight import check_outputs, needs_user_folder
+
+    manager = hkt_core.default_manager()
+    assert needs_user_folder(card, manager) and not needs_user_folder(hkt_core.lookup("pairs", "digits-demo"), manager)
+    check_outputs(card, manager)  # `hkt pairs add` leaves such a card's data to the pre-flight of `hkt train`
     with pytest.raises(PairCheckError) as info:
         check_pair(card, methods=["baseline"])
     assert info.value.stage == "data"
+
+
+# -- done when: a held-back pair from another folder, through the real command -----------------
+
+def _hkt(args, cwd, home):
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(HKT_HOME=str(home), OMP_NUM_THREADS="1")
+    return subprocess.run([sys.executable, "-m", "hkt_core.cli.main", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.subprocess
+def test_user_pair_from_another_folder_adds_checks_and_trains(tmp_path, isolated_home):
+    card, module = write_pair(tmp_path / "elsewhere" / "cards")
+    bad, _ = write_pair(tmp_path / "elsewhere" / "bad", name="tab-wrong-classes", child_options="classes = 5")
+    work = tmp_path / "work"
+    work.mkdir()
+    done = _hkt(["pairs", "add", str(card)], work, isolated_home)
+    assert done.returncode == 0, done.stderr
+    done = _hkt(["pairs", "add", str(bad)], work, isolated_home)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1, done.stderr
+    assert "predicts 5 classes" in lines[0] and "has 3 classes" in lines[0]
+    assert not (isolated_home / "pairs" / "tab-wrong-classes.toml").exists()
+    done = _hkt(["pairs", "check", "tab-mixer-mlp"], work, isolated_home)
+    assert done.returncode == 0 and "hkt (loss" in done.stdout, done.stderr
+    done = _hkt(["train", "tab-mixer-mlp", "--method", "hkt", "--out", "runs/hkt", "--no-progress"], work,
+                isolated_home)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((work / "runs" / "hkt" / "alignment.json").read_text())["pairs"]
+    assert "hkt: alignment: 2HKT, mixing at" in done.stderr
+    # a card that reached the user's folder without `hkt pairs add` meets the same check in `hkt train`
+    stored = PairCard.from_toml(bad).to_toml()
+    (isolated_home / "pairs" / "tab-wrong-classes.toml").write_text(stored, encoding="utf-8")
+    done = _hkt(["train", "tab-wrong-classes", "--method", "hkt", "--out", "runs/bad"], work, isolated_home)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "predicts 5 classes" in lines[0] and "has 3 classes" in lines[0], done.stderr
+    assert not (work / "runs" / "bad").exists()
+    assert module not in sys.modules
+
+
+@pytest.mark.subprocess
+def test_the_console_script_finds_a_module_in_the_current_folder(tmp_path, isolated_home):
+    from pathlib import Path
+
+    folder = tmp_path / "cards"
+    _, module = write_pair(folder)
+    script = Path(sys.executable).with_name("hkt")
+    assert script.is_file(), "the hkt console script is installed beside the interpreter"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(HKT_HOME=str(isolated_home), OMP_NUM_THREADS="1")
+    done = subprocess.run([str(script), "pairs", "new", "here-pair", "--parent", f"{module}:TokenMixer", "--child",
+                           f"{module}:mlp", "--dataset", f"{module}:table", "-o", "here.toml"], cwd=folder, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert PairCard.from_toml(folder / "here.toml").input_shapes == ((1, 12),)

@@ -12,15 +12,15 @@ from hkt_core.pairs import PairCard, user_pairs_dir
 GOOD = """\
 name = "toy-big-small"
 task = "classification"
-parent = "tests_models:big"
-child = "tests_models:small"
-input_shapes = [[1, 3, 16, 16]]
+parent = "digits_cnn_large"
+child = "digits_cnn_small"
+input_shapes = [[1, 1, 8, 8]]
 dataset = "digits"
 stages = 3
 description = "a toy pair"
 
 [child_options]
-width = 4
+width_mult = 0.5
 
 [alignment]
 pairs = [["layer1", "layer1"], ["pool", "pool"]]
@@ -46,11 +46,11 @@ def write(tmp_path, text, name="card.toml"):
 def test_card_reads_with_defaults_and_settings(tmp_path):
     card = PairCard.from_toml(write(tmp_path, GOOD))
     assert card.name == "toy-big-small" and card.stages == 3
-    assert card.input_shapes == ((1, 3, 16, 16),)
+    assert card.input_shapes == ((1, 1, 8, 8),)
     assert card.alignment == (("layer1", "layer1"), ("pool", "pool"))
     assert card.train == TrainConfig(epochs=3, lr=0.05, optimizer="adamw")
     assert card.hkt == HKTConfig(lam=0.5, alphas=(0.2, 0.6, 0.2), mixture="gate")
-    assert card.child_options == {"width": 4}
+    assert card.child_options == {"width_mult": 0.5}
 
 
 def test_card_round_trips_through_toml(tmp_path):
@@ -64,7 +64,7 @@ def test_card_round_trips_through_toml(tmp_path):
     (("dataset = \"digits\"\n", ""), "missing required key(s) dataset"),
     (("stages = 3", "stages = 1"), "PairCard.stages = 1 is invalid"),
     (("stages = 3", "stages = 5"), "alignment has 2 pairs but stages = 5"),
-    (("input_shapes = [[1, 3, 16, 16]]", "input_shapes = [[1, -3]]"), "each shape is a list of positive integers"),
+    (("input_shapes = [[1, 1, 8, 8]]", "input_shapes = [[1, -3]]"), "each shape is a list of positive integers"),
     (("lam = 0.5", "lam = 1.5"), "HKTConfig.lam = 1.5 is invalid: must be a number in [0.0, 1.0]"),
     (("alphas = [0.2, 0.6, 0.2]", "alphas = [0.5, 0.4, 0.1]"), "max(a1, a3) <= a2"),
     (("epochs = 3", "epochs = 0"), "TrainConfig.epochs = 0 is invalid: must be an integer >= 1"),

@@ -37,6 +37,9 @@ broken = "hkt_broken_example"
 py-modules = ["hkt_broken_example"]
 """
 BROKEN_MODULE = 'raise ImportError("this plugin needs a library that is not installed")\n'
+EXITING_PYPROJECT = BROKEN_PYPROJECT.replace("hkt-broken-example", "hkt-exiting-example").replace(
+    "broken = ", "exiting = ").replace("hkt_broken_example", "hkt_exiting_example")
+EXITING_MODULE = 'import sys\nsys.exit("this plugin ends the process on import")\n'
 
 
 def files_from_doc() -> dict[str, str]:
@@ -58,10 +61,14 @@ def site(tmp_path_factory):
     broken.mkdir()
     (broken / "pyproject.toml").write_text(BROKEN_PYPROJECT)
     (broken / "hkt_broken_example.py").write_text(BROKEN_MODULE)
+    exiting = src / "hkt-exiting-example"
+    exiting.mkdir()
+    (exiting / "pyproject.toml").write_text(EXITING_PYPROJECT)
+    (exiting / "hkt_exiting_example.py").write_text(EXITING_MODULE)
     target = tmp_path_factory.mktemp("site")
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-         "--target", str(target), str(src / "hkt-scaled-add"), str(broken)],
+         "--target", str(target), str(src / "hkt-scaled-add"), str(broken), str(exiting)],
         check=True, capture_output=True, text=True)
     return src, target
 
@@ -86,10 +93,14 @@ def test_installed_plugin_is_listed_and_its_mixture_found(site):
     assert probe.stdout.strip() == "ScaledAdd"
 
 
-def test_broken_plugin_is_reported_and_listing_still_succeeds(site):
+@pytest.mark.parametrize("failure", [
+    r"broken \(hkt-broken-example 0\.0\.1\): FAILED: ImportError: this plugin needs",
+    r"exiting \(hkt-exiting-example 0\.0\.1\): FAILED: SystemExit: this plugin ends",  # sys.exit on import
+])
+def test_failing_plugin_is_reported_and_listing_still_succeeds(site, failure):
     out = run(site, "-m", "hkt_core.cli.main", "plugins", "list")
     assert out.returncode == 0, out.stderr
-    assert re.search(r"broken \(hkt-broken-example 0\.0\.1\): FAILED: ImportError: this plugin needs", out.stdout)
+    assert re.search(failure, out.stdout)
     assert "scaled_add (hkt-scaled-add 1.0.0)" in out.stdout
     listing = run(site, "-m", "hkt_core.cli.main", "list", "mixtures", "scaled*")
     assert listing.returncode == 0

@@ -14,19 +14,9 @@ from hkt_core.errors import CheckpointError, ConfigError, RegistryError
 from hkt_core.train import Run, StepOutput, load_run
 from hkt_core.train.methods import BaselineMethod
 from hkt_core.train.trainer import TrainingDiverged
-from test_train_support import make_child, manager_with, tiny_card
+from test_train_support import Interrupt, make_child, manager_with, tiny_card
+from test_train_support import stop_after as _stop_after
 
-
-
-class Interrupt(Exception):
-    """Stands for a kill right after an epoch's checkpoint was committed."""
-
-
-def _stop_after(epoch: int):
-    def callback(done: int, record: dict) -> None:
-        if done == epoch:
-            raise Interrupt
-    return callback
 
 
 class NaNAtSecondEpoch(BaselineMethod):
@@ -94,7 +84,7 @@ def test_resume_is_exact_with_adamw_and_batchnorm(manager, tmp_path):
     assert any("running_mean" in k for k in ta)
     assert ta.keys() == tb.keys() and all(torch.equal(ta[k], tb[k]) for k in ta)
     assert load_file(a.path / "optimizer.safetensors").keys() == load_file(b.path / "optimizer.safetensors").keys()
-    strip = lambda rs: [{k: v for k, v in r.items() if k != "seconds"} for r in rs]  # noqa: E731
+    strip = lambda rs: [{k: v for k, v in r.items() if k not in ("seconds", "step_seconds")} for r in rs]  # noqa: E731
     assert strip(a.metrics) == strip(b.metrics)
     assert a.summary["test"] == b.summary["test"]
 
@@ -128,8 +118,9 @@ def test_existing_folder_needs_resume_or_force(manager, tmp_path):
         hkt_core.train("tiny-pair", "baseline", manager=manager, out=tmp_path / "r", resume=True, force=True)
     with pytest.raises(CheckpointError, match="holds no checkpoint"):
         hkt_core.train("tiny-pair", "baseline", manager=manager, out=tmp_path / "new", resume=True)
-    with pytest.raises(ConfigError, match=r"train.lr: run has 0.05, now 0.2"):
-        hkt_core.train("tiny-pair", "baseline", manager=manager, out=tmp_path / "r", epochs=1, lr=0.2, resume=True)
+    with pytest.raises(ConfigError, match=r"train.batch_size: run has 20, now 7"):
+        hkt_core.train("tiny-pair", "baseline", manager=manager, out=tmp_path / "r", epochs=1, batch_size=7,
+                       resume=True)
     run = hkt_core.train("tiny-pair", "baseline", manager=manager, out=tmp_path / "r", epochs=1, seed=5, force=True)
     assert run.summary["seed"] == 5
 

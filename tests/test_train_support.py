@@ -81,6 +81,18 @@ def make_child(batchnorm: bool = False) -> nn.Module:
     return TinyCNN(4, batchnorm)
 
 
+class Interrupt(Exception):
+    """Stands for a kill right after an epoch's checkpoint was committed (or at another chosen moment)."""
+
+
+def stop_after(epoch: int):
+    """An epoch callback raising :class:`Interrupt` once ``epoch`` is committed."""
+    def callback(done: int, record: dict) -> None:
+        if done == epoch:
+            raise Interrupt
+    return callback
+
+
 def card_dict(name: str = "tiny-pair", *, delay: float = 0.0, batchnorm: bool = False, augment: bool = False,
               **train) -> dict:
     settings = {"epochs": 2, "batch_size": 20, "lr": 0.05, "optimizer": "sgd", "schedule": "cosine",

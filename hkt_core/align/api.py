@@ -8,20 +8,22 @@ mixing points and to what order-preserving compatible pairs allow. A CIFAR ResNe
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
-from torch import fx, nn
+from torch import nn
 
 from ..adapters import Adapter, adapter_for
 from ..errors import AlignmentError
-from ..trace.graph import evaluation, trace
+from ..trace.graph import trace
 from .blocks import Block, BlockGraph, discover
 from .record import Alignment, BlockPair
 from .resolve import unknown_node_error
-from .score import MIN_CALIBRATION, centered_gram, cka_matrix, compatible, structural_matrix, structural_score
+from ..kinds import mixing_pair_problem
+from .activation import Calibration, as_calibration, cka_scores
+from .score import MIN_CALIBRATION, matched, structural_matrix, structural_score
 from .solve import choose_pairs, longest_chain
 
 METHODS = ("structural", "activation")
@@ -29,15 +31,17 @@ MAX_AUTO_MIXING = 4
 
 
 def analyse(model: nn.Module, example_inputs: Any, adapter: Adapter | None = None, *,
-            manager: Any = None) -> BlockGraph:
+            manager: Any = None, layouts: Mapping[str, str] | None = None, side: str = "") -> BlockGraph:
     """Trace ``model`` and discover its candidate blocks (the adapter may declare them).
 
     Without ``adapter``, the one ``manager`` (default: the process-wide manager) has for ``model``.
+    ``layouts`` states value layouts (see :mod:`hkt_core.kinds`); ``side`` is ``parent`` or
+    ``child`` for entries prefixed with it.
     """
     if adapter is None:
         adapter = adapter_for(model, _manager(manager))
     traced = trace(model, example_inputs, adapter)
-    return discover(traced, adapter.declared_blocks(model))
+    return discover(traced, adapter.declared_blocks(model), layouts=layouts, side=side)
 
 
 def _manager(manager: Any) -> Any:
@@ -50,50 +54,76 @@ def _manager(manager: Any) -> Any:
 
 def align(parent: nn.Module, child: nn.Module, example_inputs: Any, stages: int | None = None,
           method: str = "structural", pairs: Sequence[tuple[str, str]] | None = None, *,
-          manager: Any = None) -> Alignment:
+          layouts: Mapping[str, str] | None = None, calibration: Any = None,
+          batch_size: int = 64, manager: Any = None) -> Alignment:
     """Align ``parent``'s blocks to ``child``'s; the last pair is the two models' predictions.
 
-    ``example_inputs`` (a tensor or a tuple of tensors) feed both models; with
-    ``method="activation"`` they are also the calibration batch (at least 8 samples).
-    ``pairs`` gives the mixing points by hand (names per the naming rule; the predictions pair
-    may be given last or left implied) and is validated instead of searched. ``manager`` is the
-    plugin manager the models' adapters come from (default: the process-wide one).
+    ``example_inputs`` (a tensor or a tuple of tensors) feed both models. ``method="activation"``
+    adds linear CKA between the two models' activations on ``calibration`` (a
+    :class:`~hkt_core.align.activation.Calibration`, e.g. from
+    :func:`~hkt_core.align.activation.calibration_from_dataset`, or a tensor / tuple of tensors of
+    samples; default: the example inputs, at least 8 samples), run ``batch_size`` samples at a
+    time in eval mode. ``pairs`` gives the mixing points by hand (names per the naming rule; the
+    predictions pair may be given last or left implied) and is validated instead of searched.
+    ``layouts`` states the layout of values the graph reading gets wrong
+    (``{"encoder.out": "tokens"}``; ``"parent:name"`` / ``"child:name"`` for one side).
+    ``manager`` is the plugin manager the models' adapters come from (default: the process-wide one).
     """
     if method not in METHODS:
         raise AlignmentError(f"method={method!r} is not supported; choose one of {', '.join(METHODS)}")
+    check_stages(stages)
+    inputs = (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)
+    if calibration is None:
+        _check_calibration(method, inputs)
+    manager = _manager(manager)
+    bp = analyse(parent, inputs, manager=manager, layouts=layouts, side="parent")
+    bc = analyse(child, inputs, manager=manager, layouts=layouts, side="child")
+    return align_blocks(bp, bc, stages=stages, method=method, pairs=pairs, inputs=inputs,
+                        calibration=calibration, batch_size=batch_size)
+
+
+def check_stages(stages: Any) -> None:
+    """The one rule for N (the API's ``stages=`` and the CLI's ``--stages``): None or an integer >= 2."""
     if stages is not None and (not isinstance(stages, int) or isinstance(stages, bool) or stages < 2):
         raise AlignmentError(f"stages={stages!r} is invalid: an integer >= 2 (N-1 mixing points plus the "
                              f"predictions), or None to choose N automatically")
-    inputs = (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)
-    _check_calibration(method, inputs)
-    manager = _manager(manager)
-    bp = analyse(parent, inputs, manager=manager)
-    bc = analyse(child, inputs, manager=manager)
-    return align_blocks(bp, bc, stages=stages, method=method, pairs=pairs, inputs=inputs)
 
 
 def align_blocks(bp: BlockGraph, bc: BlockGraph, *, stages: int | None = None, method: str = "structural",
                  pairs: Sequence[tuple[str, str]] | None = None,
-                 inputs: tuple[torch.Tensor, ...] = ()) -> Alignment:
+                 inputs: tuple[torch.Tensor, ...] = (), calibration: Any = None,
+                 batch_size: int = 64) -> Alignment:
     """Alignment of two analysed models (see :func:`align`)."""
+    check_stages(stages)
     if method not in METHODS:
         raise AlignmentError(f"method={method!r} is not supported; choose one of {', '.join(METHODS)}")
-    if pairs is None:
-        _check_calibration(method, inputs)
+    calib: Calibration | None = None
+    if method == "activation":
+        if calibration is None:
+            _check_calibration(method, inputs)
+        calib = as_calibration(calibration if calibration is not None else inputs)
     pp, pc = bp.prediction, bc.prediction
     if pp.shape != pc.shape:
         raise AlignmentError(f"the predictions differ in shape: parent {bp.traced.prediction!r} "
                              f"{list(pp.shape)} vs child {bc.traced.prediction!r} {list(pc.shape)}; both "
                              f"models must predict the same task (for several outputs, the adapter's "
                              f"prediction() picks the one that counts)")
+    cka = cka_scores(bp, bc, calib, batch_size) if calib is not None and pairs is None else None
     if pairs is not None:
         chosen = _manual(bp, bc, pairs, stages)
     else:
-        chosen = _automatic(bp, bc, stages, method, inputs)
+        chosen = _automatic(bp, bc, stages, cka)
     out_score = structural_score(pp, pc)
-    result = [*chosen, BlockPair(pp.name, pc.name, pp.shape, pc.shape, out_score, "predictions")]
+    result = [*chosen, _pair(pp, pc, out_score, "predictions")]
     return Alignment(pairs=tuple(result), input_shapes=bp.traced.input_shapes,
-                     method="manual" if pairs is not None else method, traced=(bp.traced, bc.traced))
+                     method="manual" if pairs is not None else method,
+                     calibration=calib.describe() if calib is not None and pairs is None else None,
+                     layouts={**bp.layouts, **bc.layouts}, traced=(bp.traced, bc.traced))
+
+
+def _pair(p: Block, c: Block, score: float, reason: str, cka: float | None = None) -> BlockPair:
+    return BlockPair(p.name, c.name, p.shape, c.shape, score, reason, parent_kind=p.kind, child_kind=c.kind,
+                     cka=cka)
 
 
 def _check_calibration(method: str, inputs: tuple[torch.Tensor, ...]) -> None:
@@ -107,11 +137,13 @@ def _check_calibration(method: str, inputs: tuple[torch.Tensor, ...]) -> None:
 
 
 def _describe(p: Block, c: Block) -> str:
-    if compatible(p, c):
-        parts = [f"{p.layout} {'x'.join(map(str, p.resolution))}".strip()]
+    pk, ck = p.value_kind, c.value_kind
+    if matched(p, c):
+        parts = [pk.describe()]
+    elif p.kind == c.kind:
+        parts = [f"resolution differs ({pk.describe()} vs {ck.describe()}): the transfer resizes"]
     else:
-        parts = [f"resolution differs ({p.layout} {list(p.resolution)} vs {c.layout} {list(c.resolution)}): "
-                 f"Transfer resizes"]
+        parts = [f"{pk.describe()} -> {ck.describe()}: cross-kind transfer"]
     parts.append(f"depth {p.depth:.2f}/{c.depth:.2f}")
     if p.cut and c.cut:
         parts.append("cut points")
@@ -125,7 +157,7 @@ def _describe(p: Block, c: Block) -> str:
 def auto_stage_count(bp: BlockGraph, bc: BlockGraph) -> int:
     """N for ``stages=None`` (module docstring)."""
     def levels(bg: BlockGraph) -> set[tuple]:
-        return {(b.layout, b.resolution) for b in bg.candidates if b.resolution and np.prod(b.resolution) > 1}
+        return {(b.kind, b.resolution) for b in bg.candidates if b.resolution and np.prod(b.resolution) > 1}
 
     shared = levels(bp) & levels(bc)
     return 1 + max(1, min(len(shared), MAX_AUTO_MIXING))
@@ -134,67 +166,41 @@ def auto_stage_count(bp: BlockGraph, bc: BlockGraph) -> int:
 def _resolutions(bg: BlockGraph) -> str:
     seen = []
     for b in bg.candidates:
-        key = f"{b.layout} {'x'.join(map(str, b.resolution)) or '-'}"
+        key = b.value_kind.describe()
         if key not in seen:
             seen.append(key)
     return ", ".join(seen) or "none"
 
 
-def _automatic(bp: BlockGraph, bc: BlockGraph, stages: int | None, method: str,
-               inputs: tuple[torch.Tensor, ...]) -> list[BlockPair]:
+def _automatic(bp: BlockGraph, bc: BlockGraph, stages: int | None, cka: np.ndarray | None) -> list[BlockPair]:
+    """Matched pairs (same kind and resolution) when they allow the count, else every pair that can mix."""
     P, C = bp.candidates, bc.candidates
-    scores, ok = structural_matrix(P, C)
-    if method == "activation":
-        scores = (scores + _cka(bp, bc, inputs)) / 2.0
-    most = longest_chain(ok)
+    scores, same, ok = structural_matrix(P, C)
+    if cka is not None:
+        scores = (scores + cka) / 2.0
+    most_same, most = longest_chain(same), longest_chain(ok)
     if most == 0:
         raise AlignmentError(
-            f"no resolution-compatible block pairs between {type(bp.traced.model).__name__} and "
-            f"{type(bc.traced.model).__name__}: parent candidates are at [{_resolutions(bp)}], child "
-            f"candidates at [{_resolutions(bc)}]; give pairs by hand (pairs=[...] / --pair P=C) or "
-            f"declare blocks in an adapter")
+            f"no block pairs that can mix between {type(bp.traced.model).__name__} and "
+            f"{type(bc.traced.model).__name__}: parent candidates are [{_resolutions(bp)}], child "
+            f"candidates [{_resolutions(bc)}] (a transfer connects vectors with anything, maps with maps of "
+            f"as many spatial axes, tokens with tokens and 1-D maps, tokens on a grid with maps); give pairs "
+            f"by hand (pairs=[...] / --pair P=C), state layouts, or declare blocks in an adapter")
     if stages is None:
-        count = min(auto_stage_count(bp, bc) - 1, most)
+        count = min(auto_stage_count(bp, bc) - 1, most_same) if most_same else 1
     else:
         count = stages - 1
         if count > most:
-            raise AlignmentError(f"stages={stages} needs {count} order-preserving resolution-compatible "
-                                 f"mixing pairs, but these models allow at most {most} (stages <= {most + 1}); "
-                                 f"parent candidates: {len(P)}, child candidates: {len(C)}")
+            raise AlignmentError(f"stages={stages} needs {count} order-preserving mixing pairs that can mix, but "
+                                 f"these models allow at most {most} (stages <= {most + 1}); parent candidates: "
+                                 f"{len(P)} [{_resolutions(bp)}], child candidates: {len(C)} [{_resolutions(bc)}]")
+    allowed = ok
     depth_p = np.array([b.depth for b in P])
     depth_c = np.array([b.depth for b in C])
-    picked = choose_pairs(scores, ok, depth_p, depth_c, count)
+    picked = choose_pairs(scores, allowed, depth_p, depth_c, count)
     assert picked is not None  # count <= longest chain
-    return [BlockPair(P[i].name, C[j].name, P[i].shape, C[j].shape, float(scores[i, j]), _describe(P[i], C[j]))
-            for i, j in picked]
-
-
-class _Capture(fx.Interpreter):
-    def __init__(self, gm: fx.GraphModule, wanted: set[fx.Node]) -> None:
-        super().__init__(gm)
-        self.wanted = wanted
-        self.values: dict[fx.Node, torch.Tensor] = {}
-
-    def run_node(self, n: fx.Node):
-        value = super().run_node(n)
-        if n in self.wanted and isinstance(value, torch.Tensor):
-            self.values[n] = value
-        return value
-
-
-def activations(bg: BlockGraph, names: Sequence[str], inputs: tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
-    """The values of ``names`` on ``inputs`` (eval mode, no autograd)."""
-    nodes = [bg.traced.nodes[n] for n in names]
-    capture = _Capture(bg.traced.gm, set(nodes))
-    with evaluation(bg.traced.model):
-        capture.run(*inputs)
-    return [capture.values[n] for n in nodes]
-
-
-def _cka(bp: BlockGraph, bc: BlockGraph, inputs: tuple[torch.Tensor, ...]) -> np.ndarray:
-    gp = [centered_gram(a) for a in activations(bp, [b.name for b in bp.candidates], inputs)]
-    gc = [centered_gram(a) for a in activations(bc, [b.name for b in bc.candidates], inputs)]
-    return cka_matrix(gp, gc)
+    return [_pair(P[i], C[j], float(scores[i, j]), _describe(P[i], C[j]),
+                  None if cka is None else float(cka[i, j])) for i, j in picked]
 
 
 def _canonical(bg: BlockGraph, name: Any, side: str) -> str:
@@ -243,8 +249,10 @@ def _manual(bp: BlockGraph, bc: BlockGraph, pairs: Sequence[tuple[str, str]], st
                         f"in forward order on both sides. Valid {side} candidates near them: "
                         f"{', '.join(bg.near(a))}")
     out = []
-    for p, c in resolved:
+    for k, (p, c) in enumerate(resolved, 1):
         blk_p, blk_c = bp.block(p), bc.block(c)
-        out.append(BlockPair(p, c, blk_p.shape, blk_c.shape, structural_score(blk_p, blk_c),
-                             "manual; " + _describe(blk_p, blk_c)))
+        problem = mixing_pair_problem(blk_p.value_kind, blk_c.value_kind)
+        if problem:
+            raise AlignmentError(f"manual pair {k} ({p!r}, {c!r}): {problem}")
+        out.append(_pair(blk_p, blk_c, structural_score(blk_p, blk_c), "manual; " + _describe(blk_p, blk_c)))
     return out

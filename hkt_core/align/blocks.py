@@ -14,25 +14,24 @@ An adapter's ``declared_blocks(model)`` replaces the rule: exactly those values 
 
 Each candidate gets the features the alignment score uses: ``depth`` (relative depth: cumulative
 FLOPs of the value's ancestors over those of the prediction; parameters when the network has no
-FLOPs; topological position when neither), ``layout`` (``map`` for (B, C, *S) with rank >= 4,
-``tokens`` for (B, T, D) in a model whose rank-3 values feed linear maps or layer norms, ``seq``
-for other rank-3 values read as (B, C, L), ``vector`` for (B, D)), ``resolution`` (the spatial or
-token extent: S, T, L, or () for vectors), ``width`` (channels or features), ``level`` (0 for a
-top-level module output, 1 for second-level, 2 otherwise), ``cut`` and ``change``.
+FLOPs; topological position when neither), ``kind`` (``map``, ``tokens`` or ``vector``, read per
+value from the graph by :mod:`hkt_core.kinds`; ``value_kind`` has the class token and grid of
+tokens), ``resolution`` (the spatial extent of a map, the grid or count of tokens, () for
+vectors), ``width`` (channels or features), ``level`` (0 for a top-level module output, 1 for
+second-level, 2 otherwise), ``cut`` and ``change``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import attrs
 import networkx as nx
 import numpy as np
 
 from ..errors import AlignmentError
+from ..kinds import ValueKind, kind_from_shape, traced_kinds
 from ..trace.graph import TracedModel
-
-_TOKEN_CONSUMERS = ("linear", "layer_norm", "layernorm", "multiheadattention", "scaled_dot_product")
 
 
 @attrs.frozen
@@ -43,13 +42,14 @@ class Block:
     index: int
     shape: tuple[int, ...]
     depth: float
-    layout: str
+    kind: str
     resolution: tuple[int, ...]
     width: int
     level: int
     cut: bool
     change: bool
     module_output: bool
+    value_kind: ValueKind
 
     @property
     def strength(self) -> float:
@@ -66,9 +66,15 @@ class BlockGraph:
     cut_points: frozenset[str]
     depth_weights: np.ndarray | None   # per-value weights of relative depth (FLOPs or parameters)
     prediction_mask: np.ndarray        # values the prediction depends on
-    token_model: bool
+    kinds: dict[str, ValueKind]        # name -> kind of every batched value
+    layouts: dict[str, str]            # the layouts stated for this analysis (both sides' entries)
     candidates: tuple[Block, ...]
     prediction: Block
+
+    @property
+    def token_model(self) -> bool:
+        """True when some value of the model is a sequence of tokens."""
+        return any(k.kind == "tokens" for k in self.kinds.values())
 
     def is_ancestor(self, a: str, b: str) -> bool:
         """True when value ``a`` is ``b`` or is used, directly or not, to compute ``b``."""
@@ -107,31 +113,6 @@ def _bits_to_mask(bits: int, n: int) -> np.ndarray:
     return np.unpackbits(np.frombuffer(raw, dtype=np.uint8), bitorder="little")[:n].astype(bool)
 
 
-def _is_token_model(traced: TracedModel) -> bool:
-    g = traced.graph
-    for name in traced.order:
-        attrs_ = g.nodes[name]
-        kind = f"{attrs_['target']} {attrs_['module_type']}".lower()
-        if any(k in kind for k in _TOKEN_CONSUMERS):
-            for pred in g.predecessors(name):
-                shape = g.nodes[pred]["shape"]
-                if shape is not None and len(shape) == 3:
-                    return True
-    return False
-
-
-def layout_of(shape: Sequence[int], token_model: bool) -> tuple[str, tuple[int, ...], int]:
-    """(layout, resolution, width) of a batch-first shape; see module docstring."""
-    rank = len(shape)
-    if rank == 2:
-        return "vector", (), int(shape[1])
-    if rank == 3:
-        if token_model:
-            return "tokens", (int(shape[1]),), int(shape[2])
-        return "seq", (int(shape[2]),), int(shape[1])
-    return "map", tuple(int(d) for d in shape[2:]), int(shape[1])
-
-
 def _make_block(bg: BlockGraph, name: str) -> Block:
     g = bg.traced.graph
     data = g.nodes[name]
@@ -139,18 +120,23 @@ def _make_block(bg: BlockGraph, name: str) -> Block:
     if shape is None or len(shape) < 2:
         raise AlignmentError(f"{name!r} is not a batched tensor (shape {shape}); pick a tensor value "
                              f"such as {', '.join(bg.near(name))}")
-    layout, resolution, width = layout_of(shape, bg.token_model)
+    kind = bg.kinds.get(name) or kind_from_shape(shape)
     first = next((p for p in sorted(g.predecessors(name), key=lambda p: g.nodes[p]["index"])
                   if g.nodes[p]["shape"] is not None), None)
     change = first is not None and tuple(g.nodes[first]["shape"][1:]) != tuple(shape[1:])
     return Block(name=name, index=data["index"], shape=tuple(shape), depth=bg.depth(name),
-                 layout=layout, resolution=resolution, width=width,
+                 kind=kind.kind, resolution=kind.resolution, width=kind.width,
                  level=_module_level(name) if data["module_output"] else 2, cut=name in bg.cut_points,
-                 change=change, module_output=bool(data["module_output"]))
+                 change=change, module_output=bool(data["module_output"]), value_kind=kind)
 
 
-def discover(traced: TracedModel, declared: Sequence[str] | None = None) -> BlockGraph:
-    """Analyse ``traced`` and list its candidate block boundaries (module docstring has the rule)."""
+def discover(traced: TracedModel, declared: Sequence[str] | None = None,
+             layouts: Mapping[str, str] | None = None, side: str = "") -> BlockGraph:
+    """Analyse ``traced`` and list its candidate block boundaries (module docstring has the rule).
+
+    ``layouts`` states the layout of values whose inference is wrong (:mod:`hkt_core.kinds`);
+    ``side`` (``parent`` / ``child``) selects the entries prefixed ``parent:`` / ``child:``.
+    """
     g = traced.graph
     order = traced.order
     n = len(order)
@@ -197,7 +183,7 @@ def discover(traced: TracedModel, declared: Sequence[str] | None = None) -> Bloc
     batch = traced.input_shapes[0][0]
     bg = BlockGraph(traced=traced, ancestors=ancestors, cut_points=frozenset(cut), depth_weights=weights,
                     prediction_mask=pred_mask,
-                    token_model=_is_token_model(traced), candidates=(), prediction=None)  # type: ignore[arg-type]
+                    kinds=traced_kinds(traced, layouts, side), layouts=dict(layouts or {}), candidates=(), prediction=None)  # type: ignore[arg-type]
     if declared is not None:
         names = []
         for raw in declared:

@@ -2,8 +2,10 @@
 
 Each column lists a model's blocks in forward order: its top-level and second-level module
 outputs that are candidates (only top-level ones when there are too many to read), every aligned
-block and the prediction. Aligned blocks are filled; a line joins each pair, labelled with its
-score; the last line (the predictions) is dashed.
+block and the prediction, each with its shape and kind (``map 8x8``, ``tokens 1+16 (4x4)``,
+``vector``). Aligned blocks are filled; a line joins each pair, labelled with its score (and its
+CKA for the activation method, and the two kinds when they differ); the last line (the
+predictions) is dashed.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ def plot_alignment(alignment: Alignment, path: str | Path, parent: BlockGraph, c
     left = _column(parent, {p.parent for p in alignment.pairs})
     right = _column(child, {p.child for p in alignment.pairs})
     rows = max(len(left), len(right))
-    fig, ax = plt.subplots(figsize=(9, 0.45 * rows + 1.6))
+    fig, ax = plt.subplots(figsize=(10, 0.45 * rows + 1.6))
     ax.set_xlim(0, 10)
     ax.set_ylim(-rows - 0.5, 1.2)
     ax.axis("off")
@@ -69,7 +71,8 @@ def plot_alignment(alignment: Alignment, path: str | Path, parent: BlockGraph, c
             ax.add_patch(FancyBboxPatch((x, y - 0.32), 3.0, 0.64, boxstyle="round,pad=0.02",
                                         facecolor="#cfe3f7" if filled else "white",
                                         edgecolor="#1f5f9f" if filled else "#999999", linewidth=1.2))
-            ax.text(x + 1.5, y, f"{b.name}  [{_shape_text(b.shape)}]", ha="center", va="center", fontsize=7.5)
+            ax.text(x + 1.5, y, f"{b.name}  [{_shape_text(b.shape)}]  {b.value_kind.describe()}", ha="center",
+                    va="center", fontsize=7)
             centres[(side, b.name)] = (x, y)
 
     draw(left, 0.3, "parent", aligned_p, type(parent.traced.model).__name__)
@@ -78,8 +81,10 @@ def plot_alignment(alignment: Alignment, path: str | Path, parent: BlockGraph, c
         (xp, yp), (xc, yc) = centres[("parent", pair.parent)], centres[("child", pair.child)]
         last = i == len(alignment.pairs) - 1
         ax.plot([xp + 3.0, xc], [yp, yc], color="#c0392b", linewidth=1.6, linestyle="--" if last else "-")
-        ax.text((xp + 3.0 + xc) / 2, (yp + yc) / 2 + 0.15, f"{i + 1}: {pair.score:.2f}", ha="center",
-                fontsize=7.5, color="#c0392b")
+        label = f"{i + 1}: {pair.score:.2f}" + (f" (CKA {pair.cka:.2f})" if pair.cka is not None else "")
+        if pair.parent_kind != pair.child_kind:
+            label += f"\n{pair.parent_kind} -> {pair.child_kind}"
+        ax.text((xp + 3.0 + xc) / 2, (yp + yc) / 2 + 0.15, label, ha="center", fontsize=7.5, color="#c0392b")
     ax.set_title(title or f"{alignment.stages}HKT alignment ({alignment.method})", fontsize=11)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ from typing import Any
 import attrs
 
 from ..errors import AlignmentError
+from ..kinds import KINDS
 
 #: Version of the JSON layout written by :meth:`Alignment.to_json`.
 FORMAT_VERSION = 1
@@ -35,6 +36,15 @@ def _score(instance, attribute, value) -> None:
         raise AlignmentError(f"BlockPair.score must be a number in [0, 1], got {value!r}")
 
 
+def _kind(instance, attribute, value) -> None:
+    if value not in ("", *KINDS):
+        raise AlignmentError(f"BlockPair.{attribute.name} = {value!r} must be one of {', '.join(KINDS)}")
+
+
+def _kind_of_shape(shape: tuple[int, ...]) -> str:
+    return "vector" if len(shape) <= 2 else "map"
+
+
 @attrs.frozen
 class BlockPair:
     """One aligned pair: a parent value and a child value (names per the naming rule)."""
@@ -45,10 +55,24 @@ class BlockPair:
     child_shape: tuple[int, ...] = attrs.field(converter=_shape)
     score: float = attrs.field(validator=_score, converter=lambda v: float(v) if isinstance(v, int) and not isinstance(v, bool) else v)
     reason: str = ""
+    #: ``map``, ``tokens`` or ``vector`` (:mod:`hkt_core.kinds`); read from the shape when not given
+    parent_kind: str = attrs.field(default="", validator=_kind)
+    child_kind: str = attrs.field(default="", validator=_kind)
+    #: linear CKA of the two values on the calibration samples (``method="activation"``)
+    cka: float | None = attrs.field(default=None, validator=attrs.validators.optional(_score))
+
+    def __attrs_post_init__(self) -> None:
+        for side in ("parent", "child"):
+            if not getattr(self, f"{side}_kind"):
+                object.__setattr__(self, f"{side}_kind", _kind_of_shape(getattr(self, f"{side}_shape")))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"parent": self.parent, "child": self.child, "parent_shape": list(self.parent_shape),
-                "child_shape": list(self.child_shape), "score": round(self.score, 6), "reason": self.reason}
+        data = {"parent": self.parent, "child": self.child, "parent_shape": list(self.parent_shape),
+                "child_shape": list(self.child_shape), "parent_kind": self.parent_kind,
+                "child_kind": self.child_kind, "score": round(self.score, 6), "reason": self.reason}
+        if self.cka is not None:
+            data["cka"] = round(self.cka, 6)
+        return data
 
 
 def _pairs(value: Any) -> tuple[BlockPair, ...]:
@@ -73,6 +97,11 @@ class Alignment:
     pairs: tuple[BlockPair, ...] = attrs.field(converter=_pairs)
     input_shapes: tuple[tuple[int, ...], ...] = attrs.field(converter=_input_shapes)
     method: str = "structural"
+    #: where the activation method's samples came from (``method="activation"``)
+    calibration: dict[str, Any] | None = attrs.field(default=None, hash=False)
+    #: layouts stated for values whose kind the graph reading got wrong; a Family built from this
+    #: alignment applies them too, so it reads every value as the alignment did
+    layouts: dict[str, str] = attrs.field(factory=dict, hash=False, converter=lambda v: dict(v or {}))
     #: the two :class:`hkt_core.trace.TracedModel` (parent, child) the alignment was computed on, when
     #: it was (not stored in JSON); a Family built from this alignment reuses them instead of tracing again
     traced: tuple[Any, Any] | None = attrs.field(default=None, eq=False, repr=False)
@@ -91,16 +120,23 @@ class Alignment:
         return self.pairs[-1]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"version": FORMAT_VERSION, "method": self.method,
-                "input_shapes": [list(s) for s in self.input_shapes],
-                "pairs": [p.to_dict() for p in self.pairs]}
+        data = {"version": FORMAT_VERSION, "method": self.method,
+                "input_shapes": [list(s) for s in self.input_shapes]}
+        if self.calibration is not None:
+            data["calibration"] = dict(self.calibration)
+        if self.layouts:
+            data["layouts"] = dict(self.layouts)
+        data["pairs"] = [p.to_dict() for p in self.pairs]
+        return data
 
     def to_json(self) -> str:
         """JSON text, one pair per line (``Alignment.from_json`` reads it back)."""
         data = self.to_dict()
         pairs = ",\n".join(f"    {json.dumps(p)}" for p in data["pairs"])
+        calibration = "".join(f'  "{key}": {json.dumps(data[key])},\n' for key in ("calibration", "layouts")
+                              if key in data)
         return (f'{{\n  "version": {data["version"]},\n  "method": {json.dumps(data["method"])},\n'
-                f'  "input_shapes": {json.dumps(data["input_shapes"])},\n  "pairs": [\n{pairs}\n  ]\n}}')
+                f'  "input_shapes": {json.dumps(data["input_shapes"])},\n{calibration}  "pairs": [\n{pairs}\n  ]\n}}')
 
     @classmethod
     def from_dict(cls, data: Any) -> "Alignment":
@@ -120,11 +156,20 @@ class Alignment:
             if missing:
                 raise AlignmentError(f"alignment pair {i} is missing {', '.join(missing)}")
             pairs.append(BlockPair(item["parent"], item["child"], item["parent_shape"], item["child_shape"],
-                                   item["score"], item.get("reason", "")))
+                                   item["score"], item.get("reason", ""), parent_kind=item.get("parent_kind", ""),
+                                   child_kind=item.get("child_kind", ""), cka=item.get("cka")))
         shapes = data.get("input_shapes")
         if shapes is None:
             raise AlignmentError("alignment JSON needs 'input_shapes' (the example input shapes)")
-        return cls(pairs=pairs, input_shapes=shapes, method=str(data.get("method", "structural")))
+        calibration = data.get("calibration")
+        if calibration is not None and not isinstance(calibration, dict):
+            raise AlignmentError("alignment 'calibration' must be an object")
+        layouts = data.get("layouts") or {}
+        if not isinstance(layouts, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                    for k, v in layouts.items()):
+            raise AlignmentError("alignment 'layouts' must map node names to layouts, e.g. {\"enc\": \"tokens\"}")
+        return cls(pairs=pairs, input_shapes=shapes, method=str(data.get("method", "structural")),
+                   calibration=calibration, layouts=layouts)
 
     @classmethod
     def from_json(cls, text: str) -> "Alignment":
@@ -136,11 +181,14 @@ class Alignment:
 
     def table(self) -> str:
         """A readable table: one row per pair, mixing points first, predictions last."""
-        rows = [("#", "parent", "shape", "child", "shape", "score", "reason")]
+        with_cka = any(p.cka is not None for p in self.pairs)
+        rows = [("#", "parent", "kind", "shape", "child", "kind", "shape", "score",
+                 *(("cka",) if with_cka else ()), "reason")]
         for i, p in enumerate(self.pairs, 1):
             tag = f"{i}" if i < len(self.pairs) else f"{i} (out)"
-            rows.append((tag, p.parent, "x".join(map(str, p.parent_shape)), p.child,
-                         "x".join(map(str, p.child_shape)), f"{p.score:.3f}", p.reason))
+            cka = ((f"{p.cka:.3f}" if p.cka is not None else "-"),) if with_cka else ()
+            rows.append((tag, p.parent, p.parent_kind, "x".join(map(str, p.parent_shape)), p.child, p.child_kind,
+                         "x".join(map(str, p.child_shape)), f"{p.score:.3f}", *cka, p.reason))
         widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]) - 1)]
         lines = ["  ".join(cell.ljust(w) for cell, w in zip(r[:-1], widths)) + "  " + r[-1] for r in rows]
         return "\n".join(line.rstrip() for line in lines)

@@ -8,9 +8,15 @@ Structural score (``method="structural"``)::
 
 ``role_match`` is the share of agreeing role signs among {cut point, module level (top-level /
 second-level / inner), resolution-or-width change}; ``strength`` is the share of those signs a
-block shows (:attr:`Block.strength`). Equal resolution is *required*: the two blocks must have
-the same layout (map / tokens / seq / vector) and the same spatial or token extent, else the
-pair is not a candidate at all (:func:`compatible`).
+block shows (:attr:`Block.strength`).
+
+Which pairs are candidates at all is :func:`hkt_core.kinds.mixing_pair_problem`, the rule the
+Family applies too (:func:`compatible`): any two kinds a transfer connects. Pairs of the same kind
+and resolution are *matched* (:func:`matched`); the solver uses only matched pairs when they allow
+the number of mixing points asked for, and otherwise every compatible pair, whose score then
+loses ``RESOLUTION_WEIGHT * (1 - resolution similarity)``: the ratio of the smaller to the larger
+number of positions (spatial positions of a map, tokens without the class token, 1 for a vector),
+so a 4x4 map meets 16 tokens before it meets 64, and a vector meets the deepest values.
 
 Activation score (``method="activation"``): ``(structural + CKA) / 2`` where CKA is linear
 centered kernel alignment between the two blocks' activations on a calibration batch
@@ -25,16 +31,28 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from ..kinds import mixing_pair_problem
 from .blocks import Block
 
 DEPTH_WEIGHT, ROLE_WEIGHT, STRENGTH_WEIGHT = 0.6, 0.2, 0.2
+RESOLUTION_WEIGHT, UNMATCHED_PENALTY = 0.3, 0.1
 #: The calibration batch linear CKA needs at the least (a Gram matrix of fewer samples is noise).
 MIN_CALIBRATION = 8
 
 
 def compatible(p: Block, c: Block) -> bool:
-    """Equal resolution: same layout and same spatial / token extent."""
-    return p.layout == c.layout and p.resolution == c.resolution
+    """The two values can be a mixing point (:func:`hkt_core.kinds.mixing_pair_problem`)."""
+    return mixing_pair_problem(p.value_kind, c.value_kind) is None
+
+
+def matched(p: Block, c: Block) -> bool:
+    """Same kind and same resolution: the transfer only projects features."""
+    return p.kind == c.kind and p.resolution == c.resolution
+
+
+def resolution_similarity(p: Block, c: Block) -> float:
+    a, b = p.value_kind.positions, c.value_kind.positions
+    return min(a, b) / max(a, b)
 
 
 def role_match(p: Block, c: Block) -> float:
@@ -44,6 +62,8 @@ def role_match(p: Block, c: Block) -> float:
 def structural_score(p: Block, c: Block) -> float:
     value = (DEPTH_WEIGHT * (1.0 - abs(p.depth - c.depth)) + ROLE_WEIGHT * role_match(p, c)
              + STRENGTH_WEIGHT * (p.strength + c.strength) / 2.0)
+    if not matched(p, c):
+        value -= UNMATCHED_PENALTY + RESOLUTION_WEIGHT * (1.0 - resolution_similarity(p, c))
     return float(min(1.0, max(0.0, value)))
 
 
@@ -57,8 +77,9 @@ def _features(blocks: Sequence[Block]) -> dict[str, np.ndarray]:
     }
 
 
-def structural_matrix(parent: Sequence[Block], child: Sequence[Block]) -> tuple[np.ndarray, np.ndarray]:
-    """(scores, compatible) matrices of shape (len(parent), len(child)); same formula, vectorised."""
+def structural_matrix(parent: Sequence[Block], child: Sequence[Block]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(scores, matched, compatible) matrices of shape (len(parent), len(child)); same formula,
+    vectorised (scores of unmatched pairs carry the resolution penalty)."""
     fp, fc = _features(parent), _features(child)
     depth = 1.0 - np.abs(fp["depth"][:, None] - fc["depth"][None, :])
     roles = ((fp["cut"][:, None] == fc["cut"][None, :]).astype(np.float64)
@@ -68,13 +89,20 @@ def structural_matrix(parent: Sequence[Block], child: Sequence[Block]) -> tuple[
     scores = np.clip(DEPTH_WEIGHT * depth + ROLE_WEIGHT * roles + STRENGTH_WEIGHT * strength, 0.0, 1.0)
     keys_p: dict[tuple, list[int]] = {}
     for i, b in enumerate(parent):
-        keys_p.setdefault((b.layout, b.resolution), []).append(i)
-    ok = np.zeros((len(parent), len(child)), dtype=bool)
+        keys_p.setdefault((b.kind, b.resolution), []).append(i)
+    same = np.zeros((len(parent), len(child)), dtype=bool)
     for j, b in enumerate(child):
-        rows = keys_p.get((b.layout, b.resolution))
+        rows = keys_p.get((b.kind, b.resolution))
         if rows:
-            ok[rows, j] = True
-    return scores, ok
+            same[rows, j] = True
+    ok = same.copy()
+    for i, p in enumerate(parent):
+        for j, c in enumerate(child):
+            if not same[i, j]:
+                ok[i, j] = compatible(p, c)
+                scores[i, j] = max(0.0, scores[i, j] - UNMATCHED_PENALTY
+                                   - RESOLUTION_WEIGHT * (1.0 - resolution_similarity(p, c)))
+    return scores, same, ok
 
 
 def centered_gram(x: torch.Tensor) -> np.ndarray:

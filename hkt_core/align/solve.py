@@ -7,9 +7,12 @@ child value (each stream reads the other's), so a cycle would need some pair j >
 ancestor of p_i or c_j an ancestor of c_i, impossible when both topological positions increase.
 
 Objective for N-1 mixing pairs: maximise the sum over k of ``score(p_k, c_k) + PLACEMENT_WEIGHT *
-(1 - |mean depth(p_k, c_k) - k/(N-1)|)``: the pair score, plus a preference for spreading the
-mixing points evenly over the networks' depth (the last sits next to the predictions, where the
-paper's CIFAR pair mixes pooled features). Incompatible pairs (resolution differs) are excluded.
+(1 - (|depth p_k - k/(N-1)| + |depth c_k - k/(N-1)|) / 2)``: the pair score, plus a preference for
+spreading the mixing points evenly over both networks' depth (each side near the target, not only
+their mean: a value at depth 0 paired with one at depth 1 is not "half-way") (the last sits next to the predictions, where the
+paper's CIFAR pair mixes pooled features; the placement weighs as much as the pair score, so a
+transformer whose values all have one token count still spreads its mixing points). Pairs that
+cannot mix (:func:`hkt_core.kinds.mixing_pair_problem`) are excluded.
 Cost: O((N-1) x Kp x Kc) in numpy for Kp parent and Kc child candidates.
 """
 
@@ -17,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-PLACEMENT_WEIGHT = 0.5
+PLACEMENT_WEIGHT = 1.0
 
 
 def _prefix_max(f: np.ndarray) -> np.ndarray:
@@ -48,12 +51,12 @@ def choose_pairs(scores: np.ndarray, ok: np.ndarray, depth_p: np.ndarray, depth_
     """Indices of ``count`` order-preserving pairs maximising the objective, or None if impossible."""
     if count == 0:
         return []
-    mean_depth = (depth_p[:, None] + depth_c[None, :]) / 2.0
     layers = []
     prev = None
     for k in range(1, count + 1):
         target = k / count
-        gain = np.where(ok, scores + PLACEMENT_WEIGHT * (1.0 - np.abs(mean_depth - target)), -np.inf)
+        off = (np.abs(depth_p - target)[:, None] + np.abs(depth_c - target)[None, :]) / 2.0
+        gain = np.where(ok, scores + PLACEMENT_WEIGHT * (1.0 - off), -np.inf)
         f = gain if prev is None else gain + _prefix_max(prev)
         layers.append(f)
         prev = f

@@ -20,7 +20,17 @@ def configure(sub) -> None:
     parser.add_argument("--input-shape", action="append", default=None, metavar="B,C,H,W",
                         help="example input shape, batch first; repeat for models with several inputs")
     parser.add_argument("--stages", type=int, default=None, help="N aligned pairs (the last is the predictions)")
-    parser.add_argument("--method", choices=("structural", "activation"), default="structural")
+    parser.add_argument("--method", choices=("structural", "activation"), default="structural",
+                        help="activation: also score pairs by CKA between the trained parent (cached, or "
+                             "--parent-weights) and the child at initialisation on samples of the pair's data set")
+    parser.add_argument("--calibration-samples", type=int, default=256, metavar="N",
+                        help="activation method: samples drawn from the pair's training split (default 256)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="activation method: seed of the calibration draw and of the child's initialisation")
+    parser.add_argument("--batch-size", type=int, default=64,
+                        help="activation method: samples per forward pass (does not change the scores)")
+    parser.add_argument("--parent-weights", default=None, metavar="FILE",
+                        help="activation method: the parent's trained weights (.safetensors) instead of the cache")
     parser.add_argument("--pair", action="append", default=None, metavar="PARENT_NODE=CHILD_NODE",
                         help="a manual mixing pair (repeatable, in forward order)")
     parser.add_argument("--json", action="store_true", help="print only the alignment as JSON")
@@ -53,15 +63,26 @@ def run(args) -> int:
 
     if len(args.models) > 2:
         raise ConfigError(f"expected PAIR or PARENT CHILD, got {len(args.models)} names: {' '.join(args.models)}")
+    from ..align.api import check_stages
+
     pairs = [parse_pair(p) for p in args.pair] if args.pair else None
     stages = args.stages
+    check_stages(stages)
     from ..plugins import default_manager
+    from ..trust import card_origin, scope
 
     manager = default_manager()
+    calibration = None
+    layouts: dict[str, str] = {}
     if len(args.models) == 1:
         card = manager.lookup("pairs", args.models[0])
-        parent = build_model(card.parent, manager, **card.parent_options)
-        child = build_model(card.child, manager, **card.child_options)
+        layouts = dict(card.layouts)
+        with scope(card_origin(card)):
+            if args.method == "activation":
+                parent, child, calibration = _activation_setup(card, args, manager)
+            else:
+                parent = build_model(card.parent, manager, **card.parent_options)
+                child = build_model(card.child, manager, **card.child_options)
         shapes = [parse_shape(s) for s in args.input_shape] if args.input_shape else list(card.input_shapes)
         if pairs is None and card.alignment is not None:
             pairs = [tuple(p) for p in card.alignment]
@@ -71,13 +92,17 @@ def run(args) -> int:
     else:
         if not args.input_shape:
             raise ConfigError("PARENT CHILD needs --input-shape B,C,H,W (repeat it for each input)")
+        if args.parent_weights:
+            raise ConfigError("--parent-weights needs a registered PAIR (its parent architecture)")
         shapes = [parse_shape(s) for s in args.input_shape]
         parent, child = build_model(args.models[0], manager), build_model(args.models[1], manager)
         label = f"{args.models[0]} -> {args.models[1]}"
     inputs = adapter_for(parent, manager).example_inputs(parent, shapes)
     log.debug("tracing %s", label)
-    bp, bc = analyse(parent, inputs, manager=manager), analyse(child, inputs, manager=manager)
-    alignment = align_blocks(bp, bc, stages=stages, method=args.method, pairs=pairs, inputs=tuple(inputs))
+    bp = analyse(parent, inputs, manager=manager, layouts=layouts, side="parent")
+    bc = analyse(child, inputs, manager=manager, layouts=layouts, side="child")
+    alignment = align_blocks(bp, bc, stages=stages, method=args.method, pairs=pairs, inputs=tuple(inputs),
+                             calibration=calibration, batch_size=args.batch_size)
     if args.plot:
         from ..align.plot import plot_alignment
 
@@ -90,5 +115,25 @@ def run(args) -> int:
     for side, bg in (("parent", bp), ("child", bc)):
         print(f"  {side}: {type(bg.traced.model).__name__}, traced with {bg.traced.backend}, "
               f"{len(bg.traced.order)} values, {len(bg.candidates)} candidate blocks")
+    if alignment.calibration:
+        c = alignment.calibration
+        print(f"  calibration: {c['samples']} samples of {c['source']}"
+              f"{', seed ' + str(c['seed']) if 'seed' in c else ''}; trained parent, child at initialisation")
     print(alignment.table())
     return 0
+
+
+def _activation_setup(card, args, manager):
+    """The trained parent, the child at initialisation (seeded) and calibration samples of the pair's data."""
+    import torch
+
+    from ..align.activation import calibration_for_pair, trained_parent
+    from ..models import build_model
+
+    for flag, value, least in (("--calibration-samples", args.calibration_samples, 8), ("--batch-size", args.batch_size, 1)):
+        if value < least:
+            raise ConfigError(f"{flag} {value} is invalid: an integer >= {least}")
+    parent = trained_parent(card, manager, weights=args.parent_weights)
+    torch.manual_seed(args.seed)
+    child = build_model(card.child, manager, **card.child_options)
+    return parent, child, calibration_for_pair(card, manager, samples=args.calibration_samples, seed=args.seed)

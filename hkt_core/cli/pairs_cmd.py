@@ -56,12 +56,20 @@ def run_new(args) -> int:
 
 
 def run_add(args) -> int:
+    from ..card_checks import check_names, check_stages
     from ..pairs import add_user_card
     from ..plugins import default_manager, reset_default_manager
+    from ..preflight import check_outputs
 
-    registry = default_manager().registry("pairs")
-    known = {e.name for e in registry.entries() if e.plugin != "user"}
-    target = add_user_card(args.card, known_pairs=known, force=args.force)
+    manager = default_manager()
+    known = {e.name for e in manager.registry("pairs").entries() if e.plugin != "user"}
+
+    def check(card) -> None:
+        check_names(card, manager)    # the names exist (trust rules)
+        check_outputs(card, manager)  # the data's inputs and class count fit both models
+        check_stages(card, manager)   # the stages can be aligned
+
+    target = add_user_card(args.card, known_pairs=known, force=args.force, check=check)
     reset_default_manager()
     print(f"stored {target}")
     return 0

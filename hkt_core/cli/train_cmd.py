@@ -13,6 +13,8 @@ from ..errors import ConfigError
 DEMO_PAIR = "digits-demo"
 DEMO_METHODS = ("baseline", "kd", "hkt")
 DEMO_SEEDS = 3
+TRUST_HELP = ("let the run folder's module:callable references import modules from the folders it names "
+              "(its card's folder, the run folder); without it only modules importable from here are used")
 
 
 def configure(sub) -> None:
@@ -30,12 +32,14 @@ def configure(sub) -> None:
     t.add_argument("--parent-weights", default=None, metavar="FILE",
                    help="the parent's weights (safetensors) instead of the cached or trained parent")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _scale_options(t)
     t.set_defaults(handler=run_train)
 
     e = sub.add_parser("eval", help="evaluate a run's child on its validation or test split")
     e.add_argument("run_dir")
     e.add_argument("--split", choices=("val", "test"), default="val")
     e.add_argument("--which", choices=("best", "last"), default="best", help="which checkpoint (default best)")
+    e.add_argument("--trust-code", action="store_true", help=TRUST_HELP)
     e.set_defaults(handler=run_eval)
 
     c = sub.add_parser("compare", help="several methods over several seeds: mean +- std table and chart")
@@ -52,6 +56,7 @@ def configure(sub) -> None:
     x.add_argument("run_dir")
     x.add_argument("--format", choices=("safetensors", "onnx", "pt2"), default="safetensors")
     x.add_argument("--out", default=None, help="output file (default RUN_DIR/export/child.<ext>)")
+    x.add_argument("--trust-code", action="store_true", help=TRUST_HELP)
     x.set_defaults(handler=run_export)
 
     d = sub.add_parser("demo", help=f"the main job: parent, baseline, KD and HKT on {DEMO_PAIR} over seeds, one "
@@ -73,9 +78,22 @@ def _train_options(p: argparse.ArgumentParser) -> None:
                    help="nHKT: N-1 mixing points plus the outputs (default: the card's stages)")
 
 
+def _scale_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default=None,
+                   help="autocast precision of the training forwards (card [train] precision; default fp32)")
+    p.add_argument("--compile", action="store_true", default=None,
+                   help="torch.compile the networks and the Family's lockstep step (card [train] compile)")
+    p.add_argument("--channels-last", action="store_true", default=None,
+                   help="channels-last memory format for 2-D image models")
+    p.add_argument("--log", action="append", default=[], choices=("tensorboard",),
+                   help="also log to a tracker: tensorboard (event files in RUN/tensorboard; pip install 'hkt[tensorboard]')")
+
+
 def _overrides(args) -> dict:
     return {k: v for k, v in {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
-                              "seed": args.seed, "device": args.device, "stages": args.stages}.items()
+                              "seed": args.seed, "device": args.device, "stages": args.stages,
+                              "precision": getattr(args, "precision", None), "compile": getattr(args, "compile", None),
+                              "channels_last": getattr(args, "channels_last", None)}.items()
             if v is not None}
 
 
@@ -91,7 +109,7 @@ def run_train(args) -> int:
         return _launch_torchrun(args, out or default_out(args.pair, args.method))
     spec = resolve(args.pair, args.method, out=out, resume=args.resume, force=args.force,
                    parent_weights=args.parent_weights, settings=args.settings,
-                   progress=False if args.no_progress else None, **_overrides(args))
+                   progress=False if args.no_progress else None, log=args.log, **_overrides(args))
     from ..train.trainer import Trainer
 
     folder = Trainer(spec).fit()
@@ -107,9 +125,13 @@ def _launch_torchrun(args, out: Path) -> int:
     argv = ["train", args.pair, "--method", args.method, "--out", str(out)]
     for flag, value in (("--epochs", args.epochs), ("--batch-size", args.batch_size), ("--lr", args.lr),
                         ("--seed", args.seed), ("--device", args.device), ("--stages", args.stages),
-                        ("--parent-weights", args.parent_weights)):
+                        ("--parent-weights", args.parent_weights), ("--precision", args.precision)):
         if value is not None:
             argv += [flag, str(value)]
+    argv += ["--compile"] if args.compile else []
+    argv += ["--channels-last"] if args.channels_last else []
+    for name in args.log:
+        argv += ["--log", name]
     argv += ["--resume"] if args.resume else ["--force"] if args.force else []
     for s in args.settings:
         argv += ["--set", s]
@@ -148,11 +170,14 @@ def run_eval(args) -> int:
     from ..train.run import load_run
     from ..train.trainer import evaluate
 
+    from ..trust import scope
+
     manager = default_manager()
-    run = load_run(args.run_dir, manager)
+    run = load_run(args.run_dir, manager, trust_code=args.trust_code)
     card = run.card
     train = structure(run.config["train"], TrainConfig)
-    splits = load_splits(card, train, manager)
+    with scope(run.origin()):
+        splits = load_splits(card, train, manager)
     task = manager.lookup("losses", card.task)
     import torch
 
@@ -168,7 +193,7 @@ def run_export(args) -> int:
     from ..train.export import export_run
     from ..train.run import load_run
 
-    path, diff = export_run(load_run(args.run_dir), args.format, args.out)
+    path, diff = export_run(load_run(args.run_dir, trust_code=args.trust_code), args.format, args.out)
     print(f"exported the child to {path} ({args.format}); output checked against the child: "
           f"max difference {diff:.3g}")
     return 0

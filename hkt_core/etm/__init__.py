@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from .attention import TOKEN_LAYOUTS, genetic_attention, resolve_tokens
 from .extractors import ConcatExtractor, IdentityExtractor, PoolExtractor
-from .mixtures import AddMixture, GateMixture, GeneticAttentionMixture, Mixture, MSEMixture, NoMixture
-from .transfers import Conv1x1Transfer, IdentityTransfer, LinearTransfer, auto_transfer
+from .mixtures import (AddMixture, GateMixture, GeneticAttentionMixture, Mixture, MixOutput, MSEMixture, NoMixture,
+                       split_mix)
+from .transfers import Conv1x1Transfer, IdentityTransfer, LinearTransfer, Transfer, auto_transfer
 
 __all__ = [
     "TOKEN_LAYOUTS", "AddMixture", "ConcatExtractor", "Conv1x1Transfer", "GateMixture",
-    "GeneticAttentionMixture", "IdentityExtractor", "IdentityTransfer", "LinearTransfer", "MSEMixture",
-    "Mixture", "NoMixture", "PoolExtractor", "auto_transfer", "genetic_attention", "resolve_tokens",
+    "GeneticAttentionMixture", "IdentityExtractor", "IdentityTransfer", "LinearTransfer", "MSEMixture", "MixOutput",
+    "Mixture", "NoMixture", "PoolExtractor", "Transfer", "auto_transfer", "genetic_attention", "resolve_tokens", "split_mix",
 ]

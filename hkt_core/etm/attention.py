@@ -17,10 +17,13 @@ what is a token and what is its feature vector:
 The attention itself is :func:`torch.nn.functional.scaled_dot_product_attention` (its default
 scale is ``1/sqrt(last dim of the query)``, which is exactly ``1/sqrt(d)`` in both layouts), so
 large spatial maps get its memory-efficient kernels instead of an explicit ``N x N`` matrix.
+Under mixed precision (:mod:`torch.autocast`) the attention still runs in float32; the result has
+the inputs' dtype.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -59,13 +62,20 @@ def genetic_attention(query: torch.Tensor, source: torch.Tensor, tokens: str = "
     batch, channels = query.shape[:2]
     positions = math.prod(query.shape[2:])
     layout = resolve_tokens(tokens, positions)
-    q = query.reshape(batch, channels, positions)
-    v = source.reshape(batch, channels, positions)
-    if layout == "spatial":
-        # tokens = positions, features = channels: (B, N, C), d = C
-        attended = F.scaled_dot_product_attention(q.transpose(1, 2), v.transpose(1, 2), v.transpose(1, 2))
-        attended = attended.transpose(1, 2)
-    else:
-        # tokens = channels, features = positions: (B, C, N), d = N
-        attended = F.scaled_dot_product_attention(q, v, v)
-    return source - attended.reshape(source.shape)
+    # The attention (and its softmax) runs in float32 at least, also under autocast: the result is
+    # a difference of two close values, which half precision would mostly round away.
+    out_dtype = torch.promote_types(query.dtype, source.dtype)
+    work = torch.promote_types(out_dtype, torch.float32)
+    device = query.device.type
+    exact = torch.autocast(device, enabled=False) if torch.is_autocast_enabled(device) else contextlib.nullcontext()
+    with exact:
+        q = query.reshape(batch, channels, positions).to(work)
+        v = source.reshape(batch, channels, positions).to(work)
+        if layout == "spatial":
+            # tokens = positions, features = channels: (B, N, C), d = C
+            attended = F.scaled_dot_product_attention(q.transpose(1, 2), v.transpose(1, 2), v.transpose(1, 2))
+            attended = attended.transpose(1, 2)
+        else:
+            # tokens = channels, features = positions: (B, C, N), d = N
+            attended = F.scaled_dot_product_attention(q, v, v)
+        return (v - attended).reshape(source.shape).to(out_dtype)

@@ -1,11 +1,11 @@
 """Mixture operators M: combine the receiver's activation with the donor's transferred one.
 
-Every mixture is built as ``cls(lam=..., tokens=...)`` and called as ``mixture(receiver, donor)``
-on channel-first tensors of equal shape, returning the mixed receiver activation.
-
-Two class flags tell the Family what a mixture does: ``mixes`` (the result replaces the receiver's
-value downstream) and ``aligns`` (it contributes a feature-alignment loss through
-:meth:`Mixture.feature_loss` instead of mixing, as the paper's ``mse`` ablation does).
+Every mixture is built as ``cls(lam=..., tokens=..., **options)`` (``options``: the config's
+``HKTConfig.mixture_options``) and called as ``mixture(receiver, donor)`` on channel-first tensors
+of equal shape. It returns the mixed receiver activation, or a :class:`MixOutput` holding it and a
+feature loss (a scalar the Family adds to L1, as the paper's ``mse`` ablation does). A mixture
+whose value is always the receiver unchanged sets ``mixes = False``: the Family then runs no
+inherited stream and no child->parent mixing, and L1 is its feature loss alone.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from typing import NamedTuple
 
 from .attention import TOKEN_LAYOUTS, genetic_attention
 
@@ -28,11 +29,28 @@ def _check_pair(module: nn.Module, args: tuple) -> None:
                          f"donor to the receiver's shape first")
 
 
-class Mixture(nn.Module):
-    """Base class: stores ``lam`` and ``tokens`` and validates them."""
+class MixOutput(NamedTuple):
+    """What a mixture that adds a loss returns: the mixed receiver and the feature loss."""
 
+    value: torch.Tensor
+    loss: torch.Tensor | None = None
+
+
+def split_mix(out: torch.Tensor | MixOutput) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(mixed value, feature loss or None) of whatever a mixture returned."""
+    if isinstance(out, MixOutput):
+        return out.value, out.loss
+    return out, None
+
+
+class Mixture(nn.Module):
+    """Base class: stores ``lam`` and ``tokens`` and validates them (see the module docstring).
+
+    A subclass may take further keyword options (``HKTConfig.mixture_options``) in its constructor.
+    """
+
+    #: False when the returned value is always the receiver itself (nothing mixes)
     mixes: bool = True
-    aligns: bool = False
 
     def __init__(self, lam: float = 0.6, tokens: str = "auto") -> None:
         super().__init__()
@@ -47,11 +65,8 @@ class Mixture(nn.Module):
     def extra_repr(self) -> str:
         return f"lam={self.lam}, tokens={self.tokens!r}"
 
-    def forward(self, receiver: torch.Tensor, donor: torch.Tensor) -> torch.Tensor:
+    def forward(self, receiver: torch.Tensor, donor: torch.Tensor) -> torch.Tensor | MixOutput:
         raise NotImplementedError
-
-    def feature_loss(self, receiver: torch.Tensor, donor: torch.Tensor) -> torch.Tensor | None:
-        return None
 
 
 class GeneticAttentionMixture(Mixture):
@@ -90,13 +105,9 @@ class MSEMixture(Mixture):
     """
 
     mixes = False
-    aligns = True
 
-    def forward(self, receiver: torch.Tensor, donor: torch.Tensor) -> torch.Tensor:
-        return receiver
-
-    def feature_loss(self, receiver: torch.Tensor, donor: torch.Tensor) -> torch.Tensor:
-        return F.mse_loss(donor, receiver)
+    def forward(self, receiver: torch.Tensor, donor: torch.Tensor) -> MixOutput:
+        return MixOutput(receiver, F.mse_loss(donor, receiver))
 
 
 class NoMixture(Mixture):

@@ -2,6 +2,7 @@
 
 A transfer is built from two shapes without the batch dimension, channel-first
 (``(C,)`` vectors, ``(C, *S)`` maps and tokens moved to ``(D, T)``), and called on a batch.
+Every transfer subclasses :class:`Transfer`, which checks and keeps the two shapes.
 ``identity`` when shapes match; ``conv1x1`` and ``linear`` project the channels (a 1x1
 convolution is a linear map over channels applied at every position) and resize the spatial
 dimensions (bilinear for 2-D maps, linear / trilinear for 1-D / 3-D); ``auto`` picks one.
@@ -33,12 +34,34 @@ def _resize(x: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
     return F.interpolate(x, size=size, mode=_RESIZE_MODES[len(size)], align_corners=False)
 
 
-class IdentityTransfer(nn.Module):
-    """Pass the donor unchanged; the two shapes must already match."""
+class Transfer(nn.Module):
+    """Base class of transfer operators tau: ``cls(source_shape, target_shape)``, called on a batch.
+
+    Shapes exclude the batch dimension and are channel-first: ``(C,)`` for a vector, ``(C, *S)``
+    for a map, ``(D, T)`` for tokens. The constructor checks them and keeps them as
+    ``source_shape`` and ``target_shape``; a subclass raises ``ValueError`` (naming what it
+    supports) for shapes it cannot map, and its ``forward(donor)`` returns a tensor of
+    ``(batch, *target_shape)``.
+    """
 
     def __init__(self, source_shape: Sequence[int], target_shape: Sequence[int]) -> None:
         super().__init__()
-        source, target = _shape(source_shape, "source"), _shape(target_shape, "target")
+        self.source_shape = _shape(source_shape, "source")
+        self.target_shape = _shape(target_shape, "target")
+
+    def extra_repr(self) -> str:
+        return f"{self.source_shape} -> {self.target_shape}"
+
+    def forward(self, donor: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class IdentityTransfer(Transfer):
+    """Pass the donor unchanged; the two shapes must already match."""
+
+    def __init__(self, source_shape: Sequence[int], target_shape: Sequence[int]) -> None:
+        super().__init__(source_shape, target_shape)
+        source, target = self.source_shape, self.target_shape
         if source != target:
             raise ValueError(f"transfer 'identity' needs equal shapes, got {source} -> {target}; "
                              f"use 'auto', 'conv1x1' (maps) or 'linear' (vectors, tokens)")
@@ -48,7 +71,7 @@ class IdentityTransfer(nn.Module):
         return x
 
 
-class _ChannelProjection(nn.Module):
+class _ChannelProjection(Transfer):
     """Project channels ``Cs -> Ct`` and resize ``Ss -> St``.
 
     Projection and linear resizing commute (interpolation weights sum to one, so even the bias
@@ -58,14 +81,13 @@ class _ChannelProjection(nn.Module):
     name = "projection"
 
     def __init__(self, source_shape: Sequence[int], target_shape: Sequence[int]) -> None:
-        super().__init__()
-        source, target = _shape(source_shape, "source"), _shape(target_shape, "target")
+        super().__init__(source_shape, target_shape)
+        source, target = self.source_shape, self.target_shape
         if len(source) != len(target):
             raise ValueError(f"transfer {self.name!r} cannot map {source} to {target}: the ranks differ; "
                              f"pool the larger one first (extractor 'pool') or align other nodes")
         if len(source) - 1 > 3:
             raise ValueError(f"transfer {self.name!r} supports up to 3 spatial dimensions, got {source}")
-        self.source_shape, self.target_shape = source, target
         self.resize_first = math.prod(source[1:]) > math.prod(target[1:])
         self.proj = self._projection(source[0], target[0], len(source) - 1)
 
@@ -116,7 +138,7 @@ class LinearTransfer(_ChannelProjection):
         return _ChannelLinear(cin, cout)
 
 
-def auto_transfer(source_shape: Sequence[int], target_shape: Sequence[int]) -> nn.Module:
+def auto_transfer(source_shape: Sequence[int], target_shape: Sequence[int]) -> Transfer:
     """Identity when the shapes match, ``linear`` for vectors and tokens, else ``conv1x1``."""
     source, target = _shape(source_shape, "source"), _shape(target_shape, "target")
     if source == target:

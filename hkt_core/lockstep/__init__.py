@@ -4,16 +4,17 @@ The machinery under :class:`hkt_core.family.Family`, which keeps the HKT plan (m
 operators, loss) and hands this package a ``mix`` callback:
 
 - :mod:`.rewrite`: in-place operations rewritten out of place, so streams can share values;
-- :mod:`.layout`: where the channels of a value are (``channels_first`` / ``channels_last``);
+- :mod:`.layout`: moving a value's channels to axis 1 and back (which values are tokens is
+  :mod:`hkt_core.kinds`' reading);
 - :mod:`.interpreter`: :class:`LockstepGraph`, one traced network run node by node;
 - :mod:`.streams`: :class:`LockstepStreams`, the native / inherited / parent streams' schedule
   and their execution.
 """
 
 from .interpreter import LockstepGraph, follow, release_plan
-from .layout import LAYOUTS, from_channels_first, infer_layout, to_channels_first
+from .layout import LAYOUTS, from_channels_first, to_channels_first
 from .rewrite import functionalize
 from .streams import LockstepStreams, MixFn, StreamPoint
 
 __all__ = ["LAYOUTS", "LockstepGraph", "LockstepStreams", "MixFn", "StreamPoint", "follow",
-           "from_channels_first", "functionalize", "infer_layout", "release_plan", "to_channels_first"]
+           "from_channels_first", "functionalize", "release_plan", "to_channels_first"]

@@ -10,9 +10,10 @@ What each kind promises:
 - **transfers**: ``cls(source_shape, target_shape)`` (shapes without the batch dimension) either
   builds a module mapping ``(B, *source)`` to ``(B, *target)``, differentiable and deterministic
   under a seed, or refuses the pair with a ``ValueError`` whose message names the shapes.
-- **mixtures**: ``cls(lam=..., tokens=...)`` builds a module; ``mix(receiver, donor)`` keeps the
-  receiver's shape for maps ``(B, C, H, W)`` and vectors ``(B, C)``, is finite, lets gradients reach
-  the receiver, and is deterministic. A donor of another shape is refused with a ``ValueError``.
+- **mixtures**: ``cls(lam=..., tokens=...)`` builds a module; ``mix(receiver, donor)`` (its value, when
+  it returns ``MixOutput(value, loss)``) keeps the receiver's shape for maps ``(B, C, H, W)`` and
+  vectors ``(B, C)``, is finite, lets gradients reach the receiver, and is deterministic; a feature
+  loss is a finite scalar. A donor of another shape is refused with a ``ValueError``.
 - **extractors**: ``cls()`` builds a module; ``extract(*values)`` returns one tensor that carries
   gradients back to its inputs.
 - **losses** (tasks): ``task.example(batch_size, generator)`` gives a prediction and a target;
@@ -49,6 +50,7 @@ import torch
 from torch import nn
 
 from ..errors import HKTError
+from ..etm.mixtures import split_mix
 
 CHECKED_KINDS = ("transfers", "mixtures", "extractors", "losses", "metrics", "datasets", "adapters", "methods",
                  "models", "pairs")
@@ -67,7 +69,7 @@ def _finite_scalar(value: Any, what: str) -> None:
 
 # -- transfers ---------------------------------------------------------------------------------
 TRANSFER_SHAPES = [((8, 6, 6), (8, 6, 6)), ((8, 6, 6), (4, 3, 3)), ((16,), (8,)), ((12,), (12,)),
-                   ((5, 16), (5, 8))]
+                   ((5, 16), (5, 8)), ((8, 6, 6), (16,)), ((16,), (8, 6, 6))]
 
 
 def check_transfer(name: str, cls: Any) -> None:
@@ -100,15 +102,18 @@ def check_mixture(name: str, cls: Any) -> None:
         assert isinstance(mix, nn.Module), f"mixture {name!r} must build an nn.Module"
         receiver = torch.randn(*shape, requires_grad=True)
         donor = torch.randn(*shape)
-        out = mix(receiver, donor)
+        out, loss = split_mix(mix(receiver, donor))
         assert tuple(out.shape) == shape, f"mixture {name!r}: receiver {shape} came back as {tuple(out.shape)}"
         assert torch.isfinite(out).all(), f"mixture {name!r} produced non-finite values"
-        out.sum().backward()
+        assert loss is None or (loss.dim() == 0 and torch.isfinite(loss)), \
+            f"mixture {name!r}: a feature loss must be a finite scalar"
+        (out.sum() + (loss if loss is not None else 0.0)).backward()
         assert receiver.grad is not None, f"mixture {name!r}: gradients must reach the receiver"
         torch.manual_seed(0)
         again = cls(lam=0.6, tokens="auto")
-        assert torch.equal(again(receiver.detach(), donor), mix(receiver.detach(), donor)), \
-            f"mixture {name!r} is not deterministic under a seed"
+        first, second = split_mix(again(receiver.detach(), donor)), split_mix(mix(receiver.detach(), donor))
+        assert torch.equal(first[0], second[0]) and (first[1] is None) == (second[1] is None) and (
+            first[1] is None or torch.equal(first[1], second[1])), f"mixture {name!r} is not deterministic under a seed"
     torch.manual_seed(0)
     mix = cls(lam=0.6, tokens="auto")
     try:
@@ -173,6 +178,16 @@ def check_metrics_of_tasks(manager=None) -> None:
             halves = metric.stats(*_slice(prediction, target, 0, 3)) + metric.stats(*_slice(prediction, target, 3, 6))
             assert torch.allclose(whole.double(), halves.double()), \
                 f"metric {metric.name!r} of task {entry.name!r}: stats do not add up across batches"
+
+
+def check_metric(name: str, metric: Any, task: str = "classification", manager=None) -> None:
+    """Sum-reducibility of one metric on the example of ``task`` (a metric of that task's layout)."""
+    prediction, target = _manager(manager).lookup("losses", task).example(6, torch.Generator().manual_seed(1))
+    whole = metric.stats(prediction, target)
+    assert isinstance(whole, torch.Tensor) and whole.dim() == 1, f"metric {name!r}: stats must be a 1-D tensor"
+    halves = metric.stats(*_slice(prediction, target, 0, 3)) + metric.stats(*_slice(prediction, target, 3, 6))
+    assert torch.allclose(whole.double(), halves.double()), f"metric {name!r}: stats do not add up across batches"
+    assert isinstance(metric.compute(whole), float), f"metric {name!r}: compute must return a float"
 
 
 def _slice(prediction, target, lo, hi):
@@ -341,7 +356,7 @@ def check_model(name: str, factory: Any = None, manager=None, *, input_shapes=No
 # -- pairs -------------------------------------------------------------------------------------
 def check_pair_card(name: str, card: Any, manager=None) -> None:
     """The pairs contract (module docstring) of the registered pair ``name``."""
-    from ..preflight import PairCheckError, check_pair
+    from ..preflight import PairCheckError, check_pair, needs_user_folder
 
     import attrs
 
@@ -352,24 +367,9 @@ def check_pair_card(name: str, card: Any, manager=None) -> None:
     try:
         check_pair(card, manager=manager, methods=["baseline", "hkt"], required=["baseline", "hkt"])
     except PairCheckError as exc:
-        if exc.stage != "data" or not _reads_user_folder(card, manager):
+        if exc.stage != "data" or not needs_user_folder(card, manager):
             raise AssertionError(f"pair {name!r} fails its pre-flight: {exc}") from None
         _check_pair_without_data(name, card, manager)
-
-
-def _reads_user_folder(card: Any, manager) -> bool:
-    """True when the card's data set cannot load without a user's directory (no ``root`` given)."""
-    return "root" not in card.dataset_options and ":" not in card.dataset and \
-        "root" in _option_names(manager.lookup("datasets", card.dataset))
-
-
-def _option_names(factory: Any) -> set[str]:
-    import inspect
-
-    try:
-        return set(inspect.signature(factory).parameters)
-    except (TypeError, ValueError):
-        return set()
 
 
 def _check_pair_without_data(name: str, card: Any, manager) -> None:

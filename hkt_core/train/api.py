@@ -27,10 +27,12 @@ def resolve(pair: str | PairCard, method: str, *, out: str | Path | None = None,
             force: bool = False, parent_weights: str | Path | None = None, manager=None,
             settings: Sequence[str] = (), hkt: dict[str, Any] | None = None,
             method_options: dict[str, Any] | None = None, progress: bool | None = None,
-            callbacks: Sequence[EpochCallback] = (), stages: int | None = None, **overrides: Any) -> RunSpec:
+            callbacks: Sequence[EpochCallback] = (), stages: int | None = None, log: Sequence[str] = (),
+            **overrides: Any) -> RunSpec:
     """A :class:`RunSpec` from a pair, a method and overrides (``TrainConfig`` fields by keyword,
     ``hkt={...}`` for ``HKTConfig`` fields, ``settings=["train.lr=0.05", ...]`` as ``--set``,
-    ``stages=N`` or ``card.stages=N`` in ``settings`` for the card's nHKT)."""
+    ``stages=N`` or ``card.stages=N`` in ``settings`` for the card's nHKT, ``log=["tensorboard"]``
+    for trackers writing into the run folder)."""
     from ..plugins import default_manager
     from .parents import parent_train_config
 
@@ -42,7 +44,8 @@ def resolve(pair: str | PairCard, method: str, *, out: str | Path | None = None,
     unknown = sorted(set(overrides) - set(TRAIN_FIELDS))
     if unknown:
         raise ConfigError(f"unknown training option(s) {', '.join(unknown)}; allowed: {', '.join(TRAIN_FIELDS)}, "
-                          f"plus out, resume, force, parent_weights, settings, hkt, method_options, progress, stages")
+                          f"plus out, resume, force, parent_weights, settings, hkt, method_options, progress, "
+                          f"callbacks, stages, log")
     base = parent_train_config(card) if method_cls.trains_parent else card.train
     data = {"train": unstructure(base), "hkt": unstructure(card.hkt),
             "method": dict(getattr(method_cls, "default_options", {}) or {})}
@@ -59,18 +62,25 @@ def resolve(pair: str | PairCard, method: str, *, out: str | Path | None = None,
     data["method"].update(method_options or {})
     data["dataset"] = dict(card.dataset_options)
     data["card"] = {"stages": card.stages if stages is None else stages}
-    data = apply_overrides(data, list(settings), open_sections=("dataset",))
+    data = apply_overrides(data, list(settings), open_sections=("dataset", "hkt.mixture_options"))
     if data["dataset"] != card.dataset_options:
         card = attrs.evolve(card, dataset_options=data["dataset"])
     if data["card"]["stages"] != card.stages:
         card = attrs.evolve(card, stages=data["card"]["stages"])
     train = structure(data["train"], TrainConfig)
     hkt_config = structure(data["hkt"], HKTConfig)
+    out = Path(out) if out is not None else default_out(card.name, method)
+    if train.channels_last:
+        from .memory_format import check_channels_last
+
+        check_channels_last(card.name, card.input_shapes)
+    from .tracking import trackers_for
+
     return RunSpec(card=card, method=method, method_cls=method_cls, train=train, hkt=hkt_config,
-                   out=Path(out) if out is not None else default_out(card.name, method),
-                   method_options=data["method"], resume=resume, force=force,
+                   out=out, method_options=data["method"], resume=resume, force=force,
                    parent_weights=Path(parent_weights) if parent_weights is not None else None,
-                   manager=manager, progress=progress, callbacks=tuple(callbacks))
+                   manager=manager, progress=progress,
+                   callbacks=(*callbacks, *trackers_for([log] if isinstance(log, str) else log, out)))
 
 
 def train(pair: str | PairCard, method: str, **overrides: Any) -> Run:
@@ -79,7 +89,9 @@ def train(pair: str | PairCard, method: str, **overrides: Any) -> Run:
     Keyword overrides: any :class:`~hkt_core.config.TrainConfig` field (``epochs=3, lr=0.05,
     seed=7, device="cpu"``), ``stages=3`` (the card's nHKT), ``hkt={"lam": 0.5}``, ``settings=["train.grad_clip=1.0"]``,
     ``out=DIR``, ``resume=True`` or ``force=True``, ``parent_weights=FILE``, ``manager=`` (a plugin
-    manager), ``progress=`` (bar on/off; default: on a terminal), ``callbacks=[fn(epoch, record)]``.
+    manager), ``progress=`` (bar on/off; default: on a terminal), ``callbacks=[fn(epoch, record)]``
+    (an experiment tracker is one of these), ``log=["tensorboard"]`` (event files in the run folder),
+    ``precision="bf16"``, ``compile=True``, ``channels_last=True``.
     """
     spec = resolve(pair, method, **overrides)
     out = Trainer(spec).fit()

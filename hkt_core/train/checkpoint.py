@@ -176,7 +176,11 @@ def stage(path: Path, tensors: dict[str, torch.Tensor], *, kind: str, metadata: 
 
 
 def commit(state_path: Path, state: dict[str, Any]) -> None:
-    """Write ``state.json`` (the commit point), then move every staged file of this epoch into place."""
+    """Write ``state.json`` (the commit point, with the SHA-256 of every tensor file of the epoch), then
+    move every staged file of this epoch into place."""
+    from .integrity import FILES_KEY, file_digests
+
+    state = {**state, FILES_KEY: file_digests(state_path.parent, state)}
     atomic_write_text(state_path, json.dumps(state, indent=1))
     roll_forward(state_path.parent, int(state["epoch"]))
 

@@ -17,7 +17,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampl
 
 from ..config import TrainConfig
 from ..data import DatasetBundle
-from ..errors import ConfigError
+from ..errors import ConfigError, HKTError
 from ..pairs import PairCard
 
 SPLIT_SEED = 0
@@ -46,8 +46,11 @@ def load_splits(card: PairCard, train: TrainConfig, manager, *, parent: bool = F
     options = card.parent_data_options() if parent else card.dataset_options
     try:
         bundle = factory(**options)
-    except TypeError as exc:
-        raise ConfigError(f"dataset {card.dataset!r} rejected options {options}: {exc}") from None
+    except HKTError:
+        raise
+    except (TypeError, ValueError) as exc:  # options the factory refuses (e.g. test_fraction=0.995)
+        raise ConfigError(f"dataset {card.dataset!r} rejected options {options}: "
+                          f"{' '.join(str(exc).split())}") from None
     if not isinstance(bundle, DatasetBundle):
         raise ConfigError(f"dataset {card.dataset!r} returned {type(bundle).__name__}, not a DatasetBundle")
     check_input_shapes(card, bundle)

@@ -77,6 +77,29 @@ def broadcast_text(world: World, text: str) -> str:
     return bytes(buf.tolist()).decode("utf-8")
 
 
+def raise_together(world: World, failure: BaseException | None) -> None:
+    """Raise rank 0's ``failure`` (if any) on every rank.
+
+    Rank 0 re-raises its own exception; the others raise one of the same framework error class
+    (:mod:`hkt_core.errors`) with the same message, received as text (no pickle).
+    """
+    if not world.distributed:
+        if failure is not None:
+            raise failure
+        return
+    text = broadcast_text(world, "" if failure is None else f"{type(failure).__name__}\n{failure}")
+    if world.main:
+        if failure is not None:
+            raise failure
+        return
+    if text:
+        from .. import errors
+
+        kind, _, message = text.partition("\n")
+        cls = getattr(errors, kind, None)
+        raise (cls if isinstance(cls, type) and issubclass(cls, errors.HKTError) else errors.HKTError)(message)
+
+
 def barrier(world: World) -> None:
     if world.distributed:
         dist.barrier()

@@ -40,9 +40,13 @@ def export_run(run: Run, fmt: str, out: str | Path | None = None, *, atol: float
     """Write the run's best child in ``fmt``; returns the file and the largest output difference."""
     if fmt not in FORMATS:
         raise ExportError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    child = run.child()
     path = Path(out) if out is not None else run.path / "export" / f"child{SUFFIX[fmt]}"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    check_target(run, path, fmt)
+    child = run.child()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ExportError(f"--out {path}: cannot create its folder {path.parent} ({exc.strerror or exc})") from None
     with torch.no_grad():
         check_inputs = _example(run, child, 3)
         expected = _prediction(run, child, check_inputs)
@@ -52,6 +56,21 @@ def export_run(run: Run, fmt: str, out: str | Path | None = None, *, atol: float
         raise ExportError(f"the exported {fmt} model's output differs from the child's by {diff:.3g} "
                           f"(allowed {atol:g}); nothing was kept")
     return path, diff
+
+
+def check_target(run: Run, path: Path, fmt: str) -> None:
+    """Refuse an export target that is a directory or one of the run's own files."""
+    from .run import own_files
+
+    try:
+        is_dir, target = path.is_dir(), path.resolve()
+    except OSError as exc:
+        raise ExportError(f"--out {path}: {exc.strerror or exc}") from None
+    if is_dir:
+        raise ExportError(f"--out {path} is a directory; give a file name, e.g. {path / ('child' + SUFFIX[fmt])}")
+    if target in {f.resolve() for f in own_files(run.path)}:
+        raise ExportError(f"--out {path} is one of the run's own files; choose another name (the default is "
+                          f"{run.path / 'export' / ('child' + SUFFIX[fmt])})")
 
 
 def _safetensors(run, child, path, inputs, expected) -> float:

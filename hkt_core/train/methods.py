@@ -58,17 +58,6 @@ class KDMethod(Method):
         return StepOutput(loss, {"distill": float(loss.detach())})
 
 
-def _family_layouts(kinds: dict[str, str]) -> dict[str, str]:
-    """A card's ``[alignment] layouts`` (``map`` / ``tokens`` / ``vector``) in the words the Family
-    takes: where the channels of the value are (a map's and a vector's first, a token sequence's last)."""
-    from ..lockstep.layout import LAYOUTS
-
-    if set(kinds.values()) <= set(LAYOUTS):
-        return dict(kinds)
-    where = {"map": "channels_first", "vector": "channels_first", "tokens": "channels_last"}
-    return {node: where[kind] for node, kind in kinds.items()}
-
-
 class HKTMethod(Method):
     """Hereditary Knowledge Transfer: the child trains inside a :class:`hkt_core.Family` with the
     frozen parent; the ETM operators train with it and are saved beside the child for resuming.
@@ -94,15 +83,16 @@ class HKTMethod(Method):
         from .variants import check_lam_schedule
 
         self.lam_schedule = check_lam_schedule(ctx.options.get("lam_schedule", "constant"))
+        layouts = dict(getattr(ctx.card, "layouts", None) or {})  # a card's [alignment] layouts
         if ctx.alignment is None:
             card = ctx.card
             ctx.alignment = align(ctx.parent, ctx.child, ctx.example_inputs,
                                   stages=card.stages if card is not None else 2,
-                                  pairs=card.alignment if card is not None else None, manager=ctx.manager)
+                                  pairs=card.alignment if card is not None else None, manager=ctx.manager,
+                                  layouts=layouts)
         # The run's task (the card's) scores the streams, whatever HKTConfig.task says.
         self.family = Family(ctx.parent, ctx.child, ctx.alignment, ctx.hkt, example_inputs=ctx.example_inputs,
-                             task=ctx.task, manager=ctx.manager,
-                             layouts=_family_layouts(getattr(ctx.card, "layouts", None) or {})).to(ctx.device)
+                             task=ctx.task, manager=ctx.manager, layouts=layouts).to(ctx.device)
 
     def trainable_module(self) -> nn.Module:
         return self.family

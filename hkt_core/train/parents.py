@@ -34,11 +34,12 @@ from ..io import atomic_write
 from ..models import build_model
 from ..pairs import PairCard, hkt_home
 from .checkpoint import load_module_state
+from .integrity import sha256_file, verify
 from .run import BEST, CONFIG, METRICS, STATE, SUMMARY
 
 KEY_VERSION = 3
 #: settings that do not change the trained weights
-_NOT_IN_KEY = ("device", "num_workers")
+_NOT_IN_KEY = ("device", "num_workers", "compile", "channels_last")
 
 
 def parent_train_config(card: PairCard) -> TrainConfig:
@@ -61,6 +62,8 @@ def architecture_signature(card: PairCard, manager=None) -> list[list]:
 
 def parent_key(card: PairCard, train: TrainConfig, manager=None) -> str:
     settings = {k: v for k, v in unstructure(train).items() if k not in _NOT_IN_KEY}
+    if settings.get("precision") == "fp32":  # the default leaves the keys of existing caches as they were
+        del settings["precision"]
     material = {"version": KEY_VERSION, "parent": card.parent,
                 "architecture": architecture_signature(card, manager),
                 "parent_options": card.parent_options, "dataset": card.dataset,
@@ -89,14 +92,6 @@ class ParentSource:
 
     def to_dict(self) -> dict[str, Any]:
         return attrs.asdict(self)
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def weights_sha256(path: str | Path) -> str:
@@ -137,21 +132,27 @@ def cached_parent(card: PairCard, manager, *, train_missing, say=None) -> tuple[
     else:
         (say or _say)(f"using the cached parent {folder}")
     parent = build_parent(card, manager)
+    verify(folder / BEST)
     load_module_state(parent, folder / BEST, what=f"parent {card.parent!r} of pair {card.name!r}")
     return parent, ParentSource("cache", str(folder), sha256_file(folder / BEST), key)
 
 
 def publish_parent_run(card: PairCard, train: TrainConfig, run_dir: Path, manager=None) -> Path | None:
-    """Copy a finished ``parent`` run into the cache (if its settings' entry is not there yet)."""
+    """Copy a finished ``parent`` run into the cache (if its settings' entry is not there yet).
+
+    A run whose settings changed on ``--resume`` (its ``history.jsonl``) is not published: the
+    cache key says how the weights were trained, and they were trained under two settings.
+    """
+    from .identity import read_history
+
     folder = cache_folder(card, train, manager)
-    if is_complete(folder) or folder.resolve() == run_dir.resolve():
+    if is_complete(folder) or folder.resolve() == run_dir.resolve() or read_history(run_dir):
         return None
     folder.mkdir(parents=True, exist_ok=True)
-    for name in (CONFIG, METRICS, BEST, SUMMARY):
+    for name in (CONFIG, METRICS, BEST, SUMMARY, STATE):  # state.json carries the weights' SHA-256
         if (run_dir / name).is_file():
             src = run_dir / name
             atomic_write(folder / name, lambda tmp, src=src: shutil.copyfile(src, tmp))
-    (folder / STATE).unlink(missing_ok=True)
     return folder
 
 

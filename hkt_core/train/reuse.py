@@ -12,56 +12,30 @@ started again. What the folder holds decides what happens:
   resumed: :class:`~hkt_core.errors.ConfigError` names each difference, and the folder is kept.
 
 "Identical" compares the whole resolved configuration that ``config.toml`` records (pair, method,
-the card, ``train``, ``hkt``, method options) except the entries that name one run (its id, the
-number of processes); with ``parent_weights`` the parent file must also be the one the run used
+the card, ``train``, ``hkt``, method options) by the rule of :mod:`hkt_core.train.identity` (left
+out: the entries that name one run, and the device and loader workers, which never change the
+trained weights); with ``parent_weights`` the parent file must also be the one the run used
 (same SHA-256).
 """
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..config import read_toml, to_toml
+from ..config import read_toml
 from ..errors import ConfigError
 from . import run as files
 from .api import resolve, train
 from .run import Run, is_run_folder
 
-#: Entries of config.toml that describe one run rather than what it trains.
-RUN_SPECIFIC = ("run", "parent", "world_size")
-
-
-def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(data, dict):
-        out: dict[str, Any] = {}
-        for key, value in data.items():
-            out.update(_flatten(value, f"{prefix}{key}."))
-        return out
-    if isinstance(data, (list, tuple)):
-        return {prefix[:-1]: [_normal(v) for v in data]}
-    return {prefix[:-1]: _normal(data)}
-
-
-def _normal(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _normal(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_normal(v) for v in value]
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
-
-
 def config_differences(stored: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
     """``key: run has X, now Y`` for every setting in which two resolved configurations differ
-    (run-specific entries left out; both sides as config.toml writes them)."""
-    a = _flatten({k: v for k, v in stored.items() if k not in RUN_SPECIFIC})
-    b = _flatten({k: v for k, v in tomllib.loads(to_toml(wanted)).items() if k not in RUN_SPECIFIC})
-    return [f"{key}: run has {a.get(key)!r}, now {b.get(key)!r}"
-            for key in sorted(set(a) | set(b)) if a.get(key) != b.get(key)]
+    (the rule of :mod:`hkt_core.train.identity`, shared with ``--resume``)."""
+    from .identity import difference_lines
+
+    return difference_lines(stored, wanted)
 
 
 def _parent_difference(stored: dict[str, Any], parent_weights: str | Path | None) -> list[str]:

@@ -29,21 +29,42 @@ METHOD_STATE = "method.safetensors"
 STATE = "state.json"
 SUMMARY = "summary.json"
 CURVES = "curves.png"
+HISTORY = "history.jsonl"
 ALIGNMENT = "alignment.json"
 
 #: Every file a run writes; ``--force`` removes exactly these (and staged ``*.next`` copies).
-RUN_FILES = (CONFIG, METRICS, BEST, LAST, OPTIMIZER, METHOD_STATE, STATE, SUMMARY, CURVES, ALIGNMENT)
+RUN_FILES = (CONFIG, METRICS, BEST, LAST, OPTIMIZER, METHOD_STATE, STATE, SUMMARY, CURVES, ALIGNMENT, HISTORY)
 
 
 def is_run_folder(path: Path) -> bool:
     return any((path / name).exists() for name in (CONFIG, STATE, SUMMARY))
 
 
+#: TensorBoard's event files (``--log tensorboard``).
+TENSORBOARD = "tensorboard"
+#: Folders a run may write (trackers' files); ``--force`` removes them too.
+RUN_FOLDERS = (TENSORBOARD,)
+
+
 def clear_run_folder(path: Path) -> None:
+    import shutil
+    from ..io import remove_orphaned_temporaries
+
     for name in RUN_FILES:
         (path / name).unlink(missing_ok=True)
+    for name in RUN_FOLDERS:
+        if (path / name).is_dir() and not (path / name).is_symlink():
+            shutil.rmtree(path / name)
     for staged in path.glob("*.next"):
         staged.unlink(missing_ok=True)
+    remove_orphaned_temporaries(path)
+
+
+def own_files(path: Path) -> list[Path]:
+    """The files that make up the run in ``path`` (an export must never overwrite one)."""
+    from .lock import LOCK
+
+    return [path / name for name in (*RUN_FILES, LOCK)] + sorted(path.glob("*.next"))
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
@@ -80,11 +101,12 @@ def read_alignment(path: Path):
 class Run:
     """A finished (or interrupted) run: ``.config``, ``.summary``, ``.metrics``, ``.child()``."""
 
-    def __init__(self, path: str | Path, manager=None) -> None:
+    def __init__(self, path: str | Path, manager=None, *, trust_code: bool = False) -> None:
         self.path = Path(path)
         if not (self.path / CONFIG).is_file():
             raise ConfigError(f"{self.path} is not a run folder (no {CONFIG})")
         self._manager = manager
+        self.trust_code = trust_code
         self.config: dict[str, Any] = read_toml(self.path / CONFIG)
 
     def __repr__(self) -> str:
@@ -120,6 +142,14 @@ class Run:
 
         return PairCard.from_dict(self.config["card"], source=str(self.path / CONFIG))
 
+    def origin(self):
+        """The trust rule for the code this run folder names (:mod:`hkt_core.trust`)."""
+        from ..trust import run_origin
+
+        pairs = self.manager.registry("pairs")
+        trusted = {e.obj.source_folder for e in pairs.entries() if getattr(e.obj, "source_folder", None)}
+        return run_origin(self.path, self.card.source_folder, trusted_folders=trusted, trust_code=self.trust_code)
+
     def network_ref(self) -> tuple[str, dict[str, Any]]:
         """The registered model (and options) this run trained: the child, or the parent for ``parent``."""
         card = self.card
@@ -135,6 +165,9 @@ class Run:
         file = self.path / files[which]
         if not file.is_file():
             raise CheckpointError(f"{self.path} has no {files[which]} yet (the run saved no checkpoint)")
+        from .integrity import verify
+
+        verify(file, run_id=self.config.get("run"))
         return self.network_from_file(file).to(device).eval()
 
     def network_from_file(self, file: Path) -> nn.Module:
@@ -144,15 +177,17 @@ class Run:
         classmethod ``deployed_from_state(card, state_dict, manager)`` to rebuild it.
         """
         from ..models import build_model
+        from ..trust import scope
         from .checkpoint import load_module_state, read_tensors
 
         method_cls = self._method_class()
         rebuild = getattr(method_cls, "deployed_from_state", None)
-        if rebuild is not None:
-            tensors, _ = read_tensors(file, what="weights file")
-            return rebuild(self.card, tensors, self.manager)
-        ref, options = self.network_ref()
-        model = build_model(ref, self.manager, **options)
+        with scope(self.origin()):
+            if rebuild is not None:
+                tensors, _ = read_tensors(file, what="weights file")
+                return rebuild(self.card, tensors, self.manager)
+            ref, options = self.network_ref()
+            model = build_model(ref, self.manager, **options)
         load_module_state(model, file, what=f"model {ref!r}")
         return model
 
@@ -171,6 +206,10 @@ class Run:
         return registry.get(self.method) if self.method in registry else None
 
 
-def load_run(path: str | Path, manager=None) -> Run:
-    """Open a run folder written by :func:`hkt_core.train`."""
-    return Run(path, manager)
+def load_run(path: str | Path, manager=None, *, trust_code: bool = False) -> Run:
+    """Open a run folder written by :func:`hkt_core.train`.
+
+    The code its configuration names is held to :mod:`hkt_core.trust`'s rule; ``trust_code=True``
+    also lets it import modules from the folders the run folder points to.
+    """
+    return Run(path, manager, trust_code=trust_code)

@@ -27,14 +27,15 @@ from ..adapters import adapter_for
 from ..config import HKTConfig, TrainConfig, to_toml, unstructure
 from ..errors import CheckpointError, ConfigError, HKTError, TrainingDiverged
 from ..io import atomic_write_text
-from ..metrics import MetricAccumulator
 from ..models import build_model, count_parameters
 from ..pairs import PairCard
 from . import checkpoint as ckpt
 from . import run as files
-from .data import Splits, eval_loader, load_splits, split_batch, train_loader
+from .acceleration import Acceleration
+from .data import Splits, load_splits, split_batch, train_loader
 from .distributed import (World, all_sum, any_flag, barrier, broadcast_text, close_world, init_world,
-                          sync_buffers)
+                          raise_together, sync_buffers)
+from .evaluation import evaluate, measure_latency
 from .method import Method, MethodContext
 from .optim import build_optimizer, learning_rate, set_learning_rate
 
@@ -96,52 +97,6 @@ def _say(world: World, message: str) -> None:
         print(f"hkt: {message}", file=sys.stderr, flush=True)
 
 
-# -- evaluation --------------------------------------------------------------------------------
-
-def evaluate(model: nn.Module, dataset, task, *, batch_size: int, device: torch.device, manager: Any,
-             world: World = World(), num_workers: int = 0) -> dict[str, float]:
-    """Task loss and metrics of ``model`` over ``dataset``, exact under sharding across processes
-    (``manager``: the plugin manager the model's adapter is registered in)."""
-    adapter = adapter_for(model, manager)
-    acc = MetricAccumulator(task.metrics())
-    loss_sum = torch.zeros(2, dtype=torch.float64)  # (sum of per-batch mean loss * batch, samples)
-    was_training = model.training
-    model.eval()
-    with torch.inference_mode():
-        for batch in eval_loader(dataset, batch_size, rank=world.rank, world=world.size, num_workers=num_workers):
-            inputs, target = split_batch(batch, device)
-            prediction = adapter.prediction(model(*inputs))
-            n = inputs[0].shape[0]
-            loss_sum += torch.tensor([float(task.loss(prediction, target)) * n, n], dtype=torch.float64)
-            acc.update(prediction, target)
-    model.train(was_training)
-    loss_sum = all_sum(world, loss_sum)
-    acc.reduce(lambda t: all_sum(world, t))
-    values = {"loss": float(loss_sum[0] / loss_sum[1]) if loss_sum[1] > 0 else float("nan")}
-    values.update(acc.values())
-    return values
-
-
-def measure_latency(model: nn.Module, input_shapes, *, device: torch.device, manager: Any, batch: int = 32,
-                    repeats: int = 10) -> float:
-    """Median milliseconds per sample of ``model`` in eval mode on a batch of ``batch`` samples."""
-    shapes = [(batch, *s[1:]) for s in input_shapes]
-    inputs = tuple(t.to(device) for t in adapter_for(model, manager).example_inputs(model, shapes))
-    was_training = model.training
-    model.eval()
-    times = []
-    with torch.inference_mode():
-        for i in range(repeats + 3):
-            start = time.perf_counter()
-            model(*inputs)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            if i >= 3:
-                times.append(time.perf_counter() - start)
-    model.train(was_training)
-    return float(np.median(times)) * 1000.0 / batch
-
-
 @attrs.define
 class _Session:
     """What one run's loop carries from step to step."""
@@ -173,53 +128,29 @@ class Trainer:
         if self.device.type == "cuda" and self.world.distributed:
             self.device = torch.device("cuda", self.world.local_rank)
             torch.cuda.set_device(self.device)
+        #: precision, compilation and memory format of the run (hkt_core.train.acceleration)
+        self.accel = Acceleration(spec.train, self.device, say=lambda m: _say(self.world, m))
         self._splits: Splits | None = None  # the pre-flight's, when it ran
 
     # -- set-up ------------------------------------------------------------------------------
     def _prepare_folder(self) -> dict[str, Any] | None:
-        """Create, clear or recover the run folder (rank 0); returns the committed state on resume."""
+        """Lock, create, clear or recover the run folder (rank 0); returns the committed state on resume."""
+        from .prepare import take_run_folder
+
         spec, out = self.spec, self.spec.out
-        error = ""
+        failure: HKTError | None = None
+        resume = spec.resume
         if self.world.main:
             try:
-                if spec.resume:
-                    if not (out / files.STATE).is_file():
-                        raise CheckpointError(f"cannot resume: {out} holds no checkpoint ({files.STATE} is missing); "
-                                              f"start it over with --force")
-                    ckpt.recover(out)
-                    self._check_same_config(out)
-                elif out.exists() and is_nonempty_run(out):
-                    if not spec.force:
-                        raise ConfigError(f"run folder {out} already exists; pass --resume to continue it or "
-                                          f"--force to start it over (its checkpoints are deleted)")
-                    files.clear_run_folder(out)
-                out.mkdir(parents=True, exist_ok=True)
+                self._lock, resume = take_run_folder(out, resume=spec.resume, force=spec.force, config=spec.config(),
+                                                     say=lambda m: _say(self.world, m))
             except HKTError as exc:
-                error = f"{type(exc).__name__}:{exc}"
-        error = broadcast_text(self.world, error)
-        if error:
-            kind, _, message = error.partition(":")
-            raise (CheckpointError if kind == "CheckpointError" else ConfigError)(message)
+                failure = exc
+        raise_together(self.world, failure)
+        # a run stopped before its first checkpoint starts over
+        spec.resume = broadcast_text(self.world, "1" if resume else "") == "1"
         barrier(self.world)
         return ckpt.read_state(out / files.STATE) if spec.resume else None
-
-    def _check_same_config(self, out: Path) -> None:
-        from ..config import read_toml
-
-        stored = read_toml(out / files.CONFIG)
-        new = self.spec.config()
-        diffs = []
-        for section in ("train", "hkt", "method_options"):
-            for key in sorted(set(stored.get(section, {})) | set(new[section])):
-                a, b = stored.get(section, {}).get(key), new[section].get(key)
-                if _norm(a) != _norm(b) and key not in ("device", "num_workers"):
-                    diffs.append(f"{section}.{key}: run has {a!r}, now {b!r}")
-        for key in ("pair", "method"):
-            if stored.get(key) != new[key]:
-                diffs.append(f"{key}: run has {stored.get(key)!r}, now {new[key]!r}")
-        if diffs:
-            raise ConfigError(f"--resume continues {out} with the settings it was started with; these differ: "
-                              f"{'; '.join(diffs)}. Drop the changed options, or start a new run")
 
     def _resolve_parent(self) -> tuple[nn.Module | None, dict[str, Any]]:
         spec = self.spec
@@ -257,13 +188,21 @@ class Trainer:
 
     # -- the loop ----------------------------------------------------------------------------
     def fit(self) -> Path:
-        try:
-            if self.spec.preflight:
-                from ..preflight import preflight_run
+        from ..trust import card_origin, scope
 
-                self._splits = preflight_run(self.spec).splits
-            return self._fit()
+        try:
+            with scope(card_origin(self.spec.card)):
+                if self.spec.preflight:
+                    from ..preflight import preflight_run
+
+                    self._splits = preflight_run(self.spec).splits
+                return self._fit()
         finally:
+            for callback in self.spec.callbacks:  # trackers hold files open
+                if callable(getattr(callback, "close", None)):
+                    callback.close()
+            if getattr(self, "_lock", None) is not None:
+                self._lock.release()
             close_world(self.world)
 
     def _fit(self) -> Path:
@@ -280,12 +219,15 @@ class Trainer:
                        trainable=method.trainable_module().to(self.device),
                        # a method may replace the network it trains (e.g. a compressed parent)
                        child=method.ctx.child, extra=method.extra_state_module())
+        self.accel.prepare(method)
         run.optimizer = build_optimizer(run.trainable, self.spec.train)
         self._start_or_resume(run, state)
         if self.world.distributed:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
-            method.wrap(DDP(run.trainable, find_unused_parameters=method.ddp_find_unused_parameters))
+            devices = [self.device.index] if self.device.type == "cuda" else None
+            method.wrap(DDP(run.trainable, device_ids=devices, output_device=devices[0] if devices else None,
+                            find_unused_parameters=method.ddp_find_unused_parameters))
         loader, sampler = train_loader(splits.train, self.spec.train, rank=self.world.rank, world=self.world.size)
         for epoch in range(run.start_epoch, self.spec.train.epochs):
             sampler.set_epoch(epoch)
@@ -365,23 +307,20 @@ class Trainer:
         if augment is not None:  # it sees the batch as the data set yields it: one tensor or a tuple
             inputs, target = augment(inputs[0] if len(inputs) == 1 else inputs, target, generator)
             inputs = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
-        return inputs, target
+        return self.accel.inputs(inputs), target
 
     def _train_step(self, run: _Session, inputs: tuple, target: Any, epoch: int,
                     step: int) -> tuple[float, dict[str, float]]:
         """One optimiser step; stops the run (on every rank) when any rank's loss is not finite."""
-        result = run.method.training_step(inputs, target)
+        with self.accel.autocast():
+            result = run.method.training_step(inputs, target)
         loss = result.loss
         bad = not bool(torch.isfinite(loss.detach()).all())
         if any_flag(self.world, bad):
             self._diverged(float(loss.detach()) if bad else float("nan"), epoch, step, run.start_epoch, run.best,
                            self.spec.out)
         run.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.spec.train.grad_clip > 0:
-            nn.utils.clip_grad_norm_([p for p in run.trainable.parameters() if p.requires_grad],
-                                     self.spec.train.grad_clip)
-        run.optimizer.step()
+        self.accel.step(loss, run.optimizer, [p for p in run.trainable.parameters() if p.requires_grad])
         run.global_step += 1
         return float(loss.detach()), result.logs
 
@@ -389,6 +328,7 @@ class Trainer:
                    started: float) -> None:
         """Validate, keep the best, commit the epoch's checkpoint, call the epoch callbacks."""
         spec, world, train, task = self.spec, self.world, self.spec.train, run.task
+        step_seconds = (time.perf_counter() - started) / max(steps_per_epoch, 1)
         deployed = run.method.deployed()
         sync_buffers(world, deployed)
         val = evaluate(deployed, run.splits.val, task, batch_size=train.batch_size, device=self.device,
@@ -400,6 +340,7 @@ class Trainer:
         record.update({f"train_{k}": v for k, v in train_means.items()})
         record.update({f"val_{k}": v for k, v in val.items()})
         record["seconds"] = round(time.perf_counter() - started, 3)
+        record["step_seconds"] = round(step_seconds, 6)
         primary, higher = task.primary_metric, task.higher_is_better
         value = val.get(primary)
         improved = value is not None and math.isfinite(value) and (
@@ -407,6 +348,7 @@ class Trainer:
         if improved:
             run.best = {"epoch": epoch + 1, "metric": primary, "value": value, "higher_is_better": higher,
                         "val": val}
+        self._check_sane(run, epoch, steps_per_epoch)
         if world.main:
             self._save_checkpoint(spec.out, run.run_id, epoch + 1, run.global_step, run.child, run.extra,
                                   run.parent, run.optimizer, record, run.best, improved)
@@ -414,6 +356,19 @@ class Trainer:
         barrier(world)
         for callback in spec.callbacks:
             callback(epoch + 1, record)
+
+    def _check_sane(self, run: _Session, epoch: int, steps_per_epoch: int) -> None:
+        """No checkpoint of a network holding non-finite or overflowing tensors (``integrity``)."""
+        from .integrity import insane_tensors
+
+        excluded = [m for m in (run.child, run.parent) if m is not None]
+        states = [run.child.state_dict()]
+        if run.extra is not None:
+            states.append(ckpt.module_extra_state(run.extra, *excluded))
+        bad = insane_tensors(*states)
+        if any_flag(self.world, bool(bad)):
+            self._diverged(float("inf"), epoch, steps_per_epoch - 1, run.start_epoch, run.best, self.spec.out,
+                           where=f"network's state ({', '.join(bad[:3]) or 'on another rank'})")
 
     def _diverged(self, value: float, epoch: int, step: int, start_epoch: int, best, out: Path,
                   where: str = "training loss") -> None:
@@ -442,10 +397,16 @@ class Trainer:
                  "epochs": self.spec.train.epochs, "step": step, "best": best,
                  "sampler": {"seed": self.spec.train.seed, "epoch": epoch, "batches_done": 0},
                  "world_size": self.world.size, "optimizer": opt_info, "rng": ckpt.capture_rng()}
+        if self.accel.state_dict() is not None:
+            state["scaler"] = self.accel.state_dict()  # fp16: the loss scale, for an exact resume
         ckpt.commit(out / files.STATE, state)
 
     def _load_checkpoint(self, state, child, extra, parent, optimizer) -> None:
+        from .integrity import verify
+
         out, run_id, epoch = self.spec.out, state["run"], int(state["epoch"])
+        for name in (files.LAST, files.OPTIMIZER) + ((files.METHOD_STATE,) if extra is not None else ()):
+            verify(out / name, run_id=run_id, state=state)
         tensors, meta = ckpt.read_tensors(out / files.LAST, what="checkpoint")
         ckpt.check_epoch(meta, epoch, run_id, out / files.LAST)
         ckpt.check_state(child, tensors, what="this run's network", source=str(out / files.LAST))
@@ -465,18 +426,26 @@ class Trainer:
                     target[k].copy_(v)
         tensors, meta = ckpt.read_tensors(out / files.OPTIMIZER, what="optimizer state")
         ckpt.check_epoch(meta, epoch, run_id, out / files.OPTIMIZER)
+        decay = [g["weight_decay"] for g in optimizer.param_groups]  # this run's, possibly changed on --resume
         ckpt.optimizer_from_files(optimizer, {k: v.to(self.device) for k, v in tensors.items()},
                                   state["optimizer"], source=str(out / files.OPTIMIZER))
+        for group, value in zip(optimizer.param_groups, decay):
+            group["weight_decay"] = value
         ckpt.restore_rng(state["rng"])
+        self.accel.load_state_dict(state.get("scaler"))
         if self.world.main:
             _rewrite_metrics(out, epoch, None)
 
     def _finish(self, out: Path, run_id: str, method: Method, task, splits: Splits, best, parent_info) -> Path:
         spec, world, device, train = self.spec, self.world, self.device, self.spec.train
         deployed = method.deployed()
+        self.accel.finish()
         barrier(world)
         if best is None:
             raise TrainingDiverged(f"no epoch produced a finite validation {task.primary_metric}; nothing to keep")
+        from .integrity import verify
+
+        verify(out / files.BEST, run_id=run_id)
         tensors, meta = ckpt.read_tensors(out / files.BEST, what="best checkpoint")
         if meta.get("run") != run_id:
             raise CheckpointError(f"{out / files.BEST} belongs to another run")
@@ -498,6 +467,7 @@ class Trainer:
                 "latency_batch": 32, "device": str(device), "world_size": world.size,
                 "train_seconds": round(sum(r.get("seconds", 0.0) for r in files.read_metrics(out)), 3),
                 "parent": parent_info,
+                **self.accel.summary(),
             }
             atomic_write_text(out / files.SUMMARY, json.dumps(summary, indent=1))
             from .plots import plot_curves
@@ -511,18 +481,6 @@ class Trainer:
                     _say(world, f"parent cached in {published}")
         barrier(world)
         return out
-
-
-def is_nonempty_run(path: Path) -> bool:
-    return path.is_dir() and files.is_run_folder(path)
-
-
-def _norm(value: Any) -> Any:
-    if isinstance(value, (list, tuple)):
-        return [_norm(v) for v in value]
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
 
 
 def _rewrite_metrics(out: Path, keep_epochs: int, record: dict[str, Any] | None) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from importlib.util import find_spec
 
-from hkt_core import hookimpl
+from hkt_core import hookimpl, registers
 
 
 def _torchvision_installed() -> bool:
@@ -15,17 +15,16 @@ def _torchvision_installed() -> bool:
         return False
 
 
-@hookimpl
-def hkt_register_models(registry):
+@registers(task="flow")
+def hkt_register_models():
     from .models import MODELS
 
-    for name, factory in MODELS.items():
-        registry.add(name, factory, task="flow")
+    provided = list(MODELS.items())
     if _torchvision_installed():
         from .torchvision_models import TV_MODELS
 
-        for name, factory in TV_MODELS.items():
-            registry.add(name, factory, task="flow", source="torchvision")
+        provided += [(name, factory, {"source": "torchvision"}) for name, factory in TV_MODELS.items()]
+    return provided
 
 
 @hookimpl
@@ -48,20 +47,19 @@ def hkt_register_losses(registry):
     registry.add("flow", FlowTask(), description="optical flow: RAFT sequence loss, valid-pixel MAE, EPE")
 
 
-@hookimpl
-def hkt_register_metrics(registry):
+@registers()
+def hkt_register_metrics():
     from .metrics import flow_metrics
 
-    for metric in flow_metrics():
-        registry.add(f"flow_{metric.name}", metric, description=(metric.__doc__ or "").strip().splitlines()[0])
+    return [(f"flow_{metric.name}", metric, {"description": (metric.__doc__ or "").strip().splitlines()[0]})
+            for metric in flow_metrics()]
 
 
-@hookimpl
-def hkt_register_datasets(registry):
+@registers()
+def hkt_register_datasets():
     from .datasets import DATASETS
 
-    for name, (factory, description) in DATASETS.items():
-        registry.add(name, factory, description=description)
+    return [(name, factory, {"description": description}) for name, (factory, description) in DATASETS.items()]
 
 
 @hookimpl

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 from importlib import resources
 
-from hkt_core import hookimpl
+from hkt_core import hookimpl, registers
 
 
-@hookimpl
-def hkt_register_models(registry):
+@registers(task="seg")
+def hkt_register_models():
     from .models import MODELS
 
-    for name, factory in MODELS.items():
-        registry.add(name, factory, task="seg")
+    return MODELS
 
 
 @hookimpl
@@ -48,12 +47,11 @@ def hkt_register_metrics(registry):
     registry.add("seg_accuracy", Accuracy(IGNORE_INDEX), description="fraction of counted pixels right")
 
 
-@hookimpl
-def hkt_register_datasets(registry):
+@registers(task="seg")
+def hkt_register_datasets():
     from .datasets import DATASETS
 
-    for name, factory in DATASETS.items():
-        registry.add(name, factory, task="seg")
+    return DATASETS
 
 
 @hookimpl

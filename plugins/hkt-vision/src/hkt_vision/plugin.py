@@ -6,32 +6,30 @@ pair cards and the ``hkt vision`` command.
 
 from __future__ import annotations
 
+from hkt_core import registers
 from hkt_core.markers import hookimpl
 
 
-@hookimpl
-def hkt_register_models(registry):
+@registers(task="classification")
+def hkt_register_models():
     from .models import MODELS
 
-    for name, factory in MODELS.items():
-        registry.add(name, factory, task="classification")
+    return MODELS
 
 
-@hookimpl
-def hkt_register_adapters(registry):
+@registers()
+def hkt_register_adapters():
     from .adapters import ADAPTERS
 
-    for name, adapter in ADAPTERS.items():
-        registry.add(name, adapter)
+    return ADAPTERS
 
 
-@hookimpl
-def hkt_register_datasets(registry):
+@registers(task="classification")
+def hkt_register_datasets():
     from .data import DATASETS
 
     small = {"mnist1d": {"num_samples": 200, "cache": False}}  # the contract checks run on a small set
-    for name, factory in DATASETS.items():
-        registry.add(name, factory, task="classification", contract_options=small.get(name))
+    return [(name, factory, {"contract_options": small.get(name)}) for name, factory in DATASETS.items()]
 
 
 @hookimpl

@@ -7,6 +7,7 @@ from .digits import digits
 from .errors import DatasetError
 from .imagefolder import imagefolder
 from .mnist1d import mnist1d
+from .tabular import tabular
 from .textures import textures
 
 #: registered data set name -> factory
@@ -17,6 +18,7 @@ DATASETS = {
     "cifar100": cifar100,
     "imagefolder": imagefolder,
     "textures": textures,
+    "tabular": tabular,
 }
 
 __all__ = ["DATASETS", "DatasetError", "RandomCropFlip", *DATASETS]

@@ -45,3 +45,8 @@ def mnist1d_mlp(num_classes: int = 10, in_features: int = 40, hidden: Sequence[i
 def mnist1d_mlp_large(num_classes: int = 10, in_features: int = 40, hidden: Sequence[int] = (100, 100)) -> MLP:
     """The MLP of the MNIST-1D paper: two hidden layers of 100 units (~15k parameters)."""
     return MLP(in_features=in_features, num_classes=num_classes, hidden=tuple(hidden))
+
+
+def tabular_mlp(num_classes: int = 4, in_features: int = 20, hidden: Sequence[int] = (16, 16)) -> MLP:
+    """Tabular MLP child: two hidden layers of 16 units (~680 parameters)."""
+    return MLP(in_features=in_features, num_classes=num_classes, hidden=tuple(hidden))

@@ -1,0 +1,119 @@
+"""``torch.compile`` for a run (``--compile``): compile in place, fall back to eager with one line.
+
+:func:`compile_module` compiles a module's ``__call__`` in place (like ``nn.Module.compile``): the
+module stays the same object of the same class, so its ``state_dict`` keys, its adapter and every
+reference to it are unchanged. Compilation happens at the first call (and again when a guard
+fails, e.g. on switching to eval mode). If it fails there, the module is put back to eager
+execution, one warning line says so, and the call is answered eagerly: a network that cannot
+compile trains as it would without ``--compile``. :class:`CompileReport` remembers what compiled;
+the run's ``summary.json`` records ``"compiled": true`` only if everything asked for did.
+
+:func:`compile_family` compiles a :class:`hkt_core.Family`'s training step: the lockstep forward
+recorded as one graph (:meth:`Family.record_step`), since ``torch.compile`` cannot trace the
+Family's node-by-node interpreter itself. In eval mode the Family runs eagerly.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    line = text[0] if text else ""
+    return f"{type(exc).__name__}: {line[:200]}" if line else type(exc).__name__
+
+
+def _stderr_line(message: str) -> None:
+    print(f"hkt: {message}", file=sys.stderr, flush=True)
+
+
+class CompileReport:
+    """Which modules were compiled and which fell back to eager execution (and why)."""
+
+    def __init__(self, say: Callable[[str], None] | None = _stderr_line) -> None:
+        self.say = say
+        self.modules: list[str] = []
+        self.ran: set[str] = set()
+        self.fallbacks: dict[str, str] = {}
+
+    @property
+    def compiled(self) -> bool:
+        """True when something ran compiled and nothing fell back."""
+        return bool(self.ran) and not self.fallbacks
+
+    def fallback(self, label: str, exc: BaseException) -> None:
+        if label in self.fallbacks:
+            return
+        self.fallbacks[label] = _first_line(exc)
+        if self.say is not None:
+            self.say(f"warning: torch.compile could not compile the {label} ({self.fallbacks[label]}); "
+                     f"it runs eagerly")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"compiled": self.compiled, "compiled_modules": [m for m in self.modules if m in self.ran],
+                "compile_fallbacks": dict(self.fallbacks)}
+
+
+def compile_module(module: nn.Module, label: str, report: CompileReport, **options: Any) -> nn.Module:
+    """Compile ``module`` in place with ``torch.compile(**options)``; returns ``module``.
+
+    A failure while compiling (at any call) restores eager execution for good and is reported once.
+    """
+    compiled = torch.compile(module._call_impl, **options)
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            result = compiled(*args, **kwargs)
+        except Exception as exc:  # any compiler failure means: run eagerly
+            module._compiled_call_impl = None
+            report.fallback(label, exc)
+            return module._call_impl(*args, **kwargs)
+        report.ran.add(label)
+        return result
+
+    module._compiled_call_impl = call
+    report.modules.append(label)
+    return module
+
+
+def compile_family(family: nn.Module, report: CompileReport, label: str = "Family's lockstep step",
+                   **options: Any) -> nn.Module:
+    """Compile the training-mode forward of ``family`` in place; returns ``family``."""
+    steps: dict[int, Callable] = {}
+
+    def call(*inputs: Any, **kwargs: Any) -> Any:
+        if kwargs or not family.child.training:
+            return family._call_impl(*inputs, **kwargs)
+        try:
+            step = steps.get(len(inputs))
+            if step is None:
+                step = steps[len(inputs)] = torch.compile(family.record_step(*inputs), **options)
+            if family.parent.training:
+                family.parent.eval()
+            outputs = step(*inputs)
+        except Exception as exc:  # any compiler failure means: run eagerly
+            family._compiled_call_impl = None
+            report.fallback(label, exc)
+            return family._call_impl(*inputs, **kwargs)
+        report.ran.add(label)
+        return family.output(*outputs)
+
+    family._compiled_call_impl = call
+    report.modules.append(label)
+    return family
+
+
+def uncompile(module: nn.Module) -> None:
+    """Back to eager execution (what :func:`compile_module` and :func:`compile_family` installed is dropped)."""
+    module._compiled_call_impl = None
+
+
+def is_compiled(module: nn.Module) -> bool:
+    """True while ``module`` runs through :func:`compile_module`'s compiled call."""
+    return getattr(module, "_compiled_call_impl", None) is not None

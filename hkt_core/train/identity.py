@@ -1,0 +1,127 @@
+"""When a run folder holds "the same run": one rule for reusing a finished run and for resuming one.
+
+Two resolved configurations (``RunSpec.config()``, stored as ``config.toml``) describe the same run
+when they agree on every setting: the pair and method, every ``[train]``, ``[hkt]`` and
+``[method_options]`` value and the whole ``[card]``, compared as config.toml stores them. Left out
+are the entries that name one run (:data:`RUN_SPECIFIC`) and the settings that never change the
+trained weights (:data:`NOT_COMPARED`).
+
+``hkt compare`` and the benchmarks reuse a finished run only when nothing differs
+(:func:`hkt_core.train.reuse.train_or_reuse`). ``--resume`` continues a run
+only when nothing differs except the optimisation settings in :data:`RESUMABLE`; such a change is
+explicit (the user passed it), and is written to the run's ``history.jsonl`` and ``config.toml``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from ..config import canonical_directions, read_toml, to_toml
+from ..errors import ConfigError
+from ..io import atomic_write_text
+from .run import HISTORY
+
+#: Entries of config.toml that describe one run rather than what it trains.
+RUN_SPECIFIC = ("run", "parent", "world_size")
+#: Settings that never change what a run computes (the parent cache key leaves them out too).
+NOT_COMPARED = frozenset({"train.device", "train.num_workers", "train.compile", "train.channels_last",
+                          "card.description", "card.source_folder"})
+#: Settings added after runs already existed: a configuration without one had its default.
+DEFAULTED = {"train.precision": "fp32"}
+#: Settings ``--resume`` may change, with a record in the run's history.
+RESUMABLE = ("train.lr", "train.grad_clip", "train.weight_decay")
+
+
+def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(data, dict):
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out
+    if isinstance(data, (list, tuple)):
+        return {prefix[:-1]: [_normal(v) for v in data]}
+    return {prefix[:-1]: _normal(data)}
+
+
+def _normal(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _normal(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_normal(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _compared(config: dict[str, Any]) -> dict[str, Any]:
+    """Dotted keys of a configuration as config.toml stores it (TOML drops None, tuples become lists)."""
+    data = tomllib.loads(to_toml({k: v for k, v in config.items() if k not in RUN_SPECIFIC}))
+    out = {k: v for k, v in _flatten(data).items() if k not in NOT_COMPARED}
+    for key in [k for k in out if k == "hkt.directions" or k.endswith(".hkt.directions")]:
+        out[key] = _normal(canonical_directions(out[key]))   # a run written with an earlier spelling
+    if "train" in data:
+        for key, default in DEFAULTED.items():
+            out.setdefault(key, default)
+    return out
+
+
+def differences(stored: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """``{dotted key: (stored value, new value)}`` for every compared setting that differs."""
+    a, b = _compared(stored), _compared(new)
+    return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
+
+
+def difference_lines(stored: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """``key: run has X, now Y`` for every compared setting that differs."""
+    return [f"{k}: run has {a!r}, now {b!r}" for k, (a, b) in differences(stored, new).items()]
+
+
+def describe(diffs: dict[str, tuple[Any, Any]], limit: int = 6) -> str:
+    parts = [f"{k}: run has {a!r}, now {b!r}" for k, (a, b) in list(diffs.items())[:limit]]
+    more = len(diffs) - limit
+    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
+
+
+def check_resume(folder: Path, new: dict[str, Any], epoch: int, say=None) -> dict[str, tuple[Any, Any]]:
+    """Refuse a resume under other settings, except an explicit change of :data:`RESUMABLE` ones,
+    which is recorded in ``history.jsonl`` and applied to ``config.toml``; returns the changes."""
+    stored = read_toml(folder / "config.toml")
+    diffs = differences(stored, new)
+    refused = {k: v for k, v in diffs.items() if k not in RESUMABLE}
+    if refused:
+        raise ConfigError(f"--resume continues {folder} with the settings it was started with; these differ: "
+                          f"{describe(refused)}. Only {', '.join(RESUMABLE)} may change on --resume; drop the other "
+                          f"changes, or start a new run")
+    if not diffs:
+        return {}
+    record = {"event": "resume", "epoch": epoch, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+              "changes": {k: {"from": a, "to": b} for k, (a, b) in diffs.items()}}
+    append_history(folder, record)
+    for key, (_, value) in diffs.items():
+        section, name = key.split(".", 1)
+        stored.setdefault(section, {})[name] = value
+    atomic_write_text(folder / "config.toml", to_toml(stored))
+    if say is not None:
+        changed = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in diffs.items())
+        say(f"resuming {folder} after epoch {epoch} with {changed} (recorded in {HISTORY})")
+    return diffs
+
+
+def append_history(folder: Path, record: dict[str, Any]) -> None:
+    """Add one event to the run's ``history.jsonl`` (rewritten atomically)."""
+    file = folder / HISTORY
+    old = file.read_text(encoding="utf-8") if file.is_file() else ""
+    if old and not old.endswith("\n"):
+        old += "\n"
+    atomic_write_text(file, old + json.dumps(record) + "\n")
+
+
+def read_history(folder: Path) -> list[dict[str, Any]]:
+    file = Path(folder) / HISTORY
+    if not file.is_file():
+        return []
+    return [json.loads(line) for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]

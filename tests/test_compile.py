@@ -1,0 +1,163 @@
+"""``--compile``: the Family's lockstep step recorded as one graph, in-place compilation, fallback.
+
+Recording is checked against the Family's own interpreter (bitwise: same outputs, gradients and
+BatchNorm statistics) without compiling anything. Only the fallback tests call ``torch.compile``,
+with a backend that fails at once (no compiler runs); the one real compilation is the digits-demo
+run in test_scale_cli.py.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import hkt_core
+from hkt_core import HKTConfig, builtins
+from hkt_core.family import Family
+from hkt_core.train.compiling import CompileReport, compile_family, compile_module, is_compiled, uncompile
+
+CORE = hkt_core.get_plugin_manager(autoload=False, plugins={"core": builtins})
+
+
+class Task:
+    def loss(self, prediction, target):
+        return F.cross_entropy(prediction, target)
+
+    def inherit_loss(self, prediction, target):
+        return (prediction.softmax(1) - F.one_hot(target, prediction.shape[1]).to(prediction.dtype)).abs().mean()
+
+
+class TwoEyes(nn.Module):
+    """Two inputs, odd names, BatchNorm, an in-place ReLU whose input a mixing point reads, a skip."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.left_eye = nn.Sequential(nn.Conv2d(1, width, 3, padding=1), nn.BatchNorm2d(width))
+        self.right_eye = nn.Conv2d(2, width, 3, padding=1)
+        self.squash_ = nn.ReLU(inplace=True)
+        self.deeper = nn.Sequential(nn.Conv2d(width, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU())
+        self.out_layer = nn.Linear(width, 5)
+
+    def forward(self, a, b):
+        fused = self.squash_(self.left_eye(a) + self.right_eye(b))
+        deep = self.deeper(fused) + fused
+        return self.out_layer(deep.mean((2, 3)))
+
+
+POINTS = [("left_eye", "left_eye"), ("deeper", "deeper"), ("out_layer", "out_layer")]
+
+
+def _families(config: HKTConfig = HKTConfig(lam=0.5)) -> tuple[Family, Family]:
+    """Two identical Families (same weights, same operators) over fresh copies of the networks."""
+    torch.manual_seed(0)
+    parent, child = TwoEyes(8).eval(), TwoEyes(4)
+    example = (torch.randn(2, 1, 6, 6), torch.randn(2, 2, 6, 6))
+    made = []
+    for _ in range(2):
+        torch.manual_seed(1)
+        made.append(Family(copy.deepcopy(parent), copy.deepcopy(child), POINTS, config, example_inputs=example,
+                           task=Task(), manager=CORE))
+    return made[0], made[1]
+
+
+def _batch(n: int = 6):
+    gen = torch.Generator().manual_seed(3)
+    return (torch.randn(n, 1, 6, 6, generator=gen), torch.randn(n, 2, 6, 6, generator=gen)), torch.arange(n) % 5
+
+
+@pytest.mark.parametrize("config", [HKTConfig(lam=0.5), HKTConfig(lam=0.5, mixture="mse", alphas=(0.4, 0.6, 0.0)),
+                                    HKTConfig(lam=0.7, directions=("backbone", "head"))],
+                         ids=["ga-both", "mse", "per-point-directions"])
+def test_recorded_step_matches_the_interpreter_bitwise(config):
+    eager, recorded = _families(config)
+    inputs, target = _batch()
+    step = recorded.record_step(*inputs)
+    for family in (eager, recorded):
+        family.train()
+    for _ in range(2):   # twice: BatchNorm statistics and gradients accumulate alike
+        out_a = eager(*inputs)
+        out_b = recorded.output(*step(*inputs))
+        for a, b in zip(out_a, out_b):
+            assert (a is None) == (b is None)
+            assert a is None or torch.equal(a, b)
+        eager.loss(out_a, target).backward()
+        recorded.loss(out_b, target).backward()
+    for (name, p), q in zip(eager.named_parameters(), recorded.parameters()):
+        assert (p.grad is None) == (q.grad is None), name
+        assert p.grad is None or torch.equal(p.grad, q.grad), name
+    # the child's BatchNorm statistics follow the native stream only, in both
+    for (name, a), b in zip(eager.state_dict().items(), recorded.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert int(recorded.child.left_eye[1].num_batches_tracked) == 2
+
+
+def test_recorded_step_has_no_interpreter_left():
+    """One flat graph: module calls of the Family's own modules and tensor operations only."""
+    _, family = _families()
+    step = family.record_step(*_batch()[0])
+    ops = {n.op for n in step.graph.nodes}
+    assert ops <= {"placeholder", "call_module", "call_function", "call_method", "get_attr", "output"}
+    targets = {str(n.target) for n in step.graph.nodes if n.op == "call_module"}
+    assert "family.points.0.to_child_mixture" in targets and "family.parent.out_layer" in targets
+    assert any(t.startswith("scratch.") for t in targets), "the inherited stream's BatchNorm runs on a twin"
+    # no parameter was copied: the graph's parameters are the Family's
+    assert {id(p) for p in step.parameters()} == {id(p) for p in family.parameters()}
+
+
+def _failing_backend(gm, example_inputs):
+    raise RuntimeError("this backend cannot compile anything")
+
+
+class Small(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = nn.Linear(3, 2)
+
+    def forward(self, x):
+        return self.layer(x).relu()
+
+
+def test_a_module_that_cannot_compile_runs_eagerly_after_one_warning_line(capsys):
+    model = Small()
+    report = CompileReport()
+    assert compile_module(model, "child", report, backend=_failing_backend) is model
+    x = torch.randn(4, 3)
+    assert torch.equal(model(x), model.layer(x).relu())
+    assert torch.equal(model(x), model.layer(x).relu())
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "could not compile the child" in lines[0] and "runs eagerly" in lines[0]
+    assert not is_compiled(model) and not report.compiled
+    assert report.to_dict()["compile_fallbacks"]["child"].startswith("BackendCompilerFailed")
+    assert list(model.state_dict()) == ["layer.weight", "layer.bias"]
+
+
+def test_a_family_that_cannot_compile_trains_eagerly(capsys):
+    eager, family = _families()
+    report = CompileReport()
+    compile_family(family, report, backend=_failing_backend)
+    inputs, target = _batch()
+    eager.train(), family.train()
+    a, b = eager(*inputs), family(*inputs)
+    assert all(x is None or torch.equal(x, y) for x, y in zip(a, b))
+    assert "could not compile the Family's lockstep step" in capsys.readouterr().err
+    assert not report.compiled and not is_compiled(family)
+
+
+def test_eval_mode_and_uncompile_use_the_interpreter():
+    _, family = _families()
+    calls = []
+    report = CompileReport()
+    compile_family(family, report, backend=lambda gm, ex: calls.append(1) or gm.forward)
+    inputs, _ = _batch()
+    family.eval()
+    family(*inputs)
+    assert not calls and not report.ran
+    family.train()
+    family(*inputs)
+    assert calls and report.compiled
+    uncompile(family)
+    assert not is_compiled(family)
