@@ -59,24 +59,17 @@ def hkt_register_transfers(registry):
         registry.add(name, cls, description=(cls.__doc__ or "").strip().splitlines()[0])
 
 
-@hookimpl
-def hkt_register_mixtures(registry):
+@registers()
+def hkt_register_mixtures():
     from .etm import mixtures as m
-
-    registry.add("ga", m.GeneticAttentionMixture)
-    registry.add("gate", m.GateMixture)
-    registry.add("add", m.AddMixture)
-    registry.add("mse", m.MSEMixture)
-    registry.add("none", m.NoMixture)
     from .train.variants import LearnedGateMixture
 
-    registry.add("ga-learned", LearnedGateMixture)
+    return {"ga": m.GeneticAttentionMixture, "gate": m.GateMixture, "add": m.AddMixture, "mse": m.MSEMixture,
+            "none": m.NoMixture, "ga-learned": LearnedGateMixture}
 
 
-@hookimpl
-def hkt_register_extractors(registry):
+@registers()
+def hkt_register_extractors():
     from .etm import extractors as e
 
-    registry.add("identity", e.IdentityExtractor)
-    registry.add("concat", e.ConcatExtractor)
-    registry.add("pool", e.PoolExtractor)
+    return {"identity": e.IdentityExtractor, "concat": e.ConcatExtractor, "pool": e.PoolExtractor}

@@ -33,7 +33,7 @@ from .config import HKTConfig
 from .errors import AlignmentError, ConfigError
 from .etm.crosskind import cross_kind_transfer
 from .etm.mixtures import split_mix
-from .kinds import ValueKind, infer_kinds, mixing_pair_problem, parse_stated, stated_nodes
+from .kinds import ValueKind, donor_kind, infer_kinds, mixing_pair_problem, parse_stated, stated_nodes
 from .lockstep import LockstepGraph, LockstepStreams, follow, from_channels_first, to_channels_first
 
 
@@ -68,18 +68,16 @@ class _Point(NamedTuple):
     child_nodes: tuple[fx.Node, ...]
     parent_receiver: fx.Node
     child_receiver: fx.Node
-    parent_layouts: tuple[str, ...]
-    child_layouts: tuple[str, ...]
     parent_kinds: tuple[ValueKind, ...] = ()
     child_kinds: tuple[ValueKind, ...] = ()
 
     @property
-    def parent_receiver_layout(self) -> str:
-        return self.parent_layouts[self.parent_nodes.index(self.parent_receiver)]
+    def parent_receiver_kind(self) -> str:
+        return self.parent_kinds[self.parent_nodes.index(self.parent_receiver)].kind
 
     @property
-    def child_receiver_layout(self) -> str:
-        return self.child_layouts[self.child_nodes.index(self.child_receiver)]
+    def child_receiver_kind(self) -> str:
+        return self.child_kinds[self.child_nodes.index(self.child_receiver)].kind
 
 
 class MixingPoint(nn.Module):
@@ -95,24 +93,19 @@ class MixingPoint(nn.Module):
         self.child_extractor = child_extractor
 
 
-def _channels_first(values: Sequence[torch.Tensor], layouts: Sequence[str]) -> list[torch.Tensor]:
-    return [to_channels_first(v, lay) for v, lay in zip(values, layouts)]
+def _channels_first(values: Sequence[torch.Tensor], kinds: Sequence[ValueKind]) -> list[torch.Tensor]:
+    return [to_channels_first(v, k.kind) for v, k in zip(values, kinds)]
 
 
-def _layout(kind: ValueKind) -> str:
-    """Where a value's channels are: last for tokens, second for maps and vectors."""
-    return "channels_last" if kind.kind == "tokens" else "channels_first"
-
-
-def _donor_kind(donor: torch.Tensor, kinds: Sequence[ValueKind]) -> ValueKind:
-    """The kind of an extractor's output (channel-first ``donor``) read from the values it combined."""
-    shape = (1, *donor.shape[1:])
-    if donor.dim() == 2:
-        return ValueKind("vector", shape)
-    first = kinds[0]
-    if first.kind == "tokens":   # back to (B, N, D)
-        return first.with_shape((1, shape[2], shape[1]))
-    return first.with_shape(shape)
+def _one_way(transfer: nn.Module, extractor: nn.Module, mixture: nn.Module, donors: list[torch.Tensor],
+             donor_kinds: Sequence[ValueKind], receiver: torch.Tensor, kind: str,
+             feature_losses: list[torch.Tensor]) -> torch.Tensor:
+    """The receiver mixed with the donors (in the receiver's layout); a feature loss is collected."""
+    donor = transfer(extractor(*_channels_first(donors, donor_kinds)))
+    value, loss = split_mix(mixture(to_channels_first(receiver, kind), donor))
+    if loss is not None:
+        feature_losses.append(loss)
+    return from_channels_first(value, kind)
 
 
 class Family(nn.Module):
@@ -124,8 +117,9 @@ class Family(nn.Module):
     inputs (used once to learn the shapes at the mixing points) default to the alignment's
     ``input_shapes``. ``task`` overrides the registered task named by ``config.task``;
     ``layouts`` maps node names (``"name"`` for both models, ``"parent:name"`` / ``"child:name"``
-    for one) to ``channels_first`` / ``channels_last`` where the automatic guess (rank-3 values
-    produced by Linear/LayerNorm/attention are tokens ``(B, T, D)``) is wrong. ``manager`` is the
+    for one) to the value's kind, ``map`` / ``tokens`` / ``vector`` (:mod:`hkt_core.kinds`; the older
+    ``channels_first`` / ``channels_last`` are read as map / tokens), where the automatic reading
+    (rank-3 values produced by Linear/LayerNorm/attention are tokens ``(B, T, D)``) is wrong. ``manager`` is the
     plugin manager operators and tasks are looked up in (default: the process-wide one).
     """
 
@@ -222,7 +216,7 @@ class Family(nn.Module):
         for i, ((pnames, cnames), direction) in enumerate(zip(pairs[:-1], directions)):
             pnodes = tuple(pg.node(n) for n in pnames)
             cnodes = tuple(cg.node(n) for n in cnames)
-            points.append(_Point(i, direction, pnodes, cnodes, pg.last(pnodes), cg.last(cnodes), (), ()))
+            points.append(_Point(i, direction, pnodes, cnodes, pg.last(pnodes), cg.last(cnodes)))
         pg.node(pairs[-1][0][-1]), cg.node(pairs[-1][1][-1])
         return points
 
@@ -259,8 +253,7 @@ class Family(nn.Module):
         for p in points:
             pk = tuple(kind_of(self._pg, n, pvals[n]) for n in p.parent_nodes)
             ck = tuple(kind_of(self._cg, n, cvals[n]) for n in p.child_nodes)
-            out.append(p._replace(parent_layouts=tuple(_layout(k) for k in pk),
-                                  child_layouts=tuple(_layout(k) for k in ck), parent_kinds=pk, child_kinds=ck))
+            out.append(p._replace(parent_kinds=pk, child_kinds=ck))
         return out
 
     @staticmethod
@@ -292,16 +285,16 @@ class Family(nn.Module):
         """The ETM operators of point ``k``, sized from the probed values."""
         p_ex, c_ex = extractor_cls(), extractor_cls()
         with torch.no_grad():
-            p_donor = p_ex(*_channels_first([pvals[n] for n in p.parent_nodes], p.parent_layouts))
-            c_donor = c_ex(*_channels_first([cvals[n] for n in p.child_nodes], p.child_layouts))
+            p_donor = p_ex(*_channels_first([pvals[n] for n in p.parent_nodes], p.parent_kinds))
+            c_donor = c_ex(*_channels_first([cvals[n] for n in p.child_nodes], p.child_kinds))
         p_recv = p.parent_kinds[p.parent_nodes.index(p.parent_receiver)]
         c_recv = p.child_kinds[p.child_nodes.index(p.child_receiver)]
-        p_kind, c_kind = _donor_kind(p_donor, p.parent_kinds), _donor_kind(c_donor, p.child_kinds)
+        p_kind, c_kind = donor_kind(p_donor, p.parent_kinds), donor_kind(c_donor, p.child_kinds)
         where = (f"mixing point {k} (parent {', '.join(self._pg.names[n] for n in p.parent_nodes)} "
                  f"<-> child {', '.join(self._cg.names[n] for n in p.child_nodes)})")
         to_child = to_parent = None
         # A mixture that neither mixes nor returns a loss (the 'none' control) needs no operators.
-        c_receiver = to_channels_first(cvals[p.child_receiver], p.child_receiver_layout)
+        c_receiver = to_channels_first(cvals[p.child_receiver], p.child_receiver_kind)
         mixes_to_child = p.direction in ("both", "to_child") and (self._mixes or self._adds_loss(c_receiver))
         mixes_to_parent = self._mixes and p.direction in ("both", "to_parent")
         direction = ("both" if mixes_to_child and mixes_to_parent else "to_child" if mixes_to_child
@@ -363,24 +356,15 @@ class Family(nn.Module):
         """phi_c and phi_p of one point from the pre-mix values (None where a direction is off)."""
         new_c = new_p = None
         if ops.to_child_transfer is not None:
-            donor = ops.to_child_transfer(ops.parent_extractor(
-                *_channels_first([read_p(n) for n in p.parent_nodes], p.parent_layouts)))
-            layout = p.child_receiver_layout
-            receiver = to_channels_first(read_c(p.child_receiver), layout)
-            value, loss = split_mix(ops.to_child_mixture(receiver, donor))
-            if loss is not None:
-                feature_losses.append(loss)
-            if self._mixes:
-                new_c = from_channels_first(value, layout)
+            new_c = _one_way(ops.to_child_transfer, ops.parent_extractor, ops.to_child_mixture,
+                             [read_p(n) for n in p.parent_nodes], p.parent_kinds,
+                             read_c(p.child_receiver), p.child_receiver_kind, feature_losses)
+            if not self._mixes:
+                new_c = None
         if ops.to_parent_transfer is not None:
-            donor = ops.to_parent_transfer(ops.child_extractor(
-                *_channels_first([read_c(n) for n in p.child_nodes], p.child_layouts)))
-            layout = p.parent_receiver_layout
-            receiver = to_channels_first(read_p(p.parent_receiver), layout)
-            value, loss = split_mix(ops.to_parent_mixture(receiver, donor))
-            if loss is not None:
-                feature_losses.append(loss)
-            new_p = from_channels_first(value, layout)
+            new_p = _one_way(ops.to_parent_transfer, ops.child_extractor, ops.to_parent_mixture,
+                             [read_c(n) for n in p.child_nodes], p.child_kinds,
+                             read_p(p.parent_receiver), p.parent_receiver_kind, feature_losses)
         return new_c, new_p
 
     def forward(self, *inputs: torch.Tensor) -> HKTOutput:
@@ -405,19 +389,11 @@ class Family(nn.Module):
         ``(native, inherited, parent_head, feature_loss)`` raw outputs (pass them to :meth:`output`);
         what ``--compile`` compiles (:mod:`hkt_core.lockstep.record`). ``inputs`` run once through
         the Family in eval mode without autograd (to see what the ETM operators return)."""
-        from .lockstep.record import observed_outputs, record_lockstep
+        from .lockstep.record import record_step
 
-        modes = [(m, m.training) for m in self.modules()]
-        self.eval()
-        try:
-            with torch.no_grad():
-                outputs = observed_outputs(list(self.points.modules()), lambda: self._call_impl(*inputs))
-        finally:
-            for m, mode in modes:
-                m.training = mode
-        return record_lockstep(self, self._streams, len(inputs),
-                               lambda k, read_p, read_c, losses: self._mix(self._plan[k], self.points[k], read_p,
-                                                                           read_c, losses), outputs)
+        return record_step(self, self._streams, self.points, inputs,
+                           lambda k, read_p, read_c, losses: self._mix(self._plan[k], self.points[k], read_p,
+                                                                       read_c, losses))
 
     # -- loss and export -------------------------------------------------------------------------
     @property

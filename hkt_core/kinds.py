@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import operator
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import attrs
 from torch import fx, nn
@@ -348,6 +348,17 @@ def stated_nodes(layouts: Mapping[str, str] | None, resolve: Callable[[str], fx.
     return out
 
 
+def donor_kind(donor, kinds: Sequence[ValueKind]) -> ValueKind:
+    """The kind of an extractor's output (channel-first ``donor``) read from the values it combined."""
+    shape = (1, *donor.shape[1:])
+    if donor.dim() == 2:
+        return ValueKind("vector", shape)
+    first = kinds[0]
+    if first.kind == "tokens":   # back to (B, N, D)
+        return first.with_shape((1, shape[2], shape[1]))
+    return first.with_shape(shape)
+
+
 # -- the validity of a mixing pair -----------------------------------------------------------------
 
 def transfer_problem(source: ValueKind, target: ValueKind) -> str | None:
@@ -405,5 +416,5 @@ def traced_kinds(traced, layouts: Mapping[str, str] | None = None, label: str = 
     return {traced.names[n]: k for n, k in found.items() if n in traced.names}
 
 
-__all__ = ["DIRECTIONS", "KINDS", "LEGACY_LAYOUTS", "ValueKind", "infer_kinds", "kind_from_shape",
+__all__ = ["DIRECTIONS", "KINDS", "donor_kind", "LEGACY_LAYOUTS", "ValueKind", "infer_kinds", "kind_from_shape",
            "mixing_pair_problem", "parse_stated", "stated_nodes", "traced_kinds", "transfer_problem"]

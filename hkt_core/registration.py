@@ -67,4 +67,19 @@ def registers(**metadata: Any) -> Callable[[Callable[[], Any]], Callable[[Regist
     return decorate
 
 
-__all__ = ["registers"]
+def shipped_cards(package: str, folder: str = "pairs") -> Callable[[Registrar], None]:
+    """The ``hkt_register_pairs`` hook of a plugin that ships its pair cards as ``*.toml`` files in
+    ``<package>/<folder>``: ``hkt_register_pairs = shipped_cards("my_plugin")``."""
+
+    def hkt_register_pairs(registry: Registrar) -> None:
+        from importlib import resources
+
+        from .pairs import register_cards_from
+
+        register_cards_from(registry, resources.files(package) / folder)
+
+    hkt_register_pairs.__doc__ = f"The pair cards shipped in {package}/{folder}."
+    return hookimpl(hkt_register_pairs)
+
+
+__all__ = ["registers", "shipped_cards"]

@@ -137,7 +137,7 @@ def test_token_model_mixes_channel_last_tokens_as_the_design_says():
     parent, child = Tokens(8), Tokens(4)
     fam = Family(parent, child, [("embed", "embed"), ("add", "add"), ("head", "head")], HKTConfig(lam=0.6),
                  example_inputs=torch.randn(1, 7, 5), task=ToyTask(), manager=CORE).double()
-    assert [p.child_layouts for p in fam._plan] == [("channels_last",), ("channels_last",)]
+    assert [tuple(k.kind for k in p.child_kinds) for p in fam._plan] == [("tokens",), ("tokens",)]
     x = torch.randn(2, 7, 5, dtype=torch.float64)
     def cf(t):  # (B, T, D) -> (B, D, T): tokens = T positions, d = D
         return t.transpose(1, 2)
@@ -203,9 +203,9 @@ def test_layouts_can_be_given_per_model():
     torch.manual_seed(6)
     fam = Family(Tokens(8), Tokens(4), [("embed", "embed"), ("add", "add"), ("head", "head")], HKTConfig(),
                  example_inputs=torch.randn(1, 7, 5), task=ToyTask(), manager=CORE,
-                 layouts={"child:add": "channels_first", "add": "channels_first"})
-    assert [p.child_layouts for p in fam._plan] == [("channels_last",), ("channels_first",)]
-    assert [p.parent_layouts for p in fam._plan] == [("channels_last",), ("channels_first",)]
+                 layouts={"child:add": "map", "add": "channels_first"})   # the older spelling is read too
+    assert [tuple(k.kind for k in p.child_kinds) for p in fam._plan] == [("tokens",), ("map",)]
+    assert [tuple(k.kind for k in p.parent_kinds) for p in fam._plan] == [("tokens",), ("map",)]
     with pytest.raises(ValueError, match="is not a layout; allowed: map, tokens"):
         Family(Tokens(8), Tokens(4), [("embed", "embed"), ("head", "head")], HKTConfig(),
                example_inputs=torch.randn(1, 7, 5), task=ToyTask(), manager=CORE, layouts={"embed": "nhwc"})

@@ -324,7 +324,7 @@ def test_card_layouts_reach_the_family(pair_on_path):
     assert as_tokens.alignment.mixing_pairs[0].parent == "norm"
     assert family(card).points[0].to_child_transfer is not None
     tokens_plan, map_plan = family(card)._plan[0], family(as_map)._plan[0]
-    assert tokens_plan.parent_layouts == ("channels_last",) and map_plan.parent_layouts == ("channels_first",)
+    assert tokens_plan.parent_receiver_kind == "tokens" and map_plan.parent_receiver_kind == "map"
 
 
 # -- the contract kit --------------------------------------------------------------------------

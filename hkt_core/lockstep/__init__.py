@@ -12,9 +12,9 @@ operators, loss) and hands this package a ``mix`` callback:
 """
 
 from .interpreter import LockstepGraph, follow, release_plan
-from .layout import LAYOUTS, from_channels_first, to_channels_first
+from .layout import from_channels_first, to_channels_first
 from .rewrite import functionalize
 from .streams import LockstepStreams, MixFn, StreamPoint
 
-__all__ = ["LAYOUTS", "LockstepGraph", "LockstepStreams", "MixFn", "StreamPoint", "follow",
+__all__ = ["LockstepGraph", "LockstepStreams", "MixFn", "StreamPoint", "follow",
            "from_channels_first", "functionalize", "release_plan", "to_channels_first"]

@@ -1,23 +1,24 @@
 """Moving a value's channels to axis 1 and back.
 
-Operators work channel-first ``(B, C, ...)``. Maps and vectors already are; tokens ``(B, N, D)``
-keep their features last (``channels_last``) and are moved to ``(B, D, N)``. Which values are
-tokens is read from the graph by :mod:`hkt_core.kinds` (one reading for alignment and Family).
+Operators work channel-first ``(B, C, ...)``. A value is a ``map`` (B, C, *spatial), ``tokens``
+(B, N, D) or a ``vector`` (B, C) (DESIGN section 5); maps and vectors already are channel-first,
+tokens are moved to ``(B, D, N)``. Which kind a value is is read from the graph by
+:mod:`hkt_core.kinds` (one reading for alignment and Family).
 """
 
 from __future__ import annotations
 
 import torch
 
-LAYOUTS = ("channels_first", "channels_last")
+
+def to_channels_first(x: torch.Tensor, kind: str) -> torch.Tensor:
+    """``x`` with its channels on axis 1 (``kind``: map, tokens or vector)."""
+    return x.movedim(-1, 1) if kind == "tokens" else x
 
 
-def to_channels_first(x: torch.Tensor, layout: str) -> torch.Tensor:
-    return x.movedim(-1, 1) if layout == "channels_last" else x
+def from_channels_first(x: torch.Tensor, kind: str) -> torch.Tensor:
+    """A channel-first value back in the layout of its ``kind``."""
+    return x.movedim(1, -1) if kind == "tokens" else x
 
 
-def from_channels_first(x: torch.Tensor, layout: str) -> torch.Tensor:
-    return x.movedim(1, -1) if layout == "channels_last" else x
-
-
-__all__ = ["LAYOUTS", "from_channels_first", "to_channels_first"]
+__all__ = ["from_channels_first", "to_channels_first"]

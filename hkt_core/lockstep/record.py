@@ -169,3 +169,18 @@ def record_lockstep(family: nn.Module, streams: Any, inputs: int, mix: RecordMix
     root.scratch.extend(twin_modules)
     graph = recorder.trace(root)
     return fx.GraphModule(root, graph, class_name="LockstepStep")
+
+
+def record_step(family: nn.Module, streams: Any, points: nn.Module, inputs: Sequence[torch.Tensor],
+                mix: RecordMix) -> fx.GraphModule:
+    """:meth:`hkt_core.Family.record_step`: what the ETM ``points`` return, seen in one eval-mode run
+    of ``family`` on ``inputs`` without autograd (modes restored after), then the recorded step."""
+    modes = [(m, m.training) for m in family.modules()]
+    family.eval()
+    try:
+        with torch.no_grad():
+            outputs = observed_outputs(list(points.modules()), lambda: family._call_impl(*inputs))
+    finally:
+        for m, mode in modes:
+            m.training = mode
+    return record_lockstep(family, streams, len(inputs), mix, outputs)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from importlib.util import find_spec
 
 from hkt_core import hookimpl, registers
+from hkt_core.registration import shipped_cards
 
 
 def _torchvision_installed() -> bool:
@@ -62,13 +63,7 @@ def hkt_register_datasets():
     return [(name, factory, {"description": description}) for name, (factory, description) in DATASETS.items()]
 
 
-@hookimpl
-def hkt_register_pairs(registry):
-    from importlib import resources
-
-    from hkt_core.pairs import register_cards_from
-
-    register_cards_from(registry, resources.files("hkt_flow") / "pairs")
+hkt_register_pairs = shipped_cards("hkt_flow")
 
 
 @hookimpl

@@ -7,9 +7,9 @@ experiment's settings), the data sets, the pair cards in ``pairs/`` and the ``hk
 
 from __future__ import annotations
 
-from importlib import resources
 
 from hkt_core import hookimpl, registers
+from hkt_core.registration import shipped_cards
 
 
 @registers(task="seg")
@@ -54,11 +54,7 @@ def hkt_register_datasets():
     return DATASETS
 
 
-@hookimpl
-def hkt_register_pairs(registry):
-    from hkt_core.pairs import register_cards_from
-
-    register_cards_from(registry, resources.files("hkt_seg") / "pairs")
+hkt_register_pairs = shipped_cards("hkt_seg")
 
 
 @hookimpl

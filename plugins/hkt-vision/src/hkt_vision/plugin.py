@@ -7,6 +7,7 @@ pair cards and the ``hkt vision`` command.
 from __future__ import annotations
 
 from hkt_core import registers
+from hkt_core.registration import shipped_cards
 from hkt_core.markers import hookimpl
 
 
@@ -32,13 +33,7 @@ def hkt_register_datasets():
     return [(name, factory, {"contract_options": small.get(name)}) for name, factory in DATASETS.items()]
 
 
-@hookimpl
-def hkt_register_pairs(registry):
-    from importlib import resources
-
-    from hkt_core.pairs import register_cards_from
-
-    register_cards_from(registry, resources.files("hkt_vision") / "pairs")
+hkt_register_pairs = shipped_cards("hkt_vision")
 
 
 @hookimpl
