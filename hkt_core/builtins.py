@@ -62,9 +62,10 @@ def hkt_register_transfers(registry):
 @registers()
 def hkt_register_mixtures():
     from .etm import mixtures as m
+    from .train.variants import LearnedGateMixture
 
     return {"ga": m.GeneticAttentionMixture, "gate": m.GateMixture, "add": m.AddMixture, "mse": m.MSEMixture,
-            "none": m.NoMixture}
+            "none": m.NoMixture, "ga-learned": LearnedGateMixture}
 
 
 @registers()

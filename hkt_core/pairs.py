@@ -12,6 +12,8 @@ A card is a TOML file::
     description = "..."
 
     [parent_options]  /  [child_options]  /  [dataset_options]   # keyword arguments
+    [parent_dataset_options]         # the parent's own data: keys replacing [dataset_options]'s
+                                     # when the parent is trained (e.g. a larger sample)
     [alignment]
     pairs = [["pool", "pool"]]       # optional explicit alignment (mixing points; outputs implied)
     layouts = {"encoder.out" = "tokens"}   # optional: a value's kind (map, tokens, vector)
@@ -148,6 +150,12 @@ class PairCard:
     #: references may name modules there as well as on ``sys.path`` (:mod:`hkt_core.trust`).
     source_folder: str | None = attrs.field(default=None, validator=attrs.validators.optional(
         attrs.validators.instance_of(str)))
+    parent_dataset_options: dict[str, Any] = attrs.field(factory=dict, converter=_table)
+
+    def parent_data_options(self) -> dict[str, Any]:
+        """The data set options the parent is trained with: ``[dataset_options]`` with the keys of
+        ``[parent_dataset_options]`` replaced (the same data as the children's when that is empty)."""
+        return {**self.dataset_options, **self.parent_dataset_options}
 
     @stages.validator
     def _check_stages(self, attribute, value):

@@ -140,11 +140,25 @@ def test_demo_flow_on_a_stand_in_pair(tiny_pair, tmp_path, capsys, monkeypatch):
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--epochs", "1"]) == 0
     printed = capsys.readouterr()
-    rows = [line.split()[0] for line in printed.out.splitlines() if line.split()[:1] in
-            (["parent"], ["baseline"], ["kd"], ["hkt"])]
-    assert rows == ["parent", "baseline", "kd", "hkt"]
+    rows = [line.split() for line in printed.out.splitlines() if line.split()[:1] in
+            (["parent"], ["baseline"], ["kd"], ["hkt"]) and line.split()[1:2] != ["-"]]  # table rows
+    assert [r[0] for r in rows] == ["parent", "baseline", "kd", "hkt"]
+    assert all(r[2] == "±" and r[4] == "3" for r in rows[1:]), "three seeds per method, mean ± std"
     assert "test accuracy (%)" in printed.out and "ms/sample" in printed.out and "parameters" in printed.out
     assert f"plots: {out / 'compare.png'}" in printed.out and (out / "compare.png").is_file()
     for method in ("baseline", "kd", "hkt"):
-        assert (out / f"{method}-seed0" / "curves.png").is_file()
+        assert all((out / f"{method}-seed{s}" / "curves.png").is_file() for s in range(3))
     assert "training it first" in printed.err
+    hkt = tiny_pair.hkt
+    assert f"HKT settings (the card's [hkt]): mixture {hkt.mixture}, lam {hkt.lam:g}" in printed.out
+    summaries = {m: [json.loads((out / f"{m}-seed{s}" / "summary.json").read_text())["test"]["accuracy"]
+                     for s in range(3)] for m in ("baseline", "kd", "hkt")}
+    for method in ("kd", "hkt"):
+        diffs = [a - b for a, b in zip(summaries[method], summaries["baseline"])]
+        line = next(x for x in printed.out.splitlines() if x.strip().startswith(f"{method} - baseline:"))
+        assert f"{100 * sum(diffs) / 3:+.2f} points, ahead on {sum(d > 0 for d in diffs)} of 3 seeds" in line
+        assert "within the noise" in line or "beyond the noise" in line
+    assert "docs/RESULTS.md" in printed.out
+    assert main(["demo", "--out", str(tmp_path / "two"), "--seeds", "2"]) == 2
+    assert "--seeds 2 is invalid: at least 3 seeds" in capsys.readouterr().err
+    assert not (tmp_path / "two").exists()

@@ -194,7 +194,7 @@ def test_builtins_are_registered_through_the_hooks():
     manager = hkt_core.get_plugin_manager(autoload=False, plugins={"core": builtins})
     assert manager.registry("transfers").names() == ["auto", "conv1x1", "from_vector", "identity", "linear",
                                                      "map_to_tokens", "to_vector", "tokens_to_map"]
-    assert manager.registry("mixtures").names() == ["add", "ga", "gate", "mse", "none"]
+    assert manager.registry("mixtures").names() == ["add", "ga", "ga-learned", "gate", "mse", "none"]
     assert manager.registry("extractors").names() == ["concat", "identity", "pool"]
     assert manager.lookup("mixtures", "ga") is GeneticAttentionMixture
     assert manager.registry("mixtures").entry("ga").plugin == "core"

@@ -40,14 +40,16 @@ def dataset_factory(name: str, manager):
     return manager.lookup("datasets", name)
 
 
-def load_splits(card: PairCard, train: TrainConfig, manager) -> Splits:
+def load_splits(card: PairCard, train: TrainConfig, manager, *, parent: bool = False) -> Splits:
+    """The run's splits; ``parent=True``: the parent's data (the card's ``[parent_dataset_options]``)."""
     factory = dataset_factory(card.dataset, manager)
+    options = card.parent_data_options() if parent else card.dataset_options
     try:
-        bundle = factory(**card.dataset_options)
+        bundle = factory(**options)
     except HKTError:
         raise
     except (TypeError, ValueError) as exc:  # options the factory refuses (e.g. test_fraction=0.995)
-        raise ConfigError(f"dataset {card.dataset!r} rejected options {card.dataset_options}: "
+        raise ConfigError(f"dataset {card.dataset!r} rejected options {options}: "
                           f"{' '.join(str(exc).split())}") from None
     if not isinstance(bundle, DatasetBundle):
         raise ConfigError(f"dataset {card.dataset!r} returned {type(bundle).__name__}, not a DatasetBundle")

@@ -102,6 +102,10 @@ class Method:
     def training_step(self, inputs: tuple[torch.Tensor, ...], target: Any) -> StepOutput:
         raise NotImplementedError
 
+    def on_epoch_start(self, epoch: int) -> None:
+        """Called by the trainer before each training epoch (0-based, also after a resume): for
+        settings that follow a schedule. The default does nothing."""
+
     def train(self, mode: bool = True) -> None:
         self.trainable_module().train(mode)
         if self.ctx.parent is not None:

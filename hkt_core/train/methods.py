@@ -1,4 +1,4 @@
-"""The built-in training methods: ``parent``, ``baseline``, ``kd`` and ``hkt``.
+"""The built-in training methods: ``parent``, ``baseline``, ``kd``, ``hkt`` and ``hkt-kd``.
 
 Each follows :class:`~hkt_core.train.method.Method`. During training a method calls
 :attr:`Method.model` (the trainable module, wrapped for distributed training when the trainer runs
@@ -14,7 +14,7 @@ from torch import nn
 
 from .method import Method, MethodContext, StepOutput
 
-__all__ = ["BUILTIN_METHODS", "BaselineMethod", "HKTMethod", "KDMethod", "Method", "MethodContext",
+__all__ = ["BUILTIN_METHODS", "BaselineMethod", "HKTKDMethod", "HKTMethod", "KDMethod", "Method", "MethodContext",
            "ParentMethod", "StepOutput"]
 
 
@@ -61,9 +61,14 @@ class KDMethod(Method):
 class HKTMethod(Method):
     """Hereditary Knowledge Transfer: the child trains inside a :class:`hkt_core.Family` with the
     frozen parent; the ETM operators train with it and are saved beside the child for resuming.
-    What is evaluated, saved and exported is the child alone (the native stream)."""
+    What is evaluated, saved and exported is the child alone (the native stream).
+
+    Option ``lam_schedule``: ``constant`` (the paper: ``lam`` throughout) or ``anneal`` (``lam``
+    falls to 0 during training, see :func:`hkt_core.train.variants.scheduled_lam`).
+    """
 
     needs_parent = True
+    default_options = {"lam_schedule": "constant"}
 
     @property
     def ddp_find_unused_parameters(self) -> bool:
@@ -75,7 +80,9 @@ class HKTMethod(Method):
         super().__init__(ctx)
         from ..align import align
         from ..family import Family
+        from .variants import check_lam_schedule
 
+        self.lam_schedule = check_lam_schedule(ctx.options.get("lam_schedule", "constant"))
         layouts = dict(getattr(ctx.card, "layouts", None) or {})  # a card's [alignment] layouts
         if ctx.alignment is None:
             card = ctx.card
@@ -89,6 +96,17 @@ class HKTMethod(Method):
 
     def trainable_module(self) -> nn.Module:
         return self.family
+
+    def on_epoch_start(self, epoch: int) -> None:
+        """Every mixture's ``lam`` for ``epoch`` under ``lam_schedule`` (a pure function of the epoch,
+        so a resumed run continues the schedule exactly)."""
+        from ..etm.mixtures import Mixture
+        from .variants import scheduled_lam
+
+        lam = scheduled_lam(self.ctx.hkt.lam, self.lam_schedule, epoch, self.ctx.train.epochs)
+        for module in self.family.modules():
+            if isinstance(module, Mixture):
+                module.lam = lam
 
     def extra_state_module(self) -> nn.Module:
         return self.family
@@ -105,10 +123,34 @@ class HKTMethod(Method):
         self.ctx.parent.eval()
 
 
+class HKTKDMethod(HKTMethod):
+    """HKT plus a distillation term on the native output: L2 becomes the task's distillation loss
+    against the parent's predictions (the parent runs once more per step, without autograd)."""
+
+    def training_step(self, inputs, target):
+        ctx = self.ctx
+        output = _call(self.model, inputs)
+        parts = self.family.loss_parts(output, target)
+        with torch.no_grad():
+            teacher = self.parent_adapter.prediction(_call(ctx.parent, inputs))
+        distill = ctx.task.distill_loss(output.native, teacher, target, temperature=ctx.train.kd_temperature,
+                                        weight=ctx.train.kd_weight)
+        a1, a2, a3 = ctx.hkt.alphas
+        total = a2 * distill
+        if a1 > 0:
+            total = total + a1 * parts.l1
+        if a3 > 0:
+            total = total + a3 * parts.l3
+        logs = {"l1": float(parts.l1.detach()), "l2": float(parts.l2.detach()), "l3": float(parts.l3.detach()),
+                "distill": float(distill.detach())}
+        return StepOutput(total, logs)
+
+
 #: The methods the core registers.
 BUILTIN_METHODS: dict[str, type[Method]] = {
     "parent": ParentMethod,
     "baseline": BaselineMethod,
     "kd": KDMethod,
     "hkt": HKTMethod,
+    "hkt-kd": HKTKDMethod,
 }

@@ -3,7 +3,8 @@
 No pretrained weights can be downloaded, so a parent is trained from scratch by the ``parent``
 method. A cache entry is itself a run folder, ``$HKT_HOME/parents/<parent>-<key>/``, where ``key``
 hashes what the trained weights depend on: the parent's architecture (reference, options, every
-parameter's name and shape), its data (data set, options, task) and its training settings. It does
+parameter's name and shape), its data (data set, the options it is trained with: ``[dataset_options]``
+updated by ``[parent_dataset_options]``, task) and its training settings. It does
 not hash the pair's name, its child, its stages or its alignment: two pairs that share a parent
 trained the same way share its cache entry, and ``hkt train --stages N`` reuses the cached parent.
 An entry is complete once it has its ``summary.json``; an interrupted parent run is resumed, not
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import torch
 from torch import nn
 
 from ..config import TrainConfig, unstructure
@@ -65,7 +67,7 @@ def parent_key(card: PairCard, train: TrainConfig, manager=None) -> str:
     material = {"version": KEY_VERSION, "parent": card.parent,
                 "architecture": architecture_signature(card, manager),
                 "parent_options": card.parent_options, "dataset": card.dataset,
-                "dataset_options": card.dataset_options, "task": card.task, "train": settings}
+                "dataset_options": card.parent_data_options(), "task": card.task, "train": settings}
     return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
@@ -90,6 +92,20 @@ class ParentSource:
 
     def to_dict(self) -> dict[str, Any]:
         return attrs.asdict(self)
+
+
+def weights_sha256(path: str | Path) -> str:
+    """SHA-256 of the tensors of a safetensors file (names, dtypes, shapes and bytes, by name),
+    not of the file: two trainings that produced the same weights have the same digest even though
+    their files' metadata (run id, epoch) differ."""
+    from safetensors.torch import load_file
+
+    h = hashlib.sha256()
+    for name, tensor in sorted(load_file(str(path)).items()):
+        t = tensor.contiguous()
+        h.update(f"{name}|{t.dtype}|{list(t.shape)}|".encode())
+        h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
 
 
 def build_parent(card: PairCard, manager) -> nn.Module:

@@ -209,8 +209,9 @@ class Trainer:
         self.spec.out = Path(broadcast_text(self.world, str(self.spec.out)))
         state = self._prepare_folder()
         task = self.spec.manager.lookup("losses", self.spec.card.task)
-        splits = self._splits if self._splits is not None else load_splits(self.spec.card, self.spec.train,
-                                                                            self.spec.manager)
+        trains_parent = self.spec.method_cls.trains_parent  # the parent learns from its own data
+        splits = self._splits if self._splits is not None and not trains_parent else load_splits(
+            self.spec.card, self.spec.train, self.spec.manager, parent=trains_parent)
         parent, parent_info = self._resolve_parent()
         seed_everything(self.spec.train.seed)
         method = self._build_method(task, parent, state)
@@ -280,6 +281,7 @@ class Trainer:
         spec, world, train = self.spec, self.world, self.spec.train
         show = (spec.progress if spec.progress is not None else sys.stderr.isatty()) and world.main
         aug_gen = torch.Generator().manual_seed(train.seed * 1_000_003 + epoch * 7919 + world.rank)
+        run.method.on_epoch_start(epoch)
         run.method.train(True)
         sums: dict[str, float] = {}
         seen = 0

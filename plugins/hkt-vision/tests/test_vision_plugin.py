@@ -15,7 +15,8 @@ from hkt_vision import models
 from hkt_vision.adapters import ADAPTERS
 from hkt_vision.models import MODELS
 
-VISION_PAIRS = {"cifar-resnet110-resnet20", "cifar-resnet56-resnet20", "digits-demo", "digits-cnn-3stage",
+VISION_PAIRS = {"cifar-resnet110-resnet20", "cifar-resnet56-resnet20", "cifar100-resnet110-resnet20",
+                "mnist1d-resnet56-resnet20", "digits-demo", "digits-cnn-3stage",
                 "mnist1d-cnn-tinycnn", "mnist1d-cnn-mlp"}
 
 
@@ -32,7 +33,8 @@ def test_entry_point_loads_cleanly(hkt_manager):
     assert info.distribution == "hkt-vision"
     assert set(info.registered["models"]) == set(MODELS)
     assert VISION_PAIRS <= set(info.registered["pairs"]) == set(shipped_cards())
-    assert set(info.registered["datasets"]) == {"digits", "mnist1d", "cifar10", "imagefolder", "textures", "tabular"}
+    assert set(info.registered["datasets"]) == {"digits", "mnist1d", "cifar10", "cifar100", "imagefolder", "textures",
+                                                "tabular"}
 
 
 def test_lookup_by_name():

@@ -2,6 +2,7 @@
 
 from .augment import RandomCropFlip
 from .cifar10 import cifar10
+from .cifar100 import cifar100
 from .digits import digits
 from .errors import DatasetError
 from .imagefolder import imagefolder
@@ -14,6 +15,7 @@ DATASETS = {
     "digits": digits,
     "mnist1d": mnist1d,
     "cifar10": cifar10,
+    "cifar100": cifar100,
     "imagefolder": imagefolder,
     "textures": textures,
     "tabular": tabular,

@@ -63,15 +63,21 @@ def locate(root: str | Path) -> tuple[Path, str]:
                        f"expected {EXPECTED}")
 
 
+def read_records(path: Path, record: int, name: str, layout: str, expected: str) -> np.ndarray:
+    """The ``(N, record)`` uint8 records of a CIFAR binary file (``name``: the data set, ``layout``:
+    what a record holds, both for the messages)."""
+    if not path.is_file():
+        raise DatasetError(f"{name.lower().replace('-', '')}: missing batch file {path}; expected {expected}")
+    raw = np.fromfile(path, dtype=np.uint8)
+    if raw.size == 0 or raw.size % record:
+        raise DatasetError(f"{name.lower().replace('-', '')}: {path} has {raw.size} bytes, not a positive multiple of the "
+                           f"{record}-byte record ({layout}): not a {name} binary file")
+    return raw.reshape(-1, record)
+
+
 def read_binary_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Images ``(N, 3, 32, 32)`` uint8 and labels ``(N,)`` int64 of one binary batch file."""
-    if not path.is_file():
-        raise DatasetError(f"cifar10: missing batch file {path}; expected {EXPECTED}")
-    raw = np.fromfile(path, dtype=np.uint8)
-    if raw.size == 0 or raw.size % RECORD:
-        raise DatasetError(f"cifar10: {path} has {raw.size} bytes, not a positive multiple of the "
-                           f"{RECORD}-byte record (1 label byte + 3x32x32 pixel bytes): not a CIFAR-10 binary batch")
-    records = raw.reshape(-1, RECORD)
+    records = read_records(path, RECORD, "CIFAR-10", "1 label byte + 3x32x32 pixel bytes", EXPECTED)
     labels = records[:, 0].astype(np.int64)
     _check_labels(labels, path)
     return records[:, 1:].reshape(-1, 3, 32, 32), labels

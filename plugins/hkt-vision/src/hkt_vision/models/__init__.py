@@ -3,7 +3,8 @@
 from .convnet import (ConvNet, digits_cnn_large, digits_cnn_small, digits_cnn_tiny, mnist1d_cnn_gap,
                       mnist1d_cnn_large, mnist1d_cnn_tiny)
 from .mlp import MLP, mnist1d_mlp, mnist1d_mlp_large, tabular_mlp
-from .resnet import CifarResNet, resnet20, resnet32, resnet44, resnet56, resnet110
+from .resnet import (CifarResNet, mnist1d_resnet20, mnist1d_resnet56, resnet20, resnet32, resnet44, resnet56,
+                     resnet110)
 from .transformer import FeatureTransformer, PatchTransformer, digits_vit, digits_vit_tiny, tabular_transformer
 
 #: registered model name -> (factory, metadata)
@@ -21,6 +22,8 @@ MODELS = {
     "mnist1d_cnn_tiny": mnist1d_cnn_tiny,
     "mnist1d_mlp": mnist1d_mlp,
     "mnist1d_mlp_large": mnist1d_mlp_large,
+    "mnist1d_resnet56": mnist1d_resnet56,
+    "mnist1d_resnet20": mnist1d_resnet20,
     "digits_vit": digits_vit,
     "digits_vit_tiny": digits_vit_tiny,
     "tabular_transformer": tabular_transformer,

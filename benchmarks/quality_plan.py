@@ -1,0 +1,82 @@
+"""What the quality benchmark compares: its pairs, each method's search space and the variants.
+
+Adding a pair is listing its card in :data:`PAIRS`; a pair may bring its own search space, else
+:data:`SEARCH` applies. Every method gets the same number of configurations (:data:`CONFIGS`),
+each run on the same tuning seeds and selected on validation accuracy only (``--tune``). The
+chosen configuration of every method is written to :data:`TUNED_FILE`, which the final comparison
+reads; nothing is chosen by hand.
+
+A configuration is ``{"train": {...}, "hkt": {...}, "method_options": {...}}`` (any part may be
+missing): ``train`` overrides the card's ``[train]``, ``hkt`` its ``[hkt]``. The baseline's search
+is the shared recipe's: its chosen ``train`` settings are the starting point of every other
+method's runs (the recipe is tuned on the baseline first, then shared).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+#: the chosen configuration per pair and method, written by ``--tune``, read by the final run
+TUNED_FILE = ROOT / "benchmarks" / "quality_tuned.json"
+#: the machine-readable results every table of docs/RESULTS.md is generated from
+RESULTS_FILE = ROOT / "docs" / "results" / "quality.json"
+
+#: the pairs (cards) of the benchmark, in report order
+PAIRS: list[str] = ["mnist1d-resnet56-resnet20"]
+
+#: the four main rows: compared on every seed
+MAIN_METHODS = ("baseline", "kd", "hkt", "hkt-kd")
+#: configurations per method in the search: the same for every method
+CONFIGS = 3
+
+_TASK_262 = {"inherit_loss": "task", "alphas": [0.2, 0.6, 0.2]}
+_TASK_181 = {"inherit_loss": "task", "alphas": [0.1, 0.8, 0.1]}
+
+#: method -> configuration name -> configuration (``CONFIGS`` each)
+SEARCH: dict[str, dict[str, dict[str, Any]]] = {
+    "baseline": {
+        "lr0.02": {"train": {"lr": 0.02}},
+        "lr0.05": {"train": {"lr": 0.05}},
+        "lr0.1": {"train": {"lr": 0.1}},
+    },
+    "kd": {
+        "T4-w0.9": {"train": {"kd_temperature": 4.0, "kd_weight": 0.9}},
+        "T2-w0.9": {"train": {"kd_temperature": 2.0, "kd_weight": 0.9}},
+        "T4-w0.5": {"train": {"kd_temperature": 4.0, "kd_weight": 0.5}},
+    },
+    "hkt": {
+        "paper": {"hkt": {}},  # the paper's defaults: MAE in L1/L3, alphas 0.25/0.5/0.25, lam 0.6, ga
+        "task-.2.6.2": {"hkt": dict(_TASK_262)},
+        "task-.1.8.1": {"hkt": dict(_TASK_181)},
+    },
+    "hkt-kd": {
+        "task-.2.6.2-T4-w0.9": {"hkt": dict(_TASK_262), "train": {"kd_temperature": 4.0, "kd_weight": 0.9}},
+        "task-.1.8.1-T4-w0.9": {"hkt": dict(_TASK_181), "train": {"kd_temperature": 4.0, "kd_weight": 0.9}},
+        "task-.2.6.2-T4-w0.5": {"hkt": dict(_TASK_262), "train": {"kd_temperature": 4.0, "kd_weight": 0.5}},
+    },
+}
+
+#: the registered training method behind each row (rows not listed use their own name)
+METHOD_OF_ROW = {"hkt-paper": "hkt", "hkt-anneal": "hkt", "hkt-learned-gate": "hkt"}
+
+
+def variants(chosen_hkt: dict[str, Any]) -> dict[str, tuple[str, dict[str, Any]]]:
+    """The further HKT rows (``row -> (configuration name, configuration)``), built on the chosen
+    ``hkt`` configuration: the paper's defaults, lam annealed to 0, a learned per-point gate."""
+    hkt = dict(chosen_hkt.get("hkt", {}))
+    return {
+        "hkt-paper": ("paper", SEARCH["hkt"]["paper"]),
+        "hkt-anneal": ("tuned-anneal", {**chosen_hkt, "method_options": {"lam_schedule": "anneal"}}),
+        "hkt-learned-gate": ("tuned-ga-learned", {**chosen_hkt, "hkt": {**hkt, "mixture": "ga-learned"}}),
+    }
+
+
+def search_for(pair: str) -> dict[str, dict[str, dict[str, Any]]]:
+    """The search space of ``pair`` (today the shared one); every method has ``CONFIGS`` entries."""
+    space = SEARCH
+    bad = {m: len(c) for m, c in space.items() if len(c) != CONFIGS}
+    if bad:
+        raise ValueError(f"unequal tuning budget for {pair}: {bad}; every method needs {CONFIGS} configurations")
+    return space

@@ -1,0 +1,253 @@
+"""docs/RESULTS.md's quality section, generated from docs/results/quality.json (nothing typed by hand).
+
+    python benchmarks/quality_report.py            # rewrite the section between its markers
+    python benchmarks/quality_report.py --check    # exit 1 if docs/RESULTS.md is not what the JSON gives
+
+Every figure of the section (tables and sentences) is computed here from the JSON: per-seed test
+and validation accuracies of every method, the search, the parent's size and digest. Paired
+comparisons are over the seeds both methods have: mean and standard deviation of the per-seed
+differences, wins, the two-sided paired t-test p-value, and the smallest difference the pair can
+detect at p < 0.05 with that spread (``t_0.975,n-1 * sd / sqrt(n)``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import quality_plan as plan
+
+from hkt_core.stats import paired
+
+DOC = plan.ROOT / "docs" / "RESULTS.md"
+BEGIN, END = "<!-- quality-benchmark:begin -->", "<!-- quality-benchmark:end -->"
+ROW_ORDER = ("baseline", "kd", "hkt", "hkt-kd", "hkt-paper", "hkt-anneal", "hkt-learned-gate")
+ROW_NOTES = {
+    "baseline": "the child alone (cross-entropy)",
+    "kd": "Hinton distillation from the parent",
+    "hkt": "HKT, the configuration chosen on validation",
+    "hkt-kd": "HKT + a distillation term on the native output (method `hkt-kd`)",
+    "hkt-paper": "HKT with the paper's defaults (MAE in L1/L3, alphas 0.25/0.5/0.25, lam 0.6, `ga`)",
+    "hkt-anneal": "chosen HKT, lam annealed to 0 (`lam_schedule = \"anneal\"`)",
+    "hkt-learned-gate": "chosen HKT, learned per-point gate (mixture `ga-learned`)",
+}
+
+#: published results, for users who run the CIFAR pairs at their own scale (not measured here)
+ANCHORS = [
+    ("CIFAR-10", "ResNet-110 -> ResNet-20", "KD", "92.82"),
+    ("CIFAR-100", "ResNet-110 -> ResNet-20", "baseline (ResNet-20 alone)", "69.06"),
+    ("CIFAR-100", "ResNet-110 -> ResNet-20", "KD", "70.67"),
+    ("CIFAR-100", "ResNet-110 -> ResNet-20", "CRD", "71.46"),
+    ("CIFAR-100", "ResNet-110 -> ResNet-20", "DKD", "71.06"),
+    ("CIFAR-100", "ResNet-110 -> ResNet-20", "MLKD with logit standardisation", "72.27"),
+]
+
+
+# -- statistics ----------------------------------------------------------------------------------
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    if not values:
+        return math.nan, math.nan
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def by_seed(row: dict[str, Any], key: str = "test") -> dict[int, float]:
+    return dict(zip(row["seeds"], row[key]))
+
+
+# -- formatting ----------------------------------------------------------------------------------
+
+def f2(x: float) -> str:
+    return "-" if x is None or math.isnan(x) else f"{x:.2f}"
+
+
+def fp(p: float) -> str:
+    if p is None or math.isnan(p):
+        return "-"
+    return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
+
+
+def fdiff(c: dict[str, Any] | None) -> str:
+    if not c or c["n"] == 0:
+        return "-"
+    return f"{c['mean']:+.2f} +- {f2(c['std'])} ({c['wins']}/{c['n']}, p={fp(c['p'])})"
+
+
+def rows_of(entry: dict[str, Any]) -> list[str]:
+    methods = entry["methods"]
+    return [r for r in ROW_ORDER if r in methods] + sorted(r for r in methods if r not in ROW_ORDER)
+
+
+# -- sections ------------------------------------------------------------------------------------
+
+def setup_table(data: dict[str, Any]) -> list[str]:
+    lines = ["| pair | parent parameters | child parameters | ratio | test samples | parent test accuracy % | "
+             "parent weights SHA-256 |", "|---|---|---|---|---|---|---|"]
+    for pair, e in data["pairs"].items():
+        lines.append(f"| `{pair}` | {e['parent_params']:,} | {e['child_params']:,} | "
+                     f"{e['parent_params'] / e['child_params']:.1f}x | {e['test_size']:,} | {f2(e['parent_test'])} | "
+                     f"`{e['parent_sha256']}` |")
+    return lines
+
+
+def search_tables(pair: str, entry: dict[str, Any]) -> list[str]:
+    tuning = entry.get("tuning")
+    if not tuning:
+        return [f"No search recorded for `{pair}`.", ""]
+    lines = [f"Seeds {', '.join(map(str, tuning['seeds']))}; {plan.CONFIGS} configurations per method; selection "
+             f"on validation accuracy only (the test column is shown for the record and was not used).", "",
+             "| method | configuration | settings | val accuracy % | test accuracy % (not used) | chosen |",
+             "|---|---|---|---|---|---|"]
+    space = plan.search_for(pair)
+    for method in plan.MAIN_METHODS:
+        for name, result in tuning["search"].get(method, {}).items():
+            settings = json.dumps(space.get(method, {}).get(name, {}), sort_keys=True)
+            chosen = "**chosen**" if tuning["chosen"].get(method, {}).get("name") == name else ""
+            lines.append(f"| {method} | `{name}` | `{settings}` | {f2(mean_std(result['val'])[0])} | "
+                         f"{f2(mean_std(result['test'])[0])} | {chosen} |")
+    return lines + [""]
+
+
+def comparison_table(entry: dict[str, Any]) -> list[str]:
+    methods = entry["methods"]
+    base, kd = by_seed(methods["baseline"]) if "baseline" in methods else {}, by_seed(methods.get("kd", {"seeds": [], "test": []}))
+    lines = ["| method | seeds | test accuracy % | median (min) | val accuracy % | vs baseline (points; wins/n, "
+             "paired t-test p) | detectable vs baseline | vs KD | detectable vs KD | training s / run (median) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for row in rows_of(entry):
+        r = methods[row]
+        tm, ts = mean_std(r["test"])
+        vm, vs = mean_std(r["val"])
+        vb = paired(by_seed(r), base) if row != "baseline" and base else None
+        vk = paired(by_seed(r), kd) if row not in ("baseline", "kd") and kd else None
+        lines.append(f"| {row} | {len(r['seeds'])} | {f2(tm)} +- {f2(ts)} | {f2(statistics.median(r['test']))} "
+                     f"({f2(min(r['test']))}) | {f2(vm)} +- {f2(vs)} | {fdiff(vb)} | "
+                     f"{f2(vb['detectable']) if vb else '-'} | {fdiff(vk)} | {f2(vk['detectable']) if vk else '-'} | "
+                     f"{_seconds(r)} |")
+    lines += ["", "Rows: " + "; ".join(f"`{row}`: {ROW_NOTES.get(row, row)}" for row in rows_of(entry)) + "."]
+    return lines
+
+
+def _seconds(row: dict[str, Any]) -> str:
+    times = [t for t in row.get("train_seconds", []) if t is not None]
+    return f"{statistics.median(times):.0f}" if times else "-"
+
+
+def best_hkt(entry: dict[str, Any]) -> str | None:
+    """The HKT row with the best mean *validation* accuracy among those run on every main seed."""
+    methods = entry["methods"]
+    n = len(methods.get("baseline", {}).get("seeds", []))
+    candidates = [r for r in methods if r.startswith("hkt") and len(methods[r]["seeds"]) >= n]
+    return max(candidates, key=lambda r: mean_std(methods[r]["val"])[0]) if candidates else None
+
+
+def verdicts(pair: str, entry: dict[str, Any]) -> list[str]:
+    methods = entry["methods"]
+    if "baseline" not in methods or "kd" not in methods:
+        return []
+    base, kd = by_seed(methods["baseline"]), by_seed(methods["kd"])
+    control = paired(kd, base)
+    bm, bs = mean_std(methods["baseline"]["test"])
+    lines = [f"**Positive control** (`{pair}`): KD vs the baseline {control['mean']:+.2f} +- {f2(control['std'])} "
+             f"points over {control['n']} seeds (ahead on {control['wins']}), paired t-test p = {fp(control['p'])}: "
+             + ("**KD beats the baseline at p < 0.01**, so this benchmark can detect a real gain of this size."
+                if control["p"] < 0.01 and control["mean"] > 0 else
+                "**the control is not met** (KD is not ahead of the baseline at p < 0.01); differences of this "
+                "size are below what this benchmark separates."),
+             "",
+             f"**Noise.** Baseline {f2(bm)} +- {f2(bs)}% over {len(methods['baseline']['seeds'])} seeds "
+             f"(minimum {f2(min(methods['baseline']['test']))}%). The smallest difference a paired comparison "
+             f"detects at p < 0.05 is {f2(control['detectable'])} points for KD vs the baseline."]
+    best = best_hkt(entry)
+    if best is not None:
+        vs_kd = paired(by_seed(methods[best]), kd)
+        reached = vs_kd["mean"] > 0 and vs_kd["p"] < 0.05
+        lines += ["", f"**Goal** (the best HKT variant ahead of KD at p < 0.05 over 10 seeds): the best HKT row by "
+                      f"validation accuracy is `{best}`, {vs_kd['mean']:+.2f} +- {f2(vs_kd['std'])} points against KD "
+                      f"over {vs_kd['n']} seeds (ahead on {vs_kd['wins']}), p = {fp(vs_kd['p'])}. "
+                      + (("**Reached**" + ("." if control["p"] < 0.01 and control["mean"] > 0 else
+                                            ", on a pair whose positive control is not met at p < 0.01 (above): "
+                                            "read it as evidence at p < 0.05 only.")) if reached else
+                         f"**Not reached.** With this spread the comparison detects differences of "
+                         f"{f2(vs_kd['detectable'])} points or more.")]
+    return lines
+
+
+def ablations(entry: dict[str, Any]) -> list[str]:
+    """What each part of the method changed: paired differences between HKT rows on common seeds."""
+    methods = entry["methods"]
+    steps = [("hkt", "hkt-paper", "the chosen loss weighting vs the paper's defaults"),
+             ("hkt-kd", "hkt", "adding the distillation term on the native output"),
+             ("hkt-anneal", "hkt", "annealing lam to 0"),
+             ("hkt-learned-gate", "hkt", "a learned per-point gate instead of the fixed lam"),
+             ("hkt", "baseline", "HKT (chosen) vs the child alone"),
+             ("hkt-kd", "kd", "HKT + KD vs KD alone")]
+    lines = ["| change | rows compared | paired difference (points; wins/n, p) | detectable |", "|---|---|---|---|"]
+    beyond = []
+    for a, b, what in steps:
+        if a in methods and b in methods:
+            c = paired(by_seed(methods[a]), by_seed(methods[b]))
+            lines.append(f"| {what} | `{a}` - `{b}` | {fdiff(c)} | {f2(c['detectable'])} |")
+            if c["p"] < 0.05:
+                beyond.append(f"{what} ({c['mean']:+.2f} points over {c['n']} seeds, p = {fp(c['p'])})")
+    lines += ["", "Beyond the seed-to-seed noise (p < 0.05): " + ("; ".join(beyond) if beyond else "none") + ". "
+              "Every other change is within the noise of its seeds."]
+    return lines
+
+
+def anchors_table() -> list[str]:
+    lines = ["| data set | pair | method | published test accuracy % |", "|---|---|---|---|"]
+    lines += [f"| {d} | {p} | {m} | {a} |" for d, p, m, a in ANCHORS]
+    return lines
+
+
+def section(data: dict[str, Any]) -> str:
+    meta = data.get("meta", {})
+    out = [f"Generated by `python benchmarks/quality_report.py` from `docs/results/quality.json` (written by "
+           f"`{meta.get('command', 'python benchmarks/quality.py')}`).", "", "### Pairs", ""]
+    out += setup_table(data) + [""]
+    for pair, entry in data["pairs"].items():
+        out += [f"### {pair}: validation search", ""] + search_tables(pair, entry)
+        out += [f"### {pair}: comparison", ""] + comparison_table(entry) + [""]
+        out += verdicts(pair, entry) + [""]
+        out += [f"### {pair}: which part of the method moves the result", ""] + ablations(entry) + [""]
+    out += ["### Published anchors (NOT measured here)", "",
+            "Figures reported in the literature for the CIFAR pairs, for comparison when the command below is "
+            "run at the users' own scale; none of them was measured by this project.", ""] + anchors_table()
+    return "\n".join(out).rstrip() + "\n"
+
+
+def render(doc_text: str, data: dict[str, Any]) -> str:
+    block = f"{BEGIN}\n{section(data)}{END}"
+    if BEGIN in doc_text and END in doc_text:
+        head, rest = doc_text.split(BEGIN, 1)
+        return head + block + rest.split(END, 1)[1]
+    return doc_text.rstrip() + "\n\n" + block + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 if docs/RESULTS.md differs from the JSON's")
+    parser.add_argument("--json", default=str(plan.RESULTS_FILE), help="results file (default docs/results/quality.json)")
+    args = parser.parse_args(argv)
+    data = json.loads(Path(args.json).read_text())
+    text = DOC.read_text()
+    new = render(text, data)
+    if args.check:
+        if new != text:
+            print("docs/RESULTS.md is out of date: run python benchmarks/quality_report.py", file=sys.stderr)
+            return 1
+        return 0
+    DOC.write_text(new)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

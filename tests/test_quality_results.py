@@ -1,0 +1,92 @@
+"""docs/results/quality.json has the promised schema and content, and docs/RESULTS.md is generated
+from it: its tables and every figure of its quality section's prose agree with the JSON."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import quality_plan as plan  # noqa: E402
+import quality_report as report  # noqa: E402
+
+DATA = json.loads(plan.RESULTS_FILE.read_text())
+
+
+def test_the_schema_of_the_results_file():
+    assert set(DATA) <= {"pairs", "meta"} and DATA["pairs"]
+    for pair, entry in DATA["pairs"].items():
+        for key in ("parent_params", "child_params", "test_size"):
+            assert isinstance(entry[key], int) and entry[key] > 0, (pair, key)
+        assert re.fullmatch(r"[0-9a-f]{64}", entry["parent_sha256"])
+        assert {"baseline", "kd"} <= set(entry["methods"])
+        for name, row in entry["methods"].items():
+            assert name in ("baseline", "kd") or name.startswith("hkt"), name
+            assert len(row["seeds"]) == len(row["test"]) == len(row["val"]) >= 1
+            assert row["seeds"] == sorted(set(row["seeds"]))
+            assert all(isinstance(v, float) and 0.0 <= v <= 100.0 for v in row["test"] + row["val"])
+
+
+def test_a_paper_regime_pair_with_ten_seeds_and_a_large_test_set():
+    """Done-when of the benchmark: a pair at a 3-16x ratio, >= 10 seeds, >= 10,000 test samples."""
+    ok = [p for p, e in DATA["pairs"].items()
+          if 3 <= e["parent_params"] / e["child_params"] <= 16 and e["test_size"] >= 10_000
+          and all(len(e["methods"].get(m, {}).get("seeds", [])) >= 10 for m in plan.MAIN_METHODS)]
+    assert ok, "no pair meets the paper-regime, 10-seed, 10,000-test-sample bar"
+
+
+def test_the_tuned_file_chose_among_equal_budgets():
+    tuned = json.loads(plan.TUNED_FILE.read_text())
+    for pair, entry in tuned["pairs"].items():
+        space = plan.search_for(pair)
+        for method in plan.MAIN_METHODS:
+            configs = entry["search"][method]
+            assert set(configs) == set(space[method]) and len(configs) == plan.CONFIGS
+            chosen = entry["chosen"][method]["name"]
+            best = max(configs, key=lambda n: sum(configs[n]["val"]) / len(configs[n]["val"]))
+            assert sum(configs[chosen]["val"]) == pytest.approx(sum(configs[best]["val"]))
+        for method in plan.MAIN_METHODS:  # the comparison ran the chosen configuration
+            assert DATA["pairs"][pair]["methods"][method]["config"] == entry["chosen"][method]["name"]
+
+
+def test_results_md_is_generated_from_the_json():
+    text = report.DOC.read_text()
+    assert report.render(text, DATA) == text, "run python benchmarks/quality_report.py"
+
+
+def _quality_section(text: str) -> str:
+    start = text.index("## Classification quality")
+    return text[start:text.index("\n## ", start + 1)]
+
+
+def test_figures_in_the_prose_agree_with_the_json():
+    """Outside the generated block, the section's prose may state the pair's ratio and test size;
+    each such figure must be the JSON's."""
+    section = _quality_section(report.DOC.read_text())
+    prose = section.split(report.BEGIN)[0] + section.split(report.END)[1]
+    entry = DATA["pairs"]["mnist1d-resnet56-resnet20"]
+    ratios = {m.group(1) for m in re.finditer(r"at a (\d+(?:\.\d+)?)x parameter ratio", prose)}
+    assert ratios == {f"{entry['parent_params'] / entry['child_params']:.0f}"}
+    tested = {m.group(1).replace(",", "") for m in re.finditer(r"tested on ([\d,]+) signals", prose)}
+    assert tested == {str(entry["test_size"])}
+    # no accuracy or p-value is typed by hand outside the generated block
+    assert not re.findall(r"\d+\.\d+ ?%|\d+\.\d+ points|p = 0\.\d+", prose)
+
+
+def test_the_generated_verdicts_are_the_json_statistics():
+    """The positive-control sentence is recomputed here from the per-seed numbers."""
+    from hkt_core.stats import paired
+
+    text = report.DOC.read_text()
+    for pair, entry in DATA["pairs"].items():
+        m = entry["methods"]
+        c = paired(dict(zip(m["kd"]["seeds"], m["kd"]["test"])), dict(zip(m["baseline"]["seeds"], m["baseline"]["test"])))
+        sentence = (f"KD vs the baseline {c['mean']:+.2f} +- {c['std']:.2f} points over {c['n']} seeds "
+                    f"(ahead on {c['wins']})")
+        assert sentence in text, (pair, sentence)
