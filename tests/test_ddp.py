@@ -56,7 +56,10 @@ def test_two_gloo_processes_match_one(isolated_home, tmp_path):
                            env=subprocess_env(isolated_home), capture_output=True, text=True, timeout=300)
     assert again.returncode != 0
     lines = [line for line in again.stderr.splitlines() if line.startswith("hkt train: error:")]
-    assert len(lines) == 2 and all("already exists; pass --resume to continue it or --force" in line for line in lines)
+    # each rank raises the same one-line error; torchrun may stop the second rank once the first has
+    # exited, before it prints, so one or two lines appear, never a different message
+    assert 1 <= len(lines) <= 2, again.stderr[-3000:]
+    assert all("already exists; pass --resume to continue it or --force" in line for line in lines)
     ma = [r["train_loss"] for r in map(json.loads, (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines())]
     mb = [r["train_loss"] for r in map(json.loads, (tmp_path / "one" / "metrics.jsonl").read_text().splitlines())]
     assert ma == pytest.approx(mb, abs=1e-5)
