@@ -144,8 +144,7 @@ class Family(nn.Module):
         self._trace(parent, child, alignment)
         points = self._locate_points(pairs, directions)
         inputs = self._example_inputs(alignment, example_inputs, child)
-        pvals = self._pg.probe(parent, inputs, [n for p in points for n in p.parent_nodes])
-        cvals = self._cg.probe(child, inputs, [n for p in points for n in p.child_nodes])
+        pvals, cvals = self._pg.probe_all(parent, inputs), self._cg.probe_all(child, inputs)
         stated = {**getattr(alignment, "layouts", {}), **(layouts or {})}   # the alignment's, then ours
         self._plan = self._with_layouts(points, inputs, pvals, cvals, stated)
         self.points = nn.ModuleList(self._build_operators(k, p, pvals, cvals, *operators)
@@ -239,8 +238,8 @@ class Family(nn.Module):
                       cvals: dict[fx.Node, Any], layouts: dict[str, str]) -> list[_Point]:
         """Each point with the kind (and so the layout) of every value it reads: stated in ``layouts``
         or read from the graph (:mod:`hkt_core.kinds`)."""
-        kinds = {"parent": self._kinds(self._pg, self.parent, inputs, layouts),
-                 "child": self._kinds(self._cg, self.child, inputs, layouts)}
+        kinds = {"parent": self._kinds(self._pg, pvals, inputs, layouts),
+                 "child": self._kinds(self._cg, cvals, inputs, layouts)}
 
         def kind_of(graph: LockstepGraph, node: fx.Node, value: Any) -> ValueKind:
             if not isinstance(value, torch.Tensor) or value.dim() < 2 or node not in kinds[graph.label]:
@@ -257,10 +256,10 @@ class Family(nn.Module):
         return out
 
     @staticmethod
-    def _kinds(graph: LockstepGraph, model: nn.Module, inputs: tuple[torch.Tensor, ...],
+    def _kinds(graph: LockstepGraph, probed: dict[fx.Node, Any], inputs: tuple[torch.Tensor, ...],
                layouts: dict[str, str]) -> dict[fx.Node, ValueKind]:
-        """The kind of every value of ``graph``, from one no-grad run for the shapes."""
-        values = graph.probe(model, inputs, [n for n in graph.nodes if n.op not in ("output", "placeholder")])
+        """The kind of every value of ``graph``, from the shapes of the probed values."""
+        values = {n: v for n, v in probed.items() if n.op not in ("output", "placeholder")}
         for n in graph.placeholders:
             values[n] = inputs[graph.placeholders.index(n)] if graph.placeholders.index(n) < len(inputs) else None
 

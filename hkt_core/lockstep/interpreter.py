@@ -125,6 +125,12 @@ class LockstepGraph:
                 m.training = mode
         return {n: env[n] for n in wanted}
 
+    def probe_all(self, model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> dict[fx.Node, Any]:
+        """Every value, the inputs included, from one no-grad eval-mode run of ``model``."""
+        values = self.probe(model, inputs, [n for n in self.nodes if n.op != "placeholder"])
+        self.bind_inputs(values, inputs)
+        return values
+
     def run(self, nodes: Sequence[fx.Node], env: dict[fx.Node, Any], read: Callable[[fx.Node], Any],
             protected: set[fx.Node], free: Mapping[fx.Node, Sequence[fx.Node]] | None = None,
             grad: set[fx.Node] | None = None) -> None:
