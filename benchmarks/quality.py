@@ -38,7 +38,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import quality_plan as plan
 
 ROOT = plan.ROOT
-TUNE_SEEDS = [0]
 
 
 # -- jobs ----------------------------------------------------------------------------------------
@@ -99,7 +98,6 @@ def run_job(spec: dict[str, Any], out: str, quick: bool) -> dict[str, Any]:
 
     import hkt_core
     from hkt_core.train.api import resolve
-    from hkt_core.train.parents import weights_sha256
     from hkt_core.train.reuse import train_or_reuse
     from hkt_core.train.trainer import Trainer
 
@@ -126,12 +124,22 @@ def run_job(spec: dict[str, Any], out: str, quick: bool) -> dict[str, Any]:
                                        progress=False, **kwargs)
         run = hkt_core.load_run(folder)
         s = run.summary
-        return {**spec, "val": s["val"]["accuracy"], "test": s["test"]["accuracy"], "parameters": s["parameters"],
+        record = folder / "alignment.json"
+        alignment = [{k: p[k] for k in ("parent", "child", "parent_kind", "child_kind") if k in p}
+                     for p in json.loads(record.read_text())["pairs"]] if record.is_file() else None
+        return {**spec, "alignment": alignment, "val": s["val"]["accuracy"], "test": s["test"]["accuracy"], "parameters": s["parameters"],
                 "train_seconds": s["train_seconds"], "epochs": s["epochs"], "best_epoch": s["best_epoch"],
-                "parent_sha256": weights_sha256(parent_file if spec["method"] != "parent" else folder / "child.safetensors"),
+                "parent_sha256": _digest(parent_file if spec["method"] != "parent" else folder / "child.safetensors"),
                 "wall": time.time() - started, "reused": reused}
     except Exception as exc:  # one failing run must not stop the benchmark; it is reported
         return {**spec, "error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc(limit=4)}
+
+
+def _digest(weights: Path) -> str | None:
+    """The SHA-256 of the parent's tensors, None before the parent exists (the baseline's search)."""
+    from hkt_core.train.parents import weights_sha256
+
+    return weights_sha256(weights) if weights.is_file() else None
 
 
 def execute(jobs: list[dict[str, Any]], out: Path, quick: bool, workers: int, log) -> list[dict[str, Any]]:
@@ -164,23 +172,44 @@ def read_tuned() -> dict[str, Any]:
     return json.loads(plan.TUNED_FILE.read_text()) if plan.TUNED_FILE.is_file() else {"pairs": {}}
 
 
-def recipe_of(tuned: dict[str, Any], pair: str) -> dict[str, Any]:
-    """The shared recipe of ``pair``: the baseline's chosen ``train`` settings."""
-    chosen = tuned.get("pairs", {}).get(pair, {}).get("chosen", {}).get("baseline")
-    if chosen is None:
+def recipe_of(tuned: dict[str, Any], pair: str, row: str) -> dict[str, Any]:
+    """The ``train`` settings ``row``'s configurations start from: none for the baseline (its search
+    is the recipe's); else the shared recipe of ``pair`` (the baseline's chosen ``train``
+    settings), with the chosen ``train`` settings of the method the row is built on
+    (:data:`quality_plan.BUILT_ON`)."""
+    if row == "baseline":
+        return {}
+    chosen = tuned.get("pairs", {}).get(pair, {}).get("chosen", {})
+    if "baseline" not in chosen:
         raise SystemExit(f"no tuned recipe for {pair}: run `python benchmarks/quality.py --tune --methods baseline` first")
-    return dict(chosen["config"].get("train", {}))
+    recipe = dict(chosen["baseline"]["config"].get("train", {}))
+    source = plan.BUILT_ON.get(row)
+    if source is not None:
+        if source not in chosen:
+            raise SystemExit(f"{pair}: {row} is built on {source}'s chosen settings; tune {source} first "
+                             f"(`python benchmarks/quality.py --tune --methods {source}`)")
+        recipe.update(chosen[source]["config"].get("train", {}))
+    return recipe
+
+
+def tune_phases(methods: list[str]) -> list[list[str]]:
+    """The order of the search: the baseline (the shared recipe) first, then the methods trained on
+    that recipe, then those built on another method's choice (:data:`quality_plan.BUILT_ON`)."""
+    phases = [[m for m in methods if m == "baseline"],
+              [m for m in methods if m != "baseline" and m not in plan.BUILT_ON],
+              [m for m in methods if m in plan.BUILT_ON]]
+    return [phase for phase in phases if phase]
 
 
 def tune_jobs(pairs: list[str], methods: list[str], seeds: list[int], tuned: dict[str, Any]) -> list[dict]:
     jobs = []
     for pair in pairs:
         space = plan.search_for(pair)
-        recipe = {} if methods == ["baseline"] else recipe_of(tuned, pair)
         for method in methods:
+            recipe = recipe_of(tuned, pair, method)
             for seed in seeds:
                 for name, config in space[method].items():
-                    jobs.append(job(pair, method, name, config, seed, {} if method == "baseline" else recipe))
+                    jobs.append(job(pair, method, name, config, seed, recipe))
     return jobs
 
 
@@ -192,6 +221,8 @@ def choose(results: list[dict[str, Any]], tuned: dict[str, Any], seeds: list[int
         if "error" in r:
             continue
         entry = out["pairs"].setdefault(r["pair"], {"seeds": seeds, "search": {}, "chosen": {}})
+        if sorted(entry.get("seeds", [])) != sorted(seeds):  # a search on other seeds: start it anew
+            entry.update({"seeds": seeds, "search": {}, "chosen": {}})
         cfg = entry["search"].setdefault(r["row"], {}).setdefault(r["config"], {"seeds": [], "val": [], "test": []})
         if r["seed"] in cfg["seeds"]:
             i = cfg["seeds"].index(r["seed"])
@@ -203,9 +234,10 @@ def choose(results: list[dict[str, Any]], tuned: dict[str, Any], seeds: list[int
     for pair, entry in out["pairs"].items():
         space = plan.search_for(pair)
         for method, configs in entry["search"].items():
-            complete = {n: c for n, c in configs.items() if sorted(c["seeds"]) == sorted(entry["seeds"])}
-            if len(complete) < len(space.get(method, {})):
-                continue  # not every configuration finished: no choice yet
+            complete = {n: c for n, c in configs.items()
+                        if n in space.get(method, {}) and sorted(c["seeds"]) == sorted(entry["seeds"])}
+            if method not in space or len(complete) < len(space[method]):
+                continue  # not every configuration of today's search finished: no choice yet
             best = max(space[method], key=lambda n: (sum(complete[n]["val"]) / len(complete[n]["val"]),
                                                      -list(space[method]).index(n)))
             entry["chosen"][method] = {"name": best, "config": space[method][best],
@@ -227,7 +259,6 @@ def final_jobs(pairs: list[str], tuned: dict[str, Any], seeds: list[int], varian
         missing = sorted({m for m in needed if m not in chosen})
         if missing:
             raise SystemExit(f"{pair}: no tuned configuration for {', '.join(missing)}; run --tune first")
-        recipe = recipe_of(tuned, pair)
         wanted: list[tuple[str, str, dict, list[int]]] = [
             (m, chosen[m]["name"], chosen[m]["config"], seeds) for m in plan.MAIN_METHODS if m in chosen]
         if "hkt" in chosen:
@@ -236,7 +267,7 @@ def final_jobs(pairs: list[str], tuned: dict[str, Any], seeds: list[int], varian
         for seed in sorted(set(seeds) | set(variant_seeds)):  # seed-major: a stopped run keeps whole seeds
             for row, name, config, row_seeds in wanted:
                 if seed in row_seeds and (rows is None or row in rows):
-                    jobs.append(job(pair, row, name, config, seed, {} if row == "baseline" else recipe))
+                    jobs.append(job(pair, row, name, config, seed, recipe_of(tuned, pair, row)))
     return jobs
 
 
@@ -254,6 +285,8 @@ def results_json(results: list[dict[str, Any]], parents: dict[str, dict], tuned:
         entry.update({"parent_params": p["parameters"], "child_params": p["child_params"],
                       "test_size": p["test_size"], "parent_sha256": p["parent_sha256"],
                       "parent_test": 100 * p["test"], "card": r["pair"]})
+        if r["row"] == "hkt" and r.get("alignment"):
+            entry["alignment"] = r["alignment"]  # the mixing points HKT used, with their representation kinds
         row = entry.setdefault("methods", {}).setdefault(r["row"], {"seeds": [], "test": [], "val": []})
         row["config"] = r["config"]
         row.setdefault("train_seconds", [None] * len(row["seeds"]))
@@ -329,15 +362,13 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     tuned = read_tuned() if not args.quick else {"pairs": {}}
     if args.tune or args.quick:
-        seeds = TUNE_SEEDS
-        tune_methods = methods or ([m for m in plan.MAIN_METHODS if m != "baseline"] if not args.quick else ["baseline"])
-        results = execute(tune_jobs(pairs, ["baseline"], seeds, tuned), out, args.quick, args.workers, log) \
-            if args.quick else []
-        if args.quick:
+        seeds = list(plan.TUNE_SEEDS[:1] if args.quick else plan.TUNE_SEEDS)
+        wanted = methods or (list(plan.MAIN_METHODS) if args.quick else
+                             [m for m in plan.MAIN_METHODS if m != "baseline"])
+        results = []
+        for phase in tune_phases(wanted):
+            results += execute(tune_jobs(pairs, phase, seeds, tuned), out, args.quick, args.workers, log)
             tuned = choose(results, tuned, seeds)
-            tune_methods = [m for m in plan.MAIN_METHODS if m != "baseline"]
-        results += execute(tune_jobs(pairs, tune_methods, seeds, tuned), out, args.quick, args.workers, log)
-        tuned = choose(results, tuned, seeds)
         for r in parents:
             tuned["pairs"].setdefault(r["pair"], {})["parent_sha256"] = r["parent_sha256"]
         if not args.no_write and not args.quick:

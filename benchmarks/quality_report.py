@@ -27,6 +27,7 @@ import quality_plan as plan
 from hkt_core.stats import paired
 
 DOC = plan.ROOT / "docs" / "RESULTS.md"
+FIGURE = plan.ROOT / "docs" / "img" / "quality.png"
 BEGIN, END = "<!-- quality-benchmark:begin -->", "<!-- quality-benchmark:end -->"
 ROW_ORDER = ("baseline", "kd", "hkt", "hkt-kd", "hkt-paper", "hkt-anneal", "hkt-learned-gate")
 ROW_NOTES = {
@@ -87,14 +88,41 @@ def rows_of(entry: dict[str, Any]) -> list[str]:
 
 # -- sections ------------------------------------------------------------------------------------
 
+def mixing_points(entry: dict[str, Any]) -> str:
+    """HKT's mixing points (not the predictions) as ``parent (kind) -> child (kind)``."""
+    points = [p for p in entry.get("alignment", []) if p != entry.get("alignment", [None])[-1]]
+    return "; ".join(f"`{p['parent']}` ({p.get('parent_kind', '?')}) -> `{p['child']}` ({p.get('child_kind', '?')})"
+                     for p in points) or "-"
+
+
 def setup_table(data: dict[str, Any]) -> list[str]:
     lines = ["| pair | parent parameters | child parameters | ratio | test samples | parent test accuracy % | "
-             "parent weights SHA-256 |", "|---|---|---|---|---|---|---|"]
+             "HKT mixing points: parent (kind) -> child (kind) | parent weights SHA-256 |",
+             "|---|---|---|---|---|---|---|---|"]
     for pair, e in data["pairs"].items():
         lines.append(f"| `{pair}` | {e['parent_params']:,} | {e['child_params']:,} | "
                      f"{e['parent_params'] / e['child_params']:.1f}x | {e['test_size']:,} | {f2(e['parent_test'])} | "
-                     f"`{e['parent_sha256']}` |")
+                     f"{mixing_points(e)} | `{e['parent_sha256'][:16]}...` |")
     return lines
+
+
+def overview_table(data: dict[str, Any]) -> list[str]:
+    """One line per pair: the baseline, KD and the best HKT row, with the paired differences."""
+    lines = ["| pair | baseline % | KD % | best HKT row (by validation) % | best HKT vs baseline | best HKT vs KD |",
+             "|---|---|---|---|---|---|"]
+    for pair, e in data["pairs"].items():
+        m = e["methods"]
+        best = best_hkt(e)
+        cells = [f"{f2(mean_std(m[r]['test'])[0])} +- {f2(mean_std(m[r]['test'])[1])}" for r in ("baseline", "kd")]
+        if best is None:
+            lines.append(f"| `{pair}` | {cells[0]} | {cells[1]} | - | - | - |")
+            continue
+        bm, bs = mean_std(m[best]["test"])
+        lines.append(f"| `{pair}` | {cells[0]} | {cells[1]} | `{best}` {f2(bm)} +- {f2(bs)} | "
+                     f"{fdiff(paired(by_seed(m[best]), by_seed(m['baseline'])))} | "
+                     f"{fdiff(paired(by_seed(m[best]), by_seed(m['kd'])))} |")
+    return lines + ["", "Differences are paired over the seeds both rows have: mean +- std of the per-seed "
+                        "differences in points (wins/n, two-sided paired t-test p)."]
 
 
 def search_tables(pair: str, entry: dict[str, Any]) -> list[str]:
@@ -152,6 +180,8 @@ def verdicts(pair: str, entry: dict[str, Any]) -> list[str]:
     methods = entry["methods"]
     if "baseline" not in methods or "kd" not in methods:
         return []
+    if pair != plan.CONTROL_PAIR:
+        return hetero_verdict(pair, entry)
     base, kd = by_seed(methods["baseline"]), by_seed(methods["kd"])
     control = paired(kd, base)
     bm, bs = mean_std(methods["baseline"]["test"])
@@ -177,6 +207,29 @@ def verdicts(pair: str, entry: dict[str, Any]) -> list[str]:
                                             "read it as evidence at p < 0.05 only.")) if reached else
                          f"**Not reached.** With this spread the comparison detects differences of "
                          f"{f2(vs_kd['detectable'])} points or more.")]
+    return lines
+
+
+def _outcome(c: dict[str, Any], against: str) -> str:
+    if c["p"] < 0.05:
+        return f"**{'ahead of' if c['mean'] > 0 else 'behind'} {against}** (p < 0.05)"
+    return f"not separable from {against} (the comparison detects {f2(c['detectable'])} points or more)"
+
+
+def hetero_verdict(pair: str, entry: dict[str, Any]) -> list[str]:
+    """Does inheritance across families pay on ``pair``? KD and the best HKT row against the baseline."""
+    methods = entry["methods"]
+    base, kd = by_seed(methods["baseline"]), by_seed(methods["kd"])
+    control = paired(kd, base)
+    lines = [f"**Heterogeneous inheritance** (`{pair}`, mixing {mixing_points(entry)}): KD vs the baseline "
+             f"{control['mean']:+.2f} +- {f2(control['std'])} points over {control['n']} seeds (ahead on "
+             f"{control['wins']}), p = {fp(control['p'])}: KD is {_outcome(control, 'the baseline')}."]
+    best = best_hkt(entry)
+    if best is not None:
+        vb, vk = paired(by_seed(methods[best]), base), paired(by_seed(methods[best]), kd)
+        lines[0] += (f" The best HKT row by validation accuracy, `{best}`, vs the baseline {vb['mean']:+.2f} +- "
+                     f"{f2(vb['std'])} points (p = {fp(vb['p'])}): {_outcome(vb, 'the baseline')}; vs KD "
+                     f"{vk['mean']:+.2f} +- {f2(vk['std'])} points (p = {fp(vk['p'])}): {_outcome(vk, 'KD')}.")
     return lines
 
 
@@ -212,7 +265,8 @@ def section(data: dict[str, Any]) -> str:
     meta = data.get("meta", {})
     out = [f"Generated by `python benchmarks/quality_report.py` from `docs/results/quality.json` (written by "
            f"`{meta.get('command', 'python benchmarks/quality.py')}`).", "", "### Pairs", ""]
-    out += setup_table(data) + [""]
+    out += setup_table(data) + ["", "### At a glance", ""] + overview_table(data) + [""]
+    out += ["![test accuracy per pair and method, every seed](img/quality.png)", ""]
     for pair, entry in data["pairs"].items():
         out += [f"### {pair}: validation search", ""] + search_tables(pair, entry)
         out += [f"### {pair}: comparison", ""] + comparison_table(entry) + [""]
@@ -222,6 +276,35 @@ def section(data: dict[str, Any]) -> str:
             "Figures reported in the literature for the CIFAR pairs, for comparison when the command below is "
             "run at the users' own scale; none of them was measured by this project.", ""] + anchors_table()
     return "\n".join(out).rstrip() + "\n"
+
+
+def plot(data: dict[str, Any], path: Path) -> None:
+    """One panel per pair: every seed's test accuracy per row (dots), mean +- std (bars)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    pairs = list(data["pairs"])
+    fig, axes = plt.subplots(1, len(pairs), figsize=(4.2 * len(pairs), 3.8), squeeze=False)
+    for ax, pair in zip(axes[0], pairs):
+        entry = data["pairs"][pair]
+        rows = rows_of(entry)
+        for x, row in enumerate(rows):
+            values = entry["methods"][row]["test"]
+            m, s = mean_std(values)
+            color = "tab:gray" if row == "baseline" else "tab:blue" if row == "kd" else "tab:orange"
+            ax.errorbar([x], [m], yerr=[s], fmt="o", color=color, capsize=4, markersize=7)
+            ax.scatter([x + 0.18] * len(values), values, s=9, color=color, alpha=0.5)
+        ax.set_xticks(range(len(rows)), rows, rotation=40, ha="right", fontsize=8)
+        ax.set_title(f"{pair}\n{entry['parent_params'] / entry['child_params']:.1f}x, "
+                     f"{entry['test_size']:,} test samples", fontsize=8)
+        ax.set_ylabel("test accuracy % (mean +- std; dots: seeds)", fontsize=8)
+        ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def render(doc_text: str, data: dict[str, Any]) -> str:
@@ -236,6 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if docs/RESULTS.md differs from the JSON's")
     parser.add_argument("--json", default=str(plan.RESULTS_FILE), help="results file (default docs/results/quality.json)")
+    parser.add_argument("--no-plot", action="store_true", help=f"do not redraw {FIGURE.relative_to(plan.ROOT)}")
     args = parser.parse_args(argv)
     data = json.loads(Path(args.json).read_text())
     text = DOC.read_text()
@@ -246,6 +330,8 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         return 0
     DOC.write_text(new)
+    if not args.no_plot:
+        plot(data, FIGURE)
     return 0
 
 

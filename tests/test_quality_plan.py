@@ -1,0 +1,78 @@
+"""The quality benchmark's plan: equal search budgets per pair, the order of the search, HKT + KD
+built on KD's choice, and a choice made only from complete searches of today's space."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import quality as bench  # noqa: E402
+import quality_plan as plan  # noqa: E402
+
+
+@pytest.mark.parametrize("pair", plan.PAIRS)
+def test_every_pair_gives_every_method_the_same_budget(pair):
+    space = plan.search_for(pair)
+    assert set(plan.MAIN_METHODS) <= set(space)
+    assert {len(configs) for configs in space.values()} == {plan.CONFIGS}
+
+
+def test_a_pair_may_bring_its_own_baseline_search():
+    space = plan.search_for("hetero-digits-cnn-vit")
+    assert space["baseline"] == plan.BASELINE_SEARCH["hetero-digits-cnn-vit"]
+    assert space["kd"] == plan.SEARCH["kd"]
+    assert plan.search_for(plan.CONTROL_PAIR)["baseline"] == plan.SEARCH["baseline"]
+
+
+def test_the_search_runs_the_baseline_first_and_built_on_rows_last():
+    assert bench.tune_phases(["hkt-kd", "kd", "baseline", "hkt"]) == [["baseline"], ["kd", "hkt"], ["hkt-kd"]]
+    assert bench.tune_phases(["hkt-kd"]) == [["hkt-kd"]]
+
+
+def _tuned(chosen):
+    return {"pairs": {"p": {"seeds": [0], "search": {}, "chosen": chosen}}}
+
+
+def test_hkt_kd_starts_from_the_recipe_and_kd_s_choice():
+    chosen = {"baseline": {"config": {"train": {"lr": 0.1}}},
+              "kd": {"config": {"train": {"kd_temperature": 2.0, "kd_weight": 0.9}}}}
+    tuned = _tuned(chosen)
+    assert bench.recipe_of(tuned, "p", "baseline") == {}
+    assert bench.recipe_of(tuned, "p", "hkt") == {"lr": 0.1}
+    assert bench.recipe_of(tuned, "p", "hkt-kd") == {"lr": 0.1, "kd_temperature": 2.0, "kd_weight": 0.9}
+    with pytest.raises(SystemExit, match="tune kd first"):
+        bench.recipe_of(_tuned({"baseline": chosen["baseline"]}), "p", "hkt-kd")
+    with pytest.raises(SystemExit, match="--tune --methods baseline"):
+        bench.recipe_of(_tuned({}), "p", "kd")
+
+
+def _result(method, config, seed, val):
+    return {"pair": plan.CONTROL_PAIR, "row": method, "config": config, "seed": seed, "val": val, "test": val}
+
+
+def test_the_choice_is_the_best_mean_validation_over_complete_searches():
+    space = plan.search_for(plan.CONTROL_PAIR)["kd"]
+    names = list(space)
+    results = [_result("kd", n, s, v) for s in (0, 1) for n, v in zip(names, (0.90, 0.95, 0.92))]
+    tuned = bench.choose(results[:-1], {"pairs": {}}, [0, 1])  # one run missing: no choice yet
+    assert "kd" not in tuned["pairs"][plan.CONTROL_PAIR]["chosen"]
+    tuned = bench.choose(results, {"pairs": {}}, [0, 1])
+    chosen = tuned["pairs"][plan.CONTROL_PAIR]["chosen"]["kd"]
+    assert chosen["name"] == names[1] and chosen["val_mean"] == pytest.approx(95.0)
+
+
+def test_a_search_on_other_seeds_or_with_stale_names_is_not_mixed_in():
+    stale = {"pairs": {plan.CONTROL_PAIR: {"seeds": [0], "chosen": {}, "search": {
+        "kd": {"an-old-name": {"seeds": [0], "val": [99.9], "test": [99.9]}}}}}}
+    names = list(plan.search_for(plan.CONTROL_PAIR)["kd"])
+    # the same seed: the stale name is ignored, today's three configurations decide
+    tuned = bench.choose([_result("kd", n, 0, v) for n, v in zip(names, (0.5, 0.6, 0.7))], stale, [0])
+    assert tuned["pairs"][plan.CONTROL_PAIR]["chosen"]["kd"]["name"] == names[2]
+    # other seeds: the earlier search is started anew
+    tuned = bench.choose([_result("kd", names[0], 1, 0.5)], stale, [1])
+    assert tuned["pairs"][plan.CONTROL_PAIR]["search"] == {"kd": {names[0]: {"seeds": [1], "val": [50.0], "test": [50.0]}}}
