@@ -285,6 +285,22 @@ def parse_value(text: str) -> Any:
         return text
 
 
+#: what ``--set card.*`` cannot reach, and where it is changed instead
+_CARD_HINT = ("; the card's other fields (models and their options, data, alignment) are changed in a "
+              "card of your own: `hkt pairs new`")
+
+
+def _what_is_here(node: dict[str, Any], path: list[str]) -> str:
+    """The sections and settings under ``path`` of an override tree, for an error message."""
+    sections = sorted(k for k, v in node.items() if isinstance(v, dict))
+    if not path:
+        return f"sections here: {', '.join(sections) or 'none'}"
+    settings = sorted(k for k, v in node.items() if not isinstance(v, dict))
+    held = [f"section(s) {', '.join(sections)}"] * bool(sections) + [f"setting(s) {', '.join(settings)}"] * bool(settings)
+    return (f"{'.'.join(path)!r} holds {' and '.join(held) or 'nothing'}"
+            + (_CARD_HINT if path[0] == "card" else ""))
+
+
 def apply_overrides(data: dict[str, Any], assignments: list[str],
                     open_sections: tuple[str, ...] = ()) -> dict[str, Any]:
     """Apply ``a.b=value`` assignments to a nested dict (a copy); unknown paths are refused.
@@ -303,9 +319,8 @@ def apply_overrides(data: dict[str, Any], assignments: list[str],
         node = out
         for i, part in enumerate(parts[:-1]):
             if not isinstance(node.get(part), dict):
-                valid = sorted(k for k, v in node.items() if isinstance(v, dict))
                 raise ConfigError(f"--set {key}: no section {'.'.join(parts[:i + 1])!r}; "
-                                  f"sections here: {', '.join(valid) or 'none'}")
+                                  + _what_is_here(node, parts[:i]))
             node = node[part]
         leaf = parts[-1]
         if leaf not in node and ".".join(parts[:-1]) not in open_sections:

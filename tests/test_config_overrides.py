@@ -32,6 +32,22 @@ def test_bad_overrides_say_what_is_allowed(assignment, message):
         apply_overrides({"train": {"lr": 0.1, "epochs": 3}, "hkt": {"mixture": "ga"}}, [assignment])
 
 
+def test_a_nested_section_that_does_not_exist_names_what_is_there():
+    with pytest.raises(ConfigError, match="no section 'train.sched'; 'train' holds setting\\(s\\) epochs, lr$"):
+        apply_overrides({"train": {"lr": 0.1, "epochs": 3}}, ["train.sched.kind=cosine"])
+
+
+def test_card_fields_beyond_stages_point_to_a_card_of_ones_own(capsys):
+    """`--set card.child_options.classes=4` cannot change a model: the message says where that is done."""
+    from hkt_core.cli.main import main
+
+    assert main(["train", "digits-demo", "--method", "baseline", "--set", "card.child_options.classes=4"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "no section 'card.child_options'; 'card' holds setting(s) stages" in err[0]
+    assert "hkt pairs new" in err[0]
+
+
 def test_structure_round_trip_and_rules():
     config = TrainConfig(epochs=4, milestones=(0.3, 0.6))
     assert structure(unstructure(config), TrainConfig) == config
