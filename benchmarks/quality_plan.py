@@ -39,8 +39,11 @@ MAIN_METHODS = ("baseline", "kd", "hkt", "hkt-kd")
 #: configurations per method in the search: the same for every method
 CONFIGS = 3
 
-_TASK_262 = {"inherit_loss": "task", "alphas": [0.2, 0.6, 0.2]}
 _TASK_181 = {"inherit_loss": "task", "alphas": [0.1, 0.8, 0.1]}
+# Mixing only towards the parent: the child's features are mixed into the parent's stream and the
+# parent's head must still predict the labels from them (L3); no parent features enter the child's
+# stream, so L1 has no inherited output to weigh (a1 = 0).
+_TO_PARENT = {"inherit_loss": "task", "alphas": [0.0, 0.8, 0.2], "directions": "to_parent"}
 
 def _learning_rates(*lrs: float) -> dict[str, dict[str, Any]]:
     return {f"lr{lr:g}": {"train": {"lr": lr}} for lr in lrs}
@@ -68,13 +71,13 @@ SEARCH: dict[str, dict[str, dict[str, Any]]] = {
     },
     "hkt": {
         "paper": {"hkt": {}},  # the paper's defaults: MAE in L1/L3, alphas 0.25/0.5/0.25, lam 0.6, ga
-        "task-.2.6.2": {"hkt": dict(_TASK_262)},
         "task-.1.8.1": {"hkt": dict(_TASK_181)},
+        "to-parent-.0.8.2": {"hkt": dict(_TO_PARENT)},
     },
     "hkt-kd": {  # on KD's chosen kd_temperature and kd_weight (BUILT_ON)
         "paper": {"hkt": {}},
-        "task-.2.6.2": {"hkt": dict(_TASK_262)},
         "task-.1.8.1": {"hkt": dict(_TASK_181)},
+        "to-parent-.0.8.2": {"hkt": dict(_TO_PARENT)},
     },
 }
 

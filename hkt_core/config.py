@@ -57,6 +57,11 @@ def positive_int(inst, attribute, value):
         raise _fail(type(inst).__name__, attribute.name, value, "must be an integer >= 1")
 
 
+def non_negative_int(inst, attribute, value):
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise _fail(type(inst).__name__, attribute.name, value, "must be an integer >= 0")
+
+
 def non_negative(inst, attribute, value):
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
         raise _fail(type(inst).__name__, attribute.name, value, "must be a finite number >= 0")
@@ -189,6 +194,9 @@ class TrainConfig:
     warmup_epochs: int = attrs.field(default=0, validator=attrs.validators.ge(0))
     grad_clip: float = attrs.field(default=0.0, validator=non_negative)
     val_fraction: float = attrs.field(default=0.1, validator=in_range(0.0, 0.9, lo_open=True))
+    #: train on this many samples of the training split (a fixed subset, the same for every method
+    #: and seed; the validation split is unchanged); 0 = all of it (hkt_core.train.data)
+    train_samples: int = attrs.field(default=0, validator=non_negative_int)
     seed: int = attrs.field(default=0, validator=in_range(0, SEED_MAX))
     device: str = attrs.field(default="cpu", validator=one_of(DEVICES))
     kd_temperature: float = attrs.field(default=4.0, validator=in_range(0.0, 100.0, lo_open=True))

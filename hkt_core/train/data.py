@@ -3,7 +3,9 @@ deterministic loaders that shard across processes.
 
 The validation split uses a fixed seed (:data:`SPLIT_SEED`), not the run's seed: the parent and
 every child of a pair see the same training, validation and test samples, so no method selects its
-checkpoint on data another method (or the parent) trained on. Training order comes from
+checkpoint on data another method (or the parent) trained on. ``train.train_samples = K`` keeps K
+samples of the training split, the first K of that same fixed order, so every run given K learns
+from the same subset, and a run given more (a parent trained on all, say) sees those K among its own. Training order comes from
 :class:`torch.utils.data.DistributedSampler` seeded with ``train.seed`` and the epoch, so an epoch's
 order is a pure function of (seed, epoch): that is what makes resuming exact, and with N processes
 each rank gets every N-th sample of the same global order (the global batch is unchanged).
@@ -60,7 +62,14 @@ def load_splits(card: PairCard, train: TrainConfig, manager, *, parent: bool = F
         raise ConfigError(f"dataset {card.dataset!r} has {n} training samples: too few to carve a validation "
                           f"split of {train.val_fraction:.0%}")
     order = torch.randperm(n, generator=torch.Generator().manual_seed(SPLIT_SEED)).tolist()
-    return Splits(bundle, Subset(bundle.train, sorted(order[n_val:])), Subset(bundle.train, sorted(order[:n_val])),
+    kept = order[n_val:]
+    if train.train_samples:
+        if train.train_samples > len(kept):
+            raise ConfigError(f"train.train_samples = {train.train_samples} exceeds the {len(kept)} training samples "
+                              f"of dataset {card.dataset!r} left after the validation split "
+                              f"({train.val_fraction:g} of {n}); use at most {len(kept)}, or 0 for all")
+        kept = kept[:train.train_samples]  # a prefix of the fixed-seed order: the same subset for every run
+    return Splits(bundle, Subset(bundle.train, sorted(kept)), Subset(bundle.train, sorted(order[:n_val])),
                   bundle.test)
 
 

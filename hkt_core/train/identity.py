@@ -31,7 +31,7 @@ RUN_SPECIFIC = ("run", "parent", "world_size")
 NOT_COMPARED = frozenset({"train.device", "train.num_workers", "train.compile", "train.channels_last",
                           "card.description", "card.source_folder"})
 #: Settings added after runs already existed: a configuration without one had its default.
-DEFAULTED = {"train.precision": "fp32"}
+DEFAULTED = {"train.precision": "fp32", "train.train_samples": 0}
 #: Settings ``--resume`` may change, with a record in the run's history.
 RESUMABLE = ("train.lr", "train.grad_clip", "train.weight_decay")
 

@@ -62,8 +62,10 @@ def architecture_signature(card: PairCard, manager=None) -> list[list]:
 
 def parent_key(card: PairCard, train: TrainConfig, manager=None) -> str:
     settings = {k: v for k, v in unstructure(train).items() if k not in _NOT_IN_KEY}
-    if settings.get("precision") == "fp32":  # the default leaves the keys of existing caches as they were
-        del settings["precision"]
+    # settings added later leave the keys of existing caches as they were while at their default
+    for key, default in (("precision", "fp32"), ("train_samples", 0)):
+        if settings.get(key) == default:
+            del settings[key]
     material = {"version": KEY_VERSION, "parent": card.parent,
                 "architecture": architecture_signature(card, manager),
                 "parent_options": card.parent_options, "dataset": card.dataset,
