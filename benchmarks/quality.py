@@ -224,13 +224,16 @@ def choose(results: list[dict[str, Any]], tuned: dict[str, Any], seeds: list[int
         if sorted(entry.get("seeds", [])) != sorted(seeds):  # a search on other seeds: start it anew
             entry.update({"seeds": seeds, "search": {}, "chosen": {}})
         cfg = entry["search"].setdefault(r["row"], {}).setdefault(r["config"], {"seeds": [], "val": [], "test": []})
+        cfg.setdefault("train_seconds", [None] * len(cfg["seeds"]))
+        values = {"val": 100 * r["val"], "test": 100 * r["test"], "train_seconds": r["train_seconds"]}
         if r["seed"] in cfg["seeds"]:
             i = cfg["seeds"].index(r["seed"])
-            cfg["val"][i], cfg["test"][i] = 100 * r["val"], 100 * r["test"]
+            for k, v in values.items():
+                cfg[k][i] = v
         else:
             cfg["seeds"].append(r["seed"])
-            cfg["val"].append(100 * r["val"])
-            cfg["test"].append(100 * r["test"])
+            for k, v in values.items():
+                cfg[k].append(v)
     for pair, entry in out["pairs"].items():
         space = plan.search_for(pair)
         for method, configs in entry["search"].items():
@@ -284,7 +287,8 @@ def results_json(results: list[dict[str, Any]], parents: dict[str, dict], tuned:
         entry.pop("train_seconds", None)  # written per pair by an earlier version; now per run
         entry.update({"parent_params": p["parameters"], "child_params": p["child_params"],
                       "test_size": p["test_size"], "parent_sha256": p["parent_sha256"],
-                      "parent_test": 100 * p["test"], "card": r["pair"]})
+                      "parent_test": 100 * p["test"], "parent_train_seconds": p.get("train_seconds"),
+                      "card": r["pair"]})
         if r["row"] == "hkt" and r.get("alignment"):
             entry["alignment"] = r["alignment"]  # the mixing points HKT used, with their representation kinds
         row = entry.setdefault("methods", {}).setdefault(r["row"], {"seeds": [], "test": [], "val": []})

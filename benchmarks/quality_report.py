@@ -81,6 +81,11 @@ def fdiff(c: dict[str, Any] | None) -> str:
     return f"{c['mean']:+.2f} +- {f2(c['std'])} ({c['wins']}/{c['n']}, p={fp(c['p'])})"
 
 
+def pairs_in_order(data: dict[str, Any]) -> list[str]:
+    """The pairs of the results in the plan's order (the control first), then any others."""
+    return [p for p in plan.PAIRS if p in data["pairs"]] + sorted(p for p in data["pairs"] if p not in plan.PAIRS)
+
+
 def rows_of(entry: dict[str, Any]) -> list[str]:
     methods = entry["methods"]
     return [r for r in ROW_ORDER if r in methods] + sorted(r for r in methods if r not in ROW_ORDER)
@@ -99,7 +104,8 @@ def setup_table(data: dict[str, Any]) -> list[str]:
     lines = ["| pair | parent parameters | child parameters | ratio | test samples | parent test accuracy % | "
              "HKT mixing points: parent (kind) -> child (kind) | parent weights SHA-256 |",
              "|---|---|---|---|---|---|---|---|"]
-    for pair, e in data["pairs"].items():
+    for pair in pairs_in_order(data):
+        e = data["pairs"][pair]
         lines.append(f"| `{pair}` | {e['parent_params']:,} | {e['child_params']:,} | "
                      f"{e['parent_params'] / e['child_params']:.1f}x | {e['test_size']:,} | {f2(e['parent_test'])} | "
                      f"{mixing_points(e)} | `{e['parent_sha256'][:16]}...` |")
@@ -110,7 +116,8 @@ def overview_table(data: dict[str, Any]) -> list[str]:
     """One line per pair: the baseline, KD and the best HKT row, with the paired differences."""
     lines = ["| pair | baseline % | KD % | best HKT row (by validation) % | best HKT vs baseline | best HKT vs KD |",
              "|---|---|---|---|---|---|"]
-    for pair, e in data["pairs"].items():
+    for pair in pairs_in_order(data):
+        e = data["pairs"][pair]
         m = e["methods"]
         best = best_hkt(e)
         cells = [f"{f2(mean_std(m[r]['test'])[0])} +- {f2(mean_std(m[r]['test'])[1])}" for r in ("baseline", "kd")]
@@ -207,7 +214,22 @@ def verdicts(pair: str, entry: dict[str, Any]) -> list[str]:
                                             "read it as evidence at p < 0.05 only.")) if reached else
                          f"**Not reached.** With this spread the comparison detects differences of "
                          f"{f2(vs_kd['detectable'])} points or more.")]
+        lines += piloted(methods, best, kd)
     return lines
+
+
+def piloted(methods: dict[str, Any], row: str, kd: dict[int, float]) -> list[str]:
+    """For a row whose configuration entered the search after a pilot that saw test accuracy: the
+    comparison with KD on the seeds the pilot did not use."""
+    config = methods[row].get("config")
+    seeds = plan.PILOTED.get(config)
+    if seeds is None:
+        return []
+    fresh = {s: v for s, v in by_seed(methods[row]).items() if s not in seeds}
+    c = paired(fresh, kd)
+    return ["", f"**Disclosure.** The configuration `{config}` entered the search after a pilot on seeds "
+                f"{', '.join(map(str, seeds))} whose test accuracy was seen. On the other seeds alone, `{row}` vs KD "
+                f"is {fdiff(c)}."]
 
 
 def _outcome(c: dict[str, Any], against: str) -> str:
@@ -246,6 +268,10 @@ def ablations(entry: dict[str, Any]) -> list[str]:
     beyond = []
     for a, b, what in steps:
         if a in methods and b in methods:
+            if _same_runs(methods, a, b):
+                lines.append(f"| {what} | `{a}` - `{b}` | the same runs (both rows are configuration "
+                             f"`{methods[a]['config']}`) | - |")
+                continue
             c = paired(by_seed(methods[a]), by_seed(methods[b]))
             lines.append(f"| {what} | `{a}` - `{b}` | {fdiff(c)} | {f2(c['detectable'])} |")
             if c["p"] < 0.05:
@@ -253,6 +279,47 @@ def ablations(entry: dict[str, Any]) -> list[str]:
     lines += ["", "Beyond the seed-to-seed noise (p < 0.05): " + ("; ".join(beyond) if beyond else "none") + ". "
               "Every other change is within the noise of its seeds."]
     return lines
+
+
+def compute_used(entry: dict[str, Any]) -> dict[str, Any]:
+    """Training time of the pair's distinct runs (a run is a method, configuration and seed; the
+    comparison reuses the search's runs of the chosen configurations), from the recorded
+    ``train_seconds``."""
+    runs: dict[tuple[str, str, int], float] = {}
+    for method, configs in entry.get("tuning", {}).get("search", {}).items():
+        for name, c in configs.items():
+            for seed, s in zip(c["seeds"], c.get("train_seconds", [None] * len(c["seeds"]))):
+                runs[(method, name, seed)] = s
+    tuned_runs = len(runs)
+    for row, r in entry["methods"].items():
+        method = plan.METHOD_OF_ROW.get(row, row)
+        for seed, s in zip(r["seeds"], r.get("train_seconds", [None] * len(r["seeds"]))):
+            runs[(method, r["config"], seed)] = s
+    known = [s for s in runs.values() if s is not None]
+    return {"runs": len(runs), "search_runs": tuned_runs, "timed": len(known), "seconds": sum(known),
+            "parent_seconds": entry.get("parent_train_seconds")}
+
+
+def compute_line(pair: str, entry: dict[str, Any], workers: int) -> str:
+    c = compute_used(entry)
+    parent = c["parent_seconds"]
+    total = c["seconds"] + (parent or 0.0)
+    untimed = c["runs"] - c["timed"]
+    return (f"**Compute** (`{pair}`): {c['runs']} distinct child runs ({c['search_runs']} of them in the search), "
+            f"{_duration(c['seconds'])} of training summed over runs"
+            + (f" ({untimed} runs without a recorded time)" if untimed else "")
+            + (f", plus {_duration(parent)} for the parent" if parent else "")
+            + f"; on {workers} workers about {_duration(total / workers)} of wall time.")
+
+
+def _same_runs(methods: dict[str, Any], a: str, b: str) -> bool:
+    """Whether two rows are the same training runs (one method and configuration)."""
+    return (plan.METHOD_OF_ROW.get(a, a) == plan.METHOD_OF_ROW.get(b, b)
+            and methods[a].get("config") == methods[b].get("config"))
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
 
 
 def anchors_table() -> list[str]:
@@ -267,11 +334,13 @@ def section(data: dict[str, Any]) -> str:
            f"`{meta.get('command', 'python benchmarks/quality.py')}`).", "", "### Pairs", ""]
     out += setup_table(data) + ["", "### At a glance", ""] + overview_table(data) + [""]
     out += ["![test accuracy per pair and method, every seed](img/quality.png)", ""]
-    for pair, entry in data["pairs"].items():
+    for pair in pairs_in_order(data):
+        entry = data["pairs"][pair]
         out += [f"### {pair}: validation search", ""] + search_tables(pair, entry)
         out += [f"### {pair}: comparison", ""] + comparison_table(entry) + [""]
         out += verdicts(pair, entry) + [""]
         out += [f"### {pair}: which part of the method moves the result", ""] + ablations(entry) + [""]
+        out += [compute_line(pair, entry, int(meta.get("workers", 2))), ""]
     out += ["### Published anchors (NOT measured here)", "",
             "Figures reported in the literature for the CIFAR pairs, for comparison when the command below is "
             "run at the users' own scale; none of them was measured by this project.", ""] + anchors_table()
@@ -285,7 +354,7 @@ def plot(data: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    pairs = list(data["pairs"])
+    pairs = pairs_in_order(data)
     fig, axes = plt.subplots(1, len(pairs), figsize=(4.2 * len(pairs), 3.8), squeeze=False)
     for ax, pair in zip(axes[0], pairs):
         entry = data["pairs"][pair]

@@ -3,6 +3,7 @@ built on KD's choice, and a choice made only from complete searches of today's s
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -52,7 +53,8 @@ def test_hkt_kd_starts_from_the_recipe_and_kd_s_choice():
 
 
 def _result(method, config, seed, val):
-    return {"pair": plan.CONTROL_PAIR, "row": method, "config": config, "seed": seed, "val": val, "test": val}
+    return {"pair": plan.CONTROL_PAIR, "row": method, "config": config, "seed": seed, "val": val, "test": val,
+            "train_seconds": 1.5}
 
 
 def test_the_choice_is_the_best_mean_validation_over_complete_searches():
@@ -75,4 +77,23 @@ def test_a_search_on_other_seeds_or_with_stale_names_is_not_mixed_in():
     assert tuned["pairs"][plan.CONTROL_PAIR]["chosen"]["kd"]["name"] == names[2]
     # other seeds: the earlier search is started anew
     tuned = bench.choose([_result("kd", names[0], 1, 0.5)], stale, [1])
-    assert tuned["pairs"][plan.CONTROL_PAIR]["search"] == {"kd": {names[0]: {"seeds": [1], "val": [50.0], "test": [50.0]}}}
+    assert tuned["pairs"][plan.CONTROL_PAIR]["search"] == {
+        "kd": {names[0]: {"seeds": [1], "val": [50.0], "test": [50.0], "train_seconds": [1.5]}}}
+
+
+def test_the_benchmark_runs_end_to_end_in_quick_mode(tmp_path, capsys, monkeypatch):
+    """Parent, the search in its three phases and the comparison of one heterogeneous pair, shrunk
+    (1 seed, 2 epochs), in this process; nothing is written outside ``--out``."""
+    monkeypatch.setenv("HKT_HOME", str(tmp_path / "home"))
+    tuned_before, results_before = plan.TUNED_FILE.read_bytes(), plan.RESULTS_FILE.read_bytes()
+    code = bench.main(["--quick", "--no-write", "--workers", "1", "--pairs", "hetero-digits-vit-cnn",
+                       "--out", str(tmp_path / "runs")])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    printed = [line for line in out.splitlines() if line.startswith("{")]
+    rows = json.loads(printed[-1])["hetero-digits-vit-cnn"]
+    assert set(rows) == {*plan.MAIN_METHODS, *plan.METHOD_OF_ROW}
+    assert all(len(v) == 1 and 0.0 <= v[0] <= 100.0 for v in rows.values())
+    folders = {p.name for p in (tmp_path / "runs" / "hetero-digits-vit-cnn").iterdir()}
+    assert "parent-seed0" in folders and "hkt-kd-paper-seed0" in folders
+    assert plan.TUNED_FILE.read_bytes() == tuned_before and plan.RESULTS_FILE.read_bytes() == results_before

@@ -49,10 +49,26 @@ def test_more_samples_than_the_split_holds_is_one_line_naming_the_limit(card):
 
 
 def test_runs_written_before_the_setting_are_the_same_run():
-    stored = {"pair": "p", "train": {"lr": 0.1}}
-    assert differences(stored, {"pair": "p", "train": {"lr": 0.1, "train_samples": 0}}) == {}
-    assert differences(stored, {"pair": "p", "train": {"lr": 0.1, "train_samples": 50}}) == {
-        "train.train_samples": (0, 50)}
+    """The run's [train] and the card's [train] stored with it both gained the setting."""
+    stored = {"pair": "p", "train": {"lr": 0.1}, "card": {"name": "p", "train": {"lr": 0.1}}}
+    now = {"pair": "p", "train": {"lr": 0.1, "train_samples": 0}, "card": {"name": "p", "train": {"lr": 0.1, "train_samples": 0}}}
+    assert differences(stored, now) == {}
+    now["train"]["train_samples"] = now["card"]["train"]["train_samples"] = 50
+    assert differences(stored, now) == {"card.train.train_samples": (0, 50), "train.train_samples": (0, 50)}
+
+
+def test_a_run_folder_written_before_the_setting_is_reused(tmp_path):
+    """A finished run whose config.toml predates ``train_samples`` is the same run as today's."""
+    from hkt_core.config import read_toml, to_toml
+    from hkt_core.train.reuse import train_or_reuse
+
+    out = tmp_path / "run"
+    train_or_reuse("digits-demo", "baseline", out, say=lambda m: None, epochs=1, progress=False)
+    config = read_toml(out / "config.toml")
+    del config["train"]["train_samples"], config["card"]["train"]["train_samples"]
+    (out / "config.toml").write_text(to_toml(config))
+    _, reused = train_or_reuse("digits-demo", "baseline", out, say=lambda m: None, epochs=1, progress=False)
+    assert reused
 
 
 def test_the_parent_cache_key_changes_only_when_the_parent_learns_from_a_subset(card):

@@ -63,9 +63,11 @@ def _compared(config: dict[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in _flatten(data).items() if k not in NOT_COMPARED}
     for key in [k for k in out if k == "hkt.directions" or k.endswith(".hkt.directions")]:
         out[key] = _normal(canonical_directions(out[key]))   # a run written with an earlier spelling
-    if "train" in data:
-        for key, default in DEFAULTED.items():
-            out.setdefault(key, default)
+    # the run's [train] and the card's own [train] (stored under [card]) both gained them
+    for prefix, present in (("", "train" in data), ("card.", "train" in data.get("card", {}))):
+        if present:
+            for key, default in DEFAULTED.items():
+                out.setdefault(prefix + key, default)
     return out
 
 
