@@ -334,8 +334,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", default=None,
                         help="--tune: comma-separated methods (default: all but the baseline; the baseline first "
                              "alone); the comparison: rows to run (default all)")
-    parser.add_argument("--seeds", type=int, default=10, help="seeds of the four main rows (default 10)")
-    parser.add_argument("--variant-seeds", type=int, default=5, help="seeds of the further HKT variants (default 5)")
+    parser.add_argument("--seeds", type=int, default=20, help="seeds of the four main rows (default 20)")
+    parser.add_argument("--variant-seeds", type=int, default=20, help="seeds of the further HKT variants (default 20)")
     parser.add_argument("--pairs", default=",".join(plan.PAIRS), help="comma-separated pair cards (default: all)")
     parser.add_argument("--workers", type=int, default=2, help="parallel training processes (default 2)")
     parser.add_argument("--out", default=None, help="run folders (default runs/quality, runs/quality-quick)")

@@ -214,8 +214,20 @@ def verdicts(pair: str, entry: dict[str, Any]) -> list[str]:
                                             "read it as evidence at p < 0.05 only.")) if reached else
                          f"**Not reached.** With this spread the comparison detects differences of "
                          f"{f2(vs_kd['detectable'])} points or more.")]
-        lines += piloted(methods, best, kd)
+        lines += halves(methods, best, kd) + piloted(methods, best, kd)
     return lines
+
+
+def halves(methods: dict[str, Any], row: str, kd: dict[int, float]) -> list[str]:
+    """The goal's comparison on each half of the seeds: does the second half confirm the first?"""
+    seeds = sorted(set(by_seed(methods[row])) & set(kd))
+    if len(seeds) < 20:
+        return []
+    half = len(seeds) // 2
+    parts = [seeds[:half], seeds[half:]]
+    found = [paired({s: by_seed(methods[row])[s] for s in part}, {s: kd[s] for s in part}) for part in parts]
+    return ["", f"**Replication.** The same comparison on seeds {parts[0][0]}-{parts[0][-1]}: {fdiff(found[0])}; "
+                f"on seeds {parts[1][0]}-{parts[1][-1]}: {fdiff(found[1])}."]
 
 
 def piloted(methods: dict[str, Any], row: str, kd: dict[int, float]) -> list[str]:
