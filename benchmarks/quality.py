@@ -124,9 +124,8 @@ def run_job(spec: dict[str, Any], out: str, quick: bool) -> dict[str, Any]:
                                        progress=False, **kwargs)
         run = hkt_core.load_run(folder)
         s = run.summary
-        record = folder / "alignment.json"
         alignment = [{k: p[k] for k in ("parent", "child", "parent_kind", "child_kind") if k in p}
-                     for p in json.loads(record.read_text())["pairs"]] if record.is_file() else None
+                     for p in run.alignment.to_dict()["pairs"]] if run.alignment is not None else None
         return {**spec, "alignment": alignment, "val": s["val"]["accuracy"], "test": s["test"]["accuracy"], "parameters": s["parameters"],
                 "train_seconds": s["train_seconds"], "epochs": s["epochs"], "best_epoch": s["best_epoch"],
                 "parent_sha256": _digest(parent_file if spec["method"] != "parent" else folder / "child.safetensors"),
@@ -213,6 +212,25 @@ def tune_jobs(pairs: list[str], methods: list[str], seeds: list[int], tuned: dic
     return jobs
 
 
+#: what a record keeps per seed of a run (accuracies in %)
+RECORDED = ("val", "test", "train_seconds")
+
+
+def put_seed(record: dict[str, Any], result: dict[str, Any]) -> None:
+    """Enter one run's numbers in ``record`` (``{"seeds": [...], "val": [...], ...}``), replacing
+    what it held for that seed; lists of a record written before ``train_seconds`` are padded."""
+    values = {"val": 100 * result["val"], "test": 100 * result["test"], "train_seconds": result["train_seconds"]}
+    for k in RECORDED:
+        record.setdefault(k, [None] * len(record["seeds"]))
+    if result["seed"] not in record["seeds"]:
+        record["seeds"].append(result["seed"])
+        for k in RECORDED:
+            record[k].append(None)
+    i = record["seeds"].index(result["seed"])
+    for k, v in values.items():
+        record[k][i] = v
+
+
 def choose(results: list[dict[str, Any]], tuned: dict[str, Any], seeds: list[int]) -> dict[str, Any]:
     """Each method's configuration with the best mean validation accuracy over the tuning seeds
     (ties: the first listed); records every configuration's numbers for the report."""
@@ -224,16 +242,7 @@ def choose(results: list[dict[str, Any]], tuned: dict[str, Any], seeds: list[int
         if sorted(entry.get("seeds", [])) != sorted(seeds):  # a search on other seeds: start it anew
             entry.update({"seeds": seeds, "search": {}, "chosen": {}})
         cfg = entry["search"].setdefault(r["row"], {}).setdefault(r["config"], {"seeds": [], "val": [], "test": []})
-        cfg.setdefault("train_seconds", [None] * len(cfg["seeds"]))
-        values = {"val": 100 * r["val"], "test": 100 * r["test"], "train_seconds": r["train_seconds"]}
-        if r["seed"] in cfg["seeds"]:
-            i = cfg["seeds"].index(r["seed"])
-            for k, v in values.items():
-                cfg[k][i] = v
-        else:
-            cfg["seeds"].append(r["seed"])
-            for k, v in values.items():
-                cfg[k].append(v)
+        put_seed(cfg, r)
     for pair, entry in out["pairs"].items():
         space = plan.search_for(pair)
         for method, configs in entry["search"].items():
@@ -293,19 +302,9 @@ def results_json(results: list[dict[str, Any]], parents: dict[str, dict], tuned:
             entry["alignment"] = r["alignment"]  # the mixing points HKT used, with their representation kinds
         row = entry.setdefault("methods", {}).setdefault(r["row"], {"seeds": [], "test": [], "val": []})
         row["config"] = r["config"]
-        row.setdefault("train_seconds", [None] * len(row["seeds"]))
-        values = {"test": 100 * r["test"], "val": 100 * r["val"], "train_seconds": r["train_seconds"]}
-        if r["seed"] in row["seeds"]:
-            i = row["seeds"].index(r["seed"])
-        else:
-            row["seeds"].append(r["seed"])
-            for k in values:
-                row[k].append(None)
-            i = len(row["seeds"]) - 1
-        for k, v in values.items():
-            row[k][i] = v
+        put_seed(row, r)
         order = sorted(range(len(row["seeds"])), key=row["seeds"].__getitem__)
-        for k in ("seeds", *values):
+        for k in ("seeds", *RECORDED):
             row[k] = [row[k][i] for i in order]
     for pair in data["pairs"]:
         if pair in tuned.get("pairs", {}):

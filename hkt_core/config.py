@@ -304,7 +304,11 @@ def _what_is_here(node: dict[str, Any], path: list[str]) -> str:
     if not path:
         return f"sections here: {', '.join(sections) or 'none'}"
     settings = sorted(k for k, v in node.items() if not isinstance(v, dict))
-    held = [f"section(s) {', '.join(sections)}"] * bool(sections) + [f"setting(s) {', '.join(settings)}"] * bool(settings)
+    held = []
+    if sections:
+        held.append(f"section(s) {', '.join(sections)}")
+    if settings:
+        held.append(f"setting(s) {', '.join(settings)}")
     return (f"{'.'.join(path)!r} holds {' and '.join(held) or 'nothing'}"
             + (_CARD_HINT if path[0] == "card" else ""))
 

@@ -5,10 +5,11 @@ The validation split uses a fixed seed (:data:`SPLIT_SEED`), not the run's seed:
 every child of a pair see the same training, validation and test samples, so no method selects its
 checkpoint on data another method (or the parent) trained on. ``train.train_samples = K`` keeps K
 samples of the training split, the first K of that same fixed order, so every run given K learns
-from the same subset, and a run given more (a parent trained on all, say) sees those K among its own. Training order comes from
-:class:`torch.utils.data.DistributedSampler` seeded with ``train.seed`` and the epoch, so an epoch's
-order is a pure function of (seed, epoch): that is what makes resuming exact, and with N processes
-each rank gets every N-th sample of the same global order (the global batch is unchanged).
+from the same subset, and a run given more (a parent trained on all, say) sees those K among its
+own. Training order comes from :class:`torch.utils.data.DistributedSampler` seeded with
+``train.seed`` and the epoch, so an epoch's order is a pure function of (seed, epoch): that is what
+makes resuming exact, and with N processes each rank gets every N-th sample of the same global
+order (the global batch is unchanged).
 """
 
 from __future__ import annotations

@@ -34,6 +34,7 @@ from ..io import atomic_write
 from ..models import build_model
 from ..pairs import PairCard, hkt_home
 from .checkpoint import load_module_state
+from .identity import DEFAULTED
 from .integrity import sha256_file, verify
 from .run import BEST, CONFIG, METRICS, STATE, SUMMARY
 
@@ -62,10 +63,12 @@ def architecture_signature(card: PairCard, manager=None) -> list[list]:
 
 def parent_key(card: PairCard, train: TrainConfig, manager=None) -> str:
     settings = {k: v for k, v in unstructure(train).items() if k not in _NOT_IN_KEY}
-    # settings added later leave the keys of existing caches as they were while at their default
-    for key, default in (("precision", "fp32"), ("train_samples", 0)):
-        if settings.get(key) == default:
-            del settings[key]
+    # settings added later (identity.DEFAULTED) leave the keys of existing caches as they were
+    # while at their default
+    for key, default in DEFAULTED.items():
+        name = key.removeprefix("train.")
+        if settings.get(name) == default:
+            del settings[name]
     material = {"version": KEY_VERSION, "parent": card.parent,
                 "architecture": architecture_signature(card, manager),
                 "parent_options": card.parent_options, "dataset": card.dataset,
