@@ -128,7 +128,7 @@ class _Check:
 
     # -- data --------------------------------------------------------------------------------
     def data(self):
-        from .train.data import dataset_factory, load_splits
+        from .train.data import SplitError, dataset_factory, load_splits
 
         try:
             dataset_factory(self.card.dataset, self.manager)
@@ -137,6 +137,9 @@ class _Check:
                             "whose module lies beside the card or on sys.path", "data") from None
         try:
             splits = load_splits(self.card, self.train, self.manager)
+        except SplitError as exc:
+            raise self.fail(_one_line(exc), "set train.val_fraction or train.train_samples within the limit "
+                            "the message names ([train] of the card, or --set train.KEY=VALUE)", "data") from None
         except HKTError as exc:
             raise self.fail(_one_line(exc), "make the card's input_shapes and dataset options match the data set "
                             "(`hkt pairs new` writes them from the data set)", "data") from None

@@ -48,6 +48,19 @@ def test_more_samples_than_the_split_holds_is_one_line_naming_the_limit(card):
         TrainConfig(train_samples=-1)
 
 
+def test_too_many_samples_on_the_command_line_is_one_line_before_anything_is_written(tmp_path, capsys):
+    from hkt_core.cli.main import main
+
+    out = tmp_path / "run"
+    assert main(["train", "digits-demo", "--method", "baseline", "--set", "train.train_samples=100000",
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "train.train_samples = 100000 exceeds" in err[0]
+    assert "fix: set train.val_fraction or train.train_samples within the limit" in err[0]
+    assert "input_shapes" not in err[0]
+    assert not out.exists()
+
+
 def test_runs_written_before_the_setting_are_the_same_run():
     """The run's [train] and the card's [train] stored with it both gained the setting."""
     stored = {"pair": "p", "train": {"lr": 0.1}, "card": {"name": "p", "train": {"lr": 0.1}}}

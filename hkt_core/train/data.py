@@ -26,6 +26,11 @@ from ..pairs import PairCard
 SPLIT_SEED = 0
 
 
+class SplitError(ConfigError):
+    """The run's own split settings (``train.val_fraction``, ``train.train_samples``) do not fit the
+    data set; the message names the limit."""
+
+
 @attrs.frozen
 class Splits:
     bundle: DatasetBundle
@@ -60,13 +65,13 @@ def load_splits(card: PairCard, train: TrainConfig, manager, *, parent: bool = F
     n = len(bundle.train)
     n_val = max(1, round(train.val_fraction * n))
     if n - n_val < 1:
-        raise ConfigError(f"dataset {card.dataset!r} has {n} training samples: too few to carve a validation "
+        raise SplitError(f"dataset {card.dataset!r} has {n} training samples: too few to carve a validation "
                           f"split of {train.val_fraction:.0%}")
     order = torch.randperm(n, generator=torch.Generator().manual_seed(SPLIT_SEED)).tolist()
     kept = order[n_val:]
     if train.train_samples:
         if train.train_samples > len(kept):
-            raise ConfigError(f"train.train_samples = {train.train_samples} exceeds the {len(kept)} training samples "
+            raise SplitError(f"train.train_samples = {train.train_samples} exceeds the {len(kept)} training samples "
                               f"of dataset {card.dataset!r} left after the validation split "
                               f"({train.val_fraction:g} of {n}); use at most {len(kept)}, or 0 for all")
         kept = kept[:train.train_samples]  # a prefix of the fixed-seed order: the same subset for every run
