@@ -44,7 +44,7 @@ def _exists(card: PairCard, field: str, name: str, manager, kind: str) -> None:
 
     try:
         if ":" in name and kind != "losses":
-            obj = resolve_reference(name)
+            obj = resolve_reference(name, kind=kind, manager=manager)
             if not callable(obj):
                 raise ConfigError(f"{name!r} is a {type(obj).__name__}, not a callable")
         else:

@@ -270,9 +270,14 @@ def _tomlable(value: Any) -> Any:
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
+    from .io import MAX_BYTES, parse_toml
+
     path = Path(path)
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        if path.is_file() and path.stat().st_size > MAX_BYTES:
+            raise ConfigError(f"{path} is {path.stat().st_size:,} bytes: larger than any TOML file hkt reads "
+                              f"(at most {MAX_BYTES:,})")
+        return parse_toml(path.read_text(encoding="utf-8"), str(path), ConfigError)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
     except IsADirectoryError:
@@ -281,15 +286,13 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path} is not UTF-8 text (byte {exc.start}); a TOML file must be UTF-8") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read it ({exc.strerror or exc})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
 
 
 def parse_value(text: str) -> Any:
     """A command-line value as TOML would read it (numbers, booleans, arrays), else a string."""
     try:
         return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, RecursionError):
         return text
 
 

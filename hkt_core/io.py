@@ -1,4 +1,4 @@
-"""Atomic file writes: a temporary file in the same folder, then a rename.
+"""Atomic file writes (a temporary file in the same folder, then a rename) and bounded reads.
 
 Files end with the permissions the user's umask gives a new file (``tempfile`` would leave them
 0600). A write that fails for want of space or permission raises :class:`StorageError`, one line
@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import os
 import tempfile
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from .errors import HKTError
 
@@ -71,3 +73,44 @@ def remove_orphaned_temporaries(folder: Path) -> list[Path]:
             tmp.unlink(missing_ok=True)
             removed.append(tmp)
     return removed
+
+
+# -- bounded reads -------------------------------------------------------------------------------
+
+#: The largest file hkt reads as a card or run-folder file (a state.json is a few hundred KiB).
+MAX_BYTES = 16 * 1024 * 1024
+#: The deepest nesting of lists and tables any hkt file has is 6; beyond this a file was crafted.
+MAX_DEPTH = 32
+
+
+def depth(value: Any) -> int:
+    """The nesting depth of lists and dicts in ``value`` (iterative: never recurses)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            items = list(item.values())
+        elif isinstance(item, list):
+            items = item
+        else:
+            continue
+        deepest = max(deepest, level)
+        if deepest > MAX_DEPTH:
+            return deepest
+        stack.extend((child, level + 1) for child in items)
+    return deepest
+
+
+def parse_toml(text: str, source: str, error: type[Exception]) -> dict[str, Any]:
+    """TOML text, bounded in size and nesting depth; a failure is one ``error`` line naming ``source``."""
+    if len(text) > MAX_BYTES:
+        raise error(f"{source} is {len(text):,} characters: larger than any file hkt reads (at most {MAX_BYTES:,})")
+    try:
+        value = tomllib.loads(text)
+    except RecursionError:
+        raise error(f"{source} nests arrays or tables more than {MAX_DEPTH} deep: not a file hkt reads") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise error(f"{source}: not valid TOML ({exc})") from None
+    if depth(value) > MAX_DEPTH:
+        raise error(f"{source} nests arrays or tables more than {MAX_DEPTH} deep: not a file hkt reads")
+    return value

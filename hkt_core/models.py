@@ -9,17 +9,21 @@ from torch import nn
 from .errors import ConfigError
 
 
-def resolve_callable(ref: str):
-    """Import ``module:attr`` under the trust rule in force (:mod:`hkt_core.trust`)."""
+def resolve_callable(ref: str, kind: str | None = None, manager=None):
+    """Import ``module:attr`` under the trust rule in force (:mod:`hkt_core.trust`); ``kind`` and
+    ``manager`` say what it must be (a reference into a plugin must name what it registered)."""
     from .trust import resolve_reference
 
-    return resolve_reference(ref)
+    return resolve_reference(ref, kind=kind, manager=manager)
 
 
 def build_model(ref: str, manager, **options: Any) -> nn.Module:
     """A fresh model from a model name registered in ``manager`` or ``module:callable``, with keyword options."""
-    if ":" in ref:
-        factory = resolve_callable(ref)
+    name = None if ":" in ref else ref
+    if name is None:
+        from .trust import resolve_factory
+
+        factory, name = resolve_factory(ref, kind="models", manager=manager)
     else:
         factory = manager.lookup("models", ref)
     try:
@@ -28,8 +32,8 @@ def build_model(ref: str, manager, **options: Any) -> nn.Module:
         raise ConfigError(f"model {ref!r} rejected options {options}: {exc}") from None
     if not isinstance(model, nn.Module):
         raise ConfigError(f"model {ref!r} returned {type(model).__name__}, not an nn.Module")
-    if ":" not in ref:
-        model.hkt_model_name = ref
+    if name is not None:
+        model.hkt_model_name = name
     return model
 
 

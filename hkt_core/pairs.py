@@ -234,12 +234,10 @@ def register_cards_from(registry, folder) -> list[PairCard]:
 
 
 def read_toml_text(text: str, source: str) -> dict[str, Any]:
-    import tomllib
+    """A card's TOML text, bounded in size and nesting depth (:func:`hkt_core.io.parse_toml`)."""
+    from .io import parse_toml
 
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{source}: not valid TOML ({exc})") from None
+    return parse_toml(text, source, ConfigError)
 
 
 def shipped_cards_folder():

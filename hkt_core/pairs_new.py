@@ -23,7 +23,7 @@ def _factory(kind: str, ref: str, manager):
     if ":" in ref:
         from .models import resolve_callable
 
-        return resolve_callable(ref)
+        return resolve_callable(ref, kind, manager)
     return manager.lookup(kind, ref)
 
 

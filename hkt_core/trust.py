@@ -8,12 +8,21 @@ the user added, a run folder):
 * it may name the user's own code: a module found on ``sys.path`` (the current directory
   included) outside the standard library and the installed packages, or a module beside the card
   it was written in (``hkt pairs add`` records the folder the card came from);
-* it may name code of an installed hkt plugin (a distribution with entry points in group ``hkt``);
+* code of an installed hkt plugin (the core included) is reached only through what the plugin
+  registered: ``hkt_vision.models:resnet20`` resolves only if that object is registered as a model
+  (or a data set, where a data set is expected), and is then mapped to its registered name with a
+  one-line deprecation notice; any other function of a plugin (``hkt_core.io:atomic_write_text``,
+  ``hkt_core.cli.main:main``) is refused;
 * it never names the standard library (``os:system``, ``builtins:eval``, ``subprocess:run``) or
   another installed package (``torch.hub:load``, ``numpy:load``): those are refused before
   anything is imported, with one line naming the reference.
 
-The object reached must itself come from such code (``mymodule:os.system`` is refused too).
+The object reached must itself come from such code (``mymodule:os.system`` is refused too), must be
+a class or a function (a model class must be an ``nn.Module``), and the path to it never passes
+through a private or special attribute (``mymodule:make.__globals__`` is refused before anything
+is imported). Resolving a reference never leaves a folder on ``sys.path``: the folder a user module
+was found in is on it only while that module is imported, after the installed packages, so a file
+in the current folder never shadows the standard library or an installed package.
 
 A run folder is data. Opening one (``hkt eval``, ``hkt export``) applies the same rule and, in
 addition, imports a user module it names only if that module is importable from where the user
@@ -167,26 +176,23 @@ def _search_path() -> list[str]:
     return paths if cwd in paths else [cwd, *paths]
 
 
-def _location(top: str, folders: tuple[Path, ...]) -> tuple[Path | None, Path | None]:
-    """Where ``top`` lives: (its file or package folder, the extra folder it was found in, if any)."""
+def _location(top: str, folders: tuple[Path, ...]) -> tuple[Path | None, str | None]:
+    """Where ``top`` lives: (its file or package folder, the search folder it was found in)."""
     loaded = sys.modules.get(top)
     if loaded is not None:
         file = getattr(loaded, "__file__", None)
         spec_paths = list(getattr(getattr(loaded, "__spec__", None), "submodule_search_locations", None) or [])
         where = file or (spec_paths[0] if spec_paths else None)
         return (Path(where).resolve() if where else None), None
-    spec = importlib.machinery.PathFinder.find_spec(top, _search_path())
-    found_in = None
-    if spec is None:
-        for folder in folders:
-            spec = importlib.machinery.PathFinder.find_spec(top, [str(folder)])
-            if spec is not None:
-                found_in = folder
-                break
+    spec, entry = None, None
+    for entry in (*_search_path(), *(str(f) for f in folders)):
+        spec = importlib.machinery.PathFinder.find_spec(top, [entry])
+        if spec is not None:
+            break
     if spec is None:
         return None, None
     where = spec.origin if spec.origin not in (None, "namespace") else next(iter(spec.submodule_search_locations or []), None)
-    return (Path(where).resolve() if where else None), found_in
+    return (Path(where).resolve() if where else None), entry
 
 
 # -- resolving ---------------------------------------------------------------------------------
@@ -198,6 +204,10 @@ def check_reference(ref: str, origin: Origin | None = None) -> tuple[str, str]:
     if not sep or not _DOTTED.match(module_name) or not _DOTTED.match(attr):
         raise ConfigError(f"{ref!r} (from {origin.what}) is invalid: expected 'module:callable', "
                           f"e.g. 'mymodels:make_net'")
+    private = [part for part in attr.split(".") if part.startswith("_")]
+    if private:
+        raise UntrustedReference(f"{ref!r} (from {origin.what}) is refused: {private[0]!r} is a private or special "
+                                 f"attribute; name a public class or function defined in {module_name!r}")
     reason = forbidden_reason(module_name)
     if reason is not None:
         raise UntrustedReference(f"{ref!r} (from {origin.what}) is refused: it names {reason}; a reference "
@@ -206,28 +216,125 @@ def check_reference(ref: str, origin: Origin | None = None) -> tuple[str, str]:
     return module_name, attr
 
 
-def resolve_reference(ref: str, origin: Origin | None = None) -> Any:
-    """Import the object ``module:attr`` names, after checking it against the trust rule."""
+#: What a reference is expected to name, by registry kind (for messages and the kind check).
+_KIND_WORDS = {"models": "model", "datasets": "data set"}
+_deprecations_said: set[str] = set()
+
+
+def resolve_reference(ref: str, origin: Origin | None = None, *, kind: str | None = None, manager=None) -> Any:
+    """Import the object ``module:attr`` names, after checking it against the trust rule.
+
+    ``kind`` (a registry kind such as ``"models"``) and ``manager`` say what the reference must
+    be; without them a reference into an installed plugin is refused (it can only be checked
+    against what the plugin registered). See :func:`resolve_factory`.
+    """
+    return resolve_factory(ref, origin, kind=kind, manager=manager)[0]
+
+
+def resolve_factory(ref: str, origin: Origin | None = None, *, kind: str | None = None,
+                    manager=None) -> tuple[Any, str | None]:
+    """``(object, registered name or None)`` for a ``module:callable`` reference.
+
+    A reference into an installed hkt plugin resolves only to an object that plugin registered
+    under ``kind`` in ``manager``; it is mapped to its registered name with a one-line deprecation
+    notice. A reference into the user's own code must reach a class or function defined there
+    (a model class must be an ``nn.Module``). Nothing is called.
+    """
     origin = origin or current_origin()
     module_name, attr = check_reference(ref, origin)
     top = module_name.split(".")[0]
+    plugin = _plugin_distribution(top)
+    if plugin is not None:
+        obj, name = _registered(ref, module_name, attr, kind, manager, origin, plugin)
+        _say_deprecated(ref, name, kind, origin)
+        return obj, name
     folders = origin.search_folders()
-    where, found_in = _location(top, folders)
+    where, entry = _location(top, folders)
     if where is None:
         raise ConfigError(_not_found(ref, top, origin))
     if _under(where, _installed_roots()) and _package_owners().get(top) is None:
         raise UntrustedReference(f"{ref!r} (from {origin.what}) is refused: module {top!r} is installed in "
                                  f"{where.parent}, not your own code")
-    if found_in is not None and str(found_in) not in sys.path:
-        sys.path.append(str(found_in))
-    if "" not in sys.path:
-        sys.path.insert(0, "")
+    obj = _walk(_import_user_module(ref, module_name, entry), ref, module_name, attr, origin)
+    owner = getattr(obj, "__module__", None)
+    owner_top = owner.split(".")[0] if isinstance(owner, str) else top
+    name = None
+    if owner_top != top:
+        reason = forbidden_reason(owner)
+        if reason is not None:
+            raise UntrustedReference(f"{ref!r} (from {origin.what}) is refused: it is {owner}.{attr} from {reason}; "
+                                     f"wrap it in a function of your own module")
+        owner_plugin = _plugin_distribution(owner_top)
+        if owner_plugin is not None:  # a plugin's object re-exported by the user's module
+            name = _registered_name(obj, kind, manager)
+            if name is None:
+                raise UntrustedReference(_unregistered(ref, origin, owner_plugin, kind))
+    _check_kind(obj, ref, kind, origin)
+    return obj, name
+
+
+def _plugin_distribution(top: str) -> str | None:
+    """The installed hkt plugin distribution that owns top-level module ``top``, if any."""
+    for dist in _package_owners().get(top, ()):
+        if _norm_dist(dist) in _plugin_distributions():
+            return dist
+    return None
+
+
+def _registered_name(obj: Any, kind: str | None, manager) -> str | None:
+    if kind is None or manager is None:
+        return None
+    for entry in manager.registry(kind).entries():
+        if entry.obj is obj:
+            return entry.name
+    return None
+
+
+def _registered(ref: str, module_name: str, attr: str, kind: str | None, manager, origin: Origin,
+                plugin: str) -> tuple[Any, str]:
+    """The registered object a reference into an installed plugin names, and its registered name."""
+    if kind is None or manager is None:
+        raise UntrustedReference(_unregistered(ref, origin, plugin, kind))
+    entries = manager.registry(kind).entries()
+    for entry in entries:  # by definition site first: nothing is imported
+        if getattr(entry.obj, "__module__", None) == module_name and getattr(entry.obj, "__qualname__", None) == attr:
+            return entry.obj, entry.name
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigError(f"{ref!r}: cannot import module {module_name!r} ({exc})") from None
+        module = importlib.import_module(module_name)  # the plugin's own module (installed code)
+    except ImportError:
+        raise UntrustedReference(_unregistered(ref, origin, plugin, kind)) from None
+    obj = _walk(module, ref, module_name, attr, origin)
+    for entry in entries:
+        if entry.obj is obj:
+            return obj, entry.name
+    raise UntrustedReference(_unregistered(ref, origin, plugin, kind))
+
+
+def _unregistered(ref: str, origin: Origin, plugin: str, kind: str | None) -> str:
+    word = _KIND_WORDS.get(kind or "", "model or data set")
+    listing = f"`hkt list {kind}`" if kind else "`hkt list models`, `hkt list datasets`"
+    return (f"{ref!r} (from {origin.what}) is refused: it names code of the installed plugin {plugin!r} that is not "
+            f"a registered {word}; name a registered {word} instead ({listing})")
+
+
+def _say_deprecated(ref: str, name: str, kind: str | None, origin: Origin) -> None:
+    if ref in _deprecations_said:
+        return
+    _deprecations_said.add(ref)
+    word = _KIND_WORDS.get(kind or "", "name")
+    print(f"hkt: deprecated: {ref!r} (from {origin.what}) is the registered {word} {name!r}; write {name!r} "
+          f"instead (module:callable paths into installed plugins will stop resolving)", file=sys.stderr, flush=True)
+
+
+def _walk(module: types.ModuleType, ref: str, module_name: str, attr: str, origin: Origin) -> Any:
+    """``module.<attr>``: every step but the last must reach a class (``Net.from_config``)."""
     obj: Any = module
-    for part in attr.split("."):
+    parts = attr.split(".")
+    for i, part in enumerate(parts):
+        if i > 0 and not isinstance(obj, type):
+            raise UntrustedReference(f"{ref!r} (from {origin.what}) is refused: {'.'.join(parts[:i])!r} is a "
+                                     f"{type(obj).__name__}, not a class; name a class or function defined in "
+                                     f"{module_name!r}")
         try:
             obj = getattr(obj, part)
         except AttributeError:
@@ -235,12 +342,40 @@ def resolve_reference(ref: str, origin: Origin | None = None) -> Any:
         if isinstance(obj, types.ModuleType):
             raise UntrustedReference(f"{ref!r} (from {origin.what}) is refused: {part!r} is a module; name a "
                                      f"class or function defined in {module_name!r}")
-    owner = getattr(obj, "__module__", None)
-    reason = forbidden_reason(owner) if isinstance(owner, str) else None
-    if reason is not None:
-        raise UntrustedReference(f"{ref!r} (from {origin.what}) is refused: it is {owner}.{attr} from {reason}; "
-                                 f"wrap it in a function of your own module")
     return obj
+
+
+def _check_kind(obj: Any, ref: str, kind: str | None, origin: Origin) -> None:
+    """Before anything is called: a class or a function, and a model class is an ``nn.Module``."""
+    is_class = isinstance(obj, type)
+    is_function = isinstance(obj, types.FunctionType) or (
+        isinstance(obj, types.MethodType) and isinstance(obj.__self__, type))
+    if not (is_class or is_function):
+        raise UntrustedReference(f"{ref!r} (from {origin.what}) is refused: it is a {type(obj).__name__}, not a "
+                                 f"callable class or function")
+    if kind == "models" and is_class:
+        from torch import nn
+
+        if not issubclass(obj, nn.Module):
+            raise UntrustedReference(f"{ref!r} (from {origin.what}) is refused: class {obj.__name__} is not an "
+                                     f"nn.Module; a model reference names an nn.Module class or a function "
+                                     f"returning one")
+
+
+def _import_user_module(ref: str, module_name: str, entry: str | None) -> types.ModuleType:
+    """Import the user's module with the folder it was found in on ``sys.path`` for the import only,
+    after the installed packages (so nothing there is shadowed)."""
+    added = entry is not None and entry not in sys.path
+    if added:
+        sys.path.append(entry)
+    try:
+        return importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"{ref!r}: cannot import module {module_name!r} ({exc})") from None
+    finally:
+        if added:
+            with contextlib.suppress(ValueError):
+                sys.path.remove(entry)
 
 
 def _not_found(ref: str, top: str, origin: Origin) -> str:

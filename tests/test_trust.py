@@ -14,6 +14,7 @@ from hkt_core.cli.main import main
 from hkt_core.config import read_toml, to_toml
 from hkt_core.errors import ConfigError
 from hkt_core.models import build_model
+from hkt_core.plugins import default_manager
 from hkt_core.trust import Origin, UntrustedReference, resolve_reference, run_origin, scope
 from test_train_support import card_dict, manager_with, tiny_card
 
@@ -69,9 +70,13 @@ def test_user_module_reaching_the_standard_library_is_refused(tmp_path, monkeypa
             resolve_reference(ref)
 
 
-def test_user_module_on_sys_path_and_plugin_code_resolve():
+def test_user_module_on_sys_path_and_registered_plugin_code_resolve(capsys):
     assert resolve_reference("test_train_support:make_child")().__class__.__name__ == "TinyCNN"
-    assert callable(resolve_reference("hkt_core.models:build_model"))  # an hkt plugin's own code
+    manager = default_manager()
+    # a plugin's object resolves only as what the plugin registered, under its registered name
+    factory = resolve_reference("hkt_vision.models.convnet:digits_cnn_small", kind="models", manager=manager)
+    assert factory is manager.lookup("models", "digits_cnn_small")
+    assert "deprecated" in capsys.readouterr().err
 
 
 def test_malformed_reference_is_one_line():

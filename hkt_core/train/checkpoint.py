@@ -64,7 +64,10 @@ def check_state(module: nn.Module, tensors: dict[str, torch.Tensor], *, what: st
     unexpected = sorted(set(tensors) - set(expected))
     wrong = [f"{k}: file {tuple(tensors[k].shape)} vs model {tuple(expected[k].shape)}"
              for k in expected if k in tensors and tuple(tensors[k].shape) != tuple(expected[k].shape)]
-    if missing or unexpected or wrong:
+    wrong_dtype = [f"{k}: file {str(tensors[k].dtype).removeprefix('torch.')} vs model "
+                   f"{str(expected[k].dtype).removeprefix('torch.')}"
+                   for k in expected if k in tensors and not _dtype_fits(tensors[k].dtype, expected[k].dtype)]
+    if missing or unexpected or wrong or wrong_dtype:
         parts = []
         if missing:
             parts.append(f"missing {len(missing)} key(s) (e.g. {', '.join(missing[:3])})")
@@ -72,8 +75,18 @@ def check_state(module: nn.Module, tensors: dict[str, torch.Tensor], *, what: st
             parts.append(f"{len(unexpected)} unexpected key(s) (e.g. {', '.join(unexpected[:3])})")
         if wrong:
             parts.append(f"{len(wrong)} shape mismatch(es) ({'; '.join(wrong[:3])})")
+        if wrong_dtype:
+            parts.append(f"{len(wrong_dtype)} dtype mismatch(es) ({'; '.join(wrong_dtype[:3])})")
         raise CheckpointError(f"{source} does not fit {what} ({type(module).__name__}): {', '.join(parts)}; "
                               f"it was saved from a different architecture or options")
+
+
+def _dtype_fits(stored: torch.dtype, expected: torch.dtype) -> bool:
+    """A floating tensor may load into another floating precision (an fp16 run read in fp32);
+    anything else (bool or integer into floating weights, or the reverse) must match exactly."""
+    if stored.is_floating_point and expected.is_floating_point:
+        return True
+    return stored == expected
 
 
 def load_module_state(module: nn.Module, path: str | Path, *, what: str = "the model") -> dict[str, str]:
@@ -200,19 +213,19 @@ def roll_forward(folder: Path, epoch: int) -> None:
 
 
 def read_state(path: Path) -> dict[str, Any]:
+    """``state.json``, read with bounds and checked against its schema (:mod:`.schemas`)."""
+    from . import schemas
+
     if not path.is_file():
         raise CheckpointError(f"{path.parent} has no {path.name}: it holds no resumable checkpoint "
                               f"(start it again with --force)")
-    try:
-        state = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{path} is corrupt (not valid JSON: {exc})") from None
+    state = schemas.read_json(path, what="a checkpoint state")
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an hkt checkpoint state (format {state.get('format') if isinstance(state, dict) else None!r})")
     if state.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{path} has checkpoint format version {state.get('format_version')}; "
+        raise CheckpointError(f"{path} has checkpoint format version {state.get('format_version')!r}; "
                               f"this hkt reads version {FORMAT_VERSION}")
-    return state
+    return schemas.validate_state(state, path)
 
 
 def recover(folder: Path) -> dict[str, Any]:

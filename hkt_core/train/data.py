@@ -44,7 +44,7 @@ def dataset_factory(name: str, manager):
     if ":" in name:
         from ..models import resolve_callable
 
-        return resolve_callable(name)
+        return resolve_callable(name, "datasets", manager)
     return manager.lookup("datasets", name)
 
 

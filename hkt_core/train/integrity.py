@@ -85,9 +85,16 @@ def verify(path: str | Path, *, run_id: str | None = None, state: dict[str, Any]
     ``state`` defaults to the ``state.json`` beside ``path``; ``run_id`` to that state's run. A
     folder without recorded digests (written before they existed) gives one warning and passes.
     """
+    from . import schemas
+
     path = Path(path)
     folder = path.parent
-    state = _read_state(folder / STATE) if state is None else state
+    if state is None:
+        file = folder / STATE
+        state = schemas.read_json(file, what="a checkpoint state") if file.is_file() else {}
+        if not isinstance(state, dict):
+            raise CheckpointError(f"{file}: must be a JSON object (a table), not {type(state).__name__}")
+    schemas.validate_files_field(state, folder / STATE)
     run_id = run_id or state.get("run")
     if run_id is not None:
         meta_run = _metadata(path).get("run")
@@ -95,7 +102,7 @@ def verify(path: str | Path, *, run_id: str | None = None, state: dict[str, Any]
             raise CheckpointError(f"{path} belongs to another run (run id {meta_run!r}, this folder's is {run_id!r}); "
                                   f"it was copied in from elsewhere")
     digests = state.get(FILES_KEY)
-    if not isinstance(digests, dict):
+    if digests is None:  # written before checksums: the only case verification is skipped
         if str(folder) not in _warned:
             _warned.add(str(folder))
             print(f"hkt: warning: {folder} was written before hkt recorded checksums; its tensor files are not "

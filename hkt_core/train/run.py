@@ -17,8 +17,7 @@ from typing import Any
 
 from torch import nn
 
-from ..config import read_toml
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError, ConfigError, HKTError
 
 CONFIG = "config.toml"
 METRICS = "metrics.jsonl"
@@ -93,9 +92,19 @@ def write_alignment(path: Path, alignment) -> None:
 def read_alignment(path: Path):
     """The run's recorded :class:`~hkt_core.Alignment`, or None when it has none."""
     from ..align import Alignment
+    from .schemas import read_json
 
     file = path / ALIGNMENT
-    return Alignment.from_json(file.read_text(encoding="utf-8")) if file.is_file() else None
+    if not file.is_file():
+        return None
+    data = read_json(file, what="an alignment")
+    try:
+        return Alignment.from_dict(data)
+    except HKTError as exc:
+        raise CheckpointError(f"{file}: {exc}") from None
+    except (TypeError, ValueError) as exc:  # a field of the wrong type, refused by BlockPair's converters
+        raise CheckpointError(f"{file} does not fit the alignment schema ({type(exc).__name__}: "
+                              f"{' '.join(str(exc).split())[:120]})") from None
 
 
 class Run:
@@ -107,7 +116,9 @@ class Run:
             raise ConfigError(f"{self.path} is not a run folder (no {CONFIG})")
         self._manager = manager
         self.trust_code = trust_code
-        self.config: dict[str, Any] = read_toml(self.path / CONFIG)
+        from .schemas import read_config
+
+        self.config: dict[str, Any] = read_config(self.path / CONFIG)
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r}, pair={self.pair!r}, method={self.method!r})"
@@ -123,8 +134,13 @@ class Run:
     @property
     def summary(self) -> dict[str, Any]:
         """summary.json (empty until the run has finished)."""
+        from .schemas import read_json
+
         file = self.path / SUMMARY
-        return json.loads(file.read_text(encoding="utf-8")) if file.is_file() else {}
+        summary = read_json(file, what="a run summary") if file.is_file() else {}
+        if not isinstance(summary, dict):
+            raise CheckpointError(f"{file}: must be a JSON object (a table), not {type(summary).__name__}")
+        return summary
 
     @property
     def metrics(self) -> list[dict[str, Any]]:
@@ -140,7 +156,10 @@ class Run:
     def card(self):
         from ..pairs import PairCard
 
-        return PairCard.from_dict(self.config["card"], source=str(self.path / CONFIG))
+        try:
+            return PairCard.from_dict(self.config["card"], source=str(self.path / CONFIG))
+        except ConfigError as exc:
+            raise CheckpointError(str(exc)) from None
 
     def origin(self):
         """The trust rule for the code this run folder names (:mod:`hkt_core.trust`)."""
