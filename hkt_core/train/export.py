@@ -1,13 +1,17 @@
 """Exporting a run's child alone: safetensors (default), ONNX or a torch.export ``.pt2`` program.
 
-Every export is loaded back and run on example inputs; its output must match the child's before
-success is reported (exactly for safetensors, within ``atol`` for ONNX and pt2, whose kernels may
-differ in the last bits).
+Every export is written to a temporary name beside its target, loaded back from there and run on
+example inputs; its output must match the child's (exactly for safetensors, within ``atol`` for
+ONNX and pt2, whose kernels may differ in the last bits) before it is renamed into place. A failed
+or interrupted export leaves the previous export under the target name untouched, and the
+temporary files a killed export left are removed by the next export to the same target.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import secrets
 import warnings
 from pathlib import Path
 
@@ -16,7 +20,7 @@ from torch import nn
 
 from ..adapters import adapter_for
 from ..errors import HKTError
-from ..io import atomic_write
+from ..io import TMP_SUFFIX, current_umask, storage_error
 from .run import Run
 
 FORMATS = ("safetensors", "onnx", "pt2")
@@ -50,12 +54,30 @@ def export_run(run: Run, fmt: str, out: str | Path | None = None, *, atol: float
     with torch.no_grad():
         check_inputs = _example(run, child, 3)
         expected = _prediction(run, child, check_inputs)
-    diff = {"safetensors": _safetensors, "onnx": _onnx, "pt2": _pt2}[fmt](run, child, path, check_inputs, expected)
-    if not diff <= (0.0 if fmt == "safetensors" else atol):
-        path.unlink(missing_ok=True)
-        raise ExportError(f"the exported {fmt} model's output differs from the child's by {diff:.3g} "
-                          f"(allowed {atol:g}); nothing was kept")
+    _remove_orphans(path)
+    tmp = path.with_name(f".{path.name[:40]}.{secrets.token_hex(4)}{TMP_SUFFIX}")
+    try:
+        write = {"safetensors": _safetensors, "onnx": _onnx, "pt2": _pt2}[fmt]
+        diff = write(run, child, tmp, check_inputs, expected)
+        if not diff <= (0.0 if fmt == "safetensors" else atol):
+            kept = "the previous export is kept" if path.exists() else "nothing was kept"
+            raise ExportError(f"the exported {fmt} model's output differs from the child's by {diff:.3g} "
+                              f"(allowed {atol:g}); {kept}")
+        try:
+            os.chmod(tmp, 0o666 & ~current_umask())
+            os.replace(tmp, path)  # verified: only now under the target name
+        except OSError as exc:
+            raise storage_error(path, exc) from None
+    finally:
+        tmp.unlink(missing_ok=True)
     return path, diff
+
+
+def _remove_orphans(path: Path) -> None:
+    """Temporaries of ``path`` that an export killed before its rename left behind."""
+    for orphan in path.parent.glob(f".{path.name[:40]}.*{TMP_SUFFIX}"):
+        if orphan.is_file():
+            orphan.unlink(missing_ok=True)
 
 
 def check_target(run: Run, path: Path, fmt: str) -> None:
@@ -120,7 +142,7 @@ def _onnx(run, child, path, inputs, expected) -> float:
                               dynamic_shapes=tuple({0: batch} for _ in example), dynamo=True)
 
     try:
-        atomic_write(path, write)
+        write(path)
     except Exception as exc:  # the exporter's own errors are long; keep the cause
         raise ExportError(f"ONNX export of {type(child).__name__} failed: {type(exc).__name__}: {exc}") from None
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -136,7 +158,10 @@ def _pt2(run, child, path, inputs, expected) -> float:
                                       dynamic_shapes=tuple({0: batch} for _ in example))
     except Exception as exc:
         raise ExportError(f"torch.export of {type(child).__name__} failed: {type(exc).__name__}: {exc}") from None
-    atomic_write(path, lambda tmp: torch.export.save(program, str(tmp)))
+    try:
+        torch.export.save(program, str(path))
+    except OSError as exc:
+        raise storage_error(path, exc) from None
     loaded = torch.export.load(str(path)).module()
     with torch.no_grad():
         got = adapter_for(child, run.manager).prediction(loaded(*inputs))
