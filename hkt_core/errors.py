@@ -37,6 +37,19 @@ class TrainingDiverged(HKTError, FloatingPointError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
+class DataError(ConfigError):
+    """The data set holds values hkt cannot learn from (NaN or infinity); the message names the
+    split and the sample."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training; the message says what the run folder kept and how to resume."""
+
+
+class PeerLost(HKTError, RuntimeError):
+    """Another process of a distributed run stopped; the message says what was kept and how to resume."""
+
+
 def closest(name: str, choices: Iterable[str], n: int = 5) -> list[str]:
     """The choices nearest to ``name``, for every "did you mean" message of the framework.
 

@@ -26,6 +26,7 @@ Cards come from ``registry/`` (shipped inside the distribution), from plugins
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from importlib import resources
@@ -59,8 +60,18 @@ def _shapes(value: Any) -> tuple[tuple[int, ...], ...]:
                 or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in shape)):
             raise ConfigError(f"PairCard.input_shapes = {value!r} is invalid: each shape is a list of "
                               f"positive integers with the batch dimension first, e.g. [1, 3, 32, 32]")
+        if shape[0] > MAX_EXAMPLE_BATCH or math.prod(shape) > MAX_EXAMPLE_ELEMENTS:
+            raise ConfigError(f"PairCard.input_shapes = {value!r} is invalid: {list(shape)} is an example input of "
+                              f"{math.prod(shape):,} values; the batch dimension may be at most {MAX_EXAMPLE_BATCH} "
+                              f"and a shape at most {MAX_EXAMPLE_ELEMENTS:,} values (the training batch size is "
+                              f"train.batch_size, not this)")
         out.append(tuple(shape))
     return tuple(out)
+
+
+#: Bounds of a card's example input shapes (they are allocated to trace and align the models).
+MAX_EXAMPLE_BATCH = 1024
+MAX_EXAMPLE_ELEMENTS = 1 << 26
 
 
 def _alignment(value: Any) -> tuple[tuple[str, str], ...] | None:

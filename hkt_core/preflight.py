@@ -128,6 +128,7 @@ class _Check:
 
     # -- data --------------------------------------------------------------------------------
     def data(self):
+        from .errors import DataError
         from .train.data import SplitError, dataset_factory, load_splits
 
         try:
@@ -137,6 +138,8 @@ class _Check:
                             "whose module lies beside the card or on sys.path", "data") from None
         try:
             splits = load_splits(self.card, self.train, self.manager)
+        except DataError as exc:
+            raise self.fail(_one_line(exc), "repair or drop the samples holding NaN or infinity", "data") from None
         except SplitError as exc:
             raise self.fail(_one_line(exc), "set train.val_fraction or train.train_samples within the limit "
                             "the message names ([train] of the card, or --set train.KEY=VALUE)", "data") from None
@@ -256,6 +259,10 @@ class _Check:
                                          torch.Generator().manual_seed(0))
                 inputs = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
             trainable = method.trainable_module()
+            if not any(p.requires_grad for p in trainable.parameters()):
+                raise self.fail(f"method {name!r} has nothing to train: {type(trainable).__name__} has no parameter "
+                                f"that requires a gradient", "give the model trainable parameters (a model whose "
+                                "parameters are all frozen, or that has none, cannot learn)", "methods")
             optimizer = build_optimizer(trainable, self.train)
             method.train(True)
             result = method.training_step(inputs, target)
@@ -263,6 +270,8 @@ class _Check:
             optimizer.zero_grad(set_to_none=True)
             result.loss.backward()
             optimizer.step()
+        except PairCheckError:
+            raise
         except HKTError as exc:
             raise self.fail(f"method {name!r}: {_one_line(exc)}", "see the message; `hkt align` shows the "
                             "alignment, [alignment] in the card sets it by hand", "methods") from None
@@ -271,7 +280,8 @@ class _Check:
                             "make the models' outputs and the data set's targets fit the task", "methods") from None
         if not math.isfinite(loss):
             raise self.fail(f"method {name!r}'s loss on the first batch is {loss}",
-                            "lower the learning rate or check the data set's values", "methods")
+                            "the data's values are finite, so the step itself overflows: lower the learning rate "
+                            "or check the models' initialisation", "methods")
         return MethodResult(name, True, "one step", loss), method.ctx.alignment
 
 

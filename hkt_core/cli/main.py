@@ -64,8 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     except HKTError as exc:
         print(f"hkt {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # training says what its run folder kept and how to resume
+        print(f"hkt {args.command}: {exc}" if str(exc) else "interrupted", file=sys.stderr)
         return 130
 
 

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import attrs
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler, Subset, default_collate
+from torch.utils.data import (BatchSampler, DataLoader, Dataset, DistributedSampler, Subset, TensorDataset,
+                              default_collate)
 
 from ..config import TrainConfig
 from ..data import DatasetBundle
-from ..errors import ConfigError, HKTError
+from ..errors import ConfigError, DataError, HKTError
 from ..pairs import PairCard
 
 SPLIT_SEED = 0
@@ -75,8 +76,77 @@ def load_splits(card: PairCard, train: TrainConfig, manager, *, parent: bool = F
                               f"of dataset {card.dataset!r} left after the validation split "
                               f"({train.val_fraction:g} of {n}); use at most {len(kept)}, or 0 for all")
         kept = kept[:train.train_samples]  # a prefix of the fixed-seed order: the same subset for every run
-    return Splits(bundle, Subset(bundle.train, sorted(kept)), Subset(bundle.train, sorted(order[:n_val])),
-                  bundle.test)
+    splits = Splits(bundle, Subset(bundle.train, sorted(kept)), Subset(bundle.train, sorted(order[:n_val])),
+                    bundle.test)
+    for name in ("train", "val", "test"):  # in-memory data only: a vectorised look, no sample is loaded
+        check_finite(card.dataset, name, getattr(splits, name), in_memory_only=True)
+    return splits
+
+
+#: Samples :func:`check_finite` loads one by one at most (data sets that are not held in memory).
+SCAN_LIMIT = 100_000
+_SPLIT_WORDS = {"train": "training", "val": "validation", "test": "test"}
+
+
+def check_finite(dataset_name: str, split: str, dataset: Dataset, *, in_memory_only: bool = False) -> None:
+    """Raise :class:`~hkt_core.errors.DataError` naming the first sample of ``dataset`` (one split) that
+    holds a NaN or an infinity. In-memory data (``TensorDataset``, or a ``samples`` tensor) is looked
+    at as a whole; other data sets are loaded sample by sample unless ``in_memory_only``."""
+    found = non_finite_sample(dataset, in_memory_only=in_memory_only)
+    if found is not None:
+        position, what = found
+        raise DataError(f"data set {dataset_name!r}: sample {position} of the {_SPLIT_WORDS.get(split, split)} split "
+                        f"holds {what}; hkt cannot learn from non-finite values: repair or drop that sample")
+
+
+def non_finite_sample(dataset: Dataset, *, in_memory_only: bool = False) -> tuple[int, str] | None:
+    """``(position in dataset, what)`` of the first sample with a non-finite value, or None."""
+    base, positions = dataset, None
+    if isinstance(dataset, Subset):
+        base, positions = dataset.dataset, list(dataset.indices)
+    tensors = _in_memory_tensors(base)
+    if tensors is not None:
+        for k, tensor in enumerate(tensors):
+            if not torch.is_floating_point(tensor) or tensor.numel() == 0:
+                continue
+            rows = (~torch.isfinite(tensor.reshape(len(tensor), -1))).any(1)
+            if positions is not None:
+                rows = rows[torch.as_tensor(positions, dtype=torch.long)]
+            bad = torch.nonzero(rows).flatten()
+            if len(bad):
+                i = int(bad[0])
+                value = tensor[positions[i] if positions is not None else i]
+                return i, f"{_kind_of_bad(value)} in {'its inputs' if k == 0 else f'tensor {k}'}"
+        return None
+    if in_memory_only or len(dataset) > SCAN_LIMIT:
+        return None
+    for i in range(len(dataset)):
+        for where, tensor in _tensors_of(dataset[i]):
+            if torch.is_floating_point(tensor) and not bool(torch.isfinite(tensor).all()):
+                return i, f"{_kind_of_bad(tensor)} in {where}"
+    return None
+
+
+def _in_memory_tensors(base: Dataset) -> list[torch.Tensor] | None:
+    if isinstance(base, TensorDataset):
+        return list(base.tensors)
+    samples = getattr(base, "samples", None)
+    return [samples] if isinstance(samples, torch.Tensor) and len(samples) == len(base) else None
+
+
+def _tensors_of(sample) -> list[tuple[str, torch.Tensor]]:
+    inputs, target = sample if isinstance(sample, (tuple, list)) and len(sample) == 2 else (sample, None)
+    inputs = inputs if isinstance(inputs, (tuple, list)) else (inputs,)
+    out = [(f"input {j}" if len(inputs) > 1 else "its inputs", t) for j, t in enumerate(inputs)
+           if isinstance(t, torch.Tensor)]
+    if isinstance(target, torch.Tensor):
+        out.append(("its target", target))
+    return out
+
+
+def _kind_of_bad(tensor: torch.Tensor) -> str:
+    t = tensor.detach()
+    return "NaN" if bool(torch.isnan(t).any()) else "an infinity"
 
 
 def check_input_shapes(card: PairCard, bundle: DatasetBundle) -> None:

@@ -13,6 +13,11 @@ import torch
 from torch import nn
 
 from ..config import TrainConfig
+from ..errors import ConfigError
+
+
+class NoTrainableParameters(ConfigError):
+    """The network a method trains has no parameter that requires a gradient."""
 
 
 def build_optimizer(module: nn.Module, train: TrainConfig) -> torch.optim.Optimizer:
@@ -20,7 +25,9 @@ def build_optimizer(module: nn.Module, train: TrainConfig) -> torch.optim.Optimi
     (biases, normalisation scales), the common practice."""
     params = [p for p in module.parameters() if p.requires_grad]
     if not params:
-        raise ValueError(f"{type(module).__name__} has no trainable parameters")
+        raise NoTrainableParameters(f"{type(module).__name__} has no trainable parameters (none, or all with "
+                                    f"requires_grad=False): there is nothing to train; give the child parameters "
+                                    f"that require gradients")
     decay = [p for p in params if p.dim() > 1]
     no_decay = [p for p in params if p.dim() <= 1]
     groups = [{"params": decay, "weight_decay": train.weight_decay},

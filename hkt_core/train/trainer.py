@@ -25,7 +25,7 @@ from torch import nn
 
 from ..adapters import adapter_for
 from ..config import HKTConfig, TrainConfig, to_toml, unstructure
-from ..errors import CheckpointError, ConfigError, HKTError, TrainingDiverged
+from ..errors import CheckpointError, ConfigError, HKTError, PeerLost, TrainingDiverged, TrainingInterrupted
 from ..io import atomic_write_text
 from ..models import build_model, count_parameters
 from ..pairs import PairCard
@@ -197,6 +197,16 @@ class Trainer:
 
                     self._splits = preflight_run(self.spec).splits
                 return self._fit()
+        except KeyboardInterrupt:
+            raise TrainingInterrupted(f"interrupted: {self._kept_and_resume()}") from None
+        except HKTError:
+            raise
+        except (RuntimeError, ConnectionError) as exc:
+            if not self.world.distributed:
+                raise
+            cause = " ".join(str(exc).split())[:160]
+            raise PeerLost(f"another process of this distributed run stopped ({type(exc).__name__}: {cause}); "
+                           f"{self._kept_and_resume()}") from None
         finally:
             for callback in self.spec.callbacks:  # trackers hold files open
                 if callable(getattr(callback, "close", None)):
@@ -204,6 +214,19 @@ class Trainer:
             if getattr(self, "_lock", None) is not None:
                 self._lock.release()
             close_world(self.world)
+
+    def _kept_and_resume(self) -> str:
+        """What the run folder kept, and the command that continues the run."""
+        spec = self.spec
+        out = spec.out
+        try:
+            epoch = int(ckpt.read_state(Path(out) / files.STATE)["epoch"])
+        except (HKTError, OSError, KeyError, TypeError, ValueError):
+            epoch = 0
+        if epoch <= 0:
+            return f"no epoch had been committed in {out}; start it again with the same command and --force"
+        return (f"{out} keeps epoch {epoch} of {spec.train.epochs} (its last checkpoint); continue with: "
+                f"hkt train {spec.card.name} --method {spec.method} --out {out} --resume")
 
     def _fit(self) -> Path:
         self.spec.out = Path(broadcast_text(self.world, str(self.spec.out)))
@@ -228,6 +251,7 @@ class Trainer:
             devices = [self.device.index] if self.device.type == "cuda" else None
             method.wrap(DDP(run.trainable, device_ids=devices, output_device=devices[0] if devices else None,
                             find_unused_parameters=method.ddp_find_unused_parameters))
+        self._train_split = splits.train
         loader, sampler = train_loader(splits.train, self.spec.train, rank=self.world.rank, world=self.world.size)
         for epoch in range(run.start_epoch, self.spec.train.epochs):
             sampler.set_epoch(epoch)
@@ -372,6 +396,10 @@ class Trainer:
 
     def _diverged(self, value: float, epoch: int, step: int, start_epoch: int, best, out: Path,
                   where: str = "training loss") -> None:
+        if where == "training loss":  # data that is not finite is the data's fault, not the learning rate's
+            from .data import check_finite
+
+            check_finite(self.spec.card.dataset, "train", self._train_split)
         committed = epoch  # epochs completed before this one
         kept = (f"the last good checkpoint (epoch {committed}) is kept in {out}" if committed > 0
                 else "no checkpoint had been written yet")
