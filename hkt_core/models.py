@@ -17,8 +17,15 @@ def resolve_callable(ref: str, kind: str | None = None, manager=None):
     return resolve_reference(ref, kind=kind, manager=manager)
 
 
-def build_model(ref: str, manager, **options: Any) -> nn.Module:
-    """A fresh model from a model name registered in ``manager`` or ``module:callable``, with keyword options."""
+def build_model(ref: str, manager=None, /, **options: Any) -> nn.Module:
+    """A fresh model from a model name registered in ``manager`` or ``module:callable``, with keyword options.
+
+    ``ref`` and ``manager`` are positional, so a model's own options may use any name (a card's
+    ``ref`` or ``manager`` option reaches the model). ``manager=`` as a keyword still works when
+    no manager is given positionally.
+    """
+    if manager is None and "manager" in options:
+        manager = options.pop("manager")
     name = None if ":" in ref else ref
     if name is None:
         from .trust import resolve_factory

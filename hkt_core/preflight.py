@@ -129,7 +129,9 @@ class _Check:
     # -- data --------------------------------------------------------------------------------
     def data(self):
         from .errors import DataError
-        from .train.data import SplitError, dataset_factory, load_splits
+        from torch.utils.data import Subset
+
+        from .train.data import SplitError, check_finite, dataset_factory, load_splits
 
         try:
             dataset_factory(self.card.dataset, self.manager)
@@ -162,6 +164,10 @@ class _Check:
                                 f"({_one_line(exc)})", "yield (inputs, target) with tensors of one shape per "
                                 "sample", "data") from None
             self._check_split_shapes(name, batches[name])
+            try:
+                check_finite(self.card.dataset, name, Subset(dataset, range(min(CHECK_BATCH, len(dataset)))))
+            except DataError as exc:
+                raise self.fail(_one_line(exc), "repair or drop the samples holding NaN or infinity", "data") from None
         return splits, batches
 
     def _check_split_shapes(self, name: str, batch) -> None:

@@ -246,7 +246,7 @@ def check_adapter(name: str, adapter: Any, manager=None) -> None:
         from ..models import build_model
         from ..trace.tracer import fx_trace
 
-        net = build_model(model_name, manager=_manager(manager))
+        net = build_model(model_name, _manager(manager))
         assert adapter.handles(net), f"adapter {name!r} does not handle its own model {model_name!r}"
         blocks = adapter.declared_blocks(net)
         if blocks:

@@ -57,7 +57,7 @@ def architecture_signature(card: PairCard, manager=None) -> list[list]:
     another cache entry instead of a checkpoint that no longer fits."""
     from ..models import build_model
 
-    model = build_model(card.parent, manager=manager, **card.parent_options)
+    model = build_model(card.parent, manager, **card.parent_options)
     return [[name, list(t.shape)] for name, t in model.state_dict().items()]
 
 
