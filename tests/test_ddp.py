@@ -10,6 +10,7 @@ no BatchNorm (whose batch statistics are per rank by design).
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 
 import pytest
@@ -63,3 +64,25 @@ def test_two_gloo_processes_match_one(isolated_home, tmp_path):
     ma = [r["train_loss"] for r in map(json.loads, (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines())]
     mb = [r["train_loss"] for r in map(json.loads, (tmp_path / "one" / "metrics.jsonl").read_text().splitlines())]
     assert ma == pytest.approx(mb, abs=1e-5)
+
+
+@pytest.mark.subprocess
+def test_a_killed_peer_is_reported_in_a_few_lines_with_the_resume_command(isolated_home, tmp_path):
+    from hkt_core.pairs import PairCard
+    from test_train_support import card_dict
+
+    data = card_dict("peer-pair")
+    data["dataset_options"]["rank1_exits_after"] = 300  # rank 1 dies during its second epoch
+    card = PairCard.from_dict(data)
+    (isolated_home / "pairs").mkdir(parents=True, exist_ok=True)
+    (isolated_home / "pairs" / "peer-pair.toml").write_text(card.to_toml(), encoding="utf-8")
+    out = tmp_path / "ddp"
+    run = subprocess.run(hkt_command("train", "peer-pair", "--method", "baseline", "--epochs", "4", "--nproc", "2",
+                                     "--out", str(out), "--no-progress"),
+                         env=subprocess_env(isolated_home), capture_output=True, text=True, timeout=300)
+    assert run.returncode != 0
+    ours = [line for line in run.stderr.splitlines() if line.startswith("hkt train: error:")]
+    assert len(ours) == 1, run.stderr[-3000:]
+    assert "another process of this distributed run stopped" in ours[0]
+    assert f"--out {out} --nproc 2 --resume" in ours[0] and re.search(r"keeps epoch [1-3] of 4", ours[0]), ours[0]
+    assert "Traceback" not in run.stderr.split("hkt train: error:")[0], run.stderr[-3000:]

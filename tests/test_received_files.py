@@ -455,3 +455,12 @@ def test_ctrl_c_says_what_was_kept_and_how_to_resume(tmp_path, capsys):
         hkt_core.train("tiny-pair", "baseline", manager=manager, out=out, epochs=2, callbacks=[ctrl_c])
     message = str(info.value)
     assert "keeps epoch 1 of 2" in message and f"--out {out} --resume" in message
+
+
+def test_a_symlinked_export_folder_is_refused(run_dir, tmp_path, capsys):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (run_dir / "export").symlink_to(elsewhere)
+    assert main(["export", str(run_dir)]) == 2
+    assert "symbolic link" in _one_line(capsys)
+    assert list(elsewhere.iterdir()) == []

@@ -25,8 +25,10 @@ MODULE = "test_train_support"
 
 
 class TinyImages(Dataset):
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, delay: float = 0.0) -> None:
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, delay: float = 0.0, rank1_exits_after: int = 0) -> None:
         self.x, self.y, self.delay = x, y, delay
+        #: stands for a distributed peer killed mid-run: rank 1 exits after this many samples
+        self.rank1_exits_after, self.served = rank1_exits_after, 0
 
     def __len__(self) -> int:
         return len(self.y)
@@ -34,6 +36,9 @@ class TinyImages(Dataset):
     def __getitem__(self, i):
         if self.delay:
             time.sleep(self.delay)
+        self.served += 1
+        if self.rank1_exits_after and self.served > self.rank1_exits_after and os.environ.get("RANK") == "1":
+            os._exit(9)
         return self.x[i], self.y[i]
 
 
@@ -47,7 +52,7 @@ def flip_and_jitter(inputs: torch.Tensor, target: torch.Tensor, generator: torch
 
 
 def make_dataset(n_train: int = 200, n_test: int = 60, delay: float = 0.0, noise: float = 0.8,
-                 augment: bool = False) -> DatasetBundle:
+                 augment: bool = False, rank1_exits_after: int = 0) -> DatasetBundle:
     gen = torch.Generator().manual_seed(1234)
     templates = torch.randn(3, 1, 8, 8, generator=gen)
 
@@ -56,7 +61,7 @@ def make_dataset(n_train: int = 200, n_test: int = 60, delay: float = 0.0, noise
         x = templates[y] + noise * torch.randn(n, 1, 8, 8, generator=gen)
         return x, y
 
-    return DatasetBundle(TinyImages(*draw(n_train), delay), TinyImages(*draw(n_test)), ((1, 8, 8),),
+    return DatasetBundle(TinyImages(*draw(n_train), delay, rank1_exits_after), TinyImages(*draw(n_test)), ((1, 8, 8),),
                          {"num_classes": 3}, augment=flip_and_jitter if augment else None)
 
 

@@ -45,6 +45,9 @@ def export_run(run: Run, fmt: str, out: str | Path | None = None, *, atol: float
     if fmt not in FORMATS:
         raise ExportError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
     path = Path(out) if out is not None else run.path / "export" / f"child{SUFFIX[fmt]}"
+    if out is None and (run.path / "export").is_symlink():
+        raise ExportError(f"{run.path / 'export'} is a symbolic link (to {os.readlink(run.path / 'export')}); a run "
+                          f"folder's export folder must be a real folder: remove the link or give --out")
     check_target(run, path, fmt)
     child = run.child()
     try:

@@ -225,8 +225,9 @@ class Trainer:
             epoch = 0
         if epoch <= 0:
             return f"no epoch had been committed in {out}; start it again with the same command and --force"
+        nproc = f" --nproc {self.world.size}" if self.world.size > 1 else ""
         return (f"{out} keeps epoch {epoch} of {spec.train.epochs} (its last checkpoint); continue with: "
-                f"hkt train {spec.card.name} --method {spec.method} --out {out} --resume")
+                f"hkt train {spec.card.name} --method {spec.method} --out {out}{nproc} --resume")
 
     def _fit(self) -> Path:
         self.spec.out = Path(broadcast_text(self.world, str(self.spec.out)))
