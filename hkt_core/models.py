@@ -37,6 +37,13 @@ def build_model(ref: str, manager=None, /, **options: Any) -> nn.Module:
         model = factory(**options)
     except TypeError as exc:
         raise ConfigError(f"model {ref!r} rejected options {options}: {exc}") from None
+    except MemoryError:
+        raise ConfigError(f"model {ref!r} with options {options} does not fit in memory; check its sizes") from None
+    except RuntimeError as exc:
+        if "allocate" not in str(exc):
+            raise
+        raise ConfigError(f"model {ref!r} with options {options} does not fit in memory ("
+                          f"{' '.join(str(exc).split())[:120]}); check its sizes") from None
     if not isinstance(model, nn.Module):
         raise ConfigError(f"model {ref!r} returned {type(model).__name__}, not an nn.Module")
     if name is not None:

@@ -464,3 +464,19 @@ def test_a_symlinked_export_folder_is_refused(run_dir, tmp_path, capsys):
     assert main(["export", str(run_dir)]) == 2
     assert "symbolic link" in _one_line(capsys)
     assert list(elsewhere.iterdir()) == []
+
+
+def test_crafted_logs_and_huge_model_options_are_one_line(run_dir, capsys):
+    from hkt_core.train.identity import read_history
+
+    (run_dir / "history.jsonl").write_text("[" * 100_000 + "\n", encoding="utf-8")
+    with pytest.raises(CheckpointError, match="history.jsonl: line 1"):
+        read_history(run_dir)
+    (run_dir / "metrics.jsonl").write_text("[" * 100_000 + "\n" + '{"epoch": 1}\n', encoding="utf-8")
+    assert hkt_core.load_run(run_dir).metrics == [{"epoch": 1}]
+    (run_dir / ".hkt-lock").write_text("[" * 3000, encoding="utf-8")
+    from hkt_core.train.lock import RunLock
+
+    RunLock.acquire(run_dir).release()  # an unreadable lock nobody holds is taken
+    with pytest.raises(ConfigError, match="does not fit in memory"):
+        build_model("test_train_support:TinyCNN", default_manager(), width=2 ** 40)

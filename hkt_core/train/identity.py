@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import canonical_directions, read_toml, to_toml
-from ..errors import ConfigError
+from ..errors import CheckpointError, ConfigError
 from ..io import atomic_write_text
 from .run import HISTORY
 
@@ -126,4 +126,17 @@ def read_history(folder: Path) -> list[dict[str, Any]]:
     file = Path(folder) / HISTORY
     if not file.is_file():
         return []
-    return [json.loads(line) for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    from .schemas import read_text
+
+    records = []
+    for n, line in enumerate(read_text(file, what="a run history").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except (ValueError, RecursionError):
+            raise CheckpointError(f"{file}: line {n} is not a JSON object hkt wrote (corrupt or crafted)") from None
+        if not isinstance(record, dict):
+            raise CheckpointError(f"{file}: line {n} must be a JSON object (a table), not {type(record).__name__}")
+        records.append(record)
+    return records

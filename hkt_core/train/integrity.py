@@ -74,7 +74,7 @@ def file_digests(folder: Path, state: dict[str, Any]) -> dict[str, str]:
 def _read_state(path: Path) -> dict[str, Any]:
     try:
         state = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return {}
     return state if isinstance(state, dict) else {}
 

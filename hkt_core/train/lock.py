@@ -46,7 +46,7 @@ def _owner(path: Path) -> dict:
 def _parse(data: bytes) -> dict:
     try:
         value = json.loads(data.decode("utf-8"))
-    except ValueError:
+    except (ValueError, RecursionError):
         return {}
     return value if isinstance(value, dict) else {}
 

@@ -72,10 +72,12 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
     if not file.is_file():
         return []
     out = []
-    for line in file.read_text(encoding="utf-8").splitlines():
+    from .schemas import read_text
+
+    for line in read_text(file, what="a metrics log").splitlines():
         try:
             record = json.loads(line)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # a line cut short by a crash, or not hkt's
             continue
         if isinstance(record, dict):
             out.append(record)
