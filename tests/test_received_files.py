@@ -129,7 +129,8 @@ def test_a_user_module_re_exporting_hkt_functions_reaches_only_registered_ones(t
     sys.modules.pop("reexports", None)
 
 
-def test_a_registered_factory_named_by_its_path_keeps_working_with_a_deprecation_line(run_dir, capsys):
+def test_a_registered_factory_named_by_its_path_keeps_working_with_a_deprecation_line(run_dir, capsys, monkeypatch):
+    monkeypatch.setattr(hkt_core.trust, "_deprecations_said", set())  # said once per process
     _edit_config(run_dir, lambda c: c["card"].update(child="test_train_support:make_child"))
     manager = default_manager()
     model = build_model("hkt_vision.models.convnet:digits_cnn_small", manager)

@@ -70,7 +70,8 @@ def test_user_module_reaching_the_standard_library_is_refused(tmp_path, monkeypa
             resolve_reference(ref)
 
 
-def test_user_module_on_sys_path_and_registered_plugin_code_resolve(capsys):
+def test_user_module_on_sys_path_and_registered_plugin_code_resolve(capsys, monkeypatch):
+    monkeypatch.setattr(hkt_core.trust, "_deprecations_said", set())  # said once per process
     assert resolve_reference("test_train_support:make_child")().__class__.__name__ == "TinyCNN"
     manager = default_manager()
     # a plugin's object resolves only as what the plugin registered, under its registered name
