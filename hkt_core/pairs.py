@@ -204,12 +204,20 @@ class PairCard:
             raise ConfigError(f"{source}: {exc}") from None
 
     @classmethod
-    def from_toml(cls, path: str | Path) -> "PairCard":
-        """A card file; without a recorded ``source_folder`` its references resolve beside the file too."""
+    def from_toml(cls, path: str | Path, *, stored: bool = False) -> "PairCard":
+        """A card file; its references resolve beside the file too.
+
+        A card file may have come from anyone, so a ``source_folder`` it states is ignored: its
+        folder is the file's own. Only a card of the user's store (``stored=True``, written by
+        ``hkt pairs add``) keeps the folder it recorded.
+        """
         path = Path(path)
         try:
             data = read_toml(path)
-            data.setdefault("source_folder", str(path.resolve().parent))
+            if stored:
+                data.setdefault("source_folder", str(path.resolve().parent))
+            else:
+                data["source_folder"] = str(path.resolve().parent)
             return cls.from_dict(data, source=str(path))
         except ConfigError as exc:
             msg = str(exc)
@@ -267,7 +275,7 @@ def user_cards() -> list[tuple[Path, PairCard | Exception]]:
     out: list[tuple[Path, PairCard | Exception]] = []
     for path in sorted(folder.glob("*.toml")):
         try:
-            out.append((path, PairCard.from_toml(path)))
+            out.append((path, PairCard.from_toml(path, stored=True)))
         except ConfigError as exc:
             out.append((path, exc))
     return out

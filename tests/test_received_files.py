@@ -481,3 +481,20 @@ def test_crafted_logs_and_huge_model_options_are_one_line(run_dir, capsys):
     RunLock.acquire(run_dir).release()  # an unreadable lock nobody holds is taken
     with pytest.raises(ConfigError, match="does not fit in memory"):
         build_model("test_train_support:TinyCNN", default_manager(), width=2 ** 40)
+
+
+def test_a_received_card_cannot_point_its_references_to_another_folder(tmp_path, capsys):
+    planted = tmp_path / "planted"
+    planted.mkdir()
+    marker = tmp_path / "planted-ran"
+    (planted / "planted_models.py").write_text(f"import pathlib\npathlib.Path({str(marker)!r}).touch()\n"
+                                               f"from test_train_support import make_child\n", encoding="utf-8")
+    data = card_dict("pointing-card")
+    data["child"], data["child_options"], data["source_folder"] = "planted_models:make_child", {}, str(planted)
+    received = tmp_path / "received"
+    received.mkdir()
+    (received / "pointing-card.toml").write_text(to_toml(data), encoding="utf-8")
+    assert main(["pairs", "check", str(received / "pointing-card.toml")]) == 2
+    assert "planted_models" in capsys.readouterr().err
+    assert not marker.exists() and "planted_models" not in sys.modules
+    assert PairCard.from_toml(received / "pointing-card.toml").source_folder == str(received.resolve())
