@@ -198,22 +198,23 @@ STATE_FIELDS: dict[str, tuple[bool, Check]] = {
 }
 
 
-def validate_state(state: Any, path: Path) -> dict[str, Any]:
-    """``state`` (read from ``path``) fits :data:`STATE_FIELDS`; the format is checked by the caller."""
+def validate(value: Any, fields: Mapping[str, tuple[bool, Check]], path: Path) -> Any:
+    """``value`` (read from ``path``) is a table fitting ``fields``, else one CheckpointError line."""
     try:
-        _table(STATE_FIELDS)(state, "")
+        _table(fields)(value, "")
     except _Invalid as exc:
         raise _fail(path, exc) from None
-    return state
+    return value
+
+
+def validate_state(state: Any, path: Path) -> dict[str, Any]:
+    """``state`` (read from ``path``) fits :data:`STATE_FIELDS`; the format is checked by the caller."""
+    return validate(state, STATE_FIELDS, path)
 
 
 def validate_files_field(state: Mapping[str, Any], path: Path) -> None:
     """Only the ``files`` field: absent (a folder written before checksums) or a table of digests."""
-    if "files" in state:
-        try:
-            _digests(state["files"], "files")
-        except _Invalid as exc:
-            raise _fail(path, exc) from None
+    validate(state, {"files": STATE_FIELDS["files"]}, path)
 
 
 #: ``config.toml``: the top-level fields and tables hkt reads.
@@ -234,11 +235,7 @@ CONFIG_FIELDS: dict[str, tuple[bool, Check]] = {
 
 
 def validate_config(config: Any, path: Path) -> dict[str, Any]:
-    try:
-        _table(CONFIG_FIELDS)(config, "")
-    except _Invalid as exc:
-        raise _fail(path, exc) from None
-    return config
+    return validate(config, CONFIG_FIELDS, path)
 
 
 def read_config(path: Path) -> dict[str, Any]:
