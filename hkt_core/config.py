@@ -208,6 +208,10 @@ class TrainConfig:
     compile: bool = attrs.field(default=False, validator=boolean)
     #: channels-last memory format for 2-D image models (hkt_core.train.memory_format)
     channels_last: bool = attrs.field(default=False, validator=boolean)
+    #: torch intra-op threads while the run trains (the same default in every command; a different
+    #: count sums in another order, so it is another run: part of the run's identity and of the
+    #: parent cache key)
+    threads: int = attrs.field(default=1, validator=positive_int)
 
     @milestones.validator
     def _check_milestones(self, attribute, value):
