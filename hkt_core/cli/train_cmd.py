@@ -276,17 +276,21 @@ def demo_seeds(args) -> list[int]:
     ``--seeds N`` (a count, deprecated: a bare number without a comma)."""
     if args.seeds is not None and args.num_seeds is not None:
         raise ConfigError("--seeds and --num-seeds exclude each other: give the seeds (0,1,2) or their number")
-    count = args.num_seeds
+    count, flag, given = args.num_seeds, "--num-seeds", str(args.num_seeds)
     if args.seeds is not None and "," not in args.seeds and args.seeds.strip().isdigit():
-        count = int(args.seeds)
+        count, flag, given = int(args.seeds), "--seeds", args.seeds.strip()
         print(f"hkt demo: --seeds {count} as a count is deprecated and will mean the seed list [{count}] in the "
-              f"next release; use --num-seeds {count} (or --seeds {','.join(map(str, range(count)))})",
+              f"next release; use --num-seeds {count} (or --seeds {','.join(map(str, range(max(count, 1))))})",
               file=sys.stderr)
-    seeds = list(range(count)) if count is not None else (
-        _ints(args.seeds, "seeds") if args.seeds is not None else list(range(DEMO_SEEDS)))
+    if count is not None:
+        seeds = list(range(count))
+    elif args.seeds is not None:
+        seeds, flag, given = _ints(args.seeds, "seeds"), "--seeds", args.seeds
+    else:
+        seeds = list(range(DEMO_SEEDS))
     if len(set(seeds)) < 3:
-        raise ConfigError(f"{len(set(seeds))} seed(s) is too few: at least 3 seeds, so that each difference to "
-                          f"the baseline can be tested against the seed-to-seed noise")
+        raise ConfigError(f"{flag} {given} is invalid: at least 3 seeds, so that each difference to the baseline "
+                          f"can be tested against the seed-to-seed noise")
     return seeds
 
 

@@ -54,6 +54,21 @@ def _job(pair: str, method: str, seed: int, out: str, overrides: dict[str, Any],
             "seconds": time.perf_counter() - started}
 
 
+def _check_folder(card, method: str, folder: Path, seed: int, manager, overrides: dict[str, Any]) -> None:
+    from ..config import read_toml
+    from . import run as files
+    from .reuse import config_differences
+
+    if not ((folder / files.SUMMARY).is_file() or (folder / files.STATE).is_file()):
+        return
+    spec = resolve(card, method, manager=manager, out=folder, seed=seed, **overrides)
+    diffs = config_differences(read_toml(folder / files.CONFIG), spec.config())
+    if diffs:
+        raise ConfigError(f"{folder} holds a run of {method} (seed {seed}) trained with other settings "
+                          f"({'; '.join(diffs)}); it is kept as it is: choose another output folder, or remove "
+                          f"that one to train anew")
+
+
 def run_comparison(pair: str, methods: Sequence[str], seeds: Sequence[int], out: Path, *, manager=None,
                    say=print, workers: int | None = None, **overrides: Any) -> list[dict[str, Any]]:
     """Train (or reuse) every method and seed, ``workers`` runs at once (default
@@ -69,6 +84,8 @@ def run_comparison(pair: str, methods: Sequence[str], seeds: Sequence[int], out:
     specs = {m: resolve(card, m, manager=manager, out=out / f"{m}-seed{seeds[0]}", **overrides)
              for m in methods}  # fail before training anything
     jobs = [(method, seed) for method in methods for seed in seeds]
+    for method, seed in jobs:  # a folder holding another run stops the comparison before anything trains
+        _check_folder(card, method, out / f"{method}-seed{seed}", seed, manager, overrides)
     workers = 1 if own_manager else (workers or default_workers(len(jobs)))
     needs_parent = [m for m in methods if specs[m].method_cls.needs_parent]
     if needs_parent and not overrides.get("parent_weights"):
@@ -82,12 +99,14 @@ def run_comparison(pair: str, methods: Sequence[str], seeds: Sequence[int], out:
 
     def done(key: tuple[str, int], result: dict[str, Any]) -> None:
         results[key] = result
+        for message in result["messages"]:
+            say(message)
         s = result["summary"]
         metric = s["primary_metric"]
         scale, unit = (100.0, "%") if metric in PERCENT else (1.0, "")
-        how = "reused" if result["reused"] else f"{result['seconds']:.0f}s"
+        how = "reused" if result["reused"] else f"trained in {result['seconds']:.0f}s"
         say(f"[{len(results)}/{len(jobs)}] {key[0]} seed {key[1]}: test {metric} {scale * s['test'][metric]:.2f}"
-            f"{unit} ({how}; {out / f'{key[0]}-seed{key[1]}'})")
+            f"{unit} ({how})")
 
     say(f"{len(jobs)} runs ({', '.join(methods)} x seeds {', '.join(map(str, seeds))}) into {out}, "
         f"{workers} at a time; each run's epochs are in its folder's metrics.jsonl")
