@@ -9,7 +9,7 @@ from typing import Any
 
 import attrs
 
-from ..config import HKTConfig, TrainConfig, apply_overrides, structure, unstructure
+from ..config import HKTConfig, TrainConfig, apply_overrides, hkt_preset, parse_value, structure, unstructure
 from ..errors import ConfigError
 from ..pairs import PairCard
 from .run import Run
@@ -31,7 +31,9 @@ def resolve(pair: str | PairCard, method: str, *, out: str | Path | None = None,
             **overrides: Any) -> RunSpec:
     """A :class:`RunSpec` from a pair, a method and overrides (``TrainConfig`` fields by keyword,
     ``hkt={...}`` for ``HKTConfig`` fields, ``settings=["train.lr=0.05", ...]`` as ``--set``,
-    ``stages=N`` or ``card.stages=N`` in ``settings`` for the card's nHKT, ``log=["tensorboard"]``
+    ``stages=N`` or ``card.stages=N`` in ``settings`` for the card's nHKT, ``hkt.preset=paper`` in
+    ``settings`` for a named set of ``[hkt]`` settings (:data:`hkt_core.config.HKT_PRESETS`; the other
+    assignments apply over it), ``log=["tensorboard"]``
     for trackers writing into the run folder)."""
     from ..plugins import default_manager
     from .parents import parent_train_config
@@ -62,7 +64,12 @@ def resolve(pair: str | PairCard, method: str, *, out: str | Path | None = None,
     data["method"].update(method_options or {})
     data["dataset"] = dict(card.dataset_options)
     data["card"] = {"stages": card.stages if stages is None else stages}
-    data = apply_overrides(data, list(settings), open_sections=("dataset", "hkt.mixture_options"))
+    settings = list(settings)
+    presets = [s for s in settings if s.split("=", 1)[0].strip() == "hkt.preset"]
+    for assignment in presets:  # a named set of [hkt] settings, under the other --set assignments
+        data["hkt"].update(hkt_preset(parse_value(assignment.split("=", 1)[1].strip()) if "=" in assignment else ""))
+    settings = [s for s in settings if s not in presets]
+    data = apply_overrides(data, settings, open_sections=("dataset", "hkt.mixture_options"))
     if data["dataset"] != card.dataset_options:
         card = attrs.evolve(card, dataset_options=data["dataset"])
     if data["card"]["stages"] != card.stages:
