@@ -248,6 +248,16 @@ class TrainConfig:
                         "must be increasing fractions of the run in (0, 1), e.g. [0.5, 0.75]")
 
 
+#: Defaults that changed (``dotted key: (old, new)``), for runs written under the old ones: such a
+#: run resumes with the value it recorded (hkt_core.train.api.resolve), and the card's copy of the
+#: setting is not compared where the run's own one is (hkt_core.train.identity).
+CHANGED_DEFAULTS: dict[str, tuple[Any, Any]] = {
+    "hkt.inherit_loss": ("mae", "task"),
+    "hkt.alphas": ([0.25, 0.5, 0.25], [0.1, 0.8, 0.1]),
+    "train.kd_weight": (0.9, 0.5),
+}
+
+
 converter = cattrs.Converter()
 
 

@@ -51,6 +51,8 @@ def resolve(pair: str | PairCard, method: str, *, out: str | Path | None = None,
     base = parent_train_config(card) if method_cls.trains_parent else card.train
     data = {"train": unstructure(base), "hkt": unstructure(card.hkt),
             "method": dict(getattr(method_cls, "default_options", {}) or {})}
+    if resume and out is not None:
+        _recorded_defaults(data, Path(out))
     data["train"].update({k: v for k, v in overrides.items() if v is not None})
     unknown_hkt = sorted(set(hkt or {}) - {a.name for a in attrs.fields(HKTConfig)})
     if unknown_hkt:
@@ -88,6 +90,27 @@ def resolve(pair: str | PairCard, method: str, *, out: str | Path | None = None,
                    parent_weights=Path(parent_weights) if parent_weights is not None else None,
                    manager=manager, progress=progress,
                    callbacks=(*callbacks, *trackers_for([log] if isinstance(log, str) else log, out)))
+
+
+def _recorded_defaults(data: dict[str, Any], out: Path) -> None:
+    """A run written before a default changed (:data:`hkt_core.config.CHANGED_DEFAULTS`) resumes
+    with the value it recorded, unless the value is given again (overrides and ``--set`` apply after)."""
+    from ..config import CHANGED_DEFAULTS, read_toml
+
+    if not (out / "config.toml").is_file():
+        return
+    stored = read_toml(out / "config.toml")
+    for key, (old, new) in CHANGED_DEFAULTS.items():
+        section, name = key.split(".", 1)
+        now = data[section].get(name)
+        recorded = stored.get(section, {}).get(name)
+        if _same(recorded, old) and _same(now, new):
+            data[section][name] = recorded
+
+
+def _same(a: Any, b: Any) -> bool:
+    listed = lambda v: [float(x) for x in v] if isinstance(v, (list, tuple)) else v  # noqa: E731
+    return listed(a) == listed(b)
 
 
 def train(pair: str | PairCard, method: str, **overrides: Any) -> Run:

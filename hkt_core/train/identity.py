@@ -76,6 +76,10 @@ def _compared(config: dict[str, Any]) -> dict[str, Any]:
     if "train" in data.get("card", {}):
         for key, default in UNRECORDED.items():
             out.setdefault("card." + key, default)
+    from ..config import CHANGED_DEFAULTS
+
+    for key in CHANGED_DEFAULTS:  # the card's copy: what trains is the run's own value, compared above
+        out.pop("card." + key, None)
     return out
 
 
