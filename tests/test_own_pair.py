@@ -133,9 +133,24 @@ def test_check_pair_leaves_the_callers_random_state_alone(pair_on_path):
     assert torch.equal(torch.rand(3), expected)
 
 
+def test_a_class_count_fix_without_such_an_option_lists_the_factorys_options(tmp_path, monkeypatch):
+    import types
+
+    from hkt_core.preflight import _Check, factory_options
+
+    (tmp_path / "fixed_models_mod.py").write_text("def fixed(width: int = 8, *, depth: int = 2):\n    return None\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert factory_options("fixed_models_mod:fixed", None) == ["width", "depth"]
+    fix = _Check.class_count_fix(types.SimpleNamespace(manager=None), "child", "fixed_models_mod:fixed", 3)
+    assert fix == ("build the child with 3 outputs: its factory 'fixed_models_mod:fixed' has no class-count "
+                   "option (its options: width, depth); change the model, or give it one")
+
+
 @pytest.mark.parametrize("change, words", [
-    ({"child_options": {"classes": 5}}, ["child", "predicts 5 classes", "has 3 classes", "num_classes = 3"]),
-    ({"parent_options": {"classes": 4}}, ["parent", "predicts 4 classes", "has 3 classes"]),
+    # the fix names the factory's own option, read from its signature (the factories take `classes`)
+    ({"child_options": {"classes": 5}}, ["child", "predicts 5 classes", "has 3 classes", "[child_options] classes = 3"]),
+    ({"parent_options": {"classes": 4}}, ["parent", "predicts 4 classes", "has 3 classes",
+                                          "[parent_options] classes = 3"]),
     ({"child_options": {"inputs": 10}}, ["child", "fails on a batch", "(2, 12)", "mat1 and mat2"]),
     ({"input_shapes": [[1, 10]]}, ["yields inputs of shape (12,)", "expects (10,)"]),
     ({"dataset_options": {"label_offset": 7}}, ["cannot score", "fix:"]),
