@@ -70,6 +70,8 @@ def test_train_eval_export(tiny_pair, tmp_path, capsys):
                  "--out", str(run)]) == 0
     out = capsys.readouterr().out
     assert f"run folder: {run}" in out and "test accuracy" in out and "parameters" in out
+    for name in ("child.safetensors", "summary.json", "metrics.jsonl", "curves.png"):  # every place it wrote
+        assert f"  {name} " in out and (run / name).is_file()
     config = hkt_core.config.read_toml(run / "config.toml")
     assert config["train"]["batch_size"] == 40 and config["train"]["grad_clip"] == 1.0
 

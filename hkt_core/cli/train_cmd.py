@@ -176,17 +176,28 @@ def _launch_torchrun(args, out: Path) -> int:
 
 
 def _print_summary(run) -> None:
+    """The run's numbers, then every place the run wrote."""
+    from ..train import run as files
+
     s = run.summary
     metric = s["primary_metric"]
-    print(f"run folder: {run.path}")
     print(f"best epoch {s['best_epoch']}/{s['epochs']}: val {metric} {s['val'][metric]:.4f}, "
           f"test {metric} {s['test'][metric]:.4f}")
     what = "parent" if run.config.get("trains_parent") else "child"
     print(f"{what}: {s['parameters']:,} parameters, {s['latency_ms_per_sample']:.4f} ms per sample "
           f"(batch {s['latency_batch']}, {s['device']})")
-    curves = run.path / "curves.png"
-    if curves.is_file():
-        print(f"curves: {curves}")
+    print(f"run folder: {run.path}")
+    for name, what in ((files.BEST, "the best checkpoint (`hkt export` exports it)"),
+                       (files.SUMMARY, "the numbers above"), (files.METRICS, "one line per epoch"),
+                       (files.CURVES, "the training curves")):
+        if (run.path / name).is_file():
+            print(f"  {name:<18} {what}")
+    board = run.path / files.TENSORBOARD
+    if board.is_dir():
+        print(f"tensorboard: {board} (tensorboard --logdir {board})")
+    parent = s.get("parent", {})
+    if parent.get("source") == "cache":
+        print(f"parent: {parent['path']} (cached, weights_sha256 {str(parent.get('weights_sha256', ''))[:12]})")
 
 
 # -- eval / export -----------------------------------------------------------------------------
