@@ -118,11 +118,16 @@ def run_comparison(pair: str, methods: Sequence[str], seeds: Sequence[int], out:
         from concurrent.futures import ProcessPoolExecutor, as_completed
         from multiprocessing import get_context
 
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
+        try:
             futures = {pool.submit(_job, pair, method, seed, str(out / f"{method}-seed{seed}"), options): (method, seed)
                        for method, seed in jobs}
             for future in as_completed(futures):
                 done(futures[future], future.result())
+        except BaseException:  # a failed run (or Ctrl-C) stops the comparison: nothing more starts
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown()
     return [_row(method, [results[(method, seed)]["summary"] for seed in seeds]) for method in methods]
 
 
