@@ -91,3 +91,14 @@ def test_output_into_a_closed_pipe_exits_quietly(argv):
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 0
     assert "Traceback" not in err and "BrokenPipeError" not in err, err
+
+
+def test_bad_threads_and_workers_are_one_line_before_anything_trains(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    assert main(["compare", "digits-demo", "--threads", "0", "--out", str(out)]) == 2
+    assert "--threads 0 is invalid: an integer >= 1" in capsys.readouterr().err
+    assert main(["compare", "digits-demo", "--workers", "0", "--out", str(out)]) == 2
+    assert "--workers 0 is invalid: an integer >= 1" in capsys.readouterr().err
+    assert main(["train", "digits-demo", "--method", "baseline", "--threads", "0", "--out", str(out)]) == 2
+    assert "TrainConfig.threads = 0 is invalid: must be an integer >= 1" in capsys.readouterr().err
+    assert not out.exists()

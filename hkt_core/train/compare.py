@@ -69,6 +69,22 @@ def _check_folder(card, method: str, folder: Path, seed: int, manager, overrides
                           f"that one to train anew")
 
 
+def _runs_bar(total: int, progress: bool | None):
+    """One progress bar over the comparison's runs on a terminal (``progress`` None), else none."""
+    import sys
+
+    if progress is False or (progress is None and not sys.stderr.isatty()):
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="runs", unit="run", file=sys.stderr, dynamic_ncols=True, leave=False)
+
+
+def _close(bar) -> None:
+    if bar is not None:
+        bar.close()
+
+
 def run_comparison(pair: str, methods: Sequence[str], seeds: Sequence[int], out: Path, *, manager=None,
                    say=print, workers: int | None = None, **overrides: Any) -> list[dict[str, Any]]:
     """Train (or reuse) every method and seed, ``workers`` runs at once (default
@@ -93,12 +109,22 @@ def run_comparison(pair: str, methods: Sequence[str], seeds: Sequence[int], out:
 
         first = specs[needs_parent[0]]
         first.progress = overrides.get("progress")
-        Trainer(first).ensure_parent()   # once, before the workers share it
+        quiet = logging.getLogger("hkt.train")
+        level = quiet.level
+        quiet.setLevel(logging.WARNING)   # its epochs are in the parent's metrics.jsonl
+        try:
+            Trainer(first).ensure_parent()   # once, before the workers share it
+        finally:
+            quiet.setLevel(level)
     results: dict[tuple[str, int], dict[str, Any]] = {}
     options = {k: v for k, v in overrides.items() if k != "progress"}
 
+    bar = _runs_bar(len(jobs), overrides.get("progress"))
+
     def done(key: tuple[str, int], result: dict[str, Any]) -> None:
         results[key] = result
+        if bar is not None:
+            bar.update(1)
         for message in result["messages"]:
             say(message)
         s = result["summary"]
@@ -114,6 +140,7 @@ def run_comparison(pair: str, methods: Sequence[str], seeds: Sequence[int], out:
         for method, seed in jobs:
             done((method, seed), _job(pair, method, seed, str(out / f"{method}-seed{seed}"), options,
                                       manager if own_manager else None))
+        _close(bar)
     else:
         from concurrent.futures import ProcessPoolExecutor, as_completed
         from multiprocessing import get_context
@@ -126,8 +153,10 @@ def run_comparison(pair: str, methods: Sequence[str], seeds: Sequence[int], out:
                 done(futures[future], future.result())
         except BaseException:  # a failed run (or Ctrl-C) stops the comparison: nothing more starts
             pool.shutdown(wait=True, cancel_futures=True)
+            _close(bar)
             raise
         pool.shutdown()
+        _close(bar)
     return [_row(method, [results[(method, seed)]["summary"] for seed in seeds]) for method in methods]
 
 
