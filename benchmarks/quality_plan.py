@@ -70,7 +70,9 @@ SEARCH: dict[str, dict[str, dict[str, Any]]] = {
         "T4-w0.5": {"train": {"kd_temperature": 4.0, "kd_weight": 0.5}},
     },
     "hkt": {
-        "paper": {"hkt": {}},  # the paper's defaults: MAE in L1/L3, alphas 0.25/0.5/0.25, lam 0.6, ga
+        # the card's own [hkt]: the paper's settings (MAE in L1/L3, alphas 0.25/0.5/0.25, lam 0.6, ga), which
+        # every registered card states (HKTConfig's defaults are now what this search chose)
+        "paper": {"hkt": {}},
         "task-.1.8.1": {"hkt": dict(_TASK_181)},
         "to-parent-.0.8.2": {"hkt": dict(_TO_PARENT)},
     },

@@ -123,9 +123,9 @@ def make_steps(parent: nn.Module, child: nn.Module, batch: int) -> dict[str, Cal
         inherit_loss = staticmethod(mae)
 
     example = torch.randn(2, 3, 32, 32)
-    fam2 = Family(parent, child, [("pool", "pool"), ("fc", "fc")], HKTConfig(lam=lam),
+    fam2 = Family(parent, child, [("pool", "pool"), ("fc", "fc")], HKTConfig.preset("paper", lam=lam),
                   example_inputs=example, task=Task(), manager=manager)
-    fam3 = Family(parent, child, [("layer2", "layer2"), ("pool", "pool"), ("fc", "fc")], HKTConfig(lam=lam),
+    fam3 = Family(parent, child, [("layer2", "layer2"), ("pool", "pool"), ("fc", "fc")], HKTConfig.preset("paper", lam=lam),
                   example_inputs=example, task=Task(), manager=manager)
 
     def child_step(x, y):
@@ -270,7 +270,7 @@ def compiled_vs_eager(parent_name: str, batch: int, rounds: int, warmup: int) ->
         p, c = copy.deepcopy(parent), copy.deepcopy(child)
         torch.manual_seed(1)
         fam = Family(copy.deepcopy(parent), copy.deepcopy(child), [("pool", "pool"), ("fc", "fc")],
-                     HKTConfig(lam=0.6), example_inputs=example, task=Task(), manager=manager)
+                     HKTConfig.preset("paper", lam=0.6), example_inputs=example, task=Task(), manager=manager)
         if compiled:
             compile_module(p, "parent", report)
             compile_module(c, "child", report)

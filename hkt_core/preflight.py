@@ -110,6 +110,30 @@ def mixing_points_line(alignment) -> str:
     return f"{alignment.stages}HKT, mixing at {points} (predictions {out.parent} <-> {out.child})"
 
 
+#: the names a model factory's class-count option goes by, in the order they are looked for
+CLASS_COUNT_OPTIONS = ("num_classes", "classes", "n_classes", "num_labels", "num_outputs", "n_outputs",
+                       "out_features", "outputs")
+
+
+def factory_options(ref: str, manager) -> list[str]:
+    """The keyword options of a model factory (a registered name or module:callable), from its
+    signature; empty when it cannot be read."""
+    import inspect
+
+    try:
+        if ":" in ref:
+            from .models import resolve_callable
+
+            factory = resolve_callable(ref)
+        else:
+            factory = manager.lookup("models", ref)
+        signature = inspect.signature(factory)
+    except Exception:  # the fix is a hint: an unreadable factory only makes it vaguer
+        return []
+    return [p.name for p in signature.parameters.values()
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self"]
+
+
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     first = text[0] if text else ""
@@ -191,6 +215,16 @@ class _Check:
             raise self.fail(f"the {role} {ref!r} failed to build ({_one_line(exc)})",
                             f"correct the model or the card's [{role}_options]") from None
 
+    def class_count_fix(self, role: str, ref: str, classes: int) -> str:
+        """The fix for a wrong class count, naming the factory's own option (read from its signature)."""
+        options = factory_options(ref, self.manager)
+        named = next((o for o in CLASS_COUNT_OPTIONS if o in options), None)
+        if named is not None:
+            return f"build the {role} with {classes} outputs: [{role}_options] {named} = {classes}"
+        takes = f"its options: {', '.join(options)}" if options else "it takes no keyword options"
+        return (f"build the {role} with {classes} outputs: its factory {ref!r} has no class-count option "
+                f"({takes}); change the model, or give it one")
+
     def predict(self, role: str, model: nn.Module, batch, info: dict[str, Any]) -> torch.Tensor:
         from .train.data import split_batch
 
@@ -212,7 +246,7 @@ class _Check:
         if isinstance(classes, int) and prediction.dim() >= 2 and prediction.shape[1] != classes:
             raise self.fail(f"the {role} {ref!r} predicts {prediction.shape[1]} classes but data set "
                             f"{self.card.dataset!r} has {classes} classes (info['num_classes'])",
-                            f"build the {role} with {classes} outputs (e.g. [{role}_options] num_classes = {classes})")
+                            self.class_count_fix(role, ref, classes))
         try:
             loss = self.task.loss(prediction, target)
             bad = not math.isfinite(float(loss))

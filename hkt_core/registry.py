@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 import inspect
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -33,9 +34,18 @@ KINDS: tuple[str, ...] = (
 )
 
 
+def plain_text(text: str) -> str:
+    """reStructuredText roles and literals as plain text: ``:class:`a.B``` -> ``a.B``, double backquotes dropped."""
+    text = re.sub(r":[a-z]+(?::[a-z]+)?:`~?([^`]+)`", r"\1", text)
+    return re.sub(r"``([^`]+)``", r"\1", text).replace("`", "")
+
+
 def _first_line(obj: Any) -> str:
+    """The docstring's first sentence, whole (over as many lines as it takes), as plain text."""
     doc = inspect.getdoc(obj) or ""
-    return doc.strip().splitlines()[0] if doc.strip() else ""
+    paragraph = " ".join(doc.strip().split("\n\n")[0].split()) if doc.strip() else ""
+    match = re.search(r"(?<=[.!?])\s+(?=[A-Z(])", paragraph)
+    return plain_text(paragraph[:match.start()] if match else paragraph)
 
 
 @attrs.frozen

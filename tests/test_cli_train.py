@@ -70,6 +70,8 @@ def test_train_eval_export(tiny_pair, tmp_path, capsys):
                  "--out", str(run)]) == 0
     out = capsys.readouterr().out
     assert f"run folder: {run}" in out and "test accuracy" in out and "parameters" in out
+    for name in ("child.safetensors", "summary.json", "metrics.jsonl", "curves.png"):  # every place it wrote
+        assert f"  {name} " in out and (run / name).is_file()
     config = hkt_core.config.read_toml(run / "config.toml")
     assert config["train"]["batch_size"] == 40 and config["train"]["grad_clip"] == 1.0
 
@@ -145,10 +147,11 @@ def test_demo_flow_on_a_stand_in_pair(tiny_pair, tmp_path, capsys, monkeypatch):
     assert [r[0] for r in rows] == ["parent", "baseline", "kd", "hkt"]
     assert all(r[2] == "±" and r[4] == "3" for r in rows[1:]), "three seeds per method, mean ± std"
     assert "test accuracy (%)" in printed.out and "ms/sample" in printed.out and "parameters" in printed.out
-    assert f"plots: {out / 'compare.png'}" in printed.out and (out / "compare.png").is_file()
+    assert f"chart: {out / 'compare.png'}" in printed.out and (out / "compare.png").is_file()
+    assert f"table: {out / 'compare.md'}" in printed.out
     for method in ("baseline", "kd", "hkt"):
         assert all((out / f"{method}-seed{s}" / "curves.png").is_file() for s in range(3))
-    assert "training it first" in printed.err
+    assert "training the parent first" in printed.err
     hkt = tiny_pair.hkt
     assert f"HKT settings (the card's [hkt]): mixture {hkt.mixture}, lam {hkt.lam:g}" in printed.out
     summaries = {m: [json.loads((out / f"{m}-seed{s}" / "summary.json").read_text())["test"]["accuracy"]
@@ -160,5 +163,11 @@ def test_demo_flow_on_a_stand_in_pair(tiny_pair, tmp_path, capsys, monkeypatch):
         assert "within the noise" in line or "beyond the noise" in line
     assert "docs/RESULTS.md" in printed.out
     assert main(["demo", "--out", str(tmp_path / "two"), "--seeds", "2"]) == 2
-    assert "--seeds 2 is invalid: at least 3 seeds" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--seeds 2 is invalid: at least 3 seeds" in err
+    assert "--seeds 2 as a count is deprecated" in err and "--num-seeds 2" in err
+    assert main(["demo", "--out", str(tmp_path / "two"), "--seeds", "0,1"]) == 2
+    assert "--seeds 0,1 is invalid: at least 3 seeds" in capsys.readouterr().err
+    assert main(["demo", "--out", str(tmp_path / "two"), "--num-seeds", "1"]) == 2
+    assert "--num-seeds 1 is invalid" in capsys.readouterr().err
     assert not (tmp_path / "two").exists()

@@ -72,3 +72,20 @@ def test_dataset_options_can_be_set_for_a_run():
     assert spec.card.dataset_options["seed"] == 3 and spec.card.dataset_options["root"] == "/elsewhere"
     untouched = resolve("digits-demo", "baseline", out="unused")
     assert untouched.card.dataset_options["seed"] == 0 and "root" not in untouched.card.dataset_options
+
+
+def test_the_paper_preset_is_one_setting_away(tmp_path):
+    """``--set hkt.preset=paper`` gives the paper's [hkt] settings; other assignments apply over it,
+    whichever comes first; an unknown preset is refused with the allowed names."""
+    import attrs
+
+    import hkt_core
+    from hkt_core.train.api import resolve
+
+    card = attrs.evolve(hkt_core.default_manager().lookup("pairs", "digits-demo"), hkt=hkt_core.HKTConfig())
+    assert resolve(card, "hkt", out=tmp_path / "m").hkt == hkt_core.HKTConfig()
+    paper = resolve(card, "hkt", out=tmp_path / "p", settings=["hkt.lam=0.5", "hkt.preset=paper"]).hkt
+    assert (paper.inherit_loss, paper.alphas, paper.lam) == ("mae", (0.25, 0.5, 0.25), 0.5)
+    assert resolve(card, "hkt", out=tmp_path / "q", settings=["hkt.preset=measured"]).hkt == hkt_core.HKTConfig()
+    with pytest.raises(hkt_core.ConfigError, match="hkt.preset = 'pape' is invalid: must be one of measured, paper"):
+        resolve(card, "hkt", out=tmp_path / "x", settings=["hkt.preset=pape"])

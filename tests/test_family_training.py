@@ -263,7 +263,7 @@ def test_family_train_keeps_the_parent_in_eval_mode():
 
 
 def test_composite_loss_weights_the_three_parts():
-    cfg = HKTConfig(alphas=(0.2, 0.6, 0.2))
+    cfg = HKTConfig(alphas=(0.2, 0.6, 0.2), inherit_loss="mae")   # the paper's MAE in L1/L3 (task loss: below)
     fam, parent, child, inputs, target = build("residual", cfg)
     x, y = inputs(4), target(4)
     out = fam(*x)

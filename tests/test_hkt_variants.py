@@ -89,9 +89,9 @@ def test_hkt_kd_replaces_the_native_loss_by_distillation():
     distill = 0.7 * kl + 0.3 * F.cross_entropy(native, y)
     expected = (0.2 * F.cross_entropy(output.inherited.double(), y) + 0.6 * distill
                 + 0.2 * F.cross_entropy(output.parent_head.double(), y))
-    assert float(step.loss.detach()) == pytest.approx(float(expected), rel=1e-5)
-    assert step.logs["distill"] == pytest.approx(float(distill), rel=1e-5)
-    assert step.logs["l2"] == pytest.approx(float(F.cross_entropy(native, y)), rel=1e-5)
+    assert float(step.loss.detach()) == pytest.approx(float(expected.detach()), rel=1e-5)
+    assert step.logs["distill"] == pytest.approx(float(distill.detach()), rel=1e-5)
+    assert step.logs["l2"] == pytest.approx(float(F.cross_entropy(native, y).detach()), rel=1e-5)
 
 
 def test_hkt_kd_trains_a_run(tmp_path):
@@ -104,14 +104,14 @@ def test_learned_gate_starts_at_lam_and_matches_the_reference():
     q = torch.randn(4, 6, 5, generator=gen, dtype=torch.float64)
     v = torch.randn(4, 6, 5, generator=gen, dtype=torch.float64)
     mix = LearnedGateMixture(lam=0.3, tokens="spatial").double()
-    assert float(mix.weight()) == pytest.approx(0.3)
-    w = float(mix.weight())
+    assert float(mix.weight().detach()) == pytest.approx(0.3)
+    w = float(mix.weight().detach())
     torch.testing.assert_close(mix(q, v), q + w * reference_ga(q, v, "spatial"), rtol=1e-10, atol=1e-10)
     with torch.no_grad():
         mix.weight_logit.fill_(2.0)
     w = 1 / (1 + math.exp(-2.0))
     torch.testing.assert_close(mix(q, v), q + w * reference_ga(q, v, "spatial"), rtol=1e-10, atol=1e-10)
-    assert float(LearnedGateMixture(lam=0.0).weight()) == pytest.approx(0.01)  # can still open
+    assert float(LearnedGateMixture(lam=0.0).weight().detach()) == pytest.approx(0.01)  # can still open
 
 
 def test_learned_gate_is_trained_and_saved_per_mixing_point(tmp_path):

@@ -24,6 +24,8 @@ def _example():
     return module
 
 
+# the frozen parent is in eval mode on purpose (the Family keeps it so); Lightning warns about any
+@pytest.mark.filterwarnings("ignore:Found .* module\\(s\\) in eval mode at the start of training")
 def test_lightning_module_trains_in_bf16_and_round_trips_through_state_dict(tmp_path):
     ex = _example()
     untrained = ex.build()

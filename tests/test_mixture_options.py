@@ -59,7 +59,8 @@ def test_a_mixture_that_mixes_and_adds_a_loss_needs_no_family_change(mixing_mana
     torch.manual_seed(0)
     parent, child, x = MLP(8).double(), MLP(4).double(), torch.randn(5, 6, dtype=torch.float64)
     y = torch.randint(0, 3, (5,))
-    config = HKTConfig(mixture="scaled", mixture_options={"beta": 0.5}, directions="to_child", alphas=(0.3, 0.7, 0.0))
+    config = HKTConfig(mixture="scaled", mixture_options={"beta": 0.5}, directions="to_child", alphas=(0.3, 0.7, 0.0),
+                       inherit_loss="mae")
     fam = hkt_core.Family(parent, child, [("fc1", "fc1"), ("fc2", "fc2")], config, example_inputs=x,
                           task=Task(), manager=mixing_manager)
     out = fam(x)

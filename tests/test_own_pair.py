@@ -133,9 +133,24 @@ def test_check_pair_leaves_the_callers_random_state_alone(pair_on_path):
     assert torch.equal(torch.rand(3), expected)
 
 
+def test_a_class_count_fix_without_such_an_option_lists_the_factorys_options(tmp_path, monkeypatch):
+    import types
+
+    from hkt_core.preflight import _Check, factory_options
+
+    (tmp_path / "fixed_models_mod.py").write_text("def fixed(width: int = 8, *, depth: int = 2):\n    return None\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert factory_options("fixed_models_mod:fixed", None) == ["width", "depth"]
+    fix = _Check.class_count_fix(types.SimpleNamespace(manager=None), "child", "fixed_models_mod:fixed", 3)
+    assert fix == ("build the child with 3 outputs: its factory 'fixed_models_mod:fixed' has no class-count "
+                   "option (its options: width, depth); change the model, or give it one")
+
+
 @pytest.mark.parametrize("change, words", [
-    ({"child_options": {"classes": 5}}, ["child", "predicts 5 classes", "has 3 classes", "num_classes = 3"]),
-    ({"parent_options": {"classes": 4}}, ["parent", "predicts 4 classes", "has 3 classes"]),
+    # the fix names the factory's own option, read from its signature (the factories take `classes`)
+    ({"child_options": {"classes": 5}}, ["child", "predicts 5 classes", "has 3 classes", "[child_options] classes = 3"]),
+    ({"parent_options": {"classes": 4}}, ["parent", "predicts 4 classes", "has 3 classes",
+                                          "[parent_options] classes = 3"]),
     ({"child_options": {"inputs": 10}}, ["child", "fails on a batch", "(2, 12)", "mat1 and mat2"]),
     ({"input_shapes": [[1, 10]]}, ["yields inputs of shape (12,)", "expects (10,)"]),
     ({"dataset_options": {"label_offset": 7}}, ["cannot score", "fix:"]),
@@ -222,6 +237,10 @@ def test_pairs_new_writes_a_card_that_add_and_check_accept(tmp_path, monkeypatch
     card = PairCard.from_toml(target)
     assert card.input_shapes == ((1, 12),) and card.stages == 2 and card.task == "classification"
     assert "# the data set has 3 classes" in text and "# hidden = 16" in text and "# n_train = 120" in text
+    # a new card starts from the benchmark's best measured settings, and says so; the paper is a preset
+    assert (card.hkt.inherit_loss, card.hkt.alphas, card.hkt.lam) == ("task", (0.1, 0.8, 0.1), 0.6)
+    assert (card.train.kd_temperature, card.train.kd_weight, card.train.threads) == (4.0, 0.5, 1)
+    assert "docs/RESULTS.md" in text and "--set hkt.preset=paper" in text
     assert main(["pairs", "new", "new-pair", "--parent", "x:y", "--child", "x:y", "--dataset", "d",
                  "-o", str(target)]) == 2
     assert "already exists" in capsys.readouterr().err

@@ -45,5 +45,27 @@ def test_the_key_ignores_the_pair_name_stages_child_and_alignment_but_not_data_o
     assert parent_key(same, train) == key
     assert parent_key(attrs.evolve(c, dataset_options={"seed": 1}), train) != key
     assert parent_key(c, attrs.evolve(train, lr=0.01)) != key
-    assert parent_key(c, attrs.evolve(train, device="cuda", num_workers=2)) == key
+    assert parent_key(c, attrs.evolve(train, num_workers=2, compile=True)) == key
     assert parent_key(attrs.evolve(c, task="segmentation"), train) != key
+
+
+def test_the_key_holds_what_the_weights_depend_on_beyond_the_settings(monkeypatch):
+    """The thread count (another count sums in another order), the device type the parent trains
+    on and the torch version are in the key: a cached parent is never shared between runs that
+    would have trained different weights."""
+    import attrs
+    import torch
+
+    from hkt_core.train import parents
+
+    c = card()
+    train = parent_train_config(c)
+    assert train.threads == 1
+    key = parent_key(c, train)
+    assert parent_key(c, attrs.evolve(train, threads=2)) != key
+    assert parent_key(c, attrs.evolve(train, device="cuda")) != key
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert parent_key(c, attrs.evolve(train, device="auto")) == key   # auto trains on the cpu here
+    monkeypatch.setattr(torch, "__version__", "0.0.1")
+    assert parent_key(c, train) != key
+    assert parents.KEY_VERSION == 4

@@ -40,7 +40,7 @@ def _file(name: str) -> str:
 def test_the_one_off_pair_goes_through_new_and_check(tmp_path, monkeypatch, capsys):
     folder = tmp_path / "mine"
     folder.mkdir()
-    (folder / "my_models.py").write_text(_file("one-off/my_models.py"), encoding="utf-8")
+    (folder / "my_models.py").write_text(_file("examples/my-models/my_models.py"), encoding="utf-8")
     monkeypatch.syspath_prepend(str(folder))
     card = folder / "my-pair.toml"
     assert main(["pairs", "new", "my-pair", "--parent", "my_models:big", "--child", "my_models:small",
@@ -80,3 +80,29 @@ def test_every_example_of_a_kind_honours_its_contract(hkt_home):
                 contracts.check_metric(name, manager.lookup(kind, name), manager=manager)
             elif kind != "commands":
                 contracts.check_entry(kind, name, manager)
+
+
+def test_the_shipped_model_file_is_the_guides_and_the_readme_tour_runs_from_it(tmp_path, monkeypatch, capsys):
+    """The README tour's `cd examples/my-models` and the `hkt pairs` lines after it run as written
+    (in a copy of that folder, so nothing is written into the repository)."""
+    import shlex
+    import shutil
+
+    root = DOC.parents[1]
+    shipped = root / "examples" / "my-models" / "my_models.py"
+    assert shipped.read_text(encoding="utf-8") == _file("examples/my-models/my_models.py")
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    tour = readme[readme.index("## A five-minute tour"):]
+    tour = tour[tour.index("```console\n") + len("```console\n"):]
+    lines = [line.split("  #")[0].strip() for line in tour[:tour.index("```")].splitlines()]
+    start = lines.index("cd examples/my-models")
+    commands = [line for line in lines[start + 1:] if line]
+    assert [c.split()[:3] for c in commands] == [["hkt", "pairs", "new"], ["hkt", "pairs", "check"],
+                                                 ["hkt", "pairs", "add"]]
+    folder = tmp_path / "examples" / "my-models"
+    shutil.copytree(shipped.parent, folder)
+    monkeypatch.chdir(folder)
+    monkeypatch.syspath_prepend(str(folder))   # the hkt command runs with its folder on sys.path
+    for command in commands:
+        assert main(shlex.split(command)[1:]) == 0, command
+    assert "stored" in capsys.readouterr().out

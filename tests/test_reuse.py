@@ -102,7 +102,8 @@ def test_compare_reuses_only_runs_with_the_same_settings(manager, tmp_path):
     lines, say = _said()
     first = run_comparison("tiny-pair", ["baseline"], [0], tmp_path, manager=manager, say=say, epochs=1)
     again = run_comparison("tiny-pair", ["baseline"], [0], tmp_path, manager=manager, say=say, epochs=1)
-    assert again == first and lines[-1] == f"reusing {tmp_path / 'baseline-seed0'}"
+    assert again == first and lines[-2] == f"reusing {tmp_path / 'baseline-seed0'}"
+    assert lines[-1].startswith("[1/1] baseline seed 0: test accuracy") and lines[-1].endswith("(reused)")
     with pytest.raises(ConfigError, match="train.epochs: run has 1, now 2"):
         run_comparison("tiny-pair", ["baseline"], [0], tmp_path, manager=manager, say=say, epochs=2)
     with pytest.raises(ConfigError, match="unknown training option"):  # checked before anything trains

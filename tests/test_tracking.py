@@ -39,6 +39,9 @@ def test_log_tensorboard_writes_event_files_into_the_run_folder(isolated_home, t
     run = tmp_path / "run"
     assert main(["train", card.name, "--method", "hkt", "--epochs", "2", "--log", "tensorboard",
                  "--out", str(run), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert f"tensorboard: {run / 'tensorboard'} (tensorboard --logdir {run / 'tensorboard'})" in out
+    assert "parent: " in out and "weights_sha256" in out   # the end of the run names every place it wrote
     scalars = read_scalars(run / "tensorboard")
     for tag in ("train/L1", "train/L2", "train/L3", "train/loss", "val/accuracy", "val/loss", "lr", "step_seconds"):
         assert [step for step, _ in scalars[tag]] == [1, 2], tag

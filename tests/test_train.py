@@ -156,7 +156,7 @@ def test_corrupt_and_foreign_checkpoints_are_refused(manager, tmp_path):
 def test_kd_trains_then_reuses_the_cached_parent(manager, tmp_path, capsys, isolated_home):
     r1 = hkt_core.train("tiny-pair", "kd", manager=manager, out=tmp_path / "kd1", epochs=1)
     err = capsys.readouterr().err
-    assert "no trained parent cached for pair 'tiny-pair'" in err and "training it first" in err
+    assert "no trained parent cached for pair 'tiny-pair'" in err and "training the parent first" in err
     source = r1.config["parent"]
     assert source["source"] == "cache" and source["path"].startswith(str(isolated_home / "parents"))
     r2 = hkt_core.train("tiny-pair", "kd", manager=manager, out=tmp_path / "kd2", epochs=1)

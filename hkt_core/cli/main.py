@@ -43,7 +43,37 @@ def build_parser(manager=None) -> argparse.ArgumentParser:
             continue  # a core command wins; `hkt plugins list` still shows the registration
         plugin_parser = sub.add_parser(entry.name, help=f"{entry.description} [plugin {entry.plugin}]")
         entry.obj(plugin_parser)
+    polish(parser)
     return parser
+
+
+def _subcommands(parser: argparse.ArgumentParser):
+    """``(name, parser, help)`` of each direct subcommand of ``parser``."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            helps = {a.dest: a.help for a in action._choices_actions}
+            for name, child in action.choices.items():
+                yield name, child, helps.get(name)
+
+
+def polish(parser: argparse.ArgumentParser) -> None:
+    """One style for every command's help, plugins' included: each subcommand has a description
+    (its one-line help, when it gave none), positional arguments are named in capitals (``PAIR``,
+    ``RUN_DIR``) and an option's help ends with its default when it has one and does not say it."""
+    for action in parser._actions:
+        if isinstance(action, (argparse._HelpAction, argparse._VersionAction, argparse._SubParsersAction)):
+            continue
+        if not action.option_strings and action.metavar is None:
+            action.metavar = action.dest.upper()
+        default = action.default
+        shown = default not in (None, False, [], argparse.SUPPRESS) and action.nargs != 0
+        if action.help and shown and "default" not in action.help:
+            text = ",".join(map(str, default)) if isinstance(default, (list, tuple)) else str(default)
+            action.help = f"{action.help} (default {text.replace('%', '%%')})"
+    for _, child, help_text in _subcommands(parser):
+        if child.description is None and help_text:
+            child.description = help_text[:1].upper() + help_text[1:] + ("" if help_text.endswith(".") else ".")
+        polish(child)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,12 +91,27 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if args.command is None else 2
     try:
         return int(handler(args) or 0)
+    except BrokenPipeError:
+        return _closed_pipe()
     except HKTError as exc:
         print(f"hkt {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:  # training says what its run folder kept and how to resume
         print(f"hkt {args.command}: {exc}" if str(exc) else "interrupted", file=sys.stderr)
         return 130
+
+
+def _closed_pipe() -> int:
+    """The reader of our output went away (``hkt pairs list | head``): stop quietly, as a pipe
+    expects; what is still buffered for stdout goes nowhere instead of raising at exit."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no real file descriptor (tests capture stdout)
+        pass
+    return 0
 
 
 if __name__ == "__main__":

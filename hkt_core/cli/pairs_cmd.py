@@ -38,11 +38,11 @@ def configure(sub) -> None:
     listing.set_defaults(handler=run_list)
 
     show = inner.add_parser("show", help="print a pair card as TOML")
-    show.add_argument("name")
+    show.add_argument("name", help="a registered pair (`hkt pairs list`)")
     show.set_defaults(handler=run_show)
 
     remove = inner.add_parser("remove", help="remove a card added with `hkt pairs add`")
-    remove.add_argument("name")
+    remove.add_argument("name", help="a pair added with `hkt pairs add` (`hkt pairs list --user`)")
     remove.set_defaults(handler=run_remove)
 
 

@@ -22,13 +22,16 @@ def configure(sub) -> None:
     t.add_argument("pair", help="a registered pair (`hkt list pairs`)")
     t.add_argument("--method", required=True, help="parent, baseline, kd, hkt or a plugin's (`hkt list methods`)")
     _train_options(t)
-    t.add_argument("--out", default=None, help="run folder (default runs/<pair>-<method>-<timestamp>)")
+    t.add_argument("--out", default=None, metavar="DIR", help="run folder (default runs/<pair>-<method>-<timestamp>)")
     mode = t.add_mutually_exclusive_group()
     mode.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     mode.add_argument("--force", action="store_true", help="start over in an existing run folder")
     t.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
-                   help="any setting by dotted key: train.grad_clip=1.0, hkt.lam=0.5, card.stages=3, method.<option>=..., dataset.<option>=... (e.g. dataset.root=DIR)")
-    t.add_argument("--nproc", type=int, default=1, help="train with N processes (torch.distributed, via torchrun)")
+                   help="any setting by dotted key: train.grad_clip=1.0, hkt.lam=0.5, card.stages=3, "
+                        "method.<option>=..., dataset.<option>=... (e.g. dataset.root=DIR); hkt.preset=paper "
+                        "for the paper's HKT settings (repeatable)")
+    t.add_argument("--nproc", type=int, default=1, metavar="N",
+                   help="train with N processes (torch.distributed, via torchrun; default 1)")
     t.add_argument("--parent-weights", default=None, metavar="FILE",
                    help="the parent's weights (safetensors) instead of the cached or trained parent")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -36,46 +39,70 @@ def configure(sub) -> None:
     t.set_defaults(handler=run_train)
 
     e = sub.add_parser("eval", help="evaluate a run's child on its validation or test split")
-    e.add_argument("run_dir")
-    e.add_argument("--split", choices=("val", "test"), default="val")
+    e.add_argument("run_dir", help="a run folder (written by `hkt train`)")
+    e.add_argument("--split", choices=("val", "test"), default="val",
+                   help="which split to evaluate on (default val)")
     e.add_argument("--which", choices=("best", "last"), default="best", help="which checkpoint (default best)")
     e.add_argument("--trust-code", action="store_true", help=TRUST_HELP)
     e.set_defaults(handler=run_eval)
 
-    c = sub.add_parser("compare", help="several methods over several seeds: mean +- std table and chart")
-    c.add_argument("pair")
-    c.add_argument("--methods", default="baseline,kd,hkt", help="comma-separated (default baseline,kd,hkt)")
-    c.add_argument("--seeds", default="0,1,2", help="comma-separated integers (default 0,1,2)")
-    c.add_argument("--epochs", type=int, default=None)
-    c.add_argument("--device", choices=("cpu", "cuda", "auto"), default=None)
-    c.add_argument("--out", default=None, help="folder of the runs and tables (default runs/compare-<pair>)")
-    c.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE")
+    c = sub.add_parser("compare", help="several methods over several seeds: mean +- std table, paired tests "
+                                       "and chart")
+    c.add_argument("pair", help="a registered pair (`hkt list pairs`)")
+    c.add_argument("--methods", default="baseline,kd,hkt", metavar="LIST",
+                   help="comma-separated methods (default baseline,kd,hkt)")
+    c.add_argument("--seeds", default="0,1,2", metavar="LIST", help="comma-separated seeds (default 0,1,2)")
+    c.add_argument("--epochs", type=int, default=None, metavar="N", help="override the card's epochs (children only)")
+    c.add_argument("--device", choices=("cpu", "cuda", "auto"), default=None,
+                   help="where the runs train (default: the card's, usually cpu)")
+    _threads_options(c, workers=True)
+    c.add_argument("--out", default=None, metavar="DIR", help="folder of the runs and tables (default runs/compare-<pair>)")
+    c.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+                   help="any setting by dotted key, as for `hkt train` (repeatable)")
     c.set_defaults(handler=run_compare)
 
     x = sub.add_parser("export", help="export a run's child alone (verified against the child)")
-    x.add_argument("run_dir")
-    x.add_argument("--format", choices=("safetensors", "onnx", "pt2"), default="safetensors")
-    x.add_argument("--out", default=None, help="output file (default RUN_DIR/export/child.<ext>)")
+    x.add_argument("run_dir", help="a run folder (written by `hkt train`)")
+    x.add_argument("--format", choices=("safetensors", "onnx", "pt2"), default="safetensors",
+                   help="file format of the export (default safetensors)")
+    x.add_argument("--out", default=None, metavar="FILE", help="output file (default RUN_DIR/export/child.<ext>)")
     x.add_argument("--trust-code", action="store_true", help=TRUST_HELP)
     x.set_defaults(handler=run_export)
 
     d = sub.add_parser("demo", help=f"the main job: parent, baseline, KD and HKT on {DEMO_PAIR} over seeds, one "
                                     f"table with paired tests")
-    d.add_argument("--out", default="runs/demo", help="folder of the demo's runs (default runs/demo)")
-    d.add_argument("--seeds", type=int, default=DEMO_SEEDS,
-                   help=f"seeds per method, at least 3 for a paired test (default {DEMO_SEEDS})")
-    d.add_argument("--epochs", type=int, default=None, help="override the pair's epochs (children only)")
+    d.add_argument("--out", default="runs/demo", metavar="DIR", help="folder of the demo's runs (default runs/demo)")
+    d.add_argument("--seeds", default=None, metavar="LIST",
+                   help="comma-separated seeds, at least 3 for a paired test (default 0,1,2; the same as "
+                        "`hkt compare --seeds`)")
+    d.add_argument("--num-seeds", type=int, default=None, metavar="N",
+                   help=f"seeds 0..N-1 instead of --seeds (default {DEMO_SEEDS})")
+    d.add_argument("--epochs", type=int, default=None, metavar="N", help="override the pair's epochs (children only)")
+    _threads_options(d, workers=True)
     d.set_defaults(handler=run_demo)
 
 
+def _threads_options(p: argparse.ArgumentParser, *, workers: bool = False) -> None:
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="torch intra-op threads per run (default 1 in every command; another count is "
+                        "another run: it may change the weights)")
+    if workers:
+        p.add_argument("--workers", type=int, default=None, metavar="N",
+                       help="runs trained at once, in worker processes (default: one per CPU core, at most one "
+                            "per run; does not change the results)")
+
+
 def _train_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--device", choices=("cpu", "cuda", "auto"), default=None)
+    p.add_argument("--epochs", type=int, default=None, metavar="N", help="override the card's epochs")
+    p.add_argument("--batch-size", type=int, default=None, metavar="N", help="override the card's batch size")
+    p.add_argument("--lr", type=float, default=None, metavar="RATE", help="override the card's learning rate")
+    p.add_argument("--seed", type=int, default=None, metavar="N",
+                   help="seed of the child's initialisation and data order (default 0)")
+    p.add_argument("--device", choices=("cpu", "cuda", "auto"), default=None,
+                   help="where to train (default: the card's, usually cpu)")
     p.add_argument("--stages", type=int, default=None, metavar="N",
                    help="nHKT: N-1 mixing points plus the outputs (default: the card's stages)")
+    _threads_options(p)
 
 
 def _scale_options(p: argparse.ArgumentParser) -> None:
@@ -93,7 +120,8 @@ def _overrides(args) -> dict:
     return {k: v for k, v in {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
                               "seed": args.seed, "device": args.device, "stages": args.stages,
                               "precision": getattr(args, "precision", None), "compile": getattr(args, "compile", None),
-                              "channels_last": getattr(args, "channels_last", None)}.items()
+                              "channels_last": getattr(args, "channels_last", None),
+                              "threads": getattr(args, "threads", None)}.items()
             if v is not None}
 
 
@@ -125,7 +153,8 @@ def _launch_torchrun(args, out: Path) -> int:
     argv = ["train", args.pair, "--method", args.method, "--out", str(out)]
     for flag, value in (("--epochs", args.epochs), ("--batch-size", args.batch_size), ("--lr", args.lr),
                         ("--seed", args.seed), ("--device", args.device), ("--stages", args.stages),
-                        ("--parent-weights", args.parent_weights), ("--precision", args.precision)):
+                        ("--parent-weights", args.parent_weights), ("--precision", args.precision),
+                        ("--threads", args.threads)):
         if value is not None:
             argv += [flag, str(value)]
     argv += ["--compile"] if args.compile else []
@@ -147,17 +176,28 @@ def _launch_torchrun(args, out: Path) -> int:
 
 
 def _print_summary(run) -> None:
+    """The run's numbers, then every place the run wrote."""
+    from ..train import run as files
+
     s = run.summary
     metric = s["primary_metric"]
-    print(f"run folder: {run.path}")
     print(f"best epoch {s['best_epoch']}/{s['epochs']}: val {metric} {s['val'][metric]:.4f}, "
           f"test {metric} {s['test'][metric]:.4f}")
     what = "parent" if run.config.get("trains_parent") else "child"
     print(f"{what}: {s['parameters']:,} parameters, {s['latency_ms_per_sample']:.4f} ms per sample "
           f"(batch {s['latency_batch']}, {s['device']})")
-    curves = run.path / "curves.png"
-    if curves.is_file():
-        print(f"curves: {curves}")
+    print(f"run folder: {run.path}")
+    for name, what in ((files.BEST, "the best checkpoint (`hkt export` exports it)"),
+                       (files.SUMMARY, "the numbers above"), (files.METRICS, "one line per epoch"),
+                       (files.CURVES, "the training curves")):
+        if (run.path / name).is_file():
+            print(f"  {name:<18} {what}")
+    board = run.path / files.TENSORBOARD
+    if board.is_dir():
+        print(f"tensorboard: {board} (tensorboard --logdir {board})")
+    parent = s.get("parent", {})
+    if parent.get("source") == "cache":
+        print(f"parent: {parent['path']} (cached, weights_sha256 {str(parent.get('weights_sha256', ''))[:12]})")
 
 
 # -- eval / export -----------------------------------------------------------------------------
@@ -208,79 +248,99 @@ def _ints(text: str, what: str) -> list[int]:
         raise ConfigError(f"--{what} {text!r} is invalid: comma-separated integers, e.g. 0,1,2") from None
 
 
+def _run_options(args) -> dict:
+    """The overrides ``hkt compare`` and ``hkt demo`` pass to every run."""
+    if args.threads is not None and args.threads < 1:
+        raise ConfigError(f"--threads {args.threads} is invalid: an integer >= 1 (torch intra-op threads per run)")
+    return {k: v for k, v in {"epochs": getattr(args, "epochs", None), "device": getattr(args, "device", None),
+                              "threads": args.threads}.items() if v is not None}
+
+
+def _print_written(written: dict[str, Path], out: Path) -> None:
+    print(f"\ntable: {written['markdown']} (and {written['json']})")
+    if "chart" in written:
+        print(f"chart: {written['chart']}")
+    print(f"runs: {out}/<method>-seed<S>/ (each with its curves.png, metrics.jsonl and summary.json)")
+
+
 def run_compare(args) -> int:
-    from ..train.compare import format_table, run_comparison, write_comparison
+    from ..train.compare import format_table, paired_lines, run_comparison, write_comparison
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     seeds = _ints(args.seeds, "seeds")
     if not methods or not seeds:
         raise ConfigError("--methods and --seeds each need at least one entry")
     out = Path(args.out or f"runs/compare-{args.pair}")
-    overrides = {k: v for k, v in {"epochs": args.epochs, "device": args.device}.items() if v is not None}
     say = lambda m: print(f"hkt: {m}", file=sys.stderr, flush=True)  # noqa: E731
-    rows = run_comparison(args.pair, methods, seeds, out, say=say, settings=args.settings, **overrides)
+    rows = run_comparison(args.pair, methods, seeds, out, say=say, settings=args.settings, workers=args.workers,
+                          **_run_options(args))
     print(format_table(rows), end="")
-    for kind, path in write_comparison(out, args.pair, rows).items():
-        print(f"{kind}: {path}")
+    lines = paired_lines(rows)
+    if lines:
+        print("\n".join(["", *lines]))
+    _print_written(write_comparison(out, args.pair, rows), out)
     return 0
+
+
+def demo_seeds(args) -> list[int]:
+    """The demo's seeds: ``--seeds 0,1,2`` (as ``hkt compare``), ``--num-seeds N``, or the old
+    ``--seeds N`` (a count, deprecated: a bare number without a comma)."""
+    if args.seeds is not None and args.num_seeds is not None:
+        raise ConfigError("--seeds and --num-seeds exclude each other: give the seeds (0,1,2) or their number")
+    count, flag, given = args.num_seeds, "--num-seeds", str(args.num_seeds)
+    if args.seeds is not None and "," not in args.seeds and args.seeds.strip().isdigit():
+        count, flag, given = int(args.seeds), "--seeds", args.seeds.strip()
+        print(f"hkt demo: --seeds {count} as a count is deprecated and will mean the seed list [{count}] in the "
+              f"next release; use --num-seeds {count} (or --seeds {','.join(map(str, range(max(count, 1))))})",
+              file=sys.stderr)
+    if count is not None:
+        seeds = list(range(count))
+    elif args.seeds is not None:
+        seeds, flag, given = _ints(args.seeds, "seeds"), "--seeds", args.seeds
+    else:
+        seeds = list(range(DEMO_SEEDS))
+    if len(set(seeds)) < 3:
+        raise ConfigError(f"{flag} {given} is invalid: at least 3 seeds, so that each difference to the baseline "
+                          f"can be tested against the seed-to-seed noise")
+    return seeds
 
 
 def run_demo(args) -> int:
     from ..plugins import default_manager
     from ..train.compare import format_table, run_comparison, write_comparison
 
-    if args.seeds < 3:
-        raise ConfigError(f"--seeds {args.seeds} is invalid: at least 3 seeds, so that each difference to the "
-                          f"baseline can be tested against the seed-to-seed noise")
+    seeds = demo_seeds(args)
     manager = default_manager()
     if DEMO_PAIR not in manager.registry("pairs"):
         raise ConfigError(f"the demo pair {DEMO_PAIR!r} is not registered: it comes with the classification "
                           f"plugin (pip install -e plugins/hkt-vision)")
     out = Path(args.out)
     say = lambda m: print(f"hkt: {m}", file=sys.stderr, flush=True)  # noqa: E731
-    overrides = {"epochs": args.epochs} if args.epochs else {}
-    import torch
-
-    # The demo's networks are far too small to gain from intra-op threads, and on a busy machine
-    # the threads fight over the cores: one thread trains them about twice as fast.
-    torch.set_num_threads(1)
-    seeds = list(range(args.seeds))
-    rows = run_comparison(DEMO_PAIR, DEMO_METHODS, seeds, out, manager=manager, say=say, **overrides)
+    # the same code path, settings and default threads as `hkt compare digits-demo`: the same numbers
+    rows = run_comparison(DEMO_PAIR, DEMO_METHODS, seeds, out, say=say, workers=args.workers,
+                          **_run_options(args))
     rows = _with_parent_row(manager, out, rows)
     card = manager.lookup("pairs", DEMO_PAIR)
     print(f"\n{DEMO_PAIR}: {card.description}")
     print(format_table(rows), end="")
     print(demo_verdicts(rows, card))
-    written = write_comparison(out, DEMO_PAIR, rows)
-    print(f"\ntable: {written['markdown']}")
-    if "chart" in written:
-        print(f"plots: {written['chart']} and the training curves {out}/<method>-seed<S>/curves.png")
+    _print_written(write_comparison(out, DEMO_PAIR, rows), out)
     return 0
 
 
 def demo_verdicts(rows: list[dict], card) -> str:
     """The settings used, each method's paired difference to the baseline and whether it is beyond
     the seed-to-seed noise, and where the full benchmark is."""
-    from ..stats import paired
+    from ..train.compare import paired_lines
 
     h, t = card.hkt, card.train
     lines = [f"\nHKT settings (the card's [hkt]): mixture {h.mixture}, lam {h.lam:g}, alphas "
              f"({', '.join(f'{a:g}' for a in h.alphas)}), inherit_loss {h.inherit_loss}, directions "
              f"{h.directions if isinstance(h.directions, str) else ', '.join(h.directions)}; KD: temperature "
              f"{t.kd_temperature:g}, weight {t.kd_weight:g}",
-             "paired difference to the baseline (test, same seeds; two-sided paired t-test):"]
-    by_method = {r["method"]: dict(zip(r["seeds"], r["values"])) for r in rows if r["method"] != "parent"}
-    base = by_method.get("baseline", {})
-    scale = 100.0 if rows and rows[0]["metric"] in ("accuracy", "error") else 1.0
-    for method, values in by_method.items():
-        if method == "baseline":
-            continue
-        c = paired(values, base)
-        verdict = ("beyond the noise (p < 0.05)" if c["p"] < 0.05 else "within the noise (p >= 0.05)")
-        lines.append(f"  {method} - baseline: {scale * c['mean']:+.2f} points, ahead on {c['wins']} of {c['n']} "
-                     f"seeds, p = {c['p']:.3f}: {verdict}")
-    lines.append("This demo is small (a 438-parameter child, few seeds). The measured comparison of baseline, KD "
-                 "and the HKT variants in the paper's regime is docs/RESULTS.md.")
+             *paired_lines(rows),
+             "This demo is small (a 438-parameter child, few seeds). The measured comparison of baseline, KD "
+             "and the HKT variants in the paper's regime is docs/RESULTS.md."]
     return "\n".join(lines)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import attrs
 
-from ..config import HKTConfig, TrainConfig, apply_overrides, structure, unstructure
+from ..config import HKTConfig, TrainConfig, apply_overrides, hkt_preset, parse_value, structure, unstructure
 from ..errors import ConfigError
 from ..pairs import PairCard
 from .run import Run
@@ -31,7 +31,9 @@ def resolve(pair: str | PairCard, method: str, *, out: str | Path | None = None,
             **overrides: Any) -> RunSpec:
     """A :class:`RunSpec` from a pair, a method and overrides (``TrainConfig`` fields by keyword,
     ``hkt={...}`` for ``HKTConfig`` fields, ``settings=["train.lr=0.05", ...]`` as ``--set``,
-    ``stages=N`` or ``card.stages=N`` in ``settings`` for the card's nHKT, ``log=["tensorboard"]``
+    ``stages=N`` or ``card.stages=N`` in ``settings`` for the card's nHKT, ``hkt.preset=paper`` in
+    ``settings`` for a named set of ``[hkt]`` settings (:data:`hkt_core.config.HKT_PRESETS`; the other
+    assignments apply over it), ``log=["tensorboard"]``
     for trackers writing into the run folder)."""
     from ..plugins import default_manager
     from .parents import parent_train_config
@@ -49,6 +51,8 @@ def resolve(pair: str | PairCard, method: str, *, out: str | Path | None = None,
     base = parent_train_config(card) if method_cls.trains_parent else card.train
     data = {"train": unstructure(base), "hkt": unstructure(card.hkt),
             "method": dict(getattr(method_cls, "default_options", {}) or {})}
+    if resume and out is not None:
+        _recorded_defaults(data, Path(out))
     data["train"].update({k: v for k, v in overrides.items() if v is not None})
     unknown_hkt = sorted(set(hkt or {}) - {a.name for a in attrs.fields(HKTConfig)})
     if unknown_hkt:
@@ -62,7 +66,12 @@ def resolve(pair: str | PairCard, method: str, *, out: str | Path | None = None,
     data["method"].update(method_options or {})
     data["dataset"] = dict(card.dataset_options)
     data["card"] = {"stages": card.stages if stages is None else stages}
-    data = apply_overrides(data, list(settings), open_sections=("dataset", "hkt.mixture_options"))
+    settings = list(settings)
+    presets = [s for s in settings if s.split("=", 1)[0].strip() == "hkt.preset"]
+    for assignment in presets:  # a named set of [hkt] settings, under the other --set assignments
+        data["hkt"].update(hkt_preset(parse_value(assignment.split("=", 1)[1].strip()) if "=" in assignment else ""))
+    settings = [s for s in settings if s not in presets]
+    data = apply_overrides(data, settings, open_sections=("dataset", "hkt.mixture_options"))
     if data["dataset"] != card.dataset_options:
         card = attrs.evolve(card, dataset_options=data["dataset"])
     if data["card"]["stages"] != card.stages:
@@ -81,6 +90,27 @@ def resolve(pair: str | PairCard, method: str, *, out: str | Path | None = None,
                    parent_weights=Path(parent_weights) if parent_weights is not None else None,
                    manager=manager, progress=progress,
                    callbacks=(*callbacks, *trackers_for([log] if isinstance(log, str) else log, out)))
+
+
+def _recorded_defaults(data: dict[str, Any], out: Path) -> None:
+    """A run written before a default changed (:data:`hkt_core.config.CHANGED_DEFAULTS`) resumes
+    with the value it recorded, unless the value is given again (overrides and ``--set`` apply after)."""
+    from ..config import CHANGED_DEFAULTS, read_toml
+
+    if not (out / "config.toml").is_file():
+        return
+    stored = read_toml(out / "config.toml")
+    for key, (old, new) in CHANGED_DEFAULTS.items():
+        section, name = key.split(".", 1)
+        now = data[section].get(name)
+        recorded = stored.get(section, {}).get(name)
+        if _same(recorded, old) and _same(now, new):
+            data[section][name] = recorded
+
+
+def _same(a: Any, b: Any) -> bool:
+    listed = lambda v: [float(x) for x in v] if isinstance(v, (list, tuple)) else v  # noqa: E731
+    return listed(a) == listed(b)
 
 
 def train(pair: str | PairCard, method: str, **overrides: Any) -> Run:

@@ -16,6 +16,7 @@ Family's node-by-node interpreter itself. In eval mode the Family runs eagerly.
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -55,6 +56,18 @@ class CompileReport:
             self.say(f"warning: torch.compile could not compile the {label} ({self.fallbacks[label]}); "
                      f"it runs eagerly")
 
+    def compiling(self, label: str):
+        """Say that the first call of ``label`` compiles (a silent phase of tens of seconds on a
+        CPU), then how long it took; returns the callback to call once it ran."""
+        if label in self.ran or label in self.fallbacks or self.say is None:
+            return lambda: None
+        self.say(f"torch.compile: compiling the {label} on its first call (this takes a while)")
+        started = time.perf_counter()
+
+        def done() -> None:
+            self.say(f"torch.compile: the {label} compiled in {time.perf_counter() - started:.1f} s")
+        return done
+
     def to_dict(self) -> dict[str, Any]:
         return {"compiled": self.compiled, "compiled_modules": [m for m in self.modules if m in self.ran],
                 "compile_fallbacks": dict(self.fallbacks)}
@@ -68,12 +81,15 @@ def compile_module(module: nn.Module, label: str, report: CompileReport, **optio
     compiled = torch.compile(module._call_impl, **options)
 
     def call(*args: Any, **kwargs: Any) -> Any:
+        done = report.compiling(label)
         try:
             result = compiled(*args, **kwargs)
         except Exception as exc:  # any compiler failure means: run eagerly
             module._compiled_call_impl = None
             report.fallback(label, exc)
             return module._call_impl(*args, **kwargs)
+        if label not in report.ran:
+            done()
         report.ran.add(label)
         return result
 
@@ -90,6 +106,7 @@ def compile_family(family: nn.Module, report: CompileReport, label: str = "Famil
     def call(*inputs: Any, **kwargs: Any) -> Any:
         if kwargs or not family.child.training:
             return family._call_impl(*inputs, **kwargs)
+        done = report.compiling(label)
         try:
             step = steps.get(len(inputs))
             if step is None:
@@ -101,6 +118,8 @@ def compile_family(family: nn.Module, report: CompileReport, label: str = "Famil
             family._compiled_call_impl = None
             report.fallback(label, exc)
             return family._call_impl(*inputs, **kwargs)
+        if label not in report.ran:
+            done()
         report.ran.add(label)
         return family.output(*outputs)
 

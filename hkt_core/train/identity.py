@@ -34,6 +34,11 @@ NOT_COMPARED = frozenset({"train.device", "train.num_workers", "train.compile", 
 DEFAULTED = {"train.precision": "fp32", "train.train_samples": 0}
 #: Settings ``--resume`` may change, with a record in the run's history.
 RESUMABLE = ("train.lr", "train.grad_clip", "train.weight_decay")
+#: Settings a run started before they were recorded does not hold, and whose value then is unknown
+#: (the thread count depended on the command): such a run is never reused as the same run, but
+#: ``--resume`` continues it with the value asked for now, recorded in its history. A card's own
+#: ``[train]`` (under ``[card]``) had the default.
+UNRECORDED = {"train.threads": 1}
 
 
 def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
@@ -68,6 +73,13 @@ def _compared(config: dict[str, Any]) -> dict[str, Any]:
         if present:
             for key, default in DEFAULTED.items():
                 out.setdefault(prefix + key, default)
+    if "train" in data.get("card", {}):
+        for key, default in UNRECORDED.items():
+            out.setdefault("card." + key, default)
+    from ..config import CHANGED_DEFAULTS
+
+    for key in CHANGED_DEFAULTS:  # the card's copy: what trains is the run's own value, compared above
+        out.pop("card." + key, None)
     return out
 
 
@@ -93,7 +105,8 @@ def check_resume(folder: Path, new: dict[str, Any], epoch: int, say=None) -> dic
     which is recorded in ``history.jsonl`` and applied to ``config.toml``; returns the changes."""
     stored = read_toml(folder / "config.toml")
     diffs = differences(stored, new)
-    refused = {k: v for k, v in diffs.items() if k not in RESUMABLE}
+    refused = {k: v for k, v in diffs.items()
+               if k not in RESUMABLE and not (k in UNRECORDED and v[0] is None)}
     if refused:
         raise ConfigError(f"--resume continues {folder} with the settings it was started with; these differ: "
                           f"{describe(refused)}. Only {', '.join(RESUMABLE)} may change on --resume; drop the other "

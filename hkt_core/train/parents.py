@@ -10,7 +10,13 @@ trained the same way share its cache entry, and ``hkt train --stages N`` reuses 
 An entry is complete once it has its ``summary.json``; an interrupted parent run is resumed, not
 restarted.
 
-Key versions: 3 dropped the pair's name from the key (and names the folder after the parent). An
+The key also holds what hkt does not fix but the weights depend on: the intra-op thread count
+(``train.threads``: another count sums in another order), the device type the parent trains on
+(``auto`` resolved) and the torch version. A parent is never shared between runs that would have
+trained different weights.
+
+Key versions: 3 dropped the pair's name from the key (and names the folder after the parent); 4
+added the thread count, the device type and the torch version. An
 entry written under an older version is never found by this version: its parent is trained once
 more into a new entry, and the old folder stays on disk until the user deletes it.
 """
@@ -38,9 +44,16 @@ from .identity import DEFAULTED
 from .integrity import sha256_file, verify
 from .run import BEST, CONFIG, METRICS, STATE, SUMMARY
 
-KEY_VERSION = 3
-#: settings that do not change the trained weights
+KEY_VERSION = 4
+#: settings that do not change the trained weights (the device is in the key as its resolved type)
 _NOT_IN_KEY = ("device", "num_workers", "compile", "channels_last")
+
+
+def device_type(name: str) -> str:
+    """The device type a ``train.device`` setting trains on (``auto``: cuda when available)."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
 
 
 def parent_train_config(card: PairCard) -> TrainConfig:
@@ -72,7 +85,8 @@ def parent_key(card: PairCard, train: TrainConfig, manager=None) -> str:
     material = {"version": KEY_VERSION, "parent": card.parent,
                 "architecture": architecture_signature(card, manager),
                 "parent_options": card.parent_options, "dataset": card.dataset,
-                "dataset_options": card.parent_data_options(), "task": card.task, "train": settings}
+                "dataset_options": card.parent_data_options(), "task": card.task, "train": settings,
+                "threads": train.threads, "device_type": device_type(train.device), "torch": torch.__version__}
     return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
@@ -94,6 +108,8 @@ class ParentSource:
     path: str
     sha256: str
     key: str = ""
+    #: digest of the tensors (:func:`weights_sha256`): equal for equal weights, whichever file holds them
+    weights_sha256: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return attrs.asdict(self)
@@ -122,24 +138,29 @@ def load_parent_file(card: PairCard, manager, path: str | Path) -> tuple[nn.Modu
     path = Path(path)
     parent = build_parent(card, manager)
     load_module_state(parent, path, what=f"parent {card.parent!r} of pair {card.name!r}")
-    return parent, ParentSource("file", str(path.resolve()), sha256_file(path))
+    return parent, ParentSource("file", str(path.resolve()), sha256_file(path), "", weights_sha256(path))
 
 
-def cached_parent(card: PairCard, manager, *, train_missing, say=None) -> tuple[nn.Module, ParentSource]:
-    """The cached parent of ``card``; when absent ``train_missing(folder, train_config)`` trains it."""
+def cached_parent(card: PairCard, manager, *, train_missing, say=None,
+                  device: str | None = None) -> tuple[nn.Module, ParentSource]:
+    """The cached parent of ``card``; when absent ``train_missing(folder, train_config)`` trains it
+    (on ``device`` when given, else the card's: the device is part of the key)."""
     train = parent_train_config(card)
+    if device is not None:
+        train = attrs.evolve(train, device=device)
     key = parent_key(card, train, manager)
     folder = cache_folder(card, train, manager, key)
     if not is_complete(folder):
-        (say or _say)(f"no trained parent cached for pair {card.name!r} ({card.parent}); training it first "
-                      f"({train.epochs} epochs) into {folder}")
+        (say or _say)(f"no trained parent cached for pair {card.name!r} ({card.parent}); training the parent "
+                      f"first ({train.epochs} epochs, {train.threads} thread(s)) into {folder}")
         train_missing(folder, train)
     else:
         (say or _say)(f"using the cached parent {folder}")
     parent = build_parent(card, manager)
     verify(folder / BEST)
     load_module_state(parent, folder / BEST, what=f"parent {card.parent!r} of pair {card.name!r}")
-    return parent, ParentSource("cache", str(folder), sha256_file(folder / BEST), key)
+    return parent, ParentSource("cache", str(folder), sha256_file(folder / BEST), key,
+                                weights_sha256(folder / BEST))
 
 
 def publish_parent_run(card: PairCard, train: TrainConfig, run_dir: Path, manager=None) -> Path | None:

@@ -171,7 +171,7 @@ class Trainer:
                 Trainer(sub).fit()
 
             parent, source = parents.cached_parent(spec.card, spec.manager, train_missing=train_missing,
-                                                   say=lambda m: _say(self.world, m))
+                                                   say=lambda m: _say(self.world, m), device=spec.train.device)
         stored = self._stored_parent() if spec.resume else {}
         if stored.get("sha256") and stored["sha256"] != source.sha256:
             raise CheckpointError(f"the parent this run was started with ({stored.get('path')}) has changed "
@@ -180,6 +180,16 @@ class Trainer:
         for p in parent.parameters():
             p.requires_grad_(False)
         return parent.to(self.device).eval(), source.to_dict()
+
+    def ensure_parent(self) -> dict[str, Any]:
+        """Train (or find) this run's parent now, without training the run: ``hkt compare`` does
+        it once before its workers start. Returns the parent's record (source, path, digests)."""
+        threads = torch.get_num_threads()
+        torch.set_num_threads(self.spec.train.threads)
+        try:
+            return self._resolve_parent()[1]
+        finally:
+            torch.set_num_threads(threads)
 
     def _stored_parent(self) -> dict[str, Any]:
         from ..config import read_toml
@@ -190,6 +200,9 @@ class Trainer:
     def fit(self) -> Path:
         from ..trust import card_origin, scope
 
+        threads = torch.get_num_threads()
+        # the run's intra-op thread count (train.threads), whichever command runs it; restored after
+        torch.set_num_threads(self.spec.train.threads)
         try:
             with scope(card_origin(self.spec.card)):
                 if self.spec.preflight:
@@ -214,6 +227,7 @@ class Trainer:
             if getattr(self, "_lock", None) is not None:
                 self._lock.release()
             close_world(self.world)
+            torch.set_num_threads(threads)
 
     def _kept_and_resume(self) -> str:
         """What the run folder kept, and the command that continues the run."""
