@@ -208,6 +208,10 @@ class TrainConfig:
     compile: bool = attrs.field(default=False, validator=boolean)
     #: channels-last memory format for 2-D image models (hkt_core.train.memory_format)
     channels_last: bool = attrs.field(default=False, validator=boolean)
+    #: fold the frozen parent's BatchNorms into its convolutions (hkt_core.fold; float32 rounding)
+    fold_parent_bn: bool = attrs.field(default=True, validator=boolean)
+    #: Genetic Attention on SDPA's fused kernels (hkt_core.etm.attention; float32 rounding)
+    fused_attention: bool = attrs.field(default=True, validator=boolean)
 
     @milestones.validator
     def _check_milestones(self, attribute, value):

@@ -15,10 +15,17 @@ what is a token and what is its feature vector:
 - ``auto``: ``spatial`` when ``N > 1``, else ``channel``.
 
 The attention itself is :func:`torch.nn.functional.scaled_dot_product_attention` (its default
-scale is ``1/sqrt(last dim of the query)``, which is exactly ``1/sqrt(d)`` in both layouts), so
-large spatial maps get its memory-efficient kernels instead of an explicit ``N x N`` matrix.
+scale is ``1/sqrt(last dim of the query)``, which is exactly ``1/sqrt(d)`` in both layouts). It
+is handed contiguous 4-D ``(B, 1, tokens, features)`` tensors, the form its fused kernels accept:
+on CPU (float32/float64) the fused flash-attention kernel, on CUDA the flash or memory-efficient
+kernel where dtype and head size allow; none of them builds the ``tokens x tokens`` matrix.
 Under mixed precision (:mod:`torch.autocast`) the attention still runs in float32; the result has
 the inputs' dtype.
+
+:func:`attention_path` selects, for runs recorded before this layout existed, the ``legacy``
+path (transposed 3-D views, which always took SDPA's math path and builds the full matrix). The
+two agree to float32 rounding (exactly in float64 up to ~1e-15); the choice is part of a run's
+identity (``train.fused_attention``) so a resumed run computes what it was started with.
 """
 
 from __future__ import annotations
@@ -30,6 +37,27 @@ import torch
 import torch.nn.functional as F
 
 TOKEN_LAYOUTS = ("auto", "spatial", "channel")
+#: How the attention is handed to SDPA: ``fused`` (contiguous 4-D, the default) or ``legacy``.
+ATTENTION_PATHS = ("fused", "legacy")
+_path = "fused"
+
+
+def current_attention_path() -> str:
+    """The path :func:`genetic_attention` takes now (``fused`` unless :func:`attention_path` says otherwise)."""
+    return _path
+
+
+@contextlib.contextmanager
+def attention_path(path: str):
+    """Run the enclosed Genetic Attentions on ``path`` (one of :data:`ATTENTION_PATHS`)."""
+    global _path
+    if path not in ATTENTION_PATHS:
+        raise ValueError(f"attention path {path!r} is invalid: must be one of {', '.join(ATTENTION_PATHS)}")
+    before, _path = _path, path
+    try:
+        yield
+    finally:
+        _path = before
 
 
 def resolve_tokens(tokens: str, positions: int) -> str:
@@ -71,11 +99,20 @@ def genetic_attention(query: torch.Tensor, source: torch.Tensor, tokens: str = "
     with exact:
         q = query.reshape(batch, channels, positions).to(work)
         v = source.reshape(batch, channels, positions).to(work)
-        if layout == "spatial":
-            # tokens = positions, features = channels: (B, N, C), d = C
-            attended = F.scaled_dot_product_attention(q.transpose(1, 2), v.transpose(1, 2), v.transpose(1, 2))
-            attended = attended.transpose(1, 2)
+        if _path == "legacy":
+            if layout == "spatial":
+                # tokens = positions, features = channels: (B, N, C) views, d = C
+                attended = F.scaled_dot_product_attention(q.transpose(1, 2), v.transpose(1, 2), v.transpose(1, 2))
+                attended = attended.transpose(1, 2)
+            else:
+                attended = F.scaled_dot_product_attention(q, v, v)
+        elif layout == "spatial":
+            # tokens = positions, features = channels: (B, 1, N, C) contiguous, d = C
+            qt = q.transpose(1, 2).contiguous().unsqueeze(1)
+            vt = v.transpose(1, 2).contiguous().unsqueeze(1)
+            attended = F.scaled_dot_product_attention(qt, vt, vt).squeeze(1).transpose(1, 2)
         else:
-            # tokens = channels, features = positions: (B, C, N), d = N
-            attended = F.scaled_dot_product_attention(q, v, v)
+            # tokens = channels, features = positions: (B, 1, C, N), d = N
+            q4, v4 = q.contiguous().unsqueeze(1), v.contiguous().unsqueeze(1)
+            attended = F.scaled_dot_product_attention(q4, v4, v4).squeeze(1)
         return (v - attended).reshape(source.shape).to(out_dtype)
