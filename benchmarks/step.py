@@ -143,10 +143,8 @@ def make_steps(parent: nn.Module, child: nn.Module, manager, naive: bool = True)
         return a1 * mae(inherited, y) + a2 * F.cross_entropy(native, y) + a3 * mae(head, y)
 
     def family_step(fam, fast):
-        path = "fused" if fast else "legacy"
-
         def step(x, y):
-            with attention_path(path):
+            with attention_path("fused" if fast and not _COUNTING_FLOPS else "legacy"):
                 return fam.loss(fam(x), y)
         return step
 
@@ -173,15 +171,23 @@ def saved_activation_bytes(step: Callable, x: torch.Tensor, y: torch.Tensor) -> 
     return sum(seen.values())
 
 
+_COUNTING_FLOPS = False
+
+
 def step_flops(step: Callable, x: torch.Tensor, y: torch.Tensor) -> int:
     """Floating-point operations of one step (forward and backward) as torch's flop counter counts
     them (matrix products and convolutions). Genetic Attention is counted on its math path, whose
     FLOPs are the fused kernels' too (the counter does not know every fused CPU kernel)."""
     from torch.utils.flop_counter import FlopCounterMode
 
+    global _COUNTING_FLOPS
     counter = FlopCounterMode(display=False)
-    with counter, attention_path("legacy"):
-        step(x, y).backward()
+    _COUNTING_FLOPS = True
+    try:
+        with counter, attention_path("legacy"):
+            step(x, y).backward()
+    finally:
+        _COUNTING_FLOPS = False
     return counter.get_total_flops()
 
 
@@ -229,7 +235,7 @@ def run(batches: list[int], rounds: int, warmup: int, parent_name: str = "resnet
 
 
 # -- per-node host work ---------------------------------------------------------------------------
-def per_node_overhead(repeats: int, parent_name: str = "resnet110") -> dict:
+def per_node_overhead(repeats: int, parent_name: str = "resnet110", device: str = "cpu") -> dict:
     """Host time the lockstep interpreter adds per node, before (one ``torch.no_grad()`` entered per
     node, as the interpreter did) and after (one region per run of nodes that need no autograd).
 
@@ -242,7 +248,7 @@ def per_node_overhead(repeats: int, parent_name: str = "resnet110") -> dict:
     from hkt_core.lockstep.interpreter import release_plan
 
     parent, _, _ = pair(parent_name, "resnet20")
-    parent.eval().requires_grad_(False)
+    parent.eval().requires_grad_(False).to(device)
     shortcut = next(type(m) for m in parent.modules() if type(m).__name__ == "PadShortcut")
 
     class LayerAdapter(GenericAdapter):
@@ -251,7 +257,8 @@ def per_node_overhead(repeats: int, parent_name: str = "resnet110") -> dict:
     graph = LockstepGraph(parent, LayerAdapter(), "parent")
     nodes = graph.sorted(graph.nodes)
     free = release_plan(nodes, set())
-    x = torch.randn(1, 3, 8, 8)
+    x = torch.randn(1, 3, 8, 8, device=device)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
 
     def before():
         env: dict = {}
@@ -277,10 +284,11 @@ def per_node_overhead(repeats: int, parent_name: str = "resnet110") -> dict:
         for name, fn in variants.items():
             start = time.process_time()
             fn()
+            sync()
             if r >= 3:
                 times[name].append(time.process_time() - start)
     med = {name: statistics.median(t) for name, t in times.items()}
-    return {"parent": parent_name, "nodes": len(nodes), "input": [1, 3, 8, 8], "repeats": repeats,
+    return {"parent": parent_name, "nodes": len(nodes), "input": [1, 3, 8, 8], "repeats": repeats, "device": device,
             "eager_us": 1e6 * med["eager"], "before_us": 1e6 * med["before"], "after_us": 1e6 * med["after"],
             "before_us_per_node": 1e6 * (med["before"] - med["eager"]) / len(nodes),
             "after_us_per_node": 1e6 * (med["after"] - med["eager"]) / len(nodes)}

@@ -60,6 +60,36 @@ def attention_path(path: str):
         _path = before
 
 
+#: A vector point at least this wide gets a cost note in ``hkt align``'s output.
+WIDE_VECTOR = 512
+
+
+def vector_cost(channels: int) -> int:
+    """Multiply-adds of Genetic Attention on one ``C``-wide vector, one sample, one direction: on a
+    vector the tokens are the ``C`` channels (``d = 1``), so the scores are ``C x C`` (C^2) and the
+    weighted sum another C^2, besides a softmax over C^2 entries."""
+    return 2 * channels * channels
+
+
+def wide_vector_notes(pairs, threshold: int = WIDE_VECTOR) -> list[str]:
+    """One line per mixing point of ``pairs`` (``BlockPair``-like records; the last pair is the
+    predictions) whose value is a vector of at least ``threshold`` channels, with its cost and the
+    cheaper choices."""
+    notes = []
+    for k, pair in enumerate(list(pairs)[:-1]):
+        for side in ("parent", "child"):
+            shape, kind = getattr(pair, f"{side}_shape"), getattr(pair, f"{side}_kind")
+            if kind != "vector" or len(shape) < 2 or shape[-1] < threshold:
+                continue
+            c = shape[-1]
+            notes.append(f"note: point {k} {side} {getattr(pair, side)!r} is a {c}-wide vector: Genetic Attention "
+                         f"there costs 2*C^2 = {vector_cost(c) / 1e6:.1f}M multiply-adds per sample and direction "
+                         f"(a 64-wide vector: {vector_cost(64) / 1e3:.1f}k); cheaper: --set hkt.mixture=gate or add "
+                         f"(O(C)), --set hkt.directions=to_child or to_parent (one side's width only), or a "
+                         f"narrower point")
+    return notes
+
+
 def resolve_tokens(tokens: str, positions: int) -> str:
     """The concrete layout (``spatial`` or ``channel``) for ``positions = prod(S)``."""
     if tokens not in TOKEN_LAYOUTS:

@@ -96,7 +96,8 @@ def check_resume(folder: Path, new: dict[str, Any], epoch: int, say=None) -> dic
     """Refuse a resume under other settings, except an explicit change of :data:`RESUMABLE` ones,
     which is recorded in ``history.jsonl`` and applied to ``config.toml``; returns the changes."""
     stored = read_toml(folder / "config.toml")
-    diffs = {k: v for k, v in differences(stored, new).items() if k not in RECORDED}
+    # the numerics switches continue as recorded (the run's own and its card's copy of [train])
+    diffs = {k: v for k, v in differences(stored, new).items() if k.removeprefix("card.") not in RECORDED}
     refused = {k: v for k, v in diffs.items() if k not in RESUMABLE}
     if refused:
         raise ConfigError(f"--resume continues {folder} with the settings it was started with; these differ: "
