@@ -9,6 +9,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -34,7 +36,8 @@ def test_step_section_is_generated_from_the_committed_results():
     rows = {r["step"]: r for r in results["rows"]}
     assert {"kd", "kd-unfolded", "hand", "family-2hkt", "family-3hkt", "family-3hkt-layer1"} <= set(rows)
     for row in rows.values():
-        assert row["vs_kd"] == row["ms"] / rows["kd"]["ms"] and row["vs_hand"] == row["ms"] / rows["hand"]["ms"]
+        assert row["vs_kd"] == pytest.approx(row["ms"] / rows["kd"]["ms"], rel=1e-12)
+        assert row["vs_hand"] == pytest.approx(row["ms"] / rows["hand"]["ms"], rel=1e-12)
     assert results["per_node"]["nodes"] > 100
     assert step.render_step_section(results) in (ROOT / "docs" / "performance.md").read_text(encoding="utf-8")
 
