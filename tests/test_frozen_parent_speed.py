@@ -326,3 +326,16 @@ def test_wide_vector_notes_name_the_cost_and_the_cheaper_choices():
     assert f"{vector_cost(2048) / 1e6:.1f}M" in notes[0] and "hkt.mixture=gate" in notes[0]
     assert vector_cost(2048) == 2 * 2048 ** 2
     assert wide_vector_notes([BlockPair("pool", "pool", (1, 64), (1, 64), 1.0), pairs[-1]]) == []
+
+
+def test_the_numerics_switches_leave_parent_cache_keys_as_they_were():
+    """A parent trains alone (nothing to fold, no Genetic Attention): caches filled before stay valid."""
+    import attrs
+
+    from hkt_core.train.parents import parent_key, parent_train_config
+    from test_parent_cache_key import card as make_card
+
+    card = make_card()
+    train = parent_train_config(card)
+    key = parent_key(card, train)
+    assert parent_key(card, attrs.evolve(train, fold_parent_bn=False, fused_attention=False)) == key

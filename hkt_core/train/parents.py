@@ -39,8 +39,9 @@ from .integrity import sha256_file, verify
 from .run import BEST, CONFIG, METRICS, STATE, SUMMARY
 
 KEY_VERSION = 3
-#: settings that do not change the trained weights
-_NOT_IN_KEY = ("device", "num_workers", "compile", "channels_last")
+#: settings that do not change the trained weights (a parent trains alone: no frozen parent to fold,
+#: no Genetic Attention)
+_NOT_IN_KEY = ("device", "num_workers", "compile", "channels_last", "fold_parent_bn", "fused_attention")
 
 
 def parent_train_config(card: PairCard) -> TrainConfig:
