@@ -160,10 +160,11 @@ class Family(nn.Module):
         self.fold_parent_bn = bool(fold_parent_bn)
         self._folded: list[nn.Module] = []
         if self.fold_parent_bn:
-            from .fold import fold_lockstep_parent
+            from .fold import fold_lockstep_parent, keep_fresh
 
             keep = {n for p in self._plan for n in p.parent_nodes} | {self._pg.node(pairs[-1][0][-1])}
             self._folded = fold_lockstep_parent(self._pg, keep)
+            keep_fresh(parent, self._folded)   # loading the parent's weights refolds
         self._streams = LockstepStreams(
             self._pg, self._cg, self._plan,
             child_mixed=[self._mixes and m.to_child_transfer is not None for m in self.points],

@@ -88,6 +88,7 @@ def fold_batchnorm(gm: fx.GraphModule, keep: Collection[fx.Node] = ()) -> list[n
         conv, bn = gm.get_submodule(str(conv_node.target)), gm.get_submodule(str(bn_node.target))
         fused = folded_conv(conv, bn)
         fused._hkt_folded = True
+        fused._hkt_source = (conv, bn)   # a tuple: not registered as sub-modules
         _replace(gm, str(conv_node.target), fused)
         _replace(gm, str(bn_node.target), nn.Identity())
         new.append(fused)
@@ -140,11 +141,33 @@ def folded_copy(model: nn.Module) -> tuple[nn.Module, int]:
     return gm, len(new)
 
 
+def refold(folded: list[nn.Module]) -> None:
+    """Recompute folded convolutions in place from their source convolution and BatchNorm (after
+    the source model's weights were loaded anew)."""
+    for module in folded:
+        conv, bn = module._hkt_source
+        fresh = folded_conv(conv, bn)
+        with torch.no_grad():
+            module.weight.copy_(fresh.weight)
+            module.bias.copy_(fresh.bias)
+
+
+def keep_fresh(model: nn.Module, folded: list[nn.Module]) -> None:
+    """Refold ``folded`` whenever ``model``'s state dict is loaded (directly or through a module
+    holding it): the fold is a function of the weights, never a stale snapshot."""
+    if folded:
+        model.register_load_state_dict_post_hook(lambda module, incompatible: refold(folded))
+
+
 def folded_parent(model: nn.Module) -> nn.Module:
     """A copy of the frozen ``model`` with its BatchNorms folded (eval mode), sharing every
-    unfolded parameter with it; ``model`` itself when it has nothing to fold."""
+    unfolded parameter with it; ``model`` itself when it has nothing to fold. Loading new weights
+    into ``model`` refolds the copy (:func:`keep_fresh`)."""
     new, count = folded_copy(model)
-    return new.eval() if count else model
+    if not count:
+        return model
+    keep_fresh(model, _folded_modules(new))
+    return new.eval()
 
 
 def _folded_modules(module: nn.Module) -> list[nn.Module]:

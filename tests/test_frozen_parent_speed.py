@@ -339,3 +339,37 @@ def test_the_numerics_switches_leave_parent_cache_keys_as_they_were():
     train = parent_train_config(card)
     key = parent_key(card, train)
     assert parent_key(card, attrs.evolve(train, fold_parent_bn=False, fused_attention=False)) == key
+
+
+def test_loading_the_parents_weights_refolds():
+    """The fold is a function of the weights: new parent weights (loaded into the parent, or into
+    the Family holding it) reach the folded copies."""
+    parent, child, manager = _vision_pair()
+    x = torch.randn(2, 3, 16, 16)
+    points = [("layer1", "layer1"), ("fc", "fc")]
+
+    def family(p, fold=True):
+        torch.manual_seed(2)
+        return Family(p, copy.deepcopy(child), points, HKTConfig(), example_inputs=x, manager=manager,
+                      fold_parent_bn=fold).eval()
+
+    fam, teacher = family(parent), folded_parent(parent)
+    other = copy.deepcopy(parent)
+    for m in other.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_var.mul_(3.0)
+            m.running_mean.add_(0.5)
+    parent.load_state_dict(other.state_dict())          # straight into the parent
+    with torch.no_grad():
+        want = other(x)
+        tol = 1e-4 * want.abs().max().item()
+        torch.testing.assert_close(teacher(x), want, rtol=1e-4, atol=tol)
+        head = family(parent, fold=False)(x).parent_head
+        torch.testing.assert_close(fam(x).parent_head, head, rtol=1e-4, atol=1e-4 * head.abs().max().item())
+    fresh = family(_randomised(copy.deepcopy(other)))   # other BatchNorm statistics
+    for m in fresh.parent.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.add_(1.0)
+    fresh.load_state_dict(fam.state_dict())             # through the Family
+    with torch.no_grad():
+        torch.testing.assert_close(fresh(x).parent_head, fam(x).parent_head)
