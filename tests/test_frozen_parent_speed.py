@@ -322,7 +322,7 @@ def test_wide_vector_notes_name_the_cost_and_the_cheaper_choices():
     pairs = [BlockPair("layer4", "layer4", (1, 2048, 2, 2), (1, 512, 2, 2), 1.0),
              BlockPair("pool", "pool", (1, 2048), (1, 512), 1.0), BlockPair("fc", "fc", (1, 10), (1, 10), 1.0)]
     notes = wide_vector_notes(pairs)
-    assert len(notes) == 2 and "point 1 parent 'pool' is a 2048-wide vector" in notes[0]
+    assert len(notes) == 2 and "point 2 parent 'pool' is a 2048-wide vector" in notes[0]
     assert f"{vector_cost(2048) / 1e6:.1f}M" in notes[0] and "hkt.mixture=gate" in notes[0]
     assert vector_cost(2048) == 2 * 2048 ** 2
     assert wide_vector_notes([BlockPair("pool", "pool", (1, 64), (1, 64), 1.0), pairs[-1]]) == []
@@ -373,3 +373,36 @@ def test_loading_the_parents_weights_refolds():
     fresh.load_state_dict(fam.state_dict())             # through the Family
     with torch.no_grad():
         torch.testing.assert_close(fresh(x).parent_head, fam(x).parent_head)
+
+
+WIDE_MODELS = """
+from torch import nn
+
+
+class Wide(nn.Module):
+    def __init__(self, width):
+        super().__init__()
+        self.body, self.act, self.head = nn.Linear(8, width), nn.ReLU(), nn.Linear(width, 3)
+
+    def forward(self, x):
+        return self.head(self.act(self.body(x)))
+
+
+def parent():
+    return Wide(1024)
+
+
+def child():
+    return Wide(16)
+"""
+
+
+def test_hkt_align_says_what_a_wide_vector_point_costs(tmp_path, monkeypatch, capsys):
+    from hkt_core.cli.main import main
+
+    (tmp_path / "wide_models.py").write_text(WIDE_MODELS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert main(["align", "wide_models:parent", "wide_models:child", "--input-shape", "2,8", "--pair", "act=act"]) == 0
+    out = capsys.readouterr().out
+    assert "note: point 1 parent 'act' is a 1024-wide vector" in out and "hkt.mixture=gate" in out
+    assert "child 'act'" not in out                     # 16 wide: no note

@@ -82,7 +82,7 @@ def wide_vector_notes(pairs, threshold: int = WIDE_VECTOR) -> list[str]:
             if kind != "vector" or len(shape) < 2 or shape[-1] < threshold:
                 continue
             c = shape[-1]
-            notes.append(f"note: point {k} {side} {getattr(pair, side)!r} is a {c}-wide vector: Genetic Attention "
+            notes.append(f"note: point {k + 1} {side} {getattr(pair, side)!r} is a {c}-wide vector: Genetic Attention "
                          f"there costs 2*C^2 = {vector_cost(c) / 1e6:.1f}M multiply-adds per sample and direction "
                          f"(a 64-wide vector: {vector_cost(64) / 1e3:.1f}k); cheaper: --set hkt.mixture=gate or add "
                          f"(O(C)), --set hkt.directions=to_child or to_parent (one side's width only), or a "
