@@ -114,7 +114,9 @@ def nccl_smoke() -> dict[str, Any]:
         total = torch.ones(1, device="cuda")
         dist.all_reduce(total)
         ok = bool(total.item() == 1.0) and all(p.grad is not None for p in model.parameters())
-        return {"ok": ok, "backend": dist.get_backend(), "nccl": ".".join(map(str, torch.cuda.nccl.version()))}
+        version = torch.cuda.nccl.version()
+        version = ".".join(map(str, version)) if isinstance(version, tuple) else str(version)
+        return {"ok": ok, "backend": dist.get_backend(), "nccl": version}
     except Exception as exc:   # reported, not raised: the other stages still run
         return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
     finally:
