@@ -1,6 +1,6 @@
 """Benchmark: trace + align time for CIFAR ResNet-110 vs ResNet-20 and for long synthetic chains.
 
-    .venv/bin/python benchmarks/align.py [--repeats 5] [--threads 1]
+    .venv/bin/python benchmarks/align.py [--repeats 5] [--threads 1] [--quick]
 
 Prints, from one run, the median wall time of each phase (trace both models, discover blocks,
 score and choose pairs) and how the time grows with depth. Not a timed test: numbers depend on the
@@ -74,11 +74,13 @@ def cifar_resnets() -> list[tuple[nn.Module, nn.Module, str]]:
     """The builder below (generic adapter: every layer traced), and the vision plugin's when installed
     (its adapter keeps stages opaque and declares the blocks)."""
     out = [(_CifarResNet(110), _CifarResNet(20), "benchmarks/align.py builder, generic adapter")]
-    try:
-        from hkt_vision.models import resnet20, resnet110
-    except ImportError:
+    manager = default_manager()   # built as ``hkt train`` builds them: registered names, the process's plugins
+    if "resnet110" not in manager.registry("models").names():
         return out
-    return [(resnet110(), resnet20(), "hkt_vision.models, its adapter"), *out]
+    from hkt_core.models import build_model
+
+    return [(build_model("resnet110", manager), build_model("resnet20", manager), "hkt_vision.models, its adapter"),
+            *out]
 
 
 def chain(layers: int, width: int = 32) -> nn.Module:
@@ -110,12 +112,15 @@ def measure(parent: nn.Module, child: nn.Module, inputs, repeats: int, stages: i
     return out
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     parser.add_argument("--chains", default="100,250,500,1000,2000")
-    args = parser.parse_args()
+    parser.add_argument("--quick", action="store_true", help="smoke check: one repeat, two short chains (writes nothing)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.repeats, args.chains = 1, "20,40"
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 

@@ -33,14 +33,27 @@ def demo_arguments(parser, out: str, reduced: str):
     parser.add_argument("--epochs", type=int, default=None, help="child epochs (default: the card's)")
     parser.add_argument("--parent-epochs", type=int, default=None, help="parent epochs (default: the card's)")
     parser.add_argument("--reduced", action="store_true", help=f"a reduced configuration for a busy machine: {reduced}")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke check in seconds: tiny data, one epoch, one seed, everything written under --out "
+                             "(a temporary folder unless given); the figures mean nothing")
     return parser
 
 
-def parse_demo_arguments(parser, argv: list[str] | None, *, seeds: list[int], reduced: dict[str, Any]):
-    """Parsed options; with ``--reduced`` each option in ``reduced`` not given takes its reduced value."""
+def parse_demo_arguments(parser, argv: list[str] | None, *, seeds: list[int], reduced: dict[str, Any],
+                         quick: dict[str, Any] | None = None):
+    """Parsed options; with ``--reduced`` each option in ``reduced`` not given takes its reduced value,
+    with ``--quick`` each option in ``quick`` takes its quick value and ``--out`` defaults to a
+    temporary folder."""
     args = parser.parse_args(argv)
     for key, value in (reduced.items() if args.reduced else ()):
         setattr(args, key, getattr(args, key) or value)
+    if args.quick:
+        for key, value in (quick or {}).items():
+            setattr(args, key, value)
+        if args.out == parser.get_default("out"):
+            import tempfile
+
+            args.out = tempfile.mkdtemp(prefix="hkt-bench-quick-")
     args.seeds = args.seeds or seeds
     return args
 

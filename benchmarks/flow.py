@@ -16,6 +16,7 @@ only), and the parent/child time ratio (the paper reports 6x on its GPU).
 
     python benchmarks/flow.py               # full: 2 seeds, the card's epochs (~30 min on 2 idle cores)
     python benchmarks/flow.py --reduced     # fewer pairs, epochs and seeds, labelled as such
+    python benchmarks/flow.py --quick       # smoke check in seconds, into a temporary folder
 """
 
 from __future__ import annotations
@@ -71,11 +72,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--paper-shape", type=int, nargs=2, default=None,
                         help="frame size for timing the paper-size models (default 368 496, RAFT's chairs crop)")
     args = parse_demo_arguments(parser, argv, seeds=[0, 1], reduced={
-        "train_size": 96, "epochs": 1, "parent_epochs": 2, "seeds": [0], "paper_shape": [184, 248]})
+        "train_size": 96, "epochs": 1, "parent_epochs": 2, "seeds": [0], "paper_shape": [184, 248]},
+        quick={"train_size": 20, "test_size": 4, "epochs": 1, "parent_epochs": 1, "seeds": [0],
+               "paper_shape": [64, 64]})
     paper_shape = tuple(args.paper_shape or (368, 496))
 
     manager = default_manager()
-    card = demo_card(manager, "flow-demo", dataset_options={"train_size": args.train_size},
+    card = demo_card(manager, "flow-demo", dataset_options={"train_size": args.train_size,
+                                                            "test_size": getattr(args, "test_size", None)},
                      parent_epochs=args.parent_epochs)
     data_options, parent_train = dict(card.dataset_options), card.parent_train
     epochs = args.epochs or card.train.epochs

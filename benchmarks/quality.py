@@ -12,7 +12,7 @@ when finished with the same settings, so a stopped benchmark continues where it 
     python benchmarks/quality.py --tune                      # 2. every other method's search
     python benchmarks/quality.py                             # 3. the comparison -> docs/results/quality.json
     python benchmarks/quality_report.py                      # 4. docs/RESULTS.md from that JSON
-    python benchmarks/quality.py --quick --no-write          # smoke check: 1 seed, 2 epochs, small data
+    python benchmarks/quality.py --quick                     # smoke check: 1 seed, 2 epochs, small data, temp folder
 
 ``--tune`` runs every configuration of the search (:data:`quality_plan.SEARCH`, the same number
 per method) on the tuning seeds, picks each method's best mean validation accuracy and writes it
@@ -337,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variant-seeds", type=int, default=20, help="seeds of the further HKT variants (default 20)")
     parser.add_argument("--pairs", default=",".join(plan.PAIRS), help="comma-separated pair cards (default: all)")
     parser.add_argument("--workers", type=int, default=2, help="parallel training processes (default 2)")
-    parser.add_argument("--out", default=None, help="run folders (default runs/quality, runs/quality-quick)")
+    parser.add_argument("--out", default=None, help="run folders (default runs/quality; --quick: a temporary folder)")
     parser.add_argument("--quick", action="store_true", help="smoke check: 1 seed, 2 epochs, small data")
     parser.add_argument("--no-write", action="store_true", help="write neither the tuned file nor docs/results")
     parser.add_argument("--collect", action="store_true",
@@ -349,7 +349,11 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown pair(s) {', '.join(unknown)}; listed: {', '.join(plan.PAIRS)}")
     methods = [m.strip() for m in args.methods.split(",")] if args.methods else None
-    out = Path(args.out or ROOT / "runs" / ("quality-quick" if args.quick else "quality"))
+    if args.quick and args.out is None:   # a smoke check writes nothing outside a temporary folder
+        import tempfile
+
+        args.out = tempfile.mkdtemp(prefix="hkt-quality-quick-")
+    out = Path(args.out or ROOT / "runs" / "quality")
     out.mkdir(parents=True, exist_ok=True)
 
     def log(msg: str) -> None:

@@ -2,6 +2,7 @@
 
     python benchmarks/quality_report.py            # rewrite the section between its markers
     python benchmarks/quality_report.py --check    # exit 1 if docs/RESULTS.md is not what the JSON gives
+    python benchmarks/quality_report.py --quick    # the same check, no figure drawn (CI)
 
 Every figure of the section (tables and sentences) is computed here from the JSON: per-seed test
 and validation accuracies of every method, the search, the parent's size and digest. Paired
@@ -401,7 +402,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="exit 1 if docs/RESULTS.md differs from the JSON's")
     parser.add_argument("--json", default=str(plan.RESULTS_FILE), help="results file (default docs/results/quality.json)")
     parser.add_argument("--no-plot", action="store_true", help=f"do not redraw {FIGURE.relative_to(plan.ROOT)}")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke check: render from the JSON and compare with docs/RESULTS.md (--check --no-plot)")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.check = args.no_plot = True
     data = json.loads(Path(args.json).read_text())
     text = DOC.read_text()
     new = render(text, data)

@@ -7,6 +7,7 @@ ordinary run folder, reused when finished, so the benchmark can be stopped and s
 
     python benchmarks/seg.py                       # full: 3 seeds, the card's epochs (sized for ~20 min on 2 idle cores)
     python benchmarks/seg.py --reduced             # fewer samples and epochs, labelled as such
+    python benchmarks/seg.py --quick               # smoke check in seconds, into a temporary folder
 
 It prints a markdown table (test Dice mean +- std over seeds, per-class Dice, parameters,
 latency, parent/child ratio) and writes it with the raw numbers to ``--out``.
@@ -46,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="a trained seg-demo parent (safetensors) instead of training one; it must have "
                              "been trained on the same synthetic generator (e.g. the cache `hkt train seg-demo` fills)")
     args = parse_demo_arguments(parser, argv, seeds=[0, 1, 2],
-                                reduced={"n_train": 160, "epochs": 4, "parent_epochs": 6})
+                                reduced={"n_train": 160, "epochs": 4, "parent_epochs": 6},
+                                quick={"n_train": 20, "epochs": 1, "parent_epochs": 1, "seeds": [0]})
 
     manager = default_manager()
     card = demo_card(manager, "seg-demo", dataset_options={"n_train": args.n_train}, parent_epochs=args.parent_epochs)

@@ -41,70 +41,37 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hkt_core import HKTConfig, builtins, get_plugin_manager
+from hkt_core import HKTConfig
 from hkt_core.etm import genetic_attention
+from hkt_core.etm.attention import attention_path
 from hkt_core.family import Family
+from hkt_core.fold import folded_parent
+from hkt_core.models import build_model
+from hkt_core.plugins import default_manager
 
 
 # -- models ---------------------------------------------------------------------------------------
-def _local_resnet(depth: int) -> nn.Module:
-    """He et al.'s CIFAR ResNet (option-A shortcuts), used when hkt_vision is not installed."""
-
-    class Shortcut(nn.Module):
-        def __init__(self, cin, cout, stride):
-            super().__init__()
-            self.stride, self.extra = stride, cout - cin
-
-        def forward(self, x):
-            x = x[:, :, ::self.stride, ::self.stride]
-            return F.pad(x, (0, 0, 0, 0, self.extra // 2, self.extra - self.extra // 2))
-
-    class Block(nn.Module):
-        def __init__(self, cin, cout, stride):
-            super().__init__()
-            self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-            self.bn1 = nn.BatchNorm2d(cout)
-            self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-            self.bn2 = nn.BatchNorm2d(cout)
-            self.shortcut = Shortcut(cin, cout, stride) if stride != 1 or cin != cout else nn.Identity()
-
-        def forward(self, x):
-            out = F.relu(self.bn1(self.conv1(x)))
-            return F.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
-
-    class Pool(nn.Module):
-        def forward(self, x):
-            return x.mean((2, 3))
-
-    class ResNet(nn.Module):
-        def __init__(self, n):
-            super().__init__()
-            self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU())
-            stages, cin = [], 16
-            for cout, stride in ((16, 1), (32, 2), (64, 2)):
-                stages.append(nn.Sequential(*[Block(cin if i == 0 else cout, cout, stride if i == 0 else 1)
-                                              for i in range(n)]))
-                cin = cout
-            self.layer1, self.layer2, self.layer3 = stages
-            self.pool = Pool()
-            self.fc = nn.Linear(64, 10)
-
-        def forward(self, x):
-            return self.fc(self.pool(self.layer3(self.layer2(self.layer1(self.stem(x))))))
-
-    return ResNet((depth - 2) // 6)
-
-
-def cifar_resnets() -> tuple[nn.Module, nn.Module, str]:
-    try:
-        from hkt_vision.models import resnet20, resnet110
-        return resnet110(), resnet20(), "hkt_vision.models"
-    except ImportError:
-        return _local_resnet(110), _local_resnet(20), "benchmark-local builder"
+def pair(parent_name: str = "resnet110", child_name: str = "resnet20", manager=None) -> tuple[nn.Module, nn.Module, object]:
+    """The parent and child as ``hkt train`` builds them: registered model names looked up in the
+    process's plugin manager (which holds hkt-vision's models and its CIFAR-ResNet adapter)."""
+    manager = manager or default_manager()
+    return build_model(parent_name, manager), build_model(child_name, manager), manager
 
 
 def features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return model.pool(model.layer3(model.layer2(model.layer1(model.stem(x)))))
+
+
+class FoldedStages(nn.Module):
+    """The hand-written steps' frozen parent: each stage a BatchNorm-folded copy (hkt_core.fold)."""
+
+    def __init__(self, parent: nn.Module) -> None:
+        super().__init__()
+        for name in ("stem", "layer1", "layer2", "layer3", "pool", "fc"):
+            setattr(self, name, folded_parent(getattr(parent, name)))
+
+    def forward(self, x):
+        return self.fc(features(self, x))
 
 
 # -- steps ----------------------------------------------------------------------------------------
@@ -112,35 +79,52 @@ def mae(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (logits.softmax(1) - F.one_hot(y, logits.shape[1]).to(logits.dtype)).abs().mean()
 
 
-def make_steps(parent: nn.Module, child: nn.Module, batch: int) -> dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]:
-    lam, (a1, a2, a3) = 0.6, (0.25, 0.5, 0.25)
+class Task:
+    loss = staticmethod(F.cross_entropy)
+    inherit_loss = staticmethod(mae)
+
+
+#: The Family variants: mixing points (parent = child names; the last pair is the predictions),
+#: and whether the frozen-parent optimisations of this version run ("before": the unfolded parent
+#: and Genetic Attention on transposed 3-D views, as every run before them computed).
+FAMILIES = {
+    "family-2hkt": (("pool", "fc"), True),
+    "family-3hkt": (("layer2", "pool", "fc"), True),
+    "family-3hkt-before": (("layer2", "pool", "fc"), False),
+    "family-3hkt-layer1": (("layer1", "pool", "fc"), True),
+    "family-3hkt-layer1-before": (("layer1", "pool", "fc"), False),
+}
+LAM, ALPHAS = 0.6, (0.25, 0.5, 0.25)
+
+
+def make_steps(parent: nn.Module, child: nn.Module, manager, naive: bool = True) -> tuple[dict[str, Callable], list]:
+    """Every variant's step ``(x, y) -> loss`` and the modules whose gradients a round clears."""
+    lam, (a1, a2, a3) = LAM, ALPHAS
     parent.eval().requires_grad_(False)
-    naive_parent = copy.deepcopy(parent).train().requires_grad_(True)
-    manager = get_plugin_manager(autoload=False, plugins={"core": builtins})
-
-    class Task:
-        loss = staticmethod(F.cross_entropy)
-        inherit_loss = staticmethod(mae)
-
+    folded = FoldedStages(parent).eval()
     example = torch.randn(2, 3, 32, 32)
-    fam2 = Family(parent, child, [("pool", "pool"), ("fc", "fc")], HKTConfig.preset("paper", lam=lam),
-                  example_inputs=example, task=Task(), manager=manager)
-    fam3 = Family(parent, child, [("layer2", "layer2"), ("pool", "pool"), ("fc", "fc")], HKTConfig.preset("paper", lam=lam),
-                  example_inputs=example, task=Task(), manager=manager)
+    families = {name: (Family(parent, child, [(n, n) for n in names], HKTConfig.preset("paper", lam=lam),
+                              example_inputs=example,
+                              task=Task(), manager=manager, fold_parent_bn=fast), fast)
+                for name, (names, fast) in FAMILIES.items()}
 
     def child_step(x, y):
         return F.cross_entropy(child(x), y)
 
-    def kd_step(x, y, t=4.0, w=0.9):
-        with torch.no_grad():
-            teacher = parent(x)
-        student = child(x)
-        kl = F.kl_div(F.log_softmax(student / t, 1), F.softmax(teacher / t, 1), reduction="batchmean")
-        return w * t * t * kl + (1 - w) * F.cross_entropy(student, y)
+    def kd(teacher_net):
+        def kd_step(x, y, t=4.0, w=0.9):
+            with torch.no_grad():
+                teacher = teacher_net(x)
+            student = child(x)
+            kl = F.kl_div(F.log_softmax(student / t, 1), F.softmax(teacher / t, 1), reduction="batchmean")
+            return w * t * t * kl + (1 - w) * F.cross_entropy(student, y)
+        return kd_step
 
     def gate(q, v):
         s = torch.sigmoid((q * v).sum(1, keepdim=True) / q.shape[1] ** 0.5)
         return q + lam * (1 - s) * (v - q)
+
+    naive_parent = copy.deepcopy(parent).train().requires_grad_(True)
 
     def naive_step(x, y):
         fp = features(naive_parent, x)                 # train mode, autograd through the parent
@@ -152,20 +136,25 @@ def make_steps(parent: nn.Module, child: nn.Module, batch: int) -> dict[str, Cal
 
     def hand_step(x, y):
         with torch.no_grad():
-            fp = features(parent, x)
+            fp = features(folded, x)
         fc = features(child, x)
         native = child.fc(fc)
         inherited = child.fc(fc + lam * genetic_attention(fc, fp))
-        head = parent.fc(fp + lam * genetic_attention(fp, fc))
+        head = folded.fc(fp + lam * genetic_attention(fp, fc))
         return a1 * mae(inherited, y) + a2 * F.cross_entropy(native, y) + a3 * mae(head, y)
 
-    def family_step(fam):
+    def family_step(fam, fast):
         def step(x, y):
-            return fam.loss(fam(x), y)
+            with attention_path("fused" if fast and not _COUNTING_FLOPS else "legacy"):
+                return fam.loss(fam(x), y)
         return step
 
-    return {"child": child_step, "kd": kd_step, "naive": naive_step, "hand": hand_step,
-            "family-2hkt": family_step(fam2), "family-3hkt": family_step(fam3)}, [fam2, fam3, naive_parent]
+    steps = {"child": child_step, "kd": kd(folded), "kd-unfolded": kd(parent)}
+    if naive:
+        steps["naive"] = naive_step
+    steps["hand"] = hand_step
+    steps.update({name: family_step(fam, fast) for name, (fam, fast) in families.items()})
+    return steps, [fam for fam, _ in families.values()] + [naive_parent]
 
 
 def saved_activation_bytes(step: Callable, x: torch.Tensor, y: torch.Tensor) -> int:
@@ -183,18 +172,39 @@ def saved_activation_bytes(step: Callable, x: torch.Tensor, y: torch.Tensor) -> 
     return sum(seen.values())
 
 
-def run(batches: list[int], rounds: int, warmup: int) -> list[dict]:
+_COUNTING_FLOPS = False
+
+
+def step_flops(step: Callable, x: torch.Tensor, y: torch.Tensor) -> int:
+    """Floating-point operations of one step (forward and backward) as torch's flop counter counts
+    them (matrix products and convolutions). Genetic Attention is counted on its math path, whose
+    FLOPs are the fused kernels' too (the counter does not know every fused CPU kernel)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    global _COUNTING_FLOPS
+    counter = FlopCounterMode(display=False)
+    _COUNTING_FLOPS = True
+    try:
+        with counter, attention_path("legacy"):
+            step(x, y).backward()
+    finally:
+        _COUNTING_FLOPS = False
+    return counter.get_total_flops()
+
+
+def run(batches: list[int], rounds: int, warmup: int, parent_name: str = "resnet110",
+        child_name: str = "resnet20", naive: bool = True, size: int = 32) -> list[dict]:
     torch.manual_seed(0)
-    parent, child, source = cifar_resnets()
-    print(f"models from {source}; parent {sum(p.numel() for p in parent.parameters()) / 1e6:.2f}M params, "
-          f"child {sum(p.numel() for p in child.parameters()) / 1e6:.2f}M; torch {torch.__version__}, "
+    parent, child, manager = pair(parent_name, child_name)
+    print(f"{parent_name} {sum(p.numel() for p in parent.parameters()) / 1e6:.2f}M params -> {child_name} "
+          f"{sum(p.numel() for p in child.parameters()) / 1e6:.2f}M; torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads", file=sys.stderr)
     results = []
     for batch in batches:
-        steps, keep = make_steps(parent, child, batch)
-        trainable = [p for p in child.parameters()] + [p for f in keep[:2] for p in f.points.parameters()]
+        steps, keep = make_steps(parent, child, manager, naive=naive)
+        trainable = list(child.parameters()) + [p for f in keep[:-1] for p in f.points.parameters()]
         optimiser = torch.optim.SGD(trainable, lr=0.01, momentum=0.9)
-        x = torch.randn(batch, 3, 32, 32)
+        x = torch.randn(batch, 3, size, size)
         y = torch.randint(0, 10, (batch,))
         times: dict[str, list[float]] = {name: [] for name in steps}
         walls: dict[str, list[float]] = {name: [] for name in steps}
@@ -202,52 +212,162 @@ def run(batches: list[int], rounds: int, warmup: int) -> list[dict]:
             for name, step in steps.items():
                 child.train()
                 optimiser.zero_grad(set_to_none=True)
-                keep[2].zero_grad(set_to_none=True)
+                keep[-1].zero_grad(set_to_none=True)
                 start, wall = time.process_time(), time.perf_counter()
                 step(x, y).backward()
                 optimiser.step()
                 if r >= warmup:
                     times[name].append(time.process_time() - start)
                     walls[name].append(time.perf_counter() - wall)
-        memory = {}
+        memory, flops = {}, {}
         for name, step in steps.items():
             optimiser.zero_grad(set_to_none=True)
             memory[name] = saved_activation_bytes(step, x, y)
-        kd = statistics.median(times["kd"])
-        hand = statistics.median(times["hand"])
+            optimiser.zero_grad(set_to_none=True)
+            flops[name] = step_flops(step, x, y)
+        kd, hand = statistics.median(times["kd"]), statistics.median(times["hand"])
         for name in steps:
             med = statistics.median(times[name])
             results.append({"batch": batch, "step": name, "ms": 1000 * med,
                             "wall_ms": 1000 * statistics.median(walls[name]), "vs_kd": med / kd,
-                            "vs_hand": med / hand, "saved_mb": memory[name] / 2**20})
+                            "vs_hand": med / hand, "saved_mb": memory[name] / 2**20,
+                            "gflops": flops[name] / 1e9, "floor_vs_kd": flops[name] / flops["kd"]})
     return results
 
 
+# -- per-node host work ---------------------------------------------------------------------------
+def per_node_overhead(repeats: int, parent_name: str = "resnet110", device: str = "cpu") -> dict:
+    """Host time the lockstep interpreter adds per node, before (one ``torch.no_grad()`` entered per
+    node, as the interpreter did) and after (one region per run of nodes that need no autograd).
+
+    The parent is traced to its individual layers (every convolution, BatchNorm and addition a
+    node; only the parameter-free shortcut is kept whole) and run without autograd on one 8x8
+    image, so the operations are cheap and the interpreter's own work shows; the same forward
+    called eagerly is the reference."""
+    from hkt_core.adapters import GenericAdapter
+    from hkt_core.lockstep import LockstepGraph
+    from hkt_core.lockstep.interpreter import release_plan
+
+    parent, _, _ = pair(parent_name, "resnet20")
+    parent.eval().requires_grad_(False).to(device)
+    shortcut = next(type(m) for m in parent.modules() if type(m).__name__ == "PadShortcut")
+
+    class LayerAdapter(GenericAdapter):
+        leaf_modules = (shortcut,)
+
+    graph = LockstepGraph(parent, LayerAdapter(), "parent")
+    nodes = graph.sorted(graph.nodes)
+    free = release_plan(nodes, set())
+    x = torch.randn(1, 3, 8, 8, device=device)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+
+    def before():
+        env: dict = {}
+        graph.bind_inputs(env, (x,))
+        for node in nodes:
+            with torch.no_grad():
+                env[node] = graph._execute(node, env.__getitem__, set())
+            for dead in free.get(node, ()):
+                env.pop(dead, None)
+
+    def after():
+        env: dict = {}
+        graph.bind_inputs(env, (x,))
+        graph.run(nodes, env, env.__getitem__, set(), free=free, grad=set())
+
+    def eager():
+        with torch.no_grad():
+            parent(x)
+
+    variants = {"eager": eager, "before": before, "after": after}
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for r in range(repeats + 3):
+        for name, fn in variants.items():
+            start = time.process_time()
+            fn()
+            sync()
+            if r >= 3:
+                times[name].append(time.process_time() - start)
+    med = {name: statistics.median(t) for name, t in times.items()}
+    return {"parent": parent_name, "nodes": len(nodes), "input": [1, 3, 8, 8], "repeats": repeats, "device": device,
+            "eager_us": 1e6 * med["eager"], "before_us": 1e6 * med["before"], "after_us": 1e6 * med["after"],
+            "before_us_per_node": 1e6 * (med["before"] - med["eager"]) / len(nodes),
+            "after_us_per_node": 1e6 * (med["after"] - med["eager"]) / len(nodes)}
+
+
+def measure(batches: list[int], rounds: int, warmup: int, naive: bool = True, node_repeats: int = 50,
+            parent_name: str = "resnet110", child_name: str = "resnet20", size: int = 32) -> dict:
+    """Everything docs/performance.md's step section shows, as one JSON-ready record."""
+    rows = run(batches, rounds, warmup, parent_name, child_name, naive, size)
+    return {"set_up": {"parent": parent_name, "child": child_name, "models_from": "hkt_vision (hkt train's manager)",
+                       "batches": batches, "rounds": rounds, "warmup": warmup, "image": size,
+                       "threads": torch.get_num_threads(), "torch": torch.__version__, "device": "cpu",
+                       "families": {name: {"points": list(names[:-1]), "optimised": fast}
+                                    for name, (names, fast) in FAMILIES.items()}},
+            "rows": rows, "per_node": per_node_overhead(node_repeats, parent_name)}
+
+
 def table(results: list[dict]) -> str:
-    lines = ["| batch | step | CPU ms (median) | x KD | x hand-written | wall ms | saved activations (MB) |",
-             "|---:|---|---:|---:|---:|---:|---:|"]
+    lines = ["| batch | step | CPU ms (median) | x KD | floor x KD (FLOPs) | x hand-written | wall ms | "
+             "saved activations (MB) |",
+             "|---:|---|---:|---:|---:|---:|---:|---:|"]
     for r in results:
-        lines.append(f"| {r['batch']} | {r['step']} | {r['ms']:.0f} | {r['vs_kd']:.2f} | {r['vs_hand']:.2f} "
-                     f"| {r['wall_ms']:.0f} | {r['saved_mb']:.1f} |")
+        lines.append(f"| {r['batch']} | {r['step']} | {r['ms']:.0f} | {r['vs_kd']:.2f} | {r['floor_vs_kd']:.2f} "
+                     f"| {r['vs_hand']:.2f} | {r['wall_ms']:.0f} | {r['saved_mb']:.1f} |")
+    return "\n".join(lines)
+
+
+STEP_BEGIN, STEP_END = "<!-- step-table:begin -->", "<!-- step-table:end -->"
+
+
+def render_step_section(results: dict) -> str:
+    """The docs/performance.md section generated from ``docs/results/step.json``."""
+    s, node = results["set_up"], results["per_node"]
+    rows = {(r["batch"], r["step"]): r for r in results["rows"]}
+    points = "; ".join(f"`{name}` mixes at {', '.join(f'`{p}`' for p in f['points'])}"
+                       + ("" if f["optimised"] else " with the unfolded parent and the 3-D attention views")
+                       for name, f in s["families"].items())
+    lines = [STEP_BEGIN, "",
+             f"CIFAR {s['parent']} parent -> {s['child']} child, built as `hkt train` builds them "
+             f"({s['models_from']}), random {s['image']}x{s['image']} inputs, one SGD step per measurement, every "
+             f"variant round-robin in one process ({s['warmup']} warm-up round(s), {s['rounds']} measured, "
+             f"medians of the process's CPU time), torch {s['torch']} on {s['device'].upper()}, {s['threads']} "
+             f"intra-op thread(s). `kd` and `hand` run the BatchNorm-folded parent; {points}. "
+             f"\"floor x KD\" is the step's FLOP count over KD's (forward and backward), the cost of its math "
+             f"at KD's speed per FLOP.", "", table(results["rows"]), ""]
+    for batch in s["batches"]:
+        def get(name: str, batch: int = batch) -> dict | None:
+            return rows.get((batch, name))
+
+        before, after = get("family-3hkt-layer1-before"), get("family-3hkt-layer1")
+        if before and after:
+            lines.append(f"- Batch {batch}, `layer1` point: {before['vs_kd']:.2f}x KD before, {after['vs_kd']:.2f}x "
+                         f"after; saved activations {before['saved_mb']:.1f} -> {after['saved_mb']:.1f} MB "
+                         f"({100 * (1 - after['saved_mb'] / before['saved_mb']):.0f}% less).")
+        before, after = get("family-3hkt-before"), get("family-3hkt")
+        if before and after:
+            lines.append(f"- Batch {batch}, `layer2` point: {before['vs_kd']:.2f}x KD before, {after['vs_kd']:.2f}x "
+                         f"after; saved activations {before['saved_mb']:.1f} -> {after['saved_mb']:.1f} MB.")
+        fold, plain = get("kd"), get("kd-unfolded")
+        if fold and plain:
+            lines.append(f"- Batch {batch}: KD with the folded parent takes {fold['ms'] / plain['ms']:.2f}x the "
+                         f"CPU time of KD with the parent as trained.")
+    lines += ["", f"Per-node host work of the lockstep interpreter ({node['parent']} traced to its "
+              f"{node['nodes']} layer nodes, run without autograd on one {node['input'][2]}x{node['input'][3]} "
+              f"image, {node['repeats']} repeats, medians): the eager forward takes {node['eager_us']:.0f} us, "
+              f"the interpreter {node['before_us']:.0f} us with one `torch.no_grad()` per node "
+              f"({node['before_us_per_node']:.2f} us per node over eager) and {node['after_us']:.0f} us with one "
+              f"no-grad region per run of nodes ({node['after_us_per_node']:.2f} us per node over eager).", "",
+              "Generated by `python benchmarks/step.py` from `docs/results/step.json`.", "", STEP_END]
     return "\n".join(lines)
 
 
 # -- compiled vs eager ----------------------------------------------------------------------------
 ROOT = Path(__file__).resolve().parents[1]
 COMPILE_JSON = ROOT / "docs" / "results" / "compile.json"
+STEP_JSON = ROOT / "docs" / "results" / "step.json"
 PERFORMANCE_DOC = ROOT / "docs" / "performance.md"
 BEGIN, END = "<!-- compile-ratio:begin -->", "<!-- compile-ratio:end -->"
-
-
-def compile_pair(name: str) -> tuple[nn.Module, nn.Module, str]:
-    """``resnet56`` or ``resnet110`` parent -> ResNet-20 child (hkt_vision's, else the local builder)."""
-    depth = {"resnet56": 56, "resnet110": 110}[name]
-    try:
-        from hkt_vision import models
-
-        return getattr(models, name)(), models.resnet20(), "hkt_vision.models"
-    except ImportError:
-        return _local_resnet(depth), _local_resnet(20), "benchmark-local builder"
 
 
 def compiled_vs_eager(parent_name: str, batch: int, rounds: int, warmup: int) -> dict:
@@ -255,13 +375,9 @@ def compiled_vs_eager(parent_name: str, batch: int, rounds: int, warmup: int) ->
     from hkt_core.train.compiling import CompileReport, compile_family, compile_module
 
     torch.manual_seed(0)
-    parent, child, source = compile_pair(parent_name)
+    parent, child, manager = pair(parent_name, "resnet20")
+    source = "hkt_vision (hkt train's manager)"
     parent.eval().requires_grad_(False)
-    manager = get_plugin_manager(autoload=False, plugins={"core": builtins})
-
-    class Task:
-        loss = staticmethod(F.cross_entropy)
-        inherit_loss = staticmethod(mae)
 
     example = torch.randn(2, 3, 32, 32)
     report = CompileReport(say=lambda m: print(f"benchmark: {m}", file=sys.stderr))
@@ -337,39 +453,80 @@ def render_compile_section(results: dict) -> str:
     return "\n".join(lines)
 
 
-def write_compile_section(results: dict, doc: Path = PERFORMANCE_DOC) -> None:
+def write_section(doc: Path, begin: str, end: str, body: str) -> None:
+    """Replace the part of ``doc`` between ``begin`` and ``end`` (markers included) with ``body``."""
     text = doc.read_text(encoding="utf-8")
-    if BEGIN not in text or END not in text:
-        raise SystemExit(f"{doc} has no {BEGIN} ... {END} section to fill")
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    doc.write_text(head + render_compile_section(results) + tail, encoding="utf-8")
+    if begin not in text or end not in text:
+        raise SystemExit(f"{doc} has no {begin} ... {end} section to fill")
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    doc.write_text(head + body + tail, encoding="utf-8")
+
+
+def write_compile_section(results: dict, doc: Path = PERFORMANCE_DOC) -> None:
+    write_section(doc, BEGIN, END, render_compile_section(results))
+
+
+def write_step_section(results: dict, doc: Path = PERFORMANCE_DOC) -> None:
+    write_section(doc, STEP_BEGIN, STEP_END, render_step_section(results))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batches", type=int, nargs="+", default=[64, 128])
-    parser.add_argument("--rounds", type=int, default=5, help="measured steps per variant")
+    parser.add_argument("--batches", type=int, nargs="+", default=[64])
+    parser.add_argument("--rounds", type=int, default=15, help="measured steps per variant (default 15)")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument("--no-naive", action="store_true", help="leave out the authors'-style step (the slowest)")
     parser.add_argument("--compiled", action="store_true",
                         help="compiled vs eager KD and 2HKT; writes docs/results/compile.json and docs/performance.md")
-    parser.add_argument("--render", action="store_true", help="regenerate docs/performance.md from compile.json only")
-    parser.add_argument("--parent", choices=("resnet56", "resnet110"), default="resnet56",
-                        help="the parent of the --compiled measurement")
+    parser.add_argument("--render", action="store_true",
+                        help="regenerate docs/performance.md from step.json and compile.json only")
+    parser.add_argument("--parent", choices=("resnet56", "resnet110"), default=None,
+                        help="the parent (default resnet110; resnet56 for --compiled)")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke check: tiny sizes, one round, results and a copy of the doc written under --out "
+                             "(a temporary folder by default), nothing under docs/")
+    parser.add_argument("--out", default=None, help="folder for the results JSON and the regenerated doc "
+                                                    "(default: docs/results and docs/performance.md)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.render:
+        write_step_section(json.loads(STEP_JSON.read_text(encoding="utf-8")))
         write_compile_section(json.loads(COMPILE_JSON.read_text(encoding="utf-8")))
         return 0
+    if args.quick and args.out is None:
+        import tempfile
+
+        args.out = tempfile.mkdtemp(prefix="hkt-step-quick-")
+    out = Path(args.out) if args.out else None
+    doc = PERFORMANCE_DOC
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        doc = out / "performance.md"
+        doc.write_text(PERFORMANCE_DOC.read_text(encoding="utf-8"), encoding="utf-8")
     if args.compiled:
-        results = compiled_vs_eager(args.parent, args.batches[0], args.rounds, args.warmup)
-        COMPILE_JSON.parent.mkdir(parents=True, exist_ok=True)
-        COMPILE_JSON.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
-        write_compile_section(results)
+        if args.quick:
+            raise SystemExit("--compiled has no --quick mode (compiling takes minutes); run --quick alone")
+        results = compiled_vs_eager(args.parent or "resnet56", args.batches[0], args.rounds, args.warmup)
+        target = (out / "compile.json") if out else COMPILE_JSON
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+        write_compile_section(results, doc)
         print(render_compile_section(results))
         return 0
-    print(table(run(args.batches, args.rounds, args.warmup)))
+    if args.quick:
+        results = measure([2], 1, 0, naive=not args.no_naive, node_repeats=2,
+                          parent_name=args.parent or "resnet20", size=16)
+    else:
+        results = measure(args.batches, args.rounds, args.warmup, naive=not args.no_naive,
+                          parent_name=args.parent or "resnet110")
+    target = (out / "step.json") if out else STEP_JSON
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    write_step_section(results, doc)
+    print(render_step_section(results))
+    print(f"wrote {target} and {doc}", file=sys.stderr)
     return 0
 
 

@@ -121,11 +121,14 @@ class Family(nn.Module):
     ``channels_first`` / ``channels_last`` are read as map / tokens), where the automatic reading
     (rank-3 values produced by Linear/LayerNorm/attention are tokens ``(B, T, D)``) is wrong. ``manager`` is the
     plugin manager operators and tasks are looked up in (default: the process-wide one).
+    ``fold_parent_bn`` folds the frozen parent's BatchNorms into its convolutions in the lockstep
+    graph (:mod:`hkt_core.fold`; the parent module is not changed), equal to float32 rounding.
     """
 
     def __init__(self, parent: nn.Module, child: nn.Module, alignment: Any, config: HKTConfig | None = None,
                  example_inputs: torch.Tensor | Sequence[torch.Tensor] | None = None, *,
-                 task: Any = None, layouts: Mapping[str, str] | None = None, manager: Any = None) -> None:
+                 task: Any = None, layouts: Mapping[str, str] | None = None, manager: Any = None,
+                 fold_parent_bn: bool = True) -> None:
         super().__init__()
         config = self._checked_config(config, layouts)
         from .plugins import default_manager
@@ -152,6 +155,16 @@ class Family(nn.Module):
         reference = next(iter(child.parameters()), None)
         if reference is not None and reference.is_floating_point():
             self.points.to(device=reference.device, dtype=reference.dtype)
+        # The frozen parent's BatchNorms folded into its convolutions, in the lockstep graph's own
+        # module tree (hkt_core.fold); the parent module and its state dict stay as they are.
+        self.fold_parent_bn = bool(fold_parent_bn)
+        self._folded: list[nn.Module] = []
+        if self.fold_parent_bn:
+            from .fold import fold_lockstep_parent, keep_fresh
+
+            keep = {n for p in self._plan for n in p.parent_nodes} | {self._pg.node(pairs[-1][0][-1])}
+            self._folded = fold_lockstep_parent(self._pg, keep)
+            keep_fresh(parent, self._folded)   # loading the parent's weights refolds
         self._streams = LockstepStreams(
             self._pg, self._cg, self._plan,
             child_mixed=[self._mixes and m.to_child_transfer is not None for m in self.points],
@@ -340,6 +353,14 @@ class Family(nn.Module):
                                       f"{self._cg.names[p.child_receiver]!r}): {exc}") from exc
 
     # -- running ---------------------------------------------------------------------------------
+    def _apply(self, fn, recurse: bool = True):
+        """Device, dtype and memory-format moves reach the folded parent convolutions too (they live
+        outside the module tree so that the state dict stays the parent's own)."""
+        out = super()._apply(fn, recurse)
+        for module in getattr(self, "_folded", ()):
+            module._apply(fn, recurse)
+        return out
+
     def train(self, mode: bool = True) -> Family:
         """Switch the child and the ETM operators; the parent stays in eval mode."""
         super().train(mode)

@@ -120,6 +120,10 @@ def run(args) -> int:
         print(f"  calibration: {c['samples']} samples of {c['source']}"
               f"{', seed ' + str(c['seed']) if 'seed' in c else ''}; trained parent, child at initialisation")
     print(alignment.table())
+    from ..etm.attention import wide_vector_notes
+
+    for note in wide_vector_notes(alignment.pairs):
+        print(f"  {note}")
     return 0
 
 

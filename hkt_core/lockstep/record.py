@@ -84,8 +84,10 @@ class _RecordingGraph:
     """Stands in for a :class:`~hkt_core.lockstep.interpreter.LockstepGraph` while recording:
     :meth:`run` appends each node to the new graph instead of executing it."""
 
-    def __init__(self, graph: Any, recorder: _Recorder, twins: dict[int, str], scratch_stream: set[fx.Node]) -> None:
+    def __init__(self, graph: Any, recorder: _Recorder, twins: dict[int, str], scratch_stream: set[fx.Node],
+                 own: dict[int, str] | None = None) -> None:
         self._graph, self._recorder, self._twins, self._scratch_stream = graph, recorder, twins, scratch_stream
+        self._own = own or {}   # modules of the graph outside the Family's tree (a folded parent's)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._graph, name)
@@ -93,7 +95,7 @@ class _RecordingGraph:
     def run(self, nodes: Sequence[fx.Node], env: dict[fx.Node, Any], read: Callable[[fx.Node], Any],
             protected: set[fx.Node], free: Any = None, grad: Any = None) -> None:
         # The streams hand the inherited stream its own ``protected`` set: its modules get twins.
-        twins = self._twins if protected is self._scratch_stream else {}
+        twins = self._twins if protected is self._scratch_stream else self._own
         for node in nodes:
             env[node] = self._record(node, read, protected, twins)
 
@@ -124,6 +126,7 @@ class LockstepStep(nn.Module):
         super().__init__()
         self.family = family
         self.scratch = nn.ModuleList()
+        self.parent_own = nn.ModuleList()
 
 
 def _root_with_inputs(family: nn.Module, count: int, body: Callable[[tuple], Any]) -> LockstepStep:
@@ -154,12 +157,20 @@ def record_lockstep(family: nn.Module, streams: Any, inputs: int, mix: RecordMix
         if module is not None and id(module) not in twins and any(id(m) in owners for m in module.modules()):
             twin_modules.append(scratch_twin(module))
             twins[id(module)] = f"scratch.{len(twin_modules) - 1}"
+    # The parent graph's own modules (BatchNorms folded into copies, hkt_core.fold) join the root.
+    in_family = {id(m) for m in family.modules()}
+    own: dict[int, str] = {}
+    own_modules: list[nn.Module] = []
+    for module in streams.pg.modules.values():
+        if id(module) not in in_family and id(module) not in own:
+            own_modules.append(module)
+            own[id(module)] = f"parent_own.{len(own_modules) - 1}"
     recorder = _Recorder(outputs or {})
 
     def body(values: tuple) -> Any:
         feature_losses: list[Any] = []
         recording = copy.copy(streams)
-        recording.pg = _RecordingGraph(streams.pg, recorder, {}, set())
+        recording.pg = _RecordingGraph(streams.pg, recorder, {}, set(), own)
         recording.cg = _RecordingGraph(streams.cg, recorder, twins, streams.inherited_protected)
         native, inherited, parent = recording.run(values, lambda k, rp, rc: mix(k, rp, rc, feature_losses), True)
         feature_loss = torch.stack(feature_losses).mean() if feature_losses else None
@@ -167,6 +178,7 @@ def record_lockstep(family: nn.Module, streams: Any, inputs: int, mix: RecordMix
 
     root = _root_with_inputs(family, inputs, body)
     root.scratch.extend(twin_modules)
+    root.parent_own.extend(own_modules)
     graph = recorder.trace(root)
     return fx.GraphModule(root, graph, class_name="LockstepStep")
 

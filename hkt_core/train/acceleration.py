@@ -37,7 +37,7 @@ class Acceleration:
         from ..family import Family
 
         roles = [("child", method.deployed()), ("trainable", method.trainable_module()),
-                 ("parent", method.ctx.parent)]
+                 ("parent", getattr(method, "teacher", None) or method.ctx.parent)]
         seen: set[int] = set()
         for role, module in roles:
             if module is None or id(module) in seen:

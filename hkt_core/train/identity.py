@@ -31,7 +31,11 @@ RUN_SPECIFIC = ("run", "parent", "world_size")
 NOT_COMPARED = frozenset({"train.device", "train.num_workers", "train.compile", "train.channels_last",
                           "card.description", "card.source_folder"})
 #: Settings added after runs already existed: a configuration without one had its default.
-DEFAULTED = {"train.precision": "fp32", "train.train_samples": 0}
+DEFAULTED = {"train.precision": "fp32", "train.train_samples": 0,
+             "train.fold_parent_bn": False, "train.fused_attention": False}
+#: Numerics switches that change results only at float32 rounding: a resumed run keeps the values
+#: it was recorded with (runs from before a switch existed had it off), whatever the new settings say.
+RECORDED = ("train.fold_parent_bn", "train.fused_attention")
 #: Settings ``--resume`` may change, with a record in the run's history.
 RESUMABLE = ("train.lr", "train.grad_clip", "train.weight_decay")
 #: Settings a run started before they were recorded does not hold, and whose value then is unknown
@@ -104,7 +108,8 @@ def check_resume(folder: Path, new: dict[str, Any], epoch: int, say=None) -> dic
     """Refuse a resume under other settings, except an explicit change of :data:`RESUMABLE` ones,
     which is recorded in ``history.jsonl`` and applied to ``config.toml``; returns the changes."""
     stored = read_toml(folder / "config.toml")
-    diffs = differences(stored, new)
+    # the numerics switches continue as recorded (the run's own and its card's copy of [train])
+    diffs = {k: v for k, v in differences(stored, new).items() if k.removeprefix("card.") not in RECORDED}
     refused = {k: v for k, v in diffs.items()
                if k not in RESUMABLE and not (k in UNRECORDED and v[0] is None)}
     if refused:
@@ -124,6 +129,12 @@ def check_resume(folder: Path, new: dict[str, Any], epoch: int, say=None) -> dic
         changed = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in diffs.items())
         say(f"resuming {folder} after epoch {epoch} with {changed} (recorded in {HISTORY})")
     return diffs
+
+
+def recorded_numerics(folder: Path) -> dict[str, Any]:
+    """The :data:`RECORDED` settings of the run in ``folder`` as ``{name: value}`` (``train.`` dropped)."""
+    compared = _compared(read_toml(Path(folder) / "config.toml"))
+    return {key.split(".", 1)[1]: compared[key] for key in RECORDED if key in compared}
 
 
 def append_history(folder: Path, record: dict[str, Any]) -> None:

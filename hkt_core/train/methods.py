@@ -48,11 +48,22 @@ class KDMethod(Method):
 
     needs_parent = True
 
+    @property
+    def teacher(self) -> nn.Module:
+        """The frozen parent as the distillation term runs it: BatchNorms folded into a copy when
+        ``train.fold_parent_bn`` is on (:mod:`hkt_core.fold`; the parent itself is unchanged)."""
+        if getattr(self, "_teacher", None) is None:
+            from ..fold import folded_parent
+
+            parent = self.ctx.parent
+            self._teacher = folded_parent(parent) if getattr(self.ctx.train, "fold_parent_bn", False) else parent
+        return self._teacher
+
     def training_step(self, inputs, target):
         ctx = self.ctx
         student = self.child_adapter.prediction(_call(self.model, inputs))
         with torch.no_grad():
-            teacher = self.parent_adapter.prediction(_call(ctx.parent, inputs))
+            teacher = self.parent_adapter.prediction(_call(self.teacher, inputs))
         loss = ctx.task.distill_loss(student, teacher, target, temperature=ctx.train.kd_temperature,
                                      weight=ctx.train.kd_weight)
         return StepOutput(loss, {"distill": float(loss.detach())})
@@ -92,7 +103,8 @@ class HKTMethod(Method):
                                   layouts=layouts)
         # The run's task (the card's) scores the streams, whatever HKTConfig.task says.
         self.family = Family(ctx.parent, ctx.child, ctx.alignment, ctx.hkt, example_inputs=ctx.example_inputs,
-                             task=ctx.task, manager=ctx.manager, layouts=layouts).to(ctx.device)
+                             task=ctx.task, manager=ctx.manager, layouts=layouts,
+                             fold_parent_bn=getattr(ctx.train, "fold_parent_bn", False)).to(ctx.device)
 
     def trainable_module(self) -> nn.Module:
         return self.family
@@ -127,12 +139,14 @@ class HKTKDMethod(HKTMethod):
     """HKT plus a distillation term on the native output: L2 becomes the task's distillation loss
     against the parent's predictions (the parent runs once more per step, without autograd)."""
 
+    teacher = KDMethod.teacher
+
     def training_step(self, inputs, target):
         ctx = self.ctx
         output = _call(self.model, inputs)
         parts = self.family.loss_parts(output, target)
         with torch.no_grad():
-            teacher = self.parent_adapter.prediction(_call(ctx.parent, inputs))
+            teacher = self.parent_adapter.prediction(_call(self.teacher, inputs))
         distill = ctx.task.distill_loss(output.native, teacher, target, temperature=ctx.train.kd_temperature,
                                         weight=ctx.train.kd_weight)
         a1, a2, a3 = ctx.hkt.alphas

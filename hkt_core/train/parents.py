@@ -45,8 +45,9 @@ from .integrity import sha256_file, verify
 from .run import BEST, CONFIG, METRICS, STATE, SUMMARY
 
 KEY_VERSION = 4
-#: settings that do not change the trained weights (the device is in the key as its resolved type)
-_NOT_IN_KEY = ("device", "num_workers", "compile", "channels_last")
+#: settings that do not change the trained weights (the device is in the key as its resolved type;
+#: a parent trains alone: no frozen parent to fold, no Genetic Attention)
+_NOT_IN_KEY = ("device", "num_workers", "compile", "channels_last", "fold_parent_bn", "fused_attention")
 
 
 def device_type(name: str) -> str:

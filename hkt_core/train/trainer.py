@@ -246,6 +246,16 @@ class Trainer:
     def _fit(self) -> Path:
         self.spec.out = Path(broadcast_text(self.world, str(self.spec.out)))
         state = self._prepare_folder()
+        if self.spec.resume:   # the numerics switches the run was recorded with (identity.RECORDED)
+            from .identity import recorded_numerics
+
+            self.spec.train = attrs.evolve(self.spec.train, **recorded_numerics(self.spec.out))
+        from ..etm.attention import attention_path
+
+        with attention_path("fused" if self.spec.train.fused_attention else "legacy"):
+            return self._fit_prepared(state)
+
+    def _fit_prepared(self, state: dict[str, Any] | None) -> Path:
         task = self.spec.manager.lookup("losses", self.spec.card.task)
         trains_parent = self.spec.method_cls.trains_parent  # the parent learns from its own data
         splits = self._splits if self._splits is not None and not trains_parent else load_splits(

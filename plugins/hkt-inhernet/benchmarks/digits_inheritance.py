@@ -3,6 +3,7 @@
     .venv/bin/python plugins/hkt-inhernet/benchmarks/digits_inheritance.py                # train, write both
     .venv/bin/python plugins/hkt-inhernet/benchmarks/digits_inheritance.py --report-only  # doc from the JSON
     .venv/bin/python plugins/hkt-inhernet/benchmarks/digits_inheritance.py --check        # exit 1 if stale
+    .venv/bin/python plugins/hkt-inhernet/benchmarks/digits_inheritance.py --quick        # smoke check, temp folder
 
 Trains a small CNN parent (30 epochs), compresses it to 50% and 25% of its parameters, and
 reports test accuracy of the inherited child before and after 5 epochs of fine-tuning, next to a
@@ -43,8 +44,11 @@ LR = 3e-3  # from random initialisation
 FINE_TUNE_LR = 1e-3  # the inherited children and the parent's extra epochs
 
 
-def measure() -> dict[str, Any]:
-    """Trains every network of the comparison and returns the results file's content."""
+def measure(quick: bool = False) -> dict[str, Any]:
+    """Trains every network of the comparison and returns the results file's content (``quick``:
+    one or two epochs on 200 images, a smoke check whose figures mean nothing)."""
+    parent_epochs, extra_epochs, fine_tune_epochs, scratch_epochs, train_size = (
+        (1, 1, 1, (1, 2), 200) if quick else (PARENT_EPOCHS, EXTRA_EPOCHS, FINE_TUNE_EPOCHS, SCRATCH_EPOCHS, TRAIN_SIZE))
     import torch
     import torch.nn.functional as F
     from sklearn.datasets import load_digits
@@ -64,7 +68,7 @@ def measure() -> dict[str, Any]:
     x = torch.tensor(digits.images, dtype=torch.float32)[:, None].repeat(1, 3, 1, 1) / 16
     y = torch.tensor(digits.target)
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(SEED))
-    train_idx, test_idx = order[:TRAIN_SIZE], order[TRAIN_SIZE:]
+    train_idx, test_idx = order[:train_size], order[train_size:]
 
     def accuracy(model: nn.Module) -> float:
         model.eval()
@@ -94,44 +98,44 @@ def measure() -> dict[str, Any]:
                      "epochs": epochs, "seed": SEED, "test_accuracy": acc})
 
     torch.manual_seed(SEED)
-    parent = fit(cnn(PARENT_WIDTH), PARENT_EPOCHS)
+    parent = fit(cnn(PARENT_WIDTH), parent_epochs)
     parent_acc = accuracy(parent)
-    extra_acc = accuracy(fit(copy.deepcopy(parent), EXTRA_EPOCHS, lr=FINE_TUNE_LR))
-    row("parent", None, PARENT_WIDTH, count(parent), PARENT_EPOCHS, parent_acc)
-    row("parent", None, PARENT_WIDTH, count(parent), PARENT_EPOCHS + EXTRA_EPOCHS, extra_acc)
+    extra_acc = accuracy(fit(copy.deepcopy(parent), extra_epochs, lr=FINE_TUNE_LR))
+    row("parent", None, PARENT_WIDTH, count(parent), parent_epochs, parent_acc)
+    row("parent", None, PARENT_WIDTH, count(parent), parent_epochs + extra_epochs, extra_acc)
     print(f"parent: {count(parent):,} parameters, accuracy {parent_acc:.3f}; "
-          f"after {EXTRA_EPOCHS} more epochs {extra_acc:.3f}")
+          f"after {extra_epochs} more epochs {extra_acc:.3f}")
     for budget in BUDGETS:
         torch.manual_seed(SEED)
         child, report = compress_model(parent, CompressionPolicy(budget=budget))
         at_init = accuracy(child)
-        tuned = accuracy(fit(child, FINE_TUNE_EPOCHS, lr=FINE_TUNE_LR))
+        tuned = accuracy(fit(child, fine_tune_epochs, lr=FINE_TUNE_LR))
         width = PARENT_WIDTH
         while count(cnn(width)) > report.params_after:
             width -= 1
         scratch = {}
-        for epochs in SCRATCH_EPOCHS:
+        for epochs in scratch_epochs:
             torch.manual_seed(SEED)
             scratch[epochs] = accuracy(fit(cnn(width), epochs))
         row("inherited", budget, None, report.params_after, 0, at_init)
-        row("inherited", budget, None, report.params_after, FINE_TUNE_EPOCHS, tuned)
-        for epochs in SCRATCH_EPOCHS:
+        row("inherited", budget, None, report.params_after, fine_tune_epochs, tuned)
+        for epochs in scratch_epochs:
             row("scratch", budget, width, count(cnn(width)), epochs, scratch[epochs])
         print(f"budget {budget}: inherited {report.params_after:,} parameters, accuracy {at_init:.3f} "
-              f"at init, {tuned:.3f} after {FINE_TUNE_EPOCHS} epochs | scratch width {width} "
+              f"at init, {tuned:.3f} after {fine_tune_epochs} epochs | scratch width {width} "
               f"({count(cnn(width)):,}): "
               + ", ".join(f"{scratch[e]:.3f} after {e}{' epochs' if i == 0 else ''}"
-                          for i, e in enumerate(SCRATCH_EPOCHS)))
+                          for i, e in enumerate(scratch_epochs)))
 
     settings = {
         "dataset": "sklearn digits, 8x8 images repeated to 3 channels, scaled to [0, 1]",
         "train_size": len(train_idx), "test_size": len(test_idx), "batch": BATCH,
         "optimizer": "Adam", "lr": LR, "fine_tune_lr": FINE_TUNE_LR,
-        "parent_width": PARENT_WIDTH, "parent_epochs": PARENT_EPOCHS, "extra_epochs": EXTRA_EPOCHS,
-        "fine_tune_epochs": FINE_TUNE_EPOCHS, "scratch_epochs": list(SCRATCH_EPOCHS), "budgets": list(BUDGETS),
+        "parent_width": PARENT_WIDTH, "parent_epochs": parent_epochs, "extra_epochs": extra_epochs,
+        "fine_tune_epochs": fine_tune_epochs, "scratch_epochs": list(scratch_epochs), "budgets": list(BUDGETS),
         "seed": SEED, "threads": 1, "torch": torch.__version__,
         "epochs_meaning": "parent and scratch rows: epochs from random initialisation (the parent's last "
-                       f"{EXTRA_EPOCHS} of {PARENT_EPOCHS + EXTRA_EPOCHS} at fine_tune_lr); inherited rows: "
+                       f"{extra_epochs} of {parent_epochs + extra_epochs} at fine_tune_lr); inherited rows: "
                        "fine-tuning epochs after compression, at fine_tune_lr",
     }
     return {"command": COMMAND, "settings": settings, "seconds": round(time.perf_counter() - started, 1),
@@ -216,13 +220,24 @@ def main(argv: list[str] | None = None) -> int:
                       help="train nothing; exit 1 if docs/inhernet.md is not what the JSON gives")
     mode.add_argument("--report-only", action="store_true",
                       help="train nothing; re-render docs/inhernet.md from the existing JSON")
+    mode.add_argument("--quick", action="store_true",
+                      help="smoke check: a few epochs, results and a rendered copy of the doc under --out only")
+    parser.add_argument("--out", default=None, help="--quick: folder for the results and the doc (default: a temporary one)")
     args = parser.parse_args(argv)
+    results_file, doc = RESULTS_FILE, DOC
+    if args.quick:
+        import tempfile
+
+        out = Path(args.out or tempfile.mkdtemp(prefix="hkt-inhernet-quick-"))
+        out.mkdir(parents=True, exist_ok=True)
+        results_file, doc = out / RESULTS_FILE.name, out / DOC.name
+        doc.write_text(DOC.read_text())
     if not (args.check or args.report_only):
-        data = measure()
-        RESULTS_FILE.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS_FILE.write_text(json.dumps(data, indent=1) + "\n")
-    data = json.loads(RESULTS_FILE.read_text())
-    text = DOC.read_text()
+        data = measure(quick=args.quick)
+        results_file.parent.mkdir(parents=True, exist_ok=True)
+        results_file.write_text(json.dumps(data, indent=1) + "\n")
+    data = json.loads(results_file.read_text())
+    text = doc.read_text()
     new = render(text, data)
     if args.check:
         if new != text:
@@ -230,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         return 0
     if new != text:
-        DOC.write_text(new)
+        doc.write_text(new)
     return 0
 
 

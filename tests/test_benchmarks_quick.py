@@ -1,0 +1,72 @@
+"""Every benchmark script runs in its ``--quick`` mode: seconds, tiny sizes, and nothing written
+outside a temporary folder (the committed results and docs stay as they are).
+
+Each script runs as a subprocess, the way a user runs it, with ``TMPDIR`` and ``HKT_HOME`` inside
+the test's own folder. :data:`SCRIPTS` must list every script under ``benchmarks/`` and
+``plugins/*/benchmarks/`` (modules they import are listed in :data:`LIBRARIES`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: script -> extra arguments besides --quick ("{out}" is the test's output folder)
+SCRIPTS = {
+    "benchmarks/align.py": [],
+    "benchmarks/flow.py": ["--out", "{out}"],
+    "benchmarks/gpu_check.py": [],
+    "benchmarks/quality.py": ["--pairs", "mnist1d-resnet56-resnet20", "--methods", "baseline", "--workers", "1",
+                              "--out", "{out}"],
+    "benchmarks/quality_report.py": [],
+    "benchmarks/seg.py": ["--out", "{out}"],
+    "benchmarks/step.py": ["--out", "{out}"],
+    "plugins/hkt-inhernet/benchmarks/digits_inheritance.py": ["--out", "{out}"],
+}
+#: modules of the benchmarks folder that are imported, not run
+LIBRARIES = {"benchmarks/demo_runs.py", "benchmarks/quality_plan.py"}
+#: committed files no quick run may touch
+GUARDED = ["docs/performance.md", "docs/results/step.json", "docs/results/compile.json", "docs/results/quality.json",
+           "docs/RESULTS.md", "docs/inhernet.md", "docs/results/inhernet.json", "benchmarks/quality_tuned.json"]
+
+
+def test_every_benchmark_script_has_a_quick_run_here():
+    found = {str(p.relative_to(ROOT)) for p in [*ROOT.glob("benchmarks/*.py"), *ROOT.glob("plugins/*/benchmarks/*.py")]}
+    assert found == set(SCRIPTS) | LIBRARIES
+
+
+def _run(script: str, out: Path, tmp: Path, home: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TMPDIR": str(tmp), "HKT_HOME": str(home), "OMP_NUM_THREADS": "1",
+           "MPLBACKEND": "Agg"}
+    args = [a.replace("{out}", str(out)) for a in SCRIPTS[script]]
+    return subprocess.run([sys.executable, str(ROOT / script), "--quick", *args], cwd=tmp, env=env,
+                          capture_output=True, text=True, timeout=240)
+
+
+@pytest.mark.subprocess
+@pytest.mark.parametrize("script", sorted(SCRIPTS))
+def test_quick_mode_runs_and_writes_only_into_temporary_folders(script, tmp_path, isolated_home):
+    before = {name: (ROOT / name).read_bytes() for name in GUARDED if (ROOT / name).is_file()}
+    runs_before = (ROOT / "runs").exists()
+    tmp, out = tmp_path / "tmp", tmp_path / "out"
+    tmp.mkdir()
+    result = _run(script, out, tmp, isolated_home)
+    assert result.returncode == 0, (result.stdout[-2000:], result.stderr[-3000:])
+    assert {name: (ROOT / name).read_bytes() for name in before} == before
+    assert (ROOT / "runs").exists() == runs_before
+    if script == "benchmarks/step.py":
+        results = json.loads((out / "step.json").read_text())
+        assert {r["step"] for r in results["rows"]} >= {"kd", "hand", "family-2hkt", "family-3hkt"}
+        assert "<!-- step-table:begin -->" in (out / "performance.md").read_text()
+    if script == "benchmarks/gpu_check.py":
+        import torch
+
+        if not torch.cuda.is_available():   # the clean exit of a CPU-only machine
+            assert "no CUDA device" in result.stderr and not out.exists()
