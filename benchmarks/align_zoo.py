@@ -237,7 +237,7 @@ def _convnext_blocks(depths) -> tuple[str, ...]:
 BERT = "m.bert.encoder.layer"
 GPT = "m.transformer.h"
 DISTIL = "m.distilbert.transformer.layer"
-VIT = "m.vit.encoder.layer"
+VIT = "m.vit.layers"  # transformers 5 names ViT's layer list ``layers``
 
 
 def _pairs() -> list[ZooPair]:
@@ -280,9 +280,9 @@ def _pairs() -> list[ZooPair]:
              (_stage_end(r2332, 2), _stage_end(r1111, 2)), ("m.resnet.pooler", "m.resnet.pooler")))),
         ZooPair("convnext-resnet1111", tx, lambda: (_hf_convnext(r2222), _hf_resnet(r1111), _image()), Truth(
             (*_convnext_blocks(r2222), "m.convnext.layernorm"), (*_resnet_blocks(r1111), *res_pool),
-            ((f"m.convnext.encoder.stages.0.layers.1", _stage_end(r1111, 0)),
-             (f"m.convnext.encoder.stages.1.layers.1", _stage_end(r1111, 1)),
-             (f"m.convnext.encoder.stages.2.layers.1", _stage_end(r1111, 2)),
+            (("m.convnext.encoder.stages.0.layers.1", _stage_end(r1111, 0)),
+             ("m.convnext.encoder.stages.1.layers.1", _stage_end(r1111, 1)),
+             ("m.convnext.encoder.stages.2.layers.1", _stage_end(r1111, 2)),
              ("m.convnext.layernorm", "m.resnet.pooler")))),
         ZooPair("vit4-vit2", tx, lambda: (_hf_vit(4), _hf_vit(2), _image()), Truth(
             ("m.vit.embeddings", *_layers(VIT, 4), "m.vit.layernorm"),
@@ -384,8 +384,9 @@ def score_points(chosen: list[tuple[str, str]], truth: Truth, tp, tc) -> dict:
             verdicts.append("exact")
             continue
         ip, ic = _owner(tp, p, truth.parent_blocks), _owner(tc, c, truth.child_blocks)
-        ep, ec = truth.parent_blocks.index(want[0]), truth.child_blocks.index(want[1])
-        if ip is not None and ic is not None and abs(ip - ep) <= 1 and abs(ic - ec) <= 1:
+        ep = _owner(tp, wp, truth.parent_blocks) if wp else None
+        ec = _owner(tc, wc, truth.child_blocks) if wc else None
+        if ip is not None and ep is not None and ic is not None and ec is not None and ic is not None and abs(ip - ep) <= 1 and abs(ic - ec) <= 1:
             near += 1
             verdicts.append("near")
         else:
