@@ -434,9 +434,19 @@ def run_pair(pair: ZooPair, repeats: int, controls: int, seed: int) -> dict:
         return {"name": pair.name, "library": pair.library, "skipped": f"{type(exc).__name__}: {exc}"}
     times = []
     result = None
+    from hkt_core.errors import AlignmentError
+
     for _ in range(repeats):
         start = time.perf_counter()
-        result = align(parent, child, inputs, stages=pair.stages)
+        try:
+            result = align(parent, child, inputs, stages=pair.stages)
+        except AlignmentError as exc:  # counted as all points wrong
+            n = len(pair.truth.points)
+            return {"name": pair.name, "library": pair.library, "held_back": pair.held_back,
+                    "stages": pair.stages, "failed": str(exc), "align_s": time.perf_counter() - start,
+                    "exact": 0, "near": 0, "wrong": n, "points": n, "block_outputs": 0, "nodes": 2 * n,
+                    "control": {"exact": 0, "near": 0, "wrong": n, "points": n, "block_outputs": 0,
+                                "nodes": 2 * n}}
         times.append(time.perf_counter() - start)
     assert result is not None
     tp, tc = result.traced
@@ -504,6 +514,8 @@ def main(argv: list[str] | None = None) -> dict:
         rows.append(row)
         if "skipped" in row:
             print(f"{pair.name:32s} skipped ({row['skipped']})")
+        elif "failed" in row:
+            print(f"{pair.name:32s} failed, counted wrong: {row['failed'][:160]}")
         else:
             print(f"{pair.name:32s} exact {row['exact']} near {row['near']} wrong {row['wrong']} "
                   f"block outputs {row['block_outputs']}/{row['nodes']} align {row['align_s']:.2f}s  "
