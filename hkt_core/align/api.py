@@ -203,7 +203,7 @@ def _automatic(bp: BlockGraph, bc: BlockGraph, stages: int | None, cka: np.ndarr
     allowed = ok
     depth_p = np.array([b.depth for b in P])
     depth_c = np.array([b.depth for b in C])
-    picked = choose_pairs(scores + boundary_bonus(P, C), allowed, depth_p, depth_c, count)
+    picked = choose_pairs(scores, allowed, depth_p, depth_c, count, bonus=boundary_bonus(P, C))
     assert picked is not None  # count <= longest chain
     return [_pair(P[i], C[j], float(scores[i, j]), _describe(P[i], C[j]),
                   None if cka is None else float(cka[i, j])) for i, j in picked]

@@ -37,7 +37,7 @@ from .blocks import Block
 DEPTH_WEIGHT, ROLE_WEIGHT, STRENGTH_WEIGHT = 0.6, 0.2, 0.2
 RESOLUTION_WEIGHT, UNMATCHED_PENALTY = 0.3, 0.1
 #: bonus of a pair whose two values are both stage ends, or both the features their heads read
-STAGE_END_WEIGHT, HEAD_INPUT_WEIGHT = 0.3, 0.3
+STAGE_END_WEIGHT, HEAD_INPUT_WEIGHT = 0.15, 0.3
 #: The calibration batch linear CKA needs at the least (a Gram matrix of fewer samples is noise).
 MIN_CALIBRATION = 8
 
