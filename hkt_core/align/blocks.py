@@ -141,6 +141,9 @@ _PASS_THROUGH = ("dropout", "flatten", "view", "reshape", "select", "squeeze", "
                  "identity", "getitem", "relu", "tanh", "gelu", "_unsafe_view", "alias")
 
 
+_VIEWS = ("view", "reshape", "flatten", "contiguous", "clone", "alias")
+
+
 def repeated_blocks(model) -> list[str]:
     """Module paths of repeated blocks: composite children (modules that have children of their own)
     of one parent that share their class with at least one sibling (a ``ModuleList`` of layers, a
@@ -204,7 +207,7 @@ def _float_cut_points(traced: TracedModel) -> set[str]:
     fed: set[str] = set(traced.inputs)
     for name in traced.inputs:
         fed |= nx.descendants(g, name)
-    keep = {n for n in fed if _is_float(g.nodes[n]["fx_node"]) and g.nodes[n]["shape"] is not None}
+    keep = {n for n in fed if _is_float(g.nodes[n]["fx_node"])}  # tuples (split, chunk) included
     if pred not in keep:
         return set()
     sub = nx.DiGraph()
@@ -255,6 +258,11 @@ def _head_input(traced: TracedModel, last_block: str) -> str | None:
     last_index = g.nodes[last_block]["index"]
     while cur is not None and g.nodes[cur]["index"] > last_index:
         data = g.nodes[cur]
+        ins = [p for p in g.predecessors(cur) if g.nodes[p]["shape"] is not None]
+        if len(ins) == 1 and any(k in data["target"].lower() for k in _VIEWS) and \
+                _numel(g.nodes[ins[0]]["shape"]) == _numel(data["shape"]):
+            cur = ins[0]  # a view of the value (a module's output reshaped): read through it
+            continue
         paths = traced.table.module_outputs.get(data["fx_node"], ()) if traced.table is not None else ()
         if data["module_output"] and (data["params"] or any(_module_has_params(traced, p) for p in paths)):
             return cur
