@@ -1,6 +1,12 @@
 """Block discovery: where in a traced network work naturally hands off from one block to the next.
 
-The candidate rule. A value of the traced graph is a candidate block boundary when it
+The candidate rule. When the model has at least two repeated-block outputs on its main path
+(:func:`block_boundaries`: outputs of composite modules repeated among siblings that every
+floating-point path to the prediction passes through), the candidates are exactly those block
+outputs plus the features the head reads; stage ends and the head's input are marked
+(``stage_end``, ``head_input``) for the placement. Values inside a block are never candidates.
+
+Otherwise (plain CNNs, MLPs, opaque stages) a value is a candidate block boundary when it
 
 1. is a tensor whose first dimension is the batch, of rank >= 2, computed from an input and used
    (directly or not) by the prediction, and is not an input or the prediction itself; and
