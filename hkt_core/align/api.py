@@ -23,7 +23,7 @@ from .record import Alignment, BlockPair
 from .resolve import unknown_node_error
 from ..kinds import mixing_pair_problem
 from .activation import Calibration, as_calibration, cka_scores
-from .score import MIN_CALIBRATION, matched, structural_matrix, structural_score
+from .score import MIN_CALIBRATION, boundary_bonus, matched, structural_matrix, structural_score
 from .solve import choose_pairs, longest_chain
 
 METHODS = ("structural", "activation")
@@ -145,6 +145,12 @@ def _describe(p: Block, c: Block) -> str:
     else:
         parts = [f"{pk.describe()} -> {ck.describe()}: cross-kind transfer"]
     parts.append(f"depth {p.depth:.2f}/{c.depth:.2f}")
+    if p.head_input and c.head_input:
+        parts.append("features the heads read")
+    elif p.stage_end and c.stage_end:
+        parts.append("stage ends")
+    elif p.block_output and c.block_output:
+        parts.append("block outputs")
     if p.cut and c.cut:
         parts.append("cut points")
     if p.module_output and c.module_output and p.level <= 1 and c.level <= 1:
@@ -197,7 +203,7 @@ def _automatic(bp: BlockGraph, bc: BlockGraph, stages: int | None, cka: np.ndarr
     allowed = ok
     depth_p = np.array([b.depth for b in P])
     depth_c = np.array([b.depth for b in C])
-    picked = choose_pairs(scores, allowed, depth_p, depth_c, count)
+    picked = choose_pairs(scores, allowed, depth_p, depth_c, count, bonus=boundary_bonus(P, C))
     assert picked is not None  # count <= longest chain
     return [_pair(P[i], C[j], float(scores[i, j]), _describe(P[i], C[j]),
                   None if cka is None else float(cka[i, j])) for i, j in picked]

@@ -1,6 +1,12 @@
 """Block discovery: where in a traced network work naturally hands off from one block to the next.
 
-The candidate rule. A value of the traced graph is a candidate block boundary when it
+The candidate rule. When the model has at least two repeated-block outputs on its main path
+(:func:`block_boundaries`: outputs of composite modules repeated among siblings that every
+floating-point path to the prediction passes through), the candidates are exactly those block
+outputs plus the features the head reads; stage ends and the head's input are marked
+(``stage_end``, ``head_input``) for the placement. Values inside a block are never candidates.
+
+Otherwise (plain CNNs, MLPs, opaque stages) a value is a candidate block boundary when it
 
 1. is a tensor whose first dimension is the batch, of rank >= 2, computed from an input and used
    (directly or not) by the prediction, and is not an input or the prediction itself; and
@@ -50,6 +56,12 @@ class Block:
     change: bool
     module_output: bool
     value_kind: ValueKind
+    #: the output of a repeated block (module-tree repetition, on the main path)
+    block_output: bool = False
+    #: the last block before a change of resolution or width (or before the head)
+    stage_end: bool = False
+    #: the pooled features (or final norm) the head reads
+    head_input: bool = False
 
     @property
     def strength(self) -> float:
@@ -130,6 +142,148 @@ def _make_block(bg: BlockGraph, name: str) -> Block:
                  change=change, module_output=bool(data["module_output"]), value_kind=kind)
 
 
+#: graph ops the head's input is read through (views, dropout, class-token selection)
+_PASS_THROUGH = ("dropout", "flatten", "view", "reshape", "select", "squeeze", "contiguous", "clone",
+                 "identity", "getitem", "relu", "tanh", "gelu", "_unsafe_view", "alias")
+
+
+_VIEWS = ("view", "reshape", "flatten", "contiguous", "clone", "alias")
+
+
+def repeated_blocks(model) -> list[str]:
+    """Module paths of repeated blocks: composite children (modules that have children of their own)
+    of one parent that share their class with at least one sibling (a ``ModuleList`` of layers, a
+    ``Sequential`` of residual blocks). Blocks nested inside another repeated block are kept too
+    (ResNet stages and the blocks in them)."""
+    out = []
+    for path, mod in model.named_modules():
+        kids = [(n, c) for n, c in mod.named_children() if any(True for _ in c.children())]
+        counts: dict[type, int] = {}
+        for _, c in kids:
+            counts[type(c)] = counts.get(type(c), 0) + 1
+        for n, c in kids:
+            if counts[type(c)] >= 2:
+                out.append(f"{path}.{n}" if path else n)
+    return out
+
+
+def block_boundaries(traced: TracedModel, cut: set[str]) -> tuple[list[str], set[str], str | None] | None:
+    """(block outputs, stage ends, the head's input) of ``traced``, or None without repeated blocks.
+
+    Block outputs are the values of repeated blocks (:func:`repeated_blocks`) that every path from
+    the inputs to the prediction passes through (cut points): the residual stream after the add or
+    the norm that ends a block, never a branch inside it. A stage end is a block output whose next
+    block output differs in shape (resolution or width), and the last block output. The head's input
+    is the value the last parameterised operation before the prediction reads, followed back through
+    views, dropout, activations and class-token selection to a module with parameters (pooler, final
+    norm) or a reduction (global pooling)."""
+    g = traced.graph
+    cut = set(cut) | _float_cut_points(traced)
+    outputs: list[str] = []
+    for path in repeated_blocks(traced.model):
+        try:
+            name = traced.canonical(path)
+        except KeyError:
+            continue
+        if name in cut and name != traced.prediction and name not in outputs:
+            outputs.append(name)
+    if len(outputs) < 2:
+        return None
+    outputs.sort(key=lambda n: g.nodes[n]["index"])
+    head = _head_input(traced, outputs[-1])
+    ends = set()
+    for a, b in zip(outputs, outputs[1:]):
+        if tuple(g.nodes[a]["shape"][1:]) != tuple(g.nodes[b]["shape"][1:]):
+            ends.add(a)
+    ends.add(outputs[-1])
+    return outputs, ends, head
+
+
+def _is_float(node) -> bool:
+    val = node.meta.get("val")
+    dtype = getattr(val, "dtype", None) or node.meta.get("hkt", {}).get("dtype")
+    return dtype is None or dtype.is_floating_point
+
+
+def _float_cut_points(traced: TracedModel) -> set[str]:
+    """Dominators of the prediction in the graph of floating-point values: integer bookkeeping
+    (attention masks, the position of the last real token) does not bypass the layers."""
+    g = traced.graph
+    pred = traced.prediction
+    fed: set[str] = set(traced.inputs)
+    for name in traced.inputs:
+        fed |= nx.descendants(g, name)
+    keep = {n for n in fed if _is_float(g.nodes[n]["fx_node"])}  # tuples (split, chunk) included
+    if pred not in keep:
+        return set()
+    sub = nx.DiGraph()
+    source = ("__source__",)
+    sub.add_node(source)
+    for n in keep:
+        sub.add_node(n)
+        preds = [p for p in g.predecessors(n) if p in fed]
+        if g.nodes[n]["op"] == "placeholder" or (preds and not any(p in keep for p in preds)):
+            sub.add_edge(source, n)  # where the data enters the floating-point graph
+        for p in preds:
+            if p in keep:
+                sub.add_edge(p, n)
+    idom = nx.immediate_dominators(sub, source)
+    out, node = set(), pred
+    while node != source and node in idom:
+        out.add(node)
+        if idom[node] == node:
+            break
+        node = idom[node]
+    return out
+
+
+def _module_has_params(traced: TracedModel, path: str) -> bool:
+    try:
+        return any(True for _ in traced.model.get_submodule(path).parameters())
+    except AttributeError:
+        return False
+
+
+def _numel(shape) -> int:
+    return int(np.prod(shape[1:])) if shape else 0
+
+
+def _head_input(traced: TracedModel, last_block: str) -> str | None:
+    g = traced.graph
+    node = traced.prediction
+    # the last parameterised operation producing the prediction (through its largest input)
+    while node is not None and not g.nodes[node]["params"]:
+        preds = [p for p in g.predecessors(node) if g.nodes[p]["shape"] is not None]
+        node = max(preds, key=lambda p: (_numel(g.nodes[p]["shape"]), g.nodes[p]["index"])) if preds else None
+    if node is None:
+        return None
+    preds = [p for p in g.predecessors(node) if g.nodes[p]["shape"] is not None and g.nodes[p]["op"] != "placeholder"]
+    if not preds:
+        return None
+    cur = max(preds, key=lambda p: g.nodes[p]["index"])
+    last_index = g.nodes[last_block]["index"]
+    while cur is not None and g.nodes[cur]["index"] > last_index:
+        data = g.nodes[cur]
+        ins = [p for p in g.predecessors(cur) if g.nodes[p]["shape"] is not None]
+        if len(ins) == 1 and any(k in data["target"].lower() for k in _VIEWS) and \
+                _numel(g.nodes[ins[0]]["shape"]) == _numel(data["shape"]):
+            cur = ins[0]  # a view of the value (a module's output reshaped): read through it
+            continue
+        paths = traced.table.module_outputs.get(data["fx_node"], ()) if traced.table is not None else ()
+        if data["module_output"] and (data["params"] or any(_module_has_params(traced, p) for p in paths)):
+            return cur
+        if any(k in data["target"].lower() for k in ("pool", "mean")):
+            return cur  # global pooling
+        ins = [p for p in g.predecessors(cur) if g.nodes[p]["shape"] is not None]
+        if len(ins) == 1 and _numel(g.nodes[ins[0]]["shape"]) > _numel(data["shape"]) and \
+                not any(k in data["target"].lower() for k in _PASS_THROUGH):
+            return cur  # a reduction: global pooling, mean over tokens
+        if data["params"]:
+            return cur
+        cur = max(ins, key=lambda p: g.nodes[p]["index"]) if ins else None
+    return None
+
+
 def discover(traced: TracedModel, declared: Sequence[str] | None = None,
              layouts: Mapping[str, str] | None = None, side: str = "") -> BlockGraph:
     """Analyse ``traced`` and list its candidate block boundaries (module docstring has the rule).
@@ -205,7 +359,14 @@ def discover(traced: TracedModel, declared: Sequence[str] | None = None,
             chosen.append(name)
     blocks = [_make_block(bg, name) for name in chosen]
     if declared is None:
-        blocks = [b for b in blocks if b.cut or b.change or (b.module_output and b.level <= 1)]
+        boundaries = block_boundaries(traced, cut)
+        if boundaries:
+            outputs, ends, head = boundaries
+            keep = set(outputs) | ({head} if head else set())
+            blocks = [attrs.evolve(b, block_output=b.name in outputs, stage_end=b.name in ends,
+                                   head_input=b.name == head) for b in blocks if b.name in keep]
+        else:
+            blocks = [b for b in blocks if b.cut or b.change or (b.module_output and b.level <= 1)]
     bg.candidates = tuple(sorted(blocks, key=lambda b: b.index))
     bg.prediction = _make_block(bg, pred_name)
     return bg

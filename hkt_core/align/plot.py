@@ -1,8 +1,10 @@
 """A picture of an alignment: the two networks as columns of blocks, lines between aligned ones.
 
-Each column lists a model's blocks in forward order: its top-level and second-level module
-outputs that are candidates (only top-level ones when there are too many to read), every aligned
-block and the prediction, each with its shape and kind (``map 8x8``, ``tokens 1+16 (4x4)``,
+Each column lists a model's block structure in forward order: its repeated-block outputs, stage
+ends marked (only the stage ends when there are too many to read) and the features its head
+reads; for a model without repeated blocks, its top-level and second-level module outputs that
+are candidates (only top-level ones when there are too many). Then every aligned block and the
+prediction, each with its shape and kind (``map 8x8``, ``tokens 1+16 (4x4)``,
 ``vector``). Aligned blocks are filled; a line joins each pair, labelled with its score (and its
 CKA for the activation method, and the two kinds when they differ); the last line (the
 predictions) is dashed.
@@ -21,7 +23,11 @@ FORMATS = (".png", ".svg")
 
 
 def _column(bg: BlockGraph, aligned: set[str]) -> list[Block]:
-    blocks = [b for b in bg.candidates if b.module_output and b.level <= 1]
+    blocks = [b for b in bg.candidates if b.block_output or b.head_input]
+    if len(blocks) + len(aligned) > MAX_ROWS:
+        blocks = [b for b in blocks if b.stage_end or b.head_input]
+    if not blocks:
+        blocks = [b for b in bg.candidates if b.module_output and b.level <= 1]
     if len(blocks) + len(aligned) > MAX_ROWS:
         blocks = [b for b in blocks if b.level == 0]
     if len(blocks) + len(aligned) > MAX_ROWS:
@@ -71,7 +77,8 @@ def plot_alignment(alignment: Alignment, path: str | Path, parent: BlockGraph, c
             ax.add_patch(FancyBboxPatch((x, y - 0.32), 3.0, 0.64, boxstyle="round,pad=0.02",
                                         facecolor="#cfe3f7" if filled else "white",
                                         edgecolor="#1f5f9f" if filled else "#999999", linewidth=1.2))
-            ax.text(x + 1.5, y, f"{b.name}  [{_shape_text(b.shape)}]  {b.value_kind.describe()}", ha="center",
+            role = " (stage end)" if b.stage_end else " (head input)" if b.head_input else ""
+            ax.text(x + 1.5, y, f"{b.name}{role}  [{_shape_text(b.shape)}]  {b.value_kind.describe()}", ha="center",
                     va="center", fontsize=7)
             centres[(side, b.name)] = (x, y)
 

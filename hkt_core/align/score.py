@@ -36,6 +36,8 @@ from .blocks import Block
 
 DEPTH_WEIGHT, ROLE_WEIGHT, STRENGTH_WEIGHT = 0.6, 0.2, 0.2
 RESOLUTION_WEIGHT, UNMATCHED_PENALTY = 0.3, 0.1
+#: bonus of a pair whose two values are both stage ends, or both the features their heads read
+STAGE_END_WEIGHT, HEAD_INPUT_WEIGHT = 0.15, 0.3
 #: The calibration batch linear CKA needs at the least (a Gram matrix of fewer samples is noise).
 MIN_CALIBRATION = 8
 
@@ -65,6 +67,16 @@ def structural_score(p: Block, c: Block) -> float:
     if not matched(p, c):
         value -= UNMATCHED_PENALTY + RESOLUTION_WEIGHT * (1.0 - resolution_similarity(p, c))
     return float(min(1.0, max(0.0, value)))
+
+
+def boundary_bonus(parent: Sequence[Block], child: Sequence[Block]) -> np.ndarray:
+    """Placement preference added to the pair score by the solver: ``STAGE_END_WEIGHT`` when both
+    are stage ends, ``HEAD_INPUT_WEIGHT`` when both are the features their heads read."""
+    se_p = np.array([b.stage_end for b in parent], dtype=np.float64)
+    se_c = np.array([b.stage_end for b in child], dtype=np.float64)
+    hi_p = np.array([b.head_input for b in parent], dtype=np.float64)
+    hi_c = np.array([b.head_input for b in child], dtype=np.float64)
+    return STAGE_END_WEIGHT * se_p[:, None] * se_c[None, :] + HEAD_INPUT_WEIGHT * hi_p[:, None] * hi_c[None, :]
 
 
 def _features(blocks: Sequence[Block]) -> dict[str, np.ndarray]:

@@ -47,8 +47,12 @@ def longest_chain(ok: np.ndarray) -> int:
 
 
 def choose_pairs(scores: np.ndarray, ok: np.ndarray, depth_p: np.ndarray, depth_c: np.ndarray,
-                 count: int) -> list[tuple[int, int]] | None:
-    """Indices of ``count`` order-preserving pairs maximising the objective, or None if impossible."""
+                 count: int, bonus: np.ndarray | None = None) -> list[tuple[int, int]] | None:
+    """Indices of ``count`` order-preserving pairs maximising the objective, or None if impossible.
+
+    ``bonus`` (stage ends, head inputs: :func:`hkt_core.align.score.boundary_bonus`) is added to a
+    pair's gain in proportion to how near both sides are to the point's target depth, so a stage end
+    is preferred at matching depth, not pulled away from it."""
     if count == 0:
         return []
     layers = []
@@ -56,7 +60,9 @@ def choose_pairs(scores: np.ndarray, ok: np.ndarray, depth_p: np.ndarray, depth_
     for k in range(1, count + 1):
         target = k / count
         off = (np.abs(depth_p - target)[:, None] + np.abs(depth_c - target)[None, :]) / 2.0
-        gain = np.where(ok, scores + PLACEMENT_WEIGHT * (1.0 - off), -np.inf)
+        near = 1.0 - off
+        extra = 0.0 if bonus is None else bonus * near
+        gain = np.where(ok, scores + extra + PLACEMENT_WEIGHT * near, -np.inf)
         f = gain if prev is None else gain + _prefix_max(prev)
         layers.append(f)
         prev = f

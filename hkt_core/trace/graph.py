@@ -183,7 +183,7 @@ class _ShapeProp(fx.Interpreter):
         except Exception as exc:
             raise TraceError(f"running traced node {n.format_node()} failed: {exc}") from exc
         if isinstance(value, torch.Tensor):
-            n.meta.setdefault("hkt", {})["shape"] = tuple(value.shape)
+            n.meta.setdefault("hkt", {}).update(shape=tuple(value.shape), dtype=value.dtype)
         return value
 
 
@@ -231,8 +231,7 @@ def _flops(gm: fx.GraphModule, node: fx.Node, shape: tuple[int, ...] | None) -> 
         # An opaque (leaf) block: each parameter is used about once per output position, as in a
         # convolution (positions: spatial extent of a map, T of (B, T, D) tokens, 1 for a vector).
         n_params = sum(p.numel() for p in mod.parameters())
-        positions = math.prod(shape[2:]) if len(shape) >= 4 else shape[1] if len(shape) == 3 else 1
-        return max(float(out_numel), 2.0 * n_params * positions)
+        return max(float(out_numel), 2.0 * n_params * _positions(mod, shape))
     if node.op in ("call_function", "call_method"):
         name = _target_name(node).lower()
         weights = _get_attr_params(gm, node)
@@ -249,6 +248,21 @@ def _flops(gm: fx.GraphModule, node: fx.Node, shape: tuple[int, ...] | None) -> 
             return 2.0 * out_numel * inner
         return float(out_numel)
     return 0.0
+
+
+_ONE_D = (nn.Conv1d, nn.ConvTranspose1d, nn.BatchNorm1d, nn.InstanceNorm1d, nn.MaxPool1d, nn.AvgPool1d,
+          nn.AdaptiveAvgPool1d, nn.AdaptiveMaxPool1d)
+
+
+def _positions(mod: nn.Module, shape: tuple[int, ...]) -> int:
+    """Output positions of an opaque block: the spatial extent of a map (``shape[2:]``); for a
+    rank-3 value, ``L`` of a 1-D map (B, C, L) when the block is built of 1-D convolutions, norms or
+    pools, else ``T`` of (B, T, D) tokens; 1 for a vector."""
+    if len(shape) >= 4:
+        return math.prod(shape[2:])
+    if len(shape) == 3:
+        return shape[2] if any(isinstance(m, _ONE_D) for m in mod.modules()) else shape[1]
+    return 1
 
 
 def _params(gm: fx.GraphModule, node: fx.Node) -> int:

@@ -1,0 +1,587 @@
+"""Benchmark: automatic alignment on zoo pairs against a ground truth written before any tuning.
+
+    .venv/bin/python benchmarks/align_zoo.py [--quick] [--out docs/results/align_zoo.json] [--seed 0]
+    .venv/bin/python benchmarks/align_zoo.py --doc     # the table in docs/alignment.md, from the JSON
+
+Each pair is built from its library's own config constructors at small widths, random
+initialisation, nothing downloaded (transformers always; torchvision and timm pairs are skipped
+when those libraries are absent). Each pair's :class:`Truth` lists, per model, its blocks in
+forward order (module paths) and the mixing points expected for the pair's ``stages``. A chosen
+point is
+
+- **exact** when both sides are the expected block outputs of that point;
+- **near** when each side lies in (or is the output of) a block at most one block away from the
+  expected one, in that model's block list;
+- **wrong** otherwise.
+
+The share of chosen nodes that are block outputs counts nodes equal to the output of one of the
+listed blocks (or of one of the pair's ``extra_boundaries``: pooled features, final norms). The
+control scores random valid alignments (order-preserving, pairs that can mix, drawn uniformly over
+the aligner's own candidate lists... see :func:`random_alignment`) the same way, ``controls`` draws
+per pair. Time to align is the wall time of :func:`hkt_core.align` (trace both models included),
+the median of ``repeats`` runs.
+
+Rule for the last mixing point (docs/alignment.md, section 2): the pooled features the head reads
+when the model pools before its head (a CNN's global pool, BERT's pooler, DistilBERT's
+pre-classifier); otherwise the last stage's output (GPT-2's and ViT's final norm).
+
+``held_back`` pairs are not looked at while tuning the candidate rule and the placement; their
+figures are reported on their own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import attrs
+import numpy as np
+import torch
+from torch import nn
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_OUT = ROOT / "docs" / "results" / "align_zoo.json"
+
+
+@attrs.frozen
+class Truth:
+    """Ground truth of one pair: each model's blocks in order and the expected mixing points."""
+
+    parent_blocks: tuple[str, ...]
+    child_blocks: tuple[str, ...]
+    #: expected (parent block, child block) per mixing point, in forward order
+    points: tuple[tuple[str, str], ...]
+    #: further values that are block boundaries (pooled features, final norms) beyond the blocks
+    extra_boundaries: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class ZooPair:
+    name: str
+    library: str
+    build: Callable[[], tuple[nn.Module, nn.Module, tuple[torch.Tensor, ...]]]
+    truth: Truth
+    held_back: bool = False
+    quick: bool = False
+
+    @property
+    def stages(self) -> int:
+        return len(self.truth.points) + 1
+
+
+class Logits(nn.Module):
+    """A transformers model whose forward returns its logits tensor (the prediction)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.m = model
+
+    def forward(self, x):
+        return self.m(x).logits
+
+
+def _tokens(batch: int = 2, length: int = 16, vocab: int = 100) -> tuple[torch.Tensor, ...]:
+    return (torch.randint(0, vocab, (batch, length), generator=torch.Generator().manual_seed(0)),)
+
+
+def _image(batch: int = 2, size: int = 32) -> tuple[torch.Tensor, ...]:
+    return (torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(0)),)
+
+
+# ------------------------------------------------------------------ models of this benchmark
+
+class TextCNN(nn.Module):
+    """A 1-D CNN over token embeddings: two stages of residual conv blocks, the second at half length."""
+
+    def __init__(self, vocab: int = 100, dim: int = 32, classes: int = 5) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab, dim)
+        self.stage1 = nn.Sequential(ConvBlock1d(dim, dim, 1), ConvBlock1d(dim, dim, 1))
+        self.stage2 = nn.Sequential(ConvBlock1d(dim, 2 * dim, 2), ConvBlock1d(2 * dim, 2 * dim, 1))
+        self.head = nn.Linear(2 * dim, classes)
+
+    def forward(self, x):
+        h = self.embed(x).transpose(1, 2)
+        h = self.stage2(self.stage1(h))
+        return self.head(torch.flatten(nn.functional.adaptive_avg_pool1d(h, 1), 1))
+
+
+class ConvBlock1d(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv1d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm1d(cout)
+        self.conv2 = nn.Conv1d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm1d(cout)
+        self.short = (nn.Sequential() if stride == 1 and cin == cout
+                      else nn.Sequential(nn.Conv1d(cin, cout, 1, stride, bias=False), nn.BatchNorm1d(cout)))
+
+    def forward(self, x):
+        out = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(out)) + self.short(x))
+
+
+class TokenLayer(nn.Module):
+    def __init__(self, dim: int, heads: int = 2) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.norm2 = nn.LayerNorm(dim)
+        self.ffn = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
+
+    def forward(self, x):
+        h = self.norm1(x)
+        x = x + self.attn(h, h, h, need_weights=False)[0]
+        return x + self.ffn(self.norm2(x))
+
+
+class TokenTransformer(nn.Module):
+    """A pre-norm token transformer in two stages of two layers; stage 2 halves the sequence."""
+
+    def __init__(self, vocab: int = 100, dim: int = 32, classes: int = 5) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab, dim)
+        self.stage1 = nn.Sequential(TokenLayer(dim), TokenLayer(dim))
+        self.merge = nn.Linear(2 * dim, dim)
+        self.stage2 = nn.Sequential(TokenLayer(dim), TokenLayer(dim))
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, classes)
+
+    def forward(self, x):
+        h = self.stage1(self.embed(x))
+        b, t, d = h.shape
+        h = self.stage2(self.merge(h.reshape(b, t // 2, 2 * d)))
+        return self.head(self.norm(h).mean(dim=1))
+
+
+# ------------------------------------------------------------------ transformers builders
+
+def _bert_config(layers: int, hidden: int = 32):
+    from transformers import BertConfig
+
+    return BertConfig(vocab_size=100, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
+                      intermediate_size=2 * hidden, max_position_embeddings=32, num_labels=5)
+
+
+def _bert(layers: int, hidden: int = 32) -> nn.Module:
+    from transformers import BertForSequenceClassification
+
+    return Logits(BertForSequenceClassification(_bert_config(layers, hidden)))
+
+
+def _gpt2(layers: int, hidden: int = 32) -> nn.Module:
+    from transformers import GPT2Config, GPT2ForSequenceClassification
+
+    cfg = GPT2Config(vocab_size=100, n_embd=hidden, n_layer=layers, n_head=2, n_positions=32, num_labels=5,
+                     pad_token_id=0)
+    return Logits(GPT2ForSequenceClassification(cfg))
+
+
+def _distilbert(layers: int, hidden: int = 32) -> nn.Module:
+    from transformers import DistilBertConfig, DistilBertForSequenceClassification
+
+    cfg = DistilBertConfig(vocab_size=100, dim=hidden, n_layers=layers, n_heads=2, hidden_dim=2 * hidden,
+                           max_position_embeddings=32, num_labels=5)
+    return Logits(DistilBertForSequenceClassification(cfg))
+
+
+def _hf_resnet(depths, hidden=(16, 32, 64, 128), layer_type: str = "basic") -> nn.Module:
+    from transformers import ResNetConfig, ResNetForImageClassification
+
+    cfg = ResNetConfig(embedding_size=16, hidden_sizes=list(hidden), depths=list(depths), layer_type=layer_type,
+                       num_labels=5)
+    return Logits(ResNetForImageClassification(cfg))
+
+
+def _hf_vit(layers: int, hidden: int = 32) -> nn.Module:
+    from transformers import ViTConfig, ViTForImageClassification
+
+    cfg = ViTConfig(image_size=32, patch_size=4, hidden_size=hidden, num_hidden_layers=layers,
+                    num_attention_heads=2, intermediate_size=2 * hidden, num_labels=5)
+    return Logits(ViTForImageClassification(cfg))
+
+
+def _hf_convnext(depths, hidden=(16, 32, 64, 128)) -> nn.Module:
+    from transformers import ConvNextConfig, ConvNextForImageClassification
+
+    cfg = ConvNextConfig(hidden_sizes=list(hidden), depths=list(depths), num_labels=5)
+    return Logits(ConvNextForImageClassification(cfg))
+
+
+def _layers(prefix: str, n: int) -> tuple[str, ...]:
+    return tuple(f"{prefix}.{i}" for i in range(n))
+
+
+def _resnet_blocks(depths) -> tuple[str, ...]:
+    out = ["m.resnet.embedder"]
+    for s, d in enumerate(depths):
+        out += [f"m.resnet.encoder.stages.{s}.layers.{i}" for i in range(d)]
+    return tuple(out)
+
+
+def _stage_end(depths, s: int) -> str:
+    return f"m.resnet.encoder.stages.{s}.layers.{depths[s] - 1}"
+
+
+def _convnext_blocks(depths) -> tuple[str, ...]:
+    out = ["m.convnext.embeddings"]
+    for s, d in enumerate(depths):
+        out += [f"m.convnext.encoder.stages.{s}.layers.{i}" for i in range(d)]
+    return tuple(out)
+
+
+BERT = "m.bert.encoder.layer"
+GPT = "m.transformer.h"
+DISTIL = "m.distilbert.transformer.layer"
+VIT = "m.vit.layers"  # transformers 5 names ViT's layer list ``layers``
+
+
+def _pairs() -> list[ZooPair]:
+    tx = "transformers"
+    r2222, r1111, r2332 = (2, 2, 2, 2), (1, 1, 1, 1), (2, 3, 3, 2)
+    res_pool = ("m.resnet.pooler",)
+    pairs = [
+        ZooPair("bert4-bert2", tx, lambda: (_bert(4), _bert(2), _tokens()), Truth(
+            ("m.bert.embeddings", *_layers(BERT, 4), "m.bert.pooler"),
+            ("m.bert.embeddings", *_layers(BERT, 2), "m.bert.pooler"),
+            ((f"{BERT}.1", f"{BERT}.0"), ("m.bert.pooler", "m.bert.pooler"))), quick=True),
+        ZooPair("bert6-bert3", tx, lambda: (_bert(6, 48), _bert(3), _tokens()), Truth(
+            ("m.bert.embeddings", *_layers(BERT, 6), "m.bert.pooler"),
+            ("m.bert.embeddings", *_layers(BERT, 3), "m.bert.pooler"),
+            ((f"{BERT}.1", f"{BERT}.0"), (f"{BERT}.3", f"{BERT}.1"), ("m.bert.pooler", "m.bert.pooler")))),
+        ZooPair("gpt2-4-gpt2-2", tx, lambda: (_gpt2(4), _gpt2(2), _tokens()), Truth(
+            ("m.transformer.wte", *_layers(GPT, 4), "m.transformer.ln_f"),
+            ("m.transformer.wte", *_layers(GPT, 2), "m.transformer.ln_f"),
+            ((f"{GPT}.1", f"{GPT}.0"), ("m.transformer.ln_f", "m.transformer.ln_f"))), quick=True),
+        ZooPair("gpt2-6-gpt2-3", tx, lambda: (_gpt2(6, 48), _gpt2(3), _tokens()), Truth(
+            ("m.transformer.wte", *_layers(GPT, 6), "m.transformer.ln_f"),
+            ("m.transformer.wte", *_layers(GPT, 3), "m.transformer.ln_f"),
+            ((f"{GPT}.1", f"{GPT}.0"), (f"{GPT}.3", f"{GPT}.1"), ("m.transformer.ln_f", "m.transformer.ln_f")))),
+        ZooPair("bert4-distilbert2", tx, lambda: (_bert(4), _distilbert(2), _tokens()), Truth(
+            ("m.bert.embeddings", *_layers(BERT, 4), "m.bert.pooler"),
+            ("m.distilbert.embeddings", *_layers(DISTIL, 2), "m.pre_classifier"),
+            ((f"{BERT}.1", f"{DISTIL}.0"), ("m.bert.pooler", "m.pre_classifier")))),
+        ZooPair("bert4-textcnn", tx, lambda: (_bert(4), TextCNN(), _tokens()), Truth(
+            ("m.bert.embeddings", *_layers(BERT, 4), "m.bert.pooler"),
+            ("embed", "stage1.0", "stage1.1", "stage2.0", "stage2.1", "flatten"),
+            ((f"{BERT}.1", "stage1.1"), (f"{BERT}.3", "stage2.1"), ("m.bert.pooler", "flatten")))),
+        ZooPair("resnet2222-resnet1111", tx, lambda: (_hf_resnet(r2222), _hf_resnet(r1111), _image()), Truth(
+            (*_resnet_blocks(r2222), *res_pool), (*_resnet_blocks(r1111), *res_pool),
+            ((_stage_end(r2222, 0), _stage_end(r1111, 0)), (_stage_end(r2222, 1), _stage_end(r1111, 1)),
+             (_stage_end(r2222, 2), _stage_end(r1111, 2)), ("m.resnet.pooler", "m.resnet.pooler"))), quick=True),
+        ZooPair("resnet-bottleneck-resnet1111", tx,
+                lambda: (_hf_resnet(r2332, (32, 64, 128, 256), "bottleneck"), _hf_resnet(r1111), _image()), Truth(
+            (*_resnet_blocks(r2332), *res_pool), (*_resnet_blocks(r1111), *res_pool),
+            ((_stage_end(r2332, 0), _stage_end(r1111, 0)), (_stage_end(r2332, 1), _stage_end(r1111, 1)),
+             (_stage_end(r2332, 2), _stage_end(r1111, 2)), ("m.resnet.pooler", "m.resnet.pooler")))),
+        ZooPair("convnext-resnet1111", tx, lambda: (_hf_convnext(r2222), _hf_resnet(r1111), _image()), Truth(
+            (*_convnext_blocks(r2222), "m.convnext.layernorm"), (*_resnet_blocks(r1111), *res_pool),
+            (("m.convnext.encoder.stages.0.layers.1", _stage_end(r1111, 0)),
+             ("m.convnext.encoder.stages.1.layers.1", _stage_end(r1111, 1)),
+             ("m.convnext.encoder.stages.2.layers.1", _stage_end(r1111, 2)),
+             ("m.convnext.layernorm", "m.resnet.pooler")))),
+        ZooPair("vit4-vit2", tx, lambda: (_hf_vit(4), _hf_vit(2), _image()), Truth(
+            ("m.vit.embeddings", *_layers(VIT, 4), "m.vit.layernorm"),
+            ("m.vit.embeddings", *_layers(VIT, 2), "m.vit.layernorm"),
+            ((f"{VIT}.1", f"{VIT}.0"), ("m.vit.layernorm", "m.vit.layernorm")))),
+        ZooPair("vit4-resnet1111", tx, lambda: (_hf_vit(4), _hf_resnet(r1111), _image()), Truth(
+            ("m.vit.embeddings", *_layers(VIT, 4), "m.vit.layernorm"), (*_resnet_blocks(r1111), *res_pool),
+            ((f"{VIT}.1", _stage_end(r1111, 1)), ("m.vit.layernorm", "m.resnet.pooler")))),
+        # held back: not looked at while tuning
+        ZooPair("gpt2-4-bert2", tx, lambda: (_gpt2(4), _bert(2), _tokens()), Truth(
+            ("m.transformer.wte", *_layers(GPT, 4), "m.transformer.ln_f"),
+            ("m.bert.embeddings", *_layers(BERT, 2), "m.bert.pooler"),
+            ((f"{GPT}.1", f"{BERT}.0"), ("m.transformer.ln_f", "m.bert.pooler"))), held_back=True),
+        ZooPair("resnet2332-resnet2222", tx, lambda: (_hf_resnet(r2332, (24, 48, 96, 192)), _hf_resnet(r2222), _image()),
+                Truth((*_resnet_blocks(r2332), *res_pool), (*_resnet_blocks(r2222), *res_pool),
+                      ((_stage_end(r2332, 0), _stage_end(r2222, 0)), (_stage_end(r2332, 1), _stage_end(r2222, 1)),
+                       (_stage_end(r2332, 2), _stage_end(r2222, 2)), ("m.resnet.pooler", "m.resnet.pooler"))),
+                held_back=True),
+        ZooPair("tokentransformer-textcnn", "benchmark", lambda: (TokenTransformer(), TextCNN(), _tokens()), Truth(
+            ("embed", "stage1.0", "stage1.1", "merge", "stage2.0", "stage2.1", "norm"),
+            ("embed", "stage1.0", "stage1.1", "stage2.0", "stage2.1", "flatten"),
+            (("stage1.1", "stage1.1"), ("stage2.1", "stage2.1"), ("mean", "flatten")),
+            extra_boundaries=("mean",)), held_back=True, quick=True),
+    ]
+    pairs += _torchvision_pairs() + _timm_pairs()
+    return pairs
+
+
+def _torchvision_pairs() -> list[ZooPair]:
+    def build(p, c):
+        def make():
+            import torchvision.models as tvm
+
+            return getattr(tvm, p)(num_classes=5), getattr(tvm, c)(num_classes=5), _image(2, 64)
+        return make
+
+    layer = lambda s: f"layer{s}"  # noqa: E731
+    r50 = tuple(f"layer{s}.{i}" for s, n in zip((1, 2, 3, 4), (3, 4, 6, 3)) for i in range(n))
+    r18 = tuple(f"layer{s}.{i}" for s in (1, 2, 3, 4) for i in range(2))
+    return [
+        ZooPair("tv-resnet50-resnet18", "torchvision", build("resnet50", "resnet18"), Truth(
+            (*r50, "flatten"), (*r18, "flatten"),
+            (("layer1.2", "layer1.1"), ("layer2.3", "layer2.1"), ("layer3.5", "layer3.1"), ("flatten", "flatten")),
+            extra_boundaries=(layer(1), layer(2), layer(3), layer(4))), held_back=True),
+    ]
+
+
+def _timm_pairs() -> list[ZooPair]:
+    def make():
+        import timm
+
+        return (timm.create_model("resnet26", num_classes=5), timm.create_model("resnet18", num_classes=5),
+                _image(2, 64))
+
+    r26 = tuple(f"layer{s}.{i}" for s in (1, 2, 3, 4) for i in range(2))
+    r18 = tuple(f"layer{s}.{i}" for s in (1, 2, 3, 4) for i in range(2))
+    return [ZooPair("timm-resnet26-resnet18", "timm", make, Truth(
+        (*r26, "global_pool"), (*r18, "global_pool"),
+        (("layer1.1", "layer1.1"), ("layer2.1", "layer2.1"), ("layer3.1", "layer3.1"), ("global_pool", "global_pool"))),
+        held_back=True)]
+
+
+# ------------------------------------------------------------------ scoring
+
+def _resolve(traced, name: str) -> str | None:
+    try:
+        return traced.canonical(name)
+    except KeyError:
+        return None
+
+
+def _owner(traced, node: str, blocks: tuple[str, ...]) -> int | None:
+    """Index of the listed block ``node`` is the output of, or lies in (deepest listed path prefix)."""
+    outputs = [_resolve(traced, b) for b in blocks]
+    if node in outputs:
+        return outputs.index(node)
+    module = traced.graph.nodes[node].get("module", "") if node in traced.graph else ""
+    best = None
+    for k, b in enumerate(blocks):
+        if module == b or module.startswith(b + "."):
+            if best is None or len(b) > len(blocks[best]):
+                best = k
+    return best
+
+
+def score_points(chosen: list[tuple[str, str]], truth: Truth, tp, tc) -> dict:
+    """exact / near / wrong per chosen mixing point and the count of block-output nodes."""
+    exact = near = wrong = 0
+    verdicts = []
+    bound_p = {_resolve(tp, b) for b in (*truth.parent_blocks, *truth.extra_boundaries)} - {None}
+    bound_c = {_resolve(tc, b) for b in (*truth.child_blocks, *truth.extra_boundaries)} - {None}
+    boundary = 0
+    for k, (p, c) in enumerate(chosen):
+        boundary += (p in bound_p) + (c in bound_c)
+        want = truth.points[k] if k < len(truth.points) else truth.points[-1]
+        wp, wc = _resolve(tp, want[0]), _resolve(tc, want[1])
+        if p == wp and c == wc:
+            exact += 1
+            verdicts.append("exact")
+            continue
+        ip, ic = _owner(tp, p, truth.parent_blocks), _owner(tc, c, truth.child_blocks)
+        ep = _owner(tp, wp, truth.parent_blocks) if wp else None
+        ec = _owner(tc, wc, truth.child_blocks) if wc else None
+        if ip is not None and ep is not None and ic is not None and ec is not None and ic is not None and abs(ip - ep) <= 1 and abs(ic - ec) <= 1:
+            near += 1
+            verdicts.append("near")
+        else:
+            wrong += 1
+            verdicts.append("wrong")
+    return {"exact": exact, "near": near, "wrong": wrong, "points": len(chosen), "block_outputs": boundary,
+            "nodes": 2 * len(chosen), "verdicts": verdicts}
+
+
+def random_alignment(bp, bc, count: int, rng: np.random.Generator) -> list[tuple[str, str]] | None:
+    """Order-preserving pairs that can mix, drawn uniformly among the values between inputs and
+    prediction of each model (every batched tensor, not only the aligner's candidates)."""
+    from hkt_core.kinds import mixing_pair_problem
+
+    def values(bg):
+        out = []
+        for name in bg.traced.order:
+            shape = bg.traced.graph.nodes[name]["shape"]
+            if (name == bg.traced.prediction or name in bg.traced.inputs or shape is None or len(shape) < 2
+                    or not bg.is_ancestor(name, bg.traced.prediction)):
+                continue
+            out.append(name)
+        return out
+
+    vp, vc = values(bp), values(bc)
+    for _ in range(200):
+        ip = np.sort(rng.choice(len(vp), size=count, replace=False))
+        ic = np.sort(rng.choice(len(vc), size=count, replace=False))
+        picked = [(vp[i], vc[j]) for i, j in zip(ip, ic)]
+        try:
+            if all(mixing_pair_problem(bp.block(p).value_kind, bc.block(c).value_kind) is None for p, c in picked):
+                return picked
+        except Exception:
+            continue
+    return None
+
+
+def run_pair(pair: ZooPair, repeats: int, controls: int, seed: int) -> dict:
+    from hkt_core.align import align, analyse
+
+    torch.manual_seed(seed)
+    try:
+        parent, child, inputs = pair.build()
+    except ImportError as exc:
+        return {"name": pair.name, "library": pair.library, "skipped": f"{type(exc).__name__}: {exc}"}
+    times = []
+    result = None
+    from hkt_core.errors import AlignmentError
+
+    for _ in range(repeats):
+        start = time.perf_counter()
+        try:
+            result = align(parent, child, inputs, stages=pair.stages)
+        except AlignmentError as exc:  # counted as all points wrong
+            n = len(pair.truth.points)
+            return {"name": pair.name, "library": pair.library, "held_back": pair.held_back,
+                    "stages": pair.stages, "failed": str(exc), "align_s": time.perf_counter() - start,
+                    "exact": 0, "near": 0, "wrong": n, "points": n, "block_outputs": 0, "nodes": 2 * n,
+                    "control": {"exact": 0, "near": 0, "wrong": n, "points": n, "block_outputs": 0,
+                                "nodes": 2 * n}}
+        times.append(time.perf_counter() - start)
+    assert result is not None
+    tp, tc = result.traced
+    chosen = [(p.parent, p.child) for p in result.pairs[:-1]]
+    scored = score_points(chosen, pair.truth, tp, tc)
+    bp, bc = analyse(parent, inputs, side="parent"), analyse(child, inputs, side="child")
+    rng = np.random.default_rng(seed)
+    control = {"exact": 0, "near": 0, "wrong": 0, "points": 0, "block_outputs": 0, "nodes": 0}
+    for _ in range(controls):
+        picked = random_alignment(bp, bc, len(chosen), rng)
+        if picked is None:
+            continue
+        s = score_points(picked, pair.truth, tp, tc)
+        for key in control:
+            control[key] += s[key]
+    return {"name": pair.name, "library": pair.library, "held_back": pair.held_back, "stages": pair.stages,
+            "backends": [tp.backend, tc.backend], "chosen": [list(x) for x in chosen],
+            "expected": [list(x) for x in pair.truth.points],
+            "kinds": [f"{p.parent_kind} -> {p.child_kind}" for p in result.pairs[:-1]],
+            "reasons": [p.reason for p in result.pairs[:-1]],
+            "align_s": statistics.median(times), **scored, "control": control}
+
+
+def summarise(rows: list[dict]) -> dict:
+    def total(sel, key, sub=None):
+        return sum((r[sub] if sub else r)[key] for r in sel)
+
+    out = {}
+    for label, sel in (("all", [r for r in rows if "skipped" not in r]),
+                       ("tuning", [r for r in rows if "skipped" not in r and not r["held_back"]]),
+                       ("held_back", [r for r in rows if "skipped" not in r and r["held_back"]])):
+        points, nodes = total(sel, "points"), total(sel, "nodes")
+        cp, cn = total(sel, "points", "control"), total(sel, "nodes", "control")
+        out[label] = {
+            "pairs": len(sel), "points": points,
+            "exact": total(sel, "exact"), "near": total(sel, "near"), "wrong": total(sel, "wrong"),
+            "exact_share": total(sel, "exact") / points if points else None,
+            "exact_or_near_share": (total(sel, "exact") + total(sel, "near")) / points if points else None,
+            "wrong_share": total(sel, "wrong") / points if points else None,
+            "block_output_share": total(sel, "block_outputs") / nodes if nodes else None,
+            "control_exact_share": total(sel, "exact", "control") / cp if cp else None,
+            "control_exact_or_near_share": ((total(sel, "exact", "control") + total(sel, "near", "control")) / cp
+                                            if cp else None),
+            "control_wrong_share": total(sel, "wrong", "control") / cp if cp else None,
+            "control_block_output_share": total(sel, "block_outputs", "control") / cn if cn else None,
+            "median_align_s": statistics.median([r["align_s"] for r in sel]) if sel else None,
+        }
+    return out
+
+
+DOC = ROOT / "docs" / "alignment.md"
+BEGIN, END = "<!-- align_zoo table: generated by benchmarks/align_zoo.py --doc -->", "<!-- end align_zoo table -->"
+
+
+def _pct(x) -> str:
+    return "-" if x is None else f"{100 * x:.0f}%"
+
+
+def table(record: dict) -> str:
+    """The markdown table of docs/alignment.md, from a results record (docs/results/align_zoo.json)."""
+    lines = ["| pair | library | set | exact | near | wrong | block outputs | align s | chosen (parent=child) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in record["pairs"]:
+        if "skipped" in r:
+            lines.append(f"| {r['name']} | {r['library']} | | skipped: not installed | | | | | |")
+            continue
+        chosen = "failed: counted wrong" if "failed" in r else "<br>".join(f"`{p}`=`{c}`" for p, c in r["chosen"])
+        lines.append(f"| {r['name']} | {r['library']} | {'held back' if r['held_back'] else 'tuning'} | "
+                     f"{r['exact']} | {r['near']} | {r['wrong']} | {r['block_outputs']}/{r['nodes']} | "
+                     f"{r['align_s']:.2f} | {chosen} |")
+    lines += ["", "| set | pairs | points | exact | exact or near | wrong | block outputs | control: exact | "
+              "control: exact or near | control: block outputs | median align s |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for label, s in record["summary"].items():
+        if not s["points"]:
+            continue
+        lines.append(f"| {label} | {s['pairs']} | {s['points']} | {_pct(s['exact_share'])} | "
+                     f"{_pct(s['exact_or_near_share'])} | {_pct(s['wrong_share'])} | {_pct(s['block_output_share'])} | "
+                     f"{_pct(s['control_exact_share'])} | {_pct(s['control_exact_or_near_share'])} | "
+                     f"{_pct(s['control_block_output_share'])} | {s['median_align_s']:.2f} |")
+    return "\n".join(lines)
+
+
+def write_doc(record: dict, doc: Path = DOC) -> None:
+    text = doc.read_text(encoding="utf-8")
+    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
+    doc.write_text(text[:start] + "\n" + table(record) + "\n" + text[end:], encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="the quick pairs only, one repeat, few controls")
+    ap.add_argument("--out", default=None, help=f"write the results JSON here (default {DEFAULT_OUT} unless --quick)")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--controls", type=int, default=20)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--doc", action="store_true",
+                    help=f"only regenerate the table in docs/alignment.md from {DEFAULT_OUT.relative_to(ROOT)}")
+    args = ap.parse_args(argv)
+    if args.doc:
+        record = json.loads(DEFAULT_OUT.read_text())
+        write_doc(record)
+        return record
+    torch.set_num_threads(1)
+    pairs = [p for p in _pairs() if p.quick] if args.quick else _pairs()
+    repeats, controls = (1, 5) if args.quick else (args.repeats, args.controls)
+    rows = []
+    for pair in pairs:
+        row = run_pair(pair, repeats, controls, args.seed)
+        rows.append(row)
+        if "skipped" in row:
+            print(f"{pair.name:32s} skipped ({row['skipped']})")
+        elif "failed" in row:
+            print(f"{pair.name:32s} failed, counted wrong: {row['failed'][:160]}")
+        else:
+            print(f"{pair.name:32s} exact {row['exact']} near {row['near']} wrong {row['wrong']} "
+                  f"block outputs {row['block_outputs']}/{row['nodes']} align {row['align_s']:.2f}s  "
+                  f"{' | '.join(f'{p}={c}' for p, c in row['chosen'])}")
+    record = {"version": 1, "command": "benchmarks/align_zoo.py" + (" --quick" if args.quick else ""),
+              "quick": args.quick, "repeats": repeats, "controls": controls, "seed": args.seed,
+              "torch": torch.__version__, "python": platform.python_version(),
+              "pairs": rows, "summary": summarise(rows)}
+    for label, s in record["summary"].items():
+        if s["points"]:
+            print(f"{label}: {s['pairs']} pairs, {s['points']} points: exact {s['exact_share']:.0%}, exact or near "
+                  f"{s['exact_or_near_share']:.0%}, wrong {s['wrong_share']:.0%}, block outputs "
+                  f"{s['block_output_share']:.0%}; control exact {s['control_exact_share']:.0%}, exact or near "
+                  f"{s['control_exact_or_near_share']:.0%}, block outputs {s['control_block_output_share']:.0%}")
+    out = args.out or (None if args.quick else str(DEFAULT_OUT))
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps(record, indent=1) + "\n")
+    return record
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,173 @@
+"""Block boundaries as alignment candidates, the FLOP depth of 1-D networks, and the zoo benchmark."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from hkt_core.align import align, analyse
+from hkt_core.align.blocks import repeated_blocks
+from hkt_core.trace.graph import _positions
+
+from models_zoo import CifarResNet
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import align_zoo  # noqa: E402
+
+
+def test_opaque_1d_blocks_count_their_length_as_positions():
+    conv_stage = nn.Sequential(nn.Conv1d(8, 16, 3, padding=1), nn.BatchNorm1d(16), nn.ReLU())
+    assert _positions(conv_stage, (2, 16, 50)) == 50        # (B, C, L): L positions, not C
+    assert _positions(nn.Sequential(nn.Linear(16, 16), nn.GELU()), (2, 10, 16)) == 10  # (B, T, D) tokens
+    assert _positions(nn.Conv2d(3, 4, 3), (2, 4, 6, 7)) == 42
+    assert _positions(nn.Linear(4, 4), (2, 4)) == 1
+
+
+class _Stage1d(nn.Module):
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv1d(cin, cout, 3, stride, 1), nn.BatchNorm1d(cout), nn.ReLU(),
+                                  nn.Conv1d(cout, cout, 3, 1, 1), nn.BatchNorm1d(cout))
+
+    def forward(self, x):
+        return torch.relu(self.body(x))
+
+
+class _Net1d(nn.Module):
+    """Three 1-D stages at lengths 64, 32 and 16, widths 8, 16 and 32."""
+
+    def __init__(self):
+        super().__init__()
+        self.s1, self.s2, self.s3 = _Stage1d(1, 8, 1), _Stage1d(8, 16, 2), _Stage1d(16, 32, 2)
+        self.fc = nn.Linear(32, 3)
+
+    def forward(self, x):
+        return self.fc(self.s3(self.s2(self.s1(x))).mean(-1))
+
+
+def _conv_flops(cin, cout, length):
+    return 2.0 * cout * length * cin * 3
+
+
+def test_depth_of_a_1d_network_with_opaque_stages_follows_its_flops():
+    from hkt_core.adapters import GenericAdapter
+    from hkt_core.align.blocks import discover
+    from hkt_core.trace import trace
+
+    class Leaves(GenericAdapter):
+        def leaf_modules(self, model):
+            return [_Stage1d]
+
+    model = _Net1d()
+    bg = discover(trace(model, torch.randn(1, 1, 64), Leaves()))
+    # plain float64 reference: two convolutions per stage, per sample (norms and the head are small)
+    stages = [(1, 8, 64), (8, 16, 32), (16, 32, 16)]
+    cost = [_conv_flops(cin, cout, n) + _conv_flops(cout, cout, n) for cin, cout, n in stages]
+    assert bg.traced.graph.nodes["s2"]["module_type"] == "_Stage1d"
+    ref = cost[0] / sum(cost)
+    assert bg.depth("s1") == pytest.approx(ref, abs=0.05)
+    assert bg.depth("s2") == pytest.approx((cost[0] + cost[1]) / sum(cost), abs=0.05)
+
+
+def test_repeated_blocks_come_from_the_module_tree_not_names():
+    class Odd(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.alpha = _Stage1d(1, 4, 1)
+            self.beta = _Stage1d(4, 4, 1)
+            self.gamma = nn.Sequential(nn.Conv1d(4, 4, 1))  # one of its kind: not a repeated block
+            self.fc = nn.Linear(4, 2)
+
+        def forward(self, x):
+            return self.fc(self.gamma(self.beta(self.alpha(x))).mean(-1))
+
+    assert repeated_blocks(Odd()) == ["alpha", "beta"]
+
+
+def test_resnet_candidates_are_block_outputs_and_stage_ends():
+    bg = analyse(CifarResNet(), torch.randn(1, 3, 32, 32))
+    names = [b.name for b in bg.candidates]
+    assert all(b.block_output or b.head_input for b in bg.candidates), names
+    assert not any("conv" in n or "bn" in n for n in names), names
+    ends = [b.name for b in bg.candidates if b.stage_end]
+    assert ends == ["layer1", "layer2", "layer3"]
+    assert [b.name for b in bg.candidates if b.head_input] == [bg.candidates[-1].name]
+
+
+def test_bert_candidates_are_layer_outputs_and_the_pooler():
+    pytest.importorskip("transformers")
+    model = align_zoo._bert(3)
+    bg = analyse(model, align_zoo._tokens())
+    names = [b.name for b in bg.candidates]
+    assert names[:3] == [f"m.bert.encoder.layer.{i}" for i in range(2)] + ["m.bert.encoder"], names
+    assert not any(k in n for n in names for k in ("attention", "intermediate", "dropout", "query")), names
+    head = [b for b in bg.candidates if b.head_input]
+    assert [bg.traced.canonical("m.bert.pooler")] == [b.name for b in head]
+
+
+def test_the_align_reason_says_why_each_point_was_chosen():
+    a = align(CifarResNet(), CifarResNet(), torch.randn(1, 3, 32, 32), stages=4)
+    reasons = [p.reason for p in a.mixing_pairs]
+    assert all("stage ends" in r or "features the heads read" in r for r in reasons), reasons
+    assert "features the heads read" in reasons[-1]
+    assert all("depth" in r for r in reasons)
+
+
+def test_scoring_exact_near_wrong_against_a_plain_reading():
+    model = align_zoo.TokenTransformer()
+    bg = analyse(model, align_zoo._tokens())
+    t = bg.traced
+    truth = align_zoo.Truth(("stage1.0", "stage1.1", "stage2.0", "stage2.1"), ("stage1.0", "stage1.1", "stage2.0",
+                                                                                 "stage2.1"),
+                            (("stage1.1", "stage1.1"), ("stage2.1", "stage2.1")))
+    exact = align_zoo.score_points([(t.canonical("stage1.1"), t.canonical("stage1.1")),
+                                    (t.canonical("stage2.1"), t.canonical("stage2.0"))], truth, t, t)
+    assert (exact["exact"], exact["near"], exact["wrong"], exact["block_outputs"]) == (1, 1, 0, 4)
+    inner = t.canonical("stage1.0.ffn.0")
+    wrong = align_zoo.score_points([(inner, inner), (t.canonical("stage1.0"), t.canonical("stage2.1"))],
+                                   truth, t, t)
+    assert (wrong["exact"], wrong["near"], wrong["wrong"], wrong["block_outputs"]) == (0, 1, 1, 2)
+
+
+def test_quick_zoo_benchmark_beats_its_random_control(tmp_path):
+    pytest.importorskip("transformers")
+    out = tmp_path / "zoo.json"
+    record = align_zoo.main(["--quick", "--out", str(out)])
+    assert json.loads(out.read_text())["quick"] is True
+    s = record["summary"]["all"]
+    assert s["pairs"] >= 3
+    assert s["exact_share"] > s["control_exact_share"]
+    assert s["block_output_share"] > s["control_block_output_share"]
+
+
+def test_committed_zoo_results_beat_control_and_the_doc_table_is_generated_from_them():
+    record = json.loads((ROOT / "docs" / "results" / "align_zoo.json").read_text())
+    s = record["summary"]["all"]
+    assert s["pairs"] >= 10 and not record["quick"]
+    assert s["exact_share"] > s["control_exact_share"]
+    assert s["exact_or_near_share"] > s["control_exact_or_near_share"]
+    doc = (ROOT / "docs" / "alignment.md").read_text(encoding="utf-8")
+    assert align_zoo.table(record) in doc
+
+
+def test_cli_align_prints_why_each_point_was_chosen_and_plots_the_block_structure(tmp_path, capsys):
+    from hkt_core.align.plot import _column
+    from hkt_core.cli.main import main
+
+    png = tmp_path / "a.png"
+    assert main(["align", "models_zoo:CifarResNet", "models_zoo:CifarResNet", "--input-shape", "1,3,32,32",
+                 "--stages", "4", "--plot", str(png)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("stage ends") >= 2 and "features the heads read" in out, out
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    bg = analyse(CifarResNet(), torch.randn(1, 3, 32, 32))
+    column = _column(bg, set())
+    assert [b.name for b in column if b.stage_end] == ["layer1", "layer2", "layer3"]
+    assert all(b.block_output or b.head_input for b in column[:-1]) and column[-1] == bg.prediction
