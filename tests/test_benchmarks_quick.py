@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: script -> extra arguments besides --quick ("{out}" is the test's output folder)
 SCRIPTS = {
     "benchmarks/align.py": [],
+    "benchmarks/align_zoo.py": ["--out", "{out}/align_zoo.json"],
     "benchmarks/flow.py": ["--out", "{out}"],
     "benchmarks/gpu_check.py": [],
     "benchmarks/quality.py": ["--pairs", "mnist1d-resnet56-resnet20", "--methods", "baseline", "--workers", "1",
@@ -34,7 +35,8 @@ SCRIPTS = {
 LIBRARIES = {"benchmarks/demo_runs.py", "benchmarks/quality_plan.py"}
 #: committed files no quick run may touch
 GUARDED = ["docs/performance.md", "docs/results/step.json", "docs/results/compile.json", "docs/results/quality.json",
-           "docs/RESULTS.md", "docs/inhernet.md", "docs/results/inhernet.json", "benchmarks/quality_tuned.json"]
+           "docs/RESULTS.md", "docs/inhernet.md", "docs/results/inhernet.json", "benchmarks/quality_tuned.json",
+           "docs/alignment.md", "docs/results/align_zoo.json"]
 
 
 def test_every_benchmark_script_has_a_quick_run_here():
@@ -65,6 +67,10 @@ def test_quick_mode_runs_and_writes_only_into_temporary_folders(script, tmp_path
         results = json.loads((out / "step.json").read_text())
         assert {r["step"] for r in results["rows"]} >= {"kd", "hand", "family-2hkt", "family-3hkt"}
         assert "<!-- step-table:begin -->" in (out / "performance.md").read_text()
+    if script == "benchmarks/align_zoo.py":  # the chosen points beat random valid alignments
+        summary = json.loads((out / "align_zoo.json").read_text())["summary"]["all"]
+        assert summary["pairs"] >= 3 and summary["exact_share"] > summary["control_exact_share"]
+        assert summary["block_output_share"] > summary["control_block_output_share"]
     if script == "benchmarks/gpu_check.py":
         import torch
 
