@@ -198,11 +198,11 @@ class Family(nn.Module):
 
     def _trace(self, parent: nn.Module, child: nn.Module, alignment: Any) -> None:
         """Both networks as lockstep graphs, from the traces the alignment was computed on when it
-        has them (same model, fx backend, same adapter class), traced now otherwise."""
+        has them (same model, fx or torch.export backend, same adapter class), traced now otherwise."""
         reused = getattr(alignment, "traced", None) or (None, None)
         for attr, model, label, traced in (("_pg", parent, "parent", reused[0]), ("_cg", child, "child", reused[1])):
             adapter = adapter_for(model, self._manager)
-            usable = (traced is not None and traced.model is model and traced.backend == "fx"
+            usable = (traced is not None and traced.model is model and traced.backend in ("fx", "export")
                       and type(getattr(traced, "adapter", None)) is type(adapter))
             # The graphs live outside the module tree: they share the models' parameters.
             object.__setattr__(self, attr, LockstepGraph(model, adapter, label, traced.gm if usable else None))
