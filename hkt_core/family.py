@@ -108,6 +108,20 @@ def _one_way(transfer: nn.Module, extractor: nn.Module, mixture: nn.Module, dono
     return from_channels_first(value, kind)
 
 
+def _in_traced_dtypes(inputs: tuple[torch.Tensor, ...], graph: LockstepGraph) -> tuple[torch.Tensor, ...]:
+    """Inputs made from shapes alone, in the dtypes the traced graph saw: an input ``torch.export``
+    recorded as integer (token ids, attention masks) becomes ones of its shape (a valid id and an
+    unmasked position), since random floats are no tokens."""
+    out = []
+    for value, holder in zip(inputs, graph.placeholders):
+        seen = holder.meta.get("val")
+        if (isinstance(value, torch.Tensor) and isinstance(seen, torch.Tensor)
+                and not seen.is_floating_point() and value.is_floating_point()):
+            value = torch.ones(value.shape, dtype=seen.dtype)
+        out.append(value)
+    return (*out, *inputs[len(out):])
+
+
 class Family(nn.Module):
     """A frozen parent and a trainable child run in lockstep (Algorithm 1 of the paper).
 
@@ -228,7 +242,7 @@ class Family(nn.Module):
             if not shapes:
                 raise AlignmentError("Family needs example inputs: pass example_inputs=... or an Alignment "
                                      "with input_shapes")
-            inputs = tuple(self._cg.adapter.example_inputs(child, shapes))
+            inputs = _in_traced_dtypes(tuple(self._cg.adapter.example_inputs(child, shapes)), self._cg)
         reference = next(iter(child.parameters()), None)
         if reference is not None:
             inputs = tuple(follow(t, reference) for t in inputs)

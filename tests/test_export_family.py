@@ -58,7 +58,7 @@ def test_family_on_export_graph_trains_on_other_shapes_and_exports_the_plain_chi
     example = batch(2, 16)
     alignment = align(parent, child, example)
     assert [t.backend for t in alignment.traced] == ["export", "export"]
-    family = Family(parent, child, alignment, example_inputs=example)
+    family = Family(parent, child, alignment)   # example inputs from the alignment, in its dtypes
 
     inputs = batch(3, 9, pad_from=5)               # batch 3 and length 9, not the example's 2 x 16
     target = torch.tensor([0, 1, 2])
