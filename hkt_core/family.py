@@ -108,6 +108,20 @@ def _one_way(transfer: nn.Module, extractor: nn.Module, mixture: nn.Module, dono
     return from_channels_first(value, kind)
 
 
+def _in_traced_dtypes(inputs: tuple[torch.Tensor, ...], graph: LockstepGraph) -> tuple[torch.Tensor, ...]:
+    """Inputs made from shapes alone, in the dtypes the traced graph saw: an input ``torch.export``
+    recorded as integer (token ids, attention masks) becomes ones of its shape (a valid id and an
+    unmasked position), since random floats are no tokens."""
+    out = []
+    for value, holder in zip(inputs, graph.placeholders):
+        seen = holder.meta.get("val")
+        if (isinstance(value, torch.Tensor) and isinstance(seen, torch.Tensor)
+                and not seen.is_floating_point() and value.is_floating_point()):
+            value = torch.ones(value.shape, dtype=seen.dtype)
+        out.append(value)
+    return (*out, *inputs[len(out):])
+
+
 class Family(nn.Module):
     """A frozen parent and a trainable child run in lockstep (Algorithm 1 of the paper).
 
@@ -211,11 +225,11 @@ class Family(nn.Module):
 
     def _trace(self, parent: nn.Module, child: nn.Module, alignment: Any) -> None:
         """Both networks as lockstep graphs, from the traces the alignment was computed on when it
-        has them (same model, fx backend, same adapter class), traced now otherwise."""
+        has them (same model, fx or torch.export backend, same adapter class), traced now otherwise."""
         reused = getattr(alignment, "traced", None) or (None, None)
         for attr, model, label, traced in (("_pg", parent, "parent", reused[0]), ("_cg", child, "child", reused[1])):
             adapter = adapter_for(model, self._manager)
-            usable = (traced is not None and traced.model is model and traced.backend == "fx"
+            usable = (traced is not None and traced.model is model and traced.backend in ("fx", "export")
                       and type(getattr(traced, "adapter", None)) is type(adapter))
             # The graphs live outside the module tree: they share the models' parameters.
             object.__setattr__(self, attr, LockstepGraph(model, adapter, label, traced.gm if usable else None))
@@ -241,7 +255,7 @@ class Family(nn.Module):
             if not shapes:
                 raise AlignmentError("Family needs example inputs: pass example_inputs=... or an Alignment "
                                      "with input_shapes")
-            inputs = tuple(self._cg.adapter.example_inputs(child, shapes))
+            inputs = _in_traced_dtypes(tuple(self._cg.adapter.example_inputs(child, shapes)), self._cg)
         reference = next(iter(child.parameters()), None)
         if reference is not None:
             inputs = tuple(follow(t, reference) for t in inputs)

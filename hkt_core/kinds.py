@@ -30,6 +30,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import attrs
+import torch
 from torch import fx, nn
 
 from .config import DIRECTIONS, canonical_direction
@@ -143,7 +144,11 @@ def parse_stated(text: str, where: str = "layout") -> tuple[str, bool, tuple[int
 # -- inference on a traced graph -------------------------------------------------------------------
 
 def _target_name(node: fx.Node) -> str:
+    """The operation's name; an aten overload of a ``torch.export`` graph (``aten.layer_norm.default``)
+    reads as its packet's name (``layer_norm``), so aten graphs follow the same rules as fx graphs."""
     target = node.target
+    if isinstance(target, torch._ops.OpOverload):
+        return target.overloadpacket.__name__.lower()
     return (getattr(target, "__name__", None) or str(target)).lower()
 
 

@@ -33,13 +33,14 @@ def _own_copy(gm: fx.GraphModule) -> fx.GraphModule:
 class LockstepGraph:
     """One traced network with the lookups the interpreter needs.
 
-    ``traced`` is a graph module already traced from ``model`` with ``adapter`` by the fx backend
-    (what :func:`hkt_core.align` built); it is copied, not traced again.
+    ``traced`` is a graph module already traced from ``model`` with ``adapter`` by the fx or the
+    ``torch.export`` backend (what :func:`hkt_core.align` built; an exported graph is aten ops with
+    its parameters as ``get_attr`` nodes, run node by node the same way); it is copied, not traced again.
     """
 
     def __init__(self, model: nn.Module, adapter: Adapter, label: str,
                  traced: fx.GraphModule | None = None) -> None:
-        if traced is not None and traced.meta.get(BACKEND_KEY) == "fx":
+        if traced is not None and traced.meta.get(BACKEND_KEY) in ("fx", "export"):
             self.gm = _own_copy(traced)
         else:
             try:

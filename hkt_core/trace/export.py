@@ -16,11 +16,42 @@ from torch import fx, nn
 from .names import BACKEND_KEY, NAMES_KEY, NameTable
 
 
+def _dynamic(value: Any) -> Any:
+    """``Dim.AUTO`` on a tensor's batch dimension and, for integer tensors (token ids, masks), on
+    its sequence dimension: dynamic where the model allows it, specialised (never an error) where not."""
+    if isinstance(value, torch.Tensor) and value.dim() >= 1:
+        dims = (0, 1) if not value.is_floating_point() and value.dim() >= 2 else (0,)
+        return {d: torch.export.Dim.AUTO for d in dims}
+    return None
+
+
 def export_trace(model: nn.Module, inputs: tuple[torch.Tensor, ...],
                  kwargs: dict[str, Any] | None = None) -> fx.GraphModule:
-    """An fx GraphModule of ``model`` specialised to the example shapes, marked backend "export"."""
-    program = torch.export.export(model, inputs, kwargs=kwargs, strict=False)
+    """An fx GraphModule of ``model`` marked backend "export"; its batch size (and, for integer
+    inputs, its sequence length) stay dynamic where the model allows, so the lockstep interpreter
+    runs it on batches shaped unlike the example. Specialised to the example shapes when the
+    dynamic export fails."""
+    kwargs = dict(kwargs or {})
+    dynamic = (tuple(_dynamic(t) for t in inputs),
+               {k: _dynamic(v) for k, v in kwargs.items()})
+    try:
+        program = torch.export.export(model, tuple(inputs), kwargs=kwargs, strict=False,
+                                      dynamic_shapes={**dict(zip(_arg_names(model, len(inputs)), dynamic[0])),
+                                                      **dynamic[1]})
+    except Exception:  # shapes the model's code pins: the static graph (what align alone needs)
+        program = torch.export.export(model, tuple(inputs), kwargs=kwargs, strict=False)
     gm = program.module()
     gm.meta[BACKEND_KEY] = "export"
     gm.meta[NAMES_KEY] = NameTable(gm.graph)
     return gm
+
+
+def _arg_names(model: nn.Module, count: int) -> list[str]:
+    """The names of ``forward``'s first ``count`` positional parameters (``dynamic_shapes`` keys)."""
+    import inspect
+
+    params = [p.name for p in inspect.signature(model.forward).parameters.values()
+              if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if len(params) < count:
+        raise TypeError(f"{type(model).__name__}.forward takes {len(params)} positional inputs, got {count}")
+    return params[:count]
