@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import random
+import signal
 import sys
 import time
 import uuid
@@ -118,6 +119,20 @@ class _Session:
 
 # -- the run -----------------------------------------------------------------------------------
 
+class _Terminated(BaseException):
+    """SIGTERM during a distributed run (torchrun stopping the survivors of a failed rank)."""
+
+
+def _stop_on_sigterm():
+    """Turn SIGTERM into :class:`_Terminated` in the main thread; returns the previous handler."""
+    def handler(signum, frame):
+        raise _Terminated
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave the signal alone
+        return None
+
+
 class Trainer:
     """Runs one :class:`RunSpec` to completion (or resumes it). Use :meth:`fit`."""
 
@@ -203,6 +218,7 @@ class Trainer:
         threads = torch.get_num_threads()
         # the run's intra-op thread count (train.threads), whichever command runs it; restored after
         torch.set_num_threads(self.spec.train.threads)
+        previous_sigterm = _stop_on_sigterm() if self.world.distributed else None
         try:
             with scope(card_origin(self.spec.card)):
                 if self.spec.preflight:
@@ -214,6 +230,9 @@ class Trainer:
             raise TrainingInterrupted(f"interrupted: {self._kept_and_resume()}") from None
         except HKTError:
             raise
+        except _Terminated:  # the launcher stops the other ranks once one of them has failed
+            raise PeerLost(f"another process of this distributed run stopped (the launcher ended this one); "
+                           f"{self._kept_and_resume()}") from None
         except (RuntimeError, ConnectionError) as exc:
             if not self.world.distributed:
                 raise
@@ -221,6 +240,8 @@ class Trainer:
             raise PeerLost(f"another process of this distributed run stopped ({type(exc).__name__}: {cause}); "
                            f"{self._kept_and_resume()}") from None
         finally:
+            if previous_sigterm is not None:
+                signal.signal(signal.SIGTERM, previous_sigterm)
             for callback in self.spec.callbacks:  # trackers hold files open
                 if callable(getattr(callback, "close", None)):
                     callback.close()
