@@ -153,9 +153,7 @@ class _Check:
     # -- data --------------------------------------------------------------------------------
     def data(self):
         from .errors import DataError
-        from torch.utils.data import Subset
-
-        from .train.data import SplitError, check_finite, dataset_factory, load_splits
+        from .train.data import SplitError, check_finite_batch, dataset_factory, load_splits
 
         try:
             dataset_factory(self.card.dataset, self.manager)
@@ -189,7 +187,7 @@ class _Check:
                                 "sample", "data") from None
             self._check_split_shapes(name, batches[name])
             try:
-                check_finite(self.card.dataset, name, Subset(dataset, range(min(CHECK_BATCH, len(dataset)))))
+                check_finite_batch(self.card.dataset, name, batches[name])  # the samples just batched
             except DataError as exc:
                 raise self.fail(_one_line(exc), "repair or drop the samples holding NaN or infinity", "data") from None
         return splits, batches

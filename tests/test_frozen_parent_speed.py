@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import copy
-import math
 
 import pytest
 import torch
@@ -25,25 +24,9 @@ from hkt_core.etm.attention import (attention_path, current_attention_path, gene
 from hkt_core.family import Family
 from hkt_core.fold import fold_batchnorm, foldable_pairs, folded_conv, folded_copy, folded_parent
 from hkt_core.train import identity
+from test_etm_operators import reference_ga  # Eq. 2 in float64, one sample at a time
 
 CORE = get_plugin_manager(autoload=False, plugins={"core": builtins})
-
-
-def reference_ga(query: torch.Tensor, source: torch.Tensor, layout: str) -> torch.Tensor:
-    """Eq. 2 in float64, one sample at a time (explicit softmax)."""
-    q, v = query.double(), source.double()
-    b, c = q.shape[:2]
-    n = math.prod(q.shape[2:])
-    out = torch.empty(b, c, n, dtype=torch.float64)
-    for s in range(b):
-        qs, vs = q[s].reshape(c, n), v[s].reshape(c, n)
-        if layout == "spatial":
-            w = torch.softmax(qs.T @ vs / math.sqrt(c), dim=1)
-            out[s] = (w @ vs.T).T
-        else:
-            w = torch.softmax(qs @ vs.T / math.sqrt(n), dim=1)
-            out[s] = w @ vs
-    return v - out.reshape(q.shape)
 
 
 @pytest.mark.parametrize("shape,layout", [((2, 8, 6, 5), "spatial"), ((2, 8, 6, 5), "channel"),

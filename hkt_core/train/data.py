@@ -92,7 +92,20 @@ def check_finite(dataset_name: str, split: str, dataset: Dataset, *, in_memory_o
     """Raise :class:`~hkt_core.errors.DataError` naming the first sample of ``dataset`` (one split) that
     holds a NaN or an infinity. In-memory data (``TensorDataset``, or a ``samples`` tensor) is looked
     at as a whole; other data sets are loaded sample by sample unless ``in_memory_only``."""
-    found = non_finite_sample(dataset, in_memory_only=in_memory_only)
+    _refuse(dataset_name, split, non_finite_sample(dataset, in_memory_only=in_memory_only))
+
+
+def check_finite_batch(dataset_name: str, split: str, batch) -> None:
+    """The same check on a collated ``(inputs, target)`` batch of a split's first samples (row = sample)."""
+    for where, tensor in _tensors_of(batch):
+        if torch.is_floating_point(tensor) and tensor.numel():
+            bad = torch.nonzero((~torch.isfinite(tensor.reshape(len(tensor), -1))).any(1)).flatten()
+            if len(bad):
+                row = int(bad[0])
+                _refuse(dataset_name, split, (row, f"{_kind_of_bad(tensor[row])} in {where}"))
+
+
+def _refuse(dataset_name: str, split: str, found: tuple[int, str] | None) -> None:
     if found is not None:
         position, what = found
         raise DataError(f"data set {dataset_name!r}: sample {position} of the {_SPLIT_WORDS.get(split, split)} split "
