@@ -400,7 +400,7 @@ def score_points(chosen: list[tuple[str, str]], truth: Truth, tp, tc) -> dict:
 def random_alignment(bp, bc, count: int, rng: np.random.Generator) -> list[tuple[str, str]] | None:
     """Order-preserving pairs that can mix, drawn uniformly among the values between inputs and
     prediction of each model (every batched tensor, not only the aligner's candidates)."""
-    from hkt_core.kinds import mixing_pair_problem
+    from hkt_core.trace.kinds import mixing_pair_problem
 
     def values(bg):
         out = []

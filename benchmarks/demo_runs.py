@@ -21,7 +21,7 @@ import torch
 
 from hkt_core.errors import HKTError
 from hkt_core.io import atomic_write_text
-from hkt_core.metrics import MetricAccumulator
+from hkt_core.tasks.metrics import MetricAccumulator
 from hkt_core.train.reuse import train_or_reuse
 
 

@@ -45,7 +45,7 @@ from hkt_core import HKTConfig
 from hkt_core.etm import genetic_attention
 from hkt_core.etm.attention import attention_path
 from hkt_core.family import Family
-from hkt_core.fold import folded_parent
+from hkt_core.lockstep.fold import folded_parent
 from hkt_core.models import build_model
 from hkt_core.plugins import default_manager
 
@@ -63,7 +63,7 @@ def features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 class FoldedStages(nn.Module):
-    """The hand-written steps' frozen parent: each stage a BatchNorm-folded copy (hkt_core.fold)."""
+    """The hand-written steps' frozen parent: each stage a BatchNorm-folded copy (hkt_core.lockstep.fold)."""
 
     def __init__(self, parent: nn.Module) -> None:
         super().__init__()

@@ -8,12 +8,18 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+import importlib as _importlib
+import importlib.abc as _abc
+import importlib.util as _util
+import sys as _sys
+import warnings as _warnings
+
 from .adapters import Adapter, GenericAdapter, adapter_for
 from .config import HKTConfig, TrainConfig
 from .errors import AlignmentError, CheckpointError, ConfigError, HKTError, RegistryError, TraceError
-from .markers import hookimpl
-from .pairs import PairCard
-from .plugins import default_manager, get_plugin_manager, lookup, registry, reset_default_manager
+from .pairs.card import PairCard
+from .plugins.host import default_manager, get_plugin_manager, lookup, registry, reset_default_manager
+from .plugins.markers import hookimpl
 
 # The functions `align` and `train` share their names with the sub-packages that define them.
 # Importing a sub-package binds its name on this package, so both are imported here, after every
@@ -22,35 +28,88 @@ from .plugins import default_manager, get_plugin_manager, lookup, registry, rese
 from .align import Alignment, BlockPair, align
 from .train import Run, load_run, train
 
+#: Modules that moved in 0.2 (old path -> new path). The old paths keep importing, with a
+#: DeprecationWarning, for one release; see CHANGELOG.md.
+MOVED_MODULES = {
+    "hkt_core.kinds": "hkt_core.trace.kinds",
+    "hkt_core.fold": "hkt_core.lockstep.fold",
+    "hkt_core.preflight": "hkt_core.train.preflight",
+    "hkt_core.card_checks": "hkt_core.train.checks",
+    "hkt_core.pairs_new": "hkt_core.pairs.scaffold",
+    "hkt_core.user_cards": "hkt_core.plugins.user",
+    "hkt_core.hookspecs": "hkt_core.plugins.hookspecs",
+    "hkt_core.registry": "hkt_core.plugins.registry",
+    "hkt_core.registration": "hkt_core.plugins.registration",
+    "hkt_core.markers": "hkt_core.plugins.markers",
+    "hkt_core.metrics": "hkt_core.tasks.metrics",
+    "hkt_core.losses": "hkt_core.tasks.losses",
+}
+
+
+class _MovedModuleFinder(_abc.MetaPathFinder, _abc.Loader):
+    """Serves a moved module under its old name: the very module object of the new path."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname in MOVED_MODULES:
+            return _util.spec_from_loader(fullname, self)
+        return None
+
+    def create_module(self, spec):
+        new = MOVED_MODULES[spec.name]
+        _warnings.warn(f"{spec.name} moved to {new}; the old path goes in the next release",
+                       DeprecationWarning, stacklevel=2)
+        return _importlib.import_module(new)
+
+    def exec_module(self, module):
+        pass  # already executed under its new name
+
+
+if not any(isinstance(f, _MovedModuleFinder) for f in _sys.meta_path):
+    _sys.meta_path.append(_MovedModuleFinder())
+
+
 #: Names served lazily (the engine's modules import on first use).
 _LAZY = {
     "genetic_attention": "hkt_core.etm",
     "Family": "hkt_core.family",
     "HKTOutput": "hkt_core.family",
     "HKTLoss": "hkt_core.family",
-    "check_pair": "hkt_core.preflight",
-    "PairReport": "hkt_core.preflight",
-    "PairCheckError": "hkt_core.preflight",
+    "check_pair": "hkt_core.train.preflight",
+    "PairReport": "hkt_core.train.preflight",
+    "PairCheckError": "hkt_core.train.preflight",
     # the extension API: what plugin authors subclass, return or receive
-    "Task": "hkt_core.tasks",
-    "Metric": "hkt_core.metrics",
+    "Task": "hkt_core.tasks.task",
+    "Metric": "hkt_core.tasks.metrics",
     "Mixture": "hkt_core.etm.mixtures",
     "Transfer": "hkt_core.etm.transfers",
     "Method": "hkt_core.train.method",
     "MethodContext": "hkt_core.train.method",
     "StepOutput": "hkt_core.train.method",
     "DatasetBundle": "hkt_core.data",
-    "Registrar": "hkt_core.registry",
-    "registers": "hkt_core.registration",
+    "Registrar": "hkt_core.plugins.registry",
+    "registers": "hkt_core.plugins.registration",
     "TrainingDiverged": "hkt_core.errors",
+    "DataError": "hkt_core.errors",
+    # what plugins build on: models, cards, files, settings
+    "build_model": "hkt_core.models",
+    "count_parameters": "hkt_core.models",
+    "atomic_write": "hkt_core.io",
+    "atomic_write_text": "hkt_core.io",
+    "hkt_home": "hkt_core.pairs.card",
+    "register_cards_from": "hkt_core.pairs.card",
+    "shipped_cards": "hkt_core.plugins.registration",
+    "parse_value": "hkt_core.config",
+    "resolve_manager": "hkt_core.plugins.host",
+    "PluginManager": "hkt_core.plugins.host",
+    # one resolved pair (the card made into models, adapters, example inputs and data, once)
+    "ResolvedPair": "hkt_core.train.resolved",
+    "resolve_pair": "hkt_core.train.resolved",
 }
 
 
 def __getattr__(name: str):
     if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        return getattr(_importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'hkt_core' has no attribute {name!r}")
 
 

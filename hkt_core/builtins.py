@@ -6,8 +6,8 @@ plugin, and uses the same hooks.
 
 from __future__ import annotations
 
-from .markers import hookimpl
-from .registration import registers
+from .plugins.markers import hookimpl
+from .plugins.registration import registers
 
 
 @hookimpl
@@ -19,21 +19,21 @@ def hkt_register_adapters(registry):
 
 @hookimpl
 def hkt_register_pairs(registry):
-    from .pairs import register_cards_from, shipped_cards_folder
+    from .pairs.card import register_cards_from, shipped_cards_folder
 
     register_cards_from(registry, shipped_cards_folder())
 
 
 @registers()
 def hkt_register_losses():
-    from .tasks import builtin_tasks
+    from .tasks.task import builtin_tasks
 
     return builtin_tasks()
 
 
 @registers()
 def hkt_register_metrics():
-    from .metrics import BUILTIN_METRICS
+    from .tasks.metrics import BUILTIN_METRICS
 
     return {name: cls() for name, cls in BUILTIN_METRICS.items()}
 

@@ -240,7 +240,7 @@ class TrainConfig:
     #: count sums in another order, so it is another run: part of the run's identity and of the
     #: parent cache key)
     threads: int = attrs.field(default=1, validator=positive_int)
-    #: fold the frozen parent's BatchNorms into its convolutions (hkt_core.fold; float32 rounding)
+    #: fold the frozen parent's BatchNorms into its convolutions (hkt_core.lockstep.fold; float32 rounding)
     fold_parent_bn: bool = attrs.field(default=True, validator=boolean)
     #: Genetic Attention on SDPA's fused kernels (hkt_core.etm.attention; float32 rounding)
     fused_attention: bool = attrs.field(default=True, validator=boolean)

@@ -33,7 +33,7 @@ from .config import HKTConfig
 from .errors import AlignmentError, ConfigError
 from .etm.crosskind import cross_kind_transfer
 from .etm.mixtures import split_mix
-from .kinds import ValueKind, donor_kind, infer_kinds, mixing_pair_problem, parse_stated, stated_nodes
+from .trace.kinds import ValueKind, donor_kind, infer_kinds, mixing_pair_problem, parse_stated, stated_nodes
 from .lockstep import LockstepGraph, LockstepStreams, follow, from_channels_first, to_channels_first
 
 
@@ -131,12 +131,12 @@ class Family(nn.Module):
     inputs (used once to learn the shapes at the mixing points) default to the alignment's
     ``input_shapes``. ``task`` overrides the registered task named by ``config.task``;
     ``layouts`` maps node names (``"name"`` for both models, ``"parent:name"`` / ``"child:name"``
-    for one) to the value's kind, ``map`` / ``tokens`` / ``vector`` (:mod:`hkt_core.kinds`; the older
+    for one) to the value's kind, ``map`` / ``tokens`` / ``vector`` (:mod:`hkt_core.trace.kinds`; the older
     ``channels_first`` / ``channels_last`` are read as map / tokens), where the automatic reading
     (rank-3 values produced by Linear/LayerNorm/attention are tokens ``(B, T, D)``) is wrong. ``manager`` is the
     plugin manager operators and tasks are looked up in (default: the process-wide one).
     ``fold_parent_bn`` folds the frozen parent's BatchNorms into its convolutions in the lockstep
-    graph (:mod:`hkt_core.fold`; the parent module is not changed), equal to float32 rounding.
+    graph (:mod:`hkt_core.lockstep.fold`; the parent module is not changed), equal to float32 rounding.
     """
 
     def __init__(self, parent: nn.Module, child: nn.Module, alignment: Any, config: HKTConfig | None = None,
@@ -145,9 +145,9 @@ class Family(nn.Module):
                  fold_parent_bn: bool = True) -> None:
         super().__init__()
         config = self._checked_config(config, layouts)
-        from .plugins import default_manager
+        from .plugins.host import resolve_manager
 
-        self._manager = manager or default_manager()
+        self._manager = resolve_manager(manager)
         self.config = config
         self._task = task
         self.parent = parent
@@ -170,11 +170,11 @@ class Family(nn.Module):
         if reference is not None and reference.is_floating_point():
             self.points.to(device=reference.device, dtype=reference.dtype)
         # The frozen parent's BatchNorms folded into its convolutions, in the lockstep graph's own
-        # module tree (hkt_core.fold); the parent module and its state dict stay as they are.
+        # module tree (hkt_core.lockstep.fold); the parent module and its state dict stay as they are.
         self.fold_parent_bn = bool(fold_parent_bn)
         self._folded: list[nn.Module] = []
         if self.fold_parent_bn:
-            from .fold import fold_lockstep_parent, keep_fresh
+            from .lockstep.fold import fold_lockstep_parent, keep_fresh
 
             keep = {n for p in self._plan for n in p.parent_nodes} | {self._pg.node(pairs[-1][0][-1])}
             self._folded = fold_lockstep_parent(self._pg, keep)
@@ -264,7 +264,7 @@ class Family(nn.Module):
     def _with_layouts(self, points: list[_Point], inputs: tuple[torch.Tensor, ...], pvals: dict[fx.Node, Any],
                       cvals: dict[fx.Node, Any], layouts: dict[str, str]) -> list[_Point]:
         """Each point with the kind (and so the layout) of every value it reads: stated in ``layouts``
-        or read from the graph (:mod:`hkt_core.kinds`)."""
+        or read from the graph (:mod:`hkt_core.trace.kinds`)."""
         kinds = {"parent": self._kinds(self._pg, pvals, inputs, layouts),
                  "child": self._kinds(self._cg, cvals, inputs, layouts)}
 

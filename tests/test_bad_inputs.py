@@ -9,7 +9,7 @@ import pytest
 import hkt_core
 from hkt_core.cli.main import main
 from hkt_core.config import to_toml
-from hkt_core.markers import hookimpl
+from hkt_core.plugins.markers import hookimpl
 from hkt_core.pairs import user_pairs_dir
 
 

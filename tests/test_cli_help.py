@@ -70,7 +70,7 @@ def test_hkt_list_prints_whole_plain_descriptions(capsys):
 
 
 def test_plain_text_and_whole_first_sentence():
-    from hkt_core.registry import _first_line, plain_text
+    from hkt_core.plugins.registry import _first_line, plain_text
 
     def doc():
         """Uses :class:`~a.B` and ``c`` over

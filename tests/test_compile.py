@@ -105,7 +105,7 @@ def test_recorded_step_has_no_interpreter_left():
     assert "family.points.0.to_child_mixture" in targets and "family.parent.out_layer" in targets
     assert any(t.startswith("scratch.") for t in targets), "the inherited stream's BatchNorm runs on a twin"
     # no parameter was copied: the graph's parameters are the Family's, and the frozen parent's
-    # BatchNorm-folded convolutions (new tensors by design, hkt_core.fold)
+    # BatchNorm-folded convolutions (new tensors by design, hkt_core.lockstep.fold)
     folded = {id(p) for m in family._folded for p in m.parameters()}
     assert folded, "the parent's BatchNorms were folded"
     used = {id(p) for p in step.parameters()}

@@ -11,7 +11,7 @@ transformers = pytest.importorskip("transformers")
 
 from hkt_core.align import align  # noqa: E402
 from hkt_core.family import Family  # noqa: E402
-from hkt_core.kinds import _target_name  # noqa: E402
+from hkt_core.trace.kinds import _target_name  # noqa: E402
 
 VOCAB = 100
 

@@ -12,10 +12,10 @@ from hkt_core import builtins, hookimpl, registers
 
 API = ["Task", "Metric", "Mixture", "Transfer", "Method", "MethodContext", "StepOutput", "DatasetBundle",
        "Registrar", "registers", "TrainingDiverged"]
-HOMES = {"Task": "hkt_core.tasks", "Metric": "hkt_core.metrics", "Mixture": "hkt_core.etm.mixtures",
+HOMES = {"Task": "hkt_core.tasks.task", "Metric": "hkt_core.tasks.metrics", "Mixture": "hkt_core.etm.mixtures",
          "Transfer": "hkt_core.etm.transfers", "Method": "hkt_core.train.method",
          "MethodContext": "hkt_core.train.method", "StepOutput": "hkt_core.train.method",
-         "DatasetBundle": "hkt_core.data", "Registrar": "hkt_core.registry", "TrainingDiverged": "hkt_core.errors"}
+         "DatasetBundle": "hkt_core.data", "Registrar": "hkt_core.plugins.registry", "TrainingDiverged": "hkt_core.errors"}
 
 
 def core(**more):

@@ -2,7 +2,7 @@
 
 - Genetic Attention's fused path (contiguous 4-D inputs) against the float64 reference and the
   legacy path (3-D views) it replaced;
-- BatchNorm folding (hkt_core.fold) on a copy: the parent bitwise unchanged, the outputs equal to
+- BatchNorm folding (hkt_core.lockstep.fold) on a copy: the parent bitwise unchanged, the outputs equal to
   float32 rounding, the names kept, the switch off leaves the Family as before;
 - the interpreter's no-grad regions: the same grad modes per node as one region per node;
 - the numerics switches in the run identity: old runs read as recorded, a resume keeps them.
@@ -22,7 +22,7 @@ from hkt_core.align.record import BlockPair
 from hkt_core.etm.attention import (attention_path, current_attention_path, genetic_attention, vector_cost,
                                     wide_vector_notes)
 from hkt_core.family import Family
-from hkt_core.fold import fold_batchnorm, foldable_pairs, folded_conv, folded_copy, folded_parent
+from hkt_core.lockstep.fold import fold_batchnorm, foldable_pairs, folded_conv, folded_copy, folded_parent
 from hkt_core.train import identity
 from test_etm_operators import reference_ga  # Eq. 2 in float64, one sample at a time
 

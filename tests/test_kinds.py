@@ -11,7 +11,7 @@ from hkt_core.align import align, analyse
 from hkt_core.errors import AlignmentError
 from hkt_core.etm.attention import genetic_attention
 from hkt_core.etm.crosskind import FromVector, MapToTokens, TokensToMap, ToVector, cross_kind_transfer
-from hkt_core.kinds import ValueKind, mixing_pair_problem, parse_stated
+from hkt_core.trace.kinds import ValueKind, mixing_pair_problem, parse_stated
 
 
 class PatchViT(nn.Module):

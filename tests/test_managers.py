@@ -12,7 +12,7 @@ from torch import nn
 import hkt_core
 from hkt_core import HKTConfig, TrainConfig, builtins
 from hkt_core.adapters import Adapter, adapter_for
-from hkt_core.markers import hookimpl
+from hkt_core.plugins.markers import hookimpl
 from hkt_core.train.method import MethodContext
 
 
@@ -59,7 +59,7 @@ def no_default(monkeypatch):
     def refuse():
         raise AssertionError("the process-wide plugin manager was used")
 
-    monkeypatch.setattr("hkt_core.plugins.default_manager", refuse)
+    monkeypatch.setattr("hkt_core.plugins.host.default_manager", refuse)
 
 
 def test_adapter_for_needs_a_manager(manager):

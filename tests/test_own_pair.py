@@ -18,7 +18,7 @@ import pytest
 
 import hkt_core
 from hkt_core.cli.main import main
-from hkt_core.preflight import PairCheckError, check_pair
+from hkt_core.train.preflight import PairCheckError, check_pair
 from hkt_core.pairs import PairCard
 
 MODELS = '''
@@ -136,7 +136,7 @@ def test_check_pair_leaves_the_callers_random_state_alone(pair_on_path):
 def test_a_class_count_fix_without_such_an_option_lists_the_factorys_options(tmp_path, monkeypatch):
     import types
 
-    from hkt_core.preflight import _Check, factory_options
+    from hkt_core.train.preflight import _Check, factory_options
 
     (tmp_path / "fixed_models_mod.py").write_text("def fixed(width: int = 8, *, depth: int = 2):\n    return None\n")
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -305,7 +305,7 @@ def test_stages_option_reuses_the_cached_parent(tmp_path, capsys):
 def test_a_missing_name_mentions_the_plugins_that_failed_to_load():
     import types
 
-    from hkt_core.markers import hookimpl
+    from hkt_core.plugins.markers import hookimpl
 
     @hookimpl
     def hkt_register_pairs(registry):
@@ -391,7 +391,7 @@ def test_a_pair_whose_data_needs_a_folder_is_checked_without_data():
     card = hkt_core.lookup("pairs", "cifar-resnet56-resnet20")
     assert "root" not in card.dataset_options
     contracts.check_entry("pairs", "cifar-resnet56-resnet20")
-    from hkt_core.preflight import check_outputs, needs_user_folder
+    from hkt_core.train.preflight import check_outputs, needs_user_folder
 
     manager = hkt_core.default_manager()
     assert needs_user_folder(card, manager) and not needs_user_folder(hkt_core.lookup("pairs", "digits-demo"), manager)

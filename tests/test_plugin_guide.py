@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 import hkt_core
-from hkt_core.metrics import Metric
+from hkt_core.tasks.metrics import Metric
 from hkt_core.pairs import register_cards_from
 from hkt_core.tasks import ClassificationTask
 from hkt_core.train.method import Method, StepOutput

@@ -6,7 +6,7 @@ import pytest
 
 import hkt_core
 from hkt_core.errors import RegistryError
-from hkt_core.registry import Registry
+from hkt_core.plugins.registry import Registry
 
 
 class Plugin:

@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from hkt_core.metrics import MetricAccumulator
-from hkt_core.metrics import Accuracy, ClassDice, Dice, IoU
+from hkt_core.tasks.metrics import MetricAccumulator
+from hkt_core.tasks.metrics import Accuracy, ClassDice, Dice, IoU
 
 
 def logits_for(pred, classes):

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import hkt_core
-from hkt_core.metrics import (Accuracy, Dice, EndPointError, ErrorRate, IoU, MeanAbsoluteError,
+from hkt_core.tasks.metrics import (Accuracy, Dice, EndPointError, ErrorRate, IoU, MeanAbsoluteError,
                               MetricAccumulator)
 from hkt_core.tasks import ClassificationTask, RegressionTask, SegmentationTask, Task
 

@@ -121,7 +121,7 @@ def cards_plugin(*cards: PairCard, methods: dict | None = None):
     """A test plugin registering pair cards (and methods), exactly as a third-party plugin would."""
     import types
 
-    from hkt_core.markers import hookimpl
+    from hkt_core.plugins.markers import hookimpl
 
     @hookimpl
     def hkt_register_pairs(registry):

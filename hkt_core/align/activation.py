@@ -150,37 +150,5 @@ def cka_scores(bp: BlockGraph, bc: BlockGraph, calibration: Calibration, batch_s
     return cka_matrix(gp, gc)
 
 
-
-
-def calibration_for_pair(card: Any, manager: Any = None, samples: int = CALIBRATION_SAMPLES,
-                         seed: int = CALIBRATION_SEED) -> Calibration:
-    """``samples`` samples of ``card``'s training split (the split training uses, no augmentation)."""
-    from ..plugins import default_manager
-    from ..train.data import load_splits
-
-    manager = manager or default_manager()
-    splits = load_splits(card, card.train, manager)
-    return calibration_from_dataset(splits.train, samples, seed, source=f"dataset {card.dataset} (train split)")
-
-
-def trained_parent(card: Any, manager: Any = None, weights: Any = None):
-    """``card``'s trained parent: from ``weights`` (a safetensors file) or the parent cache; never
-    trains one (``hkt train PAIR --method parent`` does)."""
-    from ..errors import ConfigError
-    from ..plugins import default_manager
-    from ..train import parents
-
-    manager = manager or default_manager()
-    if weights is not None:
-        return parents.load_parent_file(card, manager, weights)[0]
-
-    def missing(folder, train) -> None:
-        raise ConfigError(f"pair {card.name!r} has no trained parent cached ({folder}); the activation method "
-                          f"compares the trained parent: run `hkt train {card.name} --method parent` first, or "
-                          f"give --parent-weights FILE")
-
-    return parents.cached_parent(card, manager, train_missing=missing, say=lambda message: None)[0]
-
-
 __all__ = ["CALIBRATION_SAMPLES", "CALIBRATION_SEED", "Calibration", "MAX_FEATURES", "activations",
-           "as_calibration", "calibration_for_pair", "calibration_from_dataset", "cka_scores", "trained_parent"]
+           "as_calibration", "calibration_from_dataset", "cka_scores"]

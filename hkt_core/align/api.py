@@ -21,7 +21,7 @@ from ..trace.graph import trace
 from .blocks import Block, BlockGraph, discover
 from .record import Alignment, BlockPair
 from .resolve import unknown_node_error
-from ..kinds import mixing_pair_problem
+from ..trace.kinds import mixing_pair_problem
 from .activation import Calibration, as_calibration, cka_scores
 from .score import MIN_CALIBRATION, boundary_bonus, matched, structural_matrix, structural_score
 from .solve import choose_pairs, longest_chain
@@ -35,7 +35,7 @@ def analyse(model: nn.Module, example_inputs: Any, adapter: Adapter | None = Non
     """Trace ``model`` and discover its candidate blocks (the adapter may declare them).
 
     Without ``adapter``, the one ``manager`` (default: the process-wide manager) has for ``model``.
-    ``layouts`` states value layouts (see :mod:`hkt_core.kinds`); ``side`` is ``parent`` or
+    ``layouts`` states value layouts (see :mod:`hkt_core.trace.kinds`); ``side`` is ``parent`` or
     ``child`` for entries prefixed with it.
     """
     if adapter is None:
@@ -45,11 +45,9 @@ def analyse(model: nn.Module, example_inputs: Any, adapter: Adapter | None = Non
 
 
 def _manager(manager: Any) -> Any:
-    if manager is not None:
-        return manager
-    from ..plugins import default_manager
+    from ..plugins.host import resolve_manager
 
-    return default_manager()
+    return resolve_manager(manager)
 
 
 def align(parent: nn.Module, child: nn.Module, example_inputs: Any, stages: int | None = None,

@@ -21,7 +21,7 @@ An adapter's ``declared_blocks(model)`` replaces the rule: exactly those values 
 Each candidate gets the features the alignment score uses: ``depth`` (relative depth: cumulative
 FLOPs of the value's ancestors over those of the prediction; parameters when the network has no
 FLOPs; topological position when neither), ``kind`` (``map``, ``tokens`` or ``vector``, read per
-value from the graph by :mod:`hkt_core.kinds`; ``value_kind`` has the class token and grid of
+value from the graph by :mod:`hkt_core.trace.kinds`; ``value_kind`` has the class token and grid of
 tokens), ``resolution`` (the spatial extent of a map, the grid or count of tokens, () for
 vectors), ``width`` (channels or features), ``level`` (0 for a top-level module output, 1 for
 second-level, 2 otherwise), ``cut`` and ``change``.
@@ -36,7 +36,7 @@ import networkx as nx
 import numpy as np
 
 from ..errors import AlignmentError
-from ..kinds import ValueKind, kind_from_shape, traced_kinds
+from ..trace.kinds import ValueKind, kind_from_shape, traced_kinds
 from ..trace.graph import TracedModel
 
 
@@ -288,7 +288,7 @@ def discover(traced: TracedModel, declared: Sequence[str] | None = None,
              layouts: Mapping[str, str] | None = None, side: str = "") -> BlockGraph:
     """Analyse ``traced`` and list its candidate block boundaries (module docstring has the rule).
 
-    ``layouts`` states the layout of values whose inference is wrong (:mod:`hkt_core.kinds`);
+    ``layouts`` states the layout of values whose inference is wrong (:mod:`hkt_core.trace.kinds`);
     ``side`` (``parent`` / ``child``) selects the entries prefixed ``parent:`` / ``child:``.
     """
     g = traced.graph

@@ -13,7 +13,7 @@ from typing import Any
 import attrs
 
 from ..errors import AlignmentError
-from ..kinds import KINDS
+from ..trace.kinds import KINDS
 
 #: Version of the JSON layout written by :meth:`Alignment.to_json`.
 FORMAT_VERSION = 1
@@ -55,7 +55,7 @@ class BlockPair:
     child_shape: tuple[int, ...] = attrs.field(converter=_shape)
     score: float = attrs.field(validator=_score, converter=lambda v: float(v) if isinstance(v, int) and not isinstance(v, bool) else v)
     reason: str = ""
-    #: ``map``, ``tokens`` or ``vector`` (:mod:`hkt_core.kinds`); read from the shape when not given
+    #: ``map``, ``tokens`` or ``vector`` (:mod:`hkt_core.trace.kinds`); read from the shape when not given
     parent_kind: str = attrs.field(default="", validator=_kind)
     child_kind: str = attrs.field(default="", validator=_kind)
     #: linear CKA of the two values on the calibration samples (``method="activation"``)

@@ -10,7 +10,7 @@ Structural score (``method="structural"``)::
 second-level / inner), resolution-or-width change}; ``strength`` is the share of those signs a
 block shows (:attr:`Block.strength`).
 
-Which pairs are candidates at all is :func:`hkt_core.kinds.mixing_pair_problem`, the rule the
+Which pairs are candidates at all is :func:`hkt_core.trace.kinds.mixing_pair_problem`, the rule the
 Family applies too (:func:`compatible`): any two kinds a transfer connects. Pairs of the same kind
 and resolution are *matched* (:func:`matched`); the solver uses only matched pairs when they allow
 the number of mixing points asked for, and otherwise every compatible pair, whose score then
@@ -31,7 +31,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ..kinds import mixing_pair_problem
+from ..trace.kinds import mixing_pair_problem
 from .blocks import Block
 
 DEPTH_WEIGHT, ROLE_WEIGHT, STRENGTH_WEIGHT = 0.6, 0.2, 0.2
@@ -43,7 +43,7 @@ MIN_CALIBRATION = 8
 
 
 def compatible(p: Block, c: Block) -> bool:
-    """The two values can be a mixing point (:func:`hkt_core.kinds.mixing_pair_problem`)."""
+    """The two values can be a mixing point (:func:`hkt_core.trace.kinds.mixing_pair_problem`)."""
     return mixing_pair_problem(p.value_kind, c.value_kind) is None
 
 

@@ -12,7 +12,7 @@ spreading the mixing points evenly over both networks' depth (each side near the
 their mean: a value at depth 0 paired with one at depth 1 is not "half-way") (the last sits next to the predictions, where the
 paper's CIFAR pair mixes pooled features; the placement weighs as much as the pair score, so a
 transformer whose values all have one token count still spreads its mixing points). Pairs that
-cannot mix (:func:`hkt_core.kinds.mixing_pair_problem`) are excluded.
+cannot mix (:func:`hkt_core.trace.kinds.mixing_pair_problem`) are excluded.
 Cost: O((N-1) x Kp x Kc) in numpy for Kp parent and Kc child candidates.
 """
 

@@ -68,22 +68,28 @@ def run(args) -> int:
     pairs = [parse_pair(p) for p in args.pair] if args.pair else None
     stages = args.stages
     check_stages(stages)
-    from ..plugins import default_manager
-    from ..trust import card_origin, scope
+    from ..plugins.host import default_manager
+    from ..train.resolved import resolve_pair
 
     manager = default_manager()
     calibration = None
     layouts: dict[str, str] = {}
+    inputs = None
     if len(args.models) == 1:
-        card = manager.lookup("pairs", args.models[0])
+        pair = resolve_pair(args.models[0], manager)
+        card = pair.card
         layouts = dict(card.layouts)
-        with scope(card_origin(card)):
+        with pair.scope():
             if args.method == "activation":
-                parent, child, calibration = _activation_setup(card, args, manager)
+                parent, child, calibration = _activation_setup(pair, args, manager)
             else:
-                parent = build_model(card.parent, manager, **card.parent_options)
-                child = build_model(card.child, manager, **card.child_options)
-        shapes = [parse_shape(s) for s in args.input_shape] if args.input_shape else list(card.input_shapes)
+                parent, child = pair.parent, pair.child
+        if args.input_shape:
+            shapes = [parse_shape(s) for s in args.input_shape]
+        else:   # the example inputs `hkt train` uses: a batch of the pair's data (else the card's shapes)
+            shapes = list(card.input_shapes)
+            inputs = pair.example_inputs
+            log.debug("example inputs: %s", pair.example_source)
         if pairs is None and card.alignment is not None:
             pairs = [tuple(p) for p in card.alignment]
         if stages is None:
@@ -97,7 +103,8 @@ def run(args) -> int:
         shapes = [parse_shape(s) for s in args.input_shape]
         parent, child = build_model(args.models[0], manager), build_model(args.models[1], manager)
         label = f"{args.models[0]} -> {args.models[1]}"
-    inputs = adapter_for(parent, manager).example_inputs(parent, shapes)
+    if inputs is None:   # stated shapes: the child's adapter makes the inputs (the rule hkt train follows)
+        inputs = adapter_for(child, manager).example_inputs(child, shapes)
     log.debug("tracing %s", label)
     bp = analyse(parent, inputs, manager=manager, layouts=layouts, side="parent")
     bc = analyse(child, inputs, manager=manager, layouts=layouts, side="child")
@@ -127,17 +134,16 @@ def run(args) -> int:
     return 0
 
 
-def _activation_setup(card, args, manager):
+def _activation_setup(pair, args, manager):
     """The trained parent, the child at initialisation (seeded) and calibration samples of the pair's data."""
     import torch
 
-    from ..align.activation import calibration_for_pair, trained_parent
-    from ..models import build_model
+    from ..train.resolved import calibration_for_pair, trained_parent
 
     for flag, value, least in (("--calibration-samples", args.calibration_samples, 8), ("--batch-size", args.batch_size, 1)):
         if value < least:
             raise ConfigError(f"{flag} {value} is invalid: an integer >= {least}")
-    parent = trained_parent(card, manager, weights=args.parent_weights)
+    parent = trained_parent(pair, manager, weights=args.parent_weights)
     torch.manual_seed(args.seed)
-    child = build_model(card.child, manager, **card.child_options)
-    return parent, child, calibration_for_pair(card, manager, samples=args.calibration_samples, seed=args.seed)
+    child = pair.child
+    return parent, child, calibration_for_pair(pair, manager, samples=args.calibration_samples, seed=args.seed)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..errors import RegistryError, unknown_name_message
-from ..registry import KINDS
+from ..plugins.registry import KINDS
 
 
 def configure(sub) -> None:
@@ -14,7 +14,7 @@ def configure(sub) -> None:
 
 
 def run(args) -> int:
-    from ..plugins import default_manager
+    from ..plugins.host import default_manager
 
     if args.kind not in KINDS:
         raise RegistryError(unknown_name_message("kind", args.kind, KINDS))

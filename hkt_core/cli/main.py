@@ -35,7 +35,7 @@ def build_parser(manager=None) -> argparse.ArgumentParser:
     for module_name in CORE_MODULES:
         importlib.import_module(module_name).configure(sub)
     if manager is None:
-        from ..plugins import default_manager
+        from ..plugins.host import default_manager
 
         manager = default_manager()
     for entry in manager.registry("commands").entries():

@@ -47,19 +47,21 @@ def configure(sub) -> None:
 
 
 def run_new(args) -> int:
-    from ..pairs_new import write_new_card
+    from ..pairs.scaffold import write_new_card
+    from ..plugins.host import default_manager
 
     path = write_new_card(args.name, parent=args.parent, child=args.child, dataset=args.dataset, task=args.task,
-                          stages=args.stages, out=args.out, force=args.force)
+                          stages=args.stages, out=args.out, force=args.force,
+                          manager=default_manager())
     print(f"wrote {path}; next: hkt pairs check {path}, then hkt pairs add {path}")
     return 0
 
 
 def run_add(args) -> int:
-    from ..card_checks import check_names, check_stages
-    from ..pairs import add_user_card
-    from ..plugins import default_manager, reset_default_manager
-    from ..preflight import check_outputs
+    from ..train.checks import check_names, check_stages
+    from ..pairs.store import add_user_card
+    from ..plugins.host import default_manager, reset_default_manager
+    from ..train.preflight import check_outputs
 
     manager = default_manager()
     known = {e.name for e in manager.registry("pairs").entries() if e.plugin != "user"}
@@ -77,7 +79,7 @@ def run_add(args) -> int:
 
 def _card(ref: str, manager):
     """A registered pair by name, or a card file (a path ending in .toml)."""
-    from ..pairs import PairCard
+    from ..pairs.card import PairCard
 
     if ref.endswith(".toml") or Path(ref).is_file():
         return PairCard.from_toml(ref)
@@ -85,8 +87,8 @@ def _card(ref: str, manager):
 
 
 def run_check(args) -> int:
-    from ..plugins import default_manager
-    from ..preflight import check_pair
+    from ..plugins.host import default_manager
+    from ..train.preflight import check_pair
 
     manager = default_manager()
     card = _card(args.pair, manager)
@@ -104,8 +106,8 @@ def run_check(args) -> int:
 
 
 def run_list(args) -> int:
-    from ..pairs import user_cards
-    from ..plugins import default_manager
+    from ..pairs.store import user_cards
+    from ..plugins.host import default_manager
 
     if args.user:
         cards = user_cards()
@@ -124,7 +126,7 @@ def run_list(args) -> int:
 
 
 def run_show(args) -> int:
-    from ..plugins import default_manager
+    from ..plugins.host import default_manager
 
     entry = default_manager().registry("pairs").entry(args.name)
     print(f"# pair {entry.name} (from plugin {entry.plugin})")
@@ -133,10 +135,10 @@ def run_show(args) -> int:
 
 
 def run_remove(args) -> int:
-    from ..pairs import remove_user_card
-    from ..plugins import reset_default_manager
+    from ..pairs.store import remove_user_card
+    from ..plugins.host import default_manager, reset_default_manager
 
-    path = remove_user_card(args.name)
+    path = remove_user_card(args.name, default_manager())
     reset_default_manager()
     print(f"removed {path}")
     return 0

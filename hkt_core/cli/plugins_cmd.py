@@ -14,7 +14,7 @@ def configure(sub) -> None:
 
 
 def run_list(args) -> int:
-    from ..plugins import default_manager
+    from ..plugins.host import default_manager
 
     manager = default_manager()
     infos = sorted(manager.plugins.values(), key=lambda p: (p.name != "core", p.name))

@@ -205,7 +205,7 @@ def _print_summary(run) -> None:
 def run_eval(args) -> int:
     from ..config import structure
     from ..config import TrainConfig
-    from ..plugins import default_manager
+    from ..plugins.host import default_manager
     from ..train.data import load_splits
     from ..train.run import load_run
     from ..train.trainer import evaluate
@@ -306,7 +306,7 @@ def demo_seeds(args) -> list[int]:
 
 
 def run_demo(args) -> int:
-    from ..plugins import default_manager
+    from ..plugins.host import default_manager
     from ..train.compare import format_table, run_comparison, write_comparison
 
     seeds = demo_seeds(args)

@@ -2,7 +2,7 @@
 
 Like every transfer, each is built from two channel-first shapes without the batch (a map
 ``(C, *S)``, tokens ``(D, N)``, a vector ``(C,)``) and called on a batch. Each also takes the two
-values' :class:`~hkt_core.kinds.ValueKind` (``source=``, ``target=``), which tell it about class
+values' :class:`~hkt_core.trace.kinds.ValueKind` (``source=``, ``target=``), which tell it about class
 tokens and token grids; without them, a rank-2 shape is read as tokens on the tokens side.
 The Family picks one by the two kinds (:func:`cross_kind_transfer`); they are registered as ETM
 operators (``tokens_to_map``, ``map_to_tokens``, ``to_vector``, ``from_vector``).
@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..kinds import ValueKind
+from ..trace.kinds import ValueKind
 from .transfers import Conv1x1Transfer, Transfer, _ChannelLinear, _resize
 
 #: (source kind, target kind) -> registered transfer name

@@ -5,7 +5,7 @@ operators, loss) and hands this package a ``mix`` callback:
 
 - :mod:`.rewrite`: in-place operations rewritten out of place, so streams can share values;
 - :mod:`.layout`: moving a value's channels to axis 1 and back (which values are tokens is
-  :mod:`hkt_core.kinds`' reading);
+  :mod:`hkt_core.trace.kinds`' reading);
 - :mod:`.interpreter`: :class:`LockstepGraph`, one traced network run node by node;
 - :mod:`.streams`: :class:`LockstepStreams`, the native / inherited / parent streams' schedule
   and their execution.

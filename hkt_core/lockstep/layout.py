@@ -3,7 +3,7 @@
 Operators work channel-first ``(B, C, ...)``. A value is a ``map`` (B, C, *spatial), ``tokens``
 (B, N, D) or a ``vector`` (B, C) (DESIGN section 5); maps and vectors already are channel-first,
 tokens are moved to ``(B, D, N)``. Which kind a value is is read from the graph by
-:mod:`hkt_core.kinds` (one reading for alignment and Family).
+:mod:`hkt_core.trace.kinds` (one reading for alignment and Family).
 """
 
 from __future__ import annotations

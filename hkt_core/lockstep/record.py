@@ -157,7 +157,7 @@ def record_lockstep(family: nn.Module, streams: Any, inputs: int, mix: RecordMix
         if module is not None and id(module) not in twins and any(id(m) in owners for m in module.modules()):
             twin_modules.append(scratch_twin(module))
             twins[id(module)] = f"scratch.{len(twin_modules) - 1}"
-    # The parent graph's own modules (BatchNorms folded into copies, hkt_core.fold) join the root.
+    # The parent graph's own modules (BatchNorms folded into copies, hkt_core.lockstep.fold) join the root.
     in_family = {id(m) for m in family.modules()}
     own: dict[int, str] = {}
     own_modules: list[nn.Module] = []

@@ -57,9 +57,9 @@ CHECKED_KINDS = ("transfers", "mixtures", "extractors", "losses", "metrics", "da
 
 
 def _manager(manager=None):
-    from ..plugins import default_manager
+    from ..plugins.host import resolve_manager
 
-    return manager or default_manager()
+    return resolve_manager(manager)
 
 
 def _finite_scalar(value: Any, what: str) -> None:
@@ -356,7 +356,7 @@ def check_model(name: str, factory: Any = None, manager=None, *, input_shapes=No
 # -- pairs -------------------------------------------------------------------------------------
 def check_pair_card(name: str, card: Any, manager=None) -> None:
     """The pairs contract (module docstring) of the registered pair ``name``."""
-    from ..preflight import PairCheckError, check_pair, needs_user_folder
+    from ..train.preflight import PairCheckError, check_pair, needs_user_folder
 
     import attrs
 

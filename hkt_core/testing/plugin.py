@@ -16,7 +16,7 @@ import pytest
 
 @pytest.fixture
 def hkt_home(tmp_path, monkeypatch):
-    from hkt_core.plugins import reset_default_manager
+    from ..plugins.host import reset_default_manager
 
     home = tmp_path / "hkt_home"
     home.mkdir()
@@ -28,13 +28,13 @@ def hkt_home(tmp_path, monkeypatch):
 
 @pytest.fixture
 def hkt_manager():
-    from hkt_core.plugins import get_plugin_manager
+    from ..plugins.host import get_plugin_manager
 
     return get_plugin_manager()
 
 
 @pytest.fixture
 def hkt_contracts():
-    from hkt_core.testing import contracts
+    from . import contracts
 
     return contracts

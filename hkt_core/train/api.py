@@ -11,7 +11,7 @@ import attrs
 
 from ..config import HKTConfig, TrainConfig, apply_overrides, hkt_preset, parse_value, structure, unstructure
 from ..errors import ConfigError
-from ..pairs import PairCard
+from ..pairs.card import PairCard
 from .run import Run
 from .trainer import EpochCallback, RunSpec, Trainer
 
@@ -35,10 +35,10 @@ def resolve(pair: str | PairCard, method: str, *, out: str | Path | None = None,
     ``settings`` for a named set of ``[hkt]`` settings (:data:`hkt_core.config.HKT_PRESETS`; the other
     assignments apply over it), ``log=["tensorboard"]``
     for trackers writing into the run folder)."""
-    from ..plugins import default_manager
+    from ..plugins.host import resolve_manager
     from .parents import parent_train_config
 
-    manager = manager or default_manager()
+    manager = resolve_manager(manager)
     card = pair if isinstance(pair, PairCard) else manager.lookup("pairs", pair)
     method_cls = manager.lookup("methods", method)
     if resume and force:

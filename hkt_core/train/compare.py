@@ -90,12 +90,12 @@ def run_comparison(pair: str, methods: Sequence[str], seeds: Sequence[int], out:
     """Train (or reuse) every method and seed, ``workers`` runs at once (default
     :func:`default_workers`); returns one row per method. A ``manager`` other than the default one
     cannot travel to worker processes: its runs train one after the other in this process."""
-    from ..plugins import default_manager
+    from ..plugins.host import resolve_manager
 
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise ConfigError(f"--workers {workers!r} is invalid: an integer >= 1 (runs trained at once)")
     own_manager = manager is not None
-    manager = manager or default_manager()
+    manager = resolve_manager(manager)
     card = manager.lookup("pairs", pair)
     specs = {m: resolve(card, m, manager=manager, out=out / f"{m}-seed{seeds[0]}", **overrides)
              for m in methods}  # fail before training anything

@@ -22,7 +22,7 @@ from torch.utils.data import (BatchSampler, DataLoader, Dataset, DistributedSamp
 from ..config import TrainConfig
 from ..data import DatasetBundle
 from ..errors import ConfigError, DataError, HKTError
-from ..pairs import PairCard
+from ..pairs.card import PairCard
 
 SPLIT_SEED = 0
 

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ..adapters import adapter_for
-from ..metrics import MetricAccumulator
+from ..tasks.metrics import MetricAccumulator
 from .data import eval_loader, split_batch
 from .distributed import World, all_sum
 

@@ -37,9 +37,9 @@ class MethodContext:
 
     def __attrs_post_init__(self) -> None:
         if self.manager is None:
-            from ..plugins import default_manager
+            from ..plugins.host import resolve_manager
 
-            self.manager = default_manager()
+            self.manager = resolve_manager(None)
 
 
 @attrs.frozen

@@ -51,9 +51,9 @@ class KDMethod(Method):
     @property
     def teacher(self) -> nn.Module:
         """The frozen parent as the distillation term runs it: BatchNorms folded into a copy when
-        ``train.fold_parent_bn`` is on (:mod:`hkt_core.fold`; the parent itself is unchanged)."""
+        ``train.fold_parent_bn`` is on (:mod:`hkt_core.lockstep.fold`; the parent itself is unchanged)."""
         if getattr(self, "_teacher", None) is None:
-            from ..fold import folded_parent
+            from ..lockstep.fold import folded_parent
 
             parent = self.ctx.parent
             self._teacher = folded_parent(parent) if getattr(self.ctx.train, "fold_parent_bn", False) else parent

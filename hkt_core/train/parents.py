@@ -38,7 +38,7 @@ from torch import nn
 from ..config import TrainConfig, unstructure
 from ..io import atomic_write
 from ..models import build_model
-from ..pairs import PairCard, hkt_home
+from ..pairs.card import PairCard, hkt_home
 from .checkpoint import load_module_state
 from .identity import DEFAULTED
 from .integrity import sha256_file, verify
@@ -66,16 +66,16 @@ def parent_train_config(card: PairCard) -> TrainConfig:
     return structure(data, TrainConfig)
 
 
-def architecture_signature(card: PairCard, manager=None) -> list[list]:
+def architecture_signature(card: PairCard, manager=None, *, model: nn.Module | None = None) -> list[list]:
     """Every parameter and buffer name with its shape: a model resized under the same name gets
-    another cache entry instead of a checkpoint that no longer fits."""
-    from ..models import build_model
-
-    model = build_model(card.parent, manager, **card.parent_options)
+    another cache entry instead of a checkpoint that no longer fits. ``model``: the card's parent
+    already built (a :class:`~hkt_core.train.resolved.ResolvedPair`'s), read instead of a second build."""
+    if model is None:
+        model = build_model(card.parent, manager, **card.parent_options)
     return [[name, list(t.shape)] for name, t in model.state_dict().items()]
 
 
-def parent_key(card: PairCard, train: TrainConfig, manager=None) -> str:
+def parent_key(card: PairCard, train: TrainConfig, manager=None, *, model: nn.Module | None = None) -> str:
     settings = {k: v for k, v in unstructure(train).items() if k not in _NOT_IN_KEY}
     # settings added later (identity.DEFAULTED) leave the keys of existing caches as they were
     # while at their default
@@ -84,17 +84,18 @@ def parent_key(card: PairCard, train: TrainConfig, manager=None) -> str:
         if settings.get(name) == default:
             del settings[name]
     material = {"version": KEY_VERSION, "parent": card.parent,
-                "architecture": architecture_signature(card, manager),
+                "architecture": architecture_signature(card, manager, model=model),
                 "parent_options": card.parent_options, "dataset": card.dataset,
                 "dataset_options": card.parent_data_options(), "task": card.task, "train": settings,
                 "threads": train.threads, "device_type": device_type(train.device), "torch": torch.__version__}
     return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def cache_folder(card: PairCard, train: TrainConfig, manager=None, key: str | None = None) -> Path:
+def cache_folder(card: PairCard, train: TrainConfig, manager=None, key: str | None = None, *,
+                 model: nn.Module | None = None) -> Path:
     """``$HKT_HOME/parents/<parent>-<key>``: the parent's reference made a folder name, plus the key."""
     slug = re.sub(r"[^A-Za-z0-9_.]+", "-", card.parent).strip("-.") or "parent"
-    return hkt_home() / "parents" / f"{slug}-{key or parent_key(card, train, manager)}"
+    return hkt_home() / "parents" / f"{slug}-{key or parent_key(card, train, manager, model=model)}"
 
 
 def is_complete(folder: Path) -> bool:
@@ -134,22 +135,25 @@ def build_parent(card: PairCard, manager) -> nn.Module:
     return build_model(card.parent, manager, **card.parent_options)
 
 
-def load_parent_file(card: PairCard, manager, path: str | Path) -> tuple[nn.Module, ParentSource]:
-    """The pair's parent architecture with a user's weights; keys and shapes must match exactly."""
+def load_parent_file(card: PairCard, manager, path: str | Path, *,
+                     into: nn.Module | None = None) -> tuple[nn.Module, ParentSource]:
+    """The pair's parent architecture with a user's weights; keys and shapes must match exactly.
+    ``into``: the parent already built, loaded in place (modules holding it see the weights)."""
     path = Path(path)
-    parent = build_parent(card, manager)
+    parent = build_parent(card, manager) if into is None else into
     load_module_state(parent, path, what=f"parent {card.parent!r} of pair {card.name!r}")
     return parent, ParentSource("file", str(path.resolve()), sha256_file(path), "", weights_sha256(path))
 
 
-def cached_parent(card: PairCard, manager, *, train_missing, say=None,
-                  device: str | None = None) -> tuple[nn.Module, ParentSource]:
+def cached_parent(card: PairCard, manager, *, train_missing, say=None, device: str | None = None,
+                  into: nn.Module | None = None) -> tuple[nn.Module, ParentSource]:
     """The cached parent of ``card``; when absent ``train_missing(folder, train_config)`` trains it
-    (on ``device`` when given, else the card's: the device is part of the key)."""
+    (on ``device`` when given, else the card's: the device is part of the key). ``into``: the
+    parent already built: its architecture signs the key and the weights load into it in place."""
     train = parent_train_config(card)
     if device is not None:
         train = attrs.evolve(train, device=device)
-    key = parent_key(card, train, manager)
+    key = parent_key(card, train, manager, model=into)
     folder = cache_folder(card, train, manager, key)
     if not is_complete(folder):
         (say or _say)(f"no trained parent cached for pair {card.name!r} ({card.parent}); training the parent "
@@ -157,7 +161,7 @@ def cached_parent(card: PairCard, manager, *, train_missing, say=None,
         train_missing(folder, train)
     else:
         (say or _say)(f"using the cached parent {folder}")
-    parent = build_parent(card, manager)
+    parent = build_parent(card, manager) if into is None else into
     verify(folder / BEST)
     load_module_state(parent, folder / BEST, what=f"parent {card.parent!r} of pair {card.name!r}")
     return parent, ParentSource("cache", str(folder), sha256_file(folder / BEST), key,

@@ -156,7 +156,31 @@ class Run:
 
     @property
     def card(self):
-        from ..pairs import PairCard
+        """The card as this run trained it: the stored card with the run's own ``[hkt]`` (and, for a
+        child's run, ``[train]``) settings, ``--set`` included (:func:`~hkt_core.train.resolved.card_as_run`)."""
+        from ..config import HKTConfig, TrainConfig, structure
+        from .resolved import card_as_run
+
+        card = self.card_as_written
+        try:
+            train = structure(dict(self.config.get("train", {})), TrainConfig)
+            hkt = structure(dict(self.config.get("hkt", {})), HKTConfig)
+        except (ConfigError, TypeError, ValueError):  # a run folder from before a setting changed shape
+            return card
+        return card_as_run(card, train, hkt, trains_parent=bool(self.config.get("trains_parent")))
+
+    def resolved(self):
+        """This run's pair resolved (:class:`~hkt_core.train.resolved.ResolvedPair`): the card as the
+        run trained it, its models and data, under this run folder's trust rule."""
+        from .resolved import ResolvedPair
+
+        card = self.card
+        return ResolvedPair(card=card, manager=self.manager, train=card.train, origin=self.origin())
+
+    @property
+    def card_as_written(self):
+        """The pair card the run was started from, as its file said (config.toml's ``[card]``)."""
+        from ..pairs.card import PairCard
 
         try:
             return PairCard.from_dict(self.config["card"], source=str(self.path / CONFIG))
@@ -169,11 +193,11 @@ class Run:
 
         pairs = self.manager.registry("pairs")
         trusted = {e.obj.source_folder for e in pairs.entries() if getattr(e.obj, "source_folder", None)}
-        return run_origin(self.path, self.card.source_folder, trusted_folders=trusted, trust_code=self.trust_code)
+        return run_origin(self.path, self.card_as_written.source_folder, trusted_folders=trusted, trust_code=self.trust_code)
 
     def network_ref(self) -> tuple[str, dict[str, Any]]:
         """The registered model (and options) this run trained: the child, or the parent for ``parent``."""
-        card = self.card
+        card = self.card_as_written
         if self.config.get("trains_parent"):
             return card.parent, card.parent_options
         return card.child, card.child_options
@@ -217,9 +241,9 @@ class Run:
         """The plugin manager this run's names are looked up in (the process-wide one unless
         :func:`load_run` was given one), resolved once."""
         if self._manager is None:
-            from ..plugins import default_manager
+            from ..plugins.host import resolve_manager
 
-            self._manager = default_manager()
+            self._manager = resolve_manager(None)
         return self._manager
 
     def _method_class(self):

@@ -24,16 +24,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..adapters import adapter_for
 from ..config import HKTConfig, TrainConfig, to_toml, unstructure
 from ..errors import CheckpointError, ConfigError, HKTError, PeerLost, TrainingDiverged, TrainingInterrupted
 from ..io import atomic_write_text
-from ..models import build_model, count_parameters
-from ..pairs import PairCard
+from ..models import count_parameters
+from ..pairs.card import PairCard
 from . import checkpoint as ckpt
 from . import run as files
 from .acceleration import Acceleration
-from .data import Splits, load_splits, split_batch, train_loader
+from .data import Splits, split_batch, train_loader
 from .distributed import (World, all_sum, any_flag, barrier, broadcast_text, close_world, init_world,
                           raise_together, sync_buffers)
 from .evaluation import evaluate, measure_latency
@@ -63,8 +62,17 @@ class RunSpec:
     manager: Any = None
     progress: bool | None = None
     callbacks: Sequence[EpochCallback] = ()
-    #: run :func:`hkt_core.preflight.check_pair` for this method before the run folder is touched
+    #: run the pre-flight (:func:`hkt_core.train.preflight.dry_run`) before the run folder is touched
     preflight: bool = True
+    #: the :class:`~hkt_core.train.resolved.ResolvedPair` the run trains on (made from ``card`` when None)
+    pair: Any = attrs.field(default=None, eq=False, repr=False)
+
+    @property
+    def run_card(self) -> PairCard:
+        """The card as this run trains it: ``[hkt]`` (and for a child's run ``[train]``) are the run's."""
+        from .resolved import card_as_run
+
+        return card_as_run(self.card, self.train, self.hkt, trains_parent=bool(self.method_cls.trains_parent))
 
     def config(self) -> dict[str, Any]:
         """The fully resolved configuration stored as config.toml (minus run-specific entries)."""
@@ -77,6 +85,21 @@ class RunSpec:
             "method_options": dict(self.method_options),
             "card": self.card.to_dict(),
         }
+
+
+def build_method(method_cls: type[Method], pair: Any, *, network: nn.Module, parent: nn.Module | None,
+                 train: TrainConfig, hkt: HKTConfig, task: Any, options: dict[str, Any],
+                 device: torch.device | None = None, alignment: Any = None) -> Method:
+    """``method_cls`` around ``network`` (the child, or the parent for a ``trains_parent`` method) of
+    ``pair`` (a :class:`~hkt_core.train.resolved.ResolvedPair`): the one way the trainer and its
+    pre-flight build a method. The example inputs are the pair's (one rule for every command)."""
+    device = device if device is not None else torch.device("cpu")
+    opts = {**dict(getattr(method_cls, "default_options", {}) or {}), **dict(options)}
+    ctx = MethodContext(child=network, task=task, train=train, hkt=hkt, card=pair.card,
+                        parent=parent if method_cls.needs_parent else None,
+                        example_inputs=pair.examples_on(device), device=device, options=opts,
+                        manager=pair.manager, alignment=alignment)
+    return method_cls(ctx)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -145,7 +168,9 @@ class Trainer:
             torch.cuda.set_device(self.device)
         #: precision, compilation and memory format of the run (hkt_core.train.acceleration)
         self.accel = Acceleration(spec.train, self.device, say=lambda m: _say(self.world, m))
-        self._splits: Splits | None = None  # the pre-flight's, when it ran
+        #: the pair this run trains on, resolved once (:mod:`hkt_core.train.resolved`)
+        self.pair = None
+        self._dry = None  # the pre-flight's dry run, whose method the run keeps
 
     # -- set-up ------------------------------------------------------------------------------
     def _prepare_folder(self) -> dict[str, Any] | None:
@@ -173,10 +198,12 @@ class Trainer:
             return None, {"source": "none"}
         from . import parents
 
+        into = self.pair.parent  # the module the method holds: loaded in place
         if spec.parent_weights is not None:
-            parent, source = parents.load_parent_file(spec.card, spec.manager, spec.parent_weights)
+            parent, source = parents.load_parent_file(spec.card, spec.manager, spec.parent_weights, into=into)
         elif spec.resume and self._stored_parent().get("source") == "file":
-            parent, source = parents.load_parent_file(spec.card, spec.manager, self._stored_parent()["path"])
+            parent, source = parents.load_parent_file(spec.card, spec.manager, self._stored_parent()["path"],
+                                                      into=into)
         else:
             def train_missing(folder: Path, train: TrainConfig) -> None:
                 sub = RunSpec(card=spec.card, method="parent", method_cls=spec.manager.lookup("methods", "parent"),
@@ -186,7 +213,8 @@ class Trainer:
                 Trainer(sub).fit()
 
             parent, source = parents.cached_parent(spec.card, spec.manager, train_missing=train_missing,
-                                                   say=lambda m: _say(self.world, m), device=spec.train.device)
+                                                   say=lambda m: _say(self.world, m), device=spec.train.device,
+                                                   into=into)
         stored = self._stored_parent() if spec.resume else {}
         if stored.get("sha256") and stored["sha256"] != source.sha256:
             raise CheckpointError(f"the parent this run was started with ({stored.get('path')}) has changed "
@@ -202,6 +230,7 @@ class Trainer:
         threads = torch.get_num_threads()
         torch.set_num_threads(self.spec.train.threads)
         try:
+            self._resolve_pair()
             return self._resolve_parent()[1]
         finally:
             torch.set_num_threads(threads)
@@ -221,10 +250,6 @@ class Trainer:
         previous_sigterm = _stop_on_sigterm() if self.world.distributed else None
         try:
             with scope(card_origin(self.spec.card)):
-                if self.spec.preflight:
-                    from ..preflight import preflight_run
-
-                    self._splits = preflight_run(self.spec).splits
                 return self._fit()
         except KeyboardInterrupt:
             raise TrainingInterrupted(f"interrupted: {self._kept_and_resume()}") from None
@@ -264,26 +289,46 @@ class Trainer:
         return (f"{out} keeps epoch {epoch} of {spec.train.epochs} (its last checkpoint); continue with: "
                 f"hkt train {spec.card.name} --method {spec.method} --out {out}{nproc} --resume")
 
-    def _fit(self) -> Path:
-        self.spec.out = Path(broadcast_text(self.world, str(self.spec.out)))
-        state = self._prepare_folder()
-        if self.spec.resume:   # the numerics switches the run was recorded with (identity.RECORDED)
-            from .identity import recorded_numerics
+    def _resolve_pair(self):
+        """The run's :class:`~hkt_core.train.resolved.ResolvedPair` (the spec's, or made from its card once)."""
+        if self.pair is None:
+            from .resolved import ResolvedPair
 
-            self.spec.train = attrs.evolve(self.spec.train, **recorded_numerics(self.spec.out))
+            spec = self.spec
+            given = spec.pair
+            if isinstance(given, ResolvedPair) and given.manager is spec.manager:
+                given.card, given.train = spec.run_card, spec.train
+                self.pair = given
+            else:
+                self.pair = ResolvedPair(card=spec.run_card, manager=spec.manager, train=spec.train)
+        return self.pair
+
+    def _fit(self) -> Path:
         from ..etm.attention import attention_path
 
-        with attention_path("fused" if self.spec.train.fused_attention else "legacy"):
+        spec = self.spec
+        spec.out = Path(broadcast_text(self.world, str(spec.out)))
+        resuming = spec.resume and (spec.out / files.STATE).is_file()
+        if resuming:   # the numerics switches the run was recorded with (identity.RECORDED)
+            from .identity import recorded_numerics
+
+            spec.train = attrs.evolve(spec.train, **recorded_numerics(spec.out))
+        self._resolve_pair()
+        with attention_path("fused" if spec.train.fused_attention else "legacy"):
+            if spec.preflight:   # the pre-flight builds the method the run keeps, before any folder is touched
+                from .preflight import dry_run
+
+                self._dry = dry_run(spec, self.pair, device=self.device,
+                                    alignment=files.read_alignment(spec.out) if resuming else None)
+            state = self._prepare_folder()
             return self._fit_prepared(state)
 
     def _fit_prepared(self, state: dict[str, Any] | None) -> Path:
         task = self.spec.manager.lookup("losses", self.spec.card.task)
         trains_parent = self.spec.method_cls.trains_parent  # the parent learns from its own data
-        splits = self._splits if self._splits is not None and not trains_parent else load_splits(
-            self.spec.card, self.spec.train, self.spec.manager, parent=trains_parent)
+        splits = self.pair.splits(parent=bool(trains_parent))
         parent, parent_info = self._resolve_parent()
-        seed_everything(self.spec.train.seed)
-        method = self._build_method(task, parent, state)
+        method = self._method(task, parent, state)
         run = _Session(method=method, task=task, splits=splits, parent=parent, parent_info=parent_info,
                        trainable=method.trainable_module().to(self.device),
                        # a method may replace the network it trains (e.g. a compressed parent)
@@ -307,22 +352,29 @@ class Trainer:
         return self._finish(self.spec.out, run.run_id, method, task, splits, run.best, parent_info)
 
     # -- the loop's steps ----------------------------------------------------------------------
-    def _build_method(self, task: Any, parent: nn.Module | None, state: dict[str, Any] | None) -> Method:
-        """The run's method around a freshly built network (the child, or the parent for ``parent``).
+    def _method(self, task: Any, parent: nn.Module | None, state: dict[str, Any] | None) -> Method:
+        """The run's method: the one the pre-flight built (its random state continued), or, without a
+        pre-flight, one built now around the pair's network seeded with ``train.seed``.
 
         A method that mixes records its alignment in ``alignment.json`` and prints the mixing points;
         a resumed run reads the recorded alignment back, so it keeps its mixing points."""
-        spec, card = self.spec, self.spec.card
-        ref, options = ((card.parent, card.parent_options) if spec.method_cls.trains_parent
-                        else (card.child, card.child_options))
-        child = build_model(ref, spec.manager, **options).to(self.device)
-        example = tuple(t.to(self.device) for t in adapter_for(child, spec.manager).example_inputs(child, card.input_shapes))
-        ctx = MethodContext(child=child, task=task, train=spec.train, hkt=spec.hkt, card=card, parent=parent,
-                            example_inputs=example, device=self.device, options=dict(spec.method_options),
-                            manager=spec.manager, alignment=files.read_alignment(spec.out) if state else None)
-        method = spec.method_cls(ctx)
+        spec = self.spec
+        dry = self._dry
+        if dry is not None and dry.alignment_recorded == (state is not None):
+            method = dry.method
+            torch.set_rng_state(dry.rng[0])
+            random.setstate(dry.rng[1])
+            np.random.set_state(dry.rng[2])
+        else:
+            network = self.pair.seeded("parent" if spec.method_cls.trains_parent else "child",
+                                       spec.train.seed).to(self.device)
+            method = build_method(spec.method_cls, self.pair, network=network, parent=parent, train=spec.train,
+                                  hkt=spec.hkt, task=task, options=spec.method_options, device=self.device,
+                                  alignment=files.read_alignment(spec.out) if state else None)
+        self._dry = None
+        ctx = method.ctx
         if ctx.alignment is not None and self.world.main:
-            from ..preflight import mixing_points_line
+            from .preflight import mixing_points_line
 
             files.write_alignment(spec.out, ctx.alignment)
             _say(self.world, f"alignment: {mixing_points_line(ctx.alignment)}")

@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from hkt_core.losses import masked_l1
-from hkt_core.metrics import MetricAccumulator
+from hkt_core.tasks.losses import masked_l1
+from hkt_core.tasks.metrics import MetricAccumulator
 from hkt_flow.adapter import RAFTAdapter
 from hkt_flow.metrics import EndPointError, F1All, PixelAccuracy, flow_metrics
 from hkt_flow.task import FlowTask, sequence_loss

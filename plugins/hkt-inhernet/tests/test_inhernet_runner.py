@@ -22,7 +22,7 @@ def manager(models_on_path, tmp_path, monkeypatch):
         "stages": 2, "train": {"epochs": 1, "batch_size": 40, "optimizer": "adamw", "lr": 0.01,
                                "weight_decay": 0.0, "val_fraction": 0.25},
     })
-    from hkt_core.markers import hookimpl
+    from hkt_core.plugins.markers import hookimpl
 
     class Cards:
         @staticmethod

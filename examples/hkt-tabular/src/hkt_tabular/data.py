@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch.utils.data import TensorDataset
 
-from hkt_core.data import DatasetBundle
+from hkt_core import DatasetBundle
 
 FEATURES, CLASSES = 13, 3
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from importlib import resources
 
 import hkt_core
-from hkt_core.pairs import register_cards_from
+from hkt_core import register_cards_from
 
 
 @hkt_core.hookimpl

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from hkt_core.adapters import Adapter
+from hkt_core import Adapter
 
 from .models import MODELS
 from .network import LEAF_MODULES, RAFT

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from hkt_core.errors import ConfigError
+from hkt_core import ConfigError
 
 
 def _jitter(images: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from hkt_core.errors import ConfigError
+from hkt_core import ConfigError
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -40,10 +40,10 @@ def show(run_dir: str | Path, *, samples: int = 4, dataset: str | None = None, w
          out: str | Path | None = None, scale: int = 2) -> Path:
     """Write the comparison picture of a run (see module docstring); returns its path."""
     import hkt_core
-    from hkt_core.plugins import default_manager
+    from hkt_core import default_manager
 
     from .adapter import RAFTAdapter
-    from hkt_core.metrics import end_point_error
+    from hkt_core.tasks.metrics import end_point_error
 
     from .target import split_target
     from .visualize import comparison_panel, save_panels
@@ -54,8 +54,10 @@ def show(run_dir: str | Path, *, samples: int = 4, dataset: str | None = None, w
     model = run.child(which)
     card = run.card
     name = dataset or card.dataset
-    options = {} if dataset else dict(card.dataset_options)
-    bundle = default_manager().lookup("datasets", name)(**options)
+    if dataset:   # another registered data set, by name, with its defaults
+        bundle = default_manager().lookup("datasets", name)()
+    else:         # the run's own data set (module:callable included), under the run folder's trust rule
+        bundle = run.resolved().splits().bundle
     test = bundle.test
     rows, titles = [], [f"{run.path.name}: {card.child} ({run.method}) on {name}; "
                         f"frame 1 | ground truth | prediction | EPE (0-5 px)"]

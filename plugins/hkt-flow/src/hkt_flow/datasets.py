@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import Dataset, Subset
 
-from hkt_core.data import DatasetBundle
-from hkt_core.errors import ConfigError
+from hkt_core import DatasetBundle
+from hkt_core import ConfigError
 
 from .readers import HD1K, KITTI, FlyingChairs, Sintel
 from .synthetic import synthetic_bundle, to_sample

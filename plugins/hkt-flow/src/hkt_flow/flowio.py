@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hkt_core.errors import HKTError
+from hkt_core import HKTError
 
 FLO_TAG = 202021.25
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -1,6 +1,6 @@
 """Optical-flow metrics over valid pixels, as sum-reducible statistics.
 
-The end-point error is the core's :class:`~hkt_core.metrics.EndPointError`; this module adds the
+The end-point error is the core's :class:`~hkt_core.tasks.metrics.EndPointError`; this module adds the
 figures optical-flow papers quote besides it: n-pixel accuracy and KITTI's F1-all. All of them pool
 pixels over the whole evaluated set (a sum over batches and processes), not a mean of per-image
 means. A prediction may be the final flow or the list of iterates (the last is scored).
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from hkt_core import metrics as core
+from hkt_core.tasks import metrics as core
 
 from .target import final_flow, split_target
 

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hkt_core.errors import ConfigError
+from hkt_core import ConfigError
 
 # --------------------------------------------------------------------------------------------
 # encoders

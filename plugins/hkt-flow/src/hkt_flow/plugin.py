@@ -5,7 +5,7 @@ from __future__ import annotations
 from importlib.util import find_spec
 
 from hkt_core import hookimpl, registers
-from hkt_core.registration import shipped_cards
+from hkt_core import shipped_cards
 
 
 def _torchvision_installed() -> bool:

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import Dataset
 
-from hkt_core.errors import ConfigError
+from hkt_core import ConfigError
 
 from .flowio import FlowFileError, read_flo, read_image, read_kitti_flow
 from .synthetic import to_sample

@@ -29,7 +29,7 @@ import torch
 from scipy import ndimage
 from torch.utils.data import Dataset
 
-from hkt_core.errors import ConfigError
+from hkt_core import ConfigError
 
 from .target import make_target
 
@@ -220,7 +220,7 @@ def synthetic_bundle(train_size: int = 512, test_size: int = 64, size: tuple[int
                      max_motion: float = 6.0, seed: int = 0, valid: str = "all",
                      augment: bool = True) -> Any:
     """The ``flow-synthetic`` data set: training pairs from some photos, test pairs from others."""
-    from hkt_core.data import DatasetBundle
+    from hkt_core import DatasetBundle
 
     from .augment import FlowAugmentation
 

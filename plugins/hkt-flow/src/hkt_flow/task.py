@@ -8,7 +8,7 @@ loss) is the sequence loss over all iterates, while the HKT terms L1 and L3 and 
 the final flow only. Every method here also accepts the plain list, or a plain flow tensor
 (a sequence of one: the task loss is then the L1 of that flow).
 
-Per iterate, the L1 is the core's :func:`~hkt_core.losses.masked_l1`: the mean absolute error over
+Per iterate, the L1 is the core's :func:`~hkt_core.tasks.losses.masked_l1`: the mean absolute error over
 valid pixels and both flow components (pixels whose true flow is longer than ``max_flow`` are left out, as RAFT does); RAFT's
 sequence loss weights iterate ``i`` of ``N`` by ``gamma ** (N - 1 - i)``.
 """
@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from hkt_core.losses import masked_l1
+from hkt_core.tasks.losses import masked_l1
 from hkt_core.tasks import Task
 
 from .metrics import flow_metrics

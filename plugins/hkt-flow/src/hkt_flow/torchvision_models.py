@@ -44,7 +44,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from hkt_core.errors import ConfigError
+from hkt_core import ConfigError
 
 from .adapter import RAFTAdapter, final_flow_name
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hkt_core.io import atomic_write
+from hkt_core import atomic_write
 
 
 def colour_wheel() -> np.ndarray:

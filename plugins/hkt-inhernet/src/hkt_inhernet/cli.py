@@ -6,8 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from hkt_core.config import parse_value
-from hkt_core.errors import CheckpointError, ConfigError
+from hkt_core import parse_value
+from hkt_core import CheckpointError, ConfigError
 
 #: Used when no rank rule is given on the command line.
 DEFAULT_ENERGY = 0.9
@@ -79,9 +79,9 @@ def load_weights(model, path: str | Path) -> None:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from hkt_core.models import build_model
+    from hkt_core import build_model
 
-    from hkt_core.plugins import default_manager
+    from hkt_core import default_manager
 
     from .compress import compress_model
     from .policy import CompressionPolicy

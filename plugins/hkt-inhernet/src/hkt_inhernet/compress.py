@@ -19,7 +19,7 @@ import attrs
 import torch
 from torch import nn
 
-from hkt_core.errors import CheckpointError, ConfigError
+from hkt_core import CheckpointError, ConfigError
 
 from .layer import (COMPRESSIBLE, InheritedLayer, _from_svd, compress_layer, inherited_parameter_count,
                     max_profitable_rank, weight_matrix)

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hkt_core.errors import ConfigError
+from hkt_core import ConfigError
 
 #: The dense layer types :func:`compress_layer` accepts.
 COMPRESSIBLE = (nn.Linear, nn.Conv2d)

@@ -25,10 +25,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from hkt_core.adapters import adapter_for
-from hkt_core.errors import ConfigError
-from hkt_core.models import count_parameters
-from hkt_core.train.method import Method, MethodContext, StepOutput
+from hkt_core import adapter_for
+from hkt_core import ConfigError
+from hkt_core import count_parameters
+from hkt_core import Method, MethodContext, StepOutput
 
 from .compress import CompressionReport, compress_model, restore
 from .policy import DEFAULT_HEADS, CompressionPolicy
@@ -107,7 +107,7 @@ class InheritMethod(Method):
     def deployed_from_state(cls, card: Any, state_dict: dict[str, torch.Tensor], manager=None) -> nn.Module:
         """The network a checkpoint of this method holds: the card's parent, rebuilt in compressed
         form from ``state_dict`` (its ``<layer>.heads`` tensors give ranks and heads) and loaded."""
-        from hkt_core.models import build_model
+        from hkt_core import build_model
 
         parent = build_model(card.parent, manager, **dict(card.parent_options or {}))
         return restore(parent, state_dict)

@@ -3,7 +3,7 @@ training method and the ``hkt inhernet`` command, through the same hooks as any 
 
 from __future__ import annotations
 
-from hkt_core.markers import hookimpl
+from hkt_core import hookimpl
 
 
 @hookimpl

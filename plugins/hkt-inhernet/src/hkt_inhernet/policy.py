@@ -7,7 +7,7 @@ from typing import Any
 
 import attrs
 
-from hkt_core.errors import ConfigError
+from hkt_core import ConfigError
 
 #: The ways a rank can be chosen; a policy uses exactly one.
 RANK_RULES = ("rank", "energy", "budget", "ranks")

@@ -16,7 +16,7 @@ import heapq
 import attrs
 import torch
 
-from hkt_core.errors import ConfigError
+from hkt_core import ConfigError
 
 from .layer import inherited_parameter_count
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from hkt_core.adapters import Adapter
+from hkt_core import Adapter
 
 from .models import MODELS, UNet
 

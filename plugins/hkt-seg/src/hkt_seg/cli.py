@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from hkt_core.metrics import class_overlap, dice_per_class
+from hkt_core.tasks.metrics import class_overlap, dice_per_class
 
 from .pictures import comparison_sheet, save_png
 
@@ -49,16 +49,15 @@ def show_predictions(model: nn.Module, dataset, out: str | Path, *, count: int =
 
 def _show(args: argparse.Namespace) -> int:
     import hkt_core
-    from hkt_core.errors import ConfigError
-    from hkt_core.plugins import default_manager
+    from hkt_core import ConfigError
 
     run = hkt_core.load_run(args.run_dir)
     card = run.card
     if card is None:
         raise ConfigError(f"{args.run_dir}: the run records no pair card, so its data set is unknown")
-    factory = default_manager().lookup("datasets", card.dataset)
-    bundle = factory(**dict(card.dataset_options))
-    task = default_manager().lookup("losses", card.task)
+    pair = run.resolved()   # the run's data set (module:callable included), under the run folder's trust rule
+    bundle = pair.splits().bundle
+    task = pair.manager.lookup("losses", card.task)
     ignore_index = getattr(task, "ignore_index", None)
     out = Path(args.out) if args.out else Path(args.run_dir) / "seg-predictions.png"
     dice = show_predictions(run.child(), bundle.test, out, count=args.count, scale=args.scale,

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hkt_core.data import DatasetBundle
-from hkt_core.errors import ConfigError
+from hkt_core import DatasetBundle
+from hkt_core import ConfigError
 
 from .data import SegAugment, SegmentationArrays, split_indices
 from .readers import lits_cases, read_lits_case, read_png_folder

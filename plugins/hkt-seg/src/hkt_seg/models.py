@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hkt_core.errors import ConfigError
+from hkt_core import ConfigError
 
 
 def _check_positive(model: str, **values: int) -> None:

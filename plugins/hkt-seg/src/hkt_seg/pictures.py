@@ -78,6 +78,6 @@ def save_png(array: np.ndarray, path: str | Path) -> Path:
     """Write an (H, W, 3) uint8 array as PNG atomically."""
     from PIL import Image
 
-    from hkt_core.io import atomic_write
+    from hkt_core import atomic_write
 
     return atomic_write(path, lambda p: Image.fromarray(array).save(p, format="PNG"))

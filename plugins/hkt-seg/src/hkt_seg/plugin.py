@@ -9,7 +9,7 @@ from __future__ import annotations
 
 
 from hkt_core import hookimpl, registers
-from hkt_core.registration import shipped_cards
+from hkt_core import shipped_cards
 
 
 @registers(task="seg")
@@ -40,7 +40,7 @@ def hkt_register_losses(registry):
 
 @hookimpl
 def hkt_register_metrics(registry):
-    from hkt_core.metrics import Accuracy, Dice, IoU
+    from hkt_core.tasks.metrics import Accuracy, Dice, IoU
 
     registry.add("seg_dice", Dice(ignore_index=IGNORE_INDEX), description="global mean Dice over foreground classes")
     registry.add("seg_iou", IoU(ignore_index=IGNORE_INDEX), description="global mean IoU over foreground classes")

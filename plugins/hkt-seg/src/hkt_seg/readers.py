@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hkt_core.errors import ConfigError
+from hkt_core import ConfigError
 
 IMAGE_SUFFIXES = (".png",)
 

@@ -16,7 +16,7 @@ import functools
 
 import numpy as np
 
-from hkt_core.errors import ConfigError
+from hkt_core import ConfigError
 
 BACKGROUNDS = ("grass", "gravel")
 #: class index -> bundled photo; class 0 is the background

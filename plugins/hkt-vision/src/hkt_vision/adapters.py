@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from hkt_core.adapters import Adapter
+from hkt_core import Adapter
 
 from .models.blocks import ConvBNAct, DenseBlock, GlobalPool, Stage
 from .models.convnet import ConvNet

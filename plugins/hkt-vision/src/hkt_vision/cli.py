@@ -20,7 +20,7 @@ from .plots import confusion_matrix, confusion_matrix_png
 def predict_classes(model: nn.Module, dataset: Dataset, manager, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
     """Arg-max predictions and targets of ``model`` (eval mode, no gradients) over ``dataset``
     (``manager``: the plugin manager the model's adapter is registered in)."""
-    from hkt_core.adapters import adapter_for
+    from hkt_core import adapter_for
 
     adapter = adapter_for(model, manager)
     model.eval()
@@ -38,13 +38,13 @@ def run_confusion(run_dir: str | Path, out: str | Path | None = None, *, which: 
                   normalize: bool = True, batch_size: int = 256) -> tuple[Path, np.ndarray, list[str]]:
     """Confusion matrix of a run's child on the test split; returns (png path, counts, class names)."""
     import hkt_core
-    from hkt_core.errors import ConfigError
-    from hkt_core.plugins import default_manager
+    from hkt_core import ConfigError, default_manager
 
     manager = default_manager()
     run = hkt_core.load_run(run_dir, manager)
-    card = run.card
-    bundle = manager.lookup("datasets", card.dataset)(**dict(card.dataset_options))
+    pair = run.resolved()   # the run's card, data set and models, under the run folder's trust rule
+    card = pair.card
+    bundle = pair.splits().bundle
     num_classes = bundle.info.get("num_classes")
     if not num_classes:
         raise ConfigError(f"data set {card.dataset!r} does not state info['num_classes']: not a classification set")

@@ -43,7 +43,7 @@ def confusion_matrix_png(matrix: np.ndarray, path: str | Path, class_names: Sequ
         import matplotlib.pyplot as plt
     except ImportError:
         raise ImportError("confusion_matrix_png needs matplotlib: pip install 'hkt-vision[plots]'") from None
-    from hkt_core.io import atomic_write
+    from hkt_core import atomic_write
 
     matrix = np.asarray(matrix)
     if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:

@@ -7,8 +7,8 @@ pair cards and the ``hkt vision`` command.
 from __future__ import annotations
 
 from hkt_core import registers
-from hkt_core.registration import shipped_cards
-from hkt_core.markers import hookimpl
+from hkt_core import shipped_cards
+from hkt_core import hookimpl
 
 
 @registers(task="classification")

@@ -16,8 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from hkt_core.adapters import Adapter
-from hkt_core.errors import ConfigError
+from hkt_core import Adapter
+from hkt_core import ConfigError
 
 #: The transformers classes a card may name (classification heads: one prediction per input).
 ARCHITECTURES = (

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hkt_core.data import DatasetBundle
+from hkt_core import DatasetBundle
 
 from .arrays import ArrayDataset
 from .augment import RandomCropFlip
@@ -42,7 +42,7 @@ EXPECTED = ("a folder holding cifar-10-batches-bin/ (data_batch_1.bin ... data_b
 
 
 def default_root() -> Path:
-    from hkt_core.pairs import hkt_home
+    from hkt_core import hkt_home
 
     return hkt_home() / "data" / "cifar10"
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hkt_core.data import DatasetBundle
+from hkt_core import DatasetBundle
 
 from .arrays import ArrayDataset
 from .augment import RandomCropFlip
@@ -34,7 +34,7 @@ EXPECTED = ("a folder holding cifar-100-binary/ (train.bin, test.bin), or that f
 
 
 def default_root() -> Path:
-    from hkt_core.pairs import hkt_home
+    from hkt_core import hkt_home
 
     return hkt_home() / "data" / "cifar100"
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hkt_core.errors import ConfigError
+from hkt_core import ConfigError
 
 
 class DatasetError(ConfigError):

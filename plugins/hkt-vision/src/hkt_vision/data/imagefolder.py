@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hkt_core.data import DatasetBundle
+from hkt_core import DatasetBundle
 
 from .arrays import ArrayDataset, channel_stats, stratified_split
 from .augment import RandomCropFlip

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from hkt_core.data import DatasetBundle
+from hkt_core import DatasetBundle
 
 from .arrays import ArrayDataset
 from .augment import RandomCropFlip
@@ -54,8 +54,8 @@ def load(args: dict[str, Any], cache: bool = True) -> dict[str, np.ndarray]:
     """Generated arrays, from the cache when present."""
     if not cache:
         return generate(args)
-    from hkt_core.io import atomic_write
-    from hkt_core.pairs import hkt_home
+    from hkt_core import atomic_write
+    from hkt_core import hkt_home
 
     key = hashlib.sha1(json.dumps(args, sort_keys=True, default=str).encode()).hexdigest()[:16]
     path = hkt_home() / "cache" / "mnist1d" / f"mnist1d-{key}.npz"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from hkt_core.data import DatasetBundle
+from hkt_core import DatasetBundle
 
 from .arrays import ArrayDataset, channel_stats
 from .augment import RandomCropFlip

@@ -18,7 +18,7 @@ class Task:
     - ``loss(prediction, target)``: the task loss (L2 on the native output; the baseline's loss).
     - ``inherit_loss(prediction, target)``: the MAE of DESIGN §2 used for L1 and L3.
     - ``distill_loss(student, teacher, target)``: the ``kd`` method's loss (includes the task term).
-    - ``metrics()``: fresh :class:`~hkt_core.metrics.Metric` objects; the first is primary.
+    - ``metrics()``: fresh :class:`~hkt_core.tasks.metrics.Metric` objects; the first is primary.
     - ``primary_metric`` / ``higher_is_better``: used to pick the best checkpoint on validation.
     """
 

@@ -178,7 +178,7 @@ class PluginManager:
         try:
             return self.registries[kind]
         except KeyError:
-            from .errors import RegistryError, unknown_name_message
+            from ..errors import RegistryError, unknown_name_message
 
             raise RegistryError(unknown_name_message("kind", kind, KINDS)) from None
 
@@ -198,7 +198,7 @@ def get_plugin_manager(*, autoload: bool = True, disabled: set[str] | None = Non
         manager.load_entry_points(disabled)
     for name, plugin in (plugins or {}).items():
         manager.register(plugin, name)
-    from .user_cards import load_user_cards
+    from .user import load_user_cards
 
     load_user_cards(manager)
     return manager
@@ -212,6 +212,15 @@ def default_manager() -> PluginManager:
     if _default is None:
         _default = get_plugin_manager()
     return _default
+
+
+def resolve_manager(manager: PluginManager | None) -> PluginManager:
+    """``manager``, or the process-wide manager when it is None.
+
+    The public entry points that take ``manager=None`` (``hkt_core.align``, ``hkt_core.train``,
+    :class:`~hkt_core.Family`, :func:`~hkt_core.load_run`, ...) resolve it here, once; below them the
+    manager is passed down explicitly."""
+    return default_manager() if manager is None else manager
 
 
 def reset_default_manager() -> None:

@@ -22,7 +22,7 @@ import math
 import random
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import numpy as np
@@ -30,12 +30,16 @@ import torch
 from torch import nn
 from torch.utils.data import default_collate
 
-from .adapters import adapter_for
-from .config import HKTConfig, TrainConfig
-from .errors import ConfigError, HKTError
-from .models import build_model, count_parameters
-from .pairs import PairCard
-from .trust import card_origin, scope
+from ..adapters import adapter_for
+from ..config import HKTConfig, TrainConfig
+from ..errors import ConfigError, HKTError
+from ..models import build_model, count_parameters
+from ..pairs.card import PairCard
+from ..trust import card_origin, scope
+from .resolved import ResolvedPair, resolve_pair
+
+if TYPE_CHECKING:
+    from ..plugins.host import PluginManager
 
 #: samples per split the check runs on (>1: normalisation layers need a batch in training mode)
 CHECK_BATCH = 2
@@ -122,7 +126,7 @@ def factory_options(ref: str, manager) -> list[str]:
 
     try:
         if ":" in ref:
-            from .models import resolve_callable
+            from ..models import resolve_callable
 
             factory = resolve_callable(ref)
         else:
@@ -141,19 +145,22 @@ def _one_line(exc: BaseException) -> str:
 
 
 class _Check:
-    """The state of one check; each step raises :class:`PairCheckError` with its own fix."""
+    """The state of one check of a :class:`~hkt_core.train.resolved.ResolvedPair`; each step
+    raises :class:`PairCheckError` with its own fix."""
 
-    def __init__(self, card: PairCard, manager, train: TrainConfig, hkt: HKTConfig) -> None:
-        self.card, self.manager, self.train, self.hkt = card, manager, train, hkt
-        self.task = manager.lookup("losses", card.task)
+    def __init__(self, pair: ResolvedPair, train: TrainConfig, hkt: HKTConfig,
+                 device: torch.device | None = None) -> None:
+        self.pair, self.card, self.manager, self.train, self.hkt = pair, pair.card, pair.manager, train, hkt
+        self.device = device if device is not None else torch.device("cpu")
+        self.task = self.manager.lookup("losses", self.card.task)
 
     def fail(self, problem: str, fix: str, stage: str = "models") -> PairCheckError:
         return PairCheckError(f"pair {self.card.name!r}: {problem}; fix: {fix}", stage, problem)
 
     # -- data --------------------------------------------------------------------------------
     def data(self):
-        from .errors import DataError
-        from .train.data import SplitError, check_finite_batch, dataset_factory, load_splits
+        from ..errors import DataError
+        from .data import SplitError, check_finite_batch, dataset_factory
 
         try:
             dataset_factory(self.card.dataset, self.manager)
@@ -161,7 +168,7 @@ class _Check:
             raise self.fail(_one_line(exc), "name a registered data set (`hkt list datasets`) or a module:callable "
                             "whose module lies beside the card or on sys.path", "data") from None
         try:
-            splits = load_splits(self.card, self.train, self.manager)
+            splits = self.pair.splits()
         except DataError as exc:
             raise self.fail(_one_line(exc), "repair or drop the samples holding NaN or infinity", "data") from None
         except SplitError as exc:
@@ -201,11 +208,13 @@ class _Check:
                             f"say {expected}", "make every split yield the card's input shapes")
 
     # -- models ------------------------------------------------------------------------------
-    def build(self, role: str) -> nn.Module:
-        ref, options = ((self.card.parent, self.card.parent_options) if role == "parent"
-                        else (self.card.child, self.card.child_options))
+    def build(self, role: str, *, fresh: bool = False, seed: int | None = None) -> nn.Module:
+        """The pair's ``role`` model (``seed``: built under that seed; ``fresh``: a new one, not the pair's)."""
+        ref, options = self.pair.reference(role)
         try:
-            return build_model(ref, self.manager, **options)
+            if fresh:
+                return build_model(ref, self.manager, **options)
+            return self.pair.model(role) if seed is None else self.pair.seeded(role, seed)
         except HKTError as exc:
             raise self.fail(f"the {role} cannot be built: {_one_line(exc)}",
                             f"correct the card's {role} or [{role}_options]") from None
@@ -224,9 +233,9 @@ class _Check:
                 f"({takes}); change the model, or give it one")
 
     def predict(self, role: str, model: nn.Module, batch, info: dict[str, Any]) -> torch.Tensor:
-        from .train.data import split_batch
+        from .data import split_batch
 
-        inputs, target = split_batch(batch, torch.device("cpu"))
+        inputs, target = split_batch(batch, self.device)
         ref = self.card.parent if role == "parent" else self.card.child
         shapes = ", ".join(str(tuple(t.shape)) for t in inputs)
         was = model.training
@@ -261,36 +270,57 @@ class _Check:
     # -- methods -----------------------------------------------------------------------------
     def method_step(self, name: str, parent: nn.Module, batch, options: dict[str, Any], augment,
                     required: bool) -> tuple[MethodResult, Any]:
-        """One step of method ``name``. A method that is not ``required`` and fails in any way does
-        not apply (listed with the reason); a required one fails the check."""
+        """One step of method ``name`` on a network of its own. A method that is not ``required``
+        and fails in any way does not apply (listed with the reason); a required one fails the check."""
         try:
-            return self._step(name, parent, batch, options, augment)
+            method_cls = self.manager.lookup("methods", name)
+            network = self.build("parent" if method_cls.trains_parent else "child", fresh=True)
+            method = self.start(name, network, parent, options)
+            if isinstance(method, MethodResult):
+                return method, None
+            return self.step(name, method, batch, augment), method.ctx.alignment
         except PairCheckError as exc:
             if required:
                 raise
             return MethodResult(name, False, f"failed on this pair: {exc.problem}"), None
 
-    def _step(self, name: str, parent: nn.Module, batch, options: dict[str, Any], augment):
-        from .train.data import split_batch
-        from .train.method import MethodContext
-        from .train.optim import build_optimizer
+    def start(self, name: str, network: nn.Module, parent: nn.Module | None, options: dict[str, Any],
+              alignment: Any = None):
+        """Method ``name`` built around ``network`` exactly as the trainer builds it
+        (:func:`~hkt_core.train.trainer.build_method`), or the :class:`MethodResult` saying why it
+        does not apply to this pair."""
+        from .trainer import build_method
 
         method_cls = self.manager.lookup("methods", name)
-        trains_parent = bool(method_cls.trains_parent)
-        network = self.build("parent" if trains_parent else "child")
-        example = tuple(adapter_for(network, self.manager).example_inputs(network, self.card.input_shapes))
-        opts = {**dict(getattr(method_cls, "default_options", {}) or {}), **options}
-        ctx = MethodContext(child=network, task=self.task, train=self.train, hkt=self.hkt, card=self.card,
-                            parent=parent if method_cls.needs_parent else None, example_inputs=example,
-                            options=opts, manager=self.manager)
         try:
-            method = method_cls(ctx)
+            return build_method(method_cls, self.pair, network=network, parent=parent, train=self.train,
+                                hkt=self.hkt, task=self.task, options=options, device=self.device,
+                                alignment=alignment)
         except HKTError as exc:
-            return MethodResult(name, False, _one_line(exc)), None
+            return MethodResult(name, False, _one_line(exc))
         except Exception as exc:
             raise self.fail(f"method {name!r} failed to start on this pair ({_one_line(exc)})",
                             "correct the models or report the method's failure to its plugin", "methods") from None
-        inputs, target = split_batch(batch, torch.device("cpu"))
+
+    def step(self, name: str, method, batch, augment) -> MethodResult:
+        """One training step with one optimiser step of a built method; the trainable weights and
+        buffers are put back as they were afterwards (a dry run leaves the method untouched)."""
+        import copy
+
+        trainable = method.trainable_module()
+        extra = method.extra_state_module()
+        kept = [(m, copy.deepcopy(m.state_dict())) for m in (trainable, extra) if m is not None]
+        try:
+            return self._step(name, method, batch, augment)
+        finally:
+            for module, state in kept:
+                module.load_state_dict(state)
+
+    def _step(self, name: str, method, batch, augment) -> MethodResult:
+        from .data import split_batch
+        from .optim import build_optimizer
+
+        inputs, target = split_batch(batch, self.device)
         try:
             if augment is not None:
                 inputs, target = augment(inputs[0] if len(inputs) == 1 else inputs, target,
@@ -320,7 +350,7 @@ class _Check:
             raise self.fail(f"method {name!r}'s loss on the first batch is {loss}",
                             "the data's values are finite, so the step itself overflows: lower the learning rate "
                             "or check the models' initialisation", "methods")
-        return MethodResult(name, True, "one step", loss), method.ctx.alignment
+        return MethodResult(name, True, "one step", loss)
 
 
 def _shape_of(value) -> str:
@@ -331,20 +361,25 @@ def _shape_of(value) -> str:
     return type(value).__name__
 
 
-def check_pair(card: PairCard | str, *, manager=None, train: TrainConfig | None = None,
-               hkt: HKTConfig | None = None, methods: Sequence[str] | None = None,
-               required: Sequence[str] | None = None,
+def check_pair(card: PairCard | str | ResolvedPair, *, manager: PluginManager | None = None,
+               train: TrainConfig | None = None, hkt: HKTConfig | None = None,
+               methods: Sequence[str] | None = None, required: Sequence[str] | None = None,
                method_options: dict[str, dict[str, Any]] | None = None) -> PairReport:
-    """Check that ``card`` (a :class:`PairCard` or a registered pair's name) can train; see the
-    module docstring. ``methods`` defaults to every registered method; ``required`` (default: the
-    core's methods) must apply. Raises :class:`PairCheckError` naming the problem and the fix.
-    The caller's random state is left as it was."""
-    from .plugins import default_manager
+    """Check that ``card`` (a :class:`PairCard`, a registered pair's name or a
+    :class:`~hkt_core.train.resolved.ResolvedPair`) can train; see the module docstring.
+    ``methods`` defaults to every registered method; ``required`` (default: the core's methods)
+    must apply. Raises :class:`PairCheckError` naming the problem and the fix. The caller's random
+    state is left as it was."""
+    from ..plugins.host import resolve_manager
 
-    manager = manager or default_manager()
-    if isinstance(card, str):
-        card = manager.lookup("pairs", card)
-    train = train or card.train
+    if isinstance(card, ResolvedPair):
+        pair = card
+        manager = pair.manager
+    else:
+        manager = resolve_manager(manager)
+        pair = resolve_pair(card, manager, train=train, hkt=hkt)
+    card = pair.card
+    train = train or pair.train
     hkt = hkt or card.hkt
     names = list(methods) if methods is not None else manager.registry("methods").names()
     required = set(CORE_METHODS if required is None else required)
@@ -354,7 +389,7 @@ def check_pair(card: PairCard | str, *, manager=None, train: TrainConfig | None 
         torch.manual_seed(0)
         try:
             with scope(card_origin(card)):  # the card's module:callable references, beside it included
-                report = _run(_Check(card, manager, train, hkt), names, required, method_options or {})
+                report = _run(_Check(pair, train, hkt), names, required, method_options or {})
         finally:
             random.setstate(state[0])
             np.random.set_state(state[1])
@@ -362,16 +397,10 @@ def check_pair(card: PairCard | str, *, manager=None, train: TrainConfig | None 
 
 
 def _run(check: _Check, names: list[str], required: set[str], method_options) -> PairReport:
-    card = check.card
     splits, batches = check.data()
     info = dict(splits.bundle.info or {})
     parent, child = check.build("parent"), check.build("child")
-    pp = check.predict("parent", parent, batches["train"], info)
-    pc = check.predict("child", child, batches["train"], info)
-    if pp.shape != pc.shape:
-        raise check.fail(f"the parent predicts {list(pp.shape)} but the child {list(pc.shape)} for the same batch",
-                         "give both models the same output (the same class count or target layout)")
-    check.predict("child", child, batches["test"], info)  # val is carved from train
+    report = _check_models(check, parent, child, batches, info)
     parent.requires_grad_(False).eval()
     results, alignment = [], None
     for name in names:
@@ -382,19 +411,93 @@ def _run(check: _Check, names: list[str], required: set[str], method_options) ->
                              "correct the models or the card, or pick another method", "methods")
         alignment = used if used is not None else alignment
         results.append(result)
+    return attrs.evolve(report, methods=tuple(results), alignment=alignment)
+
+
+def preflight_run(spec) -> PairReport:
+    """The pre-flight of one run (a :class:`~hkt_core.train.trainer.RunSpec`) on a pair of its own:
+    its method must apply. The trainer runs :func:`dry_run` instead, whose work it keeps."""
+    return check_pair(spec.card, manager=spec.manager, train=spec.train, hkt=spec.hkt, methods=[spec.method],
+                      required=[spec.method], method_options={spec.method: dict(spec.method_options)})
+
+
+@attrs.frozen
+class DryRun:
+    """What :func:`dry_run` found and built: the report, the run's method (built once, around the
+    pair's seeded network; its weights as they were before the checked step) and the random state
+    right after the method was built (the trainer continues from it)."""
+
+    report: PairReport
+    method: Any
+    rng: tuple[Any, Any, Any] = attrs.field(eq=False, repr=False)
+    alignment_recorded: bool = False
+
+
+def dry_run(spec, pair: ResolvedPair, *, device: torch.device | None = None, alignment: Any = None) -> DryRun:
+    """The trainer's pre-flight: the checks of :func:`check_pair` for the run's method, on the
+    run's own pair, with the method built exactly once, as the run will use it.
+
+    The frozen parent is built first (its weights are replaced by the trained ones later), then the
+    network the method trains under ``train.seed``, then the method (``alignment``: the one a resumed
+    run recorded). One training step and one optimiser step run on it, and its weights and buffers
+    are put back afterwards. The caller's random state is left as it was."""
+    started = time.perf_counter()
+    train, hkt = spec.train, spec.hkt
+    method_cls = spec.method_cls
+    state = (random.getstate(), np.random.get_state())
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        try:
+            with scope(card_origin(pair.card)):
+                check = _Check(pair, train, hkt, device)
+                splits, batches = check.data()
+                info = dict(splits.bundle.info or {})
+                trains_parent = bool(method_cls.trains_parent)
+                parent = check.build("parent") if not trains_parent else None
+                network = check.build("parent" if trains_parent else "child", seed=train.seed)
+                if trains_parent:
+                    parent = network
+                rng_before = (torch.get_rng_state(), random.getstate(), np.random.get_state())
+                child = check.build("child")
+                report = _check_models(check, parent, child, batches, info)
+                if not trains_parent:
+                    parent.requires_grad_(False).eval()
+                torch.set_rng_state(rng_before[0])
+                random.setstate(rng_before[1])
+                np.random.set_state(rng_before[2])
+                network.to(check.device)
+                frozen = parent.to(check.device) if method_cls.needs_parent else None
+                method = check.start(spec.method, network, frozen, dict(spec.method_options), alignment)
+                if isinstance(method, MethodResult):
+                    raise check.fail(f"method {spec.method!r} cannot train this pair: {method.detail}",
+                                     "correct the models or the card, or pick another method", "methods")
+                rng = (torch.get_rng_state(), random.getstate(), np.random.get_state())
+                result = check.step(spec.method, method, batches["train"], splits.bundle.augment)
+        finally:
+            random.setstate(state[0])
+            np.random.set_state(state[1])
+    report = attrs.evolve(report, methods=(result,), alignment=method.ctx.alignment,
+                          seconds=time.perf_counter() - started)
+    return DryRun(report, method, rng, alignment_recorded=alignment is not None)
+
+
+def _check_models(check: _Check, parent: nn.Module, child: nn.Module, batches, info) -> PairReport:
+    """Both models take the data's inputs, predict its class count and the same shape."""
+    card = check.card
+    pp = check.predict("parent", parent, batches["train"], info)
+    pc = check.predict("child", child, batches["train"], info)
+    if pp.shape != pc.shape:
+        raise check.fail(f"the parent predicts {list(pp.shape)} but the child {list(pc.shape)} for the same batch",
+                         "give both models the same output (the same class count or target layout)")
+    check.predict("child", child, batches["test"], info)  # val is carved from train
+    splits = check.pair.splits()
     classes = info.get("num_classes")
     return PairReport(pair=card.name, samples={s: len(getattr(splits, s)) for s in SPLITS},
                       input_shapes=tuple(tuple(s[1:]) for s in card.input_shapes),
                       num_classes=classes if isinstance(classes, int) else None,
                       parent=card.parent, child=card.child, parent_parameters=count_parameters(parent),
                       child_parameters=count_parameters(child), prediction_shape=tuple(pc.shape),
-                      methods=tuple(results), alignment=alignment, splits=splits)
-
-
-def preflight_run(spec) -> PairReport:
-    """The pre-flight of one run (a :class:`~hkt_core.train.trainer.RunSpec`): its method must apply."""
-    return check_pair(spec.card, manager=spec.manager, train=spec.train, hkt=spec.hkt, methods=[spec.method],
-                      required=[spec.method], method_options={spec.method: dict(spec.method_options)})
+                      methods=(), splits=splits)
 
 
 def needs_user_folder(card: PairCard, manager) -> bool:

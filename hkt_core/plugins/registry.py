@@ -16,7 +16,7 @@ from typing import Any
 
 import attrs
 
-from .errors import RegistryError, unknown_name_message
+from ..errors import RegistryError, unknown_name_message
 
 #: Every kind of thing a plugin can register, in the order `hkt plugins list` shows them.
 KINDS: tuple[str, ...] = (

@@ -3,14 +3,14 @@
 :func:`check_card` refuses, in one line, a card whose task, models or data set do not exist (a
 registered name, or a ``module:callable`` that resolves under :mod:`hkt_core.trust`, beside the
 card included) or whose ``stages`` the two models cannot provide (both are built and traced on the
-card's input shapes and aligned with its ``stages`` and manual pairs, without data). The full
+example inputs of :mod:`hkt_core.train.resolved` and aligned with its ``stages`` and manual pairs). The full
 pre-flight with data and a training step is ``hkt pairs check``.
 """
 
 from __future__ import annotations
 
-from .errors import ConfigError, HKTError, RegistryError
-from .pairs import PairCard
+from ..errors import ConfigError, HKTError, RegistryError
+from ..pairs.card import PairCard
 
 
 def check_card(card: PairCard, manager) -> None:
@@ -22,7 +22,7 @@ def check_card(card: PairCard, manager) -> None:
 
 def check_names(card: PairCard, manager) -> None:
     """The card's task, models and data set exist (registered, or resolvable under the trust rule)."""
-    from .trust import card_origin, scope
+    from ..trust import card_origin, scope
 
     with scope(card_origin(card)):
         _exists(card, "task", card.task, manager, "losses")
@@ -33,14 +33,14 @@ def check_names(card: PairCard, manager) -> None:
 
 def check_stages(card: PairCard, manager) -> None:
     """The two models can be aligned with the card's ``stages`` and manual pairs."""
-    from .trust import card_origin, scope
+    from ..trust import card_origin, scope
 
     with scope(card_origin(card)):
         _stages_feasible(card, manager)
 
 
 def _exists(card: PairCard, field: str, name: str, manager, kind: str) -> None:
-    from .trust import resolve_reference
+    from ..trust import resolve_reference
 
     try:
         if ":" in name and kind != "losses":
@@ -54,15 +54,12 @@ def _exists(card: PairCard, field: str, name: str, manager, kind: str) -> None:
 
 
 def _stages_feasible(card: PairCard, manager) -> None:
-    from .adapters import adapter_for
-    from .align import align
-    from .models import build_model
+    from ..align import align
+    from .resolved import resolve_pair
 
     try:
-        parent = build_model(card.parent, manager, **card.parent_options)
-        child = build_model(card.child, manager, **card.child_options)
-        inputs = adapter_for(parent, manager).example_inputs(parent, card.input_shapes)
-        align(parent, child, inputs, stages=card.stages, pairs=card.alignment, layouts=dict(card.layouts),
-              manager=manager)
+        pair = resolve_pair(card, manager)   # the example inputs `hkt train` and `hkt align` use
+        align(pair.parent, pair.child, pair.example_inputs, stages=card.stages, pairs=card.alignment,
+              layouts=dict(card.layouts), manager=manager)
     except HKTError as exc:
         raise ConfigError(f"card {card.name!r}: stages = {card.stages} cannot be aligned: {exc}") from None

@@ -74,7 +74,7 @@ def shipped_cards(package: str, folder: str = "pairs") -> Callable[[Registrar], 
     def hkt_register_pairs(registry: Registrar) -> None:
         from importlib import resources
 
-        from .pairs import register_cards_from
+        from ..pairs.card import register_cards_from
 
         register_cards_from(registry, resources.files(package) / folder)
 

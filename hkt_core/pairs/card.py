@@ -36,8 +36,8 @@ from typing import Any
 import attrs
 import platformdirs
 
-from .config import HKTConfig, TrainConfig, read_toml, structure, to_toml, unstructure
-from .errors import ConfigError
+from ..config import HKTConfig, TrainConfig, read_toml, structure, to_toml, unstructure
+from ..errors import ConfigError
 
 NAME_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 
@@ -90,9 +90,9 @@ def _alignment(value: Any) -> tuple[tuple[str, str], ...] | None:
 
 def _layouts(value: Any) -> dict[str, str]:
     """``{"node" | "parent:node" | "child:node": "map" | "tokens" | "vector"}`` (tokens may add
-    ``+cls`` and a grid, ``"tokens+cls 4x4"``: :func:`hkt_core.kinds.parse_stated`)."""
-    from .errors import AlignmentError
-    from .kinds import LEGACY_LAYOUTS, parse_stated
+    ``+cls`` and a grid, ``"tokens+cls 4x4"``: :func:`hkt_core.trace.kinds.parse_stated`)."""
+    from ..errors import AlignmentError
+    from ..trace.kinds import LEGACY_LAYOUTS, parse_stated
 
     if value is None:
         return {}
@@ -254,7 +254,7 @@ def register_cards_from(registry, folder) -> list[PairCard]:
 
 def read_toml_text(text: str, source: str) -> dict[str, Any]:
     """A card's TOML text, bounded in size and nesting depth (:func:`hkt_core.io.parse_toml`)."""
-    from .io import parse_toml
+    from ..io import parse_toml
 
     return parse_toml(text, source, ConfigError)
 
@@ -262,63 +262,3 @@ def read_toml_text(text: str, source: str) -> dict[str, Any]:
 def shipped_cards_folder():
     """The ``registry/`` folder shipped inside the distribution."""
     return resources.files("hkt_core") / "registry_data"
-
-
-def user_pairs_dir() -> Path:
-    return hkt_home() / "pairs"
-
-
-def user_cards() -> list[tuple[Path, PairCard | Exception]]:
-    folder = user_pairs_dir()
-    if not folder.is_dir():
-        return []
-    out: list[tuple[Path, PairCard | Exception]] = []
-    for path in sorted(folder.glob("*.toml")):
-        try:
-            out.append((path, PairCard.from_toml(path, stored=True)))
-        except ConfigError as exc:
-            out.append((path, exc))
-    return out
-
-
-def add_user_card(path: str | Path, *, known_pairs: set[str] = frozenset(), force: bool = False,
-                  check=None) -> Path:
-    """Validate a card and store it in the user's folder atomically; a bad card writes nothing.
-
-    The stored card records the folder it came from (``source_folder``); ``check(card)`` (e.g.
-    :func:`hkt_core.card_checks.check_card`) may refuse it before anything is written.
-    """
-    path = Path(path)
-    card = attrs.evolve(PairCard.from_toml(path), source_folder=str(path.resolve().parent))
-    if check is not None:
-        check(card)
-    if card.name in known_pairs and not force:
-        raise ConfigError(f"pair {card.name!r} is already registered; pick another name")
-    folder = user_pairs_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"{card.name}.toml"
-    if target.exists() and not force:
-        raise ConfigError(f"{target} already exists; remove it first or pass --force")
-    from .io import atomic_write_text
-
-    atomic_write_text(target, card.to_toml())
-    return target
-
-
-def remove_user_card(name: str) -> Path:
-    """Delete the user's stored card of pair ``name`` (added with ``hkt pairs add``); returns its path."""
-    found = [path for path, card in user_cards()
-             if (card.name if isinstance(card, PairCard) else path.stem) == name]
-    if not found:
-        from .plugins import default_manager
-
-        registry = default_manager().registry("pairs")
-        if name in registry:
-            raise ConfigError(f"pair {name!r} comes from plugin {registry.entry(name).plugin!r}, not from "
-                              f"`hkt pairs add`; only cards you added can be removed (`hkt pairs list --user`)")
-        mine = sorted(card.name if isinstance(card, PairCard) else path.stem for path, card in user_cards())
-        raise ConfigError(f"no card named {name!r} was added with `hkt pairs add`; added: "
-                          f"{', '.join(mine) or 'none'}")
-    for path in found:
-        path.unlink()
-    return found[0]

@@ -12,16 +12,19 @@ from __future__ import annotations
 import inspect
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .config import HKTConfig, TrainConfig, unstructure
-from .errors import ConfigError, HKTError
-from .pairs import NAME_RE, PairCard, read_toml_text
+from ..config import HKTConfig, TrainConfig, unstructure
+from ..errors import ConfigError, HKTError
+from .card import NAME_RE, PairCard, read_toml_text
+
+if TYPE_CHECKING:
+    from ..plugins.host import PluginManager
 
 
 def _factory(kind: str, ref: str, manager):
     if ":" in ref:
-        from .models import resolve_callable
+        from ..models import resolve_callable
 
         return resolve_callable(ref, kind, manager)
     return manager.lookup(kind, ref)
@@ -62,7 +65,7 @@ def _section(title: str, lines: list[str], note: str) -> list[str]:
 
 def _table(config) -> list[str]:
     """``key = value`` lines of a record, nested tables inline (``mixture_options = {}``)."""
-    from .config import to_toml
+    from ..config import to_toml
 
     data = unstructure(config)
     nested = {k: data.pop(k) for k in list(data) if isinstance(data[k], dict)}
@@ -128,10 +131,10 @@ def card_text(name: str, *, parent: str, child: str, dataset: str, task: str, st
 
 
 def write_new_card(name: str, *, parent: str, child: str, dataset: str, task: str | None = None,
-                   stages: int = 2, out: str | Path | None = None, force: bool = False, manager=None) -> Path:
+                   stages: int = 2, out: str | Path | None = None, force: bool = False,
+                   manager: PluginManager) -> Path:
     """Write the card of a new pair to ``out`` (default ``NAME.toml``); returns its path."""
-    from .data import DatasetBundle
-    from .plugins import default_manager
+    from ..data import DatasetBundle
 
     if not isinstance(name, str) or not NAME_RE.match(name):
         raise ConfigError(f"pair name {name!r} is invalid: lowercase letters and digits separated by single "
@@ -141,7 +144,6 @@ def write_new_card(name: str, *, parent: str, child: str, dataset: str, task: st
     path = Path(out) if out is not None else Path(f"{name}.toml")
     if path.exists() and not force:
         raise ConfigError(f"{path} already exists; pick another file with -o or pass --force")
-    manager = manager or default_manager()
     factories = {"parent": _factory("models", parent, manager), "child": _factory("models", child, manager),
                  "dataset": _factory("datasets", dataset, manager)}
     try:
@@ -161,7 +163,7 @@ def write_new_card(name: str, *, parent: str, child: str, dataset: str, task: st
                      input_shapes=[(1, *s) for s in bundle.input_shapes],
                      num_classes=classes if isinstance(classes, int) else None, factories=factories)
     PairCard.from_dict(read_toml_text(text, str(path)), source=str(path))  # what we write, `pairs add` reads
-    from .io import atomic_write_text
+    from ..io import atomic_write_text
 
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, text)

@@ -80,7 +80,7 @@ def hkt_register_losses(registry: Registrar) -> None:
 
 @hookspec
 def hkt_register_metrics(registry: Registrar) -> None:
-    """Register metrics (:class:`hkt_core.metrics.Metric`): sum-reducible statistics per batch.
+    """Register metrics (:class:`hkt_core.tasks.metrics.Metric`): sum-reducible statistics per batch.
 
     :param registry: a registrar; ``registry.add("accuracy", metric)``.
     """

@@ -33,8 +33,8 @@ import attrs
 import torch
 from torch import fx, nn
 
-from .config import DIRECTIONS, canonical_direction
-from .errors import AlignmentError
+from ..config import DIRECTIONS, canonical_direction
+from ..errors import AlignmentError
 
 KINDS = ("map", "tokens", "vector")
 #: Older spellings of a rank-3 layout, still accepted where a layout is stated.

@@ -6,12 +6,12 @@ Cards that fail to load are not dropped silently: they make plugin ``user`` repo
 
 from __future__ import annotations
 
-from .plugins import PluginInfo, PluginManager
+from .host import PluginInfo, PluginManager
 
 
 def load_user_cards(manager: PluginManager) -> None:
     """Cards a user stored with `hkt pairs add` join the registry as plugin ``user``."""
-    from .pairs import user_cards
+    from ..pairs.store import user_cards
 
     if manager.plugins.get("user") is not None:
         return

@@ -1,0 +1,13 @@
+"""Pair cards: the card itself (:mod:`.card`), the user's store of added cards (:mod:`.store`),
+scaffolding a new card from a data set and two models (:mod:`.scaffold`) and the checks ``hkt
+pairs add`` runs before storing one (:mod:`.checks`).
+
+``hkt_core.pairs`` keeps serving the card module's names (``PairCard``, ``hkt_home``, ...)."""
+
+from .card import (MAX_EXAMPLE_BATCH, MAX_EXAMPLE_ELEMENTS, NAME_RE, PairCard, hkt_home, read_toml_text,
+                   register_cards_from, shipped_cards_folder)
+from .store import add_user_card, remove_user_card, user_cards, user_pairs_dir
+
+__all__ = ["MAX_EXAMPLE_BATCH", "MAX_EXAMPLE_ELEMENTS", "NAME_RE", "PairCard", "add_user_card", "hkt_home",
+           "read_toml_text", "register_cards_from", "remove_user_card", "shipped_cards_folder", "user_cards",
+           "user_pairs_dir"]
