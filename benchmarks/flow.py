@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     data_options, parent_train = dict(card.dataset_options), card.parent_train
     epochs = args.epochs or card.train.epochs
     out = Path(args.out)
-    task = manager.lookup("losses", card.task)
+    task = manager.lookup("tasks", card.task)
     bundle = manager.lookup("datasets", card.dataset)(**data_options)
     motorcycle = manager.lookup("datasets", "flow-motorcycle")(downscale=MOTORCYCLE_DOWNSCALE).test
     frame = tuple(card.input_shapes[0][2:])

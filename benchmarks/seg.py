@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     data_options, parent_train = dict(card.dataset_options), card.parent_train
     epochs = args.epochs or card.train.epochs
     out = Path(args.out)
-    task = manager.lookup("losses", card.task)
+    task = manager.lookup("tasks", card.task)
     bundle = manager.lookup("datasets", card.dataset)(**data_options)
     started = time.perf_counter()
 

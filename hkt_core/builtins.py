@@ -25,7 +25,7 @@ def hkt_register_pairs(registry):
 
 
 @registers()
-def hkt_register_losses():
+def hkt_register_tasks():
     from .tasks.task import builtin_tasks
 
     return builtin_tasks()
@@ -62,10 +62,9 @@ def hkt_register_transfers(registry):
 @registers()
 def hkt_register_mixtures():
     from .etm import mixtures as m
-    from .train.variants import LearnedGateMixture
 
     return {"ga": m.GeneticAttentionMixture, "gate": m.GateMixture, "add": m.AddMixture, "mse": m.MSEMixture,
-            "none": m.NoMixture, "ga-learned": LearnedGateMixture}
+            "none": m.NoMixture, "ga-learned": m.LearnedGateMixture}
 
 
 @registers()

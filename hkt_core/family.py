@@ -434,7 +434,7 @@ class Family(nn.Module):
     def task(self) -> Any:
         """The task whose losses score the streams (``config.task`` from the ``losses`` registry)."""
         if self._task is None:
-            self._task = self._manager.lookup("losses", self.config.task)
+            self._task = self._manager.lookup("tasks", self.config.task)
         return self._task
 
     def loss_parts(self, output: HKTOutput, target: torch.Tensor) -> HKTLoss:

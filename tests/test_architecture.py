@@ -170,3 +170,24 @@ def test_nothing_left_hkt_core_all():
     assert previous <= set(hkt_core.__all__)
     for name in hkt_core.__all__:
         assert getattr(hkt_core, name) is not None
+
+
+def test_the_tasks_kind_and_its_deprecated_name():
+    """``tasks`` holds the tasks; ``losses`` (the kind's old name) and ``hkt_register_losses`` still
+    reach it, each with a deprecation."""
+    from hkt_core.plugins import host
+
+    class OldStyle:
+        @hkt_core.hookimpl
+        def hkt_register_losses(self, registry):
+            registry.add("old-style", hkt_core.lookup("tasks", "classification"))
+
+    host._said.clear()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        manager = hkt_core.get_plugin_manager(plugins={"old-style": OldStyle()})
+        assert manager.lookup("losses", "old-style") is manager.lookup("tasks", "old-style")
+    messages = [str(w.message) for w in caught if issubclass(w.category, DeprecationWarning)]
+    assert any("hkt_register_losses: it is now hkt_register_tasks" in m for m in messages)
+    assert any("registry kind 'losses' is now 'tasks'" in m for m in messages)
+    assert manager.plugins["old-style"].registered == {"tasks": ["old-style"]}

@@ -304,7 +304,7 @@ def test_task_comes_from_the_losses_registry():
     assert isinstance(fam.task, ToyTask)
     bad = Family(ResChain(8), ResChain(4, blocks=1), CASES["residual"][2], HKTConfig(task="toys"),
                  example_inputs=torch.randn(2, 3, 8, 8), manager=manager)
-    with pytest.raises(RegistryError, match="unknown losses 'toys'"):
+    with pytest.raises(RegistryError, match="unknown tasks 'toys'"):  # the kind is named 'tasks' now
         _ = bad.task
 
 

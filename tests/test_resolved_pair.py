@@ -194,3 +194,24 @@ def test_train_builds_the_family_once_and_the_run_records_the_card_it_ran_with(t
     assert run.card.hkt.lam == 0.3
     assert run.card.train.epochs == 1 and run.card.train.train_samples == 200
     assert run.card_as_written.hkt.lam == card.hkt.lam     # the card file's own value, kept for identity
+
+
+def test_a_plugin_command_that_collides_with_a_core_command_is_reported_naming_both(monkeypatch, capsys):
+    def configure(parser):
+        parser.set_defaults(handler=lambda args: 0)
+
+    plugin = types.SimpleNamespace(hkt_register_commands=registers()(_named(lambda: {"train": configure},
+                                                                            "hkt_register_commands")))
+    made = hkt_core.get_plugin_manager(plugins={"clash": plugin})
+    monkeypatch.setattr(host, "_default", made)
+    assert main(["plugins", "list"]) == 0
+    captured = capsys.readouterr()
+    said = ("command 'train' of plugin 'clash' collides with command 'train' of plugin 'core', which wins: "
+            "plugin 'clash''s is not available; rename it in that plugin")
+    assert f"hkt: warning: {said}" in captured.err            # on every command
+    assert f"  problems: {said}" in captured.out              # and in the listing, under the plugin
+    assert main(["plugins", "list", "--json"]) == 0
+    import json
+
+    rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
+    assert rows["clash"]["problems"] == [said]

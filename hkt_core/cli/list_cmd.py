@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..errors import RegistryError, unknown_name_message
-from ..plugins.registry import KINDS
+from ..plugins.registry import KIND_ALIASES, KINDS
 
 
 def configure(sub) -> None:
@@ -16,8 +16,9 @@ def configure(sub) -> None:
 def run(args) -> int:
     from ..plugins.host import default_manager
 
-    if args.kind not in KINDS:
+    if args.kind not in KINDS and args.kind not in KIND_ALIASES:
         raise RegistryError(unknown_name_message("kind", args.kind, KINDS))
+    args.kind = KIND_ALIASES.get(args.kind, args.kind)   # `hkt list losses` lists the tasks
     entries = default_manager().registry(args.kind).entries(args.pattern)
     if not entries:
         print(f"no {args.kind} match {args.pattern!r}" if args.pattern else f"no {args.kind} registered")

@@ -38,13 +38,35 @@ def build_parser(manager=None) -> argparse.ArgumentParser:
         from ..plugins.host import default_manager
 
         manager = default_manager()
+    parser.collisions = command_collisions(manager, set(sub.choices))
     for entry in manager.registry("commands").entries():
         if entry.name in sub.choices:
-            continue  # a core command wins; `hkt plugins list` still shows the registration
+            continue  # a core command wins: said on every command (main) and in `hkt plugins list`
         plugin_parser = sub.add_parser(entry.name, help=f"{entry.description} [plugin {entry.plugin}]")
         entry.obj(plugin_parser)
     polish(parser)
     return parser
+
+
+def core_command_names() -> set[str]:
+    """The names of the core's own commands."""
+    sub = argparse.ArgumentParser().add_subparsers()
+    for module_name in CORE_MODULES:
+        importlib.import_module(module_name).configure(sub)
+    return set(sub.choices)
+
+
+def command_collisions(manager, core: set[str] | None = None) -> dict[str, str]:
+    """``{plugin: problem}`` for each plugin command whose name a core command already takes (the
+    core's wins; two plugins registering one name is refused when the second one loads)."""
+    core = core_command_names() if core is None else core
+    found: dict[str, list[str]] = {}
+    for entry in manager.registry("commands").entries():
+        if entry.name in core:
+            found.setdefault(entry.plugin, []).append(
+                f"command {entry.name!r} of plugin {entry.plugin!r} collides with command {entry.name!r} of "
+                f"plugin 'core', which wins: plugin {entry.plugin!r}'s is not available; rename it in that plugin")
+    return {plugin: "; ".join(problems) for plugin, problems in found.items()}
 
 
 def _subcommands(parser: argparse.ArgumentParser):
@@ -82,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hkt {__version__}")
         return 0
     parser = build_parser()
+    for problem in parser.collisions.values():
+        print(f"hkt: warning: {problem}", file=sys.stderr)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
                         format="%(message)s")

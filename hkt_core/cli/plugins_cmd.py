@@ -16,10 +16,18 @@ def configure(sub) -> None:
 def run_list(args) -> int:
     from ..plugins.host import default_manager
 
+    from .main import command_collisions
+
     manager = default_manager()
+    collisions = command_collisions(manager)
     infos = sorted(manager.plugins.values(), key=lambda p: (p.name != "core", p.name))
     if args.json:
-        print(json.dumps([p.to_dict() for p in infos], indent=2))
+        rows = []
+        for p in infos:
+            row = p.to_dict()
+            row["problems"] = [m for m in (p.error, collisions.get(p.name)) if m]
+            rows.append(row)
+        print(json.dumps(rows, indent=2))
         return 0
     for info in infos:
         version = f" {info.version}" if info.version else ""
@@ -33,6 +41,7 @@ def run_list(args) -> int:
         print(f"{info.name}{dist}")
         for kind, names in info.registered.items():
             print(f"  {kind}: {', '.join(names)}")
-        if info.error:
-            print(f"  problems: {info.error}")
+        for problem in (info.error, collisions.get(info.name)):
+            if problem:
+                print(f"  problems: {problem}")
     return 0

@@ -218,7 +218,7 @@ def run_eval(args) -> int:
     train = structure(run.config["train"], TrainConfig)
     with scope(run.origin()):
         splits = load_splits(card, train, manager)
-    task = manager.lookup("losses", card.task)
+    task = manager.lookup("tasks", card.task)
     import torch
 
     values = evaluate(run.child(args.which), getattr(splits, args.split), task, batch_size=train.batch_size,

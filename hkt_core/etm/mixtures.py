@@ -117,3 +117,19 @@ class NoMixture(Mixture):
 
     def forward(self, receiver: torch.Tensor, donor: torch.Tensor) -> torch.Tensor:
         return receiver
+
+
+class LearnedGateMixture(Mixture):
+    """``x' + sigmoid(w) * GA(query=x', source=tau)`` with ``w`` a trained scalar, ``sigmoid(w) = lam`` at
+    the start (``lam`` is clipped to [0.01, 0.99] there, so the weight can still move)."""
+
+    def __init__(self, lam: float = 0.6, tokens: str = "auto") -> None:
+        super().__init__(lam, tokens)
+        start = min(0.99, max(0.01, self.lam))
+        self.weight_logit = nn.Parameter(torch.tensor(math.log(start / (1.0 - start))))
+
+    def weight(self) -> torch.Tensor:
+        return torch.sigmoid(self.weight_logit)
+
+    def forward(self, receiver: torch.Tensor, donor: torch.Tensor) -> torch.Tensor:
+        return receiver + self.weight().to(receiver.dtype) * genetic_attention(receiver, donor, self.tokens)

@@ -157,7 +157,7 @@ def write_new_card(name: str, *, parent: str, child: str, dataset: str, task: st
         raise ConfigError(f"data set {dataset!r} returned {type(bundle).__name__}, not a DatasetBundle")
     info = dict(bundle.info or {})
     task = task or info.get("task") or "classification"
-    manager.lookup("losses", task)
+    manager.lookup("tasks", task)
     classes = info.get("num_classes")
     text = card_text(name, parent=parent, child=child, dataset=dataset, task=task, stages=stages,
                      input_shapes=[(1, *s) for s in bundle.input_shapes],

@@ -70,12 +70,17 @@ def hkt_register_mixtures(registry: Registrar) -> None:
 
 
 @hookspec
-def hkt_register_losses(registry: Registrar) -> None:
+def hkt_register_tasks(registry: Registrar) -> None:
     """Register tasks: the task loss, the inheritance loss, the distillation loss and metrics.
 
     :param registry: a registrar; ``registry.add("classification", task)`` where ``task``
         follows :class:`hkt_core.tasks.Task`.
     """
+
+
+@hookspec
+def hkt_register_losses(registry: Registrar) -> None:
+    """Deprecated name of :func:`hkt_register_tasks` (what it registers joins the ``tasks`` registry)."""
 
 
 @hookspec

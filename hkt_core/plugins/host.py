@@ -23,7 +23,7 @@ import pluggy
 
 from . import hookspecs
 from .hookspecs import PROJECT
-from .registry import KINDS, Registrar, Registry
+from .registry import KIND_ALIASES, KINDS, Registrar, Registry
 
 ENTRY_POINT_GROUP = "hkt"
 DISABLE_ENV = "HKT_DISABLE_PLUGINS"
@@ -131,9 +131,12 @@ class PluginManager:
         staged: list[tuple[str, str, Any, dict]] = []
         taken: dict[tuple[str, str], str] = {}
         try:
-            for kind in KINDS:
-                caller = self._caller_for(f"hkt_register_{kind}", name)
+            for hook, kind in [*((k, k) for k in KINDS), *KIND_ALIASES.items()]:
+                caller = self._caller_for(f"hkt_register_{hook}", name)
                 if caller is not None:
+                    if hook != kind:
+                        _deprecated(f"plugin {name!r} implements hkt_register_{hook}: it is now "
+                                    f"hkt_register_{kind} (the old name keeps working for one release)")
                     caller(registry=Registrar(self.registries[kind], name, staged, taken))
         except BaseException as exc:
             _reraise_interrupt(exc)
@@ -175,6 +178,10 @@ class PluginManager:
         return "".join(parts)
 
     def registry(self, kind: str) -> Registry:
+        if kind in KIND_ALIASES:
+            _deprecated(f"registry kind {kind!r} is now {KIND_ALIASES[kind]!r} (the old name keeps working "
+                        f"for one release)")
+            kind = KIND_ALIASES[kind]
         try:
             return self.registries[kind]
         except KeyError:
@@ -184,6 +191,18 @@ class PluginManager:
 
     def lookup(self, kind: str, name: str) -> Any:
         return self.registry(kind).get(name)
+
+
+_said: set[str] = set()
+
+
+def _deprecated(message: str) -> None:
+    """A DeprecationWarning, once per process and message."""
+    if message not in _said:
+        _said.add(message)
+        import warnings
+
+        warnings.warn(message, DeprecationWarning, stacklevel=3)
 
 
 def get_plugin_manager(*, autoload: bool = True, disabled: set[str] | None = None,

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from .markers import hookimpl
-from .registry import KINDS, Registrar
+from .registry import KIND_ALIASES, KINDS, Registrar
 
 PREFIX = "hkt_register_"
 
@@ -50,7 +50,7 @@ def registers(**metadata: Any) -> Callable[[Callable[[], Any]], Callable[[Regist
     def decorate(fn: Callable[[], Any]) -> Callable[[Registrar], None]:
         name = fn.__name__
         kind = name[len(PREFIX):] if name.startswith(PREFIX) else ""
-        if kind not in KINDS:
+        if kind not in KINDS and kind not in KIND_ALIASES:
             raise TypeError(f"@registers decorates a function named hkt_register_<kind> with kind one of "
                             f"{', '.join(KINDS)}; got {name!r}")
 

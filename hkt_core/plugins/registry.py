@@ -25,13 +25,16 @@ KINDS: tuple[str, ...] = (
     "extractors",
     "transfers",
     "mixtures",
-    "losses",
+    "tasks",
     "metrics",
     "datasets",
     "pairs",
     "methods",
     "commands",
 )
+#: Old kind names that still work, deprecated: ``lookup("losses", ...)`` and the hook
+#: ``hkt_register_losses`` reach the ``tasks`` registry (a kind of that name held tasks).
+KIND_ALIASES: dict[str, str] = {"losses": "tasks"}
 
 
 def plain_text(text: str) -> str:

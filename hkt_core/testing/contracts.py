@@ -52,7 +52,7 @@ from torch import nn
 from ..errors import HKTError
 from ..etm.mixtures import split_mix
 
-CHECKED_KINDS = ("transfers", "mixtures", "extractors", "losses", "metrics", "datasets", "adapters", "methods",
+CHECKED_KINDS = ("transfers", "mixtures", "extractors", "tasks", "metrics", "datasets", "adapters", "methods",
                  "models", "pairs")
 
 
@@ -170,7 +170,7 @@ def check_task(name: str, task: Any) -> None:
 
 def check_metrics_of_tasks(manager=None) -> None:
     """Sum-reducibility of every task's metrics on the task's own example."""
-    for entry in _manager(manager).registry("losses").entries():
+    for entry in _manager(manager).registry("tasks").entries():
         task = entry.obj
         prediction, target = task.example(6, torch.Generator().manual_seed(1))
         for metric in task.metrics():
@@ -182,7 +182,7 @@ def check_metrics_of_tasks(manager=None) -> None:
 
 def check_metric(name: str, metric: Any, task: str = "classification", manager=None) -> None:
     """Sum-reducibility of one metric on the example of ``task`` (a metric of that task's layout)."""
-    prediction, target = _manager(manager).lookup("losses", task).example(6, torch.Generator().manual_seed(1))
+    prediction, target = _manager(manager).lookup("tasks", task).example(6, torch.Generator().manual_seed(1))
     whole = metric.stats(prediction, target)
     assert isinstance(whole, torch.Tensor) and whole.dim() == 1, f"metric {name!r}: stats must be a 1-D tensor"
     halves = metric.stats(*_slice(prediction, target, 0, 3)) + metric.stats(*_slice(prediction, target, 3, 6))
@@ -277,7 +277,7 @@ def check_method(name: str, method_cls: Any, manager=None) -> None:
     parent = _TinyNet(8).eval().requires_grad_(False) if method_cls.needs_parent else None
     parent_state = {k: v.clone() for k, v in parent.state_dict().items()} if parent is not None else {}
     x = torch.randn(2, 1, 8, 8)
-    ctx = MethodContext(child=child, task=_manager(manager).lookup("losses", "classification"),
+    ctx = MethodContext(child=child, task=_manager(manager).lookup("tasks", "classification"),
                         train=TrainConfig(), hkt=HKTConfig(), parent=parent, example_inputs=(x,),
                         options=dict(getattr(method_cls, "default_options", {}) or {}))
     if "manager" in {a.name for a in MethodContext.__attrs_attrs__}:
@@ -386,7 +386,7 @@ def _check_pair_without_data(name: str, card: Any, manager) -> None:
         pp = adapter_for(parent, manager).prediction(parent(*inputs))
         pc = adapter_for(child, manager).prediction(child.eval()(*inputs))
     assert pp.shape == pc.shape, f"pair {name!r}: parent predicts {list(pp.shape)}, child {list(pc.shape)}"
-    ctx = MethodContext(child=child, task=manager.lookup("losses", card.task), train=card.train, hkt=card.hkt,
+    ctx = MethodContext(child=child, task=manager.lookup("tasks", card.task), train=card.train, hkt=card.hkt,
                         card=card, parent=parent, example_inputs=inputs, manager=manager)
     try:
         method = HKTMethod(ctx)
@@ -402,7 +402,8 @@ CHECKS = {
     "transfers": lambda e, m: check_transfer(e.name, e.obj),
     "mixtures": lambda e, m: check_mixture(e.name, e.obj),
     "extractors": lambda e, m: check_extractor(e.name, e.obj),
-    "losses": lambda e, m: check_task(e.name, e.obj),
+    "tasks": lambda e, m: check_task(e.name, e.obj),
+    "losses": lambda e, m: check_task(e.name, e.obj),  # the deprecated name of "tasks"
     "datasets": lambda e, m: check_dataset(e.name, e.obj, e.metadata.get("contract_options")),
     "adapters": lambda e, m: check_adapter(e.name, e.obj, m),
     "methods": lambda e, m: check_method(e.name, e.obj, m),

@@ -25,7 +25,7 @@ def check_names(card: PairCard, manager) -> None:
     from ..trust import card_origin, scope
 
     with scope(card_origin(card)):
-        _exists(card, "task", card.task, manager, "losses")
+        _exists(card, "task", card.task, manager, "tasks")
         _exists(card, "parent", card.parent, manager, "models")
         _exists(card, "child", card.child, manager, "models")
         _exists(card, "dataset", card.dataset, manager, "datasets")
@@ -43,7 +43,7 @@ def _exists(card: PairCard, field: str, name: str, manager, kind: str) -> None:
     from ..trust import resolve_reference
 
     try:
-        if ":" in name and kind != "losses":
+        if ":" in name and kind != "tasks":
             obj = resolve_reference(name, kind=kind, manager=manager)
             if not callable(obj):
                 raise ConfigError(f"{name!r} is a {type(obj).__name__}, not a callable")

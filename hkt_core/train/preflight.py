@@ -152,7 +152,7 @@ class _Check:
                  device: torch.device | None = None) -> None:
         self.pair, self.card, self.manager, self.train, self.hkt = pair, pair.card, pair.manager, train, hkt
         self.device = device if device is not None else torch.device("cpu")
-        self.task = self.manager.lookup("losses", self.card.task)
+        self.task = self.manager.lookup("tasks", self.card.task)
 
     def fail(self, problem: str, fix: str, stage: str = "models") -> PairCheckError:
         return PairCheckError(f"pair {self.card.name!r}: {problem}; fix: {fix}", stage, problem)

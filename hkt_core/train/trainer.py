@@ -324,7 +324,7 @@ class Trainer:
             return self._fit_prepared(state)
 
     def _fit_prepared(self, state: dict[str, Any] | None) -> Path:
-        task = self.spec.manager.lookup("losses", self.spec.card.task)
+        task = self.spec.manager.lookup("tasks", self.spec.card.task)
         trains_parent = self.spec.method_cls.trains_parent  # the parent learns from its own data
         splits = self.pair.splits(parent=bool(trains_parent))
         parent, parent_info = self._resolve_parent()

@@ -16,14 +16,8 @@
 
 from __future__ import annotations
 
-import math
-
-import torch
-from torch import nn
-
 from ..errors import ConfigError
-from ..etm.attention import genetic_attention
-from ..etm.mixtures import Mixture
+from ..etm.mixtures import LearnedGateMixture  # re-exported: it lives with the other mixtures
 
 LAM_SCHEDULES = ("constant", "anneal")
 #: the fraction of the epochs after which an annealed ``lam`` is 0
@@ -45,22 +39,6 @@ def scheduled_lam(lam: float, schedule: str, epoch: int, epochs: int) -> float:
         return lam * max(0.0, 1.0 - epoch / end)
     check_lam_schedule(schedule)
     raise AssertionError(schedule)
-
-
-class LearnedGateMixture(Mixture):
-    """``x' + sigmoid(w) * GA(query=x', source=tau)`` with ``w`` a trained scalar, ``sigmoid(w) = lam`` at
-    the start (``lam`` is clipped to [0.01, 0.99] there, so the weight can still move)."""
-
-    def __init__(self, lam: float = 0.6, tokens: str = "auto") -> None:
-        super().__init__(lam, tokens)
-        start = min(0.99, max(0.01, self.lam))
-        self.weight_logit = nn.Parameter(torch.tensor(math.log(start / (1.0 - start))))
-
-    def weight(self) -> torch.Tensor:
-        return torch.sigmoid(self.weight_logit)
-
-    def forward(self, receiver: torch.Tensor, donor: torch.Tensor) -> torch.Tensor:
-        return receiver + self.weight().to(receiver.dtype) * genetic_attention(receiver, donor, self.tokens)
 
 
 __all__ = ["ANNEAL_END", "LAM_SCHEDULES", "LearnedGateMixture", "check_lam_schedule",

@@ -42,7 +42,7 @@ def hkt_register_adapters(registry):
 
 
 @hookimpl
-def hkt_register_losses(registry):
+def hkt_register_tasks(registry):
     from .task import FlowTask
 
     registry.add("flow", FlowTask(), description="optical flow: RAFT sequence loss, valid-pixel MAE, EPE")

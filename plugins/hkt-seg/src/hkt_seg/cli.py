@@ -57,7 +57,7 @@ def _show(args: argparse.Namespace) -> int:
         raise ConfigError(f"{args.run_dir}: the run records no pair card, so its data set is unknown")
     pair = run.resolved()   # the run's data set (module:callable included), under the run folder's trust rule
     bundle = pair.splits().bundle
-    task = pair.manager.lookup("losses", card.task)
+    task = pair.manager.lookup("tasks", card.task)
     ignore_index = getattr(task, "ignore_index", None)
     out = Path(args.out) if args.out else Path(args.run_dir) / "seg-predictions.png"
     dice = show_predictions(run.child(), bundle.test, out, count=args.count, scale=args.scale,

@@ -31,7 +31,7 @@ IGNORE_INDEX = 255
 
 
 @hookimpl
-def hkt_register_losses(registry):
+def hkt_register_tasks(registry):
     from hkt_core.tasks import SegmentationTask
 
     registry.add("seg", SegmentationTask("ce+dice", name="seg", ignore_index=IGNORE_INDEX),
