@@ -134,8 +134,10 @@ class HKTConfig:
     accepted for to_child and to_parent). ``mixture``, ``transfer`` and ``extractor`` name
     registered ETM operators (checked when a Family is built); ``mixture_options`` are keyword
     options of the mixture beyond ``lam`` and ``tokens``; ``extractor``
-    combines the donor nodes of a pair that names several; ``task`` names the registered task
-    whose losses are used, ``inherit_loss`` whether L1/L3 use its MAE (``mae``) or its task loss.
+    combines the donor nodes of a pair that names several; ``inherit_loss`` whether L1/L3 use the
+    task's MAE (``mae``) or its task loss. The task itself is the pair's (a card's ``task``), or the
+    ``task=`` of a :class:`~hkt_core.Family` built by hand: ``HKTConfig`` no longer names one
+    (:data:`REMOVED_SETTINGS`).
     """
 
     lam: float = attrs.field(default=0.6, validator=in_range(0.0, 1.0))
@@ -144,7 +146,6 @@ class HKTConfig:
     transfer: str = attrs.field(default="auto")
     tokens: str = attrs.field(default="auto", validator=one_of(TOKENS))
     directions: str | tuple[str, ...] = attrs.field(default="both", converter=canonical_directions)
-    task: str = attrs.field(default="classification")
     inherit_loss: str = attrs.field(default="task", validator=one_of(INHERIT_LOSSES))
     extractor: str = attrs.field(default="identity")
     mixture_options: dict[str, Any] = attrs.field(factory=dict, converter=_options)
@@ -182,7 +183,6 @@ class HKTConfig:
 
     @mixture.validator
     @transfer.validator
-    @task.validator
     @extractor.validator
     def _check_str(self, attribute, value):
         if not isinstance(value, str) or not value:
@@ -265,10 +265,39 @@ CHANGED_DEFAULTS: dict[str, tuple[Any, Any]] = {
 converter = cattrs.Converter()
 
 
+#: Settings that existed once and are dropped on reading, with a deprecation notice: config.toml
+#: files, cards and ``--set`` written before keep loading. ``hkt.task`` named a task training never
+#: used (the card's ``task`` is the run's).
+REMOVED_SETTINGS: dict[str, str] = {
+    "hkt.task": "the task is the card's `task` (a Family built by hand takes task=); [hkt] task is ignored",
+}
+_SECTION_OF = {"HKTConfig": "hkt", "TrainConfig": "train"}
+_removed_said: set[str] = set()
+
+
+def drop_removed(data: dict[str, Any], section: str) -> dict[str, Any]:
+    """``data`` without the settings of ``section`` that :data:`REMOVED_SETTINGS` lists (said once each)."""
+    gone = [k for k in data if f"{section}.{k}" in REMOVED_SETTINGS]
+    if not gone:
+        return data
+    import warnings
+
+    for key in gone:
+        dotted = f"{section}.{key}"
+        if dotted not in _removed_said:
+            _removed_said.add(dotted)
+            warnings.warn(f"setting {dotted} was removed: {REMOVED_SETTINGS[dotted]}", DeprecationWarning,
+                          stacklevel=3)
+    return {k: v for k, v in data.items() if k not in gone}
+
+
 def structure(data: dict[str, Any], cls: type) -> Any:
-    """Build ``cls`` from plain data; unknown keys are refused with the allowed ones listed."""
+    """Build ``cls`` from plain data; unknown keys are refused with the allowed ones listed
+    (settings that were removed, :data:`REMOVED_SETTINGS`, are dropped with a notice)."""
     if not isinstance(data, dict):
         raise ConfigError(f"{cls.__name__}: expected a table of settings, got {type(data).__name__}")
+    if cls.__name__ in _SECTION_OF:
+        data = drop_removed(data, _SECTION_OF[cls.__name__])
     allowed = {a.name for a in attrs.fields(cls)}
     unknown = sorted(set(data) - allowed)
     if unknown:

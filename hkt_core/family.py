@@ -37,6 +37,10 @@ from .trace.kinds import ValueKind, donor_kind, infer_kinds, mixing_pair_problem
 from .lockstep import LockstepGraph, LockstepStreams, follow, from_channels_first, to_channels_first
 
 
+#: the task a Family built without ``task=`` scores its streams with
+DEFAULT_TASK = "classification"
+
+
 class HKTOutput(NamedTuple):
     """What :meth:`Family.forward` returns (predictions as chosen by each model's adapter)."""
 
@@ -129,7 +133,7 @@ class Family(nn.Module):
     pairs (names follow :mod:`hkt_core.trace.names`; a side may list several names,
     combined by ``config.extractor``); the last pair is the predictions and is not mixed. Example
     inputs (used once to learn the shapes at the mixing points) default to the alignment's
-    ``input_shapes``. ``task`` overrides the registered task named by ``config.task``;
+    ``input_shapes``. ``task`` is a task or the name of a registered one (default ``classification``);
     ``layouts`` maps node names (``"name"`` for both models, ``"parent:name"`` / ``"child:name"``
     for one) to the value's kind, ``map`` / ``tokens`` / ``vector`` (:mod:`hkt_core.trace.kinds`; the older
     ``channels_first`` / ``channels_last`` are read as map / tokens), where the automatic reading
@@ -432,9 +436,10 @@ class Family(nn.Module):
     # -- loss and export -------------------------------------------------------------------------
     @property
     def task(self) -> Any:
-        """The task whose losses score the streams (``config.task`` from the ``losses`` registry)."""
-        if self._task is None:
-            self._task = self._manager.lookup("tasks", self.config.task)
+        """The task whose losses score the streams: ``task=`` (a task, or a name in the ``tasks``
+        registry; ``classification`` when none was given)."""
+        if self._task is None or isinstance(self._task, str):
+            self._task = self._manager.lookup("tasks", self._task or DEFAULT_TASK)
         return self._task
 
     def loss_parts(self, output: HKTOutput, target: torch.Tensor) -> HKTLoss:

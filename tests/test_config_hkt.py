@@ -36,7 +36,7 @@ def test_defaults_are_the_benchmarks_choice_and_the_paper_is_a_preset():
     with pytest.raises(ConfigError, match="hkt.preset = 'papers' is invalid: must be one of measured, paper"):
         HKTConfig.preset("papers")
     assert (cfg.mixture, cfg.transfer, cfg.tokens, cfg.directions) == ("ga", "auto", "auto", "both")
-    assert (cfg.task, cfg.extractor) == ("classification", "identity")
+    assert cfg.extractor == "identity" and not hasattr(cfg, "task")   # the task is the card's
     assert cfg.directions_for(3) == ("both", "both", "both")
 
 
@@ -79,7 +79,6 @@ def test_valid_variants():
     ({"inherit_loss": "mse"}, "inherit_loss = 'mse' is invalid: must be one of mae, task"),
     ({"mixture": ""}, "mixture = '' is invalid: must be a registered name"),
     ({"transfer": 3}, "transfer = 3 is invalid"),
-    ({"task": None}, "task = None is invalid"),
     ({"extractor": ""}, "extractor"),
 ])
 def test_every_rule_has_a_clear_error(kwargs, message):
@@ -102,3 +101,19 @@ def test_toml_tables_structure_with_the_same_rules():
         structure({"alphas": [0.2, 0.2, 0.2]}, HKTConfig)
     with pytest.raises(ConfigError, match="unknown setting"):
         structure({"alpha": [0.2, 0.6, 0.2]}, HKTConfig)
+
+
+def test_a_removed_hkt_task_setting_is_dropped_with_a_notice():
+    """``[hkt] task`` (cards and config.toml files written before) still loads; it is ignored."""
+    import warnings
+
+    from hkt_core import config
+
+    config._removed_said.discard("hkt.task")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cfg = config.structure({"task": "seg", "lam": 0.5}, HKTConfig)
+    assert cfg == HKTConfig(lam=0.5)
+    assert any("setting hkt.task was removed" in str(w.message) for w in caught)
+    with pytest.raises(TypeError):
+        HKTConfig(task="seg")

@@ -299,11 +299,11 @@ class ToyPlugin:
 def test_task_comes_from_the_losses_registry():
     manager = hkt_core.get_plugin_manager(autoload=False, plugins={"core": builtins, "toy": ToyPlugin()})
     torch.manual_seed(0)
-    fam = Family(ResChain(8), ResChain(4, blocks=1), CASES["residual"][2], HKTConfig(task="toy"),
-                 example_inputs=torch.randn(2, 3, 8, 8), manager=manager)
+    fam = Family(ResChain(8), ResChain(4, blocks=1), CASES["residual"][2], HKTConfig(),
+                 example_inputs=torch.randn(2, 3, 8, 8), manager=manager, task="toy")
     assert isinstance(fam.task, ToyTask)
-    bad = Family(ResChain(8), ResChain(4, blocks=1), CASES["residual"][2], HKTConfig(task="toys"),
-                 example_inputs=torch.randn(2, 3, 8, 8), manager=manager)
+    bad = Family(ResChain(8), ResChain(4, blocks=1), CASES["residual"][2], HKTConfig(),
+                 example_inputs=torch.randn(2, 3, 8, 8), manager=manager, task="toys")
     with pytest.raises(RegistryError, match="unknown tasks 'toys'"):  # the kind is named 'tasks' now
         _ = bad.task
 

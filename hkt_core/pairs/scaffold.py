@@ -124,7 +124,7 @@ def card_text(name: str, *, parent: str, child: str, dataset: str, task: str, st
         "# L1/L3, alphas 0.1/0.8/0.1, lam 0.6; docs/RESULTS.md). The paper's literal settings (MAE in L1/L3,",
         "# alphas 0.25/0.5/0.25), measured behind the child trained alone there, are one preset away:",
         "# `hkt train ... --set hkt.preset=paper`, or here: inherit_loss = \"mae\", alphas = [0.25, 0.5, 0.25]",
-        *_table(HKTConfig(task=task)),
+        *_table(HKTConfig()),
         "",
     ]
     return "\n".join(lines)

@@ -1,6 +1,6 @@
 """Tasks: the task loss, the inheritance loss, the distillation loss and the metrics of a task.
 
-A task is registered in the ``losses`` registry under its name (``HKTConfig.task`` selects it).
+A task is registered in the ``tasks`` registry under its name (a pair card's ``task`` selects it).
 """
 
 from __future__ import annotations

@@ -66,7 +66,7 @@ def resolve(pair: str | PairCard, method: str, *, out: str | Path | None = None,
     data["method"].update(method_options or {})
     data["dataset"] = dict(card.dataset_options)
     data["card"] = {"stages": card.stages if stages is None else stages}
-    settings = list(settings)
+    settings = _without_removed(list(settings))
     presets = [s for s in settings if s.split("=", 1)[0].strip() == "hkt.preset"]
     for assignment in presets:  # a named set of [hkt] settings, under the other --set assignments
         data["hkt"].update(hkt_preset(parse_value(assignment.split("=", 1)[1].strip()) if "=" in assignment else ""))
@@ -90,6 +90,22 @@ def resolve(pair: str | PairCard, method: str, *, out: str | Path | None = None,
                    parent_weights=Path(parent_weights) if parent_weights is not None else None,
                    manager=manager, progress=progress,
                    callbacks=(*callbacks, *trackers_for([log] if isinstance(log, str) else log, out)))
+
+
+def _without_removed(settings: list[str]) -> list[str]:
+    """``--set`` assignments minus those of removed settings (:data:`hkt_core.config.REMOVED_SETTINGS`),
+    each said once as a deprecation."""
+    from ..config import REMOVED_SETTINGS, drop_removed
+
+    kept = []
+    for assignment in settings:
+        key = assignment.split("=", 1)[0].strip()
+        if key in REMOVED_SETTINGS:
+            section, name = key.split(".", 1)
+            drop_removed({name: None}, section)
+            continue
+        kept.append(assignment)
+    return kept
 
 
 def _recorded_defaults(data: dict[str, Any], out: Path) -> None:

@@ -69,7 +69,10 @@ def _normal(value: Any) -> Any:
 def _compared(config: dict[str, Any]) -> dict[str, Any]:
     """Dotted keys of a configuration as config.toml stores it (TOML drops None, tuples become lists)."""
     data = tomllib.loads(to_toml({k: v for k, v in config.items() if k not in RUN_SPECIFIC}))
-    out = {k: v for k, v in _flatten(data).items() if k not in NOT_COMPARED}
+    from ..config import REMOVED_SETTINGS
+
+    out = {k: v for k, v in _flatten(data).items()
+           if k not in NOT_COMPARED and k not in REMOVED_SETTINGS and k.removeprefix("card.") not in REMOVED_SETTINGS}
     for key in [k for k in out if k == "hkt.directions" or k.endswith(".hkt.directions")]:
         out[key] = _normal(canonical_directions(out[key]))   # a run written with an earlier spelling
     # the run's [train] and the card's own [train] (stored under [card]) both gained them

@@ -101,7 +101,7 @@ class HKTMethod(Method):
                                   stages=card.stages if card is not None else 2,
                                   pairs=card.alignment if card is not None else None, manager=ctx.manager,
                                   layouts=layouts)
-        # The run's task (the card's) scores the streams, whatever HKTConfig.task says.
+        # The run's task (the card's) scores the streams.
         self.family = Family(ctx.parent, ctx.child, ctx.alignment, ctx.hkt, example_inputs=ctx.example_inputs,
                              task=ctx.task, manager=ctx.manager, layouts=layouts,
                              fold_parent_bn=getattr(ctx.train, "fold_parent_bn", False)).to(ctx.device)

@@ -19,7 +19,7 @@ def test_one_hkt_step_on_the_demo_pair():
     inputs = RAFTAdapter().example_inputs(child, [(1, 3, 64, 64)])
     alignment = align(parent, child, inputs, stages=3, pairs=[("fnet", "fnet"), ("cnet", "cnet")])
     assert [p.parent for p in alignment.pairs] == ["fnet", "cnet", "upsampler#2"]
-    family = Family(parent, child, alignment, HKTConfig(task="flow"))
+    family = Family(parent, child, alignment, HKTConfig(), task="flow")
     (image1, image2), (flow, valid) = SyntheticFlow(1)[0]
     target = (flow[None], valid[None])
     before = {k: v.clone() for k, v in parent.state_dict().items()}

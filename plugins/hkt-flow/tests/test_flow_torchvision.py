@@ -206,7 +206,7 @@ def test_prediction_carries_the_iterates_for_the_sequence_loss(fx_pair):
 def test_one_hkt_step_on_the_traceable_pair(fx_pair):
     parent, child, inputs = fx_pair
     alignment = align(parent, child, inputs, stages=3, pairs=PAIRS)
-    family = Family(parent, child, alignment, HKTConfig(task="flow"))
+    family = Family(parent, child, alignment, HKTConfig(), task="flow")
     gen = torch.Generator().manual_seed(2)
     target = torch.randn(1, 2, 128, 128, generator=gen)
     before = {k: v.clone() for k, v in parent.state_dict().items()}
@@ -228,4 +228,4 @@ def test_one_hkt_step_on_the_traceable_pair(fx_pair):
 def test_family_refuses_torchvisions_class_with_a_clear_error(plain_pair, plain_alignment):
     parent, child, _ = plain_pair
     with pytest.raises(TraceError, match="torch.fx"):
-        Family(parent, child, plain_alignment, HKTConfig(task="flow"))
+        Family(parent, child, plain_alignment, HKTConfig(), task="flow")

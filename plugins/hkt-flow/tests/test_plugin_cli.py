@@ -44,7 +44,6 @@ def test_pair_cards(hkt_manager, name):
     card = hkt_manager.lookup("pairs", name)
     assert isinstance(card, PairCard) and card.task == "flow" and card.stages == 3
     assert card.alignment == (("fnet", "fnet"), ("cnet", "cnet"))
-    assert card.hkt.task == "flow"
     bundle = hkt_manager.lookup("datasets", card.dataset)(**{**card.dataset_options, "train_size": 2, "test_size": 1})
     assert tuple(tuple(s[1:]) for s in card.input_shapes) == bundle.input_shapes
     if name == "flow-raft-raftsmall":

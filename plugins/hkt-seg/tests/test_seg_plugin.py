@@ -17,7 +17,7 @@ def test_plugin_loads_and_registers_everything(hkt_manager):
 @pytest.mark.parametrize("name", ["seg-demo", "seg-denseunet-pocketnet"])
 def test_pair_cards_build_their_models(hkt_manager, name):
     card = hkt_manager.lookup("pairs", name)
-    assert card.task == "seg" and card.hkt.task == "seg" and card.stages == 3
+    assert card.task == "seg" and card.stages == 3
     assert [p[1] for p in card.alignment][-1] == "bottleneck"
     assert card.alignment[0][0].startswith("encoder.")
     parent = build_model(card.parent, hkt_manager, **card.parent_options)
