@@ -304,14 +304,15 @@ class _Check:
 
     def step(self, name: str, method, batch, augment) -> MethodResult:
         """One training step with one optimiser step of a built method; the trainable weights and
-        buffers are put back as they were afterwards (a dry run leaves the method untouched)."""
+        buffers are put back as they were afterwards, and the step runs on a shallow copy of the
+        method, so what the method counts on itself (steps seen, say) starts from zero in the run."""
         import copy
 
         trainable = method.trainable_module()
         extra = method.extra_state_module()
         kept = [(m, copy.deepcopy(m.state_dict())) for m in (trainable, extra) if m is not None]
         try:
-            return self._step(name, method, batch, augment)
+            return self._step(name, copy.copy(method), batch, augment)
         finally:
             for module, state in kept:
                 module.load_state_dict(state)
