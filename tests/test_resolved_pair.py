@@ -17,28 +17,16 @@ from hkt_core.cli.main import main
 from hkt_core.plugins import host
 
 
-class OddParent(nn.Module):
+class OddParent(nn.Sequential):
     """A parent written for this test: two stages over 6 features, 3 classes."""
 
     def __init__(self) -> None:
-        super().__init__()
-        self.first_stage = nn.Sequential(nn.Linear(6, 24), nn.ReLU())
-        self.second_stage = nn.Sequential(nn.Linear(24, 24), nn.ReLU())
-        self.scores = nn.Linear(24, 3)
-
-    def forward(self, x):
-        return self.scores(self.second_stage(self.first_stage(x)))
+        super().__init__(nn.Linear(6, 24), nn.ReLU(), nn.Linear(24, 24), nn.ReLU(), nn.Linear(24, 3))
 
 
-class OddChild(nn.Module):
+class OddChild(nn.Sequential):
     def __init__(self) -> None:
-        super().__init__()
-        self.trunk = nn.Sequential(nn.Linear(6, 8), nn.ReLU())
-        self.middle = nn.Sequential(nn.Linear(8, 8), nn.ReLU())
-        self.out = nn.Linear(8, 3)
-
-    def forward(self, x):
-        return self.out(self.middle(self.trunk(x)))
+        super().__init__(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 3))
 
 
 class _Stated(hkt_core.Adapter):
