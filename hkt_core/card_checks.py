@@ -54,14 +54,14 @@ def _exists(card: PairCard, field: str, name: str, manager, kind: str) -> None:
 
 
 def _stages_feasible(card: PairCard, manager) -> None:
-    from .adapters import adapter_for
+    from .adapters import example_inputs_for
     from .align import align
     from .models import build_model
 
     try:
         parent = build_model(card.parent, manager, **card.parent_options)
         child = build_model(card.child, manager, **card.child_options)
-        inputs = adapter_for(parent, manager).example_inputs(parent, card.input_shapes)
+        inputs = example_inputs_for(parent, card.input_shapes, card.input_dtypes, manager)
         align(parent, child, inputs, stages=card.stages, pairs=card.alignment, layouts=dict(card.layouts),
               manager=manager)
     except HKTError as exc:

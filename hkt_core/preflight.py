@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from torch.utils.data import default_collate
 
-from .adapters import adapter_for
+from .adapters import adapter_for, example_inputs_for
 from .config import HKTConfig, TrainConfig
 from .errors import ConfigError, HKTError
 from .models import build_model, count_parameters
@@ -278,7 +278,7 @@ class _Check:
         method_cls = self.manager.lookup("methods", name)
         trains_parent = bool(method_cls.trains_parent)
         network = self.build("parent" if trains_parent else "child")
-        example = tuple(adapter_for(network, self.manager).example_inputs(network, self.card.input_shapes))
+        example = example_inputs_for(network, self.card.input_shapes, self.card.input_dtypes, self.manager)
         opts = {**dict(getattr(method_cls, "default_options", {}) or {}), **options}
         ctx = MethodContext(child=network, task=self.task, train=self.train, hkt=self.hkt, card=self.card,
                             parent=parent if method_cls.needs_parent else None, example_inputs=example,

@@ -173,6 +173,9 @@ def trained_parent(card: Any, manager: Any = None, weights: Any = None):
     manager = manager or default_manager()
     if weights is not None:
         return parents.load_parent_file(card, manager, weights)[0]
+    pretrained = parents.pretrained_parent(card, manager)   # the card's own weights, as they are
+    if pretrained is not None:
+        return pretrained[0]
 
     def missing(folder, train) -> None:
         raise ConfigError(f"pair {card.name!r} has no trained parent cached ({folder}); the activation method "

@@ -57,7 +57,7 @@ def parse_pair(text: str) -> tuple[str, str]:
 
 
 def run(args) -> int:
-    from ..adapters import adapter_for
+    from ..adapters import example_inputs_for
     from ..align import align_blocks, analyse
     from ..models import build_model
 
@@ -74,9 +74,11 @@ def run(args) -> int:
     manager = default_manager()
     calibration = None
     layouts: dict[str, str] = {}
+    dtypes: tuple[str, ...] = ()
     if len(args.models) == 1:
         card = manager.lookup("pairs", args.models[0])
         layouts = dict(card.layouts)
+        dtypes = card.input_dtypes
         with scope(card_origin(card)):
             if args.method == "activation":
                 parent, child, calibration = _activation_setup(card, args, manager)
@@ -97,7 +99,7 @@ def run(args) -> int:
         shapes = [parse_shape(s) for s in args.input_shape]
         parent, child = build_model(args.models[0], manager), build_model(args.models[1], manager)
         label = f"{args.models[0]} -> {args.models[1]}"
-    inputs = adapter_for(parent, manager).example_inputs(parent, shapes)
+    inputs = example_inputs_for(parent, shapes, dtypes, manager)
     log.debug("tracing %s", label)
     bp = analyse(parent, inputs, manager=manager, layouts=layouts, side="parent")
     bc = analyse(child, inputs, manager=manager, layouts=layouts, side="child")

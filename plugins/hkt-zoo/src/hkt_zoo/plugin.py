@@ -25,6 +25,13 @@ def hkt_register_models():
              {"contract_options": CONTRACT_OPTIONS, "input_shapes": [[2, 8], [2, 8]]})]
 
 
+@registers(task="classification")
+def hkt_register_datasets():
+    from .data import token_recall
+
+    return [("token-recall", token_recall, {"contract_options": {"n_train": 64, "n_test": 32}})]
+
+
 @registers()
 def hkt_register_adapters():
     if not _has("transformers"):
