@@ -14,7 +14,7 @@ import torch
 pytest.importorskip("transformers")
 pytest.importorskip("safetensors")
 
-from hkt_core.cli.main import main  # noqa: E402
+from hkt_core.cli.main import main
 
 PAIR = "recall-tiny"
 #: two layers of width 32 over one of width 16 (BERT's pooler reads the first token: the query)
