@@ -96,7 +96,8 @@ def _threads_options(p: argparse.ArgumentParser, *, workers: bool = False) -> No
 
 
 def _train_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--epochs", type=int, default=None, metavar="N", help="override the card's epochs")
+    p.add_argument("--epochs", type=int, default=None, metavar="N",
+                   help="override the card's epochs (the children's; --parent-epochs sets the parent's)")
     p.add_argument("--batch-size", type=int, default=None, metavar="N", help="override the card's batch size")
     p.add_argument("--lr", type=float, default=None, metavar="RATE", help="override the card's learning rate")
     p.add_argument("--seed", type=int, default=None, metavar="N",
