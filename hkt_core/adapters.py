@@ -66,6 +66,29 @@ class GenericAdapter(Adapter):
         return True
 
 
+def example_inputs_for(model: nn.Module, shapes: Sequence[Sequence[int]], dtypes: Sequence[str] = (),
+                       manager: Any = None, *, adapter: Adapter | None = None) -> tuple[torch.Tensor, ...]:
+    """The example inputs of ``model`` for ``shapes`` (batch first): its adapter's, in ``dtypes``
+    where given (a card's ``input_dtypes``). The one place example inputs are made from shapes.
+
+    An input the adapter made as floats that must be an integer (token ids, an attention mask)
+    becomes ones of its shape: a valid id and an unmasked position, as random floats are no tokens;
+    an input the adapter already made in another numeric dtype is cast."""
+    adapter = adapter or adapter_for(model, manager)
+    inputs = tuple(adapter.example_inputs(model, shapes))
+    if not dtypes:
+        return inputs
+    out = []
+    for value, name in zip(inputs, dtypes):
+        dtype = getattr(torch, name)
+        if value.dtype != dtype:
+            integer = not dtype.is_floating_point and not dtype.is_complex
+            value = (torch.ones(value.shape, dtype=dtype) if integer and value.is_floating_point()
+                     else value.to(dtype))
+        out.append(value)
+    return (*out, *inputs[len(out):])
+
+
 def adapter_for(model: nn.Module, manager) -> Adapter:
     """The first adapter registered in ``manager`` (by name order) that claims ``model``, else the
     generic one. Resolve it once per model and keep it: the lookup walks the registry."""

@@ -113,15 +113,16 @@ def _one_way(transfer: nn.Module, extractor: nn.Module, mixture: nn.Module, dono
 
 
 def _in_traced_dtypes(inputs: tuple[torch.Tensor, ...], graph: LockstepGraph) -> tuple[torch.Tensor, ...]:
-    """Inputs made from shapes alone, in the dtypes the traced graph saw: an input ``torch.export``
-    recorded as integer (token ids, attention masks) becomes ones of its shape (a valid id and an
-    unmasked position), since random floats are no tokens."""
+    """Inputs made from shapes alone, in the dtypes the traced graph saw: an input the trace (fx or
+    ``torch.export``) recorded as integer (token ids, attention masks) becomes ones of its shape (a
+    valid id and an unmasked position), since random floats are no tokens."""
     out = []
     for value, holder in zip(inputs, graph.placeholders):
         seen = holder.meta.get("val")
-        if (isinstance(value, torch.Tensor) and isinstance(seen, torch.Tensor)
-                and not seen.is_floating_point() and value.is_floating_point()):
-            value = torch.ones(value.shape, dtype=seen.dtype)
+        dtype = seen.dtype if isinstance(seen, torch.Tensor) else holder.meta.get("hkt", {}).get("dtype")
+        if (isinstance(value, torch.Tensor) and isinstance(dtype, torch.dtype)
+                and not dtype.is_floating_point and not dtype.is_complex and value.is_floating_point()):
+            value = torch.ones(value.shape, dtype=dtype)
         out.append(value)
     return (*out, *inputs[len(out):])
 

@@ -44,7 +44,8 @@ def table(n_train: int = 120, n_test: int = 40, label_offset: int = 0):
 
 
 class TokenMixer(nn.Module):
-    """A transformer parent: each feature is a token, one attention block, mean-pooled."""
+    """A transformer parent: each feature is a token, one attention block, tokens flattened (the
+    head sees which feature each token is: a parent that learns the rule)."""
 
     def __init__(self, dim: int = 8, classes: int = CLASSES):
         super().__init__()
@@ -52,7 +53,7 @@ class TokenMixer(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim)
         self.norm = nn.LayerNorm(dim)
         self.ff = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
-        self.head = nn.Linear(dim, classes)
+        self.head = nn.Linear(dim * FEATURES, classes)
 
     def forward(self, x):
         t = self.embed(x.unsqueeze(-1))
@@ -60,7 +61,7 @@ class TokenMixer(nn.Module):
         att = torch.softmax(q @ k.transpose(1, 2) / 8 ** 0.5, dim=-1)
         t = self.norm(t + att @ v)
         t = t + self.ff(t)
-        return self.head(t.mean(1))
+        return self.head(t.flatten(1))
 
 
 def mlp(hidden: int = 16, classes: int = CLASSES, inputs: int = FEATURES):
@@ -98,7 +99,7 @@ optimizer = "adamw"
 val_fraction = 0.2
 
 [parent_train]
-epochs = 1
+epochs = 8
 ''', encoding="utf-8")
     return card, module
 

@@ -57,7 +57,7 @@ def parse_pair(text: str) -> tuple[str, str]:
 
 
 def run(args) -> int:
-    from ..adapters import adapter_for
+    from ..adapters import example_inputs_for
     from ..align import align_blocks, analyse
     from ..models import build_model
 
@@ -75,10 +75,12 @@ def run(args) -> int:
     calibration = None
     layouts: dict[str, str] = {}
     inputs = None
+    dtypes: tuple[str, ...] = ()
     if len(args.models) == 1:
         pair = resolve_pair(args.models[0], manager)
         card = pair.card
         layouts = dict(card.layouts)
+        dtypes = card.input_dtypes
         with pair.scope():
             if args.method == "activation":
                 parent, child, calibration = _activation_setup(pair, args, manager)
@@ -104,7 +106,7 @@ def run(args) -> int:
         parent, child = build_model(args.models[0], manager), build_model(args.models[1], manager)
         label = f"{args.models[0]} -> {args.models[1]}"
     if inputs is None:   # stated shapes: the child's adapter makes the inputs (the rule hkt train follows)
-        inputs = adapter_for(child, manager).example_inputs(child, shapes)
+        inputs = example_inputs_for(child, shapes, dtypes, manager)
     log.debug("tracing %s", label)
     bp = analyse(parent, inputs, manager=manager, layouts=layouts, side="parent")
     bc = analyse(child, inputs, manager=manager, layouts=layouts, side="child")

@@ -32,6 +32,9 @@ def configure(sub) -> None:
                         "for the paper's HKT settings (repeatable)")
     t.add_argument("--nproc", type=int, default=1, metavar="N",
                    help="train with N processes (torch.distributed, via torchrun; default 1)")
+    t.add_argument("--parent-epochs", type=int, default=None, metavar="N",
+                   help="the parent's epochs when it has to be trained (the card's [parent_train] epochs; "
+                        "--epochs is the children's)")
     t.add_argument("--parent-weights", default=None, metavar="FILE",
                    help="the parent's weights (safetensors) instead of the cached or trained parent")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -93,7 +96,8 @@ def _threads_options(p: argparse.ArgumentParser, *, workers: bool = False) -> No
 
 
 def _train_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--epochs", type=int, default=None, metavar="N", help="override the card's epochs")
+    p.add_argument("--epochs", type=int, default=None, metavar="N",
+                   help="override the card's epochs (the children's; --parent-epochs sets the parent's)")
     p.add_argument("--batch-size", type=int, default=None, metavar="N", help="override the card's batch size")
     p.add_argument("--lr", type=float, default=None, metavar="RATE", help="override the card's learning rate")
     p.add_argument("--seed", type=int, default=None, metavar="N",
@@ -136,7 +140,7 @@ def run_train(args) -> int:
     if args.nproc > 1:
         return _launch_torchrun(args, out or default_out(args.pair, args.method))
     spec = resolve(args.pair, args.method, out=out, resume=args.resume, force=args.force,
-                   parent_weights=args.parent_weights, settings=args.settings,
+                   parent_weights=args.parent_weights, parent_epochs=args.parent_epochs, settings=args.settings,
                    progress=False if args.no_progress else None, log=args.log, **_overrides(args))
     from ..train.trainer import Trainer
 
@@ -153,7 +157,8 @@ def _launch_torchrun(args, out: Path) -> int:
     argv = ["train", args.pair, "--method", args.method, "--out", str(out)]
     for flag, value in (("--epochs", args.epochs), ("--batch-size", args.batch_size), ("--lr", args.lr),
                         ("--seed", args.seed), ("--device", args.device), ("--stages", args.stages),
-                        ("--parent-weights", args.parent_weights), ("--precision", args.precision),
+                        ("--parent-weights", args.parent_weights), ("--parent-epochs", args.parent_epochs),
+                        ("--precision", args.precision),
                         ("--threads", args.threads)):
         if value is not None:
             argv += [flag, str(value)]

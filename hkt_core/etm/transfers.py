@@ -75,7 +75,9 @@ class _ChannelProjection(Transfer):
     """Project channels ``Cs -> Ct`` and resize ``Ss -> St``.
 
     Projection and linear resizing commute (interpolation weights sum to one, so even the bias
-    commutes); the projection runs at whichever resolution is smaller.
+    commutes); the projection runs at whichever resolution is smaller. Equal positions at build
+    time are kept as they come: a token sequence of another length than the example's (both models
+    read the same inputs) passes through at its own length.
     """
 
     name = "projection"
@@ -89,6 +91,7 @@ class _ChannelProjection(Transfer):
         if len(source) - 1 > 3:
             raise ValueError(f"transfer {self.name!r} supports up to 3 spatial dimensions, got {source}")
         self.resize_first = math.prod(source[1:]) > math.prod(target[1:])
+        self.keeps_size = source[1:] == target[1:]
         self.proj = self._projection(source[0], target[0], len(source) - 1)
 
     def _projection(self, cin: int, cout: int, spatial_dims: int) -> nn.Module:
@@ -96,6 +99,8 @@ class _ChannelProjection(Transfer):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         size = self.target_shape[1:]
+        if self.keeps_size:
+            return self.proj(x)
         if self.resize_first:
             return self.proj(_resize(x, size))
         x = self.proj(x)

@@ -3,8 +3,11 @@
 ``y.relu_()`` becomes ``relu = y.relu()`` and every node after it that read ``y`` reads ``relu``
 instead: the same values eager mode computes, without mutating a tensor another stream shares. A
 module that works in place (``nn.ReLU(inplace=True)``) keeps its call (the interpreter hands it a
-copy when its input must survive) and its later readers are rebound the same way. In-place updates
-of a view of another value cannot be expressed like this and are refused.
+copy when its input must survive) and its later readers are rebound the same way. A module that
+works in place on a view (torchvision's ``Dropout(inplace=True)`` after ``flatten``) gets a copy of
+the view, which is exact when nothing reads the viewed value again (or the module is a dropout,
+a no-op in the frozen parent's eval mode). Other in-place updates of a view of another value cannot
+be expressed like this and are refused.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import operator
 
 import torch
-from torch import fx
+from torch import fx, nn
 
 from ..errors import TraceError
 
@@ -68,6 +71,28 @@ def _mutated_input(gm: fx.GraphModule, node: fx.Node, label: str) -> object:
     return None
 
 
+def _read_again(view: fx.Node, node: fx.Node, position: dict[fx.Node, int]) -> bool:
+    """Whether a value ``view`` is a view of is read after ``node`` other than through ``view``."""
+    chain = [view]
+    while _is_view(chain[-1]) and chain[-1].args and isinstance(chain[-1].args[0], fx.Node):
+        chain.append(chain[-1].args[0])
+    return any(user is not node and user not in chain and position.get(user, -1) > position[node]
+               for value in chain[1:] for user in value.users)
+
+
+def _copy_for_module(gm: fx.GraphModule, node: fx.Node, view: fx.Node, position: dict[fx.Node, int],
+                     label: str) -> None:
+    """An in-place module reading a view works on a copy of it (see the module docstring)."""
+    module = gm.get_submodule(str(node.target))
+    if _read_again(view, node, position) and not isinstance(module, nn.modules.dropout._DropoutNd):
+        raise TraceError(f"{label}: module {node.target!r} ({type(module).__name__}, inplace=True) updates a view "
+                         f"of a value that is read again later, which the Family cannot share between streams; "
+                         f"build the model with inplace=False for that module")
+    with gm.graph.inserting_before(node):
+        copy = gm.graph.call_method("clone", (view,))
+    node.replace_input_with(view, copy)
+
+
 def functionalize(gm: fx.GraphModule, label: str) -> None:
     """Rewrite in-place functions and methods of ``gm`` out of place and rebind their later readers."""
     graph = gm.graph
@@ -77,11 +102,13 @@ def functionalize(gm: fx.GraphModule, label: str) -> None:
         mutated = _mutated_input(gm, node, label)
         if not isinstance(mutated, fx.Node):
             continue
-        if _is_view(mutated):
+        if _is_view(mutated) and node.op == "call_module":
+            _copy_for_module(gm, node, mutated, position, label)
+        elif _is_view(mutated):
             raise TraceError(f"{label}: {node.format_node()} updates a view of another value in place, "
                              f"which the Family cannot share between streams; write it out of place")
         for user in list(mutated.users):
-            if user is not node and position[user] > position[node]:
+            if user is not node and position.get(user, -1) > position[node]:
                 user.replace_input_with(mutated, node)
     graph.lint()
 

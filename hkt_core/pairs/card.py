@@ -7,6 +7,7 @@ A card is a TOML file::
     parent = "digits_cnn_large"      # registered model name or "module:callable"
     child = "digits_cnn_small"
     input_shapes = [[1, 1, 8, 8]]    # example input shape(s), batch dimension included
+    input_dtypes = ["float32"]       # optional: each example input's dtype (token ids: "int64")
     dataset = "digits"
     stages = 2                       # nHKT: aligned pairs, the last is the predictions
     description = "..."
@@ -72,6 +73,22 @@ def _shapes(value: Any) -> tuple[tuple[int, ...], ...]:
 #: Bounds of a card's example input shapes (they are allocated to trace and align the models).
 MAX_EXAMPLE_BATCH = 1024
 MAX_EXAMPLE_ELEMENTS = 1 << 26
+
+
+#: The dtypes a card's ``input_dtypes`` may name (torch dtypes by their short names).
+INPUT_DTYPES = ("float32", "float64", "float16", "bfloat16", "int64", "int32", "int16", "int8", "uint8", "bool")
+
+
+def _dtypes(value: Any) -> tuple[str, ...]:
+    """``input_dtypes``: one allowed dtype name per input (empty: the models' adapters decide)."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v in INPUT_DTYPES for v in value):
+        raise ConfigError(f"PairCard.input_dtypes = {value!r} is invalid: a list with one dtype per input, each one "
+                          f"of {', '.join(INPUT_DTYPES)}, e.g. [\"int64\", \"int64\"] for token ids and a mask")
+    return tuple(value)
 
 
 def _alignment(value: Any) -> tuple[tuple[str, str], ...] | None:
@@ -162,6 +179,15 @@ class PairCard:
     source_folder: str | None = attrs.field(default=None, validator=attrs.validators.optional(
         attrs.validators.instance_of(str)))
     parent_dataset_options: dict[str, Any] = attrs.field(factory=dict, converter=_table)
+    #: The dtype of each example input (:data:`INPUT_DTYPES`), where the models' adapters cannot
+    #: know it (token ids for a model of one's own); empty: the adapters' example inputs as they are.
+    input_dtypes: tuple[str, ...] = attrs.field(factory=tuple, converter=_dtypes)
+
+    @input_dtypes.validator
+    def _check_dtypes(self, attribute, value):
+        if value and len(value) != len(self.input_shapes):
+            raise ConfigError(f"PairCard.input_dtypes = {list(value)!r} is invalid: give one dtype per input "
+                              f"({len(self.input_shapes)} input_shapes), each one of {', '.join(INPUT_DTYPES)}")
 
     def parent_data_options(self) -> dict[str, Any]:
         """The data set options the parent is trained with: ``[dataset_options]`` with the keys of
@@ -228,6 +254,10 @@ class PairCard:
         if data.get("source_folder") is None:
             data.pop("source_folder", None)
         data["input_shapes"] = [list(s) for s in self.input_shapes]
+        if self.input_dtypes:
+            data["input_dtypes"] = list(self.input_dtypes)
+        else:
+            data.pop("input_dtypes", None)
         data.pop("alignment")
         table = dict(data.pop("layouts") and {"layouts": dict(self.layouts)})
         if self.alignment is not None:

@@ -77,7 +77,8 @@ def _table(config) -> list[str]:
 
 
 def card_text(name: str, *, parent: str, child: str, dataset: str, task: str, stages: int,
-              input_shapes, num_classes: int | None, factories: dict[str, Any]) -> str:
+              input_shapes, num_classes: int | None, factories: dict[str, Any],
+              input_dtypes: tuple[str, ...] = ()) -> str:
     """The commented card (see the module docstring)."""
     shapes = json.dumps([list(s) for s in input_shapes])
     classes = (f"# the data set has {num_classes} classes: both models must predict {num_classes} scores per sample"
@@ -94,6 +95,8 @@ def card_text(name: str, *, parent: str, child: str, dataset: str, task: str, st
         f"child = {json.dumps(child)}",
         f"dataset = {json.dumps(dataset)}",
         f"input_shapes = {shapes}   # one example input per model input, batch dimension first (from the data set)",
+        *([f"input_dtypes = {json.dumps(list(input_dtypes))}   # each input's dtype (from the data set)"]
+          if input_dtypes else []),
         classes,
         f"stages = {stages}                        # nHKT: {stages - 1} mixing point(s) + the predictions;"
         " `hkt train --stages N` tries another",
@@ -130,6 +133,23 @@ def card_text(name: str, *, parent: str, child: str, dataset: str, task: str, st
     return "\n".join(lines)
 
 
+def sample_dtypes(bundle) -> tuple[str, ...]:
+    """The dtypes of the first training sample's inputs, when any is not float32 (token ids), else ()."""
+    import torch
+
+    from .pairs import INPUT_DTYPES
+
+    try:
+        inputs = bundle.train[0][0]
+    except Exception:  # an empty or unreadable split: the pre-flight reports it
+        return ()
+    inputs = inputs if isinstance(inputs, (tuple, list)) else (inputs,)
+    names = tuple(str(t.dtype).removeprefix("torch.") if isinstance(t, torch.Tensor) else "" for t in inputs)
+    if all(n == "float32" for n in names) or not all(n in INPUT_DTYPES for n in names):
+        return ()
+    return names
+
+
 def write_new_card(name: str, *, parent: str, child: str, dataset: str, task: str | None = None,
                    stages: int = 2, out: str | Path | None = None, force: bool = False,
                    manager: PluginManager) -> Path:
@@ -161,7 +181,8 @@ def write_new_card(name: str, *, parent: str, child: str, dataset: str, task: st
     classes = info.get("num_classes")
     text = card_text(name, parent=parent, child=child, dataset=dataset, task=task, stages=stages,
                      input_shapes=[(1, *s) for s in bundle.input_shapes],
-                     num_classes=classes if isinstance(classes, int) else None, factories=factories)
+                     num_classes=classes if isinstance(classes, int) else None, factories=factories,
+                     input_dtypes=sample_dtypes(bundle))
     PairCard.from_dict(read_toml_text(text, str(path)), source=str(path))  # what we write, `pairs add` reads
     from ..io import atomic_write_text
 

@@ -25,13 +25,32 @@ def _dynamic(value: Any) -> Any:
     return None
 
 
+def _unspecialised(value: Any) -> Any:
+    """``value`` with every dimension :func:`_dynamic` marks grown from 1 to 2 (by repeating it):
+    torch.export specialises a dimension of size 1, so a batch-1 example would pin the batch size."""
+    spec = _dynamic(value)
+    if spec is None:
+        return value
+    for d in spec:
+        if value.shape[d] == 1:
+            value = torch.cat([value, value], dim=d)
+    return value
+
+
+def unspecialised_inputs(inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    """The example inputs as :func:`export_trace` exports them (size-1 dynamic dimensions grown to 2)."""
+    return tuple(_unspecialised(t) for t in inputs)
+
+
 def export_trace(model: nn.Module, inputs: tuple[torch.Tensor, ...],
                  kwargs: dict[str, Any] | None = None) -> fx.GraphModule:
     """An fx GraphModule of ``model`` marked backend "export"; its batch size (and, for integer
     inputs, its sequence length) stay dynamic where the model allows, so the lockstep interpreter
     runs it on batches shaped unlike the example. Specialised to the example shapes when the
-    dynamic export fails."""
-    kwargs = dict(kwargs or {})
+    dynamic export fails. A dimension of size 1 in the example is exported at size 2 (a size-1
+    dimension would be specialised); the graph's values are the same for any size."""
+    inputs = unspecialised_inputs(inputs)
+    kwargs = {k: _unspecialised(v) for k, v in (kwargs or {}).items()}
     dynamic = (tuple(_dynamic(t) for t in inputs),
                {k: _dynamic(v) for k, v in kwargs.items()})
     try:

@@ -115,6 +115,11 @@ def trace(model: nn.Module, example_inputs: Any, adapter: Adapter | None = None)
     # fx traces the model in its own mode (functional code reading self.training keeps it);
     # torch.export specialises the graph, so it sees the model in eval mode like the runs.
     gm, backend = _graph_module(model, inputs, adapter, concrete)
+    if backend == "export":   # exported at a batch of at least 2: the record says what it traced
+        from .export import unspecialised_inputs
+
+        inputs = unspecialised_inputs(inputs)
+        shapes = tuple(tuple(t.shape) for t in inputs)
     with evaluation(model):
         if backend == "fx":
             try:

@@ -28,11 +28,12 @@ def resolve(pair: str | PairCard, method: str, *, out: str | Path | None = None,
             settings: Sequence[str] = (), hkt: dict[str, Any] | None = None,
             method_options: dict[str, Any] | None = None, progress: bool | None = None,
             callbacks: Sequence[EpochCallback] = (), stages: int | None = None, log: Sequence[str] = (),
-            **overrides: Any) -> RunSpec:
+            parent_epochs: int | None = None, **overrides: Any) -> RunSpec:
     """A :class:`RunSpec` from a pair, a method and overrides (``TrainConfig`` fields by keyword,
     ``hkt={...}`` for ``HKTConfig`` fields, ``settings=["train.lr=0.05", ...]`` as ``--set``,
     ``stages=N`` or ``card.stages=N`` in ``settings`` for the card's nHKT, ``hkt.preset=paper`` in
-    ``settings`` for a named set of ``[hkt]`` settings (:data:`hkt_core.config.HKT_PRESETS`; the other
+    ``settings`` for a named set of ``[hkt]`` settings, ``parent_epochs=N`` (or ``parent_train.epochs=N``
+    in ``settings``) for the parent's epochs when it is trained (``epochs`` is the children's) (:data:`hkt_core.config.HKT_PRESETS`; the other
     assignments apply over it), ``log=["tensorboard"]``
     for trackers writing into the run folder)."""
     from ..plugins.host import resolve_manager
@@ -46,8 +47,11 @@ def resolve(pair: str | PairCard, method: str, *, out: str | Path | None = None,
     unknown = sorted(set(overrides) - set(TRAIN_FIELDS))
     if unknown:
         raise ConfigError(f"unknown training option(s) {', '.join(unknown)}; allowed: {', '.join(TRAIN_FIELDS)}, "
-                          f"plus out, resume, force, parent_weights, settings, hkt, method_options, progress, "
-                          f"callbacks, stages, log")
+                          f"plus out, resume, force, parent_weights, parent_epochs, settings, hkt, method_options, "
+                          f"progress, callbacks, stages, log")
+    if parent_epochs is not None and (isinstance(parent_epochs, bool) or not isinstance(parent_epochs, int)
+                                      or parent_epochs < 1):
+        raise ConfigError(f"--parent-epochs {parent_epochs!r} is invalid: an integer >= 1 (the parent's epochs)")
     base = parent_train_config(card) if method_cls.trains_parent else card.train
     data = {"train": unstructure(base), "hkt": unstructure(card.hkt),
             "method": dict(getattr(method_cls, "default_options", {}) or {})}
@@ -66,12 +70,16 @@ def resolve(pair: str | PairCard, method: str, *, out: str | Path | None = None,
     data["method"].update(method_options or {})
     data["dataset"] = dict(card.dataset_options)
     data["card"] = {"stages": card.stages if stages is None else stages}
+    data["parent_train"] = {**card.parent_train, **({"epochs": parent_epochs} if parent_epochs is not None else {})}
     settings = _without_removed(list(settings))
     presets = [s for s in settings if s.split("=", 1)[0].strip() == "hkt.preset"]
     for assignment in presets:  # a named set of [hkt] settings, under the other --set assignments
         data["hkt"].update(hkt_preset(parse_value(assignment.split("=", 1)[1].strip()) if "=" in assignment else ""))
     settings = [s for s in settings if s not in presets]
-    data = apply_overrides(data, settings, open_sections=("dataset", "hkt.mixture_options"))
+    data = apply_overrides(data, settings, open_sections=("dataset", "hkt.mixture_options", "parent_train"))
+    if data["parent_train"] != card.parent_train:   # the parent's own training settings
+        card = attrs.evolve(card, parent_train=data["parent_train"])
+        parent_train_config(card)   # a bad value fails now, in one line
     if data["dataset"] != card.dataset_options:
         card = attrs.evolve(card, dataset_options=data["dataset"])
     if data["card"]["stages"] != card.stages:

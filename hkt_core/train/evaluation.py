@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..adapters import adapter_for
+from ..adapters import adapter_for, example_inputs_for
 from ..tasks.metrics import MetricAccumulator
 from .data import eval_loader, split_batch
 from .distributed import World, all_sum
@@ -40,10 +40,10 @@ def evaluate(model: nn.Module, dataset, task, *, batch_size: int, device: torch.
 
 
 def measure_latency(model: nn.Module, input_shapes, *, device: torch.device, manager: Any, batch: int = 32,
-                    repeats: int = 10) -> float:
+                    repeats: int = 10, dtypes=()) -> float:
     """Median milliseconds per sample of ``model`` in eval mode on a batch of ``batch`` samples."""
     shapes = [(batch, *s[1:]) for s in input_shapes]
-    inputs = tuple(t.to(device) for t in adapter_for(model, manager).example_inputs(model, shapes))
+    inputs = tuple(t.to(device) for t in example_inputs_for(model, shapes, dtypes, manager))
     was_training = model.training
     model.eval()
     times = []

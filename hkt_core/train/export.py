@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..adapters import adapter_for
+from ..adapters import adapter_for, example_inputs_for
 from ..errors import HKTError
 from ..io import TMP_SUFFIX, current_umask, storage_error
 from .run import Run
@@ -37,7 +37,7 @@ def _prediction(run: Run, model: nn.Module, inputs) -> torch.Tensor:
 
 def _example(run: Run, child: nn.Module, batch: int) -> tuple[torch.Tensor, ...]:
     shapes = [(batch, *s[1:]) for s in run.card.input_shapes]
-    return adapter_for(child, run.manager).example_inputs(child, shapes)
+    return example_inputs_for(child, shapes, run.card.input_dtypes, run.manager)
 
 
 def export_run(run: Run, fmt: str, out: str | Path | None = None, *, atol: float = 1e-4) -> tuple[Path, float]:

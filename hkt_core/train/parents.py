@@ -1,7 +1,17 @@
-"""Trained parents: a cache under ``$HKT_HOME/parents/`` or a user's safetensors file.
+"""Trained parents: a cache under ``$HKT_HOME/parents/``, a user's safetensors file, or a
+pretrained parent named by its card.
 
 No pretrained weights can be downloaded, so a parent is trained from scratch by the ``parent``
-method. A cache entry is itself a run folder, ``$HKT_HOME/parents/<parent>-<key>/``, where ``key``
+method, unless its card builds it with local weights (a model source that loaded weights marks the
+model with ``hkt_pretrained``, e.g. hkt-zoo's ``weights`` / ``pretrained`` options): such a parent is
+used as it is, never trained and never cached (:func:`pretrained_parent`).
+
+Before any child trains, a parent is checked (:func:`check_parent`): a non-finite validation loss
+(diverged) or, for class scores, a validation accuracy no better than always predicting the most
+frequent class (untrained) is refused in one line naming what to change. A cached parent is judged
+by its run's validation numbers, a pretrained one by one evaluation on the pair's validation split
+(recorded in the run's summary). ``hkt train --parent-epochs N`` sets the parent's epochs
+(``[parent_train] epochs`` of the card; ``--epochs`` is the children's). A cache entry is itself a run folder, ``$HKT_HOME/parents/<parent>-<key>/``, where ``key``
 hashes what the trained weights depend on: the parent's architecture (reference, options, every
 parameter's name and shape), its data (data set, the options it is trained with: ``[dataset_options]``
 updated by ``[parent_dataset_options]``, task) and its training settings. It does
@@ -185,6 +195,85 @@ def publish_parent_run(card: PairCard, train: TrainConfig, run_dir: Path, manage
             src = run_dir / name
             atomic_write(folder / name, lambda tmp, src=src: shutil.copyfile(src, tmp))
     return folder
+
+
+#: ``ParentSource.source`` of a parent whose card built it with its own weights
+PRETRAINED = "pretrained"
+
+
+def _tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
+    """The digest :func:`weights_sha256` computes, of tensors in memory (names, dtypes, shapes, bytes)."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(tensors.items()):
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{list(t.shape)}|".encode())
+        h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def pretrained_parent(card: PairCard, manager, *,
+                      model: nn.Module | None = None) -> tuple[nn.Module, ParentSource] | None:
+    """The card's parent as built, when its factory loaded weights into it (``model.hkt_pretrained``
+    names the local file or folder they came from); None for a parent that needs training.
+    ``model``: the card's parent already built (read instead of a second build)."""
+    parent = build_parent(card, manager) if model is None else model
+    origin = getattr(parent, "hkt_pretrained", None)
+    if not origin:
+        return None
+    path = Path(str(origin))
+    files = sorted(path.glob("*.safetensors")) if path.is_dir() else [path]
+    h = hashlib.sha256()
+    for file in files:
+        h.update(sha256_file(file).encode())
+    return parent, ParentSource(PRETRAINED, str(path.resolve()), h.hexdigest(), "",
+                                _tensors_sha256(dict(parent.state_dict())))
+
+
+def chance_accuracy(dataset) -> float | None:
+    """The accuracy of always predicting ``dataset``'s most frequent class (integer targets), else None."""
+    counts: dict[int, int] = {}
+    for i in range(len(dataset)):
+        target = dataset[i][1]
+        if isinstance(target, torch.Tensor):
+            if target.numel() != 1 or target.is_floating_point():
+                return None
+            target = int(target)
+        if not isinstance(target, int) or isinstance(target, bool):
+            return None
+        counts[target] = counts.get(target, 0) + 1
+    total = sum(counts.values())
+    return max(counts.values()) / total if total else None
+
+
+def check_parent(card: PairCard, val: dict[str, Any], task: Any, val_split, *, how: str, epochs: int | None) -> None:
+    """Refuse a diverged or untrained parent (see the module docstring), in one line naming the fix.
+
+    ``val`` holds the parent's validation loss and metrics, ``how`` says where they come from;
+    ``epochs`` is how long it was trained (None: pretrained)."""
+    import math
+
+    from ..errors import TrainingDiverged
+
+    pretrained = ("fix: give the parent weights trained on this task (its weights option in [parent_options]) "
+                  "or drop them to let hkt train it")
+    loss = val.get("loss")
+    if not isinstance(loss, (int, float)) or not math.isfinite(loss):
+        fix = pretrained if epochs is None else ("fix: lower its learning rate ([parent_train] lr) or clip its "
+                                                 "gradients ([parent_train] grad_clip = 1.0)")
+        raise TrainingDiverged(f"the parent of pair {card.name!r} ({card.parent}, {how}) has diverged: validation "
+                               f"loss {loss}; no child was trained; {fix}")
+    fix = pretrained if epochs is None else (f"fix: train it longer (hkt train --parent-epochs N, or [parent_train] "
+                                             f"epochs; it trained {epochs}) or tune its [parent_train] lr")
+    metric = getattr(task, "primary_metric", None)
+    if metric != "accuracy" or not getattr(task, "higher_is_better", False) or val_split is None:
+        return
+    accuracy, chance = val.get("accuracy"), chance_accuracy(val_split)
+    if isinstance(accuracy, (int, float)) and chance is not None and accuracy <= chance:
+        from ..errors import ConfigError
+
+        raise ConfigError(f"the parent of pair {card.name!r} ({card.parent}, {how}) is no better than chance: "
+                          f"validation accuracy {accuracy:.4f} <= {chance:.4f} (always its most frequent class); "
+                          f"no child was trained; {fix}")
 
 
 def _say(message: str) -> None:

@@ -10,7 +10,7 @@ on the models and on the tensors they trace and align.
 **The example-input rule** (:attr:`ResolvedPair.example_inputs`): the first samples of the pair's
 training split (as many as the batch of the card's ``input_shapes``, at least 1), in the data's own
 dtypes and structure, when the card's data set loads; otherwise the inputs the *child's* adapter
-makes for the card's ``input_shapes``. :attr:`ResolvedPair.example_source` says which one it was.
+makes for the card's ``input_shapes`` (in its ``input_dtypes``). :attr:`ResolvedPair.example_source` says which one it was.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import attrs
 import torch
 from torch import nn
 
-from ..adapters import Adapter, adapter_for
+from ..adapters import Adapter, adapter_for, example_inputs_for
 from ..config import TrainConfig, unstructure
 from ..errors import ConfigError
 from ..models import build_model
@@ -158,8 +158,10 @@ class ResolvedPair:
             inputs, _ = split_batch(default_collate([train[i] for i in range(n)]), torch.device("cpu"))
             return tuple(inputs), f"data set {self.card.dataset} (train split, {n} samples)"
         child = self.child
-        made = tuple(adapter_for(child, self.manager).example_inputs(child, self.card.input_shapes))
-        return made, f"the card's input_shapes {[list(s) for s in self.card.input_shapes]} (child's adapter)"
+        dtypes = tuple(getattr(self.card, "input_dtypes", ()) or ())
+        made = example_inputs_for(child, self.card.input_shapes, dtypes, self.manager)
+        stated = f"the card's input_shapes {[list(s) for s in self.card.input_shapes]}"
+        return made, stated + (f" in {', '.join(dtypes)}" if dtypes else "") + " (child's adapter)"
 
     def examples_on(self, device: torch.device | str) -> tuple[torch.Tensor, ...]:
         return tuple(t.to(device) for t in self.example_inputs)
@@ -198,6 +200,9 @@ def trained_parent(card: Any, manager: PluginManager, weights: Any = None) -> nn
     pair = card if isinstance(card, ResolvedPair) else resolve_pair(card, manager)
     if weights is not None:
         return parents.load_parent_file(pair.card, manager, weights)[0]
+    pretrained = parents.pretrained_parent(pair.card, manager, model=pair.parent)  # the card's own weights
+    if pretrained is not None:
+        return pretrained[0]
     name = pair.card.name
 
     def missing(folder, train) -> None:

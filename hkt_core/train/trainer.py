@@ -192,7 +192,9 @@ class Trainer:
         barrier(self.world)
         return ckpt.read_state(out / files.STATE) if spec.resume else None
 
-    def _resolve_parent(self) -> tuple[nn.Module | None, dict[str, Any]]:
+    def _resolve_parent(self, splits: Any = None) -> tuple[nn.Module | None, dict[str, Any]]:
+        """The run's parent (a user's file, a pretrained parent of the card, or the cached one,
+        trained when missing), refused when diverged or untrained (:func:`parents.check_parent`)."""
         spec = self.spec
         if not spec.method_cls.needs_parent:
             return None, {"source": "none"}
@@ -204,6 +206,8 @@ class Trainer:
         elif spec.resume and self._stored_parent().get("source") == "file":
             parent, source = parents.load_parent_file(spec.card, spec.manager, self._stored_parent()["path"],
                                                       into=into)
+        elif (pretrained := parents.pretrained_parent(spec.card, spec.manager, model=into)) is not None:
+            parent, source = pretrained  # used as it is: not trained, not cached
         else:
             def train_missing(folder: Path, train: TrainConfig) -> None:
                 sub = RunSpec(card=spec.card, method="parent", method_cls=spec.manager.lookup("methods", "parent"),
@@ -222,7 +226,32 @@ class Trainer:
                                   f"parents. Start a new run")
         for p in parent.parameters():
             p.requires_grad_(False)
-        return parent.to(self.device).eval(), source.to_dict()
+        parent, info = parent.to(self.device).eval(), source.to_dict()
+        if source.source in ("cache", parents.PRETRAINED):
+            info.update(self._judge_parent(parent, source, splits))
+        return parent, info
+
+    def _judge_parent(self, parent: nn.Module, source: Any, splits: Any) -> dict[str, Any]:
+        """The parent's validation numbers (a pretrained parent evaluated once on the pair's
+        validation split, recorded in the run; a cached one from its run), checked before any child trains."""
+        from . import parents
+
+        spec = self.spec
+        task = spec.manager.lookup("tasks", spec.card.task)
+        needs_split = source.source == parents.PRETRAINED or task.primary_metric == "accuracy"
+        if splits is None and needs_split:
+            splits = self.pair.splits()
+        if source.source == parents.PRETRAINED:
+            val = evaluate(parent, splits.val, task, batch_size=spec.train.batch_size, device=self.device,
+                           manager=spec.manager)
+            epochs, how, record = None, f"pretrained weights {source.path}", {"val": val}
+        else:
+            summary = json.loads((Path(source.path) / files.SUMMARY).read_text(encoding="utf-8"))
+            val, epochs, record = summary.get("val", {}), summary.get("epochs"), {}
+            how = f"trained {epochs} epoch(s) into {source.path}"
+        parents.check_parent(spec.card, val, task, splits.val if splits is not None else None, how=how,
+                             epochs=epochs)
+        return record
 
     def ensure_parent(self) -> dict[str, Any]:
         """Train (or find) this run's parent now, without training the run: ``hkt compare`` does
@@ -327,7 +356,7 @@ class Trainer:
         task = self.spec.manager.lookup("tasks", self.spec.card.task)
         trains_parent = self.spec.method_cls.trains_parent  # the parent learns from its own data
         splits = self.pair.splits(parent=bool(trains_parent))
-        parent, parent_info = self._resolve_parent()
+        parent, parent_info = self._resolve_parent(splits if not trains_parent else None)
         method = self._method(task, parent, state)
         run = _Session(method=method, task=task, splits=splits, parent=parent, parent_info=parent_info,
                        trainable=method.trainable_module().to(self.device),
@@ -589,7 +618,7 @@ class Trainer:
                 "higher_is_better": task.higher_is_better, "val": best["val"], "test": test,
                 "parameters": count_parameters(deployed),
                 "latency_ms_per_sample": measure_latency(deployed, spec.card.input_shapes, device=device,
-                                                          manager=spec.manager),
+                                                          manager=spec.manager, dtypes=spec.card.input_dtypes),
                 "latency_batch": 32, "device": str(device), "world_size": world.size,
                 "train_seconds": round(sum(r.get("seconds", 0.0) for r in files.read_metrics(out)), 3),
                 "parent": parent_info,

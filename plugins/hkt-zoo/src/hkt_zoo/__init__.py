@@ -1,1 +1,2 @@
-"""hkt-zoo: model sources and adapters for public model zoos (Hugging Face transformers)."""
+"""hkt-zoo: model sources for public model zoos (Hugging Face transformers, torchvision, timm) and an
+offline token-id data set (token-recall)."""

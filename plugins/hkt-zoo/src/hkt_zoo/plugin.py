@@ -16,13 +16,30 @@ def _has(module: str) -> bool:
 
 @registers(task="classification")
 def hkt_register_models():
-    if not _has("transformers"):
-        return {}
-    from .transformers_source import CONTRACT_OPTIONS, transformers_model
+    models = []
+    if _has("transformers"):
+        from .transformers_source import CONTRACT_OPTIONS, transformers_model
 
-    # The contract checks build a tiny BERT from a configuration and run it on token ids.
-    return [("transformers", transformers_model,
-             {"contract_options": CONTRACT_OPTIONS, "input_shapes": [[2, 8], [2, 8]]})]
+        # The contract checks build a tiny BERT from a configuration and run it on token ids.
+        models.append(("transformers", transformers_model,
+                       {"contract_options": CONTRACT_OPTIONS, "input_shapes": [[2, 8], [2, 8]]}))
+    if _has("torchvision"):
+        from .vision_sources import TORCHVISION_CONTRACT, torchvision_model
+
+        models.append(("torchvision", torchvision_model,
+                       {"contract_options": TORCHVISION_CONTRACT, "input_shapes": [[2, 3, 32, 32]]}))
+    if _has("timm"):
+        from .vision_sources import TIMM_CONTRACT, timm_model
+
+        models.append(("timm", timm_model, {"contract_options": TIMM_CONTRACT, "input_shapes": [[2, 3, 32, 32]]}))
+    return models
+
+
+@registers(task="classification")
+def hkt_register_datasets():
+    from .data import token_recall
+
+    return [("token-recall", token_recall, {"contract_options": {"n_train": 64, "n_test": 32}})]
 
 
 @registers()

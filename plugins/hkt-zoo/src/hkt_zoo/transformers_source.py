@@ -91,6 +91,8 @@ def transformers_model(architecture: str = "", config: Mapping[str, Any] | None 
                   f"unexpected {list(unexpected)[:3]}")
     if hasattr(model.config, "use_cache"):
         model.config.use_cache = False
+    if weights is not None or pretrained is not None:   # a parent with weights is used as it is
+        model.hkt_pretrained = str(Path(str(weights if weights is not None else pretrained)).expanduser().resolve())
     return model
 
 
