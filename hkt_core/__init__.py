@@ -90,6 +90,8 @@ _LAZY = {
     "registers": "hkt_core.plugins.registration",
     "TrainingDiverged": "hkt_core.errors",
     "DataError": "hkt_core.errors",
+    "closest": "hkt_core.errors",
+    "example_inputs_for": "hkt_core.adapters",
     # what plugins build on: models, cards, files, settings
     "build_model": "hkt_core.models",
     "count_parameters": "hkt_core.models",

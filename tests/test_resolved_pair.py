@@ -62,7 +62,8 @@ def _card(name: str, dataset: str) -> PairCard:
     return PairCard.from_dict({"name": name, "description": "two adapters that disagree", "task": "classification",
                                "parent": "odd-parent", "child": "odd-child", "dataset": dataset,
                                "input_shapes": [[4, 6]], "stages": 3,
-                               "train": {"epochs": 1, "batch_size": 20, "lr": 0.05, "device": "cpu"}})
+                               "train": {"epochs": 1, "batch_size": 20, "lr": 0.05, "device": "cpu"},
+                               "parent_train": {"epochs": 12, "lr": 0.1}})
 
 
 def _named(fn, name):

@@ -137,7 +137,7 @@ def sample_dtypes(bundle) -> tuple[str, ...]:
     """The dtypes of the first training sample's inputs, when any is not float32 (token ids), else ()."""
     import torch
 
-    from .pairs import INPUT_DTYPES
+    from .card import INPUT_DTYPES
 
     try:
         inputs = bundle.train[0][0]

@@ -30,8 +30,8 @@ from __future__ import annotations
 import torch
 from torch.utils.data import TensorDataset
 
-from hkt_core.data import DatasetBundle
-from hkt_core.errors import ConfigError
+from hkt_core import DatasetBundle
+from hkt_core import ConfigError
 
 #: The id that pads a sequence (attention mask 0 there).
 PAD = 0

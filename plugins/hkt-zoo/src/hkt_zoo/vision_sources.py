@@ -17,7 +17,7 @@ from typing import Any
 
 from torch import nn
 
-from hkt_core.errors import ConfigError
+from hkt_core import ConfigError
 
 #: The options of the ``torchvision`` source: the constructor, the class count, a few width
 #: options (only the constructors that take them accept them), local weights.
@@ -97,7 +97,7 @@ def torchvision_model(name: str = "", num_classes: int = 1000, weights: str | No
     file = _weights_file("torchvision", weights)
     names = torchvision_classifiers()
     if name not in names:
-        from hkt_core.errors import closest
+        from hkt_core import closest
 
         _fail("torchvision", f"name {name!r} is not a torchvision classifier; closest: "
                              f"{', '.join(closest(name, names))} (torchvision.models.list_models() lists {len(names)})")
@@ -119,7 +119,7 @@ def timm_model(name: str = "", num_classes: int = 1000, weights: str | None = No
 
     names = timm.list_models()
     if name not in names:
-        from hkt_core.errors import closest
+        from hkt_core import closest
 
         _fail("timm", f"name {name!r} is not a timm model; closest: {', '.join(closest(name, names))} "
                       f"(timm.list_models() lists {len(names)})")
