@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import importlib.util
 import warnings
 from pathlib import Path
 
@@ -191,3 +192,41 @@ def test_the_tasks_kind_and_its_deprecated_name():
     assert any("hkt_register_losses: it is now hkt_register_tasks" in m for m in messages)
     assert any("registry kind 'losses' is now 'tasks'" in m for m in messages)
     assert manager.plugins["old-style"].registered == {"tasks": ["old-style"]}
+
+
+@pytest.mark.parametrize("package, module", [("hkt_core.pairs", "hkt_core.pairs.card"),
+                                             ("hkt_core.plugins", "hkt_core.plugins.host"),
+                                             ("hkt_core.tasks", "hkt_core.tasks.task")])
+def test_a_module_that_became_a_package_still_serves_its_names(package, module):
+    """``from hkt_core.pairs import X`` keeps working for every public name the module defined."""
+    path = Path(importlib.import_module(module).__file__)
+    defined = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            defined.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            defined.update(t.id for t in targets if isinstance(t, ast.Name))
+    public = {n for n in defined if not n.startswith("_")}
+    served = set(dir(importlib.import_module(package)))
+    assert public <= served, sorted(public - served)
+
+
+def test_every_import_inside_hkt_core_names_what_exists():
+    """Each ``from X import Y`` of the package (functions' included) finds its module and name."""
+    missing = []
+    for path in ROOT.rglob("*.py"):
+        for target, names, line in imports_of(path):
+            if not target.startswith("hkt_core"):
+                continue
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    module = importlib.import_module(target)
+            except ImportError as exc:
+                missing.append(f"{path.relative_to(REPO)}:{line} {target}: {exc}")
+                continue
+            for name in names:
+                if name != "*" and not hasattr(module, name) and importlib.util.find_spec(f"{target}.{name}") is None:
+                    missing.append(f"{path.relative_to(REPO)}:{line} {target} has no {name}")
+    assert not missing, "\n".join(missing)
