@@ -101,9 +101,6 @@ def test_resnet_candidates_are_block_outputs_and_stage_ends():
     assert [b.name for b in bg.candidates if b.head_input] == [bg.candidates[-1].name]
 
 
-@pytest.mark.xfail(strict=True, reason="since the export trace keeps batch and sequence "
-                   "dimensions dynamic and reads kinds from aten ops, BERT's candidates include embedding values; "
-                   "the export trace and the candidate rule are not yet reconciled")
 def test_bert_candidates_are_layer_outputs_and_the_pooler():
     pytest.importorskip("transformers")
     model = align_zoo._bert(3)

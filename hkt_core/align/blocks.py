@@ -34,6 +34,8 @@ from collections.abc import Mapping, Sequence
 import attrs
 import networkx as nx
 import numpy as np
+import torch
+import torch.utils._pytree as pytree
 
 from ..errors import AlignmentError
 from ..kinds import ValueKind, kind_from_shape, traced_kinds
@@ -200,9 +202,17 @@ def block_boundaries(traced: TracedModel, cut: set[str]) -> tuple[list[str], set
 
 
 def _is_float(node) -> bool:
+    """True for a floating-point tensor or a tuple holding one (split, chunk); False for integer and
+    boolean tensors and for sizes (``sym_size`` of an export graph, ``size()`` of an fx graph)."""
+    meta = node.meta.get("hkt", {})
+    if "dtype" in meta:
+        return meta["dtype"].is_floating_point
+    if "floating" in meta:
+        return bool(meta["floating"])
     val = node.meta.get("val")
-    dtype = getattr(val, "dtype", None) or node.meta.get("hkt", {}).get("dtype")
-    return dtype is None or dtype.is_floating_point
+    if val is None:
+        return True  # nothing recorded: keep the value on the floating-point graph
+    return any(isinstance(v, torch.Tensor) and v.is_floating_point() for v in pytree.tree_leaves(val))
 
 
 def _float_cut_points(traced: TracedModel) -> set[str]:
