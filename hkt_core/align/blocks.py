@@ -64,6 +64,18 @@ class Block:
     stage_end: bool = False
     #: the pooled features (or final norm) the head reads
     head_input: bool = False
+    #: block position: (i + 1) / B for the i-th of the model's B block outputs, 1 for the head's
+    #: input; None where the model has no repeated blocks
+    position: float | None = None
+    #: "i/B" of a block output, for the reason text
+    position_text: str = ""
+
+    @property
+    def place(self) -> float:
+        """The relative depth the placement uses: the block position when the model has repeated
+        blocks (each block counts as one, the way a reader splits a network into halves or thirds),
+        else the FLOP depth."""
+        return self.depth if self.position is None else self.position
 
     @property
     def strength(self) -> float:
@@ -144,12 +156,7 @@ def _make_block(bg: BlockGraph, name: str) -> Block:
                  change=change, module_output=bool(data["module_output"]), value_kind=kind)
 
 
-#: graph ops the head's input is read through (views, dropout, class-token selection)
-_PASS_THROUGH = ("dropout", "flatten", "view", "reshape", "select", "squeeze", "contiguous", "clone",
-                 "identity", "getitem", "relu", "tanh", "gelu", "_unsafe_view", "alias")
-
-
-_VIEWS = ("view", "reshape", "flatten", "contiguous", "clone", "alias")
+_VIEWS = ("view", "reshape", "flatten", "contiguous", "clone", "alias", "slice", "expand")
 
 
 def repeated_blocks(model) -> list[str]:
@@ -258,7 +265,39 @@ def _numel(shape) -> int:
     return int(np.prod(shape[1:])) if shape else 0
 
 
+def _module_path(traced: TracedModel, name: str) -> str:
+    return str(traced.graph.nodes[name].get("module") or "").split("@", 1)[0]
+
+
+def _inside(path: str, module: str) -> bool:
+    return bool(module) and (path == module or path.startswith(module + "."))
+
+
+def _head_module(traced: TracedModel, op: str, last_block: str) -> str:
+    """The outermost module around the head's parameterised operation ``op`` that holds no block
+    output (``fc``, ``classifier``, a ``Sequential(Flatten, Linear)`` head), or '' for none."""
+    path, block = _module_path(traced, op), _module_path(traced, last_block)
+    parts = path.split(".") if path else []
+    for k in range(1, len(parts) + 1):
+        prefix = ".".join(parts[:k])
+        if not _inside(block, prefix):
+            return prefix
+    return ""
+
+
+#: operations the head's features are read back through: no-ops at inference, activations, and
+#: class-token selection
+_READ_THROUGH = ("dropout", "identity", "contiguous", "clone", "alias", "relu", "tanh", "gelu", "select",
+                 "getitem", "squeeze")
+
+
 def _head_input(traced: TracedModel, last_block: str) -> str | None:
+    """The features the head reads: the value that enters the head module (the outermost module
+    around the last parameterised operation before the prediction that holds no block), read back
+    through dropout, activations, class-token selection and views that keep the shape, to a module
+    with parameters (a pooler, a pre-classifier, a final norm), a global pooling, or the first
+    value that reshapes (a flatten after a functional pooling: the head reads the flattened
+    features)."""
     g = traced.graph
     node = traced.prediction
     # the last parameterised operation producing the prediction (through its largest input)
@@ -267,30 +306,35 @@ def _head_input(traced: TracedModel, last_block: str) -> str | None:
         node = max(preds, key=lambda p: (_numel(g.nodes[p]["shape"]), g.nodes[p]["index"])) if preds else None
     if node is None:
         return None
-    preds = [p for p in g.predecessors(node) if g.nodes[p]["shape"] is not None and g.nodes[p]["op"] != "placeholder"]
-    if not preds:
-        return None
-    cur = max(preds, key=lambda p: g.nodes[p]["index"])
     last_index = g.nodes[last_block]["index"]
+    head = _head_module(traced, node, last_block)
+
+    def main_input(name: str) -> str | None:
+        preds = [p for p in g.predecessors(name) if g.nodes[p]["shape"] is not None and g.nodes[p]["op"] != "placeholder"]
+        return max(preds, key=lambda p: g.nodes[p]["index"]) if preds else None
+
+    cur = main_input(node)
+    while cur is not None and g.nodes[cur]["index"] > last_index and _inside(_module_path(traced, cur), head):
+        cur = main_input(cur)  # inside the head module: find what enters it
     while cur is not None and g.nodes[cur]["index"] > last_index:
         data = g.nodes[cur]
+        target = data["target"].lower()
         ins = [p for p in g.predecessors(cur) if g.nodes[p]["shape"] is not None]
-        if len(ins) == 1 and any(k in data["target"].lower() for k in _VIEWS) and \
-                _numel(g.nodes[ins[0]]["shape"]) == _numel(data["shape"]):
-            cur = ins[0]  # a view of the value (a module's output reshaped): read through it
+        if len(ins) == 1 and any(k in target for k in _VIEWS) and tuple(g.nodes[ins[0]]["shape"]) == tuple(data["shape"]):
+            cur = ins[0]  # a view that keeps the shape (a module's output viewed): read through it
             continue
         paths = traced.table.module_outputs.get(data["fx_node"], ()) if traced.table is not None else ()
         if data["module_output"] and (data["params"] or any(_module_has_params(traced, p) for p in paths)):
             return cur
-        if any(k in data["target"].lower() for k in ("pool", "mean")):
-            return cur  # global pooling
-        ins = [p for p in g.predecessors(cur) if g.nodes[p]["shape"] is not None]
+        if data["params"] or any(k in target for k in ("pool", "mean")):
+            return cur  # a parameterised operation, a global pooling
         if len(ins) == 1 and _numel(g.nodes[ins[0]]["shape"]) > _numel(data["shape"]) and \
-                not any(k in data["target"].lower() for k in _PASS_THROUGH):
+                not any(k in target for k in _READ_THROUGH):
             return cur  # a reduction: global pooling, mean over tokens
-        if data["params"]:
-            return cur
-        cur = max(ins, key=lambda p: g.nodes[p]["index"]) if ins else None
+        if any(k in target for k in _READ_THROUGH) and ins:
+            cur = max(ins, key=lambda p: g.nodes[p]["index"])
+            continue
+        return cur  # a reshape (flatten) after a pooling: the head reads this value
     return None
 
 
@@ -373,8 +417,12 @@ def discover(traced: TracedModel, declared: Sequence[str] | None = None,
         if boundaries:
             outputs, ends, head = boundaries
             keep = set(outputs) | ({head} if head else set())
+            rank = {name: i + 1 for i, name in enumerate(outputs)}
             blocks = [attrs.evolve(b, block_output=b.name in outputs, stage_end=b.name in ends,
-                                   head_input=b.name == head) for b in blocks if b.name in keep]
+                                   head_input=b.name == head,
+                                   position=rank[b.name] / len(outputs) if b.name in rank else 1.0,
+                                   position_text=f"{rank[b.name]}/{len(outputs)}" if b.name in rank else "head")
+                      for b in blocks if b.name in keep]
         else:
             blocks = [b for b in blocks if b.cut or b.change or (b.module_output and b.level <= 1)]
     bg.candidates = tuple(sorted(blocks, key=lambda b: b.index))
