@@ -145,8 +145,8 @@ def _describe(p: Block, c: Block) -> str:
     else:
         parts = [f"{pk.describe()} -> {ck.describe()}: cross-kind transfer"]
     parts.append(f"depth {p.depth:.2f}/{c.depth:.2f}")
-    if p.position_text and c.position_text and (p.block_output or c.block_output):
-        parts.append(f"block {p.position_text}/{c.position_text}")
+    if p.block_output and c.block_output:
+        parts.append(f"blocks {p.position_text} and {c.position_text}")
     if p.head_input and c.head_input:
         parts.append("features the heads read")
     elif p.stage_end and c.stage_end:
