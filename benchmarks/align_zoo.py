@@ -583,7 +583,8 @@ def table(record: dict) -> str:
             lines.append(f"| {r['name']} | {r['library']} | | skipped: not installed | | | | | |")
             continue
         chosen = "failed: counted wrong" if "failed" in r else "<br>".join(f"`{p}`=`{c}`" for p, c in r["chosen"])
-        lines.append(f"| {r['name']} | {r['library']} | {_set_label(r)} | "
+        library = r["library"] + (f" (torch {r['measured_with']['torch']})" if "measured_with" in r else "")
+        lines.append(f"| {r['name']} | {library} | {_set_label(r)} | "
                      f"{r['exact']} | {r['near']} | {r['wrong']} | {r['block_outputs']}/{r['nodes']} | "
                      f"{r['align_s']:.2f} | {chosen} |")
     lines += ["", "| set | pairs | points | exact | exact or near | wrong | block outputs | control: exact | "
@@ -605,6 +606,29 @@ def write_doc(record: dict, doc: Path = DOC) -> None:
     doc.write_text(text[:start] + "\n" + table(record) + "\n" + text[end:], encoding="utf-8")
 
 
+def merge(path: Path, environment: str, out: Path = DEFAULT_OUT) -> dict:
+    """Rows measured elsewhere (``path``) replace the rows of the same pairs in ``out``."""
+    other = json.loads(path.read_text())
+    record = json.loads(out.read_text())
+    names = [r["name"] for r in record["pairs"]]
+    merged = []
+    for row in other["pairs"]:
+        if "skipped" in row:
+            continue
+        if row["name"] not in names:
+            raise SystemExit(f"--merge: {path} has pair {row['name']!r}, which {out.name} does not list")
+        row = {**row, "measured_with": {"torch": other["torch"], "python": other["python"],
+                                        "command": other["command"], "environment": environment}}
+        record["pairs"][names.index(row["name"])] = row
+        merged.append(row["name"])
+    record["summary"] = summarise(record["pairs"])
+    record.setdefault("merged", []).append({"from": other["command"], "torch": other["torch"],
+                                            "environment": environment, "pairs": merged})
+    out.write_text(json.dumps(record, indent=1) + "\n")
+    print(f"merged {', '.join(merged) or 'nothing'} into {out}")
+    return record
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="the quick pairs only, one repeat, few controls")
@@ -614,13 +638,28 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--doc", action="store_true",
                     help=f"only regenerate the table in docs/alignment.md from {DEFAULT_OUT.relative_to(ROOT)}")
+    ap.add_argument("--pairs", default=None, help="comma-separated pair names: run only these")
+    ap.add_argument("--merge", default=None, metavar="FILE",
+                    help=f"merge the measured rows of FILE (a run of --pairs in another environment, e.g. one "
+                         f"with torchvision and timm) into {DEFAULT_OUT.relative_to(ROOT)}, each row marked "
+                         f"with the torch that measured it, and recompute the summary")
+    ap.add_argument("--environment", default="",
+                    help="with --merge: a note on the environment FILE was measured in")
     args = ap.parse_args(argv)
     if args.doc:
         record = json.loads(DEFAULT_OUT.read_text())
         write_doc(record)
         return record
+    if args.merge:
+        return merge(Path(args.merge), args.environment)
     torch.set_num_threads(1)
     pairs = [p for p in _pairs() if p.quick] if args.quick else _pairs()
+    if args.pairs:
+        wanted = args.pairs.split(",")
+        unknown = sorted(set(wanted) - {p.name for p in _pairs()})
+        if unknown:
+            ap.error(f"--pairs: unknown pair(s) {', '.join(unknown)}; known: {', '.join(p.name for p in _pairs())}")
+        pairs = [p for p in pairs if p.name in wanted]
     repeats, controls = (1, 5) if args.quick else (args.repeats, args.controls)
     rows = []
     for pair in pairs:
@@ -634,7 +673,8 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"{pair.name:32s} exact {row['exact']} near {row['near']} wrong {row['wrong']} "
                   f"block outputs {row['block_outputs']}/{row['nodes']} align {row['align_s']:.2f}s  "
                   f"{' | '.join(f'{p}={c}' for p, c in row['chosen'])}")
-    record = {"version": 1, "command": "benchmarks/align_zoo.py" + (" --quick" if args.quick else ""),
+    command = "benchmarks/align_zoo.py" + (" --quick" if args.quick else "") + (f" --pairs {args.pairs}" if args.pairs else "")
+    record = {"version": 1, "command": command,
               "quick": args.quick, "repeats": repeats, "controls": controls, "seed": args.seed,
               "torch": torch.__version__, "python": platform.python_version(),
               "pairs": rows, "summary": summarise(rows)}

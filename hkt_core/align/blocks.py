@@ -4,7 +4,9 @@ The candidate rule. When the model has at least two repeated-block outputs on it
 (:func:`block_boundaries`: outputs of composite modules repeated among siblings that every
 floating-point path to the prediction passes through), the candidates are exactly those block
 outputs plus the features the head reads; stage ends and the head's input are marked
-(``stage_end``, ``head_input``) for the placement. Values inside a block are never candidates.
+(``stage_end``, ``head_input``) for the placement, and each gets its block position
+(``position``: (i + 1) / B for the i-th of B block outputs, 1 for the head's input), the depth the
+placement uses (``place``). Values inside a block are never candidates.
 
 Otherwise (plain CNNs, MLPs, opaque stages) a value is a candidate block boundary when it
 

@@ -6,7 +6,8 @@ Structural score (``method="structural"``)::
           + 0.2 * role_match                           compatible roles
           + 0.2 * (strength_p + strength_c) / 2        both are natural hand-off points
 
-``role_match`` is the share of agreeing role signs among {cut point, module level (top-level /
+``depth`` is :attr:`Block.place`: the block position when the model has repeated blocks, else
+the FLOP depth. ``role_match`` is the share of agreeing role signs among {cut point, module level (top-level /
 second-level / inner), resolution-or-width change}; ``strength`` is the share of those signs a
 block shows (:attr:`Block.strength`).
 

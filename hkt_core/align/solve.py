@@ -12,7 +12,10 @@ spreading the mixing points evenly over both networks' depth (each side near the
 their mean: a value at depth 0 paired with one at depth 1 is not "half-way") (the last sits next to the predictions, where the
 paper's CIFAR pair mixes pooled features; the placement weighs as much as the pair score, so a
 transformer whose values all have one token count still spreads its mixing points). Pairs that
-cannot mix (:func:`hkt_core.kinds.mixing_pair_problem`) are excluded.
+cannot mix (:func:`hkt_core.kinds.mixing_pair_problem`) are excluded. ``depth`` is a value's
+placement depth (:attr:`hkt_core.align.blocks.Block.place`: its block position when the model has
+repeated blocks, else its FLOP depth); :func:`inner_mask` keeps the points before the last on the
+stage ends of a model of several stages.
 Cost: O((N-1) x Kp x Kc) in numpy for Kp parent and Kc child candidates.
 """
 
