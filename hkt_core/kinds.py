@@ -225,6 +225,9 @@ def infer_kinds(gm: fx.GraphModule, shape_of: Callable[[fx.Node], tuple[int, ...
     # rank-4 values that are tokens split into attention heads, (B, N, H, d) or (B, H, N, d), with the
     # kind of the tokens they were split from: merging the heads back gives those tokens again
     heads: dict[fx.Node, ValueKind] = {}
+    # rank-4 values that are tokens laid on their grid channels last, (B, h, w, D) (a Swin stage's
+    # windows and patch merging): flattening h and w gives tokens on an h x w grid
+    laid: set[fx.Node] = set()
 
     def forward_pass() -> None:
         for n in nodes:
@@ -239,8 +242,10 @@ def infer_kinds(gm: fx.GraphModule, shape_of: Callable[[fx.Node], tuple[int, ...
                     src = _split_heads(gm, n, shape, shapes, info, heads)
                     if src is not None:
                         heads[n] = src
+                    elif _on_token_grid(n, shape, shapes, info, laid):
+                        laid.add(n)
             else:
-                found = _forward_rule(gm, n, shape, shapes, info, rank3_inputs(n), heads)
+                found = _forward_rule(gm, n, shape, shapes, info, rank3_inputs(n), heads, laid)
                 info[n] = found if found is not None else info.get(n)
 
     # 1. evidence flows forward from the operations that produce values; 2. values still unknown
@@ -281,10 +286,27 @@ def _split_heads(gm: fx.GraphModule, n: fx.Node, shape, shapes, info, heads) -> 
     return None
 
 
+def _on_token_grid(n: fx.Node, shape, shapes, info, laid) -> bool:
+    """True for tokens (B, N, D) viewed as (B, h, w, D) with h * w = N, and for what a value so laid
+    becomes without moving its axes (slicing the grid, padding, rolling, joining features)."""
+    first = n.all_input_nodes[0] if n.all_input_nodes else None
+    if first is None:
+        return False
+    fshape = shapes.get(first)
+    name = _target_name(n)
+    if name in _FLATTENS + ("unflatten",) and fshape is not None and len(fshape) == 3:
+        src = info.get(first)
+        return (src is not None and src.kind == "tokens" and not src.class_token and shape[3] == fshape[2]
+                and shape[1] * shape[2] == fshape[1])
+    return name not in _MOVES and any(a in laid for a in n.all_input_nodes)
+
+
 def _forward_rule(gm: fx.GraphModule, n: fx.Node, shape: tuple[int, ...], shapes, info,
-                  inputs3: list[fx.Node], heads: Mapping[fx.Node, ValueKind] | None = None) -> ValueKind | None:
+                  inputs3: list[fx.Node], heads: Mapping[fx.Node, ValueKind] | None = None,
+                  laid: set[fx.Node] | None = None) -> ValueKind | None:
     same_tokens = [a for a in inputs3 if info.get(a) is not None and shapes[a][1] == shape[1]]
     heads = heads or {}
+    laid = laid or set()
 
     def carried(kind: str) -> ValueKind:
         """``kind`` with the class token and grid of an input with the same token count."""
@@ -309,6 +331,9 @@ def _forward_rule(gm: fx.GraphModule, n: fx.Node, shape: tuple[int, ...], shapes
         if shape[1] == src.shape[1]:
             return ValueKind("tokens", shape, src.class_token, src.grid)
         return ValueKind("tokens", shape)
+    if (name in _FLATTENS and first in laid and first_shape is not None and len(first_shape) == 4
+            and shape[1] == first_shape[1] * first_shape[2] and shape[2] == first_shape[3]):
+        return ValueKind("tokens", shape, False, tuple(first_shape[1:3]))   # a token grid flattened back
     if (name in _FLATTENS and first_shape is not None and len(first_shape) >= 4 and shape[1] == first_shape[1]
             and shape[2] == math.prod(first_shape[2:])):
         return ValueKind("map", shape, False, tuple(first_shape[2:]))

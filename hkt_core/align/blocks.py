@@ -38,6 +38,7 @@ import networkx as nx
 import numpy as np
 import torch
 import torch.utils._pytree as pytree
+from torch import nn
 
 from ..errors import AlignmentError
 from ..kinds import ValueKind, kind_from_shape, traced_kinds
@@ -175,7 +176,11 @@ def repeated_blocks(model) -> list[str]:
         for n, c in kids:
             if counts[type(c)] >= 2:
                 out.append(f"{path}.{n}" if path else n)
-    return out
+    # the parts of a block are not blocks: same-class children of a repeated block that is not a
+    # container (the expand, depthwise and project convolution layers of an inverted residual)
+    repeated = set(out)
+    containers = {p for p, m in model.named_modules() if isinstance(m, (nn.Sequential, nn.ModuleList))}
+    return [p for p in out if not (p.rpartition(".")[0] in repeated and p.rpartition(".")[0] not in containers)]
 
 
 def block_boundaries(traced: TracedModel, cut: set[str]) -> tuple[list[str], set[str], str | None] | None:
@@ -191,11 +196,13 @@ def block_boundaries(traced: TracedModel, cut: set[str]) -> tuple[list[str], set
     g = traced.graph
     cut = set(cut) | _float_cut_points(traced)
     outputs: list[str] = []
+    paths: dict[str, list[str]] = {}   # block output -> the repeated blocks whose output it is
     for path in repeated_blocks(traced.model):
         try:
             name = traced.canonical(path)
         except KeyError:
             continue
+        paths.setdefault(name, []).append(path)
         if name in cut and name != traced.prediction and name not in outputs:
             outputs.append(name)
     if len(outputs) < 2:
@@ -205,7 +212,9 @@ def block_boundaries(traced: TracedModel, cut: set[str]) -> tuple[list[str], set
     ends = set()
     for a, b in zip(outputs, outputs[1:]):
         if tuple(g.nodes[a]["shape"][1:]) != tuple(g.nodes[b]["shape"][1:]):
-            ends.add(a)
+            # a stage that ends by downsampling (a Swin stage's patch merging) ends at its own output
+            holds = any(a.startswith(p + ".") for p in paths.get(b, ()))
+            ends.add(b if holds else a)
     ends.add(outputs[-1])
     return outputs, ends, head
 
@@ -224,14 +233,37 @@ def _is_float(node) -> bool:
     return any(isinstance(v, torch.Tensor) and v.is_floating_point() for v in pytree.tree_leaves(val))
 
 
+def _is_scalar(node) -> bool:
+    """A size or another Python scalar (``sym_size`` of an export graph, ``size()`` of an fx graph)."""
+    meta = node.meta.get("hkt", {})
+    if "dtype" in meta:
+        return False
+    if "scalar" in meta:
+        return bool(meta["scalar"])
+    return isinstance(node.meta.get("val"), (int, float, bool, torch.SymInt, torch.SymFloat, torch.SymBool))
+
+
+def _data_of_inputs(traced: TracedModel) -> set[str]:
+    """Values computed from the inputs' data: sizes are not data, so what is made from them alone
+    (positions, rotary tables, masks of a given length) is not fed by the inputs."""
+    g = traced.graph
+    fed: set[str] = set(traced.inputs)
+    todo = list(traced.inputs)
+    while todo:
+        for succ in g.successors(todo.pop()):
+            if succ not in fed and not _is_scalar(g.nodes[succ]["fx_node"]):
+                fed.add(succ)
+                todo.append(succ)
+    return fed
+
+
 def _float_cut_points(traced: TracedModel) -> set[str]:
-    """Dominators of the prediction in the graph of floating-point values: integer bookkeeping
-    (attention masks, the position of the last real token) does not bypass the layers."""
+    """Dominators of the prediction in the graph of floating-point values computed from the inputs'
+    data: integer bookkeeping (attention masks, the position of the last real token) and values made
+    from sizes alone (rotary position tables) do not bypass the layers."""
     g = traced.graph
     pred = traced.prediction
-    fed: set[str] = set(traced.inputs)
-    for name in traced.inputs:
-        fed |= nx.descendants(g, name)
+    fed = _data_of_inputs(traced)
     keep = {n for n in fed if _is_float(g.nodes[n]["fx_node"])}  # tuples (split, chunk) included
     if pred not in keep:
         return set()

@@ -185,8 +185,9 @@ class _ShapeProp(fx.Interpreter):
         if isinstance(value, torch.Tensor):
             n.meta.setdefault("hkt", {}).update(shape=tuple(value.shape), dtype=value.dtype)
         else:  # a size, a flag, or a tuple of tensors (split, chunk): floating when it holds float tensors
-            n.meta.setdefault("hkt", {})["floating"] = any(
-                isinstance(v, torch.Tensor) and v.is_floating_point() for v in pytree.tree_leaves(value))
+            leaves = [v for v in pytree.tree_leaves(value) if isinstance(v, torch.Tensor)]
+            n.meta.setdefault("hkt", {}).update(floating=any(v.is_floating_point() for v in leaves),
+                                                scalar=not leaves)
         return value
 
 
