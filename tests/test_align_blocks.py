@@ -271,3 +271,107 @@ def test_a_vit_aligns_to_a_hf_resnet_by_block_position_tokens_on_their_grid():
     assert (first.parent_kind, first.child_kind) == ("tokens", "map")
     assert "tokens 1+64 (8x8) -> map 4x4" in first.reason
     assert "features the heads read" in last.reason
+
+
+class _PositionedBlock(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Sequential(nn.Linear(8, 8), nn.ReLU())
+
+    def forward(self, x):
+        table = torch.arange(x.shape[1], dtype=torch.float32)[:, None] * 0.01  # from a size alone
+        return x + self.lin(x + table)
+
+
+def test_values_made_from_sizes_alone_do_not_bypass_the_blocks():
+    model = nn.Sequential(nn.Linear(4, 8), _PositionedBlock(), _PositionedBlock(), nn.Flatten(), nn.Linear(40, 3))
+    bg = analyse(model, torch.randn(2, 5, 4))
+    assert [b.name for b in bg.candidates if b.block_output] == ["1", "2"], [b.name for b in bg.candidates]
+
+
+class _ConvLayer(nn.Module):
+    def __init__(self, cin, cout, k):
+        super().__init__()
+        self.conv, self.bn = nn.Conv2d(cin, cout, k, padding=k // 2), nn.BatchNorm2d(cout)
+
+    def forward(self, x):
+        return torch.relu(self.bn(self.conv(x)))
+
+
+class _InvertedResidual(nn.Module):
+    def __init__(self, cin, cout):
+        super().__init__()
+        self.expand, self.depthwise, self.project = _ConvLayer(cin, 4 * cin, 1), _ConvLayer(4 * cin, 4 * cin, 3), \
+            _ConvLayer(4 * cin, cout, 1)
+
+    def forward(self, x):
+        return self.project(self.depthwise(self.expand(x)))
+
+
+def test_the_parts_of_a_block_are_not_blocks():
+    class Mobile(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layer = nn.ModuleList([_InvertedResidual(3, 4), _InvertedResidual(4, 8)])
+            self.fc = nn.Linear(8, 2)
+
+        def forward(self, x):
+            for block in self.layer:
+                x = block(x)
+            return self.fc(x.mean((2, 3)))
+
+    assert repeated_blocks(Mobile()) == ["layer.0", "layer.1"]
+    bg = analyse(Mobile(), torch.randn(1, 3, 8, 8))
+    assert [b.name for b in bg.candidates] == ["layer.0", "layer.1", "mean"]
+
+
+class _GridLayer(nn.Module):
+    def __init__(self, dim):
+        super().__init__()
+        self.norm, self.lin = nn.LayerNorm(dim), nn.Linear(dim, dim)
+
+    def forward(self, x):
+        return x + self.lin(self.norm(x))
+
+
+class _MergingStage(nn.Module):
+    """Two token layers, then patch merging: the tokens laid on their h x w grid, 2x2 neighbours
+    joined (channels last), flattened back to tokens on an h/2 x w/2 grid."""
+
+    def __init__(self, dim, side):
+        super().__init__()
+        self.side = side
+        self.blocks = nn.ModuleList([_GridLayer(dim), _GridLayer(dim)])
+        self.reduce = nn.Linear(4 * dim, 2 * dim)
+
+    def forward(self, x):
+        for block in self.blocks:
+            x = block(x)
+        b, _, d = x.shape
+        g = x.view(b, self.side, self.side, d)
+        g = torch.cat([g[:, 0::2, 0::2], g[:, 1::2, 0::2], g[:, 0::2, 1::2], g[:, 1::2, 1::2]], -1)
+        return self.reduce(g.reshape(b, -1, 4 * d))
+
+
+def test_a_stage_that_ends_by_merging_patches_ends_at_its_output_with_tokens_on_the_smaller_grid():
+    class Hier(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.patches = nn.Conv2d(3, 8, 2, stride=2)
+            self.stages = nn.ModuleList([_MergingStage(8, 8), _MergingStage(16, 4)])
+            self.fc = nn.Linear(32, 2)
+
+        def forward(self, x):
+            t = self.patches(x).flatten(2).transpose(1, 2)
+            for stage in self.stages:
+                t = stage(t)
+            return self.fc(t.mean(1))
+
+    bg = analyse(Hier(), torch.randn(1, 3, 16, 16))
+    got = {b.name: (b.value_kind.describe(), b.stage_end) for b in bg.candidates}
+    assert got["stages.0.blocks.1"] == ("tokens 64 (8x8)", False)
+    assert got["stages.0"] == ("tokens 16 (4x4)", True)     # the stage's own output is its end
+    a = align(Hier(), CifarResNet(depth=8, classes=2), torch.randn(1, 3, 16, 16), stages=3)
+    first = a.mixing_pairs[0]
+    assert (first.parent, first.parent_kind, first.child_kind) == ("stages.0", "tokens", "map"), first
+    assert "tokens 16 (4x4) -> map" in first.reason
