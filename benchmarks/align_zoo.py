@@ -68,6 +68,8 @@ class ZooPair:
     truth: Truth
     held_back: bool = False
     quick: bool = False
+    #: 1: written before any tuning; 2: written after the first round of tuning, before its first run
+    round: int = 1
 
     @property
     def stages(self) -> int:
@@ -308,8 +310,67 @@ def _pairs() -> list[ZooPair]:
             (("stage1.1", "stage1.1"), ("stage2.1", "stage2.1"), ("mean", "flatten")),
             extra_boundaries=("mean",)), held_back=True, quick=True),
     ]
+    pairs += _second_round()
     pairs += _torchvision_pairs() + _timm_pairs()
     return pairs
+
+
+def _second_round() -> list[ZooPair]:
+    """Held-back pairs written after the first round of tuning, committed before their first run;
+    reported on their own row (``held_back_round2``)."""
+    tx = "transformers"
+    r1111, r2222 = (1, 1, 1, 1), (2, 2, 2, 2)
+    res_pool = ("m.resnet.pooler",)
+    vit_blocks = lambda n: ("m.vit.embeddings", *_layers(VIT, n), "m.vit.layernorm")  # noqa: E731
+    textcnn = ("embed", "stage1.0", "stage1.1", "stage2.0", "stage2.1", "flatten")
+    tokentf = ("embed", "stage1.0", "stage1.1", "merge", "stage2.0", "stage2.1", "norm")
+
+    def conv_end(s: int) -> str:
+        return f"m.convnext.encoder.stages.{s}.layers.{r2222[s] - 1}"
+
+    def pair(name, build, truth, library=tx):
+        return ZooPair(name, library, build, truth, held_back=True, round=2)
+
+    return [
+        pair("distilbert4-bert2", lambda: (_distilbert(4), _bert(2), _tokens()), Truth(
+            ("m.distilbert.embeddings", *_layers(DISTIL, 4), "m.pre_classifier"),
+            ("m.bert.embeddings", *_layers(BERT, 2), "m.bert.pooler"),
+            ((f"{DISTIL}.1", f"{BERT}.0"), ("m.pre_classifier", "m.bert.pooler")))),
+        pair("gpt2-6-distilbert3", lambda: (_gpt2(6, 48), _distilbert(3), _tokens()), Truth(
+            ("m.transformer.wte", *_layers(GPT, 6), "m.transformer.ln_f"),
+            ("m.distilbert.embeddings", *_layers(DISTIL, 3), "m.pre_classifier"),
+            ((f"{GPT}.1", f"{DISTIL}.0"), (f"{GPT}.3", f"{DISTIL}.1"), ("m.transformer.ln_f", "m.pre_classifier")))),
+        pair("vit6-vit3", lambda: (_hf_vit(6, 48), _hf_vit(3), _image()), Truth(
+            vit_blocks(6), vit_blocks(3),
+            ((f"{VIT}.1", f"{VIT}.0"), (f"{VIT}.3", f"{VIT}.1"), ("m.vit.layernorm", "m.vit.layernorm")))),
+        pair("resnet1111-vit2", lambda: (_hf_resnet(r1111), _hf_vit(2), _image()), Truth(
+            (*_resnet_blocks(r1111), *res_pool), vit_blocks(2),
+            ((_stage_end(r1111, 1), f"{VIT}.0"), ("m.resnet.pooler", "m.vit.layernorm")))),
+        pair("vit4-resnet2222", lambda: (_hf_vit(4), _hf_resnet(r2222), _image()), Truth(
+            vit_blocks(4), (*_resnet_blocks(r2222), *res_pool),
+            ((f"{VIT}.0", _stage_end(r2222, 0)), (f"{VIT}.1", _stage_end(r2222, 1)),
+             (f"{VIT}.2", _stage_end(r2222, 2)), ("m.vit.layernorm", "m.resnet.pooler")))),
+        pair("convnext2222-convnext1111", lambda: (_hf_convnext(r2222), _hf_convnext(r1111, (8, 16, 32, 64)),
+                                                   _image()), Truth(
+            (*_convnext_blocks(r2222), "m.convnext.layernorm"), (*_convnext_blocks(r1111), "m.convnext.layernorm"),
+            ((conv_end(0), "m.convnext.encoder.stages.0.layers.0"), (conv_end(1), "m.convnext.encoder.stages.1.layers.0"),
+             (conv_end(2), "m.convnext.encoder.stages.2.layers.0"), ("m.convnext.layernorm", "m.convnext.layernorm")))),
+        pair("convnext2222-vit4", lambda: (_hf_convnext(r2222), _hf_vit(4), _image()), Truth(
+            (*_convnext_blocks(r2222), "m.convnext.layernorm"), vit_blocks(4),
+            ((conv_end(1), f"{VIT}.1"), ("m.convnext.layernorm", "m.vit.layernorm")))),
+        pair("bert6-textcnn", lambda: (_bert(6), TextCNN(), _tokens()), Truth(
+            ("m.bert.embeddings", *_layers(BERT, 6), "m.bert.pooler"), textcnn,
+            ((f"{BERT}.2", "stage1.1"), ("m.bert.pooler", "flatten")))),
+        pair("gpt2-4-textcnn", lambda: (_gpt2(4), TextCNN(), _tokens()), Truth(
+            ("m.transformer.wte", *_layers(GPT, 4), "m.transformer.ln_f"), textcnn,
+            ((f"{GPT}.1", "stage1.1"), ("m.transformer.ln_f", "flatten")))),
+        pair("tokentransformer-textcnn-3", lambda: (TokenTransformer(), TextCNN(), _tokens()), Truth(
+            tokentf, textcnn, (("stage1.1", "stage1.1"), ("mean", "flatten")), extra_boundaries=("mean",)),
+            library="benchmark"),
+        pair("textcnn-tokentransformer", lambda: (TextCNN(), TokenTransformer(), _tokens()), Truth(
+            textcnn, tokentf, (("stage1.1", "stage1.1"), ("stage2.1", "stage2.1"), ("flatten", "mean")),
+            extra_boundaries=("mean",)), library="benchmark"),
+    ]
 
 
 def _torchvision_pairs() -> list[ZooPair]:
@@ -443,7 +504,7 @@ def run_pair(pair: ZooPair, repeats: int, controls: int, seed: int) -> dict:
             result = align(parent, child, inputs, stages=pair.stages)
         except AlignmentError as exc:  # counted as all points wrong
             n = len(pair.truth.points)
-            return {"name": pair.name, "library": pair.library, "held_back": pair.held_back,
+            return {"name": pair.name, "library": pair.library, "held_back": pair.held_back, "round": pair.round,
                     "stages": pair.stages, "failed": str(exc), "align_s": time.perf_counter() - start,
                     "exact": 0, "near": 0, "wrong": n, "points": n, "block_outputs": 0, "nodes": 2 * n,
                     "control": {"exact": 0, "near": 0, "wrong": n, "points": n, "block_outputs": 0,
@@ -463,8 +524,8 @@ def run_pair(pair: ZooPair, repeats: int, controls: int, seed: int) -> dict:
         s = score_points(picked, pair.truth, tp, tc)
         for key in control:
             control[key] += s[key]
-    return {"name": pair.name, "library": pair.library, "held_back": pair.held_back, "stages": pair.stages,
-            "backends": [tp.backend, tc.backend], "chosen": [list(x) for x in chosen],
+    return {"name": pair.name, "library": pair.library, "held_back": pair.held_back, "round": pair.round,
+            "stages": pair.stages, "backends": [tp.backend, tc.backend], "chosen": [list(x) for x in chosen],
             "expected": [list(x) for x in pair.truth.points],
             "kinds": [f"{p.parent_kind} -> {p.child_kind}" for p in result.pairs[:-1]],
             "reasons": [p.reason for p in result.pairs[:-1]],
@@ -478,7 +539,8 @@ def summarise(rows: list[dict]) -> dict:
     out = {}
     for label, sel in (("all", [r for r in rows if "skipped" not in r]),
                        ("tuning", [r for r in rows if "skipped" not in r and not r["held_back"]]),
-                       ("held_back", [r for r in rows if "skipped" not in r and r["held_back"]])):
+                       ("held_back", [r for r in rows if "skipped" not in r and r["held_back"]]),
+                       ("held_back_round2", [r for r in rows if "skipped" not in r and r.get("round", 1) == 2])):
         points, nodes = total(sel, "points"), total(sel, "nodes")
         cp, cn = total(sel, "points", "control"), total(sel, "nodes", "control")
         out[label] = {
@@ -506,6 +568,12 @@ def _pct(x) -> str:
     return "-" if x is None else f"{100 * x:.0f}%"
 
 
+def _set_label(row: dict) -> str:
+    if not row["held_back"]:
+        return "tuning"
+    return "held back, round 2" if row.get("round", 1) == 2 else "held back"
+
+
 def table(record: dict) -> str:
     """The markdown table of docs/alignment.md, from a results record (docs/results/align_zoo.json)."""
     lines = ["| pair | library | set | exact | near | wrong | block outputs | align s | chosen (parent=child) |",
@@ -515,7 +583,8 @@ def table(record: dict) -> str:
             lines.append(f"| {r['name']} | {r['library']} | | skipped: not installed | | | | | |")
             continue
         chosen = "failed: counted wrong" if "failed" in r else "<br>".join(f"`{p}`=`{c}`" for p, c in r["chosen"])
-        lines.append(f"| {r['name']} | {r['library']} | {'held back' if r['held_back'] else 'tuning'} | "
+        library = r["library"] + (f" (torch {r['measured_with']['torch']})" if "measured_with" in r else "")
+        lines.append(f"| {r['name']} | {library} | {_set_label(r)} | "
                      f"{r['exact']} | {r['near']} | {r['wrong']} | {r['block_outputs']}/{r['nodes']} | "
                      f"{r['align_s']:.2f} | {chosen} |")
     lines += ["", "| set | pairs | points | exact | exact or near | wrong | block outputs | control: exact | "
@@ -537,6 +606,29 @@ def write_doc(record: dict, doc: Path = DOC) -> None:
     doc.write_text(text[:start] + "\n" + table(record) + "\n" + text[end:], encoding="utf-8")
 
 
+def merge(path: Path, environment: str, out: Path = DEFAULT_OUT) -> dict:
+    """Rows measured elsewhere (``path``) replace the rows of the same pairs in ``out``."""
+    other = json.loads(path.read_text())
+    record = json.loads(out.read_text())
+    names = [r["name"] for r in record["pairs"]]
+    merged = []
+    for row in other["pairs"]:
+        if "skipped" in row:
+            continue
+        if row["name"] not in names:
+            raise SystemExit(f"--merge: {path} has pair {row['name']!r}, which {out.name} does not list")
+        row = {**row, "measured_with": {"torch": other["torch"], "python": other["python"],
+                                        "command": other["command"], "environment": environment}}
+        record["pairs"][names.index(row["name"])] = row
+        merged.append(row["name"])
+    record["summary"] = summarise(record["pairs"])
+    record.setdefault("merged", []).append({"from": other["command"], "torch": other["torch"],
+                                            "environment": environment, "pairs": merged})
+    out.write_text(json.dumps(record, indent=1) + "\n")
+    print(f"merged {', '.join(merged) or 'nothing'} into {out}")
+    return record
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="the quick pairs only, one repeat, few controls")
@@ -546,13 +638,28 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--doc", action="store_true",
                     help=f"only regenerate the table in docs/alignment.md from {DEFAULT_OUT.relative_to(ROOT)}")
+    ap.add_argument("--pairs", default=None, help="comma-separated pair names: run only these")
+    ap.add_argument("--merge", default=None, metavar="FILE",
+                    help=f"merge the measured rows of FILE (a run of --pairs in another environment, e.g. one "
+                         f"with torchvision and timm) into {DEFAULT_OUT.relative_to(ROOT)}, each row marked "
+                         f"with the torch that measured it, and recompute the summary")
+    ap.add_argument("--environment", default="",
+                    help="with --merge: a note on the environment FILE was measured in")
     args = ap.parse_args(argv)
     if args.doc:
         record = json.loads(DEFAULT_OUT.read_text())
         write_doc(record)
         return record
+    if args.merge:
+        return merge(Path(args.merge), args.environment)
     torch.set_num_threads(1)
     pairs = [p for p in _pairs() if p.quick] if args.quick else _pairs()
+    if args.pairs:
+        wanted = args.pairs.split(",")
+        unknown = sorted(set(wanted) - {p.name for p in _pairs()})
+        if unknown:
+            ap.error(f"--pairs: unknown pair(s) {', '.join(unknown)}; known: {', '.join(p.name for p in _pairs())}")
+        pairs = [p for p in pairs if p.name in wanted]
     repeats, controls = (1, 5) if args.quick else (args.repeats, args.controls)
     rows = []
     for pair in pairs:
@@ -566,7 +673,8 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"{pair.name:32s} exact {row['exact']} near {row['near']} wrong {row['wrong']} "
                   f"block outputs {row['block_outputs']}/{row['nodes']} align {row['align_s']:.2f}s  "
                   f"{' | '.join(f'{p}={c}' for p, c in row['chosen'])}")
-    record = {"version": 1, "command": "benchmarks/align_zoo.py" + (" --quick" if args.quick else ""),
+    command = "benchmarks/align_zoo.py" + (" --quick" if args.quick else "") + (f" --pairs {args.pairs}" if args.pairs else "")
+    record = {"version": 1, "command": command,
               "quick": args.quick, "repeats": repeats, "controls": controls, "seed": args.seed,
               "torch": torch.__version__, "python": platform.python_version(),
               "pairs": rows, "summary": summarise(rows)}

@@ -224,3 +224,44 @@ def test_align_refuses_a_manual_pair_that_cannot_mix():
     with pytest.raises(AlignmentError, match=r"manual pair 1 \('c', 'c1'\): map 10x1 \(parent\) and map 10 "
                                              r"\(child\) cannot mix.*2-D map and a 1-D map"):
         align(Conv2dOnSignal(), Conv1dNet(), x, pairs=[("c", "c1")])
+
+
+class HeadSplitViT(nn.Module):
+    """PatchViT with attention written out the way transformers libraries do: the projected tokens
+    viewed as (B, N, heads, d), moved to (B, heads, N, d), attended, moved back and merged."""
+
+    def __init__(self, dim: int = 12, heads: int = 2, classes: int = 5) -> None:
+        super().__init__()
+        self.heads = heads
+        self.patches = nn.Conv2d(1, dim, 2, stride=2)
+        self.cls = nn.Parameter(torch.zeros(1, 1, dim))
+        self.norm = nn.LayerNorm(dim)
+        self.q, self.k, self.v, self.o = (nn.Linear(dim, dim) for _ in range(4))
+        self.out = nn.Linear(dim, classes)
+
+    def forward(self, img):
+        t = self.patches(img).flatten(2).transpose(1, 2)
+        t = torch.cat([self.cls.expand(img.shape[0], -1, -1), t], dim=1)
+        b, n, d = t.shape
+        h = self.norm(t)
+        q, k, v = (f(h).view(b, n, self.heads, d // self.heads).transpose(1, 2) for f in (self.q, self.k, self.v))
+        a = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, d)
+        t = self.o(a) + t          # the attention branch first: the stream's class token and grid must win
+        return self.out(t[:, 0])
+
+
+@pytest.mark.parametrize("backend", ["fx", "export"])
+def test_attention_heads_merged_back_are_tokens_with_the_streams_class_token_and_grid(backend, monkeypatch):
+    from hkt_core.trace import graph as trace_graph
+
+    if backend == "export":  # the export fallback, as for a model fx cannot trace
+        def no_fx(*args, **kwargs):
+            raise RuntimeError("fx disabled for this test")
+        monkeypatch.setattr(trace_graph, "fx_trace", no_fx)
+    bg = analyse(HeadSplitViT(), torch.randn(2, 1, 8, 8))
+    assert bg.traced.backend == backend
+    g = bg.traced.graph
+    merged = [k for n, k in bg.kinds.items() if g.nodes[n]["op"] != "placeholder" and k.shape[1:] == (17, 12)]
+    assert len(merged) >= 4 and all((k.kind, k.class_token, k.grid) == ("tokens", True, (4, 4)) for k in merged), merged
+    split = [k for n, k in bg.kinds.items() if len(k.shape) == 4 and k.shape[1] != 1]
+    assert split, "the head split values are rank 4 and stay maps by rank"

@@ -24,7 +24,7 @@ from .resolve import unknown_node_error
 from ..trace.kinds import mixing_pair_problem
 from .activation import Calibration, as_calibration, cka_scores
 from .score import MIN_CALIBRATION, boundary_bonus, matched, structural_matrix, structural_score
-from .solve import choose_pairs, longest_chain
+from .solve import choose_pairs, inner_mask, longest_chain
 
 METHODS = ("structural", "activation")
 MAX_AUTO_MIXING = 4
@@ -143,6 +143,8 @@ def _describe(p: Block, c: Block) -> str:
     else:
         parts = [f"{pk.describe()} -> {ck.describe()}: cross-kind transfer"]
     parts.append(f"depth {p.depth:.2f}/{c.depth:.2f}")
+    if p.block_output and c.block_output:
+        parts.append(f"blocks {p.position_text} and {c.position_text}")
     if p.head_input and c.head_input:
         parts.append("features the heads read")
     elif p.stage_end and c.stage_end:
@@ -198,13 +200,22 @@ def _automatic(bp: BlockGraph, bc: BlockGraph, stages: int | None, cka: np.ndarr
             raise AlignmentError(f"stages={stages} needs {count} order-preserving mixing pairs that can mix, but "
                                  f"these models allow at most {most} (stages <= {most + 1}); parent candidates: "
                                  f"{len(P)} [{_resolutions(bp)}], child candidates: {len(C)} [{_resolutions(bc)}]")
-    allowed = ok
-    depth_p = np.array([b.depth for b in P])
-    depth_c = np.array([b.depth for b in C])
-    picked = choose_pairs(scores, allowed, depth_p, depth_c, count, bonus=boundary_bonus(P, C))
+    depth_p = np.array([b.place for b in P])
+    depth_c = np.array([b.place for b in C])
+    ends_p = np.array([b.stage_end for b in P], dtype=bool)
+    ends_c = np.array([b.stage_end for b in C], dtype=bool)
+    picked = choose_pairs(scores, ok, depth_p, depth_c, count, bonus=boundary_bonus(P, C),
+                          ok_inner=inner_mask(ends_p, ends_c, ok, count, _last_block(P), _last_block(C)),
+                          bonus_last=boundary_bonus(P, C, last=True),
+                          flops_p=np.array([b.depth for b in P]), flops_c=np.array([b.depth for b in C]))
     assert picked is not None  # count <= longest chain
     return [_pair(P[i], C[j], float(scores[i, j]), _describe(P[i], C[j]),
                   None if cka is None else float(cka[i, j])) for i, j in picked]
+
+
+def _last_block(blocks) -> int | None:
+    indices = [i for i, b in enumerate(blocks) if b.block_output]
+    return indices[-1] if indices else None
 
 
 def _canonical(bg: BlockGraph, name: Any, side: str) -> str:

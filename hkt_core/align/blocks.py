@@ -4,7 +4,9 @@ The candidate rule. When the model has at least two repeated-block outputs on it
 (:func:`block_boundaries`: outputs of composite modules repeated among siblings that every
 floating-point path to the prediction passes through), the candidates are exactly those block
 outputs plus the features the head reads; stage ends and the head's input are marked
-(``stage_end``, ``head_input``) for the placement. Values inside a block are never candidates.
+(``stage_end``, ``head_input``) for the placement, and each gets its block position
+(``position``: (i + 1) / B for the i-th of B block outputs, 1 for the head's input), the depth the
+placement uses (``place``). Values inside a block are never candidates.
 
 Otherwise (plain CNNs, MLPs, opaque stages) a value is a candidate block boundary when it
 
@@ -34,6 +36,9 @@ from collections.abc import Mapping, Sequence
 import attrs
 import networkx as nx
 import numpy as np
+import torch
+import torch.utils._pytree as pytree
+from torch import nn
 
 from ..errors import AlignmentError
 from ..trace.kinds import ValueKind, kind_from_shape, traced_kinds
@@ -62,6 +67,18 @@ class Block:
     stage_end: bool = False
     #: the pooled features (or final norm) the head reads
     head_input: bool = False
+    #: block position: (i + 1) / B for the i-th of the model's B block outputs, 1 for the head's
+    #: input; None where the model has no repeated blocks
+    position: float | None = None
+    #: "i/B" of a block output, for the reason text
+    position_text: str = ""
+
+    @property
+    def place(self) -> float:
+        """The relative depth the placement uses: the block position when the model has repeated
+        blocks (each block counts as one, the way a reader splits a network into halves or thirds),
+        else the FLOP depth."""
+        return self.depth if self.position is None else self.position
 
     @property
     def strength(self) -> float:
@@ -142,12 +159,7 @@ def _make_block(bg: BlockGraph, name: str) -> Block:
                  change=change, module_output=bool(data["module_output"]), value_kind=kind)
 
 
-#: graph ops the head's input is read through (views, dropout, class-token selection)
-_PASS_THROUGH = ("dropout", "flatten", "view", "reshape", "select", "squeeze", "contiguous", "clone",
-                 "identity", "getitem", "relu", "tanh", "gelu", "_unsafe_view", "alias")
-
-
-_VIEWS = ("view", "reshape", "flatten", "contiguous", "clone", "alias")
+_VIEWS = ("view", "reshape", "flatten", "contiguous", "clone", "alias", "slice", "expand")
 
 
 def repeated_blocks(model) -> list[str]:
@@ -164,7 +176,11 @@ def repeated_blocks(model) -> list[str]:
         for n, c in kids:
             if counts[type(c)] >= 2:
                 out.append(f"{path}.{n}" if path else n)
-    return out
+    # the parts of a block are not blocks: same-class children of a repeated block that is not a
+    # container (the expand, depthwise and project convolution layers of an inverted residual)
+    repeated = set(out)
+    containers = {p for p, m in model.named_modules() if isinstance(m, (nn.Sequential, nn.ModuleList))}
+    return [p for p in out if not (p.rpartition(".")[0] in repeated and p.rpartition(".")[0] not in containers)]
 
 
 def block_boundaries(traced: TracedModel, cut: set[str]) -> tuple[list[str], set[str], str | None] | None:
@@ -180,11 +196,13 @@ def block_boundaries(traced: TracedModel, cut: set[str]) -> tuple[list[str], set
     g = traced.graph
     cut = set(cut) | _float_cut_points(traced)
     outputs: list[str] = []
+    paths: dict[str, list[str]] = {}   # block output -> the repeated blocks whose output it is
     for path in repeated_blocks(traced.model):
         try:
             name = traced.canonical(path)
         except KeyError:
             continue
+        paths.setdefault(name, []).append(path)
         if name in cut and name != traced.prediction and name not in outputs:
             outputs.append(name)
     if len(outputs) < 2:
@@ -194,25 +212,58 @@ def block_boundaries(traced: TracedModel, cut: set[str]) -> tuple[list[str], set
     ends = set()
     for a, b in zip(outputs, outputs[1:]):
         if tuple(g.nodes[a]["shape"][1:]) != tuple(g.nodes[b]["shape"][1:]):
-            ends.add(a)
+            # a stage that ends by downsampling (a Swin stage's patch merging) ends at its own output
+            holds = any(a.startswith(p + ".") for p in paths.get(b, ()))
+            ends.add(b if holds else a)
     ends.add(outputs[-1])
     return outputs, ends, head
 
 
 def _is_float(node) -> bool:
+    """True for a floating-point tensor or a tuple holding one (split, chunk); False for integer and
+    boolean tensors and for sizes (``sym_size`` of an export graph, ``size()`` of an fx graph)."""
+    meta = node.meta.get("hkt", {})
+    if "dtype" in meta:
+        return meta["dtype"].is_floating_point
+    if "floating" in meta:
+        return bool(meta["floating"])
     val = node.meta.get("val")
-    dtype = getattr(val, "dtype", None) or node.meta.get("hkt", {}).get("dtype")
-    return dtype is None or dtype.is_floating_point
+    if val is None:
+        return True  # nothing recorded: keep the value on the floating-point graph
+    return any(isinstance(v, torch.Tensor) and v.is_floating_point() for v in pytree.tree_leaves(val))
+
+
+def _is_scalar(node) -> bool:
+    """A size or another Python scalar (``sym_size`` of an export graph, ``size()`` of an fx graph)."""
+    meta = node.meta.get("hkt", {})
+    if "dtype" in meta:
+        return False
+    if "scalar" in meta:
+        return bool(meta["scalar"])
+    return isinstance(node.meta.get("val"), (int, float, bool, torch.SymInt, torch.SymFloat, torch.SymBool))
+
+
+def _data_of_inputs(traced: TracedModel) -> set[str]:
+    """Values computed from the inputs' data: sizes are not data, so what is made from them alone
+    (positions, rotary tables, masks of a given length) is not fed by the inputs."""
+    g = traced.graph
+    fed: set[str] = set(traced.inputs)
+    todo = list(traced.inputs)
+    while todo:
+        for succ in g.successors(todo.pop()):
+            if succ not in fed and not _is_scalar(g.nodes[succ]["fx_node"]):
+                fed.add(succ)
+                todo.append(succ)
+    return fed
 
 
 def _float_cut_points(traced: TracedModel) -> set[str]:
-    """Dominators of the prediction in the graph of floating-point values: integer bookkeeping
-    (attention masks, the position of the last real token) does not bypass the layers."""
+    """Dominators of the prediction in the graph of floating-point values computed from the inputs'
+    data: integer bookkeeping (attention masks, the position of the last real token) and values made
+    from sizes alone (rotary position tables) do not bypass the layers."""
     g = traced.graph
     pred = traced.prediction
-    fed: set[str] = set(traced.inputs)
-    for name in traced.inputs:
-        fed |= nx.descendants(g, name)
+    fed = _data_of_inputs(traced)
     keep = {n for n in fed if _is_float(g.nodes[n]["fx_node"])}  # tuples (split, chunk) included
     if pred not in keep:
         return set()
@@ -248,7 +299,39 @@ def _numel(shape) -> int:
     return int(np.prod(shape[1:])) if shape else 0
 
 
+def _module_path(traced: TracedModel, name: str) -> str:
+    return str(traced.graph.nodes[name].get("module") or "").split("@", 1)[0]
+
+
+def _inside(path: str, module: str) -> bool:
+    return bool(module) and (path == module or path.startswith(module + "."))
+
+
+def _head_module(traced: TracedModel, op: str, last_block: str) -> str:
+    """The outermost module around the head's parameterised operation ``op`` that holds no block
+    output (``fc``, ``classifier``, a ``Sequential(Flatten, Linear)`` head), or '' for none."""
+    path, block = _module_path(traced, op), _module_path(traced, last_block)
+    parts = path.split(".") if path else []
+    for k in range(1, len(parts) + 1):
+        prefix = ".".join(parts[:k])
+        if not _inside(block, prefix):
+            return prefix
+    return ""
+
+
+#: operations the head's features are read back through: no-ops at inference, activations, and
+#: class-token selection
+_READ_THROUGH = ("dropout", "identity", "contiguous", "clone", "alias", "relu", "tanh", "gelu", "select",
+                 "getitem", "squeeze")
+
+
 def _head_input(traced: TracedModel, last_block: str) -> str | None:
+    """The features the head reads: the value that enters the head module (the outermost module
+    around the last parameterised operation before the prediction that holds no block), read back
+    through dropout, activations, class-token selection and views that keep the shape, to a module
+    with parameters (a pooler, a pre-classifier, a final norm), a global pooling, or the first
+    value that reshapes (a flatten after a functional pooling: the head reads the flattened
+    features)."""
     g = traced.graph
     node = traced.prediction
     # the last parameterised operation producing the prediction (through its largest input)
@@ -257,30 +340,35 @@ def _head_input(traced: TracedModel, last_block: str) -> str | None:
         node = max(preds, key=lambda p: (_numel(g.nodes[p]["shape"]), g.nodes[p]["index"])) if preds else None
     if node is None:
         return None
-    preds = [p for p in g.predecessors(node) if g.nodes[p]["shape"] is not None and g.nodes[p]["op"] != "placeholder"]
-    if not preds:
-        return None
-    cur = max(preds, key=lambda p: g.nodes[p]["index"])
     last_index = g.nodes[last_block]["index"]
+    head = _head_module(traced, node, last_block)
+
+    def main_input(name: str) -> str | None:
+        preds = [p for p in g.predecessors(name) if g.nodes[p]["shape"] is not None and g.nodes[p]["op"] != "placeholder"]
+        return max(preds, key=lambda p: g.nodes[p]["index"]) if preds else None
+
+    cur = main_input(node)
+    while cur is not None and g.nodes[cur]["index"] > last_index and _inside(_module_path(traced, cur), head):
+        cur = main_input(cur)  # inside the head module: find what enters it
     while cur is not None and g.nodes[cur]["index"] > last_index:
         data = g.nodes[cur]
+        target = data["target"].lower()
         ins = [p for p in g.predecessors(cur) if g.nodes[p]["shape"] is not None]
-        if len(ins) == 1 and any(k in data["target"].lower() for k in _VIEWS) and \
-                _numel(g.nodes[ins[0]]["shape"]) == _numel(data["shape"]):
-            cur = ins[0]  # a view of the value (a module's output reshaped): read through it
+        if len(ins) == 1 and any(k in target for k in _VIEWS) and tuple(g.nodes[ins[0]]["shape"]) == tuple(data["shape"]):
+            cur = ins[0]  # a view that keeps the shape (a module's output viewed): read through it
             continue
         paths = traced.table.module_outputs.get(data["fx_node"], ()) if traced.table is not None else ()
         if data["module_output"] and (data["params"] or any(_module_has_params(traced, p) for p in paths)):
             return cur
-        if any(k in data["target"].lower() for k in ("pool", "mean")):
-            return cur  # global pooling
-        ins = [p for p in g.predecessors(cur) if g.nodes[p]["shape"] is not None]
+        if data["params"] or any(k in target for k in ("pool", "mean")):
+            return cur  # a parameterised operation, a global pooling
         if len(ins) == 1 and _numel(g.nodes[ins[0]]["shape"]) > _numel(data["shape"]) and \
-                not any(k in data["target"].lower() for k in _PASS_THROUGH):
+                not any(k in target for k in _READ_THROUGH):
             return cur  # a reduction: global pooling, mean over tokens
-        if data["params"]:
-            return cur
-        cur = max(ins, key=lambda p: g.nodes[p]["index"]) if ins else None
+        if any(k in target for k in _READ_THROUGH) and ins:
+            cur = max(ins, key=lambda p: g.nodes[p]["index"])
+            continue
+        return cur  # a reshape (flatten) after a pooling: the head reads this value
     return None
 
 
@@ -363,8 +451,12 @@ def discover(traced: TracedModel, declared: Sequence[str] | None = None,
         if boundaries:
             outputs, ends, head = boundaries
             keep = set(outputs) | ({head} if head else set())
+            rank = {name: i + 1 for i, name in enumerate(outputs)}
             blocks = [attrs.evolve(b, block_output=b.name in outputs, stage_end=b.name in ends,
-                                   head_input=b.name == head) for b in blocks if b.name in keep]
+                                   head_input=b.name == head,
+                                   position=rank[b.name] / len(outputs) if b.name in rank else 1.0,
+                                   position_text=f"{rank[b.name]}/{len(outputs)}" if b.name in rank else "head")
+                      for b in blocks if b.name in keep]
         else:
             blocks = [b for b in blocks if b.cut or b.change or (b.module_output and b.level <= 1)]
     bg.candidates = tuple(sorted(blocks, key=lambda b: b.index))

@@ -6,7 +6,8 @@ Structural score (``method="structural"``)::
           + 0.2 * role_match                           compatible roles
           + 0.2 * (strength_p + strength_c) / 2        both are natural hand-off points
 
-``role_match`` is the share of agreeing role signs among {cut point, module level (top-level /
+``depth`` is :attr:`Block.place`: the block position when the model has repeated blocks, else
+the FLOP depth. ``role_match`` is the share of agreeing role signs among {cut point, module level (top-level /
 second-level / inner), resolution-or-width change}; ``strength`` is the share of those signs a
 block shows (:attr:`Block.strength`).
 
@@ -61,27 +62,37 @@ def role_match(p: Block, c: Block) -> float:
     return (float(p.cut == c.cut) + float(p.level == c.level) + float(p.change == c.change)) / 3.0
 
 
+def resolution_penalty(p: Block, c: Block) -> float:
+    """What an unmatched pair loses; nothing for the two features the heads read (the natural last
+    mixing point whatever their kinds: pooled vectors, a final norm's tokens, a 1x1 map)."""
+    if matched(p, c) or (p.head_input and c.head_input):
+        return 0.0
+    return UNMATCHED_PENALTY + RESOLUTION_WEIGHT * (1.0 - resolution_similarity(p, c))
+
+
 def structural_score(p: Block, c: Block) -> float:
-    value = (DEPTH_WEIGHT * (1.0 - abs(p.depth - c.depth)) + ROLE_WEIGHT * role_match(p, c)
+    value = (DEPTH_WEIGHT * (1.0 - abs(p.place - c.place)) + ROLE_WEIGHT * role_match(p, c)
              + STRENGTH_WEIGHT * (p.strength + c.strength) / 2.0)
-    if not matched(p, c):
-        value -= UNMATCHED_PENALTY + RESOLUTION_WEIGHT * (1.0 - resolution_similarity(p, c))
+    value -= resolution_penalty(p, c)
     return float(min(1.0, max(0.0, value)))
 
 
-def boundary_bonus(parent: Sequence[Block], child: Sequence[Block]) -> np.ndarray:
+def boundary_bonus(parent: Sequence[Block], child: Sequence[Block], last: bool = False) -> np.ndarray:
     """Placement preference added to the pair score by the solver: ``STAGE_END_WEIGHT`` when both
-    are stage ends, ``HEAD_INPUT_WEIGHT`` when both are the features their heads read."""
+    are stage ends, ``HEAD_INPUT_WEIGHT`` when both are the features their heads read. For the last
+    mixing point (``last``) only the head inputs count: there the last stage's output competes with
+    the features the head reads, and the rule prefers the latter (docs/alignment.md, section 2)."""
     se_p = np.array([b.stage_end for b in parent], dtype=np.float64)
     se_c = np.array([b.stage_end for b in child], dtype=np.float64)
     hi_p = np.array([b.head_input for b in parent], dtype=np.float64)
     hi_c = np.array([b.head_input for b in child], dtype=np.float64)
-    return STAGE_END_WEIGHT * se_p[:, None] * se_c[None, :] + HEAD_INPUT_WEIGHT * hi_p[:, None] * hi_c[None, :]
+    head = HEAD_INPUT_WEIGHT * hi_p[:, None] * hi_c[None, :]
+    return head if last else STAGE_END_WEIGHT * se_p[:, None] * se_c[None, :] + head
 
 
 def _features(blocks: Sequence[Block]) -> dict[str, np.ndarray]:
     return {
-        "depth": np.array([b.depth for b in blocks], dtype=np.float64),
+        "depth": np.array([b.place for b in blocks], dtype=np.float64),
         "cut": np.array([b.cut for b in blocks], dtype=bool),
         "level": np.array([b.level for b in blocks], dtype=np.int64),
         "change": np.array([b.change for b in blocks], dtype=bool),
@@ -112,8 +123,7 @@ def structural_matrix(parent: Sequence[Block], child: Sequence[Block]) -> tuple[
         for j, c in enumerate(child):
             if not same[i, j]:
                 ok[i, j] = compatible(p, c)
-                scores[i, j] = max(0.0, scores[i, j] - UNMATCHED_PENALTY
-                                   - RESOLUTION_WEIGHT * (1.0 - resolution_similarity(p, c)))
+                scores[i, j] = max(0.0, scores[i, j] - resolution_penalty(p, c))
     return scores, same, ok
 
 

@@ -12,7 +12,10 @@ spreading the mixing points evenly over both networks' depth (each side near the
 their mean: a value at depth 0 paired with one at depth 1 is not "half-way") (the last sits next to the predictions, where the
 paper's CIFAR pair mixes pooled features; the placement weighs as much as the pair score, so a
 transformer whose values all have one token count still spreads its mixing points). Pairs that
-cannot mix (:func:`hkt_core.trace.kinds.mixing_pair_problem`) are excluded.
+cannot mix (:func:`hkt_core.trace.kinds.mixing_pair_problem`) are excluded. ``depth`` is a value's
+placement depth (:attr:`hkt_core.align.blocks.Block.place`: its block position when the model has
+repeated blocks, else its FLOP depth); :func:`inner_mask` keeps the points before the last on the
+stage ends of a model of several stages.
 Cost: O((N-1) x Kp x Kc) in numpy for Kp parent and Kc child candidates.
 """
 
@@ -21,6 +24,8 @@ from __future__ import annotations
 import numpy as np
 
 PLACEMENT_WEIGHT = 1.0
+#: weight of the FLOP depth in the placement, next to block positions: a tie-break only
+TIE_WEIGHT = 0.05
 
 
 def _prefix_max(f: np.ndarray) -> np.ndarray:
@@ -47,22 +52,39 @@ def longest_chain(ok: np.ndarray) -> int:
 
 
 def choose_pairs(scores: np.ndarray, ok: np.ndarray, depth_p: np.ndarray, depth_c: np.ndarray,
-                 count: int, bonus: np.ndarray | None = None) -> list[tuple[int, int]] | None:
+                 count: int, bonus: np.ndarray | None = None,
+                 ok_inner: np.ndarray | None = None, bonus_last: np.ndarray | None = None,
+                 flops_p: np.ndarray | None = None, flops_c: np.ndarray | None = None) -> list[tuple[int, int]] | None:
     """Indices of ``count`` order-preserving pairs maximising the objective, or None if impossible.
 
     ``bonus`` (stage ends, head inputs: :func:`hkt_core.align.score.boundary_bonus`) is added to a
     pair's gain in proportion to how near both sides are to the point's target depth, so a stage end
-    is preferred at matching depth, not pulled away from it."""
+    is preferred at matching depth, not pulled away from it. ``ok_inner``, when given, replaces
+    ``ok`` for every point but the last (the stage-end rule of :func:`inner_mask`), ``bonus_last``
+    replaces ``bonus`` for the last point. ``flops_p`` / ``flops_c`` (FLOP depths, when ``depth_p`` /
+    ``depth_c`` are block positions) break ties between values of one position (a model's last block
+    and the final norm after it, two stage ends equally far from the target): ``TIE_WEIGHT`` times the
+    pair's FLOP-depth similarity and its FLOP-depth nearness to the target are added."""
     if count == 0:
         return []
+    tie = 0.0
+    if flops_p is not None and flops_c is not None:
+        tie = TIE_WEIGHT * (1.0 - np.abs(flops_p[:, None] - flops_c[None, :]))
     layers = []
     prev = None
     for k in range(1, count + 1):
         target = k / count
         off = (np.abs(depth_p - target)[:, None] + np.abs(depth_c - target)[None, :]) / 2.0
         near = 1.0 - off
-        extra = 0.0 if bonus is None else bonus * near
-        gain = np.where(ok, scores + extra + PLACEMENT_WEIGHT * near, -np.inf)
+        if flops_p is not None and flops_c is not None:
+            near_flops = 1.0 - (np.abs(flops_p - target)[:, None] + np.abs(flops_c - target)[None, :]) / 2.0
+            near_tie = tie + TIE_WEIGHT * near_flops
+        else:
+            near_tie = tie
+        use = bonus_last if k == count and bonus_last is not None else bonus
+        extra = 0.0 if use is None else use * near
+        allowed = ok if ok_inner is None or k == count else ok_inner
+        gain = np.where(allowed, scores + extra + PLACEMENT_WEIGHT * near + near_tie, -np.inf)
         f = gain if prev is None else gain + _prefix_max(prev)
         layers.append(f)
         prev = f
@@ -76,3 +98,25 @@ def choose_pairs(scores: np.ndarray, ok: np.ndarray, depth_p: np.ndarray, depth_
         i, j = np.unravel_index(int(np.argmax(sub)), sub.shape)
         chosen.append((int(i), int(j)))
     return chosen[::-1]
+
+
+def inner_mask(stage_end_p: np.ndarray, stage_end_c: np.ndarray, ok: np.ndarray, count: int,
+               last_p: int | None = None, last_c: int | None = None) -> np.ndarray | None:
+    """Pairs allowed for the ``count - 1`` points before the last: a model of several stages (a stage
+    end before a change of resolution or width, not only its last block ``last_p`` / ``last_c``)
+    with at least that many stage ends mixes at stage ends only, the way a reader aligns a 2-stage
+    network with a 4-stage one. None when neither model qualifies, or when the restriction leaves
+    too few order-preserving pairs."""
+    inner = count - 1
+    if inner <= 0:
+        return None
+
+    def allowed(ends: np.ndarray, last: int | None) -> np.ndarray:
+        staged = int(ends.sum()) - int(last is not None and bool(ends[last])) >= 1
+        return ends if staged and ends.sum() >= inner else np.ones_like(ends)
+
+    rows, cols = allowed(stage_end_p, last_p), allowed(stage_end_c, last_c)
+    if rows.all() and cols.all():
+        return None
+    mask = ok & rows[:, None] & cols[None, :]
+    return mask if longest_chain(mask) >= inner else None

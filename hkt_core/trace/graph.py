@@ -189,6 +189,10 @@ class _ShapeProp(fx.Interpreter):
             raise TraceError(f"running traced node {n.format_node()} failed: {exc}") from exc
         if isinstance(value, torch.Tensor):
             n.meta.setdefault("hkt", {}).update(shape=tuple(value.shape), dtype=value.dtype)
+        else:  # a size, a flag, or a tuple of tensors (split, chunk): floating when it holds float tensors
+            leaves = [v for v in pytree.tree_leaves(value) if isinstance(v, torch.Tensor)]
+            n.meta.setdefault("hkt", {}).update(floating=any(v.is_floating_point() for v in leaves),
+                                                scalar=not leaves)
         return value
 
 

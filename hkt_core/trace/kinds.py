@@ -222,6 +222,13 @@ def infer_kinds(gm: fx.GraphModule, shape_of: Callable[[fx.Node], tuple[int, ...
                                  f"maps (B, C, *spatial)")
         stated_kinds[n] = ValueKind(kind, shape, cls, grid)
 
+    # rank-4 values that are tokens split into attention heads, (B, N, H, d) or (B, H, N, d), with the
+    # kind of the tokens they were split from: merging the heads back gives those tokens again
+    heads: dict[fx.Node, ValueKind] = {}
+    # rank-4 values that are tokens laid on their grid channels last, (B, h, w, D) (a Swin stage's
+    # windows and patch merging): flattening h and w gives tokens on an h x w grid
+    laid: set[fx.Node] = set()
+
     def forward_pass() -> None:
         for n in nodes:
             shape = shapes[n]
@@ -231,8 +238,14 @@ def infer_kinds(gm: fx.GraphModule, shape_of: Callable[[fx.Node], tuple[int, ...
                 info[n] = stated_kinds[n]
             elif len(shape) != 3:
                 info[n] = ValueKind("vector" if len(shape) == 2 else "map", shape)
+                if len(shape) == 4:
+                    src = _split_heads(gm, n, shape, shapes, info, heads)
+                    if src is not None:
+                        heads[n] = src
+                    elif _on_token_grid(n, shape, shapes, info, laid):
+                        laid.add(n)
             else:
-                found = _forward_rule(gm, n, shape, shapes, info, rank3_inputs(n))
+                found = _forward_rule(gm, n, shape, shapes, info, rank3_inputs(n), heads, laid)
                 info[n] = found if found is not None else info.get(n)
 
     # 1. evidence flows forward from the operations that produce values; 2. values still unknown
@@ -246,13 +259,58 @@ def infer_kinds(gm: fx.GraphModule, shape_of: Callable[[fx.Node], tuple[int, ...
     return {n: v for n, v in info.items() if v is not None}
 
 
+def _richest(kinds: Iterable[ValueKind]) -> ValueKind | None:
+    """Of token kinds with one token count, the one that knows most: a class token and a grid are
+    carried by the residual stream, not by a branch that lost them (an attention output)."""
+    kinds = list(kinds)
+    return max(kinds, key=lambda k: (k.class_token, k.grid is not None)) if kinds else None
+
+
+def _split_heads(gm: fx.GraphModule, n: fx.Node, shape, shapes, info, heads) -> ValueKind | None:
+    """The tokens a rank-4 value was split from into attention heads, or None (a real map).
+
+    A view of tokens (B, N, D) as (B, N, H, D/H) splits them; moving axes, attention, scaling and
+    the like keep a split value split; a map-making operation (a convolution) does not."""
+    name = _target_name(n)
+    first = n.all_input_nodes[0] if n.all_input_nodes else None
+    if first is None or _own_evidence(gm, n) == "map":
+        return None
+    fshape = shapes.get(first)
+    src = info.get(first)
+    if (name in _FLATTENS + ("unflatten",) and fshape is not None and len(fshape) == 3 and src is not None
+            and src.kind == "tokens" and tuple(shape[:2]) == tuple(fshape[:2]) and shape[2] * shape[3] == fshape[2]):
+        return src
+    for a in n.all_input_nodes:
+        if a in heads:
+            return heads[a]
+    return None
+
+
+def _on_token_grid(n: fx.Node, shape, shapes, info, laid) -> bool:
+    """True for tokens (B, N, D) viewed as (B, h, w, D) with h * w = N, and for what a value so laid
+    becomes without moving its axes (slicing the grid, padding, rolling, joining features)."""
+    first = n.all_input_nodes[0] if n.all_input_nodes else None
+    if first is None:
+        return False
+    fshape = shapes.get(first)
+    name = _target_name(n)
+    if name in _FLATTENS + ("unflatten",) and fshape is not None and len(fshape) == 3:
+        src = info.get(first)
+        return (src is not None and src.kind == "tokens" and not src.class_token and shape[3] == fshape[2]
+                and shape[1] * shape[2] == fshape[1])
+    return name not in _MOVES and any(a in laid for a in n.all_input_nodes)
+
+
 def _forward_rule(gm: fx.GraphModule, n: fx.Node, shape: tuple[int, ...], shapes, info,
-                  inputs3: list[fx.Node]) -> ValueKind | None:
+                  inputs3: list[fx.Node], heads: Mapping[fx.Node, ValueKind] | None = None,
+                  laid: set[fx.Node] | None = None) -> ValueKind | None:
     same_tokens = [a for a in inputs3 if info.get(a) is not None and shapes[a][1] == shape[1]]
+    heads = heads or {}
+    laid = laid or set()
 
     def carried(kind: str) -> ValueKind:
         """``kind`` with the class token and grid of an input with the same token count."""
-        src = next((info[a] for a in same_tokens if info[a].kind == "tokens"), None)
+        src = _richest(info[a] for a in same_tokens if info[a].kind == "tokens")
         if kind == "tokens" and src is not None:
             return ValueKind("tokens", shape, src.class_token, src.grid)
         return ValueKind(kind, shape)
@@ -268,6 +326,14 @@ def _forward_rule(gm: fx.GraphModule, n: fx.Node, shape: tuple[int, ...], shapes
             return ValueKind("tokens", shape, False, src.grid)
         return ValueKind("map", shape, False, None if src.class_token else src.grid)
     name = _target_name(n)
+    if name in _FLATTENS and first in heads and first_shape is not None and len(first_shape) == 4:
+        src = heads[first]   # attention heads merged back into tokens
+        if shape[1] == src.shape[1]:
+            return ValueKind("tokens", shape, src.class_token, src.grid)
+        return ValueKind("tokens", shape)
+    if (name in _FLATTENS and first in laid and first_shape is not None and len(first_shape) == 4
+            and shape[1] == first_shape[1] * first_shape[2] and shape[2] == first_shape[3]):
+        return ValueKind("tokens", shape, False, tuple(first_shape[1:3]))   # a token grid flattened back
     if (name in _FLATTENS and first_shape is not None and len(first_shape) >= 4 and shape[1] == first_shape[1]
             and shape[2] == math.prod(first_shape[2:])):
         return ValueKind("map", shape, False, tuple(first_shape[2:]))
@@ -279,9 +345,11 @@ def _forward_rule(gm: fx.GraphModule, n: fx.Node, shape: tuple[int, ...], shapes
             return ValueKind("tokens", shape, False, src.grid)
         if src.kind == "tokens" and tuple(first_shape) == tuple(shape):
             return src.with_shape(shape)
-    for a in inputs3:
-        if info.get(a) is not None and tuple(shapes[a]) == tuple(shape):
-            return info[a].with_shape(shape)
+    same = [info[a] for a in inputs3 if info.get(a) is not None and tuple(shapes[a]) == tuple(shape)]
+    if same and all(k.kind == "tokens" for k in same):
+        return _richest(same).with_shape(shape)   # a residual add keeps the stream's class token and grid
+    if same:
+        return same[0].with_shape(shape)
     return None
 
 
