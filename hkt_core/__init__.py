@@ -71,6 +71,10 @@ if not any(isinstance(f, _MovedModuleFinder) for f in _sys.meta_path):
 #: Names served lazily (the engine's modules import on first use).
 _LAZY = {
     "genetic_attention": "hkt_core.etm",
+    "transfer_between": "hkt_core.etm",
+    # named intermediate values of a network as a module (the values align names)
+    "features": "hkt_core.lockstep.features",
+    "Features": "hkt_core.lockstep.features",
     "Family": "hkt_core.family",
     "HKTOutput": "hkt_core.family",
     "HKTLoss": "hkt_core.family",

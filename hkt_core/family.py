@@ -31,7 +31,7 @@ from .adapters import adapter_for
 from .align.resolve import name_pairs
 from .config import HKTConfig
 from .errors import AlignmentError, ConfigError
-from .etm.crosskind import cross_kind_transfer
+from .etm.crosskind import transfer_between
 from .etm.mixtures import split_mix
 from .trace.kinds import ValueKind, donor_kind, infer_kinds, mixing_pair_problem, parse_stated, stated_nodes
 from .lockstep import LockstepGraph, LockstepStreams, follow, from_channels_first, to_channels_first
@@ -345,12 +345,9 @@ class Family(nn.Module):
         return MixingPoint(to_child, to_parent, p_ex, c_ex)
 
     def _transfer(self, transfer_cls: type, source: ValueKind, target: ValueKind) -> nn.Module:
-        """``config.transfer`` between values of one kind, the registered cross-kind transfer otherwise."""
-        name = cross_kind_transfer(source, target)
-        if name is None:
-            return transfer_cls(source.channel_first_shape, target.channel_first_shape)
-        cls = self._manager.lookup("transfers", name)
-        return cls(source.channel_first_shape, target.channel_first_shape, source=source, target=target)
+        """The transfer between the two values' kinds (:func:`hkt_core.etm.transfer_between`, the one
+        rule): ``config.transfer`` within one kind, the registered cross-kind transfer otherwise."""
+        return transfer_between(source, target, transfer=self.config.transfer, manager=self._manager)
 
     def _check_alphas(self, directions: Sequence[str]) -> None:
         config = self.config

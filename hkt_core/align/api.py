@@ -24,9 +24,9 @@ from .resolve import unknown_node_error
 from ..trace.kinds import mixing_pair_problem
 from .activation import Calibration, as_calibration, cka_scores
 from .score import MIN_CALIBRATION, boundary_bonus, matched, structural_matrix, structural_score
-from .solve import choose_pairs, inner_mask, longest_chain
+from .solve import choose_pairs, inner_mask, longest_chain, random_pairs
 
-METHODS = ("structural", "activation")
+METHODS = ("structural", "activation", "random")
 MAX_AUTO_MIXING = 4
 
 
@@ -53,7 +53,7 @@ def _manager(manager: Any) -> Any:
 def align(parent: nn.Module, child: nn.Module, example_inputs: Any, stages: int | None = None,
           method: str = "structural", pairs: Sequence[tuple[str, str]] | None = None, *,
           layouts: Mapping[str, str] | None = None, calibration: Any = None,
-          batch_size: int = 64, manager: Any = None) -> Alignment:
+          batch_size: int = 64, manager: Any = None, seed: int | None = None) -> Alignment:
     """Align ``parent``'s blocks to ``child``'s; the last pair is the two models' predictions.
 
     ``example_inputs`` (a tensor or a tuple of tensors) feed both models. ``method="activation"``
@@ -66,6 +66,9 @@ def align(parent: nn.Module, child: nn.Module, example_inputs: Any, stages: int 
     ``layouts`` states the layout of values the graph reading gets wrong
     (``{"encoder.out": "tokens"}``; ``"parent:name"`` / ``"child:name"`` for one side).
     ``manager`` is the plugin manager the models' adapters come from (default: the process-wide one).
+    ``method="random"`` is the control of an alignment claim: ``stages - 1`` order-preserving pairs
+    that can mix, drawn uniformly among all such chains with ``seed`` (recorded in the alignment);
+    the predictions pair stays last.
     """
     if method not in METHODS:
         raise AlignmentError(f"method={method!r} is not supported; choose one of {', '.join(METHODS)}")
@@ -77,7 +80,7 @@ def align(parent: nn.Module, child: nn.Module, example_inputs: Any, stages: int 
     bp = analyse(parent, inputs, manager=manager, layouts=layouts, side="parent")
     bc = analyse(child, inputs, manager=manager, layouts=layouts, side="child")
     return align_blocks(bp, bc, stages=stages, method=method, pairs=pairs, inputs=inputs,
-                        calibration=calibration, batch_size=batch_size)
+                        calibration=calibration, batch_size=batch_size, seed=seed)
 
 
 def check_stages(stages: Any) -> None:
@@ -90,11 +93,16 @@ def check_stages(stages: Any) -> None:
 def align_blocks(bp: BlockGraph, bc: BlockGraph, *, stages: int | None = None, method: str = "structural",
                  pairs: Sequence[tuple[str, str]] | None = None,
                  inputs: tuple[torch.Tensor, ...] = (), calibration: Any = None,
-                 batch_size: int = 64) -> Alignment:
+                 batch_size: int = 64, seed: int | None = None) -> Alignment:
     """Alignment of two analysed models (see :func:`align`)."""
     check_stages(stages)
     if method not in METHODS:
         raise AlignmentError(f"method={method!r} is not supported; choose one of {', '.join(METHODS)}")
+    if method == "random":
+        if pairs is not None:
+            raise AlignmentError("method='random' draws the mixing points; it takes no pairs= (give either)")
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise AlignmentError(f"method='random' needs seed= a non-negative integer, got {seed!r}")
     calib: Calibration | None = None
     if method == "activation":
         if calibration is None:
@@ -109,6 +117,8 @@ def align_blocks(bp: BlockGraph, bc: BlockGraph, *, stages: int | None = None, m
     cka = cka_scores(bp, bc, calib, batch_size) if calib is not None and pairs is None else None
     if pairs is not None:
         chosen = _manual(bp, bc, pairs, stages)
+    elif method == "random":
+        chosen = _random(bp, bc, stages, seed)
     else:
         chosen = _automatic(bp, bc, stages, cka)
     out_score = structural_score(pp, pc)
@@ -116,7 +126,8 @@ def align_blocks(bp: BlockGraph, bc: BlockGraph, *, stages: int | None = None, m
     return Alignment(pairs=tuple(result), input_shapes=bp.traced.input_shapes,
                      method="manual" if pairs is not None else method,
                      calibration=calib.describe() if calib is not None and pairs is None else None,
-                     layouts={**bp.layouts, **bc.layouts}, traced=(bp.traced, bc.traced))
+                     layouts={**bp.layouts, **bc.layouts}, traced=(bp.traced, bc.traced),
+                     seed=seed if method == "random" else None)
 
 
 def _pair(p: Block, c: Block, score: float, reason: str, cka: float | None = None) -> BlockPair:
@@ -216,6 +227,22 @@ def _automatic(bp: BlockGraph, bc: BlockGraph, stages: int | None, cka: np.ndarr
 def _last_block(blocks) -> int | None:
     indices = [i for i, b in enumerate(blocks) if b.block_output]
     return indices[-1] if indices else None
+def _random(bp: BlockGraph, bc: BlockGraph, stages: int | None, seed: int) -> list[BlockPair]:
+    """``stages - 1`` pairs that can mix, order-preserving, drawn uniformly with ``seed``
+    (:func:`hkt_core.align.solve.random_pairs`); ``stages=None`` draws as many as the automatic rule."""
+    P, C = bp.candidates, bc.candidates
+    scores, same, ok = structural_matrix(P, C)
+    most = longest_chain(ok)
+    count = (min(auto_stage_count(bp, bc) - 1, max(longest_chain(same), 1)) if stages is None else stages - 1)
+    if count > most:
+        raise AlignmentError(f"stages={stages} needs {count} order-preserving mixing pairs that can mix, but "
+                             f"these models allow at most {most} (stages <= {most + 1})")
+    picked = random_pairs(ok, count, np.random.default_rng(seed))
+    if picked is None:
+        raise AlignmentError(f"no pair of {type(bp.traced.model).__name__} and {type(bc.traced.model).__name__} "
+                             f"blocks can mix; give pairs by hand or state layouts")
+    return [_pair(P[i], C[j], float(scores[i, j]), f"random (seed {seed}); " + _describe(P[i], C[j]))
+            for i, j in picked]
 
 
 def _canonical(bg: BlockGraph, name: Any, side: str) -> str:

@@ -105,6 +105,8 @@ class Alignment:
     #: the two :class:`hkt_core.trace.TracedModel` (parent, child) the alignment was computed on, when
     #: it was (not stored in JSON); a Family built from this alignment reuses them instead of tracing again
     traced: tuple[Any, Any] | None = attrs.field(default=None, eq=False, repr=False)
+    #: ``method="random"``: the seed the mixing points were drawn with (the control is reproducible)
+    seed: int | None = None
 
     @property
     def stages(self) -> int:
@@ -126,6 +128,8 @@ class Alignment:
             data["calibration"] = dict(self.calibration)
         if self.layouts:
             data["layouts"] = dict(self.layouts)
+        if self.seed is not None:
+            data["seed"] = self.seed
         data["pairs"] = [p.to_dict() for p in self.pairs]
         return data
 
@@ -133,7 +137,7 @@ class Alignment:
         """JSON text, one pair per line (``Alignment.from_json`` reads it back)."""
         data = self.to_dict()
         pairs = ",\n".join(f"    {json.dumps(p)}" for p in data["pairs"])
-        calibration = "".join(f'  "{key}": {json.dumps(data[key])},\n' for key in ("calibration", "layouts")
+        calibration = "".join(f'  "{key}": {json.dumps(data[key])},\n' for key in ("calibration", "layouts", "seed")
                               if key in data)
         return (f'{{\n  "version": {data["version"]},\n  "method": {json.dumps(data["method"])},\n'
                 f'  "input_shapes": {json.dumps(data["input_shapes"])},\n{calibration}  "pairs": [\n{pairs}\n  ]\n}}')
@@ -168,8 +172,11 @@ class Alignment:
         if not isinstance(layouts, dict) or not all(isinstance(k, str) and isinstance(v, str)
                                                     for k, v in layouts.items()):
             raise AlignmentError("alignment 'layouts' must map node names to layouts, e.g. {\"enc\": \"tokens\"}")
+        seed = data.get("seed")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise AlignmentError(f"alignment 'seed' must be an integer (the random control's), got {seed!r}")
         return cls(pairs=pairs, input_shapes=shapes, method=str(data.get("method", "structural")),
-                   calibration=calibration, layouts=layouts)
+                   calibration=calibration, layouts=layouts, seed=seed)
 
     @classmethod
     def from_json(cls, text: str) -> "Alignment":

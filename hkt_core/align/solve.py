@@ -120,3 +120,41 @@ def inner_mask(stage_end_p: np.ndarray, stage_end_c: np.ndarray, ok: np.ndarray,
         return None
     mask = ok & rows[:, None] & cols[None, :]
     return mask if longest_chain(mask) >= inner else None
+def random_pairs(ok: np.ndarray, count: int, rng: np.random.Generator) -> list[tuple[int, int]] | None:
+    """``count`` order-preserving pairs drawn uniformly among all chains of pairs ``ok`` allows (the
+    random alignment control), or None if there is none.
+
+    ``N_k[i, j]``, the number of chains of ``k`` pairs ending at ``(i, j)``, is ``ok[i, j]`` times the
+    sum of ``N_{k-1}`` strictly before ``(i, j)`` in both networks; the last pair is drawn in
+    proportion to ``N_count``, each earlier one in proportion to ``N_{k-1}`` before the pair after it.
+    Each layer is rescaled to a maximum of 1 (the draw only needs ratios within a layer)."""
+    if count == 0:
+        return []
+    allowed = ok.astype(np.float64)
+    layers = []
+    prev = None
+    for _ in range(count):
+        if prev is None:
+            f = allowed.copy()
+        else:
+            before = np.zeros_like(prev)
+            before[1:, 1:] = np.cumsum(np.cumsum(prev, axis=0), axis=1)[:-1, :-1]
+            f = allowed * before
+        top = f.max() if f.size else 0.0
+        if top <= 0:
+            return None
+        f = f / top
+        layers.append(f)
+        prev = f
+
+    def draw(weights: np.ndarray) -> tuple[int, int]:
+        flat = weights.ravel()
+        k = int(rng.choice(flat.size, p=flat / flat.sum()))
+        return tuple(int(v) for v in np.unravel_index(k, weights.shape))
+
+    i, j = draw(layers[-1])
+    chosen = [(i, j)]
+    for f in reversed(layers[:-1]):
+        i, j = draw(f[:i, :j])
+        chosen.append((i, j))
+    return chosen[::-1]

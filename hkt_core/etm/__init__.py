@@ -6,6 +6,7 @@ plugin uses (``hkt_register_transfers``, ``hkt_register_mixtures``, ``hkt_regist
 
 from __future__ import annotations
 
+from .crosskind import transfer_between
 from .attention import TOKEN_LAYOUTS, genetic_attention, resolve_tokens
 from .extractors import ConcatExtractor, IdentityExtractor, PoolExtractor
 from .mixtures import (AddMixture, GateMixture, GeneticAttentionMixture, Mixture, MixOutput, MSEMixture, NoMixture,
@@ -16,4 +17,5 @@ __all__ = [
     "TOKEN_LAYOUTS", "AddMixture", "ConcatExtractor", "Conv1x1Transfer", "GateMixture",
     "GeneticAttentionMixture", "IdentityExtractor", "IdentityTransfer", "LinearTransfer", "MSEMixture", "MixOutput",
     "Mixture", "NoMixture", "PoolExtractor", "Transfer", "auto_transfer", "genetic_attention", "resolve_tokens", "split_mix",
+    "transfer_between",
 ]

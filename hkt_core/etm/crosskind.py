@@ -154,5 +154,53 @@ class FromVector(Transfer):
 CROSS_KIND_TRANSFERS = {"tokens_to_map": TokensToMap, "map_to_tokens": MapToTokens, "to_vector": ToVector,
                         "from_vector": FromVector}
 
+
+
+def _as_kind(kind, shape, side: str):
+    """A :class:`ValueKind` from a kind (or its name) and the value's shape as the model holds it."""
+    from ..kinds import KINDS
+
+    if isinstance(kind, ValueKind):
+        return kind if shape is None else kind.with_shape(shape)
+    if kind not in KINDS:
+        raise ValueError(f"transfer_between: {side} kind {kind!r} is not one of {', '.join(KINDS)}")
+    if shape is None or len(tuple(shape)) < 2:
+        raise ValueError(f"transfer_between: the {side} shape must be the value's batched shape, (B, C), "
+                         f"(B, N, D) or (B, C, *spatial), got {shape!r}")
+    return ValueKind(kind, tuple(shape))
+
+
+def transfer_between(source_kind, target_kind, source_shape=None, target_shape=None, *,
+                     transfer: str = "auto", manager=None) -> nn.Module:
+    """The transfer that maps a value of ``source_kind`` onto one of ``target_kind``: the rule every
+    mixing point of a :class:`hkt_core.Family` is built by.
+
+    Kinds are :class:`~hkt_core.kinds.ValueKind` (shapes then optional) or their names ``map``,
+    ``tokens``, ``vector`` with the values' batched shapes as the models hold them (``(B, N, D)``
+    for tokens). Between values of one kind it is the registered transfer ``transfer`` (``auto``:
+    identity, 1x1 convolution or linear map, resizing positions); between kinds, the registered
+    cross-kind transfer (:data:`CROSS_KIND`). The module works channel-first, like every ETM
+    operator: it takes ``to_channels_first(value, source kind)`` and returns the target's
+    channel-first value (:mod:`hkt_core.lockstep.layout`). A pair no transfer connects (a 1-D map
+    and a 2-D map, tokens without a grid and a 2-D map) raises ``ValueError`` saying why.
+    """
+    from ..kinds import transfer_problem
+
+    source = _as_kind(source_kind, source_shape, "source")
+    target = _as_kind(target_kind, target_shape, "target")
+    problem = transfer_problem(source, target)
+    if problem:
+        raise ValueError(f"no transfer maps {source.describe()} onto {target.describe()}: {problem}")
+    if manager is None:
+        from ..plugins import default_manager
+
+        manager = default_manager()
+    name = cross_kind_transfer(source, target)
+    if name is None:
+        return manager.lookup("transfers", transfer)(source.channel_first_shape, target.channel_first_shape)
+    return manager.lookup("transfers", name)(source.channel_first_shape, target.channel_first_shape,
+                                             source=source, target=target)
+
+
 __all__ = ["CROSS_KIND", "CROSS_KIND_TRANSFERS", "FromVector", "MapToTokens", "TokensToMap", "ToVector",
-           "cross_kind_transfer"]
+           "cross_kind_transfer", "transfer_between"]

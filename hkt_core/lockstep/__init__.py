@@ -7,6 +7,7 @@ operators, loss) and hands this package a ``mix`` callback:
 - :mod:`.layout`: moving a value's channels to axis 1 and back (which values are tokens is
   :mod:`hkt_core.trace.kinds`' reading);
 - :mod:`.interpreter`: :class:`LockstepGraph`, one traced network run node by node;
+- :mod:`.features`: :func:`features`, the named values of one network as a module (with autograd);
 - :mod:`.streams`: :class:`LockstepStreams`, the native / inherited / parent streams' schedule
   and their execution.
 """

@@ -83,7 +83,7 @@ def resolve(pair: str | PairCard, method: str, *, out: str | Path | None = None,
     if data["dataset"] != card.dataset_options:
         card = attrs.evolve(card, dataset_options=data["dataset"])
     if data["card"]["stages"] != card.stages:
-        card = attrs.evolve(card, stages=data["card"]["stages"])
+        card = _with_stages(card, data["card"]["stages"])
     train = structure(data["train"], TrainConfig)
     hkt_config = structure(data["hkt"], HKTConfig)
     out = Path(out) if out is not None else default_out(card.name, method)
@@ -114,6 +114,19 @@ def _without_removed(settings: list[str]) -> list[str]:
             continue
         kept.append(assignment)
     return kept
+def _with_stages(card: PairCard, stages: Any) -> PairCard:
+    """``card`` at ``stages``: fixed ``[alignment] pairs`` of another count are dropped (the
+    alignment is then chosen automatically), with a one-line notice on stderr."""
+    import sys
+
+    fixed = card.alignment
+    if fixed is not None and isinstance(stages, int) and not isinstance(stages, bool) and stages >= 2 \
+            and len(fixed) not in (stages - 1, stages):
+        print(f"note: card {card.name!r} fixes {len(fixed)} mixing pair(s) ([alignment] pairs = "
+              f"{[list(p) for p in fixed]}); stages = {stages} drops them and aligns automatically",
+              file=sys.stderr)
+        return attrs.evolve(card, alignment=None, stages=stages)
+    return attrs.evolve(card, stages=stages)
 
 
 def _recorded_defaults(data: dict[str, Any], out: Path) -> None:

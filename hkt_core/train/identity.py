@@ -32,7 +32,10 @@ NOT_COMPARED = frozenset({"train.device", "train.num_workers", "train.compile", 
                           "card.description", "card.source_folder"})
 #: Settings added after runs already existed: a configuration without one had its default.
 DEFAULTED = {"train.precision": "fp32", "train.train_samples": 0,
-             "train.fold_parent_bn": False, "train.fused_attention": False}
+             "train.fold_parent_bn": False, "train.fused_attention": False,
+             # the aligning methods' option (hkt_core.train.methods.ALIGNMENT_CHOICES); other methods
+             # never had it, which compares the same on both sides
+             "method.alignment": "auto"}
 #: Numerics switches that change results only at float32 rounding: a resumed run keeps the values
 #: it was recorded with (runs from before a switch existed had it off), whatever the new settings say.
 RECORDED = ("train.fold_parent_bn", "train.fused_attention")

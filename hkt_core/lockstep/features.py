@@ -1,0 +1,140 @@
+"""Named intermediate values of a network, as a module: ``features(model, names)``.
+
+The values are named as :func:`hkt_core.align` names them (:mod:`hkt_core.trace.names`: public
+names, module-output aliases such as ``layer2``, scoped names such as ``layer1.0.add_1``, fx node
+names). The model is traced once, by ``torch.fx`` or, when symbolic tracing fails and example inputs
+are given, by the ``torch.export`` fallback (:func:`hkt_core.trace.trace`); the returned module's
+graph keeps only what the named values need and shares the model's parameters and buffers, so
+autograd reaches them and training the model changes what it computes.
+
+A graph from ``torch.export`` is specialised to eval mode (batch norms use running statistics),
+as in :func:`hkt_core.trace.trace`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import fx, nn
+from torch.utils import _pytree as pytree
+
+from ..errors import AlignmentError
+from ..trace.names import BACKEND_KEY, name_table
+from .rewrite import functionalize
+
+#: the key of the model's own output in the dict (``features(..., output=True)``)
+OUTPUT = "output"
+
+
+class Features(nn.Module):
+    """``forward(*inputs) -> {name: tensor}``: the named values of one run of the model (with
+    autograd), and the model's own output under ``"output"`` when asked for."""
+
+    def __init__(self, gm: fx.GraphModule, names: tuple[str, ...], backend: str, out_spec: Any) -> None:
+        super().__init__()
+        self.graph_module = gm
+        self.names = names
+        self.backend = backend
+        self._out_spec = out_spec
+
+    def forward(self, *inputs: torch.Tensor) -> dict[str, Any]:
+        values = self.graph_module(*inputs)
+        if self._out_spec is not None and OUTPUT in values:
+            values = {**values, OUTPUT: pytree.tree_unflatten(list(values[OUTPUT]), self._out_spec)}
+        return values
+
+    def extra_repr(self) -> str:
+        return f"names={list(self.names)}, backend={self.backend!r}"
+
+
+def _traced(model: nn.Module, example_inputs: Any, adapter: Any) -> tuple[fx.GraphModule, str]:
+    from ..trace.tracer import fx_trace
+
+    if example_inputs is None:
+        try:
+            return fx_trace(model, adapter), "fx"
+        except Exception as exc:
+            raise AlignmentError(f"features: {type(model).__name__} cannot be traced by torch.fx "
+                                 f"({type(exc).__name__}); pass example_inputs=... for the torch.export "
+                                 f"fallback") from None
+    from ..trace.graph import trace
+
+    traced = trace(model, example_inputs, adapter)
+    return traced.gm, traced.backend
+
+
+def features(model: nn.Module, names: str | Sequence[str], example_inputs: Any = None, *,
+             adapter: Any = None, manager: Any = None, output: bool = False) -> Features:
+    """A module whose forward returns ``{name: value}`` for ``names`` (module docstring).
+
+    ``example_inputs`` (a tensor or a tuple; needed for the ``torch.export`` fallback) are run once
+    to trace. ``adapter`` defaults to the one ``manager`` (default: the process-wide plugin
+    manager) has for ``model``. ``output=True`` adds the model's own return value under
+    ``"output"`` (one run gives the features and the prediction). An unknown name raises one
+    :class:`~hkt_core.errors.AlignmentError` line naming it and valid names near it.
+    """
+    if isinstance(names, str):
+        names = (names,)
+    names = tuple(names)
+    if not names or not all(isinstance(n, str) and n for n in names):
+        raise AlignmentError(f"features: names must be a non-empty list of node names, got {list(names)!r}")
+    if len(set(names)) != len(names) or (output and OUTPUT in names):
+        raise AlignmentError(f"features: names must be distinct (and not {OUTPUT!r} with output=True), "
+                             f"got {list(names)!r}")
+    if adapter is None:
+        from ..adapters import adapter_for
+
+        if manager is None:
+            from ..plugins import default_manager
+
+            manager = default_manager()
+        adapter = adapter_for(model, manager)
+    gm, backend = _traced(model, example_inputs, adapter)
+    nodes = name_table(gm).resolve(names, f"the {backend}-traced {type(model).__name__}")
+    return _build(gm, names, nodes, backend, output)
+
+
+def _build(gm: fx.GraphModule, names: tuple[str, ...], nodes: list[fx.Node], backend: str,
+           output: bool) -> Features:
+    """A graph module returning the named nodes' values: a copy of ``gm``'s graph with its in-place
+    operations rewritten out of place (a named value keeps the value it was computed with; a value
+    an in-place module would overwrite is copied first), its output a dict."""
+    for name, node in zip(names, nodes):
+        if node.op == "placeholder":
+            raise AlignmentError(f"features: {name!r} is a model input, not a value the model computes")
+    graph = fx.Graph()
+    val_map: dict[fx.Node, fx.Node] = {}
+    graph.output(graph.graph_copy(gm.graph, val_map))
+    module = fx.GraphModule(gm, graph, f"{type(gm).__name__}Features")
+    module.meta[BACKEND_KEY] = backend
+    functionalize(module, "model")
+    out = next(n for n in module.graph.nodes if n.op == "output")
+    result: dict[str, Any] = {name: val_map[node] for name, node in zip(names, nodes)}
+    out_spec = None
+    if output:
+        result[OUTPUT] = out.args[0]
+        codegen = getattr(gm.graph, "_codegen", None)
+        out_spec = getattr(getattr(codegen, "pytree_info", None), "out_spec", None)
+    out.args = (result,)
+    _copy_before_inplace_modules(module, out)
+    module.graph.eliminate_dead_code()
+    module.recompile()
+    return Features(module, names, backend, out_spec)
+
+
+def _copy_before_inplace_modules(gm: fx.GraphModule, out: fx.Node) -> None:
+    """A returned value that a module called in place (``nn.ReLU(inplace=True)``) reads is cloned
+    for that module, so the dict holds the value as it was computed."""
+    returned = set(out.all_input_nodes)
+    for node in list(gm.graph.nodes):
+        if node.op != "call_module" or not node.args or node.args[0] not in returned:
+            continue
+        if getattr(gm.get_submodule(str(node.target)), "inplace", False) is True:
+            with gm.graph.inserting_before(node):
+                copied = gm.graph.call_method("clone", (node.args[0],))
+            node.args = (copied, *node.args[1:])
+
+
+__all__ = ["OUTPUT", "Features", "features"]
