@@ -99,6 +99,7 @@ def test_aten_overloads_read_as_their_operation():
 def test_bert_hidden_states_in_an_export_graph_are_tokens():
     torch.manual_seed(0)
     parent, child = _bert(4), _bert(2)
-    alignment = align(parent, child, _tokens(2, 16))
+    # three stages: an inner point on the layers' hidden states (two stages mix only the pooler's vector)
+    alignment = align(parent, child, _tokens(2, 16), stages=3)
     hidden = [p for p in alignment.pairs[:-1] if len(p.parent_shape) == 3 and p.parent_shape[-1] == 32]
     assert hidden and all(p.parent_kind == "tokens" for p in hidden)

@@ -41,14 +41,16 @@ def _tiny_forward(w: dict[str, torch.Tensor], prefix: str, x: torch.Tensor) -> d
     stem = torch.relu(F.conv2d(x, w[f"{prefix}stem.0.weight"], w[f"{prefix}stem.0.bias"], padding=1))
     body = torch.relu(F.conv2d(stem, w[f"{prefix}body.0.weight"], w[f"{prefix}body.0.bias"], padding=1, stride=2))
     pool = body.mean((2, 3), keepdim=True)
-    return {"stem": stem, "pool": pool, "head": pool.flatten(1) @ w[f"{prefix}head.weight"].T + w[f"{prefix}head.bias"]}
+    return {"stem": stem, "pool": pool, "flatten": pool.flatten(1),
+            "head": pool.flatten(1) @ w[f"{prefix}head.weight"].T + w[f"{prefix}head.bias"]}
 
 
 @pytest.mark.parametrize("method", ["fitnet", "fitnet-kd"])
 def test_the_loss_is_the_float64_hint_plus_the_task_term(method):
     ctx = _context(method, kd_temperature=3.0, kd_weight=0.7)
     fit = hkt_core.lookup("methods", method)(ctx)
-    assert fit.points == [("stem", "stem"), ("pool", "pool")]  # the automatic alignment at 3 stages
+    # the automatic alignment at 3 stages: the stem's map, and the features the head reads
+    assert fit.points == [("stem", "stem"), ("flatten", "flatten")]
     x, y = torch.randn(6, 1, 8, 8), torch.tensor([0, 1, 2, 0, 1, 2])
     fit.train(True)
     out = fit.training_step((x,), y)
@@ -56,11 +58,15 @@ def test_the_loss_is_the_float64_hint_plus_the_task_term(method):
     w |= {f"p.{k}": v.double() for k, v in ctx.parent.state_dict().items()}
     child, parent = _tiny_forward(w, "c.", x.double()), _tiny_forward(w, "p.", x.double())
     hints = []
-    for transfer, name in zip(fit.hinted.transfers, ("stem", "pool")):
-        conv = transfer.proj  # a 1x1 convolution: both points keep their resolution
-        mapped = torch.einsum("oi,bihw->bohw", conv.weight.double()[:, :, 0, 0], child[name]) \
-            + conv.bias.double()[None, :, None, None]
-        per_sample = ((mapped - parent[name]) ** 2).mean((1, 2, 3)) / (parent[name] ** 2).mean((1, 2, 3))
+    for transfer, name in zip(fit.hinted.transfers, ("stem", "flatten")):
+        proj = getattr(transfer.proj, "linear", transfer.proj)  # the map: a 1x1 conv; the vector: a Linear
+        weight = proj.weight.double().reshape(proj.weight.shape[0], proj.weight.shape[1])
+        if child[name].dim() == 4:
+            mapped = torch.einsum("oi,bihw->bohw", weight, child[name]) + proj.bias.double()[None, :, None, None]
+        else:
+            mapped = child[name] @ weight.T + proj.bias.double()
+        axes = tuple(range(1, mapped.dim()))
+        per_sample = ((mapped - parent[name]) ** 2).mean(axes) / (parent[name] ** 2).mean(axes)
         hints.append(per_sample.mean())
     hint = torch.stack(hints).mean()
     if method == "fitnet":
@@ -100,7 +106,7 @@ def test_fitnet_resumes_exactly_and_exports_a_plain_child(tmp_path, isolated_hom
     exported = load_file(a.path / "child.safetensors")
     assert exported.keys() == plain.keys() and all(exported[k].shape == plain[k].shape for k in plain)
     recorded = json.loads((a.path / "alignment.json").read_text())
-    assert [(p["parent"], p["child"]) for p in recorded["pairs"]] == [("stem", "stem"), ("pool", "pool"),
+    assert [(p["parent"], p["child"]) for p in recorded["pairs"]] == [("stem", "stem"), ("flatten", "flatten"),
                                                                      ("head", "head")]
 
 

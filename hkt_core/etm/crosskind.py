@@ -192,9 +192,9 @@ def transfer_between(source_kind, target_kind, source_shape=None, target_shape=N
     if problem:
         raise ValueError(f"no transfer maps {source.describe()} onto {target.describe()}: {problem}")
     if manager is None:
-        from ..plugins import default_manager
+        from ..plugins.host import resolve_manager
 
-        manager = default_manager()
+        manager = resolve_manager(None)
     name = cross_kind_transfer(source, target)
     if name is None:
         return manager.lookup("transfers", transfer)(source.channel_first_shape, target.channel_first_shape)

@@ -87,9 +87,9 @@ def features(model: nn.Module, names: str | Sequence[str], example_inputs: Any =
         from ..adapters import adapter_for
 
         if manager is None:
-            from ..plugins import default_manager
+            from ..plugins.host import resolve_manager
 
-            manager = default_manager()
+            manager = resolve_manager(None)
         adapter = adapter_for(model, manager)
     gm, backend = _traced(model, example_inputs, adapter)
     nodes = name_table(gm).resolve(names, f"the {backend}-traced {type(model).__name__}")

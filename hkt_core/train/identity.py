@@ -35,7 +35,7 @@ DEFAULTED = {"train.precision": "fp32", "train.train_samples": 0,
              "train.fold_parent_bn": False, "train.fused_attention": False,
              # the aligning methods' option (hkt_core.train.methods.ALIGNMENT_CHOICES); other methods
              # never had it, which compares the same on both sides
-             "method.alignment": "auto"}
+             "method_options.alignment": "auto"}
 #: Numerics switches that change results only at float32 rounding: a resumed run keeps the values
 #: it was recorded with (runs from before a switch existed had it off), whatever the new settings say.
 RECORDED = ("train.fold_parent_bn", "train.fused_attention")
