@@ -440,10 +440,13 @@ class Family(nn.Module):
             self._task = self._manager.lookup("tasks", self._task or DEFAULT_TASK)
         return self._task
 
-    def loss_parts(self, output: HKTOutput, target: torch.Tensor) -> HKTLoss:
+    def loss_parts(self, output: HKTOutput, target: torch.Tensor,
+                   native: Callable[[], torch.Tensor] | None = None) -> HKTLoss:
         """``a1*L1 + a2*L2 + a3*L3`` and its parts; a part whose weight is 0 is computed without
         autograd (for logging only). L1 scores the inherited stream plus the mixtures' feature loss;
-        when the mixture does not mix (``mse``), L1 is the feature loss alone."""
+        when the mixture does not mix (``mse``), L1 is the feature loss alone. ``native``: what L2
+        is instead of the task loss of the native output (``hkt-kd``'s distillation term); the
+        composite is summed here either way, in one place."""
         a1, a2, a3 = self.config.alphas
         task = self.task
         inherit = task.inherit_loss if self.config.inherit_loss == "mae" else task.loss
@@ -454,7 +457,7 @@ class Family(nn.Module):
             with torch.no_grad():
                 return fn()
 
-        l2 = part(a2, lambda: task.loss(output.native, target))
+        l2 = part(a2, native if native is not None else (lambda: task.loss(output.native, target)))
         feature = output.feature_loss
         if feature is None:
             l1 = part(a1, lambda: inherit(output.inherited, target))

@@ -169,20 +169,18 @@ class HKTKDMethod(HKTMethod):
     def training_step(self, inputs, target):
         ctx = self.ctx
         output = _call(self.model, inputs)
-        parts = self.family.loss_parts(output, target)
         with torch.no_grad():
             teacher = self.parent_adapter.prediction(_call(self.teacher, inputs))
-        distill = ctx.task.distill_loss(output.native, teacher, target, temperature=ctx.train.kd_temperature,
-                                        weight=ctx.train.kd_weight)
-        a1, a2, a3 = ctx.hkt.alphas
-        total = a2 * distill
-        if a1 > 0:
-            total = total + a1 * parts.l1
-        if a3 > 0:
-            total = total + a3 * parts.l3
-        logs = {"l1": float(parts.l1.detach()), "l2": float(parts.l2.detach()), "l3": float(parts.l3.detach()),
-                "distill": float(distill.detach())}
-        return StepOutput(total, logs)
+            task_loss = ctx.task.loss(output.native, target)   # logged as l2, as plain HKT logs it
+
+        def distill() -> torch.Tensor:
+            return ctx.task.distill_loss(output.native, teacher, target, temperature=ctx.train.kd_temperature,
+                                         weight=ctx.train.kd_weight)
+
+        parts = self.family.loss_parts(output, target, native=distill)   # L2 is the distillation term
+        logs = {"l1": float(parts.l1.detach()), "l2": float(task_loss), "l3": float(parts.l3.detach()),
+                "distill": float(parts.l2.detach())}
+        return StepOutput(parts.total, logs)
 
 
 #: FitNet's hint weight by default. The hint is a relative squared error (each sample's parent value's
