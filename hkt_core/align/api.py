@@ -177,6 +177,13 @@ def auto_stage_count(bp: BlockGraph, bc: BlockGraph) -> int:
         return {(b.kind, b.resolution) for b in bg.candidates if b.resolution and np.prod(b.resolution) > 1}
 
     shared = levels(bp) & levels(bc)
+
+    def one_level(bg: BlockGraph) -> bool:  # repeated blocks that all keep one resolution (a transformer)
+        outs = [b for b in bg.candidates if b.block_output]
+        return bool(outs) and len({(b.kind, b.resolution) for b in outs}) == 1
+
+    if len(shared) == 1 and one_level(bp) and one_level(bc):
+        return 3  # no resolution stages: a point half-way through the layers, and the head's features
     return 1 + max(1, min(len(shared), MAX_AUTO_MIXING))
 
 
