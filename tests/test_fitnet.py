@@ -20,7 +20,7 @@ from hkt_core.config import HKTConfig, TrainConfig
 from hkt_core.errors import AlignmentError, ConfigError
 from hkt_core.pairs import PairCard
 from hkt_core.train.method import MethodContext
-from test_train_support import (Interrupt, card_dict, hkt_command, make_child, make_dataset, make_parent,
+from test_train_support import (Interrupt, card_dict, hkt_command, make_child, make_parent,
                                 manager_with, stop_after, subprocess_env)
 
 
@@ -202,8 +202,10 @@ def test_a_random_alignment_is_valid_seeded_and_recorded():
 # -- --stages on a card with fixed pairs -----------------------------------------------------------
 
 def test_stages_on_a_card_with_fixed_pairs_drops_them_with_a_notice(capsys):
+    from hkt_core.train import api
     from hkt_core.train.api import resolve
 
+    api._NOTED.clear()
     spec = resolve("mnist1d-resnet56-resnet20", "hkt", stages=3)
     assert spec.card.stages == 3 and spec.card.alignment is None
     err = capsys.readouterr().err

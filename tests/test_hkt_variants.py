@@ -67,7 +67,7 @@ def test_an_annealed_run_reaches_lam_zero_and_records_the_schedule(tmp_path):
     manager = hkt_core.get_plugin_manager()
     run = hkt_core.train(tiny_card(), "hkt", manager=manager, out=tmp_path / "a", epochs=4,
                          method_options={"lam_schedule": "anneal"})
-    assert run.config["method_options"] == {"lam_schedule": "anneal"}
+    assert run.config["method_options"] == {"lam_schedule": "anneal", "alignment": "auto"}
     assert len(run.metrics) == 4
 
 
@@ -129,4 +129,4 @@ def test_learned_gate_is_trained_and_saved_per_mixing_point(tmp_path):
 def test_variants_are_registered_with_the_core():
     assert hkt_core.registry("methods").entry("hkt-kd").plugin == "core"
     assert hkt_core.registry("mixtures").entry("ga-learned").plugin == "core"
-    assert hkt_core.lookup("methods", "hkt").default_options == {"lam_schedule": "constant"}
+    assert hkt_core.lookup("methods", "hkt").default_options == {"lam_schedule": "constant", "alignment": "auto"}
