@@ -49,6 +49,7 @@ def job(pair: str, row: str, config_name: str, config: dict[str, Any], seed: int
     return {"pair": pair, "row": row, "method": method, "config": config_name, "seed": seed,
             "train": train, "hkt": dict(config.get("hkt", {})),
             "method_options": dict(config.get("method_options", {})),
+            "stages": config.get("card", {}).get("stages"),
             "folder": "parent-seed0" if method == "parent" else f"{method}-{config_name}-seed{seed}"}
 
 
@@ -107,6 +108,8 @@ def run_job(spec: dict[str, Any], out: str, quick: bool) -> dict[str, Any]:
     try:
         card = resolve_card(spec["pair"], quick)
         kwargs: dict[str, Any] = {"hkt": spec["hkt"], "method_options": spec["method_options"], **spec["train"]}
+        if spec.get("stages") is not None:  # the card's stages (fixed [alignment] pairs are then dropped)
+            kwargs["stages"] = spec["stages"]
         parent_file = base / "parent-seed0" / "child.safetensors"
         if spec["method"] == "parent":
             run_spec = resolve(card, "parent", seed=spec["seed"], out=folder, progress=False, **kwargs)
@@ -212,6 +215,9 @@ def tune_jobs(pairs: list[str], methods: list[str], seeds: list[int], tuned: dic
     return jobs
 
 
+#: rows whose runs use no parent (they stay when the pair's parent is trained anew)
+PARENT_FREE_ROWS = ("baseline",)
+
 #: what a record keeps per seed of a run (accuracies in %)
 RECORDED = ("val", "test", "train_seconds")
 
@@ -265,9 +271,11 @@ def final_jobs(pairs: list[str], tuned: dict[str, Any], seeds: list[int], varian
     for pair in pairs:
         entry = tuned.get("pairs", {}).get(pair, {})
         chosen = entry.get("chosen", {})
-        needed = [m for m in plan.MAIN_METHODS if rows is None or m in rows]
-        if rows is None or any(r in plan.METHOD_OF_ROW for r in rows):
-            needed.append("hkt")  # the variants are built on the chosen HKT configuration
+        stage_rows = [r for r in plan.STAGE_ROWS if pair in plan.STAGE_PAIRS]
+        if rows is None:
+            needed = list(plan.MAIN_METHODS) + ["hkt"]
+        else:
+            needed = plan.searched_for([r for r in rows if r not in plan.STAGE_ROWS or r in stage_rows])
         missing = sorted({m for m in needed if m not in chosen})
         if missing:
             raise SystemExit(f"{pair}: no tuned configuration for {', '.join(missing)}; run --tune first")
@@ -276,6 +284,9 @@ def final_jobs(pairs: list[str], tuned: dict[str, Any], seeds: list[int], varian
         if "hkt" in chosen:
             wanted += [(row, name, config, variant_seeds)
                        for row, (name, config) in plan.variants(chosen["hkt"]["config"]).items()]
+        if stage_rows:  # rows None: those whose sources are chosen (the multi-stage rows are optional)
+            wanted += [(row, name, config, variant_seeds)
+                       for row, (name, config) in plan.stage_rows(chosen).items() if row in stage_rows]
         for seed in sorted(set(seeds) | set(variant_seeds)):  # seed-major: a stopped run keeps whole seeds
             for row, name, config, row_seeds in wanted:
                 if seed in row_seeds and (rows is None or row in rows):
@@ -292,20 +303,38 @@ def results_json(results: list[dict[str, Any]], parents: dict[str, dict], tuned:
         p = parents[r["pair"]]
         entry = data["pairs"].setdefault(r["pair"], {})
         if entry.get("parent_sha256") not in (None, p["parent_sha256"]):
-            entry["methods"] = {}  # another parent: the old runs do not belong to this comparison
+            # another parent: the runs that inherited from the old one do not belong to this comparison
+            # (kept aside, and named in the report); the baseline never saw a parent and stays
+            kept = {row: m for row, m in entry.get("methods", {}).items() if row in PARENT_FREE_ROWS}
+            entry["earlier_parent"] = {"parent_sha256": entry["parent_sha256"], "parent_test": entry.get("parent_test"),
+                                       "methods": {row: m for row, m in entry.get("methods", {}).items()
+                                                   if row not in kept}}
+            entry["methods"] = kept
         entry.pop("train_seconds", None)  # written per pair by an earlier version; now per run
         entry.update({"parent_params": p["parameters"], "child_params": p["child_params"],
                       "test_size": p["test_size"], "parent_sha256": p["parent_sha256"],
                       "parent_test": 100 * p["test"], "parent_train_seconds": p.get("train_seconds"),
                       "card": r["pair"]})
+        entry.update({"parent_model": p.get("parent_model"), "child_model": p.get("child_model")})
         if r["row"] == "hkt" and r.get("alignment"):
             entry["alignment"] = r["alignment"]  # the mixing points HKT used, with their representation kinds
         row = entry.setdefault("methods", {}).setdefault(r["row"], {"seeds": [], "test": [], "val": []})
         row["config"] = r["config"]
         put_seed(row, r)
+        if r.get("alignment"):  # the mixing (or hint) points of the run; a random control's vary by seed
+            by_seed = row.setdefault("alignments", {})
+            by_seed[str(r["seed"])] = r["alignment"]
         order = sorted(range(len(row["seeds"])), key=row["seeds"].__getitem__)
         for k in ("seeds", *RECORDED):
             row[k] = [row[k][i] for i in order]
+    for entry in data["pairs"].values():
+        for row in entry.get("methods", {}).values():
+            by_seed = row.pop("alignments", None)
+            if by_seed:
+                ordered = {k: by_seed[k] for k in sorted(by_seed, key=int)}
+                row["alignment"] = next(iter(ordered.values()))
+                if any(a != row["alignment"] for a in ordered.values()):
+                    row["alignments"] = ordered
     for pair in data["pairs"]:
         if pair in tuned.get("pairs", {}):
             data["pairs"][pair]["tuning"] = tuned["pairs"][pair]
@@ -322,7 +351,8 @@ def parent_info(parent_result: dict[str, Any], quick: bool) -> dict[str, Any]:
     manager = default_manager()
     child = build_model(card.child, manager, **card.child_options)
     splits = load_splits(card, card.train, manager)
-    return {**parent_result, "child_params": count_parameters(child), "test_size": len(splits.test)}
+    return {**parent_result, "child_params": count_parameters(child), "test_size": len(splits.test),
+            "parent_model": card.parent, "child_model": card.child}
 
 
 # -- main ----------------------------------------------------------------------------------------
@@ -341,7 +371,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smoke check: 1 seed, 2 epochs, small data")
     parser.add_argument("--no-write", action="store_true", help="write neither the tuned file nor docs/results")
     parser.add_argument("--collect", action="store_true",
-                        help="train nothing: write docs/results/quality.json from the finished runs")
+                        help="train nothing: write docs/results/quality.json from the finished runs (with "
+                             "--methods: those rows' finished runs, merged into the file)")
     args = parser.parse_args(argv)
 
     pairs = [p.strip() for p in args.pairs.split(",") if p.strip()]
@@ -370,8 +401,14 @@ def main(argv: list[str] | None = None) -> int:
     tuned = read_tuned() if not args.quick else {"pairs": {}}
     if args.tune or args.quick:
         seeds = list(plan.TUNE_SEEDS[:1] if args.quick else plan.TUNE_SEEDS)
-        wanted = methods or (list(plan.MAIN_METHODS) if args.quick else
-                             [m for m in plan.MAIN_METHODS if m != "baseline"])
+        if args.quick:  # what the asked rows need: their searched methods and what those are built on
+            wanted = plan.searched_for(methods) if methods else list(plan.MAIN_METHODS)
+        else:
+            wanted = methods or [m for m in plan.MAIN_METHODS if m != "baseline"]
+            unsearched = [m for m in wanted if m not in plan.SEARCH]
+            if unsearched:
+                parser.error(f"--tune searches methods, not rows built on a choice: {', '.join(unsearched)}; "
+                             f"searched: {', '.join(plan.SEARCH)}")
         results = []
         for phase in tune_phases(wanted):
             results += execute(tune_jobs(pairs, phase, seeds, tuned), out, args.quick, args.workers, log)
@@ -394,8 +431,10 @@ def main(argv: list[str] | None = None) -> int:
             "elapsed_seconds": round(time.time() - started, 1), "workers": args.workers,
             "tuned_file": str(plan.TUNED_FILE.relative_to(ROOT))}
     previous = json.loads(plan.RESULTS_FILE.read_text()) if plan.RESULTS_FILE.is_file() else None
-    # --collect reads every finished run: the file is written anew rather than merged
-    data = results_json(results, infos, tuned, previous if not (args.quick or args.collect) else None, meta)
+    # --collect reads every finished run: the file is written anew rather than merged, unless --methods
+    # names the rows to collect (a stopped comparison of some rows: merged into the file like a run)
+    fresh = args.quick or (args.collect and methods is None)
+    data = results_json(results, infos, tuned, None if fresh else previous, meta)
     if not args.no_write and not args.quick:
         plan.RESULTS_FILE.parent.mkdir(parents=True, exist_ok=True)
         plan.RESULTS_FILE.write_text(json.dumps(data, indent=1) + "\n")

@@ -36,6 +36,18 @@ TUNE_SEEDS: tuple[int, ...] = (0, 1, 2)
 
 #: the four main rows: compared on every seed
 MAIN_METHODS = ("baseline", "kd", "hkt", "hkt-kd")
+#: feature distillation at the automatic alignment (FitNet hints, alone and with KD): searched like
+#: the main rows, on the pairs of :data:`STAGE_PAIRS`
+FEATURE_METHODS = ("fitnet", "fitnet-kd")
+#: the stages of the multi-stage rows and of FitNet's hint points (``hkt-3``'s alignment: N - 1 = 2
+#: points, the last one before the predictions)
+HINT_STAGES = 3
+#: pairs with the multi-stage rows (``hkt-3`` ...), the FitNet rows and their random-alignment controls
+STAGE_PAIRS: tuple[str, ...] = (CONTROL_PAIR,)
+#: those rows, in report order (``hkt-4`` only where the budget allows: see the pair's budget line)
+STAGE_ROWS = ("hkt-3", "hkt-4", "hkt-3-random", "fitnet", "fitnet-random", "fitnet-kd")
+#: each random-alignment control and the auto-aligned row it controls
+RANDOM_CONTROLS = {"hkt-3-random": "hkt-3", "fitnet-random": "fitnet"}
 #: configurations per method in the search: the same for every method
 CONFIGS = 3
 
@@ -59,7 +71,13 @@ BASELINE_SEARCH: dict[str, dict[str, dict[str, Any]]] = {
 
 #: rows whose configurations are trained on top of another method's chosen ``train`` settings:
 #: HKT + KD uses KD's chosen temperature and weight, so its difference to KD is the HKT part alone
-BUILT_ON: dict[str, str] = {"hkt-kd": "kd"}
+BUILT_ON: dict[str, str] = {"hkt-kd": "kd", "fitnet-kd": "kd"}
+
+def _hint_weights(*weights: float) -> dict[str, dict[str, Any]]:
+    """FitNet's search: the weight of its relative hint (``hkt_core.train.methods.FITNET_HINT_WEIGHT``
+    is 1), at the hint points of ``hkt-3``'s automatic alignment."""
+    return {f"hint{w:g}": {"card": {"stages": HINT_STAGES}, "method_options": {"hint_weight": w}} for w in weights}
+
 
 #: method -> configuration name -> configuration (``CONFIGS`` each)
 SEARCH: dict[str, dict[str, dict[str, Any]]] = {
@@ -81,6 +99,8 @@ SEARCH: dict[str, dict[str, dict[str, Any]]] = {
         "task-.1.8.1": {"hkt": dict(_TASK_181)},
         "to-parent-.0.8.2": {"hkt": dict(_TO_PARENT)},
     },
+    "fitnet": _hint_weights(0.3, 1, 3),
+    "fitnet-kd": _hint_weights(0.3, 1, 3),  # on KD's chosen kd_temperature and kd_weight (BUILT_ON)
 }
 
 #: configurations that entered the search after a pilot whose test accuracy was seen, with the
@@ -88,7 +108,45 @@ SEARCH: dict[str, dict[str, dict[str, Any]]] = {
 PILOTED: dict[str, tuple[int, ...]] = {"to-parent-.0.8.2": (0, 1, 2, 3, 4)}
 
 #: the registered training method behind each row (rows not listed use their own name)
-METHOD_OF_ROW = {"hkt-paper": "hkt", "hkt-anneal": "hkt", "hkt-learned-gate": "hkt"}
+METHOD_OF_ROW = {"hkt-paper": "hkt", "hkt-anneal": "hkt", "hkt-learned-gate": "hkt", "hkt-3": "hkt", "hkt-4": "hkt",
+                 "hkt-3-random": "hkt", "fitnet-random": "fitnet"}
+#: the searched method each row of :data:`STAGE_ROWS` takes its chosen configuration from
+STAGE_SOURCE = {"hkt-3": "hkt", "hkt-4": "hkt", "hkt-3-random": "hkt", "fitnet": "fitnet",
+                "fitnet-random": "fitnet", "fitnet-kd": "fitnet-kd"}
+
+
+def _random(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` on a random valid alignment, drawn with each run's seed (recorded per run)."""
+    return {**config, "method_options": {**config.get("method_options", {}), "alignment": "random"}}
+
+
+def stage_rows(chosen: dict[str, Any]) -> dict[str, tuple[str, dict[str, Any]]]:
+    """The multi-stage rows (``row -> (configuration name, configuration)``) from the chosen
+    configurations of the methods they are built on (:data:`STAGE_SOURCE`; a row whose source has
+    no choice yet is left out): ``hkt-3`` / ``hkt-4`` are the chosen HKT at 3 / 4 stages, the
+    ``-random`` rows their row on a random valid alignment, ``fitnet`` and ``fitnet-kd`` their own
+    search's choice."""
+    rows: dict[str, tuple[str, dict[str, Any]]] = {}
+    if "hkt" in chosen:
+        hkt = chosen["hkt"]["config"]
+        for stages in (3, 4):
+            rows[f"hkt-{stages}"] = (f"tuned-{stages}stages", {**hkt, "card": {"stages": stages}})
+        rows["hkt-3-random"] = ("tuned-3stages-random", _random(rows["hkt-3"][1]))
+    for method in FEATURE_METHODS:
+        if method in chosen:
+            rows[method] = (chosen[method]["name"], chosen[method]["config"])
+    if "fitnet" in chosen:
+        rows["fitnet-random"] = (f"{chosen['fitnet']['name']}-random", _random(chosen["fitnet"]["config"]))
+    return {row: rows[row] for row in STAGE_ROWS if row in rows}
+
+
+def searched_for(rows: list[str]) -> list[str]:
+    """The searched methods ``rows`` need a choice of (their own, what they are built on), baseline first."""
+    needed = {"baseline"}
+    for row in rows:
+        source = STAGE_SOURCE.get(row) or METHOD_OF_ROW.get(row, row)
+        needed |= {source, *([BUILT_ON[source]] if source in BUILT_ON else [])}
+    return [m for m in (*MAIN_METHODS, *FEATURE_METHODS) if m in needed]
 
 
 def variants(chosen_hkt: dict[str, Any]) -> dict[str, tuple[str, dict[str, Any]]]:

@@ -30,7 +30,7 @@ from hkt_core.stats import paired
 DOC = plan.ROOT / "docs" / "RESULTS.md"
 FIGURE = plan.ROOT / "docs" / "img" / "quality.png"
 BEGIN, END = "<!-- quality-benchmark:begin -->", "<!-- quality-benchmark:end -->"
-ROW_ORDER = ("baseline", "kd", "hkt", "hkt-kd", "hkt-paper", "hkt-anneal", "hkt-learned-gate")
+ROW_ORDER = ("baseline", "kd", "hkt", "hkt-kd", "hkt-paper", "hkt-anneal", "hkt-learned-gate", *plan.STAGE_ROWS)
 ROW_NOTES = {
     "baseline": "the child alone (cross-entropy)",
     "kd": "Hinton distillation from the parent",
@@ -39,7 +39,15 @@ ROW_NOTES = {
     "hkt-paper": "HKT with the paper's defaults (MAE in L1/L3, alphas 0.25/0.5/0.25, lam 0.6, `ga`)",
     "hkt-anneal": "chosen HKT, lam annealed to 0 (`lam_schedule = \"anneal\"`)",
     "hkt-learned-gate": "chosen HKT, learned per-point gate (mixture `ga-learned`)",
+    "hkt-3": "chosen HKT at 3 stages, automatic alignment (mixing at an intermediate map and the pooled vector)",
+    "hkt-4": "chosen HKT at 4 stages, automatic alignment",
+    "hkt-3-random": "`hkt-3` on a random valid alignment drawn with each run's seed (the control)",
+    "fitnet": "FitNet hints at `hkt-3`'s automatic points (method `fitnet`, hint weight chosen on validation)",
+    "fitnet-random": "`fitnet` on a random valid alignment drawn with each run's seed (the control)",
+    "fitnet-kd": "FitNet hints + Hinton KD (method `fitnet-kd`, on KD's chosen temperature and weight)",
 }
+#: rows whose points the automatic alignment chose (the goal line asks of each)
+AUTO_ALIGNED = ("hkt-3", "hkt-4", "fitnet", "fitnet-kd")
 
 #: published results, for users who run the CIFAR pairs at their own scale (not measured here)
 ANCHORS = [
@@ -102,12 +110,13 @@ def mixing_points(entry: dict[str, Any]) -> str:
 
 
 def setup_table(data: dict[str, Any]) -> list[str]:
-    lines = ["| pair | parent parameters | child parameters | ratio | test samples | parent test accuracy % | "
-             "HKT mixing points: parent (kind) -> child (kind) | parent weights SHA-256 |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| pair | models (parent -> child) | parent parameters | child parameters | ratio | test samples | "
+             "parent test accuracy % | HKT mixing points: parent (kind) -> child (kind) | parent weights SHA-256 |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for pair in pairs_in_order(data):
         e = data["pairs"][pair]
-        lines.append(f"| `{pair}` | {e['parent_params']:,} | {e['child_params']:,} | "
+        models = f"`{e['parent_model']}` -> `{e['child_model']}`" if e.get("parent_model") else "-"
+        lines.append(f"| `{pair}` | {models} | {e['parent_params']:,} | {e['child_params']:,} | "
                      f"{e['parent_params'] / e['child_params']:.1f}x | {e['test_size']:,} | {f2(e['parent_test'])} | "
                      f"{mixing_points(e)} | `{e['parent_sha256'][:16]}...` |")
     return lines
@@ -142,7 +151,7 @@ def search_tables(pair: str, entry: dict[str, Any]) -> list[str]:
              "| method | configuration | settings | val accuracy % | test accuracy % (not used) | chosen |",
              "|---|---|---|---|---|---|"]
     space = plan.search_for(pair)
-    for method in plan.MAIN_METHODS:
+    for method in (*plan.MAIN_METHODS, *plan.FEATURE_METHODS):
         for name, result in tuning["search"].get(method, {}).items():
             settings = json.dumps(space.get(method, {}).get(name, {}), sort_keys=True)
             chosen = "**chosen**" if tuning["chosen"].get(method, {}).get("name") == name else ""
@@ -180,7 +189,8 @@ def best_hkt(entry: dict[str, Any]) -> str | None:
     """The HKT row with the best mean *validation* accuracy among those run on every main seed."""
     methods = entry["methods"]
     n = len(methods.get("baseline", {}).get("seeds", []))
-    candidates = [r for r in methods if r.startswith("hkt") and len(methods[r]["seeds"]) >= n]
+    candidates = [r for r in methods if r.startswith("hkt") and r not in plan.RANDOM_CONTROLS
+                  and len(methods[r]["seeds"]) >= n]
     return max(candidates, key=lambda r: mean_std(methods[r]["val"])[0]) if candidates else None
 
 
@@ -294,6 +304,112 @@ def ablations(entry: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _points(alignment: list[dict[str, Any]] | None) -> str:
+    """The mixing (or hint) points of one alignment, the predictions pair left out."""
+    return "; ".join(f"`{p['parent']}` ({p.get('parent_kind', '?')}) -> `{p['child']}` ({p.get('child_kind', '?')})"
+                     for p in (alignment or [])[:-1]) or "-"
+
+
+def _compare(methods: dict[str, Any], a: str, b: str) -> str:
+    if a not in methods or b not in methods:
+        return f"| `{a}` - `{b}` | not run | - |"
+    c = paired(by_seed(methods[a]), by_seed(methods[b]))
+    return f"| `{a}` - `{b}` | {fdiff(c)} | {f2(c['detectable'])} |"
+
+
+def alignment_matters(entry: dict[str, Any]) -> list[str]:
+    """Each auto-aligned row against its random-alignment control, paired by seed."""
+    methods = entry["methods"]
+    present = [(auto, control) for control, auto in plan.RANDOM_CONTROLS.items()
+               if auto in methods or control in methods]
+    if not present:
+        return []
+    lines = ["Each random control draws, per seed, a valid alignment uniformly among all order-preserving chains of "
+             "pairs that can mix (`hkt_core.align(..., method=\"random\", seed=S)`), the predictions pair last; its "
+             "points are recorded per seed in `quality.json` (`alignments`).", "",
+             "| auto-aligned - random control | paired difference (points; wins/n, p) | detectable |",
+             "|---|---|---|"]
+    lines += [_compare(methods, auto, control) for auto, control in present]
+    lines.append("")
+    for auto, control in present:
+        if control in methods:
+            drawn = methods[control].get("alignments") or {"all": methods[control].get("alignment")}
+            distinct = {json.dumps(a, sort_keys=True) for a in drawn.values()}
+            lines.append(f"- `{auto}` mixes at {_points(methods.get(auto, {}).get('alignment'))}; `{control}` drew "
+                         f"{len(distinct)} distinct alignments over {len(drawn)} seeds (seed "
+                         f"{next(iter(drawn))}: {_points(next(iter(drawn.values())))}).")
+    verdict = []
+    for auto, control in present:
+        if auto in methods and control in methods:
+            c = paired(by_seed(methods[auto]), by_seed(methods[control]))
+            verdict.append(f"`{auto}` is {_outcome(c, 'its random control')}")
+    if verdict:
+        lines += ["", "**Verdict:** " + "; ".join(verdict) + "."]
+    return lines
+
+
+def multi_stage(entry: dict[str, Any]) -> list[str]:
+    """hkt-3 / hkt-4 against the pooled-only HKT, KD and FitNet; FitNet against the baseline and KD."""
+    methods = entry["methods"]
+    stage = [r for r in ("hkt-3", "hkt-4") if r in methods]
+    if not stage and "fitnet" not in methods:
+        return []
+    lines = ["| comparison | paired difference (points; wins/n, p) | detectable |", "|---|---|---|"]
+    for row in stage:
+        lines += [_compare(methods, row, "hkt"), _compare(methods, row, "kd"), _compare(methods, row, "fitnet")]
+    lines += [_compare(methods, "fitnet", "baseline"), _compare(methods, "fitnet", "kd"),
+              _compare(methods, "fitnet-kd", "kd")]
+    lines += ["", "`hkt` mixes only at the pooled vector (the card's fixed pair); " + "; ".join(
+        f"`{row}` at {_points(methods[row].get('alignment'))}" for row in (*stage, "fitnet") if row in methods) + "."]
+    if "hkt-4" not in methods:
+        lines += ["", "`hkt-4` was not run: the new rows' budget (one session on 2 workers) did not fit it."]
+    return lines
+
+
+def goal_auto_aligned(entry: dict[str, Any]) -> list[str]:
+    """The goal asked of every auto-aligned row: ahead of KD at p < 0.05, on both halves of the seeds."""
+    methods = entry["methods"]
+    if "kd" not in methods:
+        return []
+    kd = by_seed(methods["kd"])
+    parts, reached = [], []
+    for row in AUTO_ALIGNED:
+        if row not in methods:
+            continue
+        mine = by_seed(methods[row])
+        c = paired(mine, kd)
+        seeds = sorted(set(mine) & set(kd))
+        text = f"`{row}` {c['mean']:+.2f} +- {f2(c['std'])} over {c['n']} seeds, p = {fp(c['p'])}"
+        half_ok = False
+        if len(seeds) >= 20:
+            half = len(seeds) // 2
+            h = [paired({s: mine[s] for s in part}, {s: kd[s] for s in part}) for part in (seeds[:half], seeds[half:])]
+            text += f" (halves: {fdiff(h[0])}; {fdiff(h[1])})"
+            half_ok = all(x["mean"] > 0 and x["p"] < 0.05 for x in h)
+        else:
+            text += " (fewer than 20 seeds: no halves)"
+        if c["mean"] > 0 and c["p"] < 0.05 and half_ok:
+            reached.append(row)
+        parts.append(text)
+    if not parts:
+        return []
+    return ["**Goal, auto-aligned methods** (ahead of KD at p < 0.05 over 20 seeds and on both halves of the seeds): "
+            + "; ".join(parts) + ". " + (f"**Reached** by {', '.join(f'`{r}`' for r in reached)}." if reached
+                                        else "**Not reached** by any of them.")]
+
+
+def earlier_parent(entry: dict[str, Any]) -> list[str]:
+    """The rows of an earlier parent of the pair, kept in the JSON but not compared."""
+    old = entry.get("earlier_parent")
+    if not old or not old.get("methods"):
+        return []
+    return [f"**Parent trained anew.** The pair's parent was trained again (SHA-256 `{entry['parent_sha256'][:16]}...`, "
+            f"test {f2(entry['parent_test'])}%; the earlier one `{old['parent_sha256'][:16]}...`, test "
+            f"{f2(old.get('parent_test'))}%). Rows that inherit from a parent are compared only on the new one; "
+            f"the earlier parent's rows {', '.join(f'`{r}`' for r in old['methods'])} are kept in `quality.json` "
+            f"(`earlier_parent`) and not rerun. The baseline uses no parent and is kept."]
+
+
 def compute_used(entry: dict[str, Any]) -> dict[str, Any]:
     """Training time of the pair's distinct runs (a run is a method, configuration and seed; the
     comparison reuses the search's runs of the chosen configurations), from the recorded
@@ -351,7 +467,14 @@ def section(data: dict[str, Any]) -> str:
         entry = data["pairs"][pair]
         out += [f"### {pair}: validation search", ""] + search_tables(pair, entry)
         out += [f"### {pair}: comparison", ""] + comparison_table(entry) + [""]
+        out += earlier_parent(entry) + ([""] if earlier_parent(entry) else [])
         out += verdicts(pair, entry) + [""]
+        if goal_auto_aligned(entry):
+            out += goal_auto_aligned(entry) + [""]
+        if alignment_matters(entry):
+            out += [f"### {pair}: Does the alignment matter?", ""] + alignment_matters(entry) + [""]
+        if multi_stage(entry):
+            out += [f"### {pair}: Multi-stage inheritance", ""] + multi_stage(entry) + [""]
         out += [f"### {pair}: which part of the method moves the result", ""] + ablations(entry) + [""]
         out += [compute_line(pair, entry, int(meta.get("workers", 2))), ""]
     out += ["### Published anchors (NOT measured here)", "",

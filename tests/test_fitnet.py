@@ -208,8 +208,10 @@ def test_a_random_alignment_is_valid_seeded_and_recorded():
 # -- --stages on a card with fixed pairs -----------------------------------------------------------
 
 def test_stages_on_a_card_with_fixed_pairs_drops_them_with_a_notice(capsys):
+    from hkt_core.train import api
     from hkt_core.train.api import resolve
 
+    api._NOTED.clear()
     spec = resolve("mnist1d-resnet56-resnet20", "hkt", stages=3)
     assert spec.card.stages == 3 and spec.card.alignment is None
     err = capsys.readouterr().err

@@ -92,8 +92,32 @@ def test_the_benchmark_runs_end_to_end_in_quick_mode(tmp_path, capsys, monkeypat
     assert code == 0, out
     printed = [line for line in out.splitlines() if line.startswith("{")]
     rows = json.loads(printed[-1])["hetero-digits-vit-cnn"]
-    assert set(rows) == {*plan.MAIN_METHODS, *plan.METHOD_OF_ROW}
+    assert set(rows) == {*plan.MAIN_METHODS, *plan.variants({})}  # no multi-stage rows: not a STAGE_PAIRS pair
     assert all(len(v) == 1 and 0.0 <= v[0] <= 100.0 for v in rows.values())
     folders = {p.name for p in (tmp_path / "runs" / "hetero-digits-vit-cnn").iterdir()}
     assert "parent-seed0" in folders and "hkt-kd-paper-seed0" in folders
     assert plan.TUNED_FILE.read_bytes() == tuned_before and plan.RESULTS_FILE.read_bytes() == results_before
+
+
+def test_the_multi_stage_rows_follow_the_chosen_configurations():
+    chosen = {"baseline": {"name": "lr0.1", "config": {"train": {"lr": 0.1}}},
+              "kd": {"name": "T4", "config": {"train": {"kd_temperature": 4.0}}},
+              "hkt": {"name": "task", "config": {"hkt": {"alphas": [0.1, 0.8, 0.1]}}},
+              "fitnet": {"name": "hint1", "config": plan.SEARCH["fitnet"]["hint1"]},
+              "fitnet-kd": {"name": "hint3", "config": plan.SEARCH["fitnet-kd"]["hint3"]}}
+    rows = plan.stage_rows(chosen)
+    assert list(rows) == list(plan.STAGE_ROWS)
+    assert rows["hkt-3"][1] == {"hkt": {"alphas": [0.1, 0.8, 0.1]}, "card": {"stages": 3}}
+    assert rows["hkt-3-random"][1]["method_options"] == {"alignment": "random"}
+    assert rows["fitnet-random"] == ("hint1-random", {**plan.SEARCH["fitnet"]["hint1"], "method_options": {
+        "hint_weight": 1, "alignment": "random"}})
+    tuned = {"pairs": {plan.CONTROL_PAIR: {"seeds": [0], "search": {}, "chosen": chosen}}}
+    jobs = bench.final_jobs([plan.CONTROL_PAIR], tuned, [0, 1], [0, 1], ["hkt-3-random", "fitnet-kd", "kd"])
+    assert [(j["row"], j["seed"]) for j in jobs] == [(r, s) for s in (0, 1) for r in ("kd", "hkt-3-random", "fitnet-kd")]
+    spec = next(j for j in jobs if j["row"] == "hkt-3-random")
+    assert spec["method"] == "hkt" and spec["stages"] == 3 and spec["folder"] == "hkt-tuned-3stages-random-seed0"
+    assert next(j for j in jobs if j["row"] == "fitnet-kd")["train"] == {"lr": 0.1, "kd_temperature": 4.0}
+    assert plan.searched_for(["fitnet-random", "hkt-3"]) == ["baseline", "hkt", "fitnet"]
+    with pytest.raises(SystemExit, match="no tuned configuration for fitnet"):
+        bench.final_jobs([plan.CONTROL_PAIR], {"pairs": {plan.CONTROL_PAIR: {"chosen": {
+            k: chosen[k] for k in ("baseline", "hkt")}}}}, [0], [0], ["fitnet-random"])

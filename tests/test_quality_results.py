@@ -27,7 +27,7 @@ def test_the_schema_of_the_results_file():
         assert re.fullmatch(r"[0-9a-f]{64}", entry["parent_sha256"])
         assert {"baseline", "kd"} <= set(entry["methods"])
         for name, row in entry["methods"].items():
-            assert name in ("baseline", "kd") or name.startswith("hkt"), name
+            assert name in ("baseline", "kd") or name.startswith(("hkt", "fitnet")), name
             assert len(row["seeds"]) == len(row["test"]) == len(row["val"]) >= 1
             assert row["seeds"] == sorted(set(row["seeds"]))
             assert all(isinstance(v, float) and 0.0 <= v <= 100.0 for v in row["test"] + row["val"])
@@ -35,9 +35,13 @@ def test_the_schema_of_the_results_file():
 
 def test_a_paper_regime_pair_with_ten_seeds_and_a_large_test_set():
     """Done-when of the benchmark: a pair at a 3-16x ratio, >= 10 seeds, >= 10,000 test samples."""
+    def seeds(e, m):  # a row not rerun since the parent was trained anew is kept with the earlier parent
+        row = e["methods"].get(m) or e.get("earlier_parent", {}).get("methods", {}).get(m, {})
+        return row.get("seeds", [])
+
     ok = [p for p, e in DATA["pairs"].items()
           if 3 <= e["parent_params"] / e["child_params"] <= 16 and e["test_size"] >= 10_000
-          and all(len(e["methods"].get(m, {}).get("seeds", [])) >= 10 for m in plan.MAIN_METHODS)]
+          and all(len(seeds(e, m)) >= 10 for m in plan.MAIN_METHODS)]
     assert ok, "no pair meets the paper-regime, 10-seed, 10,000-test-sample bar"
 
 
@@ -45,14 +49,16 @@ def test_the_tuned_file_chose_among_equal_budgets():
     tuned = json.loads(plan.TUNED_FILE.read_text())
     for pair, entry in tuned["pairs"].items():
         space = plan.search_for(pair)
-        for method in plan.MAIN_METHODS:
+        for method in (*plan.MAIN_METHODS, *(plan.FEATURE_METHODS if pair in plan.STAGE_PAIRS else ())):
             configs = entry["search"][method]
             assert set(configs) == set(space[method]) and len(configs) == plan.CONFIGS
             chosen = entry["chosen"][method]["name"]
             best = max(configs, key=lambda n: sum(configs[n]["val"]) / len(configs[n]["val"]))
             assert sum(configs[chosen]["val"]) == pytest.approx(sum(configs[best]["val"]))
         for method in plan.MAIN_METHODS:  # the comparison ran the chosen configuration
-            assert DATA["pairs"][pair]["methods"][method]["config"] == entry["chosen"][method]["name"]
+            result = DATA["pairs"][pair]
+            row = result["methods"].get(method) or result["earlier_parent"]["methods"][method]
+            assert row["config"] == entry["chosen"][method]["name"]
 
 
 def test_results_md_is_generated_from_the_json():
@@ -106,3 +112,29 @@ def test_the_shipped_heterogeneous_pairs_are_measured_and_reported():
         kinds = {(p["parent_kind"], p["child_kind"]) for p in entry["alignment"]}
         assert any(a != b for a, b in kinds), (pair, kinds)  # at least one cross-kind mixing point
         assert f"**Heterogeneous inheritance** (`{pair}`" in generated, pair
+
+
+def test_the_multi_stage_rows_record_their_points_and_the_pair_its_models():
+    """The control pair's multi-stage, FitNet and random-control rows: each records the points it
+    mixed or hinted at (predictions last); hkt-3 and fitnet have an intermediate point on maps; the
+    random controls draw valid alignments per seed; the report has the two sections."""
+    entry = DATA["pairs"][plan.CONTROL_PAIR]
+    assert entry["parent_model"] and entry["child_model"]
+    rows = entry["methods"]
+    for row in ("hkt-3", "hkt-3-random", "fitnet", "fitnet-random", "fitnet-kd"):
+        assert row in rows, row
+        points = rows[row]["alignment"]
+        assert all(set(p) == {"parent", "child", "parent_kind", "child_kind"} for p in points), row
+        assert points[-1]["parent"] == points[-1]["child"] == "fc", row
+        assert len(points) == plan.HINT_STAGES, row
+    for row in ("hkt-3", "fitnet", "fitnet-kd"):
+        assert any(p["parent_kind"] == p["child_kind"] == "map" for p in rows[row]["alignment"][:-1]), row
+        assert "alignments" not in rows[row]  # the automatic alignment is the same on every seed
+    assert rows["fitnet"]["alignment"] == rows["hkt-3"]["alignment"]
+    for row in ("hkt-3-random", "fitnet-random"):
+        drawn = rows[row].get("alignments", {})
+        assert sorted(map(int, drawn)) == rows[row]["seeds"] and len({json.dumps(a) for a in drawn.values()}) > 1
+    generated = report.DOC.read_text().split(report.BEGIN)[1].split(report.END)[0]
+    assert f"### {plan.CONTROL_PAIR}: Does the alignment matter?" in generated
+    assert f"### {plan.CONTROL_PAIR}: Multi-stage inheritance" in generated
+    assert "**Goal, auto-aligned methods**" in generated

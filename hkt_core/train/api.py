@@ -114,6 +114,10 @@ def _without_removed(settings: list[str]) -> list[str]:
             continue
         kept.append(assignment)
     return kept
+#: (card, stages) whose dropped fixed pairs were already noted in this process
+_NOTED: set[tuple[str, int]] = set()
+
+
 def _with_stages(card: PairCard, stages: Any) -> PairCard:
     """``card`` at ``stages``: fixed ``[alignment] pairs`` of another count are dropped (the
     alignment is then chosen automatically), with a one-line notice on stderr."""
@@ -122,9 +126,11 @@ def _with_stages(card: PairCard, stages: Any) -> PairCard:
     fixed = card.alignment
     if fixed is not None and isinstance(stages, int) and not isinstance(stages, bool) and stages >= 2 \
             and len(fixed) not in (stages - 1, stages):
-        print(f"note: card {card.name!r} fixes {len(fixed)} mixing pair(s) ([alignment] pairs = "
-              f"{[list(p) for p in fixed]}); stages = {stages} drops them and aligns automatically",
-              file=sys.stderr)
+        if (card.name, stages) not in _NOTED:  # once per process (a run resolves its card more than once)
+            _NOTED.add((card.name, stages))
+            print(f"note: card {card.name!r} fixes {len(fixed)} mixing pair(s) ([alignment] pairs = "
+                  f"{[list(p) for p in fixed]}); stages = {stages} drops them and aligns automatically",
+                  file=sys.stderr)
         return attrs.evolve(card, alignment=None, stages=stages)
     return attrs.evolve(card, stages=stages)
 
