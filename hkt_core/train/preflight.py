@@ -36,6 +36,7 @@ from ..errors import ConfigError, HKTError
 from ..models import build_model, count_parameters
 from ..pairs.card import PairCard
 from ..trust import card_origin, scope
+from .checkpoint import capture_rng, restore_rng
 from .resolved import ResolvedPair, resolve_pair
 
 if TYPE_CHECKING:
@@ -401,7 +402,7 @@ def _run(check: _Check, names: list[str], required: set[str], method_options) ->
     splits, batches = check.data()
     info = dict(splits.bundle.info or {})
     parent, child = check.build("parent"), check.build("child")
-    report = _check_models(check, parent, child, batches, info)
+    report = _check_models(check, parent, child, splits, batches, info)
     parent.requires_grad_(False).eval()
     results, alignment = [], None
     for name in names:
@@ -415,13 +416,6 @@ def _run(check: _Check, names: list[str], required: set[str], method_options) ->
     return attrs.evolve(report, methods=tuple(results), alignment=alignment)
 
 
-def preflight_run(spec) -> PairReport:
-    """The pre-flight of one run (a :class:`~hkt_core.train.trainer.RunSpec`) on a pair of its own:
-    its method must apply. The trainer runs :func:`dry_run` instead, whose work it keeps."""
-    return check_pair(spec.card, manager=spec.manager, train=spec.train, hkt=spec.hkt, methods=[spec.method],
-                      required=[spec.method], method_options={spec.method: dict(spec.method_options)})
-
-
 @attrs.frozen
 class DryRun:
     """What :func:`dry_run` found and built: the report, the run's method (built once, around the
@@ -430,7 +424,7 @@ class DryRun:
 
     report: PairReport
     method: Any
-    rng: tuple[Any, Any, Any] = attrs.field(eq=False, repr=False)
+    rng: dict[str, Any] = attrs.field(eq=False, repr=False)   # checkpoint.capture_rng()
     alignment_recorded: bool = False
 
 
@@ -458,21 +452,19 @@ def dry_run(spec, pair: ResolvedPair, *, device: torch.device | None = None, ali
                 network = check.build("parent" if trains_parent else "child", seed=train.seed)
                 if trains_parent:
                     parent = network
-                rng_before = (torch.get_rng_state(), random.getstate(), np.random.get_state())
+                rng_before = capture_rng()   # the method is built from the state right after the network
                 child = check.build("child")
-                report = _check_models(check, parent, child, batches, info)
+                report = _check_models(check, parent, child, splits, batches, info)
                 if not trains_parent:
                     parent.requires_grad_(False).eval()
-                torch.set_rng_state(rng_before[0])
-                random.setstate(rng_before[1])
-                np.random.set_state(rng_before[2])
+                restore_rng(rng_before)
                 network.to(check.device)
                 frozen = parent.to(check.device) if method_cls.needs_parent else None
                 method = check.start(spec.method, network, frozen, dict(spec.method_options), alignment)
                 if isinstance(method, MethodResult):
                     raise check.fail(f"method {spec.method!r} cannot train this pair: {method.detail}",
                                      "correct the models or the card, or pick another method", "methods")
-                rng = (torch.get_rng_state(), random.getstate(), np.random.get_state())
+                rng = capture_rng()
                 result = check.step(spec.method, method, batches["train"], splits.bundle.augment)
         finally:
             random.setstate(state[0])
@@ -482,7 +474,7 @@ def dry_run(spec, pair: ResolvedPair, *, device: torch.device | None = None, ali
     return DryRun(report, method, rng, alignment_recorded=alignment is not None)
 
 
-def _check_models(check: _Check, parent: nn.Module, child: nn.Module, batches, info) -> PairReport:
+def _check_models(check: _Check, parent: nn.Module, child: nn.Module, splits, batches, info) -> PairReport:
     """Both models take the data's inputs, predict its class count and the same shape."""
     card = check.card
     pp = check.predict("parent", parent, batches["train"], info)
@@ -491,7 +483,6 @@ def _check_models(check: _Check, parent: nn.Module, child: nn.Module, batches, i
         raise check.fail(f"the parent predicts {list(pp.shape)} but the child {list(pc.shape)} for the same batch",
                          "give both models the same output (the same class count or target layout)")
     check.predict("child", child, batches["test"], info)  # val is carved from train
-    splits = check.pair.splits()
     classes = info.get("num_classes")
     return PairReport(pair=card.name, samples={s: len(getattr(splits, s)) for s in SPLITS},
                       input_shapes=tuple(tuple(s[1:]) for s in card.input_shapes),

@@ -391,9 +391,7 @@ class Trainer:
         dry = self._dry
         if dry is not None and dry.alignment_recorded == (state is not None):
             method = dry.method
-            torch.set_rng_state(dry.rng[0])
-            random.setstate(dry.rng[1])
-            np.random.set_state(dry.rng[2])
+            ckpt.restore_rng(dry.rng)
         else:
             network = self.pair.seeded("parent" if spec.method_cls.trains_parent else "child",
                                        spec.train.seed).to(self.device)
