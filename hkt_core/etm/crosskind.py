@@ -158,7 +158,7 @@ CROSS_KIND_TRANSFERS = {"tokens_to_map": TokensToMap, "map_to_tokens": MapToToke
 
 def _as_kind(kind, shape, side: str):
     """A :class:`ValueKind` from a kind (or its name) and the value's shape as the model holds it."""
-    from ..kinds import KINDS
+    from ..trace.kinds import KINDS
 
     if isinstance(kind, ValueKind):
         return kind if shape is None else kind.with_shape(shape)
@@ -175,7 +175,7 @@ def transfer_between(source_kind, target_kind, source_shape=None, target_shape=N
     """The transfer that maps a value of ``source_kind`` onto one of ``target_kind``: the rule every
     mixing point of a :class:`hkt_core.Family` is built by.
 
-    Kinds are :class:`~hkt_core.kinds.ValueKind` (shapes then optional) or their names ``map``,
+    Kinds are :class:`~hkt_core.trace.kinds.ValueKind` (shapes then optional) or their names ``map``,
     ``tokens``, ``vector`` with the values' batched shapes as the models hold them (``(B, N, D)``
     for tokens). Between values of one kind it is the registered transfer ``transfer`` (``auto``:
     identity, 1x1 convolution or linear map, resizing positions); between kinds, the registered
@@ -184,7 +184,7 @@ def transfer_between(source_kind, target_kind, source_shape=None, target_shape=N
     channel-first value (:mod:`hkt_core.lockstep.layout`). A pair no transfer connects (a 1-D map
     and a 2-D map, tokens without a grid and a 2-D map) raises ``ValueError`` saying why.
     """
-    from ..kinds import transfer_problem
+    from ..trace.kinds import transfer_problem
 
     source = _as_kind(source_kind, source_shape, "source")
     target = _as_kind(target_kind, target_shape, "target")

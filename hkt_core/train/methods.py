@@ -270,7 +270,7 @@ class FitNetMethod(Method):
     def _kinds(self, points, example, child_features) -> dict[str, dict[str, Any]]:
         """The kind of every hinted value: read from the graphs as the alignment read them (class
         tokens and token grids included), with the shapes of one probe run on the example inputs."""
-        from ..kinds import ValueKind, traced_kinds
+        from ..trace.kinds import ValueKind, traced_kinds
         from ..trace.graph import trace
 
         traced = getattr(self.ctx.alignment, "traced", None) or (None, None)

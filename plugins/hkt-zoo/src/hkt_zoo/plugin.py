@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 
-from hkt_core import registers
+from hkt_core import hookimpl, registers, shipped_cards
 
 
 def _has(module: str) -> bool:
@@ -40,6 +40,16 @@ def hkt_register_datasets():
     from .data import token_recall
 
     return [("token-recall", token_recall, {"contract_options": {"n_train": 64, "n_test": 32}})]
+
+
+@hookimpl
+def hkt_register_pairs(registry):
+    """The pair cards shipped in hkt_zoo/pairs: transformers pairs, registered when transformers is installed."""
+    if _has("transformers"):
+        _shipped(registry)
+
+
+_shipped = shipped_cards("hkt_zoo")
 
 
 @registers()
