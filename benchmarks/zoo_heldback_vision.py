@@ -29,7 +29,8 @@ for src, p, c in PAIRS:
         x = torch.randn(2, 3, 32, 32)
         al = align(parent, child, x, stages=3, manager=m)
         fam = Family(parent, child, al, manager=m)
-        loss = fam.loss(fam(x), torch.tensor([0, 4])); loss.backward()
+        loss = fam.loss(fam(x), torch.tensor([0, 4]))
+        loss.backward()
         fam.eval()
         with torch.no_grad():
             eq = torch.equal(fam.export_child().eval()(x), child.eval()(x))
