@@ -1,52 +1,88 @@
 """Held-back torchvision and timm pairs (never used before in this project, listed before the
 first run): each builds a Family at 3 stages, trains a step and exports a child equal to the plain
-child. Needs torchvision and timm (a separate venv: they pull another torch). Writes
-docs/results/zoo_heldback_vision.json.
+child. Needs torchvision and timm (a separate venv: they pull another torch); without them it says
+so and writes nothing.
 
-    python benchmarks/zoo_heldback_vision.py
+    python benchmarks/zoo_heldback_vision.py [--quick] [--out docs/results/zoo_heldback_vision.json]
 """
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
 import json
 import platform
+import sys
 import time
 from pathlib import Path
 
 import torch
-from hkt_zoo.vision_sources import torchvision_model, timm_model
-from hkt_core.align import align
-from hkt_core.family import Family
-from hkt_core.plugins import default_manager
+
+ROOT = Path(__file__).resolve().parents[1]
+#: (source, parent, child): written down before the first run
 PAIRS = [("torchvision", "regnet_y_400mf", "mobilenet_v3_small"), ("torchvision", "densenet121", "shufflenet_v2_x0_5"),
          ("torchvision", "wide_resnet50_2", "resnet18"), ("timm", "efficientnet_b0", "mobilenetv3_small_100"),
          ("timm", "resnet26d", "resnet10t")]
-m = default_manager()
-rows = []
-for src, p, c in PAIRS:
-    make = torchvision_model if src == "torchvision" else timm_model
-    t = time.time()
+#: ``--quick``: one pair per library
+QUICK = [PAIRS[1], PAIRS[4]]
+
+
+def run_pair(source: str, parent_name: str, child_name: str, manager) -> dict:
+    from hkt_core.align import align
+    from hkt_core.family import Family
+    from hkt_zoo.vision_sources import timm_model, torchvision_model
+
+    make = torchvision_model if source == "torchvision" else timm_model
+    row: dict = {"source": source, "parent": parent_name, "child": child_name}
+    started = time.time()
     try:
         torch.manual_seed(0)
-        parent, child = make(name=p, num_classes=10), make(name=c, num_classes=10)
+        parent, child = make(name=parent_name, num_classes=10), make(name=child_name, num_classes=10)
         x = torch.randn(2, 3, 32, 32)
-        al = align(parent, child, x, stages=3, manager=m)
-        fam = Family(parent, child, al, manager=m)
-        loss = fam.loss(fam(x), torch.tensor([0, 4]))
+        alignment = align(parent, child, x, stages=3, manager=manager)
+        family = Family(parent, child, alignment, manager=manager)
+        loss = family.loss(family(x), torch.tensor([0, 4]))
         loss.backward()
-        fam.eval()
+        family.eval()
         with torch.no_grad():
-            eq = torch.equal(fam.export_child().eval()(x), child.eval()(x))
-        pts = [(b.parent, b.child) for b in al.pairs] if hasattr(al, "pairs") else str(al)[:200]
-        rows.append({"source": src, "parent": p, "child": c, "ok": bool(torch.isfinite(loss)) and eq,
-                     "export_equal": eq, "seconds": round(time.time() - t, 2),
-                     "points": [list(x) for x in pts]})
-        print(f"{src} {p}->{c}: ok finite={bool(torch.isfinite(loss))} export_equal={eq} {time.time()-t:.1f}s points={pts}", flush=True)
-    except Exception as e:
-        rows.append({"source": src, "parent": p, "child": c, "ok": False, "error": f"{type(e).__name__}: {e}"[:300]})
-        print(f"{src} {p}->{c}: FAIL {type(e).__name__}: {str(e)[:300]}", flush=True)
+            equal = torch.equal(family.export_child().eval()(x), child.eval()(x))
+        row.update(ok=bool(torch.isfinite(loss)) and equal, loss_finite=bool(torch.isfinite(loss)),
+                   export_equal=equal, points=[[b.parent, b.child] for b in alignment.pairs])
+    except Exception as exc:  # recorded: a failing pair is a result
+        row.update(ok=False, error=f"{type(exc).__name__}: {exc}"[:300])
+    row["seconds"] = round(time.time() - started, 2)
+    return row
 
-import torchvision  # noqa: E402
-import timm  # noqa: E402
-out = Path(__file__).resolve().parents[1] / "docs" / "results" / "zoo_heldback_vision.json"
-out.write_text(json.dumps({"versions": {"torch": torch.__version__, "torchvision": torchvision.__version__,
-                                        "timm": timm.__version__, "python": platform.python_version()},
-                           "pairs": rows}, indent=2) + "\n")
-print(f"wrote {out}")
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="one pair per library")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results" / "zoo_heldback_vision.json")
+    args = parser.parse_args(argv)
+    missing = [m for m in ("torchvision", "timm") if importlib.util.find_spec(m) is None]
+    if missing:
+        print(f"{' and '.join(missing)} not installed: nothing measured, nothing written "
+              f"(pip install 'hkt-zoo[torchvision,timm]' in a separate venv)", file=sys.stderr)
+        return 0
+    import timm
+    import torchvision
+
+    from hkt_core.plugins import default_manager
+
+    manager = default_manager()
+    rows = []
+    for pair in (QUICK if args.quick else PAIRS):
+        rows.append(run_pair(*pair, manager))
+        r = rows[-1]
+        print(f"{r['source']} {r['parent']} -> {r['child']}: {'ok' if r['ok'] else 'FAIL'} "
+              f"{r.get('points', r.get('error'))} ({r['seconds']} s)", flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"versions": {"torch": torch.__version__, "torchvision": torchvision.__version__,
+                                                 "timm": timm.__version__, "python": platform.python_version()},
+                                    "quick": args.quick, "pairs": rows}, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    return 0 if all(r["ok"] for r in rows) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

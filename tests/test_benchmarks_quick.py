@@ -8,6 +8,7 @@ the test's own folder. :data:`SCRIPTS` must list every script under ``benchmarks
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -29,6 +30,7 @@ SCRIPTS = {
     "benchmarks/quality_report.py": [],
     "benchmarks/seg.py": ["--out", "{out}"],
     "benchmarks/step.py": ["--out", "{out}"],
+    "benchmarks/zoo_heldback_vision.py": ["--out", "{out}/zoo_heldback_vision.json"],
     "plugins/hkt-inhernet/benchmarks/digits_inheritance.py": ["--out", "{out}"],
 }
 #: modules of the benchmarks folder that are imported, not run
@@ -36,7 +38,7 @@ LIBRARIES = {"benchmarks/demo_runs.py", "benchmarks/quality_plan.py"}
 #: committed files no quick run may touch
 GUARDED = ["docs/performance.md", "docs/results/step.json", "docs/results/compile.json", "docs/results/quality.json",
            "docs/RESULTS.md", "docs/inhernet.md", "docs/results/inhernet.json", "benchmarks/quality_tuned.json",
-           "docs/alignment.md", "docs/results/align_zoo.json"]
+           "docs/alignment.md", "docs/results/align_zoo.json", "docs/results/zoo_heldback_vision.json"]
 
 
 def test_every_benchmark_script_has_a_quick_run_here():
@@ -71,6 +73,12 @@ def test_quick_mode_runs_and_writes_only_into_temporary_folders(script, tmp_path
         summary = json.loads((out / "align_zoo.json").read_text())["summary"]["all"]
         assert summary["pairs"] >= 3 and summary["exact_share"] > summary["control_exact_share"]
         assert summary["block_output_share"] > summary["control_block_output_share"]
+    if script == "benchmarks/zoo_heldback_vision.py":  # each pair trains a step and exports the plain child
+        written = out / "zoo_heldback_vision.json"
+        if importlib.util.find_spec("torchvision") and importlib.util.find_spec("timm"):
+            assert all(r["ok"] for r in json.loads(written.read_text())["pairs"])
+        else:  # the clean exit without the libraries
+            assert "not installed" in result.stderr and not written.exists()
     if script == "benchmarks/gpu_check.py":
         import torch
 
