@@ -67,8 +67,10 @@ def resolve_card(name: str, quick: bool):
     card = default_manager().lookup("pairs", name)
     if not quick:
         return card
-    small = {"num_samples": 1200, "train_split": 0.5} if card.dataset == "mnist1d" else {}
-    parent_small = {"num_samples": 1200} if card.dataset == "mnist1d" and card.parent_dataset_options else {}
+    small = {"mnist1d": {"num_samples": 1200, "train_split": 0.5},
+             "token-recall": {"n_train": 200, "n_test": 200}}.get(card.dataset, {})
+    parent_small = {"mnist1d": {"num_samples": 1200}, "token-recall": {"n_train": 400}}.get(card.dataset, {})
+    parent_small = parent_small if card.parent_dataset_options else {}
     return attrs.evolve(card, train=attrs.evolve(card.train, epochs=2),
                         dataset_options={**card.dataset_options, **small},
                         parent_dataset_options={**card.parent_dataset_options, **parent_small},
@@ -207,7 +209,7 @@ def tune_jobs(pairs: list[str], methods: list[str], seeds: list[int], tuned: dic
     jobs = []
     for pair in pairs:
         space = plan.search_for(pair)
-        for method in methods:
+        for method in (m for m in methods if m in plan.searched_methods(pair)):  # a pair's own rows only
             recipe = recipe_of(tuned, pair, method)
             for seed in seeds:
                 for name, config in space[method].items():
@@ -272,16 +274,18 @@ def final_jobs(pairs: list[str], tuned: dict[str, Any], seeds: list[int], varian
         entry = tuned.get("pairs", {}).get(pair, {})
         chosen = entry.get("chosen", {})
         stage_rows = [r for r in plan.STAGE_ROWS if pair in plan.STAGE_PAIRS]
+        main_rows = plan.main_methods(pair)
         if rows is None:
-            needed = list(plan.MAIN_METHODS) + ["hkt"]
+            needed = list(main_rows)
         else:
-            needed = plan.searched_for([r for r in rows if r not in plan.STAGE_ROWS or r in stage_rows])
+            needed = [m for m in plan.searched_for([r for r in rows if r not in plan.STAGE_ROWS or r in stage_rows])
+                      if m in plan.searched_methods(pair)]
         missing = sorted({m for m in needed if m not in chosen})
         if missing:
             raise SystemExit(f"{pair}: no tuned configuration for {', '.join(missing)}; run --tune first")
         wanted: list[tuple[str, str, dict, list[int]]] = [
-            (m, chosen[m]["name"], chosen[m]["config"], seeds) for m in plan.MAIN_METHODS if m in chosen]
-        if "hkt" in chosen:
+            (m, chosen[m]["name"], chosen[m]["config"], seeds) for m in main_rows if m in chosen]
+        if "hkt" in chosen and "hkt" in main_rows:
             wanted += [(row, name, config, variant_seeds)
                        for row, (name, config) in plan.variants(chosen["hkt"]["config"]).items()]
         if stage_rows:  # rows None: those whose sources are chosen (the multi-stage rows are optional)

@@ -27,8 +27,11 @@ RESULTS_FILE = ROOT / "docs" / "results" / "quality.json"
 CONTROL_PAIR = "mnist1d-resnet56-resnet20"
 #: heterogeneous pairs (parent and child of different families, aligned across representation kinds)
 HETERO_PAIRS: tuple[str, ...] = ("hetero-digits-vit-cnn", "hetero-digits-cnn-vit", "hetero-tabular-transformer-mlp")
+#: the transformer pair: parent and child built from transformers configs through hkt-zoo (a 4-layer
+#: BERT over a 2-layer one) on hkt-zoo's generated token-recall task; needs transformers installed
+TRANSFORMER_PAIR = "recall-bert4-bert2"
 #: the pairs (cards) of the benchmark, in report order
-PAIRS: list[str] = [CONTROL_PAIR, *HETERO_PAIRS]
+PAIRS: list[str] = [CONTROL_PAIR, *HETERO_PAIRS, TRANSFORMER_PAIR]
 
 #: the seeds every configuration of the search is trained on (selection on their mean validation
 #: accuracy); the chosen configurations' runs are reused as these seeds of the comparison
@@ -36,6 +39,8 @@ TUNE_SEEDS: tuple[int, ...] = (0, 1, 2)
 
 #: the four main rows: compared on every seed
 MAIN_METHODS = ("baseline", "kd", "hkt", "hkt-kd")
+#: pairs that run only some of the main rows (the rest do not fit the budget): pair -> its rows
+PAIR_METHODS: dict[str, tuple[str, ...]] = {TRANSFORMER_PAIR: ("baseline", "kd")}
 #: feature distillation at the automatic alignment (FitNet hints, alone and with KD): searched like
 #: the main rows, on the pairs of :data:`STAGE_PAIRS`
 FEATURE_METHODS = ("fitnet", "fitnet-kd")
@@ -67,6 +72,7 @@ BASELINE_SEARCH: dict[str, dict[str, dict[str, Any]]] = {
     "hetero-digits-vit-cnn": _learning_rates(0.05, 0.1, 0.2),
     "hetero-digits-cnn-vit": _learning_rates(0.0025, 0.005, 0.01),
     "hetero-tabular-transformer-mlp": _learning_rates(0.0025, 0.005, 0.01),
+    TRANSFORMER_PAIR: _learning_rates(0.0015, 0.003, 0.006),
 }
 
 #: rows whose configurations are trained on top of another method's chosen ``train`` settings:
@@ -113,6 +119,16 @@ METHOD_OF_ROW = {"hkt-paper": "hkt", "hkt-anneal": "hkt", "hkt-learned-gate": "h
 #: the searched method each row of :data:`STAGE_ROWS` takes its chosen configuration from
 STAGE_SOURCE = {"hkt-3": "hkt", "hkt-4": "hkt", "hkt-3-random": "hkt", "fitnet": "fitnet",
                 "fitnet-random": "fitnet", "fitnet-kd": "fitnet-kd"}
+
+
+def main_methods(pair: str) -> tuple[str, ...]:
+    """The main rows ``pair`` runs: all of :data:`MAIN_METHODS` unless :data:`PAIR_METHODS` names fewer."""
+    return PAIR_METHODS.get(pair, MAIN_METHODS)
+
+
+def searched_methods(pair: str) -> tuple[str, ...]:
+    """The methods searched on ``pair``: its main rows, and FitNet's on :data:`STAGE_PAIRS`."""
+    return (*main_methods(pair), *(FEATURE_METHODS if pair in STAGE_PAIRS else ()))
 
 
 def _random(config: dict[str, Any]) -> dict[str, Any]:

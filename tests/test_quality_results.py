@@ -49,13 +49,13 @@ def test_the_tuned_file_chose_among_equal_budgets():
     tuned = json.loads(plan.TUNED_FILE.read_text())
     for pair, entry in tuned["pairs"].items():
         space = plan.search_for(pair)
-        for method in (*plan.MAIN_METHODS, *(plan.FEATURE_METHODS if pair in plan.STAGE_PAIRS else ())):
+        for method in plan.searched_methods(pair):
             configs = entry["search"][method]
             assert set(configs) == set(space[method]) and len(configs) == plan.CONFIGS
             chosen = entry["chosen"][method]["name"]
             best = max(configs, key=lambda n: sum(configs[n]["val"]) / len(configs[n]["val"]))
             assert sum(configs[chosen]["val"]) == pytest.approx(sum(configs[best]["val"]))
-        for method in plan.MAIN_METHODS:  # the comparison ran the chosen configuration
+        for method in plan.main_methods(pair):  # the comparison ran the chosen configuration
             result = DATA["pairs"][pair]
             row = result["methods"].get(method) or result["earlier_parent"]["methods"][method]
             assert row["config"] == entry["chosen"][method]["name"]

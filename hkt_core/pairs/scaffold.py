@@ -139,8 +139,10 @@ def sample_dtypes(bundle) -> tuple[str, ...]:
 
     from .card import INPUT_DTYPES
 
+    from ..data import as_pairs
+
     try:
-        inputs = bundle.train[0][0]
+        inputs = as_pairs(bundle).train[0][0]   # mapping samples read as (inputs, target)
     except Exception:  # an empty or unreadable split: the pre-flight reports it
         return ()
     inputs = inputs if isinstance(inputs, (tuple, list)) else (inputs,)

@@ -202,7 +202,7 @@ def _slice(prediction, target, lo, hi):
 
 # -- datasets ----------------------------------------------------------------------------------
 def check_dataset(name: str, factory: Any, contract_options: dict | None = None) -> None:
-    from ..data import DatasetBundle
+    from ..data import DatasetBundle, as_pairs
 
     if contract_options is None:
         try:
@@ -215,12 +215,13 @@ def check_dataset(name: str, factory: Any, contract_options: dict | None = None)
         bundle = factory(**contract_options)
     assert isinstance(bundle, DatasetBundle), f"dataset {name!r} must return a DatasetBundle"
     assert len(bundle.train) > 0 and len(bundle.test) > 0, f"dataset {name!r} has an empty split"
+    bundle = as_pairs(bundle, name)  # mapping samples ({"input_ids": ..., "label": ...}) as (inputs, target)
     inputs, _ = bundle.train[0]
     inputs = inputs if isinstance(inputs, (tuple, list)) else (inputs,)
     shapes = tuple(tuple(t.shape) for t in inputs)
     assert shapes == tuple(tuple(s) for s in bundle.input_shapes), \
         f"dataset {name!r}: sample shapes {shapes} differ from input_shapes {bundle.input_shapes}"
-    again = factory(**(contract_options or {}))
+    again = as_pairs(factory(**(contract_options or {})), name)
     first = again.train[0][0]
     first = first if isinstance(first, (tuple, list)) else (first,)
     assert all(torch.equal(a, b) for a, b in zip(inputs, first)), f"dataset {name!r} is not deterministic"

@@ -20,7 +20,7 @@ from torch.utils.data import (BatchSampler, DataLoader, Dataset, DistributedSamp
                               default_collate)
 
 from ..config import TrainConfig
-from ..data import DatasetBundle
+from ..data import DatasetBundle, as_pairs
 from ..errors import ConfigError, DataError, HKTError
 from ..pairs.card import PairCard
 
@@ -62,6 +62,7 @@ def load_splits(card: PairCard, train: TrainConfig, manager, *, parent: bool = F
                           f"{' '.join(str(exc).split())}") from None
     if not isinstance(bundle, DatasetBundle):
         raise ConfigError(f"dataset {card.dataset!r} returned {type(bundle).__name__}, not a DatasetBundle")
+    bundle = as_pairs(bundle, card.dataset)  # mapping samples ({"input_ids": ..., "label": ...}) as (inputs, target)
     check_input_shapes(card, bundle)
     n = len(bundle.train)
     n_val = max(1, round(train.val_fraction * n))

@@ -168,8 +168,13 @@ class _Check:
         except HKTError as exc:
             raise self.fail(_one_line(exc), "name a registered data set (`hkt list datasets`) or a module:callable "
                             "whose module lies beside the card or on sys.path", "data") from None
+        from ..data import SampleFormError
+
         try:
             splits = self.pair.splits()
+        except SampleFormError as exc:
+            raise self.fail(_one_line(exc), "give every sample the keys the message names, or state them in the "
+                            "DatasetBundle's info['input_keys'] and info['target_key']", "data") from None
         except DataError as exc:
             raise self.fail(_one_line(exc), "repair or drop the samples holding NaN or infinity", "data") from None
         except SplitError as exc:

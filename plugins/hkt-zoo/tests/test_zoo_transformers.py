@@ -85,3 +85,57 @@ def test_zoo_pair_trains_in_a_family_on_longer_batches():
                                    rtol=0, atol=1e-6)
         assert torch.equal(family.export_child().eval()(ids, attention_mask=mask).logits,
                            child(ids, attention_mask=mask).logits)
+
+
+GPT2 = {"vocab_size": 50, "n_head": 2, "n_positions": 32, "num_labels": 3, "pad_token_id": 0,
+        "bos_token_id": 1, "eos_token_id": 1}
+
+
+def _gpt2(layers: int, width: int):
+    return build_model("transformers", default_manager(), architecture="GPT2ForSequenceClassification",
+                       config={**GPT2, "n_layer": layers, "n_embd": width})
+
+
+def test_text_models_take_ids_then_the_mask_positionally_gpt2_included():
+    from hkt_zoo.transformers_source import positional_class
+
+    assert positional_class(transformers.BertForSequenceClassification) is transformers.BertForSequenceClassification
+    assert positional_class(transformers.DistilBertForSequenceClassification) is \
+        transformers.DistilBertForSequenceClassification
+    torch.manual_seed(0)
+    model = _gpt2(2, 16).eval()
+    # GPT-2's forward takes its cache second: hkt's model binds the mask by name, nothing else changes
+    assert type(model).__name__ == "GPT2ForSequenceClassification"
+    assert isinstance(model, transformers.GPT2ForSequenceClassification)
+    plain = transformers.GPT2ForSequenceClassification(model.config).eval()
+    assert list(plain.state_dict()) == list(model.state_dict())
+    plain.load_state_dict(model.state_dict())
+    ids = torch.randint(2, 50, (3, 9))
+    mask = torch.ones_like(ids)
+    mask[0, 5:] = 0
+    with torch.no_grad():
+        mine = model(ids, mask).logits
+        assert torch.equal(mine, plain(input_ids=ids, attention_mask=mask).logits)
+        assert not torch.equal(mine, model(ids).logits)   # the mask is used, not dropped
+    with pytest.raises(TypeError, match="at most 3 positional inputs"):
+        model(ids, mask, mask, mask)
+
+
+def test_a_gpt2_pair_trains_in_a_family_and_exports_the_plain_child():
+    torch.manual_seed(0)
+    parent, child = _gpt2(4, 32), _gpt2(2, 16)
+    manager = default_manager()
+    example = adapter_for(child, manager).example_inputs(child, [(2, 8), (2, 8)])
+    alignment = align(parent, child, example, stages=3, manager=manager)
+    assert [p.parent for p in alignment.pairs][:2] == ["transformer.h.1", "transformer.ln_f"]
+    family = Family(parent, child, alignment, manager=manager)
+    ids = torch.randint(2, 50, (4, 11))
+    mask = torch.ones_like(ids)
+    mask[2, 7:] = 0
+    loss = family.loss(family(ids, mask), torch.tensor([0, 1, 2, 0]))
+    loss.backward()
+    assert torch.isfinite(loss) and all(p.grad is not None for p in child.transformer.h[0].parameters())
+    family.eval()
+    with torch.no_grad():
+        assert torch.equal(family.export_child().eval()(ids, mask).logits,
+                           child.eval()(input_ids=ids, attention_mask=mask).logits)

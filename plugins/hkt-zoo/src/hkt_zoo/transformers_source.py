@@ -9,7 +9,9 @@ downloads and no pickle is ever read.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping, Sequence
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,36 @@ CONTRACT_OPTIONS = {"architecture": "BertForSequenceClassification",
                                "max_position_embeddings": 32, "num_labels": 3}}
 #: The options of the ``transformers`` model source.
 OPTIONS = ("architecture", "config", "pretrained", "weights")
+#: What hkt feeds a text model, positionally and in this order: a data set's input tensors (a mapping
+#: sample's keys are put in this order by ``hkt_core.data.INPUT_ORDER``). A model whose ``forward``
+#: takes other parameters between them (GPT-2's ``cache`` after ``input_ids``) binds them by name.
+TEXT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+@cache
+def positional_class(cls: type) -> type:
+    """``cls``, or a subclass of the same name whose ``forward`` takes :data:`TEXT_INPUTS` as its
+    first positional parameters (those ``cls.forward`` accepts), passing them on by name. Modules,
+    parameters and state-dict keys are ``cls``'s own; only the order of the inputs differs."""
+    params = list(inspect.signature(cls.forward).parameters)[1:]
+    taken = tuple(name for name in TEXT_INPUTS if name in params)
+    if tuple(params[:len(taken)]) == taken:
+        return cls
+
+    def forward(self, *inputs: Any, **kwargs: Any) -> Any:
+        if len(inputs) > len(taken):
+            raise TypeError(f"{cls.__name__} takes at most {len(taken)} positional inputs ({', '.join(taken)}), "
+                            f"got {len(inputs)}")
+        named = {k: v for k, v in zip(taken, inputs)}
+        return cls.forward(self, **named, **kwargs)
+
+    forward.__signature__ = inspect.Signature(   # type: ignore[attr-defined]
+        [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+        + [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None) for n in taken]
+        + [inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD)])
+    forward.__doc__ = cls.forward.__doc__
+    return type(cls.__name__, (cls,), {"forward": forward, "__module__": cls.__module__,
+                                       "__qualname__": cls.__qualname__, "hkt_text_inputs": taken})
 
 
 def _fail(message: str) -> None:
@@ -89,6 +121,8 @@ def transformers_model(architecture: str = "", config: Mapping[str, Any] | None 
         if missing or unexpected:
             _fail(f"weights {file.name!r} do not fit {architecture}: missing {list(missing)[:3]}, "
                   f"unexpected {list(unexpected)[:3]}")
+    if getattr(model, "main_input_name", None) == "input_ids":
+        model.__class__ = positional_class(cls)   # token ids, then the mask, positionally (GPT-2 included)
     if hasattr(model.config, "use_cache"):
         model.config.use_cache = False
     if weights is not None or pretrained is not None:   # a parent with weights is used as it is
@@ -123,4 +157,5 @@ class TransformersAdapter(Adapter):
         return super().prediction(output)
 
 
-__all__ = ["ARCHITECTURES", "CONTRACT_OPTIONS", "OPTIONS", "TransformersAdapter", "transformers_model"]
+__all__ = ["ARCHITECTURES", "CONTRACT_OPTIONS", "OPTIONS", "TEXT_INPUTS", "TransformersAdapter", "positional_class",
+           "transformers_model"]
