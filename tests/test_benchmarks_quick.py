@@ -30,6 +30,7 @@ SCRIPTS = {
     "benchmarks/quality_report.py": [],
     "benchmarks/seg.py": ["--out", "{out}"],
     "benchmarks/step.py": ["--out", "{out}"],
+    "benchmarks/zoo_heldback_transformers.py": ["--out", "{out}/zoo_heldback_transformers.json"],
     "benchmarks/zoo_heldback_vision.py": ["--out", "{out}/zoo_heldback_vision.json"],
     "plugins/hkt-inhernet/benchmarks/digits_inheritance.py": ["--out", "{out}"],
 }
@@ -38,7 +39,8 @@ LIBRARIES = {"benchmarks/demo_runs.py", "benchmarks/quality_plan.py"}
 #: committed files no quick run may touch
 GUARDED = ["docs/performance.md", "docs/results/step.json", "docs/results/compile.json", "docs/results/quality.json",
            "docs/RESULTS.md", "docs/inhernet.md", "docs/results/inhernet.json", "benchmarks/quality_tuned.json",
-           "docs/alignment.md", "docs/results/align_zoo.json", "docs/results/zoo_heldback_vision.json"]
+           "docs/alignment.md", "docs/results/align_zoo.json", "docs/results/zoo_heldback_vision.json",
+           "docs/results/zoo_heldback_transformers.json"]
 
 
 def test_every_benchmark_script_has_a_quick_run_here():
@@ -78,6 +80,13 @@ def test_quick_mode_runs_and_writes_only_into_temporary_folders(script, tmp_path
         if importlib.util.find_spec("torchvision") and importlib.util.find_spec("timm"):
             assert all(r["ok"] for r in json.loads(written.read_text())["pairs"])
         else:  # the clean exit without the libraries
+            assert "not installed" in result.stderr and not written.exists()
+    if script == "benchmarks/zoo_heldback_transformers.py":  # a text and an image pair, each exports the plain child
+        written = out / "zoo_heldback_transformers.json"
+        if importlib.util.find_spec("transformers"):
+            rows = json.loads(written.read_text())["pairs"]
+            assert len(rows) == 2 and all(r["ok"] and r["export_equal"] and r["child_gradients"] for r in rows)
+        else:
             assert "not installed" in result.stderr and not written.exists()
     if script == "benchmarks/gpu_check.py":
         import torch

@@ -24,8 +24,13 @@ from hkt_core import ConfigError
 #: The transformers classes a card may name (classification heads: one prediction per input).
 ARCHITECTURES = (
     "BertForSequenceClassification", "DistilBertForSequenceClassification",
-    "RobertaForSequenceClassification", "GPT2ForSequenceClassification", "ViTForImageClassification",
-    "ResNetForImageClassification",
+    "RobertaForSequenceClassification", "XLMRobertaForSequenceClassification", "AlbertForSequenceClassification",
+    "ElectraForSequenceClassification", "DebertaV2ForSequenceClassification", "ModernBertForSequenceClassification",
+    "GPT2ForSequenceClassification", "LlamaForSequenceClassification", "MistralForSequenceClassification",
+    "Qwen2ForSequenceClassification",
+    "ViTForImageClassification", "DeiTForImageClassification", "SwinForImageClassification",
+    "ResNetForImageClassification", "ConvNextForImageClassification", "RegNetForImageClassification",
+    "EfficientNetForImageClassification",
 )
 #: A tiny model the registry's contract checks build (nothing downloads).
 CONTRACT_OPTIONS = {"architecture": "BertForSequenceClassification",
