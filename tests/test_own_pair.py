@@ -252,6 +252,28 @@ def test_pairs_new_writes_a_card_that_add_and_check_accept(tmp_path, monkeypatch
     assert PairCard.from_toml(hkt_core.pairs.user_pairs_dir() / "new-pair.toml").name == "new-pair"
 
 
+def test_pairs_new_loads_the_data_set_with_the_options_given(tmp_path, monkeypatch, capsys):
+    """A data set that needs an option (a folder, say) is loaded with --dataset-option KEY=VALUE,
+    which the card keeps; without it the error names the flag and no card is written."""
+    folder = tmp_path / "cards"
+    _, module = write_pair(folder)
+    (folder / f"{module}_needs.py").write_text(
+        f"from {module} import table\n\ndef rows(n_train, label_offset=0):\n"
+        f"    return table(n_train=n_train, label_offset=label_offset)\n", encoding="utf-8")
+    monkeypatch.syspath_prepend(str(folder))
+    target = folder / "opt-pair.toml"
+    args = ["pairs", "new", "opt-pair", "--parent", f"{module}:TokenMixer", "--child", f"{module}:mlp",
+            "--dataset", f"{module}_needs:rows", "-o", str(target)]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "n_train" in err[0] and "--dataset-option KEY=VALUE" in err[0] and not target.exists()
+    assert main([*args, "--dataset-option", "n_train=90", "--dataset-option", "label_offset = 0"]) == 0
+    card = PairCard.from_toml(target)
+    assert card.dataset_options == {"n_train": 90, "label_offset": 0} and card.input_shapes == ((1, 12),)
+    assert main([*args, "--force", "--dataset-option", "n_train"]) == 2
+    assert "--dataset-option 'n_train' is invalid: KEY=VALUE" in capsys.readouterr().err
+
+
 def test_pairs_list_user_and_remove(tmp_path, capsys):
     card, _ = write_pair(tmp_path / "cards", name="mine-one")
     assert main(["pairs", "add", str(card)]) == 0

@@ -19,6 +19,9 @@ def configure(sub) -> None:
     new.add_argument("--task", default=None, help="a registered task (default: the data set's info['task'], "
                                                   "else classification)")
     new.add_argument("--stages", type=int, default=2, help="nHKT: mixing points + 1 (default 2)")
+    new.add_argument("--dataset-option", action="append", default=[], metavar="KEY=VALUE",
+                     help="an option of the data set, repeatable (e.g. root=/data/images): the data set is "
+                          "loaded with them and they are written into [dataset_options]")
     new.add_argument("-o", "--out", default=None, help="card file to write (default NAME.toml here)")
     new.add_argument("--force", action="store_true", help="replace an existing file")
     new.set_defaults(handler=run_new)
@@ -50,8 +53,17 @@ def run_new(args) -> int:
     from ..pairs.scaffold import write_new_card
     from ..plugins.host import default_manager
 
+    from ..config import parse_value
+    from ..errors import ConfigError
+
+    options = {}
+    for item in args.dataset_option:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--dataset-option {item!r} is invalid: KEY=VALUE, e.g. --dataset-option root=/data/images")
+        options[key.strip()] = parse_value(value.strip())
     path = write_new_card(args.name, parent=args.parent, child=args.child, dataset=args.dataset, task=args.task,
-                          stages=args.stages, out=args.out, force=args.force,
+                          stages=args.stages, out=args.out, force=args.force, dataset_options=options,
                           manager=default_manager())
     print(f"wrote {path}; next: hkt pairs check {path}, then hkt pairs add {path}")
     return 0

@@ -59,6 +59,13 @@ def option_comments(factory) -> list[str]:
     return lines
 
 
+def _assignments(options: dict[str, Any]) -> list[str]:
+    """``name = value`` lines of options given on the command line."""
+    from ..config import to_toml
+
+    return to_toml(options).strip().splitlines() if options else []
+
+
 def _section(title: str, lines: list[str], note: str) -> list[str]:
     return [f"[{title}]", f"# {note}", *(lines or ["# (the factory takes no keyword options)"]), ""]
 
@@ -78,7 +85,7 @@ def _table(config) -> list[str]:
 
 def card_text(name: str, *, parent: str, child: str, dataset: str, task: str, stages: int,
               input_shapes, num_classes: int | None, factories: dict[str, Any],
-              input_dtypes: tuple[str, ...] = ()) -> str:
+              input_dtypes: tuple[str, ...] = (), dataset_options: dict[str, Any] | None = None) -> str:
     """The commented card (see the module docstring)."""
     shapes = json.dumps([list(s) for s in input_shapes])
     classes = (f"# the data set has {num_classes} classes: both models must predict {num_classes} scores per sample"
@@ -103,7 +110,8 @@ def card_text(name: str, *, parent: str, child: str, dataset: str, task: str, st
         "",
         *_section("parent_options", option_comments(factories["parent"]), "keyword options of the parent factory"),
         *_section("child_options", option_comments(factories["child"]), "keyword options of the child factory"),
-        *_section("dataset_options", option_comments(factories["dataset"]), "keyword options of the data set"),
+        *_section("dataset_options", [*_assignments(dataset_options or {}), *option_comments(factories["dataset"])],
+                  "keyword options of the data set"),
         "[alignment]",
         "# leave empty to align automatically (`hkt align " + name + "` shows the choice), or name the mixing",
         "# points by hand, in forward order (the predictions pair is implied):",
@@ -154,7 +162,7 @@ def sample_dtypes(bundle) -> tuple[str, ...]:
 
 def write_new_card(name: str, *, parent: str, child: str, dataset: str, task: str | None = None,
                    stages: int = 2, out: str | Path | None = None, force: bool = False,
-                   manager: PluginManager) -> Path:
+                   dataset_options: dict[str, Any] | None = None, manager: PluginManager) -> Path:
     """Write the card of a new pair to ``out`` (default ``NAME.toml``); returns its path."""
     from ..data import DatasetBundle
 
@@ -168,13 +176,19 @@ def write_new_card(name: str, *, parent: str, child: str, dataset: str, task: st
         raise ConfigError(f"{path} already exists; pick another file with -o or pass --force")
     factories = {"parent": _factory("models", parent, manager), "child": _factory("models", child, manager),
                  "dataset": _factory("datasets", dataset, manager)}
+    dataset_options = dict(dataset_options or {})
+    with_options = (f"with the options {', '.join(f'{k}={v!r}' for k, v in dataset_options.items())}"
+                    if dataset_options else "with its default options")
     try:
-        bundle = factories["dataset"]()
-    except HKTError:
-        raise
+        bundle = factories["dataset"](**dataset_options)
+    except HKTError as exc:
+        if dataset_options:
+            raise
+        raise ConfigError(f"{exc} (give options with --dataset-option KEY=VALUE)") from None
     except Exception as exc:  # the user's data set
-        raise ConfigError(f"data set {dataset!r} failed to load with its default options ({type(exc).__name__}: "
-                          f"{exc}); `hkt pairs new` reads its input shapes and class count from it") from None
+        raise ConfigError(f"data set {dataset!r} failed to load {with_options} ({type(exc).__name__}: "
+                          f"{exc}); `hkt pairs new` reads its input shapes and class count from it "
+                          f"(options: --dataset-option KEY=VALUE)") from None
     if not isinstance(bundle, DatasetBundle):
         raise ConfigError(f"data set {dataset!r} returned {type(bundle).__name__}, not a DatasetBundle")
     info = dict(bundle.info or {})
@@ -184,7 +198,7 @@ def write_new_card(name: str, *, parent: str, child: str, dataset: str, task: st
     text = card_text(name, parent=parent, child=child, dataset=dataset, task=task, stages=stages,
                      input_shapes=[(1, *s) for s in bundle.input_shapes],
                      num_classes=classes if isinstance(classes, int) else None, factories=factories,
-                     input_dtypes=sample_dtypes(bundle))
+                     input_dtypes=sample_dtypes(bundle), dataset_options=dataset_options)
     PairCard.from_dict(read_toml_text(text, str(path)), source=str(path))  # what we write, `pairs add` reads
     from ..io import atomic_write_text
 
