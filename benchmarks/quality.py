@@ -319,7 +319,7 @@ def results_json(results: list[dict[str, Any]], parents: dict[str, dict], tuned:
                       "test_size": p["test_size"], "parent_sha256": p["parent_sha256"],
                       "parent_test": 100 * p["test"], "parent_train_seconds": p.get("train_seconds"),
                       "card": r["pair"]})
-        entry.update({"parent_model": p.get("parent_model"), "child_model": p.get("child_model")})
+        entry.update({k: p.get(k) for k in ("parent_model", "child_model", "parent_architecture", "child_architecture")})
         if r["row"] == "hkt" and r.get("alignment"):
             entry["alignment"] = r["alignment"]  # the mixing points HKT used, with their representation kinds
         row = entry.setdefault("methods", {}).setdefault(r["row"], {"seeds": [], "test": [], "val": []})
@@ -342,7 +342,9 @@ def results_json(results: list[dict[str, Any]], parents: dict[str, dict], tuned:
     for pair in data["pairs"]:
         if pair in tuned.get("pairs", {}):
             data["pairs"][pair]["tuning"] = tuned["pairs"][pair]
-    data["meta"] = meta
+    earlier = (previous or {}).get("meta", {}) if previous else {}
+    history = list(earlier.get("commands") or ([earlier["command"]] if earlier.get("command") else []))
+    data["meta"] = {**meta, "commands": [*history, meta["command"]]}  # every command that wrote the file, in turn
     return data
 
 
@@ -356,7 +358,19 @@ def parent_info(parent_result: dict[str, Any], quick: bool) -> dict[str, Any]:
     child = build_model(card.child, manager, **card.child_options)
     splits = load_splits(card, card.train, manager)
     return {**parent_result, "child_params": count_parameters(child), "test_size": len(splits.test),
-            "parent_model": card.parent, "child_model": card.child}
+            "parent_model": card.parent, "child_model": card.child,
+            "parent_architecture": _architecture(card.parent_options), "child_architecture": _architecture(card.child_options)}
+
+
+def _architecture(options: dict[str, Any]) -> str | None:
+    """What a zoo source builds (a transformers ``architecture`` with its depth and width, a
+    torchvision/timm ``name``), None for a model of the pair's own plugin."""
+    if "architecture" in options:
+        config = options.get("config", {})
+        layers = config.get("num_hidden_layers", config.get("n_layer"))
+        width = config.get("hidden_size", config.get("n_embd"))
+        return options["architecture"] + (f", {layers} layers of width {width}" if layers and width else "")
+    return options.get("name")
 
 
 # -- main ----------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ SCRIPTS = {
     "benchmarks/quality.py": ["--pairs", "mnist1d-resnet56-resnet20", "--methods", "baseline", "--workers", "1",
                               "--out", "{out}"],
     "benchmarks/quality_report.py": [],
+    "benchmarks/quality_sizing.py": ["--workers", "1", "--out", "{out}"],
     "benchmarks/seg.py": ["--out", "{out}"],
     "benchmarks/step.py": ["--out", "{out}"],
     "benchmarks/zoo_heldback_transformers.py": ["--out", "{out}/zoo_heldback_transformers.json"],
@@ -40,7 +41,7 @@ LIBRARIES = {"benchmarks/demo_runs.py", "benchmarks/quality_plan.py"}
 GUARDED = ["docs/performance.md", "docs/results/step.json", "docs/results/compile.json", "docs/results/quality.json",
            "docs/RESULTS.md", "docs/inhernet.md", "docs/results/inhernet.json", "benchmarks/quality_tuned.json",
            "docs/alignment.md", "docs/results/align_zoo.json", "docs/results/zoo_heldback_vision.json",
-           "docs/results/zoo_heldback_transformers.json"]
+           "docs/results/zoo_heldback_transformers.json", "docs/results/quality_sizing.json"]
 
 
 def test_every_benchmark_script_has_a_quick_run_here():
