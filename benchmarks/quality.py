@@ -136,7 +136,10 @@ def run_job(spec: dict[str, Any], out: str, quick: bool) -> dict[str, Any]:
                 "parent_sha256": _digest(parent_file if spec["method"] != "parent" else folder / "child.safetensors"),
                 "wall": time.time() - started, "reused": reused}
     except Exception as exc:  # one failing run must not stop the benchmark; it is reported
-        return {**spec, "error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc(limit=4)}
+        from hkt_core.errors import TrainingDiverged
+
+        return {**spec, "error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc(limit=4),
+                "diverged": isinstance(exc, TrainingDiverged)}
 
 
 def _digest(weights: Path) -> str | None:
@@ -244,22 +247,30 @@ def choose(results: list[dict[str, Any]], tuned: dict[str, Any], seeds: list[int
     (ties: the first listed); records every configuration's numbers for the report."""
     out = json.loads(json.dumps(tuned))
     for r in results:
-        if "error" in r:
+        if "error" in r and not r.get("diverged"):
             continue
         entry = out["pairs"].setdefault(r["pair"], {"seeds": seeds, "search": {}, "chosen": {}})
         if sorted(entry.get("seeds", [])) != sorted(seeds):  # a search on other seeds: start it anew
             entry.update({"seeds": seeds, "search": {}, "chosen": {}})
         cfg = entry["search"].setdefault(r["row"], {}).setdefault(r["config"], {"seeds": [], "val": [], "test": []})
-        put_seed(cfg, r)
+        if r.get("diverged"):  # a result: this configuration diverged on that seed, and is not chosen
+            cfg["diverged_seeds"] = sorted({*cfg.get("diverged_seeds", []), r["seed"]})
+        else:
+            put_seed(cfg, r)
+            if r["seed"] in cfg.get("diverged_seeds", []):
+                cfg["diverged_seeds"].remove(r["seed"])
+                if not cfg["diverged_seeds"]:
+                    del cfg["diverged_seeds"]
     for pair, entry in out["pairs"].items():
         space = plan.search_for(pair)
         for method, configs in entry["search"].items():
-            complete = {n: c for n, c in configs.items()
-                        if n in space.get(method, {}) and sorted(c["seeds"]) == sorted(entry["seeds"])}
-            if method not in space or len(complete) < len(space[method]):
-                continue  # not every configuration of today's search finished: no choice yet
-            best = max(space[method], key=lambda n: (sum(complete[n]["val"]) / len(complete[n]["val"]),
-                                                     -list(space[method]).index(n)))
+            settled = {n: c for n, c in configs.items() if n in space.get(method, {})
+                       and sorted({*c["seeds"], *c.get("diverged_seeds", [])}) == sorted(entry["seeds"])}
+            complete = {n: c for n, c in settled.items() if not c.get("diverged_seeds")}
+            if method not in space or len(settled) < len(space[method]) or not complete:
+                continue  # not every configuration of today's search finished (or every one diverged): no choice
+            best = max(complete, key=lambda n: (sum(complete[n]["val"]) / len(complete[n]["val"]),
+                                                -list(space[method]).index(n)))
             entry["chosen"][method] = {"name": best, "config": space[method][best],
                                        "val_mean": sum(complete[best]["val"]) / len(complete[best]["val"])}
     return out
@@ -437,7 +448,9 @@ def main(argv: list[str] | None = None) -> int:
             plan.TUNED_FILE.write_text(json.dumps(tuned, indent=1) + "\n")
             log(f"chosen settings written to {plan.TUNED_FILE}")
         if not args.quick:
-            return _report_failures(results, log)
+            return _report_failures(results, log, search=True)
+        if _report_failures(results, log, search=True):
+            return 1
     seeds = list(range(1 if args.quick else args.seeds))
     variant_seeds = list(range(1 if args.quick else args.variant_seeds))
     jobs = final_jobs(pairs, tuned, seeds, variant_seeds, methods)
@@ -462,8 +475,13 @@ def main(argv: list[str] | None = None) -> int:
     return _report_failures(results, log)
 
 
-def _report_failures(results: list[dict[str, Any]], log) -> int:
-    failures = [r for r in results if "error" in r]
+def _report_failures(results: list[dict[str, Any]], log, *, search: bool = False) -> int:
+    """Log every failed run; the status is 1 when any failed. In the search, a configuration that
+    diverged is a result (it is not chosen), not a failure."""
+    diverged = [r for r in results if search and r.get("diverged")]
+    for r in diverged:
+        log(f"diverged (not chosen): {r['pair']} {r['row']} {r['config']} seed {r['seed']}")
+    failures = [r for r in results if "error" in r and r not in diverged]
     for r in failures:
         log(f"FAILED {r['pair']} {r['row']} {r['config']} seed {r['seed']}: {r['error']}\n{r.get('trace', '')}")
     log(f"{len(results)} runs, {len(failures)} failed")

@@ -159,6 +159,10 @@ def search_tables(pair: str, entry: dict[str, Any]) -> list[str]:
         for name, result in tuning["search"].get(method, {}).items():
             settings = json.dumps(space.get(method, {}).get(name, {}), sort_keys=True)
             chosen = "**chosen**" if tuning["chosen"].get(method, {}).get("name") == name else ""
+            if result.get("diverged_seeds"):
+                seeds = ", ".join(map(str, result["diverged_seeds"]))
+                lines.append(f"| {method} | `{name}` | `{settings}` | diverged (seed {seeds}) | - | {chosen} |")
+                continue
             lines.append(f"| {method} | `{name}` | `{settings}` | {f2(mean_std(result['val'])[0])} | "
                          f"{f2(mean_std(result['test'])[0])} | {chosen} |")
     return lines + [""]

@@ -68,6 +68,28 @@ def test_the_choice_is_the_best_mean_validation_over_complete_searches():
     assert chosen["name"] == names[1] and chosen["val_mean"] == pytest.approx(95.0)
 
 
+def test_a_configuration_that_diverged_is_a_result_and_is_never_chosen(capsys):
+    names = list(plan.search_for(plan.CONTROL_PAIR)["kd"])
+    results = [_result("kd", n, s, v) for s in (0, 1) for n, v in zip(names, (0.90, 0.95, 0.92))]
+    diverged = {**results[4], "error": "TrainingDiverged: the training loss is nan", "diverged": True}
+    del diverged["val"], diverged["test"]
+    tuned = bench.choose([*results[:4], diverged, results[5]], {"pairs": {}}, [0, 1])
+    entry = tuned["pairs"][plan.CONTROL_PAIR]
+    assert entry["search"]["kd"][names[1]]["diverged_seeds"] == [1]
+    assert entry["chosen"]["kd"]["name"] == names[2]   # the best of those that ran on every seed
+    # a rerun that trains on that seed clears the mark
+    again = bench.choose([results[4]], tuned, [0, 1])["pairs"][plan.CONTROL_PAIR]
+    assert "diverged_seeds" not in again["search"]["kd"][names[1]] and again["chosen"]["kd"]["name"] == names[1]
+    # in the search a divergence is reported, not failed; in the comparison it is a failure
+    assert bench._report_failures([diverged], print, search=True) == 0
+    assert "diverged (not chosen)" in capsys.readouterr().out
+    assert bench._report_failures([diverged], print) == 1
+    # every configuration diverged: no choice
+    alone = {**diverged, "seed": 0}
+    none = bench.choose([{**alone, "config": n} for n in names], {"pairs": {}}, [0])
+    assert "kd" not in none["pairs"][plan.CONTROL_PAIR]["chosen"]
+
+
 def test_a_search_on_other_seeds_or_with_stale_names_is_not_mixed_in():
     stale = {"pairs": {plan.CONTROL_PAIR: {"seeds": [0], "chosen": {}, "search": {
         "kd": {"an-old-name": {"seeds": [0], "val": [99.9], "test": [99.9]}}}}}}
