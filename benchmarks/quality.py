@@ -342,7 +342,18 @@ def results_json(results: list[dict[str, Any]], parents: dict[str, dict], tuned:
         order = sorted(range(len(row["seeds"])), key=row["seeds"].__getitem__)
         for k in ("seeds", *RECORDED):
             row[k] = [row[k][i] for i in order]
+    for r in sorted((r for r in results if r.get("diverged")), key=lambda r: (r["pair"], r["row"], r["seed"])):
+        if r["pair"] in data["pairs"]:  # a row that diverged is a result: recorded, with the seeds it diverged on
+            gone = data["pairs"][r["pair"]].setdefault("diverged", {}).setdefault(
+                r["row"], {"config": r["config"], "seeds": [], "error": r["error"]})
+            gone["seeds"] = sorted({*gone["seeds"], r["seed"]})
     for entry in data["pairs"].values():
+        for name, gone in list(entry.get("diverged", {}).items()):  # seeds trained since are no longer diverged
+            gone["seeds"] = [s for s in gone["seeds"] if s not in entry.get("methods", {}).get(name, {}).get("seeds", [])]
+            if not gone["seeds"]:
+                del entry["diverged"][name]
+        if "diverged" in entry and not entry["diverged"]:
+            del entry["diverged"]
         for row in entry.get("methods", {}).values():
             by_seed = row.pop("alignments", None)
             if by_seed:

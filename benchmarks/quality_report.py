@@ -299,10 +299,10 @@ def transformer_verdict(pair: str, entry: dict[str, Any]) -> list[str]:
              + ("Its positive control is met." if met else
                 "**Its positive control is not met**: on this pair distillation does not pay, so it cannot yet "
                 "show whether inheritance does.")]
-    return lines + sizing_table(pair)
+    return lines + sizing_table(pair, entry)
 
 
-def sizing_table(pair: str) -> list[str]:
+def sizing_table(pair: str, entry: dict[str, Any] | None = None) -> list[str]:
     """The other sizes of ``pair`` tried for a regime where KD beats the baseline (validation only),
     from ``docs/results/quality_sizing.json`` when it holds them."""
     path = plan.RESULTS_FILE.with_name("quality_sizing.json")
@@ -320,7 +320,17 @@ def sizing_table(pair: str) -> list[str]:
         base = mean_std(r["baseline"])[0]
         lines.append(f"| {r['width']} | {r['n_train']:,} | {f2(base)} | " + " | ".join(f2(v) for v in kd)
                      + f" | {max(kd) - base:+.2f} |")
-    return lines
+    note = f"These are {len(sizing['seeds'])}-seed means on the validation split."
+    chosen = (entry or {}).get("tuning", {}).get("chosen", {})
+    methods = (entry or {}).get("methods", {})
+    if {"baseline", "kd"} <= set(chosen) and {"baseline", "kd"} <= set(methods):
+        ahead_val = chosen["kd"]["val_mean"] > chosen["baseline"]["val_mean"]
+        test = paired(by_seed(methods["kd"]), by_seed(methods["baseline"]))
+        note += (f" On the card's own size, the search's validation means put KD "
+                 f"{'ahead' if ahead_val else 'behind'} ({f2(chosen['kd']['val_mean'])} vs "
+                 f"{f2(chosen['baseline']['val_mean'])}), and the {test['n']}-seed test comparison above puts it "
+                 f"{'ahead' if test['mean'] > 0 else 'behind'} ({test['mean']:+.2f} points).")
+    return lines + ["", note + " No other size was compared over 20 seeds."]
 
 
 def ablations(entry: dict[str, Any]) -> list[str]:
@@ -406,7 +416,12 @@ def multi_stage(entry: dict[str, Any]) -> list[str]:
               _compare(methods, "fitnet-kd", "kd")]
     lines += ["", "`hkt` mixes only at the pooled vector (the card's fixed pair); " + "; ".join(
         f"`{row}` at {_points(methods[row].get('alignment'))}" for row in (*stage, "fitnet") if row in methods) + "."]
-    if "hkt-4" not in methods:
+    gone = entry.get("diverged", {})
+    for row in (r for r in plan.STAGE_ROWS if r in gone):
+        d = gone[row]
+        lines += ["", f"**`{row}` diverged** (configuration `{d['config']}`) on {len(d['seeds'])} seed(s) "
+                      f"({', '.join(map(str, d['seeds']))}), so it has no accuracy to compare: {d['error']}"]
+    if "hkt-4" not in methods and "hkt-4" not in gone:
         lines += ["", "`hkt-4` was not run: the new rows' budget (one session on 2 workers) did not fit it."]
     return lines
 
