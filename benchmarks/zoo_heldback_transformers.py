@@ -21,6 +21,10 @@ from typing import Any
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from zoo_heldback import family_round
+
 ROOT = Path(__file__).resolve().parents[1]
 VOCAB, CLASSES = 60, 3
 
@@ -86,8 +90,6 @@ def _plain(model, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
 
 def run_pair(parent_arch: str, parent_config: dict, child_arch: str, child_config: dict, manager) -> dict:
     from hkt_core.adapters import adapter_for
-    from hkt_core.align import align
-    from hkt_core.family import Family
     from hkt_core.models import build_model
 
     row: dict[str, Any] = {"parent": parent_arch, "child": child_arch}
@@ -105,20 +107,9 @@ def run_pair(parent_arch: str, parent_config: dict, child_arch: str, child_confi
             except Exception as exc:
                 raise ValueError(f"the plain {role} rejects its configuration: {type(exc).__name__}: {exc}") from None
         example = adapter_for(child, manager).example_inputs(child, [(2, 8), (2, 8)] if text else [(2, 3, 32, 32)])
-        alignment = align(parent, child, example, stages=3, manager=manager)
-        row["points"] = [[b.parent, b.child] for b in alignment.pairs]
-        family = Family(parent, child, alignment, manager=manager)
         batch = _inputs(child, 3, 13, torch.Generator().manual_seed(1))   # another batch size and length
-        family.train()
-        loss = family.loss(family(*batch), torch.tensor([0, 1, 2]))
-        loss.backward()
-        grads = all(p.grad is not None for p in child.parameters() if p.requires_grad)
-        family.eval()
-        with torch.no_grad():
-            exported = family.export_child().eval()
-            equal = torch.equal(_plain(exported, batch), _plain(child.eval(), batch))
-        row.update(ok=bool(torch.isfinite(loss)) and equal, loss=float(loss.detach()), loss_finite=bool(torch.isfinite(loss)),
-                   child_gradients=grads, export_equal=equal, step_shape=list(batch[0].shape))
+        family_round(parent, child, example, batch, torch.tensor([0, 1, 2]), manager, _plain, into=row)
+        row["step_shape"] = list(batch[0].shape)
     except Exception as exc:  # recorded: a failing pair is a result
         row.update(ok=False, error=f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:400])
     row["seconds"] = round(time.time() - started, 2)

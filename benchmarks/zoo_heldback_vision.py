@@ -18,6 +18,10 @@ from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from zoo_heldback import family_round
+
 ROOT = Path(__file__).resolve().parents[1]
 #: (source, parent, child): written down before the first run
 PAIRS = [("torchvision", "regnet_y_400mf", "mobilenet_v3_small"), ("torchvision", "densenet121", "shufflenet_v2_x0_5"),
@@ -28,8 +32,6 @@ QUICK = [PAIRS[1], PAIRS[4]]
 
 
 def run_pair(source: str, parent_name: str, child_name: str, manager) -> dict:
-    from hkt_core.align import align
-    from hkt_core.family import Family
     from hkt_zoo.vision_sources import timm_model, torchvision_model
 
     make = torchvision_model if source == "torchvision" else timm_model
@@ -39,15 +41,8 @@ def run_pair(source: str, parent_name: str, child_name: str, manager) -> dict:
         torch.manual_seed(0)
         parent, child = make(name=parent_name, num_classes=10), make(name=child_name, num_classes=10)
         x = torch.randn(2, 3, 32, 32)
-        alignment = align(parent, child, x, stages=3, manager=manager)
-        family = Family(parent, child, alignment, manager=manager)
-        loss = family.loss(family(x), torch.tensor([0, 4]))
-        loss.backward()
-        family.eval()
-        with torch.no_grad():
-            equal = torch.equal(family.export_child().eval()(x), child.eval()(x))
-        row.update(ok=bool(torch.isfinite(loss)) and equal, loss_finite=bool(torch.isfinite(loss)),
-                   export_equal=equal, points=[[b.parent, b.child] for b in alignment.pairs])
+        done = family_round(parent, child, x, (x,), torch.tensor([0, 4]), manager, lambda model, batch: model(*batch))
+        row.update({k: done[k] for k in ("ok", "loss_finite", "export_equal", "points")})
     except Exception as exc:  # recorded: a failing pair is a result
         row.update(ok=False, error=f"{type(exc).__name__}: {exc}"[:300])
     row["seconds"] = round(time.time() - started, 2)

@@ -31,6 +31,7 @@ from .errors import DataError
 class SampleFormError(DataError):
     """A data set's mapping samples do not say which value is the target or which are the inputs."""
 
+
 #: the keys of a mapping sample that may hold the target, in the order they are looked for
 TARGET_KEYS = ("labels", "label", "target", "targets", "y")
 #: input keys of a mapping sample that come first, in this order (the rest follow in the sample's order)
@@ -62,13 +63,13 @@ class MappingSamples(Dataset):
     def __getitem__(self, index: int):
         sample = self.dataset[index]
         if not isinstance(sample, Mapping):
-            raise SampleFormError(f"data set {self.name!r}: sample {index} is a {type(sample).__name__}, not a mapping "
-                            f"like its first sample; every sample must have the same form")
+            raise SampleFormError(f"data set {self.name!r}: sample {index} is a {type(sample).__name__}, not a "
+                                  f"mapping like its first sample; every sample must have the same form")
         missing = [k for k in (*self.input_keys, self.target_key) if k not in sample]
         if missing:
             raise SampleFormError(f"data set {self.name!r}: sample {index} has no {', '.join(map(repr, missing))} "
-                            f"(keys: {', '.join(map(repr, sample))}); every sample needs the keys "
-                            f"{', '.join(map(repr, (*self.input_keys, self.target_key)))}")
+                                  f"(keys: {', '.join(map(repr, sample))}); every sample needs the keys "
+                                  f"{', '.join(map(repr, (*self.input_keys, self.target_key)))}")
         inputs = tuple(torch.as_tensor(sample[k]) for k in self.input_keys)
         return (inputs[0] if len(inputs) == 1 else inputs), torch.as_tensor(sample[self.target_key])
 
@@ -77,15 +78,15 @@ def mapping_keys(sample: Mapping, info: Mapping[str, Any], name: str = "dataset"
     """``(input_keys, target_key)`` of a mapping sample by the rule of this module's docstring."""
     target = info.get("target_key") or next((k for k in TARGET_KEYS if k in sample), None)
     if target is None or target not in sample:
-        raise SampleFormError(f"data set {name!r} yields mappings with keys {', '.join(map(repr, sample))}, none of which "
-                        f"holds the target: name it one of {', '.join(map(repr, TARGET_KEYS))}, or set "
-                        f"info['target_key'] in its DatasetBundle")
+        raise SampleFormError(f"data set {name!r} yields mappings with keys {', '.join(map(repr, sample))}, none "
+                              f"of which holds the target: name it one of {', '.join(map(repr, TARGET_KEYS))}, or "
+                              f"set info['target_key'] in its DatasetBundle")
     if info.get("input_keys"):
         keys = tuple(info["input_keys"])
         absent = [k for k in keys if k not in sample]
         if absent:
-            raise SampleFormError(f"data set {name!r}: info['input_keys'] names {', '.join(map(repr, absent))}, which its "
-                            f"samples do not have (keys: {', '.join(map(repr, sample))})")
+            raise SampleFormError(f"data set {name!r}: info['input_keys'] names {', '.join(map(repr, absent))}, "
+                                  f"which its samples do not have (keys: {', '.join(map(repr, sample))})")
     else:
         rest = [k for k in sample if k != target]
         keys = tuple([k for k in INPUT_ORDER if k in rest] + [k for k in rest if k not in INPUT_ORDER])

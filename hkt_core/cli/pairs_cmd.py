@@ -50,11 +50,10 @@ def configure(sub) -> None:
 
 
 def run_new(args) -> int:
-    from ..pairs.scaffold import write_new_card
-    from ..plugins.host import default_manager
-
     from ..config import parse_value
     from ..errors import ConfigError
+    from ..pairs.scaffold import write_new_card
+    from ..plugins.host import default_manager
 
     options = {}
     for item in args.dataset_option:

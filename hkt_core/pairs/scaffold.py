@@ -145,9 +145,8 @@ def sample_dtypes(bundle) -> tuple[str, ...]:
     """The dtypes of the first training sample's inputs, when any is not float32 (token ids), else ()."""
     import torch
 
-    from .card import INPUT_DTYPES
-
     from ..data import as_pairs
+    from .card import INPUT_DTYPES
 
     try:
         inputs = as_pairs(bundle).train[0][0]   # mapping samples read as (inputs, target)
