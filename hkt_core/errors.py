@@ -42,6 +42,31 @@ class DataError(ConfigError):
     split and the sample."""
 
 
+class SampleError(DataError):
+    """A sample's shape, dtype or structure differs from the other samples of its split; the message
+    names the data set, the split, the sample's index, what was expected and what was found.
+
+    Raised while a batch is put together, possibly in a data-loader worker: the worker's copy comes
+    back as this class with the worker's traceback in its text, of which only the message is kept."""
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(_worker_message(message))
+
+
+def _worker_message(text: str) -> str:
+    """The message of an exception re-raised by a data-loader worker (``Caught X in DataLoader worker
+    process 0.`` then the traceback, whose last line is ``module.X: message``), else ``text``."""
+    if "Original Traceback" not in text:
+        return text
+    last = text.strip().splitlines()[-1]
+    head, sep, message = last.partition(": ")
+    return message if sep and " " not in head else last
+
+
+class UnsafePathError(HKTError, ValueError):
+    """A file or folder hkt would write inside a folder is a link, or leads out of that folder."""
+
+
 class TrainingInterrupted(KeyboardInterrupt):
     """Ctrl-C during training; the message says what the run folder kept and how to resume."""
 
@@ -75,3 +100,21 @@ def unknown_name_message(kind: str, name: str, choices: Iterable[str]) -> str:
         f"unknown {kind} {name!r}; closest: {', '.join(near)} "
         f"(all {len(choices)}: `hkt list {kind}`)"
     )
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """``"did you mean 'ga'?"`` for a close spelling of ``name`` among ``choices`` (the closest
+    first, at most three), else ``""``: a guess only where one is near."""
+    near = difflib.get_close_matches(str(name), list(dict.fromkeys(choices)), n=3, cutoff=0.6)
+    if not near:
+        return ""
+    return f"did you mean {' or '.join(repr(n) for n in near)}?"
+
+
+def not_registered_message(setting: str, value: str, kind: str, choices: Iterable[str]) -> str:
+    """One line for a setting naming something its registry does not hold: the setting and its
+    value, a "did you mean" when a registered name is close, and every registered name."""
+    choices = sorted(set(choices))
+    hint = did_you_mean(value, choices)
+    return (f"{setting} = {value!r} is not a registered {kind.rstrip('s')}"
+            f"{'; ' + hint if hint else ''} (registered {kind}: {', '.join(choices) or 'none'}; `hkt list {kind}`)")
