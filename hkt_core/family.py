@@ -33,6 +33,7 @@ from .config import HKTConfig
 from .errors import AlignmentError, ConfigError
 from .etm.crosskind import transfer_between
 from .etm.mixtures import split_mix
+from .trace.modes import mode_graphs
 from .trace.kinds import ValueKind, donor_kind, infer_kinds, mixing_pair_problem, parse_stated, stated_nodes
 from .lockstep import LockstepGraph, LockstepStreams, follow, from_channels_first, to_channels_first
 
@@ -82,6 +83,14 @@ class _Point(NamedTuple):
     @property
     def child_receiver_kind(self) -> str:
         return self.child_kinds[self.child_nodes.index(self.child_receiver)].kind
+
+
+class _ModePlan(NamedTuple):
+    """The child's graph in one mode, the plan's points on its nodes and the streams over it."""
+
+    graph: LockstepGraph
+    plan: list[_Point]
+    streams: LockstepStreams
 
 
 class MixingPoint(nn.Module):
@@ -163,9 +172,10 @@ class Family(nn.Module):
         pairs = name_pairs(alignment)
         directions = config.directions_for(len(pairs) - 1)
         operators = self._lookup_operators(config)
-        self._trace(parent, child, alignment)
-        points = self._locate_points(pairs, directions)
-        inputs = self._example_inputs(alignment, example_inputs, child)
+        given = self._given_inputs(example_inputs)
+        self._trace(parent, child, alignment, given)
+        points = self._locate_points(self._cg, pairs, directions)
+        inputs = self._example_inputs(alignment, given, child)
         pvals, cvals = self._pg.probe_all(parent, inputs), self._cg.probe_all(child, inputs)
         stated = {**getattr(alignment, "layouts", {}), **(layouts or {})}   # the alignment's, then ours
         self._plan = self._with_layouts(points, inputs, pvals, cvals, stated)
@@ -184,10 +194,9 @@ class Family(nn.Module):
             keep = {n for p in self._plan for n in p.parent_nodes} | {self._pg.node(pairs[-1][0][-1])}
             self._folded = fold_lockstep_parent(self._pg, keep)
             keep_fresh(parent, self._folded)   # loading the parent's weights refolds
-        self._streams = LockstepStreams(
-            self._pg, self._cg, self._plan,
-            child_mixed=[self._mixes and m.to_child_transfer is not None for m in self.points],
-            parent_mixed=[m.to_parent_transfer is not None for m in self.points])
+        # One schedule per mode of the child: its eval graph and its train graph (the same graph
+        # when both modes trace to the same code; hkt_core.trace.modes).
+        self._modes = self._mode_plans(child, pairs, directions, inputs)
         self._check_alphas(directions)
         # A check run of the mixing (catches token-layout errors such as 'spatial' on vectors now).
         self._check_mixing(pvals, cvals)
@@ -228,33 +237,93 @@ class Family(nn.Module):
         with torch.no_grad():
             return split_mix(self._probe_mixture(receiver, receiver))[1] is not None
 
-    def _trace(self, parent: nn.Module, child: nn.Module, alignment: Any) -> None:
-        """Both networks as lockstep graphs, from the traces the alignment was computed on when it
-        has them (same model, fx or torch.export backend, same adapter class), traced now otherwise."""
+    @staticmethod
+    def _given_inputs(example_inputs: Any) -> tuple[torch.Tensor, ...] | None:
+        if example_inputs is None:
+            return None
+        return (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)
+
+    def _trace(self, parent: nn.Module, child: nn.Module, alignment: Any,
+               inputs: tuple[torch.Tensor, ...] | None) -> None:
+        """Both networks' eval graphs as lockstep graphs, from the traces the alignment was computed
+        on when it has them (same model, fx or torch.export backend, same adapter class), traced
+        now otherwise: by :func:`hkt_core.trace.trace` (fx, then the torch.export fallback) when
+        example inputs are given, by torch.fx alone when not."""
         reused = getattr(alignment, "traced", None) or (None, None)
         for attr, model, label, traced in (("_pg", parent, "parent", reused[0]), ("_cg", child, "child", reused[1])):
             adapter = adapter_for(model, self._manager)
             usable = (traced is not None and traced.model is model and traced.backend in ("fx", "export")
                       and type(getattr(traced, "adapter", None)) is type(adapter))
-            # The graphs live outside the module tree: they share the models' parameters.
-            object.__setattr__(self, attr, LockstepGraph(model, adapter, label, traced.gm if usable else None))
+            gm = traced.gm if usable else None
+            if gm is None and inputs is not None:
+                from .trace.graph import trace
 
-    def _locate_points(self, pairs: list[tuple[tuple[str, ...], tuple[str, ...]]],
-                       directions: Sequence[str]) -> list[_Point]:
+                reference = next(iter(model.parameters()), None)
+                gm = trace(model, tuple(inputs if reference is None else (follow(t, reference) for t in inputs)),
+                           adapter).gm
+            # The graphs live outside the module tree: they share the models' parameters.
+            object.__setattr__(self, attr, LockstepGraph(model, adapter, label, gm))
+
+    def _mode_plans(self, child: nn.Module, pairs: list[tuple[tuple[str, ...], tuple[str, ...]]],
+                    directions: Sequence[str], inputs: tuple[torch.Tensor, ...]) -> dict[bool, _ModePlan]:
+        """The child's graph, the plan on its nodes and the streams' schedule, per mode: the eval
+        graph the plan was built on, and the child traced in training mode by the same backend
+        (dropout active, batch norms on batch statistics, whatever else reads ``self.training``)."""
+        cg = self._cg
+        child_mixed = [self._mixes and m.to_child_transfer is not None for m in self.points]
+        parent_mixed = [m.to_parent_transfer is not None for m in self.points]
+        evaluation = _ModePlan(cg, self._plan, LockstepStreams(self._pg, cg, self._plan, child_mixed, parent_mixed))
+        graphs = mode_graphs(child, cg.adapter, cg.source, inputs)
+        if graphs[True] is cg.source:
+            return {False: evaluation, True: evaluation}
+        train = LockstepGraph(child, cg.adapter, "child", graphs[True])
+        located = self._locate_points(train, pairs, directions, mode="train")
+        plan = []
+        for p, q in zip(self._plan, located):
+            self._check_train_shapes(train, p, q)
+            plan.append(q._replace(parent_kinds=p.parent_kinds, child_kinds=p.child_kinds))
+        return {False: evaluation,
+                True: _ModePlan(train, plan, LockstepStreams(self._pg, train, plan, child_mixed, parent_mixed))}
+
+    def _check_train_shapes(self, train: LockstepGraph, eval_point: _Point, train_point: _Point) -> None:
+        """The train graph's nodes of a point have the eval graph's shapes (beyond the batch) where
+        the trace recorded them (``torch.export``'s fake values)."""
+        for n, m in zip(eval_point.child_nodes, train_point.child_nodes):
+            seen, kind = m.meta.get("val"), eval_point.child_kinds[eval_point.child_nodes.index(n)]
+            if isinstance(seen, torch.Tensor) and kind.shape and seen.dim() == len(kind.shape):
+                traced = tuple(seen.shape[1:])
+                if all(isinstance(d, int) for d in traced) and traced != tuple(kind.shape[1:]):
+                    raise AlignmentError(
+                        f"child node {self._cg.names[n]!r} has shape {tuple(kind.shape[1:])} in eval mode but "
+                        f"{traced} in training mode: the child computes another value there when training; "
+                        f"align at a node both modes share")
+
+    def _locate_points(self, cg: LockstepGraph, pairs: list[tuple[tuple[str, ...], tuple[str, ...]]],
+                       directions: Sequence[str], mode: str = "eval") -> list[_Point]:
         """The graph nodes of every mixing point (layouts still unknown); the prediction names must exist."""
-        pg, cg = self._pg, self._cg
+        pg = self._pg
+        if mode != "eval":
+            def node(name: str) -> fx.Node:
+                try:
+                    return cg.node(name)
+                except AlignmentError as exc:
+                    raise AlignmentError(f"the child traced in {mode} mode lacks a node its eval graph has: "
+                                         f"{exc}") from None
+        else:
+            node = cg.node
         points = []
         for i, ((pnames, cnames), direction) in enumerate(zip(pairs[:-1], directions)):
             pnodes = tuple(pg.node(n) for n in pnames)
-            cnodes = tuple(cg.node(n) for n in cnames)
+            cnodes = tuple(node(n) for n in cnames)
             points.append(_Point(i, direction, pnodes, cnodes, pg.last(pnodes), cg.last(cnodes)))
-        pg.node(pairs[-1][0][-1]), cg.node(pairs[-1][1][-1])
+        pg.node(pairs[-1][0][-1]), node(pairs[-1][1][-1])
         return points
 
-    def _example_inputs(self, alignment: Any, example_inputs: Any, child: nn.Module) -> tuple[torch.Tensor, ...]:
+    def _example_inputs(self, alignment: Any, example_inputs: tuple[torch.Tensor, ...] | None,
+                        child: nn.Module) -> tuple[torch.Tensor, ...]:
         """Inputs for the shape probe, on the child's device and in its dtype."""
         if example_inputs is not None:
-            inputs = (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)
+            inputs = example_inputs
         else:
             shapes = getattr(alignment, "input_shapes", None)
             if not shapes:
@@ -403,15 +472,21 @@ class Family(nn.Module):
                              read_p(p.parent_receiver), p.parent_receiver_kind, feature_losses)
         return new_c, new_p
 
+    @property
+    def _streams(self) -> LockstepStreams:
+        """The schedule of the mode the child is in."""
+        return self._modes[bool(self.child.training)].streams
+
     def forward(self, *inputs: torch.Tensor) -> HKTOutput:
         if self.parent.training:
             self.parent.eval()
         feature_losses: list[torch.Tensor] = []
+        mode = self._modes[bool(self.child.training)]
 
         def mix(k: int, read_p: Callable, read_c: Callable) -> tuple[Any, Any]:
-            return self._mix(self._plan[k], self.points[k], read_p, read_c, feature_losses)
+            return self._mix(mode.plan[k], self.points[k], read_p, read_c, feature_losses)
 
-        native, inherited, parent_head = self._streams.run(inputs, mix, self.child.training)
+        native, inherited, parent_head = mode.streams.run(inputs, mix, self.child.training)
         feature_loss = torch.stack(feature_losses).mean() if feature_losses else None
         return self.output(native, inherited, parent_head, feature_loss)
 
@@ -427,8 +502,9 @@ class Family(nn.Module):
         the Family in eval mode without autograd (to see what the ETM operators return)."""
         from .lockstep.record import record_step
 
-        return record_step(self, self._streams, self.points, inputs,
-                           lambda k, read_p, read_c, losses: self._mix(self._plan[k], self.points[k], read_p,
+        mode = self._modes[True]
+        return record_step(self, mode.streams, self.points, inputs,
+                           lambda k, read_p, read_c, losses: self._mix(mode.plan[k], self.points[k], read_p,
                                                                        read_c, losses))
 
     # -- loss and export -------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from hkt_core import HKTConfig, builtins
 from hkt_core.align import align, resolve
 from hkt_core.errors import AlignmentError, closest
 from hkt_core.family import Family
+from hkt_core.trace import graph as graph_module
 from hkt_core.trace import fx_trace, name_table, trace
 from hkt_core.trace import tracer as tracer_module
 from hkt_core.trace.export import export_trace
@@ -89,9 +90,12 @@ def test_family_reuses_the_traces_align_built(monkeypatch):
     alignment = align(parent, child, x, pairs=[("layer1.0.add_1", "layer1.0.add_1")])
     assert alignment.traced[0].model is parent
 
+    # eval-mode traces (the graphs the plan is built on): by fx alone, or by trace() when the
+    # Family is given example inputs (the train-mode graph of hkt_core.trace.modes is another trace)
     calls = []
-    real = tracer_module.fx_trace
+    real, real_trace = tracer_module.fx_trace, graph_module.trace
     monkeypatch.setattr("hkt_core.lockstep.interpreter.fx_trace", lambda *a, **k: calls.append(a) or real(*a, **k))
+    monkeypatch.setattr("hkt_core.trace.graph.trace", lambda *a, **k: calls.append(a) or real_trace(*a, **k))
     fam = Family(parent, child, alignment, HKTConfig(alphas=(0.0, 1.0, 0.0), directions="backbone"),
                  example_inputs=x, manager=CORE)
     assert calls == []

@@ -7,8 +7,10 @@ are given, by the ``torch.export`` fallback (:func:`hkt_core.trace.trace`); the 
 graph keeps only what the named values need and shares the model's parameters and buffers, so
 autograd reaches them and training the model changes what it computes.
 
-A graph from ``torch.export`` is specialised to eval mode (batch norms use running statistics),
-as in :func:`hkt_core.trace.trace`.
+The module runs the model in the mode the model is in (:mod:`hkt_core.trace.modes`): the model's
+eval graph and its train graph are both built, and ``model.train()`` / ``model.eval()`` (or the
+module's own ``.train()`` / ``.eval()``, which set the model's) pick which one runs, so dropout,
+batch-norm statistics and anything else that reads ``self.training`` behave as in the model itself.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from torch.utils import _pytree as pytree
 
 from ..errors import AlignmentError
 from ..trace.names import BACKEND_KEY, name_table
+from ..trace.modes import mode_graphs
 from .rewrite import functionalize
 
 #: the key of the model's own output in the dict (``features(..., output=True)``)
@@ -32,15 +35,34 @@ class Features(nn.Module):
     """``forward(*inputs) -> {name: tensor}``: the named values of one run of the model (with
     autograd), and the model's own output under ``"output"`` when asked for."""
 
-    def __init__(self, gm: fx.GraphModule, names: tuple[str, ...], backend: str, out_spec: Any) -> None:
+    def __init__(self, gm: fx.GraphModule, names: tuple[str, ...], backend: str, out_spec: Any,
+                 train_gm: fx.GraphModule | None = None, model: nn.Module | None = None) -> None:
         super().__init__()
         self.graph_module = gm
         self.names = names
         self.backend = backend
         self._out_spec = out_spec
+        # The train graph shares the model's parameters and buffers with the eval graph; it and the
+        # model stay outside the module tree, so the state dict holds each tensor once.
+        object.__setattr__(self, "_train_module", gm if train_gm is None else train_gm)
+        object.__setattr__(self, "_model", model)
+
+    @property
+    def train_module(self) -> fx.GraphModule:
+        """The graph that runs while the model is in training mode (``graph_module`` runs in eval)."""
+        return self._train_module
+
+    def train(self, mode: bool = True) -> Features:
+        """This module and the model it reads, in ``mode``."""
+        super().train(mode)
+        self._train_module.train(mode)
+        if self._model is not None:
+            self._model.train(mode)
+        return self
 
     def forward(self, *inputs: torch.Tensor) -> dict[str, Any]:
-        values = self.graph_module(*inputs)
+        training = self._model.training if self._model is not None else self.training
+        values = (self._train_module if training else self.graph_module)(*inputs)
         if self._out_spec is not None and OUTPUT in values:
             values = {**values, OUTPUT: pytree.tree_unflatten(list(values[OUTPUT]), self._out_spec)}
         return values
@@ -50,11 +72,12 @@ class Features(nn.Module):
 
 
 def _traced(model: nn.Module, example_inputs: Any, adapter: Any) -> tuple[fx.GraphModule, str]:
-    from ..trace.tracer import fx_trace
+    """The model's eval graph: fx, or the ``torch.export`` fallback when example inputs are given."""
+    from ..trace.modes import trace_in_mode
 
     if example_inputs is None:
         try:
-            return fx_trace(model, adapter), "fx"
+            return trace_in_mode(model, adapter, "fx", None, False), "fx"
         except Exception as exc:
             raise AlignmentError(f"features: {type(model).__name__} cannot be traced by torch.fx "
                                  f"({type(exc).__name__}); pass example_inputs=... for the torch.export "
@@ -92,12 +115,23 @@ def features(model: nn.Module, names: str | Sequence[str], example_inputs: Any =
             manager = resolve_manager(None)
         adapter = adapter_for(model, manager)
     gm, backend = _traced(model, example_inputs, adapter)
-    nodes = name_table(gm).resolve(names, f"the {backend}-traced {type(model).__name__}")
-    return _build(gm, names, nodes, backend, output)
+    inputs = None
+    if example_inputs is not None:
+        inputs = (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)
+    graphs = mode_graphs(model, adapter, gm, inputs)
+    built = {}
+    for training, graph in graphs.items():
+        if graph is gm and training:
+            built[training] = built[False]
+            continue
+        where = f"the {backend}-traced {type(model).__name__}{' in training mode' if training else ''}"
+        built[training] = _build(graph, names, name_table(graph).resolve(names, where), output, training)
+    (eval_module, out_spec), (train_module, _) = built[False], built[True]
+    return Features(eval_module, names, backend, out_spec, train_gm=train_module, model=model)
 
 
-def _build(gm: fx.GraphModule, names: tuple[str, ...], nodes: list[fx.Node], backend: str,
-           output: bool) -> Features:
+def _build(gm: fx.GraphModule, names: tuple[str, ...], nodes: list[fx.Node],
+           output: bool, training: bool = False) -> tuple[fx.GraphModule, Any]:
     """A graph module returning the named nodes' values: a copy of ``gm``'s graph with its in-place
     operations rewritten out of place (a named value keeps the value it was computed with; a value
     an in-place module would overwrite is copied first), its output a dict."""
@@ -108,7 +142,7 @@ def _build(gm: fx.GraphModule, names: tuple[str, ...], nodes: list[fx.Node], bac
     val_map: dict[fx.Node, fx.Node] = {}
     graph.output(graph.graph_copy(gm.graph, val_map))
     module = fx.GraphModule(gm, graph, f"{type(gm).__name__}Features")
-    module.meta[BACKEND_KEY] = backend
+    module.meta[BACKEND_KEY] = gm.meta.get(BACKEND_KEY, "fx")
     functionalize(module, "model")
     out = next(n for n in module.graph.nodes if n.op == "output")
     result: dict[str, Any] = {name: val_map[node] for name, node in zip(names, nodes)}
@@ -119,9 +153,30 @@ def _build(gm: fx.GraphModule, names: tuple[str, ...], nodes: list[fx.Node], bac
         out_spec = getattr(getattr(codegen, "pytree_info", None), "out_spec", None)
     out.args = (result,)
     _copy_before_inplace_modules(module, out)
-    module.graph.eliminate_dead_code()
+    if training:
+        _eliminate_dead_values(module)
+    else:
+        module.graph.eliminate_dead_code()
     module.recompile()
-    return Features(module, names, backend, out_spec)
+    return module, out_spec
+
+
+def _eliminate_dead_values(gm: fx.GraphModule) -> None:
+    """Dead code removed from a train graph, but never what updates the model's state (a batch
+    norm's ``num_batches_tracked.add_(1)``, which nothing reads, a module with buffers, a mutating
+    operator): the statistics move as when the model itself runs."""
+    from .rewrite import updates_state
+
+    graph = gm.graph
+    for node in reversed(list(graph.nodes)):
+        if node.op in ("placeholder", "output") or node.users or updates_state(node):
+            continue
+        if node.op == "call_function" and getattr(node.target, "_schema", None) is not None \
+                and node.target._schema.is_mutable:
+            continue
+        if node.op == "call_module" and any(True for _ in gm.get_submodule(str(node.target)).buffers()):
+            continue
+        graph.erase_node(node)
 
 
 def _copy_before_inplace_modules(gm: fx.GraphModule, out: fx.Node) -> None:

@@ -15,10 +15,12 @@ from typing import Any
 
 import torch
 from torch import fx, nn
+from torch.utils import _pytree as pytree
 
 from ..adapters import Adapter
 from ..errors import AlignmentError, TraceError
 from ..trace.names import BACKEND_KEY, NAMES_KEY, NameTable, name_table
+from ..trace.modes import in_mode
 from ..trace.tracer import fx_trace
 from .rewrite import functionalize
 
@@ -36,18 +38,22 @@ class LockstepGraph:
     ``traced`` is a graph module already traced from ``model`` with ``adapter`` by the fx or the
     ``torch.export`` backend (what :func:`hkt_core.align` built; an exported graph is aten ops with
     its parameters as ``get_attr`` nodes, run node by node the same way); it is copied, not traced again.
+    Without one, the model's eval graph is traced by torch.fx. A graph is the model in one mode
+    (:mod:`hkt_core.trace.modes`); whoever runs the model in both keeps one LockstepGraph per mode.
     """
 
     def __init__(self, model: nn.Module, adapter: Adapter, label: str,
                  traced: fx.GraphModule | None = None) -> None:
-        if traced is not None and traced.meta.get(BACKEND_KEY) in ("fx", "export"):
-            self.gm = _own_copy(traced)
-        else:
+        if traced is None or traced.meta.get(BACKEND_KEY) not in ("fx", "export"):
             try:
-                self.gm = fx_trace(model, adapter)
+                with in_mode(model, False):   # the eval graph (hkt_core.trace.modes)
+                    traced = fx_trace(model, adapter)
             except Exception as exc:  # any tracing failure gets the same advice
                 raise TraceError(f"the {label} could not be traced with torch.fx ({type(exc).__name__}: {exc}); "
                                  f"declare the offending sub-module a leaf module in its adapter") from exc
+        #: the trace as made (before the rewrite below): what another mode's trace is compared with
+        self.source = traced
+        self.gm = _own_copy(traced)
         self.label = label
         self.adapter = adapter
         self.table: NameTable = name_table(self.gm)
@@ -57,6 +63,9 @@ class LockstepGraph:
         self.position = {n: i for i, n in enumerate(self.nodes)}
         self.placeholders = [n for n in self.nodes if n.op == "placeholder"]
         self.output = next(n for n in self.nodes if n.op == "output")
+        # An export graph's output node holds the flat leaves; forward rebuilds what the model returns.
+        info = getattr(self.gm.graph._codegen, "pytree_info", None)
+        self.out_spec = getattr(info, "out_spec", None)
         self.modules = {n: self.gm.get_submodule(str(n.target)) for n in self.nodes if n.op == "call_module"}
         self.inplace_input = {n: n.args[0] for n, m in self.modules.items()
                               if getattr(m, "inplace", False) is True and n.args and isinstance(n.args[0], fx.Node)}
@@ -90,6 +99,17 @@ class LockstepGraph:
 
     def sorted(self, nodes: Iterable[fx.Node]) -> list[fx.Node]:
         return sorted((n for n in nodes if n.op != "placeholder"), key=self.position.__getitem__)
+
+    def state_of(self, node: fx.Node) -> tuple[nn.Module, str] | None:
+        """``(owner, name)`` of the buffer a ``get_attr`` node reads, None for anything else."""
+        if node.op != "get_attr":
+            return None
+        prefix, _, name = str(node.target).rpartition(".")
+        try:
+            owner = self.gm.get_submodule(prefix) if prefix else self.gm
+        except AttributeError:
+            return None
+        return (owner, name) if owner._buffers.get(name) is not None else None
 
     def fetch_attr(self, target: str) -> Any:
         obj: Any = self.gm
@@ -181,7 +201,7 @@ class LockstepGraph:
             if op == "get_attr":
                 return self.fetch_attr(str(node.target))
             if op == "output":
-                return args[0]
+                return args[0] if self.out_spec is None else pytree.tree_unflatten(list(args[0]), self.out_spec)
         except Exception as exc:
             exc.add_note(f"while running {self.label} node {node.format_node()}")
             raise

@@ -7,7 +7,9 @@ copy when its input must survive) and its later readers are rebound the same way
 works in place on a view (torchvision's ``Dropout(inplace=True)`` after ``flatten``) gets a copy of
 the view, which is exact when nothing reads the viewed value again (or the module is a dropout,
 a no-op in the frozen parent's eval mode). Other in-place updates of a view of another value cannot
-be expressed like this and are refused.
+be expressed like this and are refused. An in-place update of the module's own state (a buffer
+read by ``get_attr``, such as ``num_batches_tracked.add_(1)`` in a batch norm fx traced through)
+stays in place: it is the model's state changing, as in eager mode.
 """
 
 from __future__ import annotations
@@ -93,12 +95,27 @@ def _copy_for_module(gm: fx.GraphModule, node: fx.Node, view: fx.Node, position:
     node.replace_input_with(view, copy)
 
 
+def updates_state(node: fx.Node) -> bool:
+    """Whether ``node`` updates one of the module's own tensors in place (a batch norm's
+    ``num_batches_tracked.add_(1)`` traced through): module state, not a value the streams
+    share, so the update stays in place, as the model itself makes it."""
+    if not node.args or not isinstance(node.args[0], fx.Node) or node.args[0].op != "get_attr":
+        return False
+    if node.op == "call_method":
+        return _is_inplace_name(str(node.target))
+    if node.op == "call_function":
+        return node.target in _INPLACE_OPERATORS or _is_inplace_name(getattr(node.target, "__name__", ""))
+    return False
+
+
 def functionalize(gm: fx.GraphModule, label: str) -> None:
     """Rewrite in-place functions and methods of ``gm`` out of place and rebind their later readers."""
     graph = gm.graph
     nodes = list(graph.nodes)
     position = {n: i for i, n in enumerate(nodes)}
     for node in nodes:
+        if updates_state(node):
+            continue
         mutated = _mutated_input(gm, node, label)
         if not isinstance(mutated, fx.Node):
             continue
@@ -113,4 +130,4 @@ def functionalize(gm: fx.GraphModule, label: str) -> None:
     graph.lint()
 
 
-__all__ = ["functionalize"]
+__all__ = ["functionalize", "updates_state"]

@@ -8,7 +8,9 @@
   ``torch.no_grad``; downstream of a mixed parent node gradients flow through the frozen parent.
 
 The child's normalisation buffers are updated by the native stream only: the inherited stream
-runs its modules on scratch copies of their buffers. What happens at a mixing point is the
+runs its modules, and the functional operators that read buffers through ``get_attr``, on scratch
+copies of those buffers. The graphs are the models in the mode they run in
+(:mod:`hkt_core.trace.modes`): a Family keeps one schedule per mode of the child. What happens at a mixing point is the
 caller's business (:meth:`LockstepStreams.run` takes a ``mix`` callback).
 """
 
@@ -89,6 +91,11 @@ class LockstepStreams:
         child_receivers = {p.child_receiver for p, on in zip(points, child_mixed) if on}
         parent_receivers = {p.parent_receiver for p, on in zip(points, parent_mixed) if on}
         self.child_downstream = cg.descendants(child_receivers)
+        # Buffers that recomputed nodes read through get_attr (a functional batch norm: export
+        # graphs, modules fx traced through) are read again by the inherited stream, from the
+        # scratch copies swapped in for its run, so that only the native stream moves the child's state.
+        state_reads = {a for n in self.child_downstream for a in n.all_input_nodes if cg.state_of(a) is not None}
+        self.child_downstream |= state_reads
         self.parent_downstream = pg.descendants(parent_receivers)
         child_point_nodes = {n for p in points for n in p.child_nodes}
         parent_point_nodes = {n for p in points for n in p.parent_nodes}
@@ -114,6 +121,11 @@ class LockstepStreams:
                                         parent_point_nodes)
         # Child buffers the inherited stream may update (BatchNorm running stats): (owner, name).
         self.inherited_buffers = _buffers_of([cg.modules[n] for n in self.child_downstream if n in cg.modules])
+        known = {(id(owner), name) for owner, name in self.inherited_buffers}
+        for owner, name in (cg.state_of(a) for a in cg.sorted(state_reads)):
+            if (id(owner), name) not in known:
+                known.add((id(owner), name))
+                self.inherited_buffers.append((owner, name))
 
     def _run_parent(self, nodes: Sequence[fx.Node], env: dict[fx.Node, Any]) -> None:
         self.pg.run(nodes, env, env.__getitem__, self.parent_protected, free=self.parent_free,

@@ -8,10 +8,17 @@ nodes carry ``op``, ``module`` (qualified path of the innermost module the value
 estimate: 2 x multiply-accumulates for convolutions, linear maps and matrix products; for an
 opaque leaf block 2 x parameters x output positions; one per output element otherwise) and ``index`` (topological position). ``fx_node`` maps back.
 
+A size that depends on the inputs' values rather than their shapes (an export graph's unbacked
+symbol ``u0``: the positions a boolean mask selects, as in the end-of-sequence lookup of T5 and
+BART classifiers) is no size of the graph: such a value has ``data_dependent`` set and ``shape``
+None, so it never becomes a mixing point; ``example_shape`` (and its ``flops``) is the size seen
+when the graph ran on the example inputs. Every other value has ``example_shape == shape``.
+
 The model runs once in eval mode on the example inputs (its train/eval state is restored and no
 gradient is recorded), which checks the input shapes and finds the prediction among its outputs.
-An fx graph keeps the model's train/eval behaviour (modules decide at run time); an export graph
-is specialised to the example shapes and to eval mode (batch norm uses running statistics).
+The graph is the model in eval mode, by either backend (:mod:`hkt_core.trace.modes`: code that
+reads ``self.training`` is decided while tracing, so a model run in training mode gets a train graph
+of its own); an export graph is specialised to the example shapes where the model pins them.
 """
 
 from __future__ import annotations
@@ -26,10 +33,12 @@ import attrs
 import networkx as nx
 import torch
 from torch import fx, nn
+from torch.fx.experimental.symbolic_shapes import GuardOnDataDependentSymNode, has_free_unbacked_symbols
 from torch.utils import _pytree as pytree
 
 from ..adapters import Adapter, GenericAdapter
 from ..errors import TraceError
+from .modes import in_mode
 from .names import NameTable, name_table
 from .tracer import fx_trace
 
@@ -112,8 +121,8 @@ def trace(model: nn.Module, example_inputs: Any, adapter: Adapter | None = None)
     adapter = adapter or GenericAdapter()
     shapes = tuple(tuple(t.shape) for t in inputs)
     concrete = adapter.concrete_args(model)
-    # fx traces the model in its own mode (functional code reading self.training keeps it);
-    # torch.export specialises the graph, so it sees the model in eval mode like the runs.
+    # The eval-mode graph, by either backend (code reading self.training is decided while tracing;
+    # hkt_core.trace.modes traces the train graph where a model is run in training mode).
     gm, backend = _graph_module(model, inputs, adapter, concrete)
     if backend == "export":   # exported at a batch of at least 2: the record says what it traced
         from .export import unspecialised_inputs
@@ -138,7 +147,7 @@ def trace(model: nn.Module, example_inputs: Any, adapter: Adapter | None = None)
     if pred_index is None:
         raise TraceError(f"{type(adapter).__name__}.prediction returned a tensor that is not one of "
                          f"{type(model).__name__}'s outputs")
-    traced = _build(model, gm, backend, shapes, pred_index)
+    traced = _build(model, gm, backend, shapes, pred_index, inputs)
     traced.adapter = adapter
     return traced
 
@@ -153,8 +162,10 @@ def _check_inputs(model: nn.Module, inputs, concrete, shapes) -> Any:
 
 
 def _graph_module(model, inputs, adapter, concrete) -> tuple[fx.GraphModule, str]:
+    """The eval-mode graph (:mod:`hkt_core.trace.modes`): fx first, then ``torch.export``."""
     try:
-        return fx_trace(model, adapter, concrete), "fx"
+        with in_mode(model, False):
+            return fx_trace(model, adapter, concrete), "fx"
     except Exception as fx_exc:  # control flow on proxies, unsupported Python: try torch.export
         fx_error = f"{type(fx_exc).__name__}: {str(fx_exc).splitlines()[0] if str(fx_exc) else ''}"
         log.debug("torch.fx could not trace %s (%s); trying torch.export", type(model).__name__, fx_error)
@@ -197,16 +208,53 @@ class _ShapeProp(fx.Interpreter):
 
 
 def _shape_of(node: fx.Node) -> tuple[int, ...] | None:
+    """A value's shape: the one a run recorded (:class:`_ShapeProp`), else the traced one when all
+    its sizes are known (None for a data-dependent size that no run recorded)."""
     shape = node.meta.get("hkt", {}).get("shape")
     if shape is not None:
         return tuple(shape)
     val = node.meta.get("val")
     if isinstance(val, torch.Tensor):
-        try:
-            return tuple(int(d) for d in val.shape)
-        except TypeError:  # symbolic dimension
-            return None
+        return _concrete_shape(val.shape)
     return None
+
+
+def _concrete_shape(shape: Any) -> tuple[int, ...] | None:
+    """``shape`` as integers: a backed symbolic size (the batch of a dynamic export) at the size it
+    was traced with; None when a size is data-dependent (an unbacked ``u0``: how many positions a
+    mask selects), which has no value until the graph runs."""
+    if has_free_unbacked_symbols(tuple(shape)):
+        return None
+    try:
+        return tuple(int(d) for d in shape)
+    except (TypeError, GuardOnDataDependentSymNode):  # a symbolic size without a value
+        return None
+
+
+def _data_dependent(node: fx.Node) -> bool:
+    """True when the traced value (a tensor, a size, or a tuple of them) has a data-dependent size:
+    an unbacked symbol of ``torch.export`` (``u0``: ``nonzero``, a boolean mask's selection, ``item``)."""
+    val = node.meta.get("val")
+    if val is None:
+        return False
+    leaves = [v for v in pytree.tree_leaves(val) if isinstance(v, (torch.Tensor, torch.SymInt, torch.SymBool))]
+    return any(has_free_unbacked_symbols(tuple(v.shape) if isinstance(v, torch.Tensor) else v) for v in leaves)
+
+
+def _record_data_dependent_shapes(gm: fx.GraphModule, inputs: tuple[torch.Tensor, ...] | None,
+                                  model_name: str) -> set[fx.Node]:
+    """The nodes of an export graph whose size depends on the inputs' values; when there are any,
+    the graph runs once on ``inputs`` (no autograd) so that every value's shape is the one seen on
+    the example inputs. A graph that cannot run keeps those sizes unknown (None), said in the log."""
+    dependent = {n for n in gm.graph.nodes if n.op not in _SKIPPED_OPS and _data_dependent(n)}
+    if dependent and inputs is not None:
+        try:
+            with torch.no_grad():
+                _ShapeProp(gm).run(*inputs)
+        except TraceError as exc:
+            log.warning("the export graph of %s did not run on its example inputs (%s): its %d "
+                        "data-dependent size(s) stay unknown", model_name, exc, len(dependent))
+    return dependent
 
 
 def _target_name(node: fx.Node) -> str:
@@ -291,7 +339,9 @@ def _innermost_module(gm: fx.GraphModule, node: fx.Node) -> tuple[str, str]:
     return "", ""
 
 
-def _build(model: nn.Module, gm: fx.GraphModule, backend: str, shapes, pred_index: int) -> TracedModel:
+def _build(model: nn.Module, gm: fx.GraphModule, backend: str, shapes, pred_index: int,
+           inputs: tuple[torch.Tensor, ...] | None = None) -> TracedModel:
+    dependent = _record_data_dependent_shapes(gm, inputs, type(model).__name__) if backend == "export" else set()
     table = name_table(gm)
     names = table.names
     graph = nx.DiGraph()
@@ -307,10 +357,11 @@ def _build(model: nn.Module, gm: fx.GraphModule, backend: str, shapes, pred_inde
             continue
         name = names[node]
         nodes[name] = node
-        shape = _shape_of(node)
+        seen = _shape_of(node)
         module, module_type = _innermost_module(gm, node)
         graph.add_node(name, op=node.op, target=_target_name(node), module=module, module_type=module_type,
-                       shape=shape, params=_params(gm, node), flops=_flops(gm, node, shape),
+                       shape=None if node in dependent else seen, example_shape=seen,
+                       data_dependent=node in dependent, params=_params(gm, node), flops=_flops(gm, node, seen),
                        index=len(order), fx_node=node, module_output=node in table.module_outputs)
         for arg in node.all_input_nodes:
             if arg in names and names[arg] in nodes:

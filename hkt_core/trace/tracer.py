@@ -25,6 +25,11 @@ class HKTTracer(fx.Tracer):
     Besides tracing, it notes which module calls return which graph values (the naming rule).
     """
 
+    #: A buffer read in ``forward`` is a graph value (``get_attr``), never a tensor the trace touches:
+    #: ``self.num_batches_tracked.add_(1)`` in a module fx traces through is recorded as the update
+    #: it is, instead of running once at trace time and never again.
+    proxy_buffer_attributes = True
+
     def __init__(self, adapter: Adapter | None = None) -> None:
         self.adapter = adapter or GenericAdapter()
         super().__init__(autowrap_functions=tuple(self.adapter.autowrap_functions))
