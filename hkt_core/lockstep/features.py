@@ -36,7 +36,8 @@ class Features(nn.Module):
     autograd), and the model's own output under ``"output"`` when asked for."""
 
     def __init__(self, gm: fx.GraphModule, names: tuple[str, ...], backend: str, out_spec: Any,
-                 train_gm: fx.GraphModule | None = None, model: nn.Module | None = None) -> None:
+                 train_gm: fx.GraphModule | None = None, model: nn.Module | None = None,
+                 train_out_spec: Any = None) -> None:
         super().__init__()
         self.graph_module = gm
         self.names = names
@@ -46,6 +47,7 @@ class Features(nn.Module):
         # model stay outside the module tree, so the state dict holds each tensor once.
         object.__setattr__(self, "_train_module", gm if train_gm is None else train_gm)
         object.__setattr__(self, "_model", model)
+        self._train_out_spec = out_spec if train_gm is None else train_out_spec
 
     @property
     def train_module(self) -> fx.GraphModule:
@@ -63,8 +65,9 @@ class Features(nn.Module):
     def forward(self, *inputs: torch.Tensor) -> dict[str, Any]:
         training = self._model.training if self._model is not None else self.training
         values = (self._train_module if training else self.graph_module)(*inputs)
-        if self._out_spec is not None and OUTPUT in values:
-            values = {**values, OUTPUT: pytree.tree_unflatten(list(values[OUTPUT]), self._out_spec)}
+        spec = self._train_out_spec if training else self._out_spec
+        if spec is not None and OUTPUT in values:
+            values = {**values, OUTPUT: pytree.tree_unflatten(list(values[OUTPUT]), spec)}
         return values
 
     def extra_repr(self) -> str:
@@ -126,8 +129,9 @@ def features(model: nn.Module, names: str | Sequence[str], example_inputs: Any =
             continue
         where = f"the {backend}-traced {type(model).__name__}{' in training mode' if training else ''}"
         built[training] = _build(graph, names, name_table(graph).resolve(names, where), output, training)
-    (eval_module, out_spec), (train_module, _) = built[False], built[True]
-    return Features(eval_module, names, backend, out_spec, train_gm=train_module, model=model)
+    (eval_module, out_spec), (train_module, train_spec) = built[False], built[True]
+    return Features(eval_module, names, backend, out_spec, train_gm=train_module, model=model,
+                    train_out_spec=train_spec)
 
 
 def _build(gm: fx.GraphModule, names: tuple[str, ...], nodes: list[fx.Node],

@@ -10,7 +10,8 @@ hkt traces a model once per mode and runs the graph of the mode the model is in:
 - the **eval graph** is what alignment, probes and shapes read (:func:`hkt_core.trace.trace`
   traces in eval mode, whatever mode the model is in, and restores the model's modes after);
 - the **train graph** is traced the same way (same backend, same adapter) with every module in
-  training mode; where the two graphs are the same code (modules that decide at run time, such as
+  training mode (by ``torch.export`` when only training-mode code defeats torch.fx, such as a random
+  mask sized by the batch); where the two graphs are the same code (modules that decide at run time, such as
   ``nn.Dropout`` and ``nn.BatchNorm2d``, stay calls), one graph serves both.
 
 Nothing here changes a weight or a buffer: tracing reads the model (fx) or runs it on fake tensors
@@ -25,6 +26,7 @@ import torch
 from torch import fx, nn
 
 from ..adapters import Adapter
+from ..errors import TraceError
 from .names import BACKEND_KEY
 
 #: the two modes, as ``nn.Module.training`` says them
@@ -73,7 +75,17 @@ def mode_graphs(model: nn.Module, adapter: Adapter, eval_graph: fx.GraphModule,
     """``{False: eval_graph, True: train graph}`` for ``model``, the train graph traced by the eval
     graph's backend (the same object when both modes trace to the same code)."""
     backend = eval_graph.meta.get(BACKEND_KEY, "fx")
-    train_graph = trace_in_mode(model, adapter, backend, inputs, True)
+    try:
+        train_graph = trace_in_mode(model, adapter, backend, inputs, True)
+    except Exception as exc:
+        # Code that only training runs may defeat symbolic tracing (random masks sized by a
+        # proxy): the train graph then comes from torch.export, as the eval graph would have.
+        if backend != "fx" or inputs is None:
+            raise TraceError(f"{type(model).__name__} cannot be traced in training mode by {backend} "
+                             f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+                             f"{'; pass example inputs for the torch.export fallback' if inputs is None else ''}"
+                             ) from exc
+        train_graph = trace_in_mode(model, adapter, "export", inputs, True)
     if same_graph(train_graph, eval_graph):
         train_graph = eval_graph
     return {False: eval_graph, True: train_graph}
