@@ -66,9 +66,11 @@ def configure(sub) -> None:
 
     x = sub.add_parser("export", help="export a run's child alone (verified against the child)")
     x.add_argument("run_dir", help="a run folder (written by `hkt train`)")
-    x.add_argument("--format", choices=("safetensors", "onnx", "pt2"), default="safetensors",
-                   help="file format of the export (default safetensors)")
-    x.add_argument("--out", default=None, metavar="FILE", help="output file (default RUN_DIR/export/child.<ext>)")
+    x.add_argument("--format", default="safetensors", metavar="FORMAT",
+                   help="safetensors, onnx, pt2 or a plugin's format (`hkt list export_formats`; hkt-zoo's hf: a "
+                        "transformers save_pretrained folder) (default safetensors)")
+    x.add_argument("--out", default=None, metavar="FILE",
+                   help="output file, or folder for a folder format (default RUN_DIR/export/child.<ext>)")
     x.add_argument("--trust-code", action="store_true", help=TRUST_HELP)
     x.set_defaults(handler=run_export)
 

@@ -9,7 +9,7 @@ The host calls each plugin's hooks through pluggy (a subset hook caller holding 
 implementations and every hook wrapper), so wrappers and hook tracing see every registration.
 :func:`hkt_core.registers` writes such a hook from a function returning what it provides.
 
-All hooks exist since version 0.1.
+All hooks exist since version 0.1, except ``hkt_register_export_formats`` (added after 0.1.0).
 """
 
 from __future__ import annotations
@@ -124,4 +124,16 @@ def hkt_register_commands(registry: Registrar) -> None:
     :param registry: a registrar. ``configure(parser)`` receives an ``argparse.ArgumentParser``
         for ``hkt <name>``; it adds arguments (or sub-parsers) and calls
         ``parser.set_defaults(handler=fn)`` where ``fn(args) -> int`` runs the command.
+    """
+
+
+@hookspec
+def hkt_register_export_formats(registry: Registrar) -> None:
+    """Register formats of ``hkt export RUN --format NAME``: ``registry.add("hf", export)``.
+
+    :param registry: a registrar. ``export(run, out, *, atol) -> (path, difference)`` writes the
+        run's best child (``run.child()``) to ``out`` (None: a default under ``run.path / "export"``),
+        loads it back, checks its output against the child's within ``atol`` and returns what it
+        wrote and the largest difference. Nothing half-written may stay under the final name: write
+        to a temporary beside it, then rename (:mod:`hkt_core.io`).
     """

@@ -31,6 +31,7 @@ KINDS: tuple[str, ...] = (
     "pairs",
     "methods",
     "commands",
+    "export_formats",
 )
 #: Old kind names that still work, deprecated: ``lookup("losses", ...)`` and the hook
 #: ``hkt_register_losses`` reach the ``tasks`` registry (a kind of that name held tasks).

@@ -40,10 +40,18 @@ def _example(run: Run, child: nn.Module, batch: int) -> tuple[torch.Tensor, ...]
     return example_inputs_for(child, shapes, run.card.input_dtypes, run.manager)
 
 
+def export_formats(manager) -> tuple[str, ...]:
+    """The formats ``hkt export`` writes: the core's, then those plugins register (``export_formats``)."""
+    return (*FORMATS, *manager.registry("export_formats").names())
+
+
 def export_run(run: Run, fmt: str, out: str | Path | None = None, *, atol: float = 1e-4) -> tuple[Path, float]:
     """Write the run's best child in ``fmt``; returns the file and the largest output difference."""
     if fmt not in FORMATS:
-        raise ExportError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+        plugin_formats = run.manager.registry("export_formats")
+        if fmt in plugin_formats:  # a plugin's format (hkt list export_formats) writes and checks its own target
+            return plugin_formats.get(fmt)(run, out, atol=atol)
+        raise ExportError(f"unknown export format {fmt!r}; choose one of {', '.join(export_formats(run.manager))}")
     path = Path(out) if out is not None else run.path / "export" / f"child{SUFFIX[fmt]}"
     if out is None and (run.path / "export").is_symlink():
         raise ExportError(f"{run.path / 'export'} is a symbolic link (to {os.readlink(run.path / 'export')}); a run "

@@ -38,8 +38,41 @@ def hkt_register_models():
 @registers(task="classification")
 def hkt_register_datasets():
     from .data import token_recall
+    from .text_data import text_files
 
-    return [("token-recall", token_recall, {"contract_options": {"n_train": 64, "n_test": 32}})]
+    return [("token-recall", token_recall, {"contract_options": {"n_train": 64, "n_test": 32}}),
+            ("text-files", text_files, {"task": "causal-lm",
+                                        "contract_options": {"corpus": "python-stdlib", "block_size": 64}})]
+
+
+@registers()
+def hkt_register_tasks():
+    """The causal-LM task (next-token cross-entropy, perplexity, token accuracy) and its variants
+    whose distillation loss is the reverse KL or the generalized JSD."""
+    from .causal_lm import lm_tasks
+
+    kd = {"causal-lm": "forward KL(teacher || student)", "causal-lm-reverse-kl": "reverse KL(student || teacher)",
+          "causal-lm-jsd": "generalized JSD, beta 0.5"}
+    return [(name, task, {"description": f"causal LM: next-token cross-entropy, perplexity, token accuracy; "
+                                         f"kd: token-level {kd[name]} at T"}) for name, task in lm_tasks().items()]
+
+
+@registers(task="causal-lm")
+def hkt_register_metrics():
+    from .causal_lm import Perplexity, TokenAccuracy
+
+    return {"perplexity": Perplexity(), "token_accuracy": TokenAccuracy()}
+
+
+@registers()
+def hkt_register_export_formats():
+    """``hkt export RUN --format hf``: a transformers save_pretrained folder (transformers installed)."""
+    if not _has("transformers"):
+        return {}
+    from .hf_export import export_hf
+
+    return [("hf", export_hf, {"description": "the child as a transformers save_pretrained folder (config.json, "
+                                              "model.safetensors, the tokenizer), checked against the child"})]
 
 
 @hookimpl

@@ -10,6 +10,7 @@ downloads and no pickle is ever read.
 from __future__ import annotations
 
 import inspect
+from contextlib import contextmanager
 from collections.abc import Mapping, Sequence
 from functools import cache
 from pathlib import Path
@@ -28,9 +29,18 @@ ARCHITECTURES = (
     "ElectraForSequenceClassification", "DebertaV2ForSequenceClassification", "ModernBertForSequenceClassification",
     "GPT2ForSequenceClassification", "LlamaForSequenceClassification", "MistralForSequenceClassification",
     "Qwen2ForSequenceClassification",
+    "T5ForSequenceClassification", "MT5ForSequenceClassification", "BartForSequenceClassification",
     "ViTForImageClassification", "DeiTForImageClassification", "SwinForImageClassification",
     "ResNetForImageClassification", "ConvNextForImageClassification", "RegNetForImageClassification",
     "EfficientNetForImageClassification",
+)
+#: The causal language models a card may name: the prediction is the per-token logits (B, T, vocab)
+#: (task ``causal-lm``). GPT-2's causal LM is ``GPT2LMHeadModel``.
+CAUSAL_LM_ARCHITECTURES = (
+    "GPT2LMHeadModel", "GPTNeoXForCausalLM", "OPTForCausalLM", "LlamaForCausalLM",
+    "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM", "GemmaForCausalLM", "Gemma2ForCausalLM",
+    "PhiForCausalLM", "Phi3ForCausalLM", "StableLmForCausalLM", "OlmoForCausalLM", "Olmo2ForCausalLM",
+    "SmolLM3ForCausalLM",
 )
 #: A tiny model the registry's contract checks build (nothing downloads).
 CONTRACT_OPTIONS = {"architecture": "BertForSequenceClassification",
@@ -96,24 +106,44 @@ def _local_safetensors(path: Any, what: str) -> Path:
     return p
 
 
+@contextmanager
+def _no_loading_bars():
+    """transformers' progress bars off while a model loads from a local folder (a bar per load on
+    every hkt command that builds the model), back as they were afterwards."""
+    from transformers.utils import logging as hf_logging
+
+    shown = hf_logging.is_progress_bar_enabled()
+    if shown:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()
+
+
 def transformers_model(architecture: str = "", config: Mapping[str, Any] | None = None,
                        pretrained: str | None = None, weights: str | None = None, **others: Any) -> nn.Module:
     """A transformers model of ``architecture`` from ``config`` (or a local ``pretrained`` directory),
     with ``weights`` from a local safetensors file when given; ``use_cache`` is off (training)."""
     if others:
         _fail(f"unknown option(s) {', '.join(sorted(others))}; allowed: {', '.join(OPTIONS)}")
-    if architecture not in ARCHITECTURES:
-        _fail(f"architecture {architecture!r} is not one of {', '.join(ARCHITECTURES)}")
+    if architecture not in ARCHITECTURES and architecture not in CAUSAL_LM_ARCHITECTURES:
+        _fail(f"architecture {architecture!r} is not one of {', '.join(ARCHITECTURES + CAUSAL_LM_ARCHITECTURES)}")
     import transformers
 
-    cls = getattr(transformers, architecture)
+    cls = getattr(transformers, architecture, None)
+    if cls is None:
+        _fail(f"architecture {architecture!r} is not in the installed transformers {transformers.__version__}; "
+              f"upgrade transformers or pick another")
     fields = _config_fields(config or {})
     if pretrained is not None:
         directory = _local_safetensors(pretrained, "pretrained directory")
         if not directory.is_dir() or not any(directory.glob("*.safetensors")):
             _fail(f"pretrained {str(pretrained)!r} must be a local directory holding .safetensors weights")
-        model = cls.from_pretrained(directory, local_files_only=True, use_safetensors=True,
-                                    trust_remote_code=False, **fields)
+        with _no_loading_bars():
+            model = cls.from_pretrained(directory, local_files_only=True, use_safetensors=True,
+                                        trust_remote_code=False, **fields)
     else:
         model = cls(cls.config_class(**fields))
     if weights is not None:
@@ -128,8 +158,9 @@ def transformers_model(architecture: str = "", config: Mapping[str, Any] | None 
                   f"unexpected {list(unexpected)[:3]}")
     if getattr(model, "main_input_name", None) == "input_ids":
         model.__class__ = positional_class(cls)   # token ids, then the mask, positionally (GPT-2 included)
-    if hasattr(model.config, "use_cache"):
-        model.config.use_cache = False
+    for module in model.modules():   # an encoder-decoder's stacks hold copies of the configuration
+        if hasattr(getattr(module, "config", None), "use_cache"):
+            module.config.use_cache = False
     if weights is not None or pretrained is not None:   # a parent with weights is used as it is
         model.hkt_pretrained = str(Path(str(weights if weights is not None else pretrained)).expanduser().resolve())
     return model
@@ -137,7 +168,8 @@ def transformers_model(architecture: str = "", config: Mapping[str, Any] | None 
 
 class TransformersAdapter(Adapter):
     """transformers models: ``logits`` is the prediction; text models read integer token ids
-    (and an attention mask as their second input)."""
+    (and an attention mask as their second input); an encoder-decoder's example rows end with its
+    end-of-sequence token."""
 
     def handles(self, model: nn.Module) -> bool:
         try:
@@ -151,8 +183,14 @@ class TransformersAdapter(Adapter):
             return super().example_inputs(model, shapes)
         gen = torch.Generator().manual_seed(0)
         vocab = int(getattr(model.config, "vocab_size", 2))
-        inputs = [torch.randint(1, max(vocab, 2), tuple(shapes[0]), generator=gen)]
-        inputs += [torch.ones(tuple(shape), dtype=torch.long) for shape in shapes[1:]]
+        ids = torch.randint(1, max(vocab, 2), tuple(shapes[0]), generator=gen)
+        eos = getattr(model.config, "eos_token_id", None)
+        if getattr(model.config, "is_encoder_decoder", False) and isinstance(eos, int) and ids.dim() == 2 and vocab > 2:
+            # An encoder-decoder classifier (T5, BART) reads the end-of-sequence token of each row,
+            # and every row must hold as many: one, at the end.
+            ids = torch.where(ids == eos, (eos + 1) % vocab or 1, ids)
+            ids[:, -1] = eos
+        inputs = [ids] + [torch.ones(tuple(shape), dtype=torch.long) for shape in shapes[1:]]
         return tuple(inputs)
 
     def prediction(self, output: Any) -> torch.Tensor:
@@ -162,5 +200,5 @@ class TransformersAdapter(Adapter):
         return super().prediction(output)
 
 
-__all__ = ["ARCHITECTURES", "CONTRACT_OPTIONS", "OPTIONS", "TEXT_INPUTS", "TransformersAdapter", "positional_class",
+__all__ = ["ARCHITECTURES", "CAUSAL_LM_ARCHITECTURES", "CONTRACT_OPTIONS", "OPTIONS", "TEXT_INPUTS", "TransformersAdapter", "positional_class",
            "transformers_model"]
