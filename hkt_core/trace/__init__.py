@@ -7,10 +7,9 @@ What the Family (and anything else that wires operators into a model) should cal
   symbolic tracing failed on control flow and ``torch.export.export(strict=False)`` traced it),
   ``.graph`` (networkx DiGraph of values: op, module, module_type, shape, params, flops, index,
   fx_node), ``.nodes`` (name -> fx.Node), ``.names`` (fx.Node -> name), ``.prediction`` (the
-  adapter's prediction output), ``.input_shapes``. An export graph is specialised to the example
-  shapes and to eval mode; a Family that needs to re-run the model in train mode at other batch
-  sizes should require ``backend == "fx"`` and say so (an adapter with leaf modules or
-  concrete_args usually makes a model fx-traceable).
+  adapter's prediction output), ``.input_shapes``. The graph is the model in eval mode (by either
+  backend); :mod:`hkt_core.trace.modes` traces the train graph where a model runs in training mode
+  (``mode_graphs``, ``trace_in_mode``, ``in_mode``).
 - ``hkt_core.align.resolve.resolve(gm, names) -> list[fx.Node]`` (``from hkt_core.align import resolve``): the nodes an :class:`Alignment` names, on
   the Family's own trace (from ``trace`` or ``fx_trace``); unknown names raise ``AlignmentError``
   listing nearby valid names.
