@@ -8,6 +8,11 @@ outputs are the three streams' outputs and the feature loss. The result is an or
 :class:`torch.fx.GraphModule` over the Family's own modules (no parameter is copied), which
 ``torch.compile`` turns into one compiled step.
 
+A ``torch.export`` graph is recorded the same way: its ``get_attr`` nodes (parameters, buffers)
+become reads of the Family's own tensors (the inherited stream's scratch buffers become constants
+of the recorded graph), its input guards (``_guards_fn``) join the root with the other modules
+outside the Family, and its flat outputs are rebuilt into what the model returns (:class:`Unflatten`).
+
 The graph is the training-mode forward. What training mode changes is reproduced: the inherited
 stream runs the child's buffer-holding modules on scratch twins (the same parameters, buffers of
 their own), so the child's BatchNorm statistics follow the native stream only, as in the
@@ -23,6 +28,7 @@ from typing import Any
 
 import torch
 from torch import fx, nn
+from torch.utils import _pytree as pytree
 
 #: ``mix(k, read_parent, read_child, feature_losses) -> (new_child | None, new_parent | None)``
 RecordMix = Callable[[int, Callable, Callable, list], tuple[Any, Any]]
@@ -85,9 +91,11 @@ class _RecordingGraph:
     :meth:`run` appends each node to the new graph instead of executing it."""
 
     def __init__(self, graph: Any, recorder: _Recorder, twins: dict[int, str], scratch_stream: set[fx.Node],
-                 own: dict[int, str] | None = None) -> None:
+                 own: dict[int, str] | None = None, unflatten: str | None = None) -> None:
         self._graph, self._recorder, self._twins, self._scratch_stream = graph, recorder, twins, scratch_stream
-        self._own = own or {}   # modules of the graph outside the Family's tree (a folded parent's)
+        # modules of the graph outside the Family's tree (a folded parent's; an export graph's guards)
+        self._own = own or {}
+        self._unflatten = unflatten   # the root's module that rebuilds an export graph's outputs
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._graph, name)
@@ -95,7 +103,7 @@ class _RecordingGraph:
     def run(self, nodes: Sequence[fx.Node], env: dict[fx.Node, Any], read: Callable[[fx.Node], Any],
             protected: set[fx.Node], free: Any = None, grad: Any = None) -> None:
         # The streams hand the inherited stream its own ``protected`` set: its modules get twins.
-        twins = self._twins if protected is self._scratch_stream else self._own
+        twins = self._twins if protected is self._scratch_stream else {}
         for node in nodes:
             env[node] = self._record(node, read, protected, twins)
 
@@ -108,25 +116,46 @@ class _RecordingGraph:
             if node in g.inplace_input and g.inplace_input[node] in protected:
                 args = (args[0].clone(), *args[1:])
             module = g.modules[node]
-            path = twins.get(id(module)) or rec.path_of_module(module)
+            path = twins.get(id(module)) or self._own.get(id(module)) or rec.path_of_module(module)
             return rec.create_proxy("call_module", path, args, kwargs)
         if node.op in ("call_function", "call_method"):
             return rec.create_proxy(node.op, node.target, args, kwargs)
         if node.op == "get_attr":
-            return rec.create_arg(g.fetch_attr(str(node.target)))
-        if node.op == "output":
-            return args[0]
+            # An export graph reads its parameters and buffers through get_attr: the recorder gives
+            # a tensor a get_attr node of its own (its path in the Family, or a constant of the
+            # recorded graph: a scratch buffer of the inherited stream), used as a recorded value.
+            value = rec.create_arg(g.fetch_attr(str(node.target)))
+            return fx.Proxy(value, rec) if isinstance(value, fx.Node) else value
+        if node.op == "output":   # an export graph's output node holds the flat leaves
+            if self._unflatten is None:
+                return args[0]
+            return rec.create_proxy("call_module", self._unflatten, tuple(args[0]), {})
         raise TypeError(f"{g.label}: cannot record node {node.format_node()}")
 
 
+class Unflatten(nn.Module):
+    """The outputs of an export graph (its output node's flat leaves) in the structure its model
+    returns (``ModelOutput`` of a transformers model): what :class:`LockstepGraph` runs to."""
+
+    def __init__(self, spec: pytree.TreeSpec) -> None:
+        super().__init__()
+        self.spec = spec
+
+    def forward(self, *leaves: Any) -> Any:
+        return pytree.tree_unflatten(list(leaves), self.spec)
+
+
 class LockstepStep(nn.Module):
-    """The recorded graph's root: the Family and the inherited stream's scratch twins."""
+    """The recorded graph's root: the Family, the inherited stream's scratch twins, the graphs'
+    modules outside the Family (``parent_own``, ``child_own``) and their outputs' ``unflatten``."""
 
     def __init__(self, family: nn.Module) -> None:
         super().__init__()
         self.family = family
         self.scratch = nn.ModuleList()
         self.parent_own = nn.ModuleList()
+        self.child_own = nn.ModuleList()
+        self.unflatten = nn.ModuleDict()
 
 
 def _root_with_inputs(family: nn.Module, count: int, body: Callable[[tuple], Any]) -> LockstepStep:
@@ -157,28 +186,36 @@ def record_lockstep(family: nn.Module, streams: Any, inputs: int, mix: RecordMix
         if module is not None and id(module) not in twins and any(id(m) in owners for m in module.modules()):
             twin_modules.append(scratch_twin(module))
             twins[id(module)] = f"scratch.{len(twin_modules) - 1}"
-    # The parent graph's own modules (BatchNorms folded into copies, hkt_core.lockstep.fold) join the root.
+    # The graphs' own modules join the root: the parent's BatchNorms folded into copies
+    # (hkt_core.lockstep.fold), an export graph's input guards (``_guards_fn``).
     in_family = {id(m) for m in family.modules()}
-    own: dict[int, str] = {}
-    own_modules: list[nn.Module] = []
-    for module in streams.pg.modules.values():
-        if id(module) not in in_family and id(module) not in own:
-            own_modules.append(module)
-            own[id(module)] = f"parent_own.{len(own_modules) - 1}"
+    own: dict[str, dict[int, str]] = {"parent": {}, "child": {}}
+    own_modules: dict[str, list[nn.Module]] = {"parent": [], "child": []}
+    for side, graph in (("parent", streams.pg), ("child", streams.cg)):
+        for module in graph.modules.values():
+            if id(module) not in in_family and id(module) not in own[side]:
+                own_modules[side].append(module)
+                own[side][id(module)] = f"{side}_own.{len(own_modules[side]) - 1}"
+    unflatten = {side: Unflatten(graph.out_spec) for side, graph in (("parent", streams.pg), ("child", streams.cg))
+                 if getattr(graph, "out_spec", None) is not None}
     recorder = _Recorder(outputs or {})
 
     def body(values: tuple) -> Any:
         feature_losses: list[Any] = []
         recording = copy.copy(streams)
-        recording.pg = _RecordingGraph(streams.pg, recorder, {}, set(), own)
-        recording.cg = _RecordingGraph(streams.cg, recorder, twins, streams.inherited_protected)
+        recording.pg = _RecordingGraph(streams.pg, recorder, {}, set(), own["parent"],
+                                       "unflatten.parent" if "parent" in unflatten else None)
+        recording.cg = _RecordingGraph(streams.cg, recorder, twins, streams.inherited_protected, own["child"],
+                                       "unflatten.child" if "child" in unflatten else None)
         native, inherited, parent = recording.run(values, lambda k, rp, rc: mix(k, rp, rc, feature_losses), True)
         feature_loss = torch.stack(feature_losses).mean() if feature_losses else None
         return native, inherited, parent, feature_loss
 
     root = _root_with_inputs(family, inputs, body)
     root.scratch.extend(twin_modules)
-    root.parent_own.extend(own_modules)
+    root.parent_own.extend(own_modules["parent"])
+    root.child_own.extend(own_modules["child"])
+    root.unflatten.update(unflatten)
     graph = recorder.trace(root)
     return fx.GraphModule(root, graph, class_name="LockstepStep")
 

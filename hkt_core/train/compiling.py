@@ -10,7 +10,10 @@ the run's ``summary.json`` records ``"compiled": true`` only if everything asked
 
 :func:`compile_family` compiles a :class:`hkt_core.Family`'s training step: the lockstep forward
 recorded as one graph (:meth:`Family.record_step`), since ``torch.compile`` cannot trace the
-Family's node-by-node interpreter itself. In eval mode the Family runs eagerly.
+Family's node-by-node interpreter itself; graphs of either tracing backend (torch.fx or
+torch.export) are recorded. In eval mode the Family runs eagerly. A step that cannot be recorded or
+compiled runs eagerly too, after the same one warning line (saying which of the two failed), and
+the report records the fallback: never a silent fallback presented as compiled.
 """
 
 from __future__ import annotations
@@ -48,10 +51,12 @@ class CompileReport:
         """True when something ran compiled and nothing fell back."""
         return bool(self.ran) and not self.fallbacks
 
-    def fallback(self, label: str, exc: BaseException) -> None:
+    def fallback(self, label: str, exc: BaseException, stage: str = "") -> None:
+        """``label`` runs eagerly from now on: one warning line says why (``stage``: what failed
+        before the compiler ran, e.g. recording the Family's step), :meth:`to_dict` records it."""
         if label in self.fallbacks:
             return
-        self.fallbacks[label] = _first_line(exc)
+        self.fallbacks[label] = f"{stage}: {_first_line(exc)}" if stage else _first_line(exc)
         if self.say is not None:
             self.say(f"warning: torch.compile could not compile the {label} ({self.fallbacks[label]}); "
                      f"it runs eagerly")
@@ -107,10 +112,16 @@ def compile_family(family: nn.Module, report: CompileReport, label: str = "Famil
         if kwargs or not family.child.training:
             return family._call_impl(*inputs, **kwargs)
         done = report.compiling(label)
+        step = steps.get(len(inputs))
+        if step is None:
+            try:
+                recorded = family.record_step(*inputs)
+            except Exception as exc:  # a graph the recorder cannot replay: run eagerly, say why
+                family._compiled_call_impl = None
+                report.fallback(label, exc, stage="the step could not be recorded as one graph")
+                return family._call_impl(*inputs, **kwargs)
+            step = steps[len(inputs)] = torch.compile(recorded, **options)
         try:
-            step = steps.get(len(inputs))
-            if step is None:
-                step = steps[len(inputs)] = torch.compile(family.record_step(*inputs), **options)
             if family.parent.training:
                 family.parent.eval()
             outputs = step(*inputs)
