@@ -10,6 +10,7 @@ lets two streams of one network share values, and two networks pause at aligned 
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -27,7 +28,13 @@ from .rewrite import functionalize
 
 def _own_copy(gm: fx.GraphModule) -> fx.GraphModule:
     """A graph module sharing ``gm``'s parameters but with a graph of its own (to rewrite freely)."""
-    copied = fx.GraphModule(gm, copy.deepcopy(gm.graph), type(gm).__name__)
+    with warnings.catch_warnings():
+        # Copying an exported graph re-creates the LeafSpecs of its pytree specs, whose constructor
+        # torch deprecates with a FutureWarning that every command would print: not the user's concern.
+        warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+                                category=FutureWarning)
+        graph = copy.deepcopy(gm.graph)
+    copied = fx.GraphModule(gm, graph, type(gm).__name__)
     copied.meta.update({k: v for k, v in gm.meta.items() if k != NAMES_KEY})
     return copied
 
