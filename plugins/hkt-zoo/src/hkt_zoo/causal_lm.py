@@ -87,7 +87,9 @@ def shifted(prediction: torch.Tensor, target: Any, where: str = "causal-lm"
 
 def token_nll(logits: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """Per-position negative log-likelihood in float32 (at least), 0 where not counted."""
-    nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), reduction="none")
+    flat = logits.reshape(-1, logits.shape[-1])
+    nll = F.cross_entropy(flat.to(torch.promote_types(flat.dtype, torch.float32)), labels.reshape(-1),
+                          reduction="none")
     return nll.reshape(labels.shape) * valid.to(nll.dtype)
 
 
@@ -138,7 +140,7 @@ class CausalLMTask(Task):
 
     def inherit_loss(self, prediction, target):
         logits, labels, valid = shifted(prediction, target, self.name)
-        probs = logits.float().softmax(-1)
+        probs = logits.to(torch.promote_types(logits.dtype, torch.float32)).softmax(-1)
         hot = F.one_hot(labels, logits.shape[-1]).to(probs.dtype)
         return _mean((probs - hot).abs().sum(-1), valid) / logits.shape[-1]
 
