@@ -170,10 +170,12 @@ def _pt2(run, child, path, inputs, expected) -> float:
     except Exception as exc:
         raise ExportError(f"torch.export of {type(child).__name__} failed: {type(exc).__name__}: {exc}") from None
     try:
-        torch.export.save(program, str(path))
+        with open(path, "wb") as file:   # a file object: torch warns about a name without .pt2 (the temporary's)
+            torch.export.save(program, file)
     except OSError as exc:
         raise storage_error(path, exc) from None
-    loaded = torch.export.load(str(path)).module()
+    with open(path, "rb") as file:
+        loaded = torch.export.load(file).module()
     with torch.no_grad():
         got = adapter_for(child, run.manager).prediction(loaded(*inputs))
     return float((got - expected).abs().max())
