@@ -36,6 +36,11 @@ _VIEW_FUNCTIONS = {torch.flatten, torch.reshape, torch.squeeze, torch.unsqueeze,
                    torch.movedim, operator.getitem}
 
 
+#: Functions named like in-place ones that are not (an export graph combines the conditions of
+#: its runtime size checks with ``operator.and_``).
+_PURE_UNDERSCORED = {operator.and_, operator.or_, operator.not_, operator.is_}
+
+
 def _is_inplace_name(name: str) -> bool:
     return name.endswith("_") and not name.startswith("_")
 
@@ -57,7 +62,7 @@ def _mutated_input(gm: fx.GraphModule, node: fx.Node, label: str) -> object:
         if node.target in _INPLACE_OPERATORS:
             node.target = _INPLACE_OPERATORS[node.target]
             return node.args[0]
-        if _is_inplace_name(getattr(node.target, "__name__", "")):
+        if _is_inplace_name(getattr(node.target, "__name__", "")) and node.target not in _PURE_UNDERSCORED:
             pure = getattr(torch, node.target.__name__[:-1], None)
             if pure is None:
                 raise TraceError(f"{label}: cannot run the in-place call {node.format_node()} "
@@ -104,7 +109,8 @@ def updates_state(node: fx.Node) -> bool:
     if node.op == "call_method":
         return _is_inplace_name(str(node.target))
     if node.op == "call_function":
-        return node.target in _INPLACE_OPERATORS or _is_inplace_name(getattr(node.target, "__name__", ""))
+        return node.target in _INPLACE_OPERATORS or (_is_inplace_name(getattr(node.target, "__name__", ""))
+                                                     and node.target not in _PURE_UNDERSCORED)
     return False
 
 
