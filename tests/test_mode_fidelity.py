@@ -122,8 +122,9 @@ def _vision_pair(library: str):
         return models.resnet18(num_classes=5), models.mobilenet_v3_small(num_classes=5), \
             (torch.randn(4, 3, 64, 64),), 3
     timm = pytest.importorskip("timm")
+    child = "fastvit_t8" if library == "timm-fastvit" else "ghostnet_050"
     return (timm.create_model("cspresnet50", num_classes=5, pretrained=False),
-            timm.create_model("ghostnet_050", num_classes=5, pretrained=False), (torch.randn(4, 3, 64, 64),), 3)
+            timm.create_model(child, num_classes=5, pretrained=False), (torch.randn(4, 3, 64, 64),), 3)
 
 
 PAIRS = {
@@ -132,6 +133,7 @@ PAIRS = {
     "transformers-bert": _bert_pair,
     "torchvision": lambda: _vision_pair("torchvision"),
     "timm": lambda: _vision_pair("timm"),
+    "timm-fastvit": lambda: _vision_pair("timm-fastvit"),
 }
 
 
@@ -186,9 +188,15 @@ def test_the_family_runs_the_child_as_the_child_runs_in_each_mode(pair):
     torch.testing.assert_close(native, reference, rtol=0, atol=0)
     for key, value in plain.state_dict().items():
         assert torch.equal(child.state_dict()[key], value), f"{name}: {key} moved unlike the plain child's"
+    # dropout is active exactly where the child has some: another seed changes the output of
+    # both or of neither (the models written here and BERT have dropout)
     torch.manual_seed(12)
     again = _native(family(*inputs))
-    assert not torch.equal(again, native), f"{name}: two training-mode calls gave one output (no dropout)"
+    torch.manual_seed(12)
+    torch.testing.assert_close(again, _plain(plain, inputs), rtol=0, atol=0)
+    stochastic = not torch.equal(again, native)
+    assert stochastic or name not in ("own-conv", "own-export", "transformers-bert"), \
+        f"{name}: two training-mode calls gave one output (no dropout)"
 
 
 def test_after_training_steps_the_exported_child_is_the_familys_native_output(pair):
