@@ -171,6 +171,38 @@ class TokenTransformer(nn.Module):
         return self.head(self.norm(h).mean(dim=1))
 
 
+class ConvNormAct1d(nn.Module):
+    """A plain convolution layer (convolution, norm, activation): a feature extractor's layer."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(cin, cout, kernel, stride, bias=False)
+        self.norm = nn.GroupNorm(1, cout)
+
+    def forward(self, x):
+        return nn.functional.gelu(self.norm(self.conv(x)))
+
+
+class AudioCNN(nn.Module):
+    """A 1-D CNN on waveforms: a convolutional front end (three plain layers, 1600 samples to 79
+    frames), then two stages of residual blocks (79 frames, then 40), mean pooling and a linear head."""
+
+    def __init__(self, dim: int = 32, classes: int = 5) -> None:
+        super().__init__()
+        self.frontend = nn.ModuleList([ConvNormAct1d(1, 16, 10, 5), ConvNormAct1d(16, 16, 3, 2),
+                                       ConvNormAct1d(16, dim, 3, 2)])
+        self.stage1 = nn.Sequential(ConvBlock1d(dim, dim, 1), ConvBlock1d(dim, dim, 1))
+        self.stage2 = nn.Sequential(ConvBlock1d(dim, 2 * dim, 2), ConvBlock1d(2 * dim, 2 * dim, 1))
+        self.head = nn.Linear(2 * dim, classes)
+
+    def forward(self, x):
+        h = x.unsqueeze(1)
+        for layer in self.frontend:
+            h = layer(h)
+        h = self.stage2(self.stage1(h))
+        return self.head(h.mean(dim=2))
+
+
 # ------------------------------------------------------------------ transformers builders
 
 def _bert_config(layers: int, hidden: int = 32):
@@ -322,6 +354,7 @@ def _pairs() -> list[ZooPair]:
     ]
     pairs += _second_round()
     pairs += _torchvision_pairs() + _timm_pairs()
+    pairs += _issue_families()
     pairs += _test_set()
     return pairs
 
@@ -381,6 +414,108 @@ def _second_round() -> list[ZooPair]:
         pair("textcnn-tokentransformer", lambda: (TextCNN(), TokenTransformer(), _tokens()), Truth(
             textcnn, tokentf, (("stage1.1", "stage1.1"), ("stage2.1", "stage2.1"), ("flatten", "mean")),
             extra_boundaries=("mean",)), library="benchmark"),
+    ]
+
+
+def _issue_families() -> list[ZooPair]:
+    """Development pairs of the families the issue "alignment by principles" names (the ones
+    transformers builds: Qwen3, GPT-NeoX, OPT, Phi, DeBERTa, wav2vec2, WavLM, HuBERT, BEiT,
+    ConvNeXtV2, PvT, PoolFormer, DINOv2, MobileViTv2) and a 1-D audio CNN written here. The rules are
+    tuned on these with the other development pairs; ground truth by the rules of :func:`_test_set`,
+    written before their first run."""
+    tx = "transformers"
+
+    def pair(name, build, truth, library=tx):
+        return ZooPair(name, library, build, truth, held_back=False, round=3)
+
+    def layers(prefix: str, n: int) -> tuple[str, ...]:
+        return tuple(f"{prefix}.{i}" for i in range(n))
+
+    d1121 = (1, 1, 2, 1)
+    image = lambda: _image(2, 64)  # noqa: E731
+    qwen, neox = "m.model.layers", "m.gpt_neox.layers"
+    opt, phi = "m.model.decoder.layers", "m.model.layers"
+    deberta = "m.deberta.encoder.layer"
+    w2v, wavlm, hubert = "m.wav2vec2.encoder.layers", "m.wavlm.encoder.layers", "m.hubert.encoder.layers"
+    beit, dino = "m.beit.layers", "m.dinov2.encoder.layer"
+    cnv2 = tuple(f"m.convnextv2.encoder.stages.{s_}.layers.{i}" for s_, d in enumerate(d1121) for i in range(d))
+    pvt = tuple(f"m.pvt.encoder.block.{s_}.{i}" for s_, d in enumerate(d1121) for i in range(d))
+    pool = tuple(f"m.poolformer.encoder.block.{s_}.{i}" for s_, d in enumerate(d1121) for i in range(d))
+    mvit = ("m.mobilevitv2.encoder.layer.0.layer.0", "m.mobilevitv2.encoder.layer.1.layer.0",
+            "m.mobilevitv2.encoder.layer.1.layer.1", "m.mobilevitv2.encoder.layer.2",
+            "m.mobilevitv2.encoder.layer.3", "m.mobilevitv2.encoder.layer.4")
+    audio_cnn = ("frontend.0", "frontend.1", "frontend.2", "stage1.0", "stage1.1", "stage2.0", "stage2.1", "mean")
+
+    def qwen3(n):
+        return _hf("Qwen3ForSequenceClassification", "Qwen3Config", **_text_options(n, num_key_value_heads=2,
+                                                                                     head_dim=16))
+
+    def convnextv2():
+        return _hf("ConvNextV2ForImageClassification", "ConvNextV2Config", hidden_sizes=[16, 32, 64, 128],
+                   depths=list(d1121), num_labels=5)
+
+    def poolformer():
+        return _hf("PoolFormerForImageClassification", "PoolFormerConfig", hidden_sizes=[16, 32, 64, 128],
+                   depths=list(d1121), num_labels=5)
+
+    def speech(arch: str, n: int):
+        return _hf(f"{arch}ForSequenceClassification", f"{arch}Config", **_audio_options(n))
+
+    return [
+        pair("dev-qwen3-4-gptneox2", lambda: (qwen3(4), _hf("GPTNeoXForSequenceClassification", "GPTNeoXConfig",
+                                                              **_text_options(2)), _tokens()), Truth(
+            (*layers(qwen, 4), "m.model.norm"), (*layers(neox, 2), "m.gpt_neox.final_layer_norm"),
+            ((f"{qwen}.1", f"{neox}.0"), ("m.model.norm", "m.gpt_neox.final_layer_norm")))),
+        pair("dev-opt6-phi3", lambda: (
+            _hf("OPTForSequenceClassification", "OPTConfig", vocab_size=100, hidden_size=32, num_hidden_layers=6,
+                num_attention_heads=2, ffn_dim=64, max_position_embeddings=64, num_labels=5, pad_token_id=0,
+                word_embed_proj_dim=32),
+            _hf("PhiForSequenceClassification", "PhiConfig", **_text_options(3)), _tokens()), Truth(
+            (*layers(opt, 6), "m.model.decoder.final_layer_norm"), (*layers(phi, 3), "m.model.final_layernorm"),
+            ((f"{opt}.1", f"{phi}.0"), (f"{opt}.3", f"{phi}.1"),
+             ("m.model.decoder.final_layer_norm", "m.model.final_layernorm")))),
+        pair("dev-deberta4-qwen3-2", lambda: (
+            _hf("DebertaForSequenceClassification", "DebertaConfig", **_text_options(4)), qwen3(2), _tokens()),
+            Truth((*layers(deberta, 4), "m.pooler"), (*layers(qwen, 2), "m.model.norm"),
+                  ((f"{deberta}.1", f"{qwen}.0"), ("m.pooler", "m.model.norm")))),
+        # the issue's audio pairs: transformer layers, not the convolutional front end
+        pair("dev-wav2vec2-4-wavlm2", lambda: (speech("Wav2Vec2", 4), speech("WavLM", 2), _wave()), Truth(
+            (*layers(w2v, 4), "mean"), (*layers(wavlm, 2), "mean"), ((f"{w2v}.1", f"{wavlm}.0"), ("mean", "mean")))),
+        pair("dev-hubert4-audiocnn", lambda: (speech("Hubert", 4), AudioCNN(), _wave()), Truth(
+            (*layers(hubert, 4), "mean"), audio_cnn,
+            ((f"{hubert}.1", "stage1.1"), (f"{hubert}.3", "stage2.1"), ("mean", "mean"))), library="transformers"),
+        pair("dev-beit4-convnextv2-1121", lambda: (
+            _hf("BeitForImageClassification", "BeitConfig", image_size=64, patch_size=8, hidden_size=32,
+                num_hidden_layers=4, num_attention_heads=2, intermediate_size=64, num_labels=5), convnextv2(),
+            image()), Truth(
+            (*layers(beit, 4), "m.beit.pooler"), (*cnv2, "m.convnextv2.layernorm"),
+            ((f"{beit}.1", "m.convnextv2.encoder.stages.1.layers.0"), ("m.beit.pooler", "m.convnextv2.layernorm")))),
+        # four levels on both sides (16x16 to 2x2) and four points: the last stage's map is not a
+        # point of its own, its pooled features are
+        pair("dev-convnextv2-1121-pvt1121", lambda: (
+            convnextv2(),
+            _hf("PvtForImageClassification", "PvtConfig", image_size=64, hidden_sizes=[16, 32, 64, 128],
+                depths=list(d1121), num_attention_heads=[1, 2, 4, 8], sequence_reduction_ratios=[8, 4, 2, 1],
+                num_labels=5), image()), Truth(
+            (*cnv2, "m.convnextv2.layernorm"), (*pvt, "m.pvt.encoder.layer_norm"),
+            (("m.convnextv2.encoder.stages.0.layers.0", "m.pvt.encoder.block.0.0"),
+             ("m.convnextv2.encoder.stages.1.layers.0", "m.pvt.encoder.block.1.0"),
+             ("m.convnextv2.encoder.stages.2.layers.1", "m.pvt.encoder.block.2.1"),
+             ("m.convnextv2.layernorm", "m.pvt.encoder.layer_norm")))),
+        # DINOv2's head reads the class token joined with the patch tokens' mean (cat_1; cat joins the embeddings)
+        pair("dev-dinov2-6-poolformer1121", lambda: (
+            _hf("Dinov2ForImageClassification", "Dinov2Config", image_size=64, patch_size=8, hidden_size=32,
+                num_hidden_layers=6, num_attention_heads=2, mlp_ratio=2, num_labels=5), poolformer(), image()), Truth(
+            (*layers(dino, 6), "cat_1"), (*pool, "mean"),
+            ((f"{dino}.1", "m.poolformer.encoder.block.1.0"), (f"{dino}.3", "m.poolformer.encoder.block.2.1"),
+             ("cat_1", "mean")))),
+        # five levels (32x32 to 2x2) against four, three points: the level ends nearest 1/3 and 2/3
+        pair("dev-mobilevitv2-poolformer1121", lambda: (
+            _hf("MobileViTV2ForImageClassification", "MobileViTV2Config", image_size=64, width_multiplier=0.5,
+                num_labels=5), poolformer(), image()), Truth(
+            (*mvit, "mean"), (*pool, "mean"),
+            (("m.mobilevitv2.encoder.layer.2", "m.poolformer.encoder.block.1.0"),
+             ("m.mobilevitv2.encoder.layer.3", "m.poolformer.encoder.block.2.1"), ("mean", "mean")))),
     ]
 
 
