@@ -2,7 +2,7 @@
 
 A card is a TOML file::
 
-    name = "digits-demo"            # lowercase, hyphen-separated
+    name = "digits-demo"            # lowercase letters and digits, single hyphens, at most 64 characters
     task = "classification"          # a registered task (losses registry)
     parent = "digits_cnn_large"      # registered model name or "module:callable"
     child = "digits_cnn_small"
@@ -40,7 +40,13 @@ import platformdirs
 from ..config import HKTConfig, TrainConfig, read_toml, structure, to_toml, unstructure
 from ..errors import ConfigError
 
-NAME_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+#: A pair name: lowercase letters and digits separated by single hyphens, the whole string (``\A..\Z``:
+#: no trailing newline slips through, whether it is matched or fully matched).
+NAME_RE = re.compile(r"\A[a-z0-9]+(-[a-z0-9]+)*\Z")
+#: The longest pair name. File names are made from it (the stored card ``<name>.toml``, the default run
+#: folder ``<name>-<method>-<YYYYmmdd-HHMMSS>``); at 64 characters they stay under 143 bytes, the
+#: shortest file-name limit of common file systems (eCryptfs; ext4, XFS, btrfs, APFS and NTFS allow 255).
+MAX_NAME = 64
 
 
 def hkt_home() -> Path:
@@ -129,9 +135,17 @@ def _layouts(value: Any) -> dict[str, str]:
 
 
 def _name(inst, attribute, value):
-    if not isinstance(value, str) or not NAME_RE.match(value):
-        raise ConfigError(f"PairCard.name = {value!r} is invalid: lowercase letters and digits "
-                          f"separated by single hyphens, e.g. 'cifar-resnet110-resnet20'")
+    check_name(value, "PairCard.name")
+
+
+def check_name(value: Any, what: str = "pair name") -> None:
+    """Refuse a pair name that is not lowercase letters and digits separated by single hyphens, or is
+    longer than :data:`MAX_NAME` characters (one line naming the rule)."""
+    if not isinstance(value, str) or not NAME_RE.fullmatch(value) or len(value) > MAX_NAME:
+        long = isinstance(value, str) and len(value) > 80
+        shown = f"{value[:40]!r}... ({len(value)} characters)" if long else repr(value)
+        raise ConfigError(f"{what} = {shown} is invalid: lowercase letters and digits separated by single "
+                          f"hyphens, at most {MAX_NAME} characters, e.g. 'cifar-resnet110-resnet20'")
 
 
 def _model_ref(inst, attribute, value):
