@@ -10,18 +10,28 @@ own. Training order comes from :class:`torch.utils.data.DistributedSampler` seed
 ``train.seed`` and the epoch, so an epoch's order is a pure function of (seed, epoch): that is what
 makes resuming exact, and with N processes each rank gets every N-th sample of the same global
 order (the global batch is unchanged).
+
+Every split is a :class:`SplitData` (the data set's name and the split ride with it), and every
+loader checks each batch before it is put together: a sample whose structure, shape or dtype
+differs from the others is refused in one line (:class:`~hkt_core.errors.SampleError`) naming the
+data set, the split, the sample's index in the data set's training or test data, what the others
+have and what it has, instead of a ``stack expects each tensor to be equal size`` traceback.
 """
 
 from __future__ import annotations
 
+import numbers
+from collections.abc import Mapping
+
 import attrs
+import numpy as np
 import torch
 from torch.utils.data import (BatchSampler, DataLoader, Dataset, DistributedSampler, Subset, TensorDataset,
                               default_collate)
 
 from ..config import TrainConfig
 from ..data import DatasetBundle, as_pairs
-from ..errors import ConfigError, DataError, HKTError
+from ..errors import ConfigError, DataError, HKTError, SampleError
 from ..pairs.card import PairCard
 
 SPLIT_SEED = 0
@@ -30,6 +40,15 @@ SPLIT_SEED = 0
 class SplitError(ConfigError):
     """The run's own split settings (``train.val_fraction``, ``train.train_samples``) do not fit the
     data set; the message names the limit."""
+
+
+class SplitData(Subset):
+    """One split of a data set: the samples at ``indices`` of ``dataset`` (the bundle's training or test
+    data), with the data set's name and the split's, for the messages that name a sample."""
+
+    def __init__(self, dataset: Dataset, indices, *, dataset_name: str, split: str) -> None:
+        super().__init__(dataset, indices)
+        self.dataset_name, self.split = dataset_name, split
 
 
 @attrs.frozen
@@ -77,8 +96,10 @@ def load_splits(card: PairCard, train: TrainConfig, manager, *, parent: bool = F
                               f"of dataset {card.dataset!r} left after the validation split "
                               f"({train.val_fraction:g} of {n}); use at most {len(kept)}, or 0 for all")
         kept = kept[:train.train_samples]  # a prefix of the fixed-seed order: the same subset for every run
-    splits = Splits(bundle, Subset(bundle.train, sorted(kept)), Subset(bundle.train, sorted(order[:n_val])),
-                    bundle.test)
+    name = card.dataset
+    splits = Splits(bundle, SplitData(bundle.train, sorted(kept), dataset_name=name, split="train"),
+                    SplitData(bundle.train, sorted(order[:n_val]), dataset_name=name, split="val"),
+                    SplitData(bundle.test, range(len(bundle.test)), dataset_name=name, split="test"))
     for name in ("train", "val", "test"):  # in-memory data only: a vectorised look, no sample is loaded
         check_finite(card.dataset, name, getattr(splits, name), in_memory_only=True)
     return splits
@@ -178,6 +199,140 @@ def _fmt(shapes) -> str:
     return ", ".join(str(s) for s in shapes) if len(shapes) != 1 else str(shapes[0])
 
 
+# -- batches -------------------------------------------------------------------------------------
+
+class _Positioned(Dataset):
+    """``(position, sample)`` for each sample of ``dataset``, so a batch that cannot be put together
+    names its samples."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i):
+        return i, self.dataset[i]
+
+    def __getitems__(self, indices):
+        many = getattr(self.dataset, "__getitems__", None)
+        samples = many(list(indices)) if callable(many) else [self.dataset[i] for i in indices]
+        return list(zip(indices, samples))
+
+
+def signature(sample) -> list[tuple[str, str]]:
+    """``(where, what)`` for each part of ``sample``: ``("its inputs", "a float32 tensor of shape (12,)")``.
+    Two samples that batch together have equal signatures (ints and floats are both "a number",
+    tuples and lists both "a sequence")."""
+    out: list[tuple[str, str]] = []
+
+    def walk(value, where: str) -> None:
+        if isinstance(value, torch.Tensor):
+            out.append((where, f"a {str(value.dtype).removeprefix('torch.')} tensor of shape {tuple(value.shape)}"))
+        elif isinstance(value, np.ndarray):
+            out.append((where, f"a {value.dtype} array of shape {tuple(value.shape)}"))
+        elif isinstance(value, (bool, np.bool_)):
+            out.append((where, "a boolean"))
+        elif isinstance(value, numbers.Number):
+            out.append((where, "a number"))
+        elif isinstance(value, (str, bytes)):
+            out.append((where, "a string"))
+        elif isinstance(value, Mapping):
+            out.append((where, f"a mapping with the keys {', '.join(sorted(map(str, value)))}"))
+            for key in sorted(value, key=str):
+                walk(value[key], f"{where}[{key!r}]")
+        elif isinstance(value, (tuple, list)):
+            out.append((where, f"a sequence of {len(value)}"))
+            for i, item in enumerate(value):
+                walk(item, f"{where}[{i}]")
+        else:
+            out.append((where, f"a {type(value).__name__}"))
+
+    if isinstance(sample, (tuple, list)) and len(sample) == 2:
+        out.append(("the sample itself", "an (inputs, target) pair"))
+        walk(sample[0], "its inputs")
+        walk(sample[1], "its target")
+    else:
+        walk(sample, "the sample itself")
+    return out
+
+
+def _difference(found: list[tuple[str, str]], expected: list[tuple[str, str]]) -> str:
+    """The first part in which ``found`` differs from ``expected``, in words."""
+    for (where, what), (other_where, other_what) in zip(found, expected):
+        if where != other_where:
+            return f"differs from the others: it has {where} ({what}) where they have {other_where} ({other_what})"
+        if what != other_what:
+            return f"differs from the others in {where}: {what}, where the others have {other_what}"
+    if len(found) > len(expected):
+        return f"differs from the others: it has {found[len(expected)][0]} ({found[len(expected)][1]}), which they lack"
+    return f"differs from the others: it lacks {expected[len(found)][0]} ({expected[len(found)][1]}), which they have"
+
+
+def _locate(dataset: Dataset, position: int) -> tuple[SplitData | None, int]:
+    """The split that ``position`` of ``dataset`` belongs to, and the sample's index in that split's
+    data (the bundle's training or test data)."""
+    while isinstance(dataset, Subset):
+        position = int(dataset.indices[position])
+        if isinstance(dataset, SplitData):
+            return dataset, position
+        dataset = dataset.dataset
+    return None, position
+
+
+class _Collate:
+    """``default_collate`` of a batch of ``(position, sample)``, once every sample is seen to have the
+    structure, shapes and dtypes of the others (the majority of the batch, else the split's first
+    sample); a sample that differs is refused in one line (:class:`~hkt_core.errors.SampleError`)."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+        self._reference: list[tuple[str, str]] | None = None
+
+    def __call__(self, items):
+        positions = [p for p, _ in items]
+        samples = [s for _, s in items]
+        signatures = [signature(s) for s in samples]
+        if self._reference is None:
+            self._reference = signature(self.dataset[0])
+        distinct = {repr(sig): sig for sig in signatures}
+        if len(distinct) > 1:
+            counts = {key: sum(repr(sig) == key for sig in signatures) for key in distinct}
+            best = max(counts, key=counts.get)
+            expected = distinct[best] if 2 * counts[best] > len(samples) else self._reference
+            odd = next(i for i, sig in enumerate(signatures) if sig != expected)
+            self._refuse(positions[odd], signatures[odd], expected)
+        elif signatures[0] != self._reference:  # the whole batch differs from the split's first sample
+            if len(samples) > 1:
+                self._refuse(0, self._reference, signatures[0])
+            self._refuse(positions[0], signatures[0], self._reference)
+        try:
+            return default_collate(samples)
+        except (RuntimeError, TypeError, ValueError) as exc:
+            split, index = _locate(self.dataset, positions[0])
+            raise SampleError(f"data set {_name(split)!r}: the batch starting at sample {index} of its {_data(split)} "
+                              f"({_split_words(split)}) cannot be put together ({' '.join(str(exc).split())[:200]}); "
+                              f"give every sample the same structure, shapes and dtypes") from None
+
+    def _refuse(self, position: int, found, expected) -> None:
+        split, index = _locate(self.dataset, position)
+        raise SampleError(f"data set {_name(split)!r}: sample {index} of its {_data(split)} ({_split_words(split)}) "
+                          f"{_difference(found, expected)}; every sample must have the same structure, shapes and "
+                          f"dtypes for hkt to batch them: repair or drop that sample")
+
+
+def _data(split: SplitData | None) -> str:
+    return "test data" if split is not None and split.split == "test" else "training data"
+
+
+def _name(split: SplitData | None) -> str:
+    return split.dataset_name if split is not None else "?"
+
+
+def _split_words(split: SplitData | None) -> str:
+    return f"{_SPLIT_WORDS.get(split.split, split.split)} split" if split is not None else "data"
+
+
 def train_loader(dataset: Dataset, train: TrainConfig, *, rank: int, world: int) -> tuple[DataLoader, DistributedSampler]:
     if train.batch_size % world:
         raise ConfigError(f"train.batch_size = {train.batch_size} must be divisible by the number of processes "
@@ -185,15 +340,15 @@ def train_loader(dataset: Dataset, train: TrainConfig, *, rank: int, world: int)
     sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=train.seed,
                                  drop_last=False)
     batches = BatchSampler(sampler, train.batch_size // world, drop_last=False)
-    return DataLoader(dataset, batch_sampler=batches, num_workers=train.num_workers,
-                      collate_fn=default_collate), sampler
+    return DataLoader(_Positioned(dataset), batch_sampler=batches, num_workers=train.num_workers,
+                      collate_fn=_Collate(dataset)), sampler
 
 
 def eval_loader(dataset: Dataset, batch_size: int, *, rank: int, world: int, num_workers: int = 0) -> DataLoader:
     """Every rank evaluates every ``world``-th sample, none twice, so summed statistics are exact."""
     shard = Subset(dataset, list(range(rank, len(dataset), world))) if world > 1 else dataset
-    return DataLoader(shard, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                      collate_fn=default_collate)
+    return DataLoader(_Positioned(shard), batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                      collate_fn=_Collate(shard))
 
 
 def split_batch(batch, device: torch.device):
