@@ -1,9 +1,10 @@
 """``--compile``: the Family's lockstep step recorded as one graph, in-place compilation, fallback.
 
 Recording is checked against the Family's own interpreter (bitwise: same outputs, gradients and
-BatchNorm statistics) without compiling anything. Only the fallback tests call ``torch.compile``,
-with a backend that fails at once (no compiler runs); the one real compilation is the digits-demo
-run in test_scale_cli.py.
+BatchNorm statistics) without compiling anything, for an fx graph and an export graph. The fallback
+tests call ``torch.compile`` with a backend that fails at once (no compiler runs); an export-traced
+Family is compiled with the "eager" backend (Dynamo only); the one real compilation is the
+digits-demo run in test_scale_cli.py.
 """
 
 from __future__ import annotations
@@ -168,3 +169,95 @@ def test_eval_mode_and_uncompile_use_the_interpreter():
     assert calls and report.compiled
     uncompile(family)
     assert not is_compiled(family)
+
+
+# -- export-traced Families ----------------------------------------------------------------------
+
+class ShapeGated(nn.Module):
+    """A branch on a size (torch.fx cannot trace it: torch.export does), BatchNorm (its buffers are
+    read and updated through get_attr in the export graph) and a dict of outputs."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU())
+        self.body = nn.Sequential(nn.Conv2d(width, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU())
+        self.head = nn.Linear(width, 5)
+
+    def forward(self, x):
+        h = self.stem(x)
+        if h.shape[-1] > 4:
+            h = self.body(h) + h
+        pooled = h.mean((2, 3))
+        return {"features": pooled, "logits": self.head(pooled)}
+
+
+EXPORT_POINTS = [("stem.0", "stem.0"), ("mean", "mean"), ("head", "head")]
+
+
+def _export_families() -> tuple[Family, Family]:
+    torch.manual_seed(0)
+    parent, child = ShapeGated(8).eval(), ShapeGated(4)
+    made = []
+    for _ in range(2):
+        torch.manual_seed(1)
+        made.append(Family(copy.deepcopy(parent), copy.deepcopy(child), EXPORT_POINTS, HKTConfig(lam=0.5),
+                           example_inputs=torch.randn(2, 1, 6, 6), task=Task(), manager=CORE))
+    assert made[0]._cg.gm.meta.get("hkt_backend") == "export"
+    return made[0], made[1]
+
+
+def test_recorded_step_of_an_export_graph_matches_the_interpreter_bitwise():
+    eager, recorded = _export_families()
+    x, target = torch.randn(6, 1, 6, 6, generator=torch.Generator().manual_seed(3)), torch.arange(6) % 5
+    step = recorded.record_step(x)
+    for family in (eager, recorded):
+        family.train()
+    for _ in range(2):
+        out_a, raw = eager(x), step(x)
+        assert isinstance(raw[0], dict), "the step returns what the model returns, not the graph's flat outputs"
+        out_b = recorded.output(*raw)
+        for a, b in zip(out_a, out_b):
+            assert (a is None) == (b is None)
+            assert a is None or torch.equal(a, b)
+        eager.loss(out_a, target).backward()
+        recorded.loss(out_b, target).backward()
+    for (name, p), q in zip(eager.named_parameters(), recorded.parameters()):
+        assert (p.grad is None) == (q.grad is None), name
+        assert p.grad is None or torch.equal(p.grad, q.grad), name
+    for (name, a), b in zip(eager.state_dict().items(), recorded.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert int(recorded.child.stem[1].num_batches_tracked) == 2   # the native stream's updates only
+
+
+def test_an_export_traced_family_compiles_and_gives_the_uncompiled_loss(capsys):
+    eager, compiled = _export_families()
+    report = CompileReport()
+    compile_family(compiled, report, backend="eager")
+    x, target = torch.randn(6, 1, 6, 6, generator=torch.Generator().manual_seed(3)), torch.arange(6) % 5
+    for family in (eager, compiled):
+        family.train()
+    losses = [family.loss(family(x), target) for family in (eager, compiled)]
+    assert report.compiled and report.to_dict()["compile_fallbacks"] == {}
+    assert "could not compile" not in capsys.readouterr().err
+    torch.testing.assert_close(losses[0], losses[1], rtol=0, atol=1e-6)
+
+
+def test_a_step_that_cannot_be_recorded_runs_eagerly_after_one_line_that_says_so(capsys, monkeypatch):
+    eager, family = _export_families()
+
+    def unrecordable(*inputs):
+        raise NotImplementedError("argument of type: <class 'torch.fx.node.Node'>")
+
+    monkeypatch.setattr(family, "record_step", unrecordable)
+    report = CompileReport()
+    compile_family(family, report, backend=_failing_backend)
+    x = torch.randn(6, 1, 6, 6)
+    eager.train(), family.train()
+    a, b = eager(x), family(x)
+    assert all(u is None or torch.equal(u, v) for u, v in zip(a, b))
+    family(x)   # said once
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 2 and "could not compile the Family's lockstep step" in lines[1]
+    assert "could not be recorded as one graph: NotImplementedError" in lines[1] and "runs eagerly" in lines[1]
+    assert not report.compiled and not is_compiled(family)
+    assert report.to_dict()["compile_fallbacks"]["Family's lockstep step"].startswith("the step could not be recorded")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import networkx as nx
 import pytest
 import torch
@@ -111,6 +113,40 @@ class DataDependent(nn.Module):
         if x.sum() > 0:  # depends on values: neither fx nor export can trace it
             return self.conv(x)
         return x
+
+
+class MaskedRows(nn.Module):
+    """Rows picked by a boolean mask (a size torch.export can only name: ``u0``), as the
+    end-of-sequence lookup of T5 and BART classifiers; the branch on a size keeps torch.fx out."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(10, 4)
+        self.head = nn.Linear(4, 3)
+
+    def forward(self, ids):
+        h = self.embed(ids)
+        if h.shape[1] > 1:
+            h = h * 2
+        picked = h[ids.eq(1), :]
+        return self.head(picked.view(h.shape[0], -1, h.shape[-1])[:, -1, :])
+
+
+def test_data_dependent_sizes_have_no_graph_shape_and_the_size_seen_on_the_example():
+    from hkt_core.trace.kinds import traced_kinds
+
+    ids = torch.tensor([[3, 4, 1], [5, 6, 1]])
+    t = trace(MaskedRows(), ids)
+    assert t.backend == "export"
+    g = t.graph
+    picked = [n for n, d in g.nodes(data=True) if d["data_dependent"] and d["example_shape"] == (2, 4)]
+    assert picked and all(g.nodes[n]["shape"] is None and g.nodes[n]["flops"] == 4.0 for n in picked)
+    # the lookup's (B, D) result, the prediction and everything before the mask keep their shapes
+    assert t.shape(t.prediction) == (2, 3) and t.shape("embed") == (2, 3, 4)
+    assert all(d["example_shape"] == d["shape"] for d in g.nodes.values() if not d["data_dependent"])
+    kinds = traced_kinds(t)
+    assert not set(picked) & set(kinds) and kinds["head"].kind == "vector"
+    assert all(math.isfinite(d["flops"]) for d in g.nodes.values())
 
 
 def test_untraceable_model_error_names_construct_and_fix():
