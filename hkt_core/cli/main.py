@@ -2,8 +2,9 @@
 
 Each core module exposes ``configure(subparsers)``; plugin commands come from the ``commands``
 registry (``configure(parser)`` on a parser created for them). Handlers return an exit code.
-Errors the framework raises on purpose (:class:`hkt_core.errors.HKTError`) print one line and
-exit with status 2; anything else is a bug and shows its traceback.
+Errors the framework raises on purpose (:class:`hkt_core.errors.HKTError`) and failures of the file
+system (``OSError``: a full disk, a read-only or failing one) print one line and exit with status 2;
+anything else is a bug and shows its traceback.
 """
 
 from __future__ import annotations
@@ -119,6 +120,11 @@ def main(argv: list[str] | None = None) -> int:
         return _closed_pipe()
     except HKTError as exc:
         print(f"hkt {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the file system refused a read or a write: the environment's fault, not a bug
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"hkt {args.command}: error: cannot read or write{where}: "
+              f"{exc.strerror or ' '.join(str(exc).split())[:200]}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:  # training says what its run folder kept and how to resume
         print(f"hkt {args.command}: {exc}" if str(exc) else "interrupted", file=sys.stderr)

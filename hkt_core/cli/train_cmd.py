@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..io import StorageError
 
 DEMO_PAIR = "digits-demo"
 DEMO_METHODS = ("baseline", "kd", "hkt")
@@ -146,12 +148,34 @@ def run_train(args) -> int:
                    progress=False if args.no_progress else None, log=args.log, **_overrides(args))
     from ..train.trainer import Trainer
 
-    folder = Trainer(spec).fit()
+    trainer = Trainer(spec)
+    try:
+        folder = trainer.fit()
+    except OSError as exc:  # a write the file system refused (StorageError), or a read that failed
+        raise io_failure(exc, trainer) from None
     if int(os.environ.get("RANK", "0")) == 0:
         from ..train.run import Run
 
         _print_summary(Run(folder, spec.manager))
     return 0
+
+
+#: What to do first, by error number, before continuing a run a failed write stopped.
+_FIRST = {errno.ENOSPC: "free some space first", errno.EDQUOT: "free some of your quota first",
+          errno.EROFS: "make the file system writable first", errno.EACCES: "get write permission first",
+          errno.EPERM: "get write permission first", errno.EIO: "check the disk first"}
+
+
+def io_failure(exc: OSError, trainer) -> StorageError:
+    """One line for an I/O failure during training: what failed, the run folder and the epoch it keeps
+    (every write is atomic, so the last commit is whole), and the command that continues the run."""
+    if isinstance(exc, StorageError):
+        what = str(exc)
+    else:
+        where = f" on {exc.filename}" if exc.filename else ""
+        what = f"I/O error{where}: {exc.strerror or ' '.join(str(exc).split())[:200]}"
+    first = _FIRST.get(exc.errno, "remove the cause first")
+    return StorageError(exc.errno, f"{what} ({first}); {trainer._kept_and_resume()}")
 
 
 def _launch_torchrun(args, out: Path) -> int:

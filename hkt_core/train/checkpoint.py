@@ -6,14 +6,20 @@ file is first written completely as ``NAME.next`` (atomic write), then ``state.j
 atomically (the commit point), then every ``NAME.next`` is renamed over ``NAME``. A run killed at
 any moment is recovered by :func:`recover`: staged files of the committed epoch are rolled
 forward, staged files of an uncommitted epoch are discarded. Nothing goes through pickle.
+
+A write that fails (a full disk, a read-only or failing file system) raises
+:class:`~hkt_core.io.StorageError` naming the file, after discarding what this epoch had staged: the
+previous commit stays the run's last checkpoint, whole, and frees the space the failed epoch took.
 """
 
 from __future__ import annotations
 
 import base64
+import errno
 import json
 import os
 import random
+import re
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +30,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from ..errors import CheckpointError
-from ..io import atomic_write, atomic_write_text
+from ..io import StorageError, atomic_write, atomic_write_text, storage_error
 
 FORMAT = "hkt-checkpoint"
 FORMAT_VERSION = 1
@@ -36,10 +42,34 @@ STAGED_SUFFIX = ".next"
 def write_tensors(path: str | Path, tensors: dict[str, torch.Tensor], *, kind: str,
                   metadata: dict[str, Any] | None = None) -> Path:
     """Atomically write ``tensors`` (copied to contiguous CPU tensors) with string metadata."""
+    return atomic_write(path, lambda p: save_tensors(p, tensors, kind=kind, metadata=metadata))
+
+
+def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], *, kind: str,
+                 metadata: dict[str, Any] | None = None) -> None:
+    """Write ``tensors`` into ``path`` as it is (a temporary file an atomic write just created); a failed
+    write is an ``OSError`` with the operating system's error number."""
     data = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
     meta = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "kind": kind}
     meta.update({k: str(v) for k, v in (metadata or {}).items()})
-    return atomic_write(path, lambda p: save_file(data, str(p), metadata=meta))
+    try:
+        save_file(data, str(path), metadata=meta)
+    except SafetensorError as exc:
+        raise _os_error(exc) from None
+
+
+def _os_error(exc: SafetensorError) -> Exception:
+    """safetensors reports a failed write as ``I/O error: No space left on device (os error 28)`` (older
+    versions: ``IoError(Os { code: 28, ... })``): the ``OSError`` it stands for (any other failure is
+    returned unchanged)."""
+    text = str(exc)
+    found = re.search(r"\(os error (\d+)\)|Os \{ code: (\d+)", text)
+    if found:
+        code = int(found.group(1) or found.group(2))
+        return OSError(code, os.strerror(code))
+    if "I/O error" in text or "IoError" in text:
+        return OSError(errno.EIO, " ".join(text.split())[:200])
+    return exc
 
 
 def read_tensors(path: str | Path, *, what: str = "checkpoint") -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -185,7 +215,11 @@ def _bytes_tensor(text: str) -> torch.Tensor:
 # -- the journal -------------------------------------------------------------------------------
 
 def stage(path: Path, tensors: dict[str, torch.Tensor], *, kind: str, metadata: dict[str, Any]) -> None:
-    write_tensors(path.with_name(path.name + STAGED_SUFFIX), tensors, kind=kind, metadata=metadata)
+    try:
+        write_tensors(path.with_name(path.name + STAGED_SUFFIX), tensors, kind=kind, metadata=metadata)
+    except StorageError:
+        discard_staged(path.parent, int(metadata["epoch"]))
+        raise
 
 
 def commit(state_path: Path, state: dict[str, Any]) -> None:
@@ -193,23 +227,47 @@ def commit(state_path: Path, state: dict[str, Any]) -> None:
     move every staged file of this epoch into place."""
     from .integrity import FILES_KEY, file_digests
 
-    state = {**state, FILES_KEY: file_digests(state_path.parent, state)}
-    atomic_write_text(state_path, json.dumps(state, indent=1))
-    roll_forward(state_path.parent, int(state["epoch"]))
+    folder, epoch = state_path.parent, int(state["epoch"])
+    try:
+        state = {**state, FILES_KEY: file_digests(folder, state)}
+        atomic_write_text(state_path, json.dumps(state, indent=1))
+    except OSError:
+        discard_staged(folder, epoch)  # not committed: the previous state.json and its files stay the run's
+        raise
+    roll_forward(folder, epoch)
+
+
+def _staged_epoch(staged: Path) -> int:
+    if staged.is_symlink() or not staged.is_file():
+        return -1  # hkt stages regular files only: a link is never rolled into place
+    try:
+        with safe_open(str(staged), framework="pt") as f:
+            return int((f.metadata() or {}).get("epoch", -1))
+    except (SafetensorError, OSError, ValueError):
+        return -1
 
 
 def roll_forward(folder: Path, epoch: int) -> None:
     for staged in sorted(folder.glob(f"*{STAGED_SUFFIX}")):
         target = staged.with_name(staged.name[: -len(STAGED_SUFFIX)])
-        try:
-            with safe_open(str(staged), framework="pt") as f:
-                staged_epoch = int((f.metadata() or {}).get("epoch", -1))
-        except (SafetensorError, OSError, ValueError):
-            staged_epoch = -1
-        if staged_epoch == epoch:
-            os.replace(staged, target)
+        if _staged_epoch(staged) == epoch:
+            try:
+                os.replace(staged, target)
+            except OSError as exc:
+                raise storage_error(target, exc) from None
         else:  # written for an epoch that was never committed
             staged.unlink(missing_ok=True)
+
+
+def discard_staged(folder: Path, epoch: int) -> None:
+    """Delete the files staged for ``epoch``, which was not committed (best effort: a failing disk may
+    refuse this too; the next ``--resume`` discards them then)."""
+    for staged in folder.glob(f"*{STAGED_SUFFIX}"):
+        if _staged_epoch(staged) == epoch:
+            try:
+                staged.unlink(missing_ok=True)
+            except OSError:
+                pass
 
 
 def read_state(path: Path) -> dict[str, Any]:

@@ -1,17 +1,18 @@
 """Exporting a run's child alone: safetensors (default), ONNX or a torch.export ``.pt2`` program.
 
-Every export is written to a temporary name beside its target, loaded back from there and run on
-example inputs; its output must match the child's (exactly for safetensors, within ``atol`` for
-ONNX and pt2, whose kernels may differ in the last bits) before it is renamed into place. A failed
-or interrupted export leaves the previous export under the target name untouched, and the
-temporary files a killed export left are removed by the next export to the same target.
+Every export is written to a temporary name beside its target (:func:`hkt_core.io.atomic_write`),
+loaded back from there and run on example inputs; its output must match the child's (exactly for
+safetensors, within ``atol`` for ONNX and pt2, whose kernels may differ in the last bits) before it
+is renamed into place. A failed or interrupted export leaves the previous export under the target
+name untouched, a failed write (a full disk) is one line saying so, and the temporary files a killed
+export left, at any nesting, are removed by the next export to the same target. The default target
+``RUN/export/`` must be a real folder inside the run folder.
 """
 
 from __future__ import annotations
 
+import errno
 import json
-import os
-import secrets
 import warnings
 from pathlib import Path
 
@@ -19,8 +20,8 @@ import torch
 from torch import nn
 
 from ..adapters import adapter_for, example_inputs_for
-from ..errors import HKTError
-from ..io import TMP_SUFFIX, current_umask, storage_error
+from ..errors import HKTError, UnsafePathError
+from ..io import StorageError, atomic_write, check_inside, remove_orphaned_temporaries, storage_error
 from .run import Run
 
 FORMATS = ("safetensors", "onnx", "pt2")
@@ -53,9 +54,12 @@ def export_run(run: Run, fmt: str, out: str | Path | None = None, *, atol: float
             return plugin_formats.get(fmt)(run, out, atol=atol)
         raise ExportError(f"unknown export format {fmt!r}; choose one of {', '.join(export_formats(run.manager))}")
     path = Path(out) if out is not None else run.path / "export" / f"child{SUFFIX[fmt]}"
-    if out is None and (run.path / "export").is_symlink():
-        raise ExportError(f"{run.path / 'export'} is a symbolic link (to {os.readlink(run.path / 'export')}); a run "
-                          f"folder's export folder must be a real folder: remove the link or give --out")
+    within = run.path if out is None else None  # the default target stays inside the run folder
+    if within is not None:
+        try:
+            check_inside(within, path)
+        except UnsafePathError as exc:
+            raise UnsafePathError(f"{exc}, or give --out") from None
     check_target(run, path, fmt)
     child = run.child()
     try:
@@ -65,30 +69,27 @@ def export_run(run: Run, fmt: str, out: str | Path | None = None, *, atol: float
     with torch.no_grad():
         check_inputs = _example(run, child, 3)
         expected = _prediction(run, child, check_inputs)
-    _remove_orphans(path)
-    tmp = path.with_name(f".{path.name[:40]}.{secrets.token_hex(4)}{TMP_SUFFIX}")
-    try:
-        write = {"safetensors": _safetensors, "onnx": _onnx, "pt2": _pt2}[fmt]
-        diff = write(run, child, tmp, check_inputs, expected)
+    remove_orphaned_temporaries(path.parent, of=path.name)
+    writer = {"safetensors": _safetensors, "onnx": _onnx, "pt2": _pt2}[fmt]
+    measured: list[float] = []
+
+    def write_and_check(tmp: Path) -> None:
+        diff = writer(run, child, tmp, check_inputs, expected)
         if not diff <= (0.0 if fmt == "safetensors" else atol):
             kept = "the previous export is kept" if path.exists() else "nothing was kept"
             raise ExportError(f"the exported {fmt} model's output differs from the child's by {diff:.3g} "
                               f"(allowed {atol:g}); {kept}")
-        try:
-            os.chmod(tmp, 0o666 & ~current_umask())
-            os.replace(tmp, path)  # verified: only now under the target name
-        except OSError as exc:
-            raise storage_error(path, exc) from None
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path, diff
+        measured.append(diff)
 
-
-def _remove_orphans(path: Path) -> None:
-    """Temporaries of ``path`` that an export killed before its rename left behind."""
-    for orphan in path.parent.glob(f".{path.name[:40]}.*{TMP_SUFFIX}"):
-        if orphan.is_file():
-            orphan.unlink(missing_ok=True)
+    try:
+        atomic_write(path, write_and_check, within=within)  # verified: only then under the target name
+    except StorageError as exc:
+        kept = f"the previous {path.name} is kept" if path.exists() else f"no {path.name} was written"
+        raise StorageError(exc.errno, f"{exc}; {kept} and the run folder {run.path} is unchanged; export again "
+                                      f"once the cause is fixed: hkt export {run.path}"
+                                      f"{'' if fmt == 'safetensors' else f' --format {fmt}'}"
+                                      f"{'' if out is None else f' --out {out}'}") from None
+    return path, measured[0]
 
 
 def check_target(run: Run, path: Path, fmt: str) -> None:
@@ -107,12 +108,12 @@ def check_target(run: Run, path: Path, fmt: str) -> None:
 
 
 def _safetensors(run, child, path, inputs, expected) -> float:
-    from .checkpoint import write_tensors
+    from .checkpoint import save_tensors
 
     ref, options = run.network_ref()
-    write_tensors(path, child.state_dict(), kind="export",
-                  metadata={"model": ref, "model_options": json.dumps(options), "pair": run.pair,
-                            "method": run.method})
+    save_tensors(path, child.state_dict(), kind="export",
+                 metadata={"model": ref, "model_options": json.dumps(options), "pair": run.pair,
+                           "method": run.method})
     fresh = run.network_from_file(path)
     with torch.no_grad():
         got = _prediction(run, fresh.eval(), inputs)
@@ -154,6 +155,8 @@ def _onnx(run, child, path, inputs, expected) -> float:
 
     try:
         write(path)
+    except OSError:
+        raise  # a failed write: one line naming the file (hkt_core.io)
     except Exception as exc:  # the exporter's own errors are long; keep the cause
         raise ExportError(f"ONNX export of {type(child).__name__} failed: {type(exc).__name__}: {exc}") from None
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -172,8 +175,9 @@ def _pt2(run, child, path, inputs, expected) -> float:
     try:
         with open(path, "wb") as file:   # a file object: torch warns about a name without .pt2 (the temporary's)
             torch.export.save(program, file)
-    except OSError as exc:
-        raise storage_error(path, exc) from None
+    except RuntimeError as exc:  # torch's file writer reports a failed write (a full disk) this way
+        cause = " ".join(str(exc).split())[:160]
+        raise storage_error(path, OSError(errno.EIO, f"torch.export.save failed ({cause})")) from None
     with open(path, "rb") as file:
         loaded = torch.export.load(file).module()
     with torch.no_grad():

@@ -9,6 +9,11 @@ file whose recorded owner still runs on this host is respected even when no ``fl
 lock written by an older hkt). Rank 0 of a distributed run takes it for all of its ranks.
 A folder the lock created and that is still empty when it is released is removed again, so a run
 refused or failed before writing anything leaves no folder behind.
+
+The lock file is the one file hkt opens to write in place, so it is opened without following a
+link (:func:`hkt_core.io.open_in_place`): a ``.hkt-lock`` that is a symbolic link, a hard link or not
+a regular file (a received folder may hold any of them, pointing at a file of yours) is refused in
+one line before anything is written, and left as it is.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import time
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..io import storage_error
+from ..io import open_in_place, storage_error
 
 LOCK = ".hkt-lock"
 
@@ -36,9 +41,9 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _owner(path: Path) -> dict:
+def _owner(fd: int) -> dict:
     try:
-        return _parse(path.read_bytes()[:4096])
+        return _parse(os.pread(fd, 4096, 0))
     except OSError:
         return {}
 
@@ -85,10 +90,7 @@ class RunLock:
 
     def _try_take(self, say) -> dict | None:
         """None once the lock is ours; else the owner that holds it ({} when it cannot be read yet)."""
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
-        except OSError as exc:
-            raise storage_error(self.path, exc) from None
+        fd = open_in_place(self.path)  # never through a link: the lock is written in place
         taken = False
         try:
             owner = self._take(fd, say)
@@ -106,9 +108,9 @@ class RunLock:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            return _owner(self.path)
+            return _owner(fd)
         try:
-            if os.fstat(fd).st_ino != os.stat(self.path).st_ino:
+            if os.fstat(fd).st_ino != os.lstat(self.path).st_ino:
                 return {}  # released and removed between our open and our flock: open the new file
         except FileNotFoundError:
             return {}

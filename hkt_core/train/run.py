@@ -88,7 +88,7 @@ def write_alignment(path: Path, alignment) -> None:
     """``alignment.json``: the alignment a mixing method used (atomically)."""
     from ..io import atomic_write_text
 
-    atomic_write_text(path / ALIGNMENT, alignment.to_json() + "\n")
+    atomic_write_text(path / ALIGNMENT, alignment.to_json() + "\n", within=path)
 
 
 def read_alignment(path: Path):

@@ -7,7 +7,9 @@ epoch's checkpoint is committed (the same hook ``hkt_core.train(..., callbacks=[
 logged part (``train_l1``, ``train_l2``, ``train_l3`` for HKT) and ``val_<metric>``.
 
 Built in: ``tensorboard`` (``--log tensorboard``; needs the optional extra ``hkt[tensorboard]``),
-writing event files to ``<run folder>/tensorboard/``. Any other tracker (Weights & Biases, MLflow,
+writing event files to ``<run folder>/tensorboard/``, which must be a real folder inside the run folder
+(a link there is refused before training starts and again before the first event is written).
+Any other tracker (Weights & Biases, MLflow,
 a database) is a function passed in ``callbacks``; see docs/training.md.
 """
 
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..io import check_inside, storage_error
 from .run import TENSORBOARD
 
 #: The trackers ``--log`` accepts.
@@ -59,21 +62,28 @@ class TensorBoardTracker:
     TensorBoard reads together with the earlier ones.
     """
 
-    def __init__(self, folder: str | Path) -> None:
+    def __init__(self, folder: str | Path, root: str | Path | None = None) -> None:
         require("tensorboard")
         self.folder = Path(folder)
+        #: the run folder the event files must stay inside
+        self.root = Path(root) if root is not None else self.folder.parent
+        check_inside(self.root, self.folder / "events")
         self._writer = None
 
     def __call__(self, epoch: int, record: dict[str, Any]) -> None:
         if not _is_main_process():
             return
-        if self._writer is None:
-            from torch.utils.tensorboard import SummaryWriter
+        try:
+            if self._writer is None:
+                from torch.utils.tensorboard import SummaryWriter
 
-            self._writer = SummaryWriter(log_dir=str(self.folder))
-        for tag, value in scalar_tags(record).items():
-            self._writer.add_scalar(tag, value, global_step=epoch)
-        self._writer.flush()
+                check_inside(self.root, self.folder / "events")
+                self._writer = SummaryWriter(log_dir=str(self.folder))
+            for tag, value in scalar_tags(record).items():
+                self._writer.add_scalar(tag, value, global_step=epoch)
+            self._writer.flush()
+        except OSError as exc:
+            raise storage_error(self.folder, exc) from None
 
     def close(self) -> None:
         if self._writer is not None:
@@ -98,5 +108,5 @@ def trackers_for(names: Sequence[str], out: Path) -> list[TensorBoardTracker]:
     trackers = []
     for name in dict.fromkeys(names):
         require(name)
-        trackers.append(TensorBoardTracker(out / TENSORBOARD))
+        trackers.append(TensorBoardTracker(out / TENSORBOARD, root=out))
     return trackers
