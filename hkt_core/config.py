@@ -9,13 +9,14 @@ from __future__ import annotations
 import math
 import tomllib
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import attrs
 import cattrs
 import tomli_w
 
-from .errors import ConfigError
+from .errors import ConfigError, did_you_mean
 
 #: where a mixing point mixes: both ways, parent -> child only, child -> parent only
 DIRECTIONS = ("both", "to_child", "to_parent")
@@ -24,7 +25,8 @@ DIRECTION_ALIASES = {"backbone": "to_child", "head": "to_parent"}
 TOKENS = ("auto", "spatial", "channel")
 INHERIT_LOSSES = ("mae", "task")
 OPTIMIZERS = ("sgd", "adamw")
-SCHEDULES = ("none", "multistep", "cosine")
+#: ``linear``: after the warm-up, straight down to 0 at the end of the run (the transformer recipe)
+SCHEDULES = ("none", "multistep", "cosine", "linear")
 DEVICES = ("cpu", "cuda", "auto")
 PRECISIONS = ("fp32", "bf16", "fp16")
 #: Seeds are stored in 32 bits so that every derived seed (per epoch, per rank) fits torch's generators.
@@ -48,7 +50,9 @@ def in_range(lo: float, hi: float, *, lo_open: bool = False):
 def one_of(choices: tuple[str, ...]):
     def check(inst, attribute, value):
         if value not in choices:
-            raise _fail(type(inst).__name__, attribute.name, value, f"must be one of {', '.join(choices)}")
+            hint = did_you_mean(value, choices) if isinstance(value, str) else ""
+            raise _fail(type(inst).__name__, attribute.name, value,
+                        f"must be one of {', '.join(choices)}{'; ' + hint if hint else ''}")
     return check
 
 
@@ -218,7 +222,8 @@ class TrainConfig:
     schedule: str = attrs.field(default="cosine", validator=one_of(SCHEDULES))
     milestones: tuple[float, ...] = attrs.field(default=(0.5, 0.75), converter=tuple)
     gamma: float = attrs.field(default=0.1, validator=in_range(0.0, 1.0, lo_open=True))
-    warmup_epochs: int = attrs.field(default=0, validator=attrs.validators.ge(0))
+    #: epochs of a linear ramp from 0 to ``lr`` before the schedule (counted in its epochs)
+    warmup_epochs: int = attrs.field(default=0, validator=non_negative_int)
     grad_clip: float = attrs.field(default=0.0, validator=non_negative)
     val_fraction: float = attrs.field(default=0.1, validator=in_range(0.0, 0.9, lo_open=True))
     #: train on this many samples of the training split (a fixed subset, the same for every method
@@ -229,7 +234,7 @@ class TrainConfig:
     kd_temperature: float = attrs.field(default=4.0, validator=in_range(0.0, 100.0, lo_open=True))
     #: KD's defaults are the benchmark's choice on its positive-control pair (T 4, weight 0.5)
     kd_weight: float = attrs.field(default=0.5, validator=in_range(0.0, 1.0))
-    num_workers: int = attrs.field(default=0, validator=attrs.validators.ge(0))
+    num_workers: int = attrs.field(default=0, validator=non_negative_int)
     #: autocast precision of the training forwards (hkt_core.train.precision)
     precision: str = attrs.field(default="fp32", validator=one_of(PRECISIONS))
     #: torch.compile the networks and the Family's lockstep step (hkt_core.train.compiling)
@@ -250,6 +255,28 @@ class TrainConfig:
         if any(not (0 < m < 1) for m in value) or list(value) != sorted(value):
             raise _fail("TrainConfig", "milestones", value,
                         "must be increasing fractions of the run in (0, 1), e.g. [0.5, 0.75]")
+
+
+#: The HKTConfig fields that name a registered operator, and the registry each one is looked up in.
+REGISTERED_FIELDS: dict[str, str] = {"mixture": "mixtures", "transfer": "transfers", "extractor": "extractors"}
+
+
+def check_registered(hkt: HKTConfig, manager: Any, *, changed_from: HKTConfig | None = None) -> None:
+    """Each operator ``hkt`` names is registered with ``manager`` (a plugin manager), else one line
+    naming the setting, a close registered name ("did you mean 'ga'?") and all of them. With
+    ``changed_from``, only the fields whose value differs from it are checked (what a command line
+    changed; a card's own names are the pre-flight's to judge)."""
+    from .errors import RegistryError, not_registered_message
+
+    for field, kind in REGISTERED_FIELDS.items():
+        value = getattr(hkt, field)
+        if changed_from is not None and getattr(changed_from, field) == value:
+            continue
+        try:
+            manager.lookup(kind, value)
+        except RegistryError:
+            raise ConfigError(not_registered_message(f"hkt.{field}", value, kind,
+                                                     manager.registry(kind).names())) from None
 
 
 #: Defaults that changed (``dotted key: (old, new)``), for runs written under the old ones: such a
@@ -303,7 +330,7 @@ def structure(data: dict[str, Any], cls: type) -> Any:
     if unknown:
         raise ConfigError(f"{cls.__name__}: unknown setting(s) {', '.join(unknown)}; "
                           f"allowed: {', '.join(sorted(allowed))}")
-    _check_integers(data, cls)
+    _check_types(data, cls)
     try:
         return converter.structure(data, cls)
     except ConfigError:
@@ -315,15 +342,55 @@ def structure(data: dict[str, Any], cls: type) -> Any:
         raise ConfigError(f"{cls.__name__}: {cattrs.transform_error(exc)}") from None
 
 
-def _check_integers(data: dict[str, Any], cls: type) -> None:
-    """Integer fields take integers (or integral floats): 1.9 epochs is refused, never truncated."""
-    for field in attrs.fields(attrs.resolve_types(cls)):
-        value = data.get(field.name)
-        if field.type is not int or field.name not in data:
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _expects(tp: Any) -> tuple[str, Callable[[Any], bool]]:
+    """What a field of declared type ``tp`` takes, in words, and the test a value must pass. The
+    words name the type as the error lines say it (``must be a number``); the test is strict: no
+    string stands for a number and no number for a boolean."""
+    import types
+    import typing
+
+    if tp is bool:
+        return "true or false", lambda v: isinstance(v, bool)
+    if tp is int:
+        return "an integer", lambda v: (isinstance(v, int) and not isinstance(v, bool)) or (
+            isinstance(v, float) and v.is_integer())
+    if tp is float:
+        return "a number", _number
+    if tp is str:
+        return "a string", lambda v: isinstance(v, str)
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is tuple:
+        inner = args[0] if args else Any
+        words, test = _expects(inner) if inner is not Any else ("a value", lambda v: True)
+        count = "" if (not args or args[-1] is Ellipsis) else f"{len(args)} "
+        plural = {"a number": "numbers", "a string": "strings", "an integer": "integers"}.get(words, "values")
+        return (f"a list of {count}{plural}",
+                lambda v: isinstance(v, (list, tuple)) and all(test(x) for x in v))
+    if origin is dict:
+        return "a table (e.g. {key = 1})", lambda v: isinstance(v, dict)
+    if origin in (typing.Union, types.UnionType):
+        options = [_expects(a) for a in args]
+        return " or ".join(w for w, _ in options), lambda v: any(t(v) for _, t in options)
+    return f"a {getattr(tp, '__name__', tp)}", lambda v: True
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    return {f.name: f.type for f in attrs.fields(attrs.resolve_types(cls))}
+
+
+def _check_types(data: dict[str, Any], cls: type) -> None:
+    """Each setting has its field's type, checked before anything converts it: ``lr = "abc"`` is one
+    line naming the field, the value and the type, and 1.9 epochs is refused, never truncated."""
+    for name, tp in _field_types(cls).items():
+        if name not in data:
             continue
-        integral = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
-        if isinstance(value, bool) or not integral:
-            raise _fail(cls.__name__, field.name, value, "must be an integer")
+        words, fits = _expects(tp)
+        if not fits(data[name]):
+            raise _fail(cls.__name__, name, data[name], f"must be {words}")
 
 
 def unstructure(obj: Any) -> Any:
@@ -391,9 +458,32 @@ def _what_is_here(node: dict[str, Any], path: list[str]) -> str:
             + (_CARD_HINT if path[0] == "card" else ""))
 
 
+#: The sections of ``--set`` that hold a record's fields (``train.lr``): a value of the wrong type
+#: is refused where it is given, naming the assignment.
+OVERRIDE_RECORDS: dict[str, type] = {"train": TrainConfig, "parent_train": TrainConfig, "hkt": HKTConfig}
+
+
+def check_override_type(key: str, raw: str, value: Any,
+                        records: dict[str, type] | None = None) -> None:
+    """Refuse ``--set KEY=RAW`` (``value``: RAW as read) when KEY is a field of a record
+    (:data:`OVERRIDE_RECORDS`) and ``value`` is not of its type, in one line: ``--set hkt.lam=abc:
+    HKTConfig.lam = 'abc' is invalid: must be a number``. Ranges and choices are the record's own checks."""
+    parts = key.split(".")
+    records = OVERRIDE_RECORDS if records is None else records
+    if len(parts) != 2 or parts[0] not in records:
+        return
+    tp = _field_types(records[parts[0]]).get(parts[1])
+    if tp is None:
+        return
+    words, fits = _expects(tp)
+    if not fits(value):
+        raise ConfigError(f"--set {key}={raw}: {_fail(records[parts[0]].__name__, parts[1], value, f'must be {words}')}")
+
+
 def apply_overrides(data: dict[str, Any], assignments: list[str],
                     open_sections: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Apply ``a.b=value`` assignments to a nested dict (a copy); unknown paths are refused.
+    """Apply ``a.b=value`` assignments to a nested dict (a copy); unknown paths are refused, and so
+    is a value of the wrong type for a record's field (:func:`check_override_type`).
 
     Sections named in ``open_sections`` (dotted paths of keyword options passed on to a factory,
     such as a data set's or ``hkt.mixture_options``) accept new keys; the factory itself judges them.
@@ -415,5 +505,7 @@ def apply_overrides(data: dict[str, Any], assignments: list[str],
         leaf = parts[-1]
         if leaf not in node and ".".join(parts[:-1]) not in open_sections:
             raise ConfigError(f"--set {key}: unknown setting {leaf!r}; allowed: {', '.join(sorted(node))}")
-        node[leaf] = parse_value(raw.strip())
+        value = parse_value(raw.strip())
+        check_override_type(key.strip(), raw.strip(), value)
+        node[leaf] = value
     return out

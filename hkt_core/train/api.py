@@ -9,7 +9,8 @@ from typing import Any
 
 import attrs
 
-from ..config import HKTConfig, TrainConfig, apply_overrides, hkt_preset, parse_value, structure, unstructure
+from ..config import (HKTConfig, TrainConfig, apply_overrides, check_registered, hkt_preset, parse_value, structure,
+                      unstructure)
 from ..errors import ConfigError
 from ..pairs.card import PairCard
 from .run import Run
@@ -86,6 +87,7 @@ def resolve(pair: str | PairCard, method: str, *, out: str | Path | None = None,
         card = _with_stages(card, data["card"]["stages"])
     train = structure(data["train"], TrainConfig)
     hkt_config = structure(data["hkt"], HKTConfig)
+    check_registered(hkt_config, manager, changed_from=card.hkt)   # a mistyped --set hkt.mixture, in one line
     out = Path(out) if out is not None else default_out(card.name, method)
     if train.channels_last:
         from .memory_format import check_channels_last

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, HKTError
 from ..io import atomic_write_text
 from .api import resolve
 from .reuse import train_or_reuse
@@ -215,18 +215,79 @@ def paired_lines(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def write_comparison(out: Path, pair: str, rows: list[dict[str, Any]]) -> dict[str, Path]:
-    """``compare.md``, ``compare.json`` and (with matplotlib) ``compare.png`` in ``out``."""
+def parent_row(out: Path, pair: str, rows: list[dict[str, Any]], *, manager=None) -> dict[str, Any] | None:
+    """The parent the children of ``rows`` learned from, as a row of the table (the reference): a
+    cached parent's test numbers from its own run folder, a pretrained one (the card's own weights,
+    never trained by hkt) evaluated once on the pair's test split. None when no child had a parent,
+    or the parent came from a file of the user's (``--parent-weights``)."""
+    from ..config import read_toml
+    from . import run as files
+
+    for row in rows:
+        folder = out / f"{row['method']}-seed{row['seeds'][0]}"
+        try:
+            recorded = read_toml(folder / files.CONFIG).get("parent", {})
+        except HKTError:
+            continue
+        source, path = recorded.get("source"), recorded.get("path")
+        if source == "cache" and path and (Path(path) / files.SUMMARY).is_file():
+            return _row("parent", [json.loads((Path(path) / files.SUMMARY).read_text(encoding="utf-8"))])
+        if source == "pretrained":
+            summary = _pretrained_summary(pair, recorded, manager)
+            return _row("parent", [summary]) if summary is not None else None
+    return None
+
+
+def _pretrained_summary(pair: str, recorded: dict[str, Any], manager) -> dict[str, Any] | None:
+    """A pretrained parent's test numbers, parameters and latency, as a run's summary holds them;
+    None when its weights are no longer those the children were trained with."""
+    import torch
+
+    from ..models import count_parameters
+    from ..plugins.host import resolve_manager
+    from .evaluation import evaluate, measure_latency
+    from .parents import pretrained_parent
+    from .resolved import resolve_pair
+
+    manager = resolve_manager(manager)
+    resolved = resolve_pair(pair, manager)
+    card, device = resolved.card, torch.device("cpu")
+    with resolved.scope():
+        found = pretrained_parent(card, manager, model=resolved.parent)
+    if found is None or found[1].sha256 != recorded.get("sha256"):
+        return None
+    parent = found[0].eval()
+    task = manager.lookup("tasks", card.task)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(card.train.threads)   # the runs' own count
+    try:
+        test = evaluate(parent, resolved.splits().test, task, batch_size=card.train.batch_size, device=device,
+                        manager=manager)
+        latency = measure_latency(parent, card.input_shapes, device=device, manager=manager,
+                                  dtypes=card.input_dtypes)
+    finally:
+        torch.set_num_threads(threads)
+    return {"primary_metric": task.primary_metric, "higher_is_better": task.higher_is_better, "test": test,
+            "parameters": count_parameters(parent), "latency_ms_per_sample": latency, "seed": 0}
+
+
+def write_comparison(out: Path, pair: str, rows: list[dict[str, Any]], *, manager=None) -> dict[str, Path]:
+    """``compare.md``, ``compare.json`` and (with matplotlib) ``compare.png`` in ``out``. The parent
+    the children learned from is the table's first row (:func:`parent_row`; kept under ``parent`` in
+    compare.json, whose ``rows`` are the compared methods), unless ``rows`` already hold it."""
     from .plots import plot_comparison
 
     out.mkdir(parents=True, exist_ok=True)
     tests = paired_lines(rows)
-    text = f"# {pair}\n\n" + format_table(rows, markdown=True)
+    parent = None if any(r["method"] == "parent" for r in rows) else parent_row(out, pair, rows, manager=manager)
+    table = [parent, *rows] if parent is not None else rows
+    text = f"# {pair}\n\n" + format_table(table, markdown=True)
     if tests:
         text += "\n" + tests[0] + "\n\n" + "".join(f"- {line.strip()}\n" for line in tests[1:])
+    record = {"pair": pair, "rows": rows, **({"parent": parent} if parent is not None else {})}
     written = {"markdown": atomic_write_text(out / "compare.md", text),
-               "json": atomic_write_text(out / "compare.json", json.dumps({"pair": pair, "rows": rows}, indent=1))}
-    chart = plot_comparison(out / "compare.png", rows, rows[0]["metric"], pair=pair) if rows else None
+               "json": atomic_write_text(out / "compare.json", json.dumps(record, indent=1))}
+    chart = plot_comparison(out / "compare.png", table, rows[0]["metric"], pair=pair) if rows else None
     if chart is not None:
         written["chart"] = chart
     return written
