@@ -5,6 +5,13 @@ shapes and, for class-score tasks, the class count. The keyword options of the t
 factories and of the data set factory are listed as comments with their defaults, so the card
 shows every knob without setting any. The card is parsed back before it is written: what
 ``hkt pairs new`` writes, ``hkt pairs add`` accepts.
+
+The training recipe fits the models' family (:func:`recipe_for`): each model is built once as the
+card would build it with no options (or, for a source that needs options, as its registered
+example), and a model with attention layers starts from the transformer recipe (AdamW, a warm-up
+then linear decay, a learning rate by its size); any other from the convolutional one (SGD with
+momentum and Nesterov, cosine). ``[train]`` follows the child, ``[parent_train]`` the parent where
+it differs.
 """
 
 from __future__ import annotations
@@ -83,10 +90,112 @@ def _table(config) -> list[str]:
     return lines
 
 
+#: The transformer recipe (models with attention layers): AdamW with decoupled weight decay 0.01,
+#: one epoch of linear warm-up then a linear decay to 0, gradients clipped at norm 1, 15 epochs (the
+#: recipe of BERT and its fine-tuning scripts, Devlin et al. 2019; the learning rate: below).
+TRANSFORMER_RECIPE: dict[str, Any] = {"optimizer": "adamw", "weight_decay": 0.01, "schedule": "linear",
+                                      "warmup_epochs": 1, "grad_clip": 1.0, "epochs": 15}
+#: The transformer recipe's peak learning rate by the size of the model trained from scratch: (at most
+#: this many parameters, learning rate), the first that fits. Smaller transformers take larger rates:
+#: GPT-3's table of sizes (Brown et al. 2020) has 6e-4 at 125M parameters and 3e-4 at 350M-760M; the
+#: small models of a distillation pair (thousands to millions of parameters) train at 1e-3, where
+#: SGD at 1e-3 left a BERT child predicting the majority class.
+TRANSFORMER_LR: tuple[tuple[float, float], ...] = ((20e6, 1e-3), (200e6, 6e-4), (float("inf"), 3e-4))
+#: The learning rate for a transformer that loaded pretrained weights (fine-tuning: the upper end of
+#: BERT's fine-tuning range 2e-5..5e-5).
+FINE_TUNING_LR = 5e-5
+
+
+def attention_layers(model) -> list[str]:
+    """The class names of ``model``'s attention layers (``nn.MultiheadAttention``, or any module whose
+    class name ends in ``Attention``, as torch, transformers and timm name them), each once."""
+    from torch import nn
+
+    found = [type(m).__name__ for m in model.modules()
+             if isinstance(m, nn.MultiheadAttention) or type(m).__name__.endswith("Attention")]
+    return list(dict.fromkeys(found))
+
+
+def sample_model(ref: str, factory, manager) -> tuple[Any, str]:
+    """``(model, how)``: the model a card naming ``ref`` builds with no options (``how`` =
+    ``"defaults"``), else the example its source registered (its ``contract_options``: ``how`` =
+    ``"example"``), else ``(None, "")`` when neither builds. Nothing downloads: model sources never do."""
+    from torch import nn
+
+    attempts = [({}, "defaults")]
+    if ":" not in ref:
+        try:
+            example = manager.registry("models").entry(ref).metadata.get("contract_options")
+        except HKTError:
+            example = None
+        if isinstance(example, dict):
+            attempts.append((dict(example), "example"))
+    for options, how in attempts:
+        try:
+            model = factory(**options)
+        except Exception:  # the factory needs options the card does not have yet
+            continue
+        if isinstance(model, nn.Module):
+            return model, how
+    return None, ""
+
+
+def recipe_for(model, how: str) -> tuple[dict[str, Any], str]:
+    """``(TrainConfig settings, why)`` of the recipe that fits ``model`` (see the module docstring):
+    ``{}`` is the convolutional recipe (TrainConfig's defaults), which a model that could not be built
+    (None) gets too; ``why`` says which and why, for the card's comments."""
+    if model is None:
+        return {}, ("the convolutional recipe (SGD): the model needs options to be built; for a transformer, "
+                    "set the transformer recipe (" + _TRANSFORMER_WORDS + ")")
+    layers = attention_layers(model)
+    if not layers:
+        return {}, "the convolutional recipe (SGD with momentum and Nesterov, cosine): no attention layers"
+    size = sum(p.numel() for p in model.parameters())
+    shown = ", ".join(layers[:2])
+    if getattr(model, "hkt_pretrained", None):
+        return ({**TRANSFORMER_RECIPE, "lr": FINE_TUNING_LR},
+                f"the transformer recipe at the fine-tuning rate: attention layers ({shown}) and pretrained "
+                f"weights; {_TRANSFORMER_WORDS}")
+    lr = next(rate for most, rate in TRANSFORMER_LR if size <= most)
+    sized = (f"{size:,} parameters" if how == "defaults" else
+             "its size follows its options: set lr by the rule once they are written")
+    return ({**TRANSFORMER_RECIPE, "lr": lr},
+            f"the transformer recipe: attention layers ({shown}), {sized}; {_TRANSFORMER_WORDS}")
+
+
+#: The transformer recipe in words, for the card's comments.
+_TRANSFORMER_WORDS = ("AdamW, 1 epoch of warm-up then linear decay to 0, lr by size trained from scratch: "
+                      "1e-3 up to 20M parameters, 6e-4 up to 200M, 3e-4 above, 5e-5 to fine-tune pretrained "
+                      "weights; momentum and nesterov are SGD's (unused)")
+
+
+def _comment(text: str) -> list[str]:
+    import textwrap
+
+    return textwrap.wrap(text, 98, initial_indent="# ", subsequent_indent="# ")
+
+
+def _recipe_lines(settings: dict[str, Any]) -> list[str]:
+    from ..config import to_toml
+
+    return to_toml(settings).strip().splitlines() if settings else []
+
+
 def card_text(name: str, *, parent: str, child: str, dataset: str, task: str, stages: int,
               input_shapes, num_classes: int | None, factories: dict[str, Any],
-              input_dtypes: tuple[str, ...] = (), dataset_options: dict[str, Any] | None = None) -> str:
-    """The commented card (see the module docstring)."""
+              input_dtypes: tuple[str, ...] = (), dataset_options: dict[str, Any] | None = None,
+              recipes: dict[str, tuple[dict[str, Any], str]] | None = None) -> str:
+    """The commented card (see the module docstring). ``recipes``: ``{"parent"|"child": (settings,
+    reason)}`` from :func:`recipe_for` (default: the convolutional recipe for both)."""
+    recipes = recipes or {}
+    child_recipe, child_reason = recipes.get("child", ({}, ""))
+    parent_recipe, parent_reason = recipes.get("parent", ({}, ""))
+    train = TrainConfig(**child_recipe)
+    defaults = unstructure(TrainConfig())
+    as_parent = {**defaults, **parent_recipe}
+    # the parent's recipe where it differs from the child's ([parent_train] starts from [train])
+    parent_lines = _recipe_lines({k: v for k, v in as_parent.items()
+                                  if k in {*parent_recipe, *child_recipe} and unstructure(train)[k] != v})
     shapes = json.dumps([list(s) for s in input_shapes])
     classes = (f"# the data set has {num_classes} classes: both models must predict {num_classes} scores per sample"
                if num_classes is not None else "# the data set states no class count (info['num_classes'])")
@@ -123,11 +232,15 @@ def card_text(name: str, *, parent: str, child: str, dataset: str, task: str, st
         "# a starting recipe for the child (the parent trains with the same, plus [parent_train]); KD's",
         "# kd_temperature 4 and kd_weight 0.5 are the benchmark's choice (docs/RESULTS.md); threads: torch",
         "# intra-op threads per run (another count is another run)",
-        *_table(TrainConfig()),
+        *(_comment(f"the child: {child_reason}") if child_reason else []),
+        *_table(train),
         "",
         "[parent_train]",
         "# overrides of [train] for training the parent, e.g.",
         "# epochs = 30",
+        *(_comment(f"the parent: {parent_reason}" if parent_reason != child_reason else
+                   "the parent: the same recipe") if parent_reason else []),
+        *parent_lines,
         "",
         "[hkt]",
         "# how the family mixes and weights its losses (docs/training.md). These are the measured best: the",
@@ -194,10 +307,12 @@ def write_new_card(name: str, *, parent: str, child: str, dataset: str, task: st
     task = task or info.get("task") or "classification"
     manager.lookup("tasks", task)
     classes = info.get("num_classes")
+    recipes = {role: recipe_for(*sample_model(ref, factories[role], manager))
+               for role, ref in (("parent", parent), ("child", child))}
     text = card_text(name, parent=parent, child=child, dataset=dataset, task=task, stages=stages,
                      input_shapes=[(1, *s) for s in bundle.input_shapes],
                      num_classes=classes if isinstance(classes, int) else None, factories=factories,
-                     input_dtypes=sample_dtypes(bundle), dataset_options=dataset_options)
+                     input_dtypes=sample_dtypes(bundle), dataset_options=dataset_options, recipes=recipes)
     PairCard.from_dict(read_toml_text(text, str(path)), source=str(path))  # what we write, `pairs add` reads
     from ..io import atomic_write_text
 

@@ -243,6 +243,34 @@ class ClassDice(Metric):
         return float(dice_per_class(stats.view(3, 1))[0])
 
 
+class MacroF1(Metric):
+    """Macro-averaged F1 of class-score predictions: per class, F1 = 2 TP / (2 TP + FP + FN) of the
+    arg-max against the target, averaged over the classes that occur in the truth or the
+    predictions (scikit-learn's ``f1_score(average="macro")``). The stats are the per-class counts
+    (TP, FP, FN), summed over batches and processes, so the value is exact: never a mean of
+    per-batch F1s. Beside accuracy it shows a child that predicts only the majority class (high
+    accuracy on unbalanced data, macro-F1 near 1 / classes). Targets equal to ``ignore_index`` are
+    not counted. stats = (TP_0..TP_K-1, FP_0.., FN_0..)."""
+
+    name = "macro_f1"
+    higher_is_better = True
+
+    def __init__(self, ignore_index: int | None = None) -> None:
+        self.ignore_index = ignore_index
+
+    def stats(self, prediction, target):
+        inter, predicted, true = class_overlap(prediction, target, self.ignore_index, self.name)
+        return torch.cat([inter, predicted - inter, true - inter])
+
+    def compute(self, stats):
+        tp, fp, fn = stats.view(3, -1)
+        counted = 2 * tp + fp + fn
+        present = counted > 0
+        if not bool(present.any()):
+            return float("nan")
+        return float((2 * tp[present] / counted[present]).mean())
+
+
 #: The built-in metrics by registered name (factories, so every run gets fresh objects).
 BUILTIN_METRICS: dict[str, Callable[[], Metric]] = {
     "accuracy": Accuracy,
@@ -253,4 +281,5 @@ BUILTIN_METRICS: dict[str, Callable[[], Metric]] = {
     "dice_all": partial(Dice, include_background=True),
     "iou": IoU,
     "iou_all": partial(IoU, include_background=True),
+    "macro_f1": MacroF1,
 }

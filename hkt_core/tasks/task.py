@@ -9,7 +9,8 @@ import torch
 
 from .losses import (check_class_target, class_probability_mae, hinton_kl, masked_cross_entropy, masked_l1,
                      soft_dice_loss)
-from .metrics import Accuracy, ClassDice, Dice, EndPointError, ErrorRate, IoU, MeanAbsoluteError, Metric, dense_target
+from .metrics import (Accuracy, ClassDice, Dice, EndPointError, ErrorRate, IoU, MacroF1, MeanAbsoluteError, Metric,
+                      dense_target)
 
 
 class Task:
@@ -89,7 +90,7 @@ class ClassificationTask(_ClassScoresTask):
         return masked_cross_entropy(prediction, target, self._counted(prediction, target))
 
     def metrics(self):
-        return [Accuracy(), ErrorRate()]
+        return [Accuracy(self.ignore_index), ErrorRate(self.ignore_index), MacroF1(self.ignore_index)]
 
     def example(self, batch_size=4, generator=None):
         return (torch.randn(batch_size, 5, generator=generator),

@@ -1,8 +1,10 @@
 """Optimisers and learning-rate schedules.
 
 The schedule is a pure function of (epoch, step): nothing to save, so resuming cannot drift.
-``cosine`` anneals per step from ``lr`` to 0 over the run; ``multistep`` multiplies by ``gamma`` at
-each milestone (fractions of the epochs); ``warmup_epochs`` ramps linearly from 0 first.
+``cosine`` anneals per step from ``lr`` to 0 over the run; ``linear`` falls per step in a straight
+line from ``lr`` to 0 at the end of the run (with ``warmup_epochs``: the transformer recipe, warm-up
+then linear decay); ``multistep`` multiplies by ``gamma`` at each milestone (fractions of the
+epochs); ``warmup_epochs`` ramps linearly from 0 first (its last step reaches ``lr``).
 """
 
 from __future__ import annotations
@@ -44,9 +46,11 @@ def learning_rate(train: TrainConfig, epoch: int, step: int, steps_per_epoch: in
     progress = epoch + step / max(1, steps_per_epoch)
     if train.warmup_epochs and progress < train.warmup_epochs:
         return train.lr * (progress + 1 / max(1, steps_per_epoch)) / train.warmup_epochs
-    if train.schedule == "cosine":
+    if train.schedule in ("cosine", "linear"):
         span = max(1e-12, train.epochs - train.warmup_epochs)
         t = min(1.0, (progress - train.warmup_epochs) / span)
+        if train.schedule == "linear":
+            return train.lr * (1.0 - t)
         return 0.5 * train.lr * (1 + math.cos(math.pi * t))
     if train.schedule == "multistep":
         passed = sum(epoch >= round(m * train.epochs) for m in train.milestones)
