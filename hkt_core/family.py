@@ -444,6 +444,12 @@ class Family(nn.Module):
         out = super()._apply(fn, recurse)
         for module in getattr(self, "_folded", ()):
             module._apply(fn, recurse)
+        # An exported graph holds the models' tensors in a module tree of its own: a move that
+        # replaces a tensor (buffers always are) is followed there too.
+        graphs = [getattr(self, "_pg", None), *(m.graph for m in getattr(self, "_modes", {}).values())]
+        for graph, model in zip(graphs, [self.parent, *([self.child] * (len(graphs) - 1))]):
+            if graph is not None:
+                graph.rebind(model)
         return out
 
     def train(self, mode: bool = True) -> Family:

@@ -270,3 +270,24 @@ def test_tracing_in_training_mode_changes_no_buffer_and_counts_batches_as_a_grap
     _assert_same_state(model, before, "tracing")
     assert model.training and graphs[False] is eval_graph and graphs[True] is not eval_graph
     assert "num_batches_tracked" in graphs[True].code and "num_batches_tracked" not in eval_graph.code
+
+
+def test_moving_the_family_moves_the_tensors_of_exported_graphs_too():
+    """``family.to(...)`` replaces the models' buffers; exported graphs (a module tree of their
+    own) follow, so the parent runs in the new dtype and the child's statistics still move."""
+    torch.manual_seed(0)
+    parent, child, inputs, stages = _branchy_pair()
+    alignment = hkt_core.align(parent, child, inputs, stages=stages)
+    family = hkt_core.Family(parent, child, alignment, HKTConfig(), example_inputs=inputs)
+    family.to(torch.float64)
+    inputs = tuple(t.double() for t in inputs)
+    plain = copy.deepcopy(child)
+    family.train()
+    plain.train()
+    torch.manual_seed(3)
+    native = family(*inputs).native
+    torch.manual_seed(3)
+    torch.testing.assert_close(native, plain(*inputs), rtol=0, atol=0)
+    assert native.dtype == torch.float64
+    for key, value in plain.state_dict().items():
+        assert torch.equal(child.state_dict()[key], value), key

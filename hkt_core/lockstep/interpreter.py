@@ -118,6 +118,23 @@ class LockstepGraph:
             return None
         return (owner, name) if owner._buffers.get(name) is not None else None
 
+    def rebind(self, model: nn.Module) -> None:
+        """The graph's parameters and buffers pointed at ``model``'s own of the same name again
+        (after a move that replaced them: ``model.to(device)`` makes new buffers). A graph that
+        holds the model's own modules (fx) needs nothing; an exported graph's module tree of its
+        own does."""
+        if self.gm.meta.get(BACKEND_KEY) != "export":
+            return
+        own = {**dict(model.named_parameters(remove_duplicate=False)), **dict(model.named_buffers(remove_duplicate=False))}
+        for graph in {id(g): g for g in (self.gm, self.source)}.values():
+            for kind in ("_parameters", "_buffers"):
+                for path, _ in list(getattr(graph, f"named_{kind[1:]}")(remove_duplicate=False)):
+                    tensor = own.get(path)
+                    prefix, _, name = path.rpartition(".")
+                    owner = graph.get_submodule(prefix) if prefix else graph
+                    if tensor is not None and getattr(owner, kind).get(name) is not tensor:
+                        getattr(owner, kind)[name] = tensor
+
     def fetch_attr(self, target: str) -> Any:
         obj: Any = self.gm
         for part in target.split("."):
