@@ -205,3 +205,28 @@ def test_a_gpt2_pair_trains_with_kd_from_the_cli_exports_and_generates(hkt_home,
     assert main(["pairs", "check", str(other), "--methods", "kd"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and f"the parent predicts [2, {BLOCK}, 258] but the child [2, {BLOCK}, 300]" in err
+
+
+def test_which_tokenizer_an_hf_export_carries_and_what_it_refuses(tmp_path):
+    from types import SimpleNamespace
+
+    from hkt_zoo.hf_export import HFExportError, export_hf, pair_tokenizer
+    from hkt_zoo.text_data import ByteTokenizer
+
+    folder = tmp_path / "pretrained"
+    ByteTokenizer().save_pretrained(folder)     # a parent's pretrained folder with its tokenizer
+    card = SimpleNamespace(dataset="token-recall", dataset_options={}, parent="transformers", child="transformers",
+                           parent_options={"pretrained": str(folder)}, child_options={})
+    tokenizer, source = pair_tokenizer(card)
+    assert source == f"the parent's pretrained folder ({folder})" and tokenizer("ab")["input_ids"] == [97, 98]
+    assert pair_tokenizer(SimpleNamespace(**{**vars(card), "parent_options": {}})) == (None, None)
+    text = SimpleNamespace(**{**vars(card), "dataset": "text-files", "dataset_options": {"corpus": "python-stdlib"}})
+    tokenizer, source = pair_tokenizer(text)
+    assert source == "data set text-files (bytes)" and isinstance(tokenizer, ByteTokenizer)
+    # a child that is not a transformers model: one line naming the formats that export it
+    run = SimpleNamespace(path=tmp_path / "run", child=lambda: torch.nn.Linear(2, 2),
+                          network_ref=lambda: ("my_models:small", {}))
+    run.path.mkdir()
+    with pytest.raises(HFExportError, match=r"this run's network 'my_models:small' is a Linear: use --format "
+                                            r"safetensors, onnx or pt2"):
+        export_hf(run)
