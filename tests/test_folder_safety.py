@@ -260,10 +260,12 @@ def _failing_write(code: int, stage: str, run):
     return write
 
 
-@pytest.mark.parametrize("code, stage", [(errno.ENOSPC, "last.safetensors.next"), (errno.EIO, "optimizer.safetensors.next"),
-                                         (errno.EROFS, "state.json"), (errno.EACCES, "metrics.jsonl")])
+@pytest.mark.parametrize("code, stage, kept", [(errno.ENOSPC, "last.safetensors.next", 1),
+                                               (errno.EIO, "optimizer.safetensors.next", 1),
+                                               (errno.EROFS, "state.json", 1), (errno.EACCES, "metrics.jsonl", 1),
+                                               (errno.EDQUOT, "summary.json", 3)])
 def test_a_refused_write_during_training_is_one_line_and_loses_nothing(isolated_home, tmp_path, capsys, monkeypatch,
-                                                                      code, stage):
+                                                                      code, stage, kept):
     from hkt_core.train import checkpoint
 
     if not os.path.isdir("/proc/self/fd"):
@@ -278,8 +280,8 @@ def test_a_refused_write_during_training_is_one_line_and_loses_nothing(isolated_
     assert _train("tiny-pair", run, "--epochs", "3") == 2
     err = _one_line(capsys)
     assert f"cannot write {run / stage}: {os.strerror(code)}" in err
-    assert f"{run} keeps epoch 1 of 3" in err and f"hkt train tiny-pair --method baseline --out {run} --resume" in err
-    assert checkpoint.read_state(run / "state.json")["epoch"] == 1
+    assert f"{run} keeps epoch {kept} of 3" in err and f"hkt train tiny-pair --method baseline --out {run} --resume" in err
+    assert checkpoint.read_state(run / "state.json")["epoch"] == kept and not (run / "summary.json").exists()
     assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]
     if stage != "metrics.jsonl":  # staged before the metrics: those are discarded by the resume
         assert _leftovers(run) == []
