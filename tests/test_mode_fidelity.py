@@ -291,3 +291,20 @@ def test_moving_the_family_moves_the_tensors_of_exported_graphs_too():
     assert native.dtype == torch.float64
     for key, value in plain.state_dict().items():
         assert torch.equal(child.state_dict()[key], value), key
+
+
+def test_features_of_an_exported_graph_follow_moves_of_the_model():
+    torch.manual_seed(0)
+    _, child, inputs, _ = _branchy_pair()
+    feats = features(child, ["mix_2"], inputs, output=True)
+    child.to(torch.float64)
+    inputs = tuple(t.double() for t in inputs)
+    plain = copy.deepcopy(child)
+    feats.train()
+    plain.train()
+    torch.manual_seed(4)
+    got = feats(*inputs)["output"]
+    torch.manual_seed(4)
+    torch.testing.assert_close(got, plain(*inputs), rtol=0, atol=0)
+    for key, value in plain.state_dict().items():
+        assert torch.equal(child.state_dict()[key], value), key

@@ -48,6 +48,7 @@ class Features(nn.Module):
         object.__setattr__(self, "_train_module", gm if train_gm is None else train_gm)
         object.__setattr__(self, "_model", model)
         self._train_out_spec = out_spec if train_gm is None else train_out_spec
+        self._bound: dict[int, tuple[int, ...]] = {}
 
     @property
     def train_module(self) -> fx.GraphModule:
@@ -64,7 +65,17 @@ class Features(nn.Module):
 
     def forward(self, *inputs: torch.Tensor) -> dict[str, Any]:
         training = self._model.training if self._model is not None else self.training
-        values = (self._train_module if training else self.graph_module)(*inputs)
+        module = self._train_module if training else self.graph_module
+        if self._model is not None and self.backend == "export":
+            # an exported graph holds the model's tensors in a module tree of its own: follow moves
+            # of the model that replaced them (``model.to(device)`` makes new buffers)
+            key = tuple(map(id, self._model.buffers()))
+            if key != self._bound.get(id(module)):
+                from .interpreter import rebind
+
+                rebind(module, self._model)
+                self._bound[id(module)] = key
+        values = module(*inputs)
         spec = self._train_out_spec if training else self._out_spec
         if spec is not None and OUTPUT in values:
             values = {**values, OUTPUT: pytree.tree_unflatten(list(values[OUTPUT]), spec)}

@@ -123,17 +123,8 @@ class LockstepGraph:
         (after a move that replaced them: ``model.to(device)`` makes new buffers). A graph that
         holds the model's own modules (fx) needs nothing; an exported graph's module tree of its
         own does."""
-        if self.gm.meta.get(BACKEND_KEY) != "export":
-            return
-        own = {**dict(model.named_parameters(remove_duplicate=False)), **dict(model.named_buffers(remove_duplicate=False))}
         for graph in {id(g): g for g in (self.gm, self.source)}.values():
-            for kind in ("_parameters", "_buffers"):
-                for path, _ in list(getattr(graph, f"named_{kind[1:]}")(remove_duplicate=False)):
-                    tensor = own.get(path)
-                    prefix, _, name = path.rpartition(".")
-                    owner = graph.get_submodule(prefix) if prefix else graph
-                    if tensor is not None and getattr(owner, kind).get(name) is not tensor:
-                        getattr(owner, kind)[name] = tensor
+            rebind(graph, model)
 
     def fetch_attr(self, target: str) -> Any:
         obj: Any = self.gm
@@ -232,6 +223,21 @@ class LockstepGraph:
         raise TraceError(f"{self.label}: unexpected node {node.format_node()}")
 
 
+def rebind(gm: fx.GraphModule, model: nn.Module) -> None:
+    """An exported graph's parameters and buffers pointed at ``model``'s own of the same name
+    (see :meth:`LockstepGraph.rebind`); nothing for an fx graph, which holds the model's modules."""
+    if gm.meta.get(BACKEND_KEY) != "export":
+        return
+    own = {**dict(model.named_parameters(remove_duplicate=False)), **dict(model.named_buffers(remove_duplicate=False))}
+    for kind in ("_parameters", "_buffers"):
+        for path, _ in list(getattr(gm, f"named{kind[:-1]}s")(remove_duplicate=False)):
+            tensor = own.get(path)
+            prefix, _, name = path.rpartition(".")
+            owner = gm.get_submodule(prefix) if prefix else gm
+            if tensor is not None and getattr(owner, kind).get(name) is not tensor:
+                getattr(owner, kind)[name] = tensor
+
+
 def _closure(start: Iterable[fx.Node], step: Callable[[fx.Node], Iterable[fx.Node]]) -> set[fx.Node]:
     """``start`` and every node reachable from it through ``step``."""
     out: set[fx.Node] = set()
@@ -267,4 +273,4 @@ def follow(value: Any, reference: torch.Tensor) -> Any:
     return value.to(reference.device)
 
 
-__all__ = ["LockstepGraph", "follow", "release_plan"]
+__all__ = ["LockstepGraph", "follow", "rebind", "release_plan"]
