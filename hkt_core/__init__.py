@@ -89,6 +89,16 @@ _LAZY = {
     "Method": "hkt_core.train.method",
     "MethodContext": "hkt_core.train.method",
     "StepOutput": "hkt_core.train.method",
+    # a method in one file: registered where it is defined, its options a typed, frozen record
+    "method": "hkt_core.train.methods.registry",
+    "defined_methods": "hkt_core.train.methods.registry",
+    "option": "hkt_core.train.method",
+    "number_option": "hkt_core.train.method",
+    # the parent's and the child's values at aligned points, their kinds and the transfers between them
+    "AlignedFeatures": "hkt_core.train.aligned",
+    "AlignedPoint": "hkt_core.train.aligned",
+    "PointValues": "hkt_core.train.aligned",
+    "on_positions": "hkt_core.train.aligned",
     "DatasetBundle": "hkt_core.data",
     "Registrar": "hkt_core.plugins.registry",
     "registers": "hkt_core.plugins.registration",

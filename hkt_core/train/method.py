@@ -1,14 +1,22 @@
 """The method protocol: what a training method receives and returns per step.
 
-A method is a class registered in the ``methods`` registry (``registry.add("kd", KDMethod)``). The
+A method is a class registered in the ``methods`` registry: the core's with ``@method("kd")`` on the
+class (:mod:`hkt_core.train.methods.registry`), a plugin's the same way or by ``registry.add``. The
 trainer builds it once per run with a :class:`MethodContext`, optimises the parameters of
 :meth:`Method.trainable_module`, calls :meth:`Method.training_step` for every training batch and
 evaluates :meth:`Method.deployed` (the child alone) on validation and test data.
+
+A method's options are a typed, frozen record (:attr:`Method.Options`, fields made with
+:func:`option` / :func:`number_option`): the trainer's ``[method]`` table (``default_options``, read
+from the record's defaults) updated by ``--set method.<key>=...``, checked once when the method is
+built and read as ``self.options``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
 
 import attrs
 import torch
@@ -16,6 +24,56 @@ from torch import nn
 
 from ..adapters import adapter_for
 from ..config import HKTConfig, TrainConfig
+from ..errors import ConfigError
+
+
+def option(default: Any, check: Callable[[Any], bool], what: str, *, real: bool = False) -> Any:
+    """A field of an options record: its ``default`` and the rule a value follows; a value that breaks
+    it is one :class:`~hkt_core.errors.ConfigError` line, ``method option NAME = VALUE is invalid: WHAT``.
+    ``real``: a float field (an integer given in the ``[method]`` table is read as a float)."""
+    def validate(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+        if not check(value):
+            raise ConfigError(f"method option {attribute.name} = {value!r} is invalid: {what}")
+
+    return attrs.field(default=default, validator=validate, metadata={"real": real})
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def number_option(default: float, *, at_least: float | None = None, above: float | None = None,
+                  integer: bool = False) -> Any:
+    """A number field (an integer with ``integer=True``) of an options record, ``>= at_least`` or
+    ``> above``; :func:`read_options` reads an integer given for a float field as a float."""
+    kind = "an integer" if integer else "a number"
+    bound = f" >= {at_least:g}" if at_least is not None else f" > {above:g}" if above is not None else ""
+
+    def check(value: Any) -> bool:
+        if not _is_number(value) or (integer and not isinstance(value, int)):
+            return False
+        return (at_least is None or value >= at_least) and (above is None or value > above)
+
+    return option(default, check, f"{kind}{bound}", real=not integer)
+
+
+def read_options(record: type, given: Mapping[str, Any], method_name: str) -> Any:
+    """``record`` built from the ``[method]`` table ``given``: an unknown key or a value a field
+    refuses is one :class:`~hkt_core.errors.ConfigError` line."""
+    known = [f.name for f in attrs.fields(record)]
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        raise ConfigError(f"method {method_name!r} has no option {', '.join(map(repr, unknown))}; its options: "
+                          f"{', '.join(known) or 'none'}")
+    built = record(**dict(given))
+    reals = {f.name: float(getattr(built, f.name)) for f in attrs.fields(record)
+             if f.metadata.get("real") and type(getattr(built, f.name)) is int}
+    return attrs.evolve(built, **reals) if reals else built
+
+
+def option_defaults(record: type) -> dict[str, Any]:
+    """The ``[method]`` table of a record's defaults (what ``default_options`` is for a method with one)."""
+    return attrs.asdict(record())
 
 
 @attrs.define
@@ -67,12 +125,26 @@ class Method:
     trains_parent: bool = False
     #: passed to DistributedDataParallel: True when some trainable parameters may get no gradient
     ddp_find_unused_parameters: bool = False
-    #: default keyword options of the method; they form the ``[method]`` table of config.toml
+    #: default keyword options of the method; they form the ``[method]`` table of config.toml (read
+    #: from :attr:`Options` when the method has one)
     default_options: dict[str, Any] = {}
+    #: the method's options record (an ``attrs.frozen`` class whose fields all have defaults, see
+    #: :func:`option`); None: the method reads ``ctx.options`` itself
+    Options: ClassVar[type | None] = None
+    #: the name ``@method`` registered the class under ("" for a class registered otherwise)
+    method_name: ClassVar[str] = ""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("Options") is not None and "default_options" not in cls.__dict__:
+            cls.default_options = option_defaults(cls.Options)
 
     def __init__(self, ctx: MethodContext) -> None:
         self.ctx = ctx
         self._wrapped: nn.Module | None = None
+        #: the checked options record (:attr:`Options`), None for a method without one
+        self.options = (read_options(self.Options, ctx.options, self.method_name or type(self).__name__)
+                        if self.Options is not None else None)
         #: the adapters of the networks, resolved once: they say which output is the prediction
         self.child_adapter = adapter_for(ctx.child, ctx.manager)
         self.parent_adapter = adapter_for(ctx.parent, ctx.manager) if ctx.parent is not None else None
@@ -110,3 +182,20 @@ class Method:
         self.trainable_module().train(mode)
         if self.ctx.parent is not None:
             self.ctx.parent.eval()
+
+    # -- for methods that mix or compare at aligned points ----------------------------------------
+    @property
+    def alignment(self) -> Any:
+        """The alignment the method mixes or compares at (None for a method that aligns nothing)."""
+        return self.ctx.alignment
+
+    def aligned_at(self, choice: Any = "auto", stages: int | None = None) -> Any:
+        """The run's alignment: the one the trainer gave (a resumed run's recorded ``alignment.json``)
+        or the one ``choice`` selects (:data:`hkt_core.train.aligned.ALIGNMENT_CHOICES`; ``stages``
+        other than the card's aligns automatically at that count). It is kept as ``ctx.alignment``,
+        which the trainer records in the run folder: the one place a method hands it over."""
+        if self.ctx.alignment is None:
+            from .aligned import method_alignment
+
+            self.ctx.alignment = method_alignment(self.ctx, choice, stages=stages)
+        return self.ctx.alignment

@@ -1,0 +1,30 @@
+"""The built-in training methods, one file each, registered where they are defined (``@method``):
+
+- ``parent``, ``baseline`` (:mod:`.baseline`): the task loss alone;
+- ``kd`` (:mod:`.kd`): Hinton distillation;
+- ``hkt``, ``hkt-kd`` (:mod:`.hkt`): Hereditary Knowledge Transfer inside a Family;
+- ``fitnet``, ``fitnet-kd`` (:mod:`.fitnet`): FitNet hints at the aligned points.
+
+:data:`BUILTIN_METHODS` is the one table of their names, in this order: the core plugin registers it
+(:mod:`hkt_core.builtins`), ``hkt train --help`` lists it, and :func:`methods_with_role` reads the
+pre-flight's required methods and the demo's rows from it. Each follows
+:class:`~hkt_core.train.method.Method`; during training a method calls :attr:`Method.model` (the
+trainable module, wrapped for distributed training under torchrun) rather than the bare module.
+"""
+
+from __future__ import annotations
+
+from ..aligned import ALIGNMENT_CHOICES, AlignedFeatures, method_alignment
+from ..method import Method, MethodContext, StepOutput
+from .registry import BUILTIN_METHODS, ROLES, defined_methods, method, methods_with_role
+
+# Imported in the order the table lists them (each file registers its methods as it is defined).
+from .baseline import BaselineMethod, ParentMethod  # noqa: E402  (isort: skip)
+from .kd import KDMethod  # noqa: E402
+from .hkt import HKTKDMethod, HKTMethod, HKTOptions  # noqa: E402
+from .fitnet import FITNET_HINT_WEIGHT, FitNetKDMethod, FitNetMethod, FitNetOptions  # noqa: E402
+
+__all__ = ["ALIGNMENT_CHOICES", "AlignedFeatures", "BUILTIN_METHODS", "BaselineMethod", "FITNET_HINT_WEIGHT",
+           "FitNetKDMethod", "FitNetMethod", "FitNetOptions", "HKTKDMethod", "HKTMethod", "HKTOptions", "KDMethod",
+           "Method", "MethodContext", "ParentMethod", "ROLES", "StepOutput", "defined_methods", "method",
+           "method_alignment", "methods_with_role"]
