@@ -38,11 +38,12 @@ SCRIPTS = {
     "benchmarks/zoo_heldback_vision.py": ["--out", "{out}/zoo_heldback_vision.json"],
     "plugins/hkt-inhernet/benchmarks/digits_inheritance.py": ["--out", "{out}"],
 }
-#: Seconds one quick run may take. Measured for the slowest, benchmarks/flow.py --quick (a parent and
-#: four children trained, one process, OMP_NUM_THREADS=1) on a 2-core machine: 17 s idle (13 s of
-#: CPU), 67 s with a fifth of a core (a cgroup CPU quota of 20%: what one process gets at a load
-#: average of 10 on 2 cores) and 137 s with a tenth (load 20). 600 s leaves 9x the load-10 time and
-#: 4x the load-20 time, and still ends a script that hangs.
+#: Seconds one quick run may take. Measured on a 2-core machine for the slowest script,
+#: benchmarks/flow.py --quick (a parent and four children trained, one process, OMP_NUM_THREADS=1):
+#: 17 s idle (13 s of CPU); 61 s in this test at a load average of 9 (align_zoo.py next, 50 s); 67 s
+#: with a fifth of a core (a cgroup CPU quota of 20%: what one process gets at a load of 10) and
+#: 137 s with a tenth (load 20). 600 s leaves 9x the load-10 time and 4x the load-20 time, and
+#: still ends a script that hangs.
 QUICK_TIMEOUT = 600
 #: modules of the benchmarks folder that are imported, not run
 LIBRARIES = {"benchmarks/demo_runs.py", "benchmarks/quality_plan.py", "benchmarks/zoo_heldback.py"}
