@@ -364,6 +364,9 @@ def test_a_batch_of_one_and_an_odd_first_sample_are_named():
         _Collate(split)([(i, samples[i]) for i in range(1, 6)])  # the batch agrees: the first sample is odd
     inputs, target = _Collate(split)([(0, samples[0])])
     assert inputs.shape == (1, 3) and target.tolist() == [0]
+    mixed = [(torch.zeros(2), 1), (torch.zeros(2), 2.5), (torch.zeros(2), 3)]  # numbers batch together
+    inputs, target = _Collate(SplitData(mixed, range(3), dataset_name="rows", split="val"))(list(enumerate(mixed)))
+    assert target.tolist() == [1.0, 2.5, 3.0]
 
 
 # -- pair names -------------------------------------------------------------------------------------

@@ -257,6 +257,44 @@ def signature(sample) -> list[tuple[str, str]]:
     return out
 
 
+def _key(value):
+    """A hashable key of ``value``'s structure, shapes and dtypes: equal exactly when :func:`signature`
+    is (a few microseconds a sample, for every batch)."""
+    if isinstance(value, torch.Tensor):
+        return value.dtype, value.shape
+    if isinstance(value, (tuple, list)):  # the usual (inputs, target) first; the abstract classes are slower
+        return ("sequence", *[_key(v) for v in value])
+    if isinstance(value, (bool, np.bool_)):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, np.ndarray):
+        return "array", value.dtype, value.shape
+    if isinstance(value, (str, bytes)):
+        return "string"
+    if isinstance(value, numbers.Number):
+        return "number"
+    if isinstance(value, Mapping):
+        names = sorted(value, key=str)
+        return ("mapping", tuple(map(str, names)), *[_key(value[n]) for n in names])
+    return type(value)
+
+
+def _batch_key(batch):
+    """:func:`_key` of a collated batch, the batch dimension left out (strings collate to a sequence of
+    as many strings as the batch has samples: one key)."""
+    if isinstance(batch, torch.Tensor):
+        return batch.dtype, batch.shape[1:]
+    if isinstance(batch, (tuple, list)):
+        if batch and all(isinstance(b, (str, bytes)) for b in batch):
+            return "strings"
+        return ("sequence", *[_batch_key(b) for b in batch])
+    if isinstance(batch, Mapping):
+        names = sorted(batch, key=str)
+        return ("mapping", tuple(map(str, names)), *[_batch_key(batch[n]) for n in names])
+    return type(batch)
+
+
 def _difference(found: list[tuple[str, str]], expected: list[tuple[str, str]]) -> str:
     """The first part in which ``found`` differs from ``expected``, in words."""
     for (where, what), (other_where, other_what) in zip(found, expected):
@@ -281,38 +319,55 @@ def _locate(dataset: Dataset, position: int) -> tuple[SplitData | None, int]:
 
 
 class _Collate:
-    """``default_collate`` of a batch of ``(position, sample)``, once every sample is seen to have the
-    structure, shapes and dtypes of the others (the majority of the batch, else the split's first
-    sample); a sample that differs is refused in one line (:class:`~hkt_core.errors.SampleError`)."""
+    """``default_collate`` of a batch of ``(position, sample)``, refusing in one line
+    (:class:`~hkt_core.errors.SampleError`) a sample whose structure, shape or dtype differs from the
+    others: the majority of its batch, else the split's first sample.
+
+    The look costs one comparison a batch: the collated batch's key (:func:`_batch_key`) against the
+    split's first sample's. Only a batch that fails to collate or whose key differs (a ragged row, a
+    promoted dtype, a last batch of one odd sample) is looked at sample by sample."""
 
     def __init__(self, dataset: Dataset) -> None:
         self.dataset = dataset
-        self._reference: list[tuple[str, str]] | None = None
+        self._reference = None  # (sample key, batch key) of the split's first sample, at the first batch
 
     def __call__(self, items):
         positions = [p for p, _ in items]
         samples = [s for _, s in items]
-        signatures = [signature(s) for s in samples]
         if self._reference is None:
-            self._reference = signature(self.dataset[0])
-        distinct = {repr(sig): sig for sig in signatures}
-        if len(distinct) > 1:
-            counts = {key: sum(repr(sig) == key for sig in signatures) for key in distinct}
-            best = max(counts, key=counts.get)
-            expected = distinct[best] if 2 * counts[best] > len(samples) else self._reference
-            odd = next(i for i, sig in enumerate(signatures) if sig != expected)
-            self._refuse(positions[odd], signatures[odd], expected)
-        elif signatures[0] != self._reference:  # the whole batch differs from the split's first sample
-            if len(samples) > 1:
-                self._refuse(0, self._reference, signatures[0])
-            self._refuse(positions[0], signatures[0], self._reference)
+            first = self.dataset[0]
+            self._reference = _key(first), _batch_key(default_collate([first]))
         try:
-            return default_collate(samples)
+            batch = default_collate(samples)
         except (RuntimeError, TypeError, ValueError) as exc:
+            self._judge(positions, samples)
             split, index = _locate(self.dataset, positions[0])
             raise SampleError(f"data set {_name(split)!r}: the batch starting at sample {index} of its {_data(split)} "
                               f"({_split_words(split)}) cannot be put together ({' '.join(str(exc).split())[:200]}); "
                               f"give every sample the same structure, shapes and dtypes") from None
+        if _batch_key(batch) != self._reference[1]:
+            self._judge(positions, samples)
+        return batch
+
+    def _judge(self, positions: list[int], samples: list) -> None:
+        """Name the sample of the batch that differs from the others, if one does."""
+        keys = [_key(s) for s in samples]
+        reference = self._reference[0]
+        counts: dict = {}
+        for k in keys:
+            counts[k] = counts.get(k, 0) + 1
+        if len(counts) == 1:
+            if keys[0] == reference:
+                return  # every sample alike (a batch of ints and floats, say): nothing to name
+            if len(samples) > 1:  # the whole batch agrees: the split's first sample is the odd one
+                self._refuse(0, signature(self.dataset[0]), signature(samples[0]))
+            self._refuse(positions[0], signature(samples[0]), signature(self.dataset[0]))
+        best = max(counts, key=counts.get)
+        expected = best if 2 * counts[best] > len(samples) else reference
+        odd = next(i for i, k in enumerate(keys) if k != expected)
+        usual = next((s for s, k in zip(samples, keys) if k == expected), None)
+        self._refuse(positions[odd], signature(samples[odd]),
+                     signature(usual if usual is not None else self.dataset[0]))
 
     def _refuse(self, position: int, found, expected) -> None:
         split, index = _locate(self.dataset, position)
