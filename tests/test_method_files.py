@@ -28,7 +28,8 @@ def test_one_table_of_the_core_s_methods_registered_through_the_hook():
     from hkt_core.train.methods import BUILTIN_METHODS, methods_with_role
     from hkt_core.train.preflight import CORE_METHODS
 
-    assert list(BUILTIN_METHODS)[:7] == ["parent", "baseline", "kd", "hkt", "hkt-kd", "fitnet", "fitnet-kd"]
+    assert list(BUILTIN_METHODS) == ["parent", "baseline", "kd", "dkd", "hkt", "hkt-kd", "attention-transfer",
+                                     "fitnet", "fitnet-kd"]
     assert hkt_core.defined_methods("hkt_core") == BUILTIN_METHODS
     assert methods_with_role("every-pair") == tuple(CORE_METHODS)
     assert methods_with_role("demo") == ("baseline", "kd", "hkt")

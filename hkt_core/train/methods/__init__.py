@@ -1,9 +1,13 @@
 """The built-in training methods, one file each, registered where they are defined (``@method``):
 
 - ``parent``, ``baseline`` (:mod:`.baseline`): the task loss alone;
-- ``kd`` (:mod:`.kd`): Hinton distillation;
+- ``kd`` (:mod:`.kd`): Hinton distillation; ``dkd`` (:mod:`.dkd`): Decoupled KD;
 - ``hkt``, ``hkt-kd`` (:mod:`.hkt`): Hereditary Knowledge Transfer inside a Family;
+- ``attention-transfer`` (:mod:`.attention`): attention transfer at the aligned points;
 - ``fitnet``, ``fitnet-kd`` (:mod:`.fitnet`): FitNet hints at the aligned points.
+
+The methods that compare the two networks at aligned points build on
+:class:`~hkt_core.train.aligned.AlignedFeatures`.
 
 :data:`BUILTIN_METHODS` is the one table of their names, in this order: the core plugin registers it
 (:mod:`hkt_core.builtins`), ``hkt train --help`` lists it, and :func:`methods_with_role` reads the
@@ -19,12 +23,15 @@ from ..method import Method, MethodContext, StepOutput
 from .registry import BUILTIN_METHODS, ROLES, defined_methods, method, methods_with_role
 
 # Imported in the order the table lists them (each file registers its methods as it is defined).
-from .baseline import BaselineMethod, ParentMethod  # noqa: E402  (isort: skip)
-from .kd import KDMethod  # noqa: E402
-from .hkt import HKTKDMethod, HKTMethod, HKTOptions  # noqa: E402
-from .fitnet import FITNET_HINT_WEIGHT, FitNetKDMethod, FitNetMethod, FitNetOptions  # noqa: E402
+from .baseline import BaselineMethod, ParentMethod
+from .kd import KDMethod
+from .dkd import DKDMethod, DKDOptions, dkd_loss
+from .hkt import HKTKDMethod, HKTMethod, HKTOptions
+from .attention import AttentionOptions, AttentionTransferMethod, attention_loss
+from .fitnet import FITNET_HINT_WEIGHT, FitNetKDMethod, FitNetMethod, FitNetOptions
 
-__all__ = ["ALIGNMENT_CHOICES", "AlignedFeatures", "BUILTIN_METHODS", "BaselineMethod", "FITNET_HINT_WEIGHT",
+__all__ = ["ALIGNMENT_CHOICES", "AlignedFeatures", "AttentionOptions", "AttentionTransferMethod", "BUILTIN_METHODS",
+           "BaselineMethod", "DKDMethod", "DKDOptions", "FITNET_HINT_WEIGHT", "attention_loss", "dkd_loss",
            "FitNetKDMethod", "FitNetMethod", "FitNetOptions", "HKTKDMethod", "HKTMethod", "HKTOptions", "KDMethod",
            "Method", "MethodContext", "ParentMethod", "ROLES", "StepOutput", "defined_methods", "method",
            "method_alignment", "methods_with_role"]
