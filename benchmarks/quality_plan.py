@@ -50,9 +50,26 @@ HINT_STAGES = 3
 #: pairs with the multi-stage rows (``hkt-3`` ...), the FitNet rows and their random-alignment controls
 STAGE_PAIRS: tuple[str, ...] = (CONTROL_PAIR,)
 #: those rows, in report order (``hkt-4`` only where the budget allows: see the pair's budget line)
-STAGE_ROWS = ("hkt-3", "hkt-4", "hkt-3-random", "fitnet", "fitnet-random", "fitnet-kd")
+STAGE_ROWS = ("hkt-3", "hkt-4", "hkt-3-random", "fitnet", "fitnet-random", "fitnet-kd",
+              "attention-transfer", "attention-transfer-random", "dkd")
 #: each random-alignment control and the auto-aligned row it controls
-RANDOM_CONTROLS = {"hkt-3-random": "hkt-3", "fitnet-random": "fitnet"}
+RANDOM_CONTROLS = {"hkt-3-random": "hkt-3", "fitnet-random": "fitnet",
+                   "attention-transfer-random": "attention-transfer"}
+#: DKD's warm-up on the control pair: mdistiller's 20 epochs of 240, as the same share of the card's 40
+DKD_WARMUP_EPOCHS = 3
+#: rows trained at their papers' settings, not searched (as ``hkt-paper``; on the shared recipe), on
+#: the pairs of :data:`PAPER_ROW_PAIRS`: row -> (configuration name, configuration).
+#: ``attention-transfer``: Zagoruyko & Komodakis' beta 1000 and p 2 at the automatic points of
+#: ``HINT_STAGES`` stages (``hkt-3``'s and ``fitnet``'s; a vector point is skipped), with its
+#: random-alignment control; ``dkd``: the DKD paper's ResNet-56 -> ResNet-20 setting (mdistiller's
+#: configs/cifar100/dkd/res56_res20.yaml: alpha 1, beta 2, T 4), warm-up :data:`DKD_WARMUP_EPOCHS`
+PAPER_ROWS: dict[str, tuple[str, dict[str, Any]]] = {
+    "attention-transfer": ("paper", {"method_options": {"beta": 1000.0, "p": 2.0, "stages": HINT_STAGES}}),
+    "dkd": ("paper-res56-res20", {"method_options": {"alpha": 1.0, "beta": 2.0, "temperature": 4.0,
+                                                     "warmup_epochs": DKD_WARMUP_EPOCHS}}),
+}
+#: the pairs the rows of :data:`PAPER_ROWS` run on (``dkd`` needs class scores)
+PAPER_ROW_PAIRS: tuple[str, ...] = (CONTROL_PAIR,)
 #: configurations per method in the search: the same for every method
 CONFIGS = 3
 
@@ -115,7 +132,7 @@ PILOTED: dict[str, tuple[int, ...]] = {"to-parent-.0.8.2": (0, 1, 2, 3, 4)}
 
 #: the registered training method behind each row (rows not listed use their own name)
 METHOD_OF_ROW = {"hkt-paper": "hkt", "hkt-anneal": "hkt", "hkt-learned-gate": "hkt", "hkt-3": "hkt", "hkt-4": "hkt",
-                 "hkt-3-random": "hkt", "fitnet-random": "fitnet"}
+                 "hkt-3-random": "hkt", "fitnet-random": "fitnet", "attention-transfer-random": "attention-transfer"}
 #: the searched method each row of :data:`STAGE_ROWS` takes its chosen configuration from
 STAGE_SOURCE = {"hkt-3": "hkt", "hkt-4": "hkt", "hkt-3-random": "hkt", "fitnet": "fitnet",
                 "fitnet-random": "fitnet", "fitnet-kd": "fitnet-kd"}
@@ -136,12 +153,13 @@ def _random(config: dict[str, Any]) -> dict[str, Any]:
     return {**config, "method_options": {**config.get("method_options", {}), "alignment": "random"}}
 
 
-def stage_rows(chosen: dict[str, Any]) -> dict[str, tuple[str, dict[str, Any]]]:
+def stage_rows(chosen: dict[str, Any], pair: str | None = None) -> dict[str, tuple[str, dict[str, Any]]]:
     """The multi-stage rows (``row -> (configuration name, configuration)``) from the chosen
     configurations of the methods they are built on (:data:`STAGE_SOURCE`; a row whose source has
     no choice yet is left out): ``hkt-3`` / ``hkt-4`` are the chosen HKT at 3 / 4 stages, the
     ``-random`` rows their row on a random valid alignment, ``fitnet`` and ``fitnet-kd`` their own
-    search's choice."""
+    search's choice; the rows of :data:`PAPER_ROWS` (and ``attention-transfer-random``) need no choice,
+    and are left out for a ``pair`` not in :data:`PAPER_ROW_PAIRS`."""
     rows: dict[str, tuple[str, dict[str, Any]]] = {}
     if "hkt" in chosen:
         hkt = chosen["hkt"]["config"]
@@ -153,6 +171,10 @@ def stage_rows(chosen: dict[str, Any]) -> dict[str, tuple[str, dict[str, Any]]]:
             rows[method] = (chosen[method]["name"], chosen[method]["config"])
     if "fitnet" in chosen:
         rows["fitnet-random"] = (f"{chosen['fitnet']['name']}-random", _random(chosen["fitnet"]["config"]))
+    if pair is None or pair in PAPER_ROW_PAIRS:
+        rows.update(PAPER_ROWS)
+        name, config = PAPER_ROWS["attention-transfer"]
+        rows["attention-transfer-random"] = (f"{name}-random", _random(config))
     return {row: rows[row] for row in STAGE_ROWS if row in rows}
 
 
