@@ -325,6 +325,19 @@ def test_a_full_disk_during_an_export_keeps_the_previous_one(interrupted, tmp_pa
     assert [p.name for p in (run / "export").iterdir()] == ["child.safetensors"]
 
 
+def test_an_export_folder_that_cannot_be_created_is_one_line(interrupted, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(interrupted, run)
+    (tmp_path / "a-file").write_text("mine")
+    hkt_core.reset_default_manager()
+    target = tmp_path / "a-file" / "child.safetensors"
+    assert main(["export", str(run), "--out", str(target)]) == 2
+    err = _one_line(capsys)
+    assert f"cannot create the folder {tmp_path / 'a-file'}: File exists" in err
+    assert "no child.safetensors was written" in err and f"hkt export {run} --out {target}" in err
+    assert (tmp_path / "a-file").read_text() == "mine"
+
+
 # -- a sample unlike the others ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("kind, workers, found", [

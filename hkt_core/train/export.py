@@ -62,10 +62,21 @@ def export_run(run: Run, fmt: str, out: str | Path | None = None, *, atol: float
             raise UnsafePathError(f"{exc}, or give --out") from None
     check_target(run, path, fmt)
     child = run.child()
+    again = (f"hkt export {run.path}{'' if fmt == 'safetensors' else f' --format {fmt}'}"
+             f"{'' if out is None else f' --out {out}'}")
+
+    def failed(exc: OSError, what: str) -> StorageError:
+        try:
+            kept = f"the previous {path.name} is kept" if path.exists() else f"no {path.name} was written"
+        except OSError:
+            kept = f"no {path.name} was written"
+        return StorageError(exc.errno, f"{what}; {kept} and the run folder {run.path} is unchanged; export again "
+                                       f"once the cause is fixed: {again}")
+
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ExportError(f"--out {path}: cannot create its folder {path.parent} ({exc.strerror or exc})") from None
+        raise failed(exc, f"cannot create the folder {path.parent}: {exc.strerror or exc}") from None
     with torch.no_grad():
         check_inputs = _example(run, child, 3)
         expected = _prediction(run, child, check_inputs)
@@ -84,11 +95,7 @@ def export_run(run: Run, fmt: str, out: str | Path | None = None, *, atol: float
     try:
         atomic_write(path, write_and_check, within=within)  # verified: only then under the target name
     except StorageError as exc:
-        kept = f"the previous {path.name} is kept" if path.exists() else f"no {path.name} was written"
-        raise StorageError(exc.errno, f"{exc}; {kept} and the run folder {run.path} is unchanged; export again "
-                                      f"once the cause is fixed: hkt export {run.path}"
-                                      f"{'' if fmt == 'safetensors' else f' --format {fmt}'}"
-                                      f"{'' if out is None else f' --out {out}'}") from None
+        raise failed(exc, str(exc)) from None
     return path, measured[0]
 
 
