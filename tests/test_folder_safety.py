@@ -360,7 +360,7 @@ def test_a_batch_of_one_and_an_odd_first_sample_are_named():
     import torch
 
     from hkt_core.errors import SampleError
-    from hkt_core.train.data import SplitData, _Collate
+    from hkt_core.train.data import SplitData, _Collate, first_samples
 
     def rows(*widths):
         samples = [(torch.zeros(w), 0) for w in widths]
@@ -377,6 +377,10 @@ def test_a_batch_of_one_and_an_odd_first_sample_are_named():
         _Collate(split)([(i, samples[i]) for i in range(1, 6)])  # the batch agrees: the first sample is odd
     inputs, target = _Collate(split)([(0, samples[0])])
     assert inputs.shape == (1, 3) and target.tolist() == [0]
+    samples, split = rows(4, 3, 4)
+    with pytest.raises(SampleError, match=r"sample 1 of its test data \(test split\) differs"):
+        first_samples(split, 2)
+    assert first_samples(split, 1)[0].shape == (1, 4)
     mixed = [(torch.zeros(2), 1), (torch.zeros(2), 2.5), (torch.zeros(2), 3)]  # numbers batch together
     inputs, target = _Collate(SplitData(mixed, range(3), dataset_name="rows", split="val"))(list(enumerate(mixed)))
     assert target.tolist() == [1.0, 2.5, 3.0]

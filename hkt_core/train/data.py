@@ -380,6 +380,13 @@ def _data(split: SplitData | None) -> str:
     return "test data" if split is not None and split.split == "test" else "training data"
 
 
+def first_samples(dataset: Dataset, n: int):
+    """The first ``n`` samples of ``dataset`` (a split) collated into one batch, or a one-line
+    :class:`~hkt_core.errors.SampleError` naming the sample unlike the others (for checks that look at
+    a split's first samples before training)."""
+    return _Collate(dataset)([(i, dataset[i]) for i in range(min(n, len(dataset)))])
+
+
 def _name(split: SplitData | None) -> str:
     return split.dataset_name if split is not None else "?"
 
