@@ -179,8 +179,8 @@ def io_failure(exc: OSError, trainer) -> StorageError:
     else:
         where = f" on {exc.filename}" if exc.filename else ""
         what = f"I/O error{where}: {exc.strerror or ' '.join(str(exc).split())[:200]}"
-    first = _FIRST.get(exc.errno, "remove the cause first")
-    return StorageError(exc.errno, f"{what} ({first}); {trainer._kept_and_resume()}")
+    first = f" ({_FIRST[exc.errno]})" if exc.errno in _FIRST else ""
+    return StorageError(exc.errno, f"{what}{first}; {trainer._kept_and_resume()}")
 
 
 def _launch_torchrun(args, out: Path) -> int:
