@@ -63,8 +63,8 @@ def read_options(record: type, given: Mapping[str, Any], method_name: str) -> An
     known = [f.name for f in attrs.fields(record)]
     unknown = sorted(set(given) - set(known))
     if unknown:
-        raise ConfigError(f"method {method_name!r} has no option {', '.join(map(repr, unknown))}; its options: "
-                          f"{', '.join(known) or 'none'}")
+        raise ConfigError(f"method {method_name!r} has no option(s) {', '.join(unknown)}; it takes: "
+                          f"{', '.join(sorted(known)) or 'none'}")   # the words of hkt_core.train's own check
     built = record(**dict(given))
     reals = {f.name: float(getattr(built, f.name)) for f in attrs.fields(record)
              if f.metadata.get("real") and type(getattr(built, f.name)) is int}

@@ -47,8 +47,10 @@ def method(name: str, *, roles: tuple[str, ...] = ()) -> Any:
         if not (isinstance(cls, type) and issubclass(cls, Method)):
             raise TypeError(f"@method({name!r}) decorates a Method subclass, got {cls!r}")
         table = _DEFINED.setdefault(cls.__module__, {})
-        if name in table and table[name] is not cls:
-            raise ValueError(f"@method({name!r}): {cls.__module__} already defines {table[name].__name__} "
+        earlier = table.get(name)
+        # the same class defined again (its module executed anew, as by importlib.reload) replaces it
+        if earlier is not None and earlier is not cls and earlier.__qualname__ != cls.__qualname__:
+            raise ValueError(f"@method({name!r}): {cls.__module__} already defines {earlier.__name__} "
                              f"under that name")
         table[name] = cls
         _ROLES[(cls.__module__, name)] = frozenset(roles)
