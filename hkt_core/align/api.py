@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import attrs
 import numpy as np
 import torch
 from torch import nn
@@ -24,7 +25,7 @@ from .resolve import unknown_node_error
 from ..trace.kinds import mixing_pair_problem
 from .activation import Calibration, as_calibration, cka_scores
 from .score import MIN_CALIBRATION, boundary_bonus, matched, structural_matrix, structural_score
-from .solve import choose_pairs, inner_mask, longest_chain, random_pairs
+from .solve import Levels, choose_pairs, inner_mask, longest_chain, random_pairs
 
 METHODS = ("structural", "activation", "random")
 MAX_AUTO_MIXING = 4
@@ -156,6 +157,8 @@ def _describe(p: Block, c: Block) -> str:
     parts.append(f"depth {p.depth:.2f}/{c.depth:.2f}")
     if p.block_output and c.block_output:
         parts.append(f"blocks {p.position_text} and {c.position_text}")
+    if p.tiers > 1 or c.tiers > 1:
+        parts.append(f"levels {p.tier}/{p.tiers} and {c.tier}/{c.tiers}")
     if p.head_input and c.head_input:
         parts.append("features the heads read")
     elif p.stage_end and c.stage_end:
@@ -222,13 +225,52 @@ def _automatic(bp: BlockGraph, bc: BlockGraph, stages: int | None, cka: np.ndarr
     depth_c = np.array([b.place for b in C])
     ends_p = np.array([b.stage_end for b in P], dtype=bool)
     ends_c = np.array([b.stage_end for b in C], dtype=bool)
-    picked = choose_pairs(scores, ok, depth_p, depth_c, count, bonus=boundary_bonus(P, C),
-                          ok_inner=inner_mask(ends_p, ends_c, ok, count, _last_block(P), _last_block(C)),
-                          bonus_last=boundary_bonus(P, C, last=True),
-                          flops_p=np.array([b.depth for b in P]), flops_c=np.array([b.depth for b in C]))
+    levels_p, levels_c = _levels(P, count), _levels(C, count)
+    options = dict(bonus=boundary_bonus(P, C),
+                   ok_inner=inner_mask(ends_p, ends_c, ok, count, _last_block(P), _last_block(C)),
+                   bonus_last=boundary_bonus(P, C, last=True),
+                   flops_p=np.array([b.depth for b in P]), flops_c=np.array([b.depth for b in C]))
+    notes = [f"{side}: {note}" for side, bg in (("parent", bp), ("child", bc)) for note in bg.notes]
+    picked = choose_pairs(scores, ok, depth_p, depth_c, count, levels_p=levels_p, levels_c=levels_c, **options)
+    if picked is None and (levels_p.active or levels_c.active):
+        notes.append("the levels cannot all be kept in order with pairs that can mix: chosen without them")
+        picked = choose_pairs(scores, ok, depth_p, depth_c, count, **options)
     assert picked is not None  # count <= longest chain
-    return [_pair(P[i], C[j], float(scores[i, j]), _describe(P[i], C[j]),
-                  None if cka is None else float(cka[i, j])) for i, j in picked]
+    notes += _level_notes(bp, P, [i for i, _ in picked], count, "parent") + \
+        _level_notes(bc, C, [j for _, j in picked], count, "child")
+    out = [_pair(P[i], C[j], float(scores[i, j]), _describe(P[i], C[j]),
+                 None if cka is None else float(cka[i, j])) for i, j in picked]
+    if notes and out:  # the choices the rules left to placement, and what the trunk left out
+        out[0] = attrs.evolve(out[0], reason=out[0].reason + "; " + "; ".join(notes))
+    return out
+
+
+def _levels(blocks: Sequence[Block], count: int) -> Levels:
+    """The level constraint of one model (:class:`~hkt_core.align.solve.Levels`): its candidates'
+    trunk levels, none where the model has no repeated blocks."""
+    tiers = np.array([b.tier for b in blocks], dtype=np.int64)
+    levels = max((b.tiers for b in blocks), default=0)
+    return Levels(tiers, levels, count)
+
+
+def _level_notes(bg: BlockGraph, blocks: Sequence[Block], chosen: Sequence[int], count: int, side: str) -> list[str]:
+    """Where the level rule left the choice to the placement: the levels left out (fewer points than
+    levels), the levels given a second point (more points than levels)."""
+    levels = max((b.tiers for b in blocks), default=0)
+    if levels <= 1 or not chosen:
+        return []
+    names: dict[int, str] = {}
+    for b in blocks:
+        if b.tier and b.block_output:
+            names.setdefault(b.tier, b.value_kind.describe().split(" ", 1)[-1])
+    used = [blocks[i].tier for i in chosen]
+    if count < levels:
+        left = [names.get(t, str(t)) for t in range(1, levels + 1) if t not in used]
+        return [f"{side}: {count} points for {levels} levels: {', '.join(left)} left out, by depth"] if left else []
+    twice = sorted({t for t in used if used.count(t) > 1})
+    if count > levels and twice:
+        return [f"{side}: {count} points for {levels} levels: a second point at {', '.join(names.get(t, str(t)) for t in twice)}, by depth"]
+    return []
 
 
 def _last_block(blocks) -> int | None:

@@ -72,6 +72,11 @@ class Block:
     position: float | None = None
     #: "i/B" of a block output, for the reason text
     position_text: str = ""
+    #: the trunk level (1-based): the run of block outputs of one resolution the value lies in (the
+    #: features the head reads stand for the last); 0 where the model has no repeated blocks
+    tier: int = 0
+    #: how many levels the model's trunk has (0 without repeated blocks)
+    tiers: int = 0
 
     @property
     def place(self) -> float:
@@ -99,6 +104,8 @@ class BlockGraph:
     layouts: dict[str, str]            # the layouts stated for this analysis (both sides' entries)
     candidates: tuple[Block, ...]
     prediction: Block
+    #: what the block discovery left out and why (a front end, values inside a block), for the reasons
+    notes: tuple[str, ...] = ()
 
     @property
     def token_model(self) -> bool:
@@ -162,61 +169,207 @@ def _make_block(bg: BlockGraph, name: str) -> Block:
 _VIEWS = ("view", "reshape", "flatten", "contiguous", "clone", "alias", "slice", "expand")
 
 
+_CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+
+
 def repeated_blocks(model) -> list[str]:
-    """Module paths of repeated blocks: composite children (modules that have children of their own)
-    of one parent that share their class with at least one sibling (a ``ModuleList`` of layers, a
-    ``Sequential`` of residual blocks). Blocks nested inside another repeated block are kept too
-    (ResNet stages and the blocks in them)."""
+    """Module paths of blocks: composite modules (modules that have children of their own) that
+    share their class with a sibling (a ``ModuleList`` of layers, a ``Sequential`` of residual
+    blocks) or, for a class of its own (not a generic container), with another module anywhere in
+    the model (a stage of one layer, its class repeated in the other stages), and the composite
+    members of a ``Sequential`` or ``ModuleList`` holding at least two of them (a stage of blocks
+    of different classes). Blocks nested inside another block are kept too (ResNet stages and the
+    blocks in them); the parts of a block are not (below)."""
+    composite = [(path, mod) for path, mod in model.named_modules() if any(True for _ in mod.children())]
+    classes: dict[type, int] = {}
+    for _, mod in composite:
+        if not isinstance(mod, _CONTAINERS):
+            classes[type(mod)] = classes.get(type(mod), 0) + 1
     out = []
     for path, mod in model.named_modules():
         kids = [(n, c) for n, c in mod.named_children() if any(True for _ in c.children())]
         counts: dict[type, int] = {}
         for _, c in kids:
             counts[type(c)] = counts.get(type(c), 0) + 1
+        sequence = isinstance(mod, (nn.Sequential, nn.ModuleList)) and len(kids) >= 2
         for n, c in kids:
-            if counts[type(c)] >= 2:
+            if counts[type(c)] >= 2 or sequence or classes.get(type(c), 0) >= 2:
                 out.append(f"{path}.{n}" if path else n)
-    # the parts of a block are not blocks: same-class children of a repeated block that is not a
-    # container (the expand, depthwise and project convolution layers of an inverted residual)
+    # the parts of a block are not blocks: children of a block that is not a container (the
+    # expand, depthwise and project convolution layers of an inverted residual, a layer's attention)
     repeated = set(out)
     containers = {p for p, m in model.named_modules() if isinstance(m, (nn.Sequential, nn.ModuleList))}
     return [p for p in out if not (p.rpartition(".")[0] in repeated and p.rpartition(".")[0] not in containers)]
 
 
-def block_boundaries(traced: TracedModel, cut: set[str]) -> tuple[list[str], set[str], str | None] | None:
-    """(block outputs, stage ends, the head's input) of ``traced``, or None without repeated blocks.
+@attrs.frozen
+class Boundaries:
+    """What :func:`block_boundaries` finds: the trunk's block outputs in forward order, its stage
+    ends, the features the head reads, each value's trunk level, and what was left out and why."""
 
-    Block outputs are the values of repeated blocks (:func:`repeated_blocks`) that every path from
-    the inputs to the prediction passes through (cut points): the residual stream after the add or
-    the norm that ends a block, never a branch inside it. A stage end is a block output whose next
-    block output differs in shape (resolution or width), and the last block output. The head's input
-    is the value the last parameterised operation before the prediction reads, followed back through
-    views, dropout, activations and class-token selection to a module with parameters (pooler, final
-    norm) or a reduction (global pooling)."""
+    outputs: list[str]
+    ends: set[str]
+    head: str | None
+    tiers: dict[str, int]
+    count: int
+    notes: tuple[str, ...] = ()
+
+    def __iter__(self):  # (outputs, ends, head), as before
+        return iter((self.outputs, self.ends, self.head))
+
+
+def _members(traced: TracedModel) -> dict[str, list[str]]:
+    """Module path -> the values computed inside it (its own output included), in forward order."""
+    g = traced.graph
+    inside: dict[str, list[str]] = {}
+    for name in traced.order:
+        module = str(g.nodes[name].get("module") or "").split("@", 1)[0]
+        parts = module.split(".") if module else []
+        for k in range(1, len(parts) + 1):
+            inside.setdefault(".".join(parts[:k]), []).append(name)
+    return inside
+
+
+def _handed_on(traced: TracedModel, path: str, members: dict[str, list[str]]) -> str | None:
+    """The value a module hands to the rest of the network when no value carries its name (its call
+    returns a tuple): the last batched tensor computed inside it that a value outside it reads."""
+    g = traced.graph
+    own = members.get(path, ())
+    within = set(own)
+    handed = [n for n in own if g.nodes[n]["shape"] is not None and len(g.nodes[n]["shape"]) >= 2
+              and any(s not in within for s in g.successors(n))]
+    return handed[-1] if handed else None
+
+
+def _block_value(traced: TracedModel, path: str, members: dict[str, list[str]]) -> str | None:
+    try:
+        return traced.canonical(path)
+    except KeyError:
+        pass
+    try:  # a list of modules is never called: it computes nothing of its own
+        if isinstance(traced.model.get_submodule(path), (nn.ModuleList, nn.ModuleDict)):
+            return None
+    except AttributeError:
+        return None
+    return _handed_on(traced, path, members)
+
+
+def _branches(traced: TracedModel, name: str, paths: Sequence[str], members: dict[str, list[str]],
+              fed: set[str]) -> bool:
+    """True when the block computing ``name`` has more than one path through it: some value computed
+    inside it reads two floating-point values fed by the inputs' data (a residual add, attention, a
+    concatenation of parallel branches, a gate). A plain layer (convolution, norm, activation, each
+    reading only the one before) does not."""
+    g = traced.graph
+    index = g.nodes[name]["index"]
+    for path in paths:
+        for n in members.get(path, ()):
+            if g.nodes[n]["index"] > index:
+                continue
+            data = [p for p in g.predecessors(n) if p in fed and _is_float(g.nodes[p]["fx_node"])
+                    and g.nodes[p]["shape"] is not None]
+            if len(set(data)) >= 2:
+                return True
+    return False
+
+
+def _positions_of(traced: TracedModel, name: str, kinds: Mapping[str, ValueKind] | None) -> int:
+    shape = traced.graph.nodes[name]["shape"]
+    kind = (kinds or {}).get(name) or kind_from_shape(shape)
+    return kind.positions
+
+
+def block_boundaries(traced: TracedModel, cut: set[str],
+                     kinds: Mapping[str, ValueKind] | None = None) -> Boundaries | None:
+    """The trunk's block outputs, its stage ends and the head's input, or None without blocks.
+
+    Block outputs are the values of blocks (:func:`repeated_blocks`) that every path from the inputs
+    to the prediction passes through (cut points): the residual stream after the add or the norm
+    that ends a block, never a branch inside it (a block whose call returns a tuple hands on the
+    value it computes last that the rest of the network reads). Three rules keep them to the trunk:
+
+    - **inside a block**: a block output nested in another block whose own output has as many
+      positions and is computed after it (a norm, a projection, a fold: not simply its last nested
+      block's output) lies inside that block and is dropped (the transformer layers inside a
+      MobileViT block, the parts of a block a stage holds alone);
+    - **front end and tail**: when some block branches (a residual connection, attention, parallel
+      paths), the plain blocks before the first branching one (a convolutional stem, an audio
+      feature extractor) and after the last (a 1x1 convolution before the pool) are not the trunk;
+    - depth is measured over what remains: block positions count the trunk's blocks only.
+
+    A stage end is a block output whose next block output differs in shape (resolution or width),
+    and the last block output. The trunk's **levels** are the runs of block outputs with one number
+    of positions (a map's extent, tokens without the class token); the features the head reads stand
+    for the last. The head's input is the value the last parameterised operation before the
+    prediction reads, followed back through views, dropout, activations and class-token selection to
+    a module with parameters (pooler, final norm) or a reduction (global pooling)."""
     g = traced.graph
     cut = set(cut) | _float_cut_points(traced)
+    members = _members(traced)
     outputs: list[str] = []
-    paths: dict[str, list[str]] = {}   # block output -> the repeated blocks whose output it is
+    paths: dict[str, list[str]] = {}   # block output -> the blocks whose output it is
+    values: dict[str, str] = {}        # block path -> its value (cut point or not)
     for path in repeated_blocks(traced.model):
-        try:
-            name = traced.canonical(path)
-        except KeyError:
+        name = _block_value(traced, path, members)
+        if name is None or name == traced.prediction:
             continue
+        values[path] = name
         paths.setdefault(name, []).append(path)
-        if name in cut and name != traced.prediction and name not in outputs:
+        if name in cut and name not in outputs:
             outputs.append(name)
     if len(outputs) < 2:
         return None
     outputs.sort(key=lambda n: g.nodes[n]["index"])
+    notes: list[str] = []
+
+    # the trunk: blocks with more than one path through them; plain layers are the front end,
+    # transitions between stages or the tail, unless no block branches (a chain of plain layers)
+    fed = _data_of_inputs(traced)
+    branching = [_branches(traced, n, paths[n], members, fed) for n in outputs]
+    if any(branching) and sum(branching) >= 2:
+        first, last = branching.index(True), len(branching) - 1 - branching[::-1].index(True)
+        between = sum(1 for k in range(first, last + 1) if not branching[k])
+        for count, what in ((first, "before the trunk (a front end)"), (between, "between its stages"),
+                            (len(outputs) - 1 - last, "after the trunk")):
+            if count:
+                notes.append(f"{count} plain layer(s) {what} left out")
+        outputs = [n for n, b in zip(outputs, branching) if b]
+
+    # inside a block: nested block outputs of a block that computes its own output after them, with
+    # as many positions
+    dropped = set()
+    for name in outputs:
+        for path in paths[name]:
+            for outer, value in values.items():
+                if value == name or not path.startswith(outer + "."):
+                    continue
+                nested = {values[q] for q in values if q.startswith(outer + ".")}
+                if value in nested or g.nodes[value]["shape"] is None:
+                    continue  # the outer block hands on its last nested block's output: a stage
+                if _positions_of(traced, value, kinds) == _positions_of(traced, name, kinds):
+                    dropped.add(name)
+    if dropped and len(outputs) - len(dropped) >= 2:
+        outputs = [n for n in outputs if n not in dropped]
+        notes.append(f"{len(dropped)} block output(s) inside a block of the same resolution left out")
+
     head = _head_input(traced, outputs[-1])
     ends = set()
     for a, b in zip(outputs, outputs[1:]):
         if tuple(g.nodes[a]["shape"][1:]) != tuple(g.nodes[b]["shape"][1:]):
             # a stage that ends by downsampling (a Swin stage's patch merging) ends at its own output
-            holds = any(a.startswith(p + ".") for p in paths.get(b, ()))
+            holds = any(a.startswith(p + ".") or a in members.get(p, ()) for p in paths.get(b, ()))
             ends.add(b if holds else a)
     ends.add(outputs[-1])
-    return outputs, ends, head
+    tiers: dict[str, int] = {}
+    level, previous = 0, None
+    for name in outputs:
+        here = _positions_of(traced, name, kinds)
+        if here != previous:
+            level, previous = level + 1, here
+        tiers[name] = level
+    if head is not None:
+        tiers.setdefault(head, level)
+    return Boundaries(outputs=outputs, ends=ends, head=head, tiers=tiers, count=level, notes=tuple(notes))
 
 
 def _is_float(node) -> bool:
@@ -447,15 +600,17 @@ def discover(traced: TracedModel, declared: Sequence[str] | None = None,
             chosen.append(name)
     blocks = [_make_block(bg, name) for name in chosen]
     if declared is None:
-        boundaries = block_boundaries(traced, cut)
+        boundaries = block_boundaries(traced, cut, bg.kinds)
         if boundaries:
             outputs, ends, head = boundaries
+            bg.notes = boundaries.notes
             keep = set(outputs) | ({head} if head else set())
             rank = {name: i + 1 for i, name in enumerate(outputs)}
             blocks = [attrs.evolve(b, block_output=b.name in outputs, stage_end=b.name in ends,
                                    head_input=b.name == head,
                                    position=rank[b.name] / len(outputs) if b.name in rank else 1.0,
-                                   position_text=f"{rank[b.name]}/{len(outputs)}" if b.name in rank else "head")
+                                   position_text=f"{rank[b.name]}/{len(outputs)}" if b.name in rank else "head",
+                                   tier=boundaries.tiers.get(b.name, 0), tiers=boundaries.count)
                       for b in blocks if b.name in keep]
         else:
             blocks = [b for b in blocks if b.cut or b.change or (b.module_output and b.level <= 1)]

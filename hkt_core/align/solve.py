@@ -16,11 +16,19 @@ cannot mix (:func:`hkt_core.trace.kinds.mixing_pair_problem`) are excluded. ``de
 placement depth (:attr:`hkt_core.align.blocks.Block.place`: its block position when the model has
 repeated blocks, else its FLOP depth); :func:`inner_mask` keeps the points before the last on the
 stage ends of a model of several stages.
-Cost: O((N-1) x Kp x Kc) in numpy for Kp parent and Kc child candidates.
+**Levels** (:attr:`hkt_core.align.blocks.Block.tier`: the runs of a trunk's block outputs with one
+resolution, the features the head reads standing for the last) constrain the chain on each model
+that has them (:class:`Levels`): with at least as many points as levels, every level gets a point
+before any gets a second (the first point in the first level, each next one in the same level or
+the next, the last in the last level); with fewer points than levels, no level gets two and the
+last point is in the last level (the levels left out are the ones the placement puts no point near).
+Cost: O((N-1) x Kp x Kc) in numpy for Kp parent and Kc child candidates (times the number of
+pairs of levels, a handful, where levels constrain the chain).
 """
 
 from __future__ import annotations
 
+import attrs
 import numpy as np
 
 PLACEMENT_WEIGHT = 1.0
@@ -33,6 +41,62 @@ def _prefix_max(f: np.ndarray) -> np.ndarray:
     m = np.maximum.accumulate(np.maximum.accumulate(f, axis=0), axis=1)
     out = np.full_like(f, -np.inf)
     out[1:, 1:] = m[:-1, :-1]
+    return out
+
+
+@attrs.frozen
+class Levels:
+    """One model's trunk levels for the chain of ``count`` points (module docstring): ``tiers[i]`` is
+    candidate i's level (1-based, non-decreasing in candidate order; 0 when the model has none)."""
+
+    tiers: np.ndarray
+    levels: int
+    count: int
+
+    @property
+    def active(self) -> bool:
+        return self.levels >= 1 and bool((self.tiers > 0).all())
+
+    @property
+    def cover(self) -> bool:
+        """Every level gets a point (at least as many points as levels)."""
+        return self.count >= self.levels
+
+    def first(self) -> np.ndarray:
+        return self.tiers == 1 if self.active and self.cover else np.ones(len(self.tiers), dtype=bool)
+
+    def last(self) -> np.ndarray:
+        return self.tiers == self.levels if self.active else np.ones(len(self.tiers), dtype=bool)
+
+    def ranges(self) -> tuple[np.ndarray, np.ndarray]:
+        """(lo, hi): the candidates a point at candidate i may follow are lo[i] <= i' < hi[i]."""
+        n = len(self.tiers)
+        idx = np.arange(n)
+        if not self.active:
+            return np.zeros(n, dtype=np.int64), idx
+        start = {t: int(np.argmax(self.tiers == t)) for t in np.unique(self.tiers)}
+        if self.cover:  # the same level or the one before
+            lo = np.array([start.get(t - 1, start[t]) for t in self.tiers], dtype=np.int64)
+            return lo, idx
+        return np.zeros(n, dtype=np.int64), np.array([start[t] for t in self.tiers], dtype=np.int64)
+
+
+def _range_max(f: np.ndarray, lp: np.ndarray, hp: np.ndarray, lc: np.ndarray, hc: np.ndarray) -> np.ndarray:
+    """M[i, j] = max f[lp[i]:hp[i], lc[j]:hc[j]] (-inf where empty), one 2-D running maximum per
+    pair of distinct lower bounds."""
+    out = np.full_like(f, -np.inf)
+    for a in np.unique(lp):
+        rows = np.nonzero(lp == a)[0]
+        for b in np.unique(lc):
+            cols = np.nonzero(lc == b)[0]
+            sub = f[a:, b:]
+            if sub.size == 0:
+                continue
+            cm = np.maximum.accumulate(np.maximum.accumulate(sub, axis=0), axis=1)
+            r, c = hp[rows] - 1 - a, hc[cols] - 1 - b
+            rv, cv = rows[r >= 0], cols[c >= 0]
+            if rv.size and cv.size:
+                out[np.ix_(rv, cv)] = cm[np.ix_(r[r >= 0], c[c >= 0])]
     return out
 
 
@@ -54,7 +118,8 @@ def longest_chain(ok: np.ndarray) -> int:
 def choose_pairs(scores: np.ndarray, ok: np.ndarray, depth_p: np.ndarray, depth_c: np.ndarray,
                  count: int, bonus: np.ndarray | None = None,
                  ok_inner: np.ndarray | None = None, bonus_last: np.ndarray | None = None,
-                 flops_p: np.ndarray | None = None, flops_c: np.ndarray | None = None) -> list[tuple[int, int]] | None:
+                 flops_p: np.ndarray | None = None, flops_c: np.ndarray | None = None,
+                 levels_p: Levels | None = None, levels_c: Levels | None = None) -> list[tuple[int, int]] | None:
     """Indices of ``count`` order-preserving pairs maximising the objective, or None if impossible.
 
     ``bonus`` (stage ends, head inputs: :func:`hkt_core.align.score.boundary_bonus`) is added to a
@@ -64,9 +129,18 @@ def choose_pairs(scores: np.ndarray, ok: np.ndarray, depth_p: np.ndarray, depth_
     replaces ``bonus`` for the last point. ``flops_p`` / ``flops_c`` (FLOP depths, when ``depth_p`` /
     ``depth_c`` are block positions) break ties between values of one position (a model's last block
     and the final norm after it, two stage ends equally far from the target): ``TIE_WEIGHT`` times the
-    pair's FLOP-depth similarity and its FLOP-depth nearness to the target are added."""
+    pair's FLOP-depth similarity and its FLOP-depth nearness to the target are added. ``levels_p``
+    / ``levels_c`` constrain the chain to the models' levels (module docstring)."""
     if count == 0:
         return []
+    constrained = (levels_p is not None and levels_p.active) or (levels_c is not None and levels_c.active)
+    if constrained:
+        n_p, n_c = scores.shape
+        lp_ = levels_p if levels_p is not None else Levels(np.zeros(n_p, dtype=np.int64), 0, count)
+        lc_ = levels_c if levels_c is not None else Levels(np.zeros(n_c, dtype=np.int64), 0, count)
+        (lo_p, hi_p), (lo_c, hi_c) = lp_.ranges(), lc_.ranges()
+        first = lp_.first()[:, None] & lc_.first()[None, :]
+        final = lp_.last()[:, None] & lc_.last()[None, :]
     tie = 0.0
     if flops_p is not None and flops_c is not None:
         tie = TIE_WEIGHT * (1.0 - np.abs(flops_p[:, None] - flops_c[None, :]))
@@ -84,8 +158,13 @@ def choose_pairs(scores: np.ndarray, ok: np.ndarray, depth_p: np.ndarray, depth_
         use = bonus_last if k == count and bonus_last is not None else bonus
         extra = 0.0 if use is None else use * near
         allowed = ok if ok_inner is None or k == count else ok_inner
+        if constrained:
+            allowed = allowed & (first if k == 1 else True) & (final if k == count else True)
         gain = np.where(allowed, scores + extra + PLACEMENT_WEIGHT * near + near_tie, -np.inf)
-        f = gain if prev is None else gain + _prefix_max(prev)
+        if prev is None:
+            f = gain
+        else:
+            f = gain + (_range_max(prev, lo_p, hi_p, lo_c, hi_c) if constrained else _prefix_max(prev))
         layers.append(f)
         prev = f
     last = layers[-1]
@@ -94,8 +173,14 @@ def choose_pairs(scores: np.ndarray, ok: np.ndarray, depth_p: np.ndarray, depth_
     i, j = np.unravel_index(int(np.argmax(last)), last.shape)
     chosen = [(int(i), int(j))]
     for f in reversed(layers[:-1]):
-        sub = f[:i, :j]
-        i, j = np.unravel_index(int(np.argmax(sub)), sub.shape)
+        if constrained:
+            a, b = int(lo_p[i]), int(lo_c[j])
+            sub = f[a:hi_p[i], b:hi_c[j]]
+            di, dj = np.unravel_index(int(np.argmax(sub)), sub.shape)
+            i, j = a + di, b + dj
+        else:
+            sub = f[:i, :j]
+            i, j = np.unravel_index(int(np.argmax(sub)), sub.shape)
         chosen.append((int(i), int(j)))
     return chosen[::-1]
 
