@@ -10,8 +10,9 @@ The methods that compare the two networks at aligned points build on
 :class:`~hkt_core.train.aligned.AlignedFeatures`.
 
 :data:`BUILTIN_METHODS` is the one table of their names, in this order: the core plugin registers it
-(:mod:`hkt_core.builtins`), ``hkt train --help`` lists it, and :func:`methods_with_role` reads the
-pre-flight's required methods and the demo's rows from it. Each follows
+(:mod:`hkt_core.builtins`), ``hkt train --help`` lists it, and :func:`methods_with_role` gives the
+methods every pair must support (``every-pair``: the pre-flight's required set) and the demo's rows
+(``demo``). Each follows
 :class:`~hkt_core.train.method.Method`; during training a method calls :attr:`Method.model` (the
 trainable module, wrapped for distributed training under torchrun) rather than the bare module.
 """
@@ -31,7 +32,7 @@ from .attention import AttentionOptions, AttentionTransferMethod, attention_loss
 from .fitnet import FITNET_HINT_WEIGHT, FitNetKDMethod, FitNetMethod, FitNetOptions
 
 __all__ = ["ALIGNMENT_CHOICES", "AlignedFeatures", "AttentionOptions", "AttentionTransferMethod", "BUILTIN_METHODS",
-           "BaselineMethod", "DKDMethod", "DKDOptions", "FITNET_HINT_WEIGHT", "attention_loss", "dkd_loss",
-           "FitNetKDMethod", "FitNetMethod", "FitNetOptions", "HKTKDMethod", "HKTMethod", "HKTOptions", "KDMethod",
-           "Method", "MethodContext", "ParentMethod", "ROLES", "StepOutput", "defined_methods", "method",
+           "BaselineMethod", "DKDMethod", "DKDOptions", "FITNET_HINT_WEIGHT", "FitNetKDMethod", "FitNetMethod",
+           "FitNetOptions", "HKTKDMethod", "HKTMethod", "HKTOptions", "KDMethod", "Method", "MethodContext",
+           "ParentMethod", "ROLES", "StepOutput", "attention_loss", "defined_methods", "dkd_loss", "method",
            "method_alignment", "methods_with_role"]
