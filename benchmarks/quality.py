@@ -68,8 +68,12 @@ def resolve_card(name: str, quick: bool):
     if not quick:
         return card
     small = {"mnist1d": {"num_samples": 1200, "train_split": 0.5},
-             "token-recall": {"n_train": 200, "n_test": 200}}.get(card.dataset, {})
-    parent_small = {"mnist1d": {"num_samples": 1200}, "token-recall": {"n_train": 400}}.get(card.dataset, {})
+             "token-recall": {"n_train": 200, "n_test": 200},
+             "seg-synthetic": {"n_train": 24, "n_test": 16},
+             "flow-synthetic": {"train_size": 12, "test_size": 4}}.get(card.dataset, {})
+    parent_small = {"mnist1d": {"num_samples": 1200}, "token-recall": {"n_train": 400},
+                    "seg-synthetic": {"n_train": 48, "n_test": 16},
+                    "flow-synthetic": {"train_size": 16, "test_size": 4}}.get(card.dataset, {})
     parent_small = parent_small if card.parent_dataset_options else {}
     return attrs.evolve(card, train=attrs.evolve(card.train, epochs=2),
                         dataset_options={**card.dataset_options, **small},
@@ -131,7 +135,9 @@ def run_job(spec: dict[str, Any], out: str, quick: bool) -> dict[str, Any]:
         s = run.summary
         alignment = [{k: p[k] for k in ("parent", "child", "parent_kind", "child_kind") if k in p}
                      for p in run.alignment.to_dict()["pairs"]] if run.alignment is not None else None
-        return {**spec, "alignment": alignment, "val": s["val"]["accuracy"], "test": s["test"]["accuracy"], "parameters": s["parameters"],
+        metric = s.get("primary_metric", "accuracy")  # the task's (accuracy, Dice, EPE ...)
+        return {**spec, "alignment": alignment, "metric": metric, "higher_is_better": s.get("higher_is_better", True),
+                "val": s["val"][metric], "test": s["test"][metric], "parameters": s["parameters"],
                 "train_seconds": s["train_seconds"], "epochs": s["epochs"], "best_epoch": s["best_epoch"],
                 "parent_sha256": _digest(parent_file if spec["method"] != "parent" else folder / "child.safetensors"),
                 "wall": time.time() - started, "reused": reused}
@@ -169,7 +175,8 @@ def _describe(r: dict[str, Any], i: int, n: int) -> str:
     head = f"[{i}/{n}] {r['pair']} {r['row']:16s} {r['config']:22s} seed {r['seed']}"
     if "error" in r:
         return f"{head}  FAILED {r['error']}"
-    return (f"{head}  val {100 * r['val']:.2f}  test {100 * r['test']:.2f}  {r['train_seconds']:.0f}s train"
+    k = scale(r.get("metric"))
+    return (f"{head}  val {k * r['val']:.2f}  test {k * r['test']:.2f}  {r['train_seconds']:.0f}s train"
             f"{' (reused)' if r['reused'] else ''}")
 
 
@@ -223,14 +230,23 @@ def tune_jobs(pairs: list[str], methods: list[str], seeds: list[int], tuned: dic
 #: rows whose runs use no parent (they stay when the pair's parent is trained anew)
 PARENT_FREE_ROWS = ("baseline",)
 
-#: what a record keeps per seed of a run (accuracies in %)
+#: what a record keeps per seed of a run (fractions such as accuracy and Dice in %, others as measured)
 RECORDED = ("val", "test", "train_seconds")
+#: primary metrics that are fractions, recorded in % (every other one, an EPE in pixels say, as measured)
+PERCENT_METRICS = ("accuracy", "dice", "dice_all", "iou", "macro_f1")
+
+
+def scale(metric: str | None) -> float:
+    """The factor a run's primary metric is recorded with: 100 for a fraction (% in the results),
+    else 1. ``None`` (results written before the metric was recorded) is accuracy."""
+    return 100.0 if (metric or "accuracy") in PERCENT_METRICS else 1.0
 
 
 def put_seed(record: dict[str, Any], result: dict[str, Any]) -> None:
     """Enter one run's numbers in ``record`` (``{"seeds": [...], "val": [...], ...}``), replacing
     what it held for that seed; lists of a record written before ``train_seconds`` are padded."""
-    values = {"val": 100 * result["val"], "test": 100 * result["test"], "train_seconds": result["train_seconds"]}
+    k = scale(result.get("metric"))
+    values = {"val": k * result["val"], "test": k * result["test"], "train_seconds": result["train_seconds"]}
     for k in RECORDED:
         record.setdefault(k, [None] * len(record["seeds"]))
     if result["seed"] not in record["seeds"]:
@@ -243,8 +259,9 @@ def put_seed(record: dict[str, Any], result: dict[str, Any]) -> None:
 
 
 def choose(results: list[dict[str, Any]], tuned: dict[str, Any], seeds: list[int]) -> dict[str, Any]:
-    """Each method's configuration with the best mean validation accuracy over the tuning seeds
-    (ties: the first listed); records every configuration's numbers for the report."""
+    """Each method's configuration with the best mean validation score (the task's primary metric:
+    the highest accuracy or Dice, the lowest EPE) over the tuning seeds (ties: the first listed);
+    records every configuration's numbers for the report."""
     out = json.loads(json.dumps(tuned))
     for r in results:
         if "error" in r and not r.get("diverged"):
@@ -252,6 +269,8 @@ def choose(results: list[dict[str, Any]], tuned: dict[str, Any], seeds: list[int
         entry = out["pairs"].setdefault(r["pair"], {"seeds": seeds, "search": {}, "chosen": {}})
         if sorted(entry.get("seeds", [])) != sorted(seeds):  # a search on other seeds: start it anew
             entry.update({"seeds": seeds, "search": {}, "chosen": {}})
+        if r.get("metric", "accuracy") != "accuracy":  # written only where it is not the default
+            entry.update({"metric": r["metric"], "higher_is_better": r["higher_is_better"]})
         cfg = entry["search"].setdefault(r["row"], {}).setdefault(r["config"], {"seeds": [], "val": [], "test": []})
         if r.get("diverged"):  # a result: this configuration diverged on that seed, and is not chosen
             cfg["diverged_seeds"] = sorted({*cfg.get("diverged_seeds", []), r["seed"]})
@@ -269,7 +288,8 @@ def choose(results: list[dict[str, Any]], tuned: dict[str, Any], seeds: list[int
             complete = {n: c for n, c in settled.items() if not c.get("diverged_seeds")}
             if method not in space or len(settled) < len(space[method]) or not complete:
                 continue  # not every configuration of today's search finished (or every one diverged): no choice
-            best = max(complete, key=lambda n: (sum(complete[n]["val"]) / len(complete[n]["val"]),
+            sign = 1 if entry.get("higher_is_better", True) else -1
+            best = max(complete, key=lambda n: (sign * sum(complete[n]["val"]) / len(complete[n]["val"]),
                                                 -list(space[method]).index(n)))
             entry["chosen"][method] = {"name": best, "config": space[method][best],
                                        "val_mean": sum(complete[best]["val"]) / len(complete[best]["val"])}
@@ -284,7 +304,8 @@ def final_jobs(pairs: list[str], tuned: dict[str, Any], seeds: list[int], varian
     for pair in pairs:
         entry = tuned.get("pairs", {}).get(pair, {})
         chosen = entry.get("chosen", {})
-        stage_rows = [r for r in plan.STAGE_ROWS if pair in plan.STAGE_PAIRS]
+        skipped = plan.NOT_RUN.get(pair, {})  # rows the pair leaves out (the report says why)
+        stage_rows = [r for r in plan.STAGE_ROWS if pair in plan.STAGE_PAIRS and r not in skipped]
         main_rows = plan.main_methods(pair)
         if rows is None:
             needed = list(main_rows)
@@ -301,7 +322,7 @@ def final_jobs(pairs: list[str], tuned: dict[str, Any], seeds: list[int], varian
                        for row, (name, config) in plan.variants(chosen["hkt"]["config"]).items()]
         if stage_rows:  # rows None: those whose sources are chosen (the multi-stage rows are optional)
             wanted += [(row, name, config, variant_seeds)
-                       for row, (name, config) in plan.stage_rows(chosen).items() if row in stage_rows]
+                       for row, (name, config) in plan.stage_rows(chosen, pair).items() if row in stage_rows]
         for seed in sorted(set(seeds) | set(variant_seeds)):  # seed-major: a stopped run keeps whole seeds
             for row, name, config, row_seeds in wanted:
                 if seed in row_seeds and (rows is None or row in rows):
@@ -312,7 +333,8 @@ def final_jobs(pairs: list[str], tuned: dict[str, Any], seeds: list[int], varian
 def results_json(results: list[dict[str, Any]], parents: dict[str, dict], tuned: dict[str, Any],
                  previous: dict[str, Any] | None, meta: dict[str, Any]) -> dict[str, Any]:
     """``{"pairs": {PAIR: {parent_params, child_params, test_size, parent_sha256, methods: {ROW:
-    {seeds, test, val}}}}}`` (accuracies in %), merged into ``previous`` run by run."""
+    {seeds, test, val}}}}}`` (the task's primary metric: accuracy or Dice in %, ``metric`` and
+    ``higher_is_better`` written where it is not accuracy), merged into ``previous`` run by run."""
     data = json.loads(json.dumps(previous)) if previous else {"pairs": {}}
     for r in sorted((r for r in results if "error" not in r), key=lambda r: (r["pair"], r["row"], r["seed"])):
         p = parents[r["pair"]]
@@ -328,8 +350,10 @@ def results_json(results: list[dict[str, Any]], parents: dict[str, dict], tuned:
         entry.pop("train_seconds", None)  # written per pair by an earlier version; now per run
         entry.update({"parent_params": p["parameters"], "child_params": p["child_params"],
                       "test_size": p["test_size"], "parent_sha256": p["parent_sha256"],
-                      "parent_test": 100 * p["test"], "parent_train_seconds": p.get("train_seconds"),
+                      "parent_test": scale(p.get("metric")) * p["test"], "parent_train_seconds": p.get("train_seconds"),
                       "card": r["pair"]})
+        if p.get("metric", "accuracy") != "accuracy":
+            entry.update({"metric": p["metric"], "higher_is_better": p["higher_is_better"]})
         entry.update({k: p.get(k) for k in ("parent_model", "child_model", "parent_architecture", "child_architecture")})
         if r["row"] == "hkt" and r.get("alignment"):
             entry["alignment"] = r["alignment"]  # the mixing points HKT used, with their representation kinds

@@ -74,6 +74,52 @@ def by_seed(row: dict[str, Any], key: str = "test") -> dict[int, float]:
     return dict(zip(row["seeds"], row[key]))
 
 
+#: how each primary metric is named in the tables, and the unit of a difference of it
+METRIC_LABELS = {"accuracy": ("accuracy %", "points"), "dice": ("Dice %", "points"), "epe": ("EPE px", "px")}
+
+
+def metric(entry: dict[str, Any]) -> str:
+    """The pair's primary metric (results written before it was recorded are accuracy)."""
+    return entry.get("metric", "accuracy")
+
+
+def higher(entry: dict[str, Any]) -> bool:
+    return entry.get("higher_is_better", True)
+
+
+def label(entry: dict[str, Any]) -> str:
+    """The metric as a column heading: ``accuracy %``, ``Dice %``, ``EPE px``."""
+    return METRIC_LABELS.get(metric(entry), (metric(entry), ""))[0]
+
+
+def unit(entry: dict[str, Any]) -> str:
+    """The unit of a difference of the metric: ``points`` (of a percentage), ``px``."""
+    return METRIC_LABELS.get(metric(entry), ("", "units"))[1]
+
+
+def compare(entry: dict[str, Any], a: dict[int, float], b: dict[int, float]) -> dict[str, Any]:
+    """``a - b`` paired over the seeds both have (:func:`hkt_core.stats.paired`), in the metric's
+    direction: ``wins`` counts the seeds where ``a`` is better (lower, for an error such as EPE) and
+    ``ahead`` says whether the mean difference is in ``a``'s favour."""
+    c = dict(paired(a, b))
+    if not higher(entry):
+        c["wins"], c["losses"] = c.get("losses", 0), c.get("wins", 0)
+    c["ahead"] = c["n"] > 0 and (c["mean"] > 0 if higher(entry) else c["mean"] < 0)
+    return c
+
+
+def score(entry: dict[str, Any], value: float) -> str:
+    """``99.38% accuracy``, ``91.20% Dice``, ``1.23 px EPE``."""
+    name, u = label(entry).split()[0], label(entry).split()[-1]
+    return f"{f2(value)}{u} {name}" if u == "%" else f"{f2(value)} {u} {name}"
+
+
+def best_by_validation(entry: dict[str, Any], rows: list[str]) -> str:
+    """The row of ``rows`` with the best mean validation score in the metric's direction."""
+    sign = 1 if higher(entry) else -1
+    return max(rows, key=lambda r: sign * mean_std(entry["methods"][r]["val"])[0])
+
+
 # -- formatting ----------------------------------------------------------------------------------
 
 def f2(x: float) -> str:
@@ -113,7 +159,7 @@ def mixing_points(entry: dict[str, Any]) -> str:
 
 def setup_table(data: dict[str, Any]) -> list[str]:
     lines = ["| pair | models (parent -> child) | parent parameters | child parameters | ratio | test samples | "
-             "parent test accuracy % | HKT mixing points: parent (kind) -> child (kind) | parent weights SHA-256 |",
+             "parent test score | HKT mixing points: parent (kind) -> child (kind) | parent weights SHA-256 |",
              "|---|---|---|---|---|---|---|---|---|"]
     for pair in pairs_in_order(data):
         e = data["pairs"][pair]
@@ -121,41 +167,44 @@ def setup_table(data: dict[str, Any]) -> list[str]:
                                                           else "") for r in ("parent", "child"))
                   if e.get("parent_model") else "-")
         lines.append(f"| `{pair}` | {models} | {e['parent_params']:,} | {e['child_params']:,} | "
-                     f"{e['parent_params'] / e['child_params']:.1f}x | {e['test_size']:,} | {f2(e['parent_test'])} | "
+                     f"{e['parent_params'] / e['child_params']:.1f}x | {e['test_size']:,} | {score(e, e['parent_test'])} | "
                      f"{mixing_points(e)} | `{e['parent_sha256'][:16]}...` |")
     return lines
 
 
 def overview_table(data: dict[str, Any]) -> list[str]:
     """One line per pair: the baseline, KD and the best HKT row, with the paired differences."""
-    lines = ["| pair | baseline % | KD % | best HKT row (by validation) % | best HKT vs baseline | best HKT vs KD |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| pair | test metric | baseline | KD | best HKT row (by validation) | best HKT vs baseline | best HKT vs KD |",
+             "|---|---|---|---|---|---|---|"]
     for pair in pairs_in_order(data):
         e = data["pairs"][pair]
         m = e["methods"]
         best = best_hkt(e)
         cells = [f"{f2(mean_std(m[r]['test'])[0])} +- {f2(mean_std(m[r]['test'])[1])}" for r in ("baseline", "kd")]
         if best is None:
-            lines.append(f"| `{pair}` | {cells[0]} | {cells[1]} | - | - | - |")
+            lines.append(f"| `{pair}` | {label(e)} | {cells[0]} | {cells[1]} | - | - | - |")
             continue
         bm, bs = mean_std(m[best]["test"])
-        lines.append(f"| `{pair}` | {cells[0]} | {cells[1]} | `{best}` {f2(bm)} +- {f2(bs)} | "
-                     f"{fdiff(paired(by_seed(m[best]), by_seed(m['baseline'])))} | "
-                     f"{fdiff(paired(by_seed(m[best]), by_seed(m['kd'])))} |")
+        lines.append(f"| `{pair}` | {label(e)} | {cells[0]} | {cells[1]} | `{best}` {f2(bm)} +- {f2(bs)} | "
+                     f"{fdiff(compare(e, by_seed(m[best]), by_seed(m['baseline'])))} | "
+                     f"{fdiff(compare(e, by_seed(m[best]), by_seed(m['kd'])))} |")
     return lines + ["", "Differences are paired over the seeds both rows have: mean +- std of the per-seed "
-                        "differences in points (wins/n, two-sided paired t-test p)."]
+                        "differences in the metric's unit, points of a percentage or pixels (wins/n: seeds on "
+                        "which the row is better, two-sided paired t-test p)."]
 
 
 def search_tables(pair: str, entry: dict[str, Any]) -> list[str]:
     tuning = entry.get("tuning")
     if not tuning:
         return [f"No search recorded for `{pair}`.", ""]
+    what = label(entry).split()[0]
     lines = [f"Seeds {', '.join(map(str, tuning['seeds']))}; {plan.CONFIGS} configurations per method; selection "
-             f"on validation accuracy only (the test column is shown for the record and was not used).", "",
-             "| method | configuration | settings | val accuracy % | test accuracy % (not used) | chosen |",
+             f"on validation {what} only (the test column is shown for the record and was not used).", "",
+             f"| method | configuration | settings | val {label(entry)} | test {label(entry)} (not used) | chosen |",
              "|---|---|---|---|---|---|"]
     space = plan.search_for(pair)
-    for method in (*plan.MAIN_METHODS, *plan.FEATURE_METHODS):
+    known = [m for m in (*plan.MAIN_METHODS, *plan.FEATURE_METHODS, *plan.SEARCH) if m in tuning["search"]]
+    for method in dict.fromkeys([*known, *sorted(tuning["search"])]):
         for name, result in tuning["search"].get(method, {}).items():
             settings = json.dumps(space.get(method, {}).get(name, {}), sort_keys=True)
             chosen = "**chosen**" if tuning["chosen"].get(method, {}).get("name") == name else ""
@@ -171,17 +220,19 @@ def search_tables(pair: str, entry: dict[str, Any]) -> list[str]:
 def comparison_table(entry: dict[str, Any]) -> list[str]:
     methods = entry["methods"]
     base, kd = by_seed(methods["baseline"]) if "baseline" in methods else {}, by_seed(methods.get("kd", {"seeds": [], "test": []}))
-    lines = ["| method | seeds | test accuracy % | median (min) | val accuracy % | vs baseline (points; wins/n, "
-             "paired t-test p) | detectable vs baseline | vs KD | detectable vs KD | training s / run (median) |",
+    lines = [f"| method | seeds | test {label(entry)} | median ({'min' if higher(entry) else 'max'}) | val {label(entry)} "
+             f"| vs baseline ({unit(entry)}; wins/n, paired t-test p) | detectable vs baseline | vs KD | detectable vs KD "
+             f"| training s / run (median) |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows_of(entry):
         r = methods[row]
         tm, ts = mean_std(r["test"])
         vm, vs = mean_std(r["val"])
-        vb = paired(by_seed(r), base) if row != "baseline" and base else None
-        vk = paired(by_seed(r), kd) if row not in ("baseline", "kd") and kd else None
+        vb = compare(entry, by_seed(r), base) if row != "baseline" and base else None
+        vk = compare(entry, by_seed(r), kd) if row not in ("baseline", "kd") and kd else None
+        worst = min(r["test"]) if higher(entry) else max(r["test"])
         lines.append(f"| {row} | {len(r['seeds'])} | {f2(tm)} +- {f2(ts)} | {f2(statistics.median(r['test']))} "
-                     f"({f2(min(r['test']))}) | {f2(vm)} +- {f2(vs)} | {fdiff(vb)} | "
+                     f"({f2(worst)}) | {f2(vm)} +- {f2(vs)} | {fdiff(vb)} | "
                      f"{f2(vb['detectable']) if vb else '-'} | {fdiff(vk)} | {f2(vk['detectable']) if vk else '-'} | "
                      f"{_seconds(r)} |")
     lines += ["", "Rows: " + "; ".join(f"`{row}`: {ROW_NOTES.get(row, row)}" for row in rows_of(entry)) + "."]
@@ -194,12 +245,12 @@ def _seconds(row: dict[str, Any]) -> str:
 
 
 def best_hkt(entry: dict[str, Any]) -> str | None:
-    """The HKT row with the best mean *validation* accuracy among those run on every main seed."""
+    """The HKT row with the best mean *validation* score among those run on every main seed."""
     methods = entry["methods"]
     n = len(methods.get("baseline", {}).get("seeds", []))
     candidates = [r for r in methods if r.startswith("hkt") and r not in plan.RANDOM_CONTROLS
                   and len(methods[r]["seeds"]) >= n]
-    return max(candidates, key=lambda r: mean_std(methods[r]["val"])[0]) if candidates else None
+    return best_by_validation(entry, candidates) if candidates else None
 
 
 def verdicts(pair: str, entry: dict[str, Any]) -> list[str]:
@@ -210,13 +261,15 @@ def verdicts(pair: str, entry: dict[str, Any]) -> list[str]:
         return transformer_verdict(pair, entry)
     if pair != plan.CONTROL_PAIR:
         return hetero_verdict(pair, entry)
+    if pair in plan.DENSE_PAIRS:
+        return dense_verdict(pair, entry)
     base, kd = by_seed(methods["baseline"]), by_seed(methods["kd"])
-    control = paired(kd, base)
+    control = compare(entry, kd, base)
     bm, bs = mean_std(methods["baseline"]["test"])
     lines = [f"**Positive control** (`{pair}`): KD vs the baseline {control['mean']:+.2f} +- {f2(control['std'])} "
              f"points over {control['n']} seeds (ahead on {control['wins']}), paired t-test p = {fp(control['p'])}: "
              + ("**KD beats the baseline at p < 0.01**, so this benchmark can detect a real gain of this size."
-                if control["p"] < 0.01 and control["mean"] > 0 else
+                if control["p"] < 0.01 and control["ahead"] else
                 "**the control is not met** (KD is not ahead of the baseline at p < 0.01); differences of this "
                 "size are below what this benchmark separates."),
              "",
@@ -225,63 +278,133 @@ def verdicts(pair: str, entry: dict[str, Any]) -> list[str]:
              f"detects at p < 0.05 is {f2(control['detectable'])} points for KD vs the baseline."]
     best = best_hkt(entry)
     if best is not None:
-        vs_kd = paired(by_seed(methods[best]), kd)
-        reached = vs_kd["mean"] > 0 and vs_kd["p"] < 0.05
+        vs_kd = compare(entry, by_seed(methods[best]), kd)
+        reached = vs_kd["ahead"] and vs_kd["p"] < 0.05
         lines += ["", f"**Goal** (the best HKT variant ahead of KD at p < 0.05 over 10 seeds): the best HKT row by "
                       f"validation accuracy is `{best}`, {vs_kd['mean']:+.2f} +- {f2(vs_kd['std'])} points against KD "
                       f"over {vs_kd['n']} seeds (ahead on {vs_kd['wins']}), p = {fp(vs_kd['p'])}. "
-                      + (("**Reached**" + ("." if control["p"] < 0.01 and control["mean"] > 0 else
+                      + (("**Reached**" + ("." if control["p"] < 0.01 and control["ahead"] else
                                             ", on a pair whose positive control is not met at p < 0.01 (above): "
                                             "read it as evidence at p < 0.05 only.")) if reached else
                          f"**Not reached.** With this spread the comparison detects differences of "
                          f"{f2(vs_kd['detectable'])} points or more.")]
-        lines += halves(methods, best, kd) + piloted(methods, best, kd)
+        lines += halves(entry, best, kd) + piloted(entry, best, kd)
     return lines
 
 
-def halves(methods: dict[str, Any], row: str, kd: dict[int, float]) -> list[str]:
+def dense_verdict(pair: str, entry: dict[str, Any]) -> list[str]:
+    """A dense-output pair in the paper's regime: its positive control (the task's own distillation
+    ahead of the baseline at p < 0.01), its noise, and whether the paper's claim for the regime holds."""
+    methods = entry["methods"]
+    base, kd = by_seed(methods["baseline"]), by_seed(methods["kd"])
+    control = compare(entry, kd, base)
+    met = control["ahead"] and control["p"] < 0.01
+    bm, bs = mean_std(methods["baseline"]["test"])
+    u = unit(entry)
+    lines = [f"**Positive control** (`{pair}`, {plan.DENSE_PAIRS[pair].split(' (')[0]}, test {label(entry)}): "
+             f"KD vs the baseline {control['mean']:+.2f} +- {f2(control['std'])} {u} over {control['n']} seeds "
+             f"(ahead on {control['wins']}), paired t-test p = {fp(control['p'])}: "
+             + ("**KD beats the baseline at p < 0.01**, so this pair can detect a real gain of this size."
+                if met else "**the control is not met** (KD is not ahead of the baseline at p < 0.01), so this pair "
+                            "cannot show whether inheritance pays."),
+             "",
+             f"**Noise.** Baseline {f2(bm)} +- {f2(bs)} over {len(methods['baseline']['seeds'])} seeds. The smallest "
+             f"difference a paired comparison detects at p < 0.05 is {f2(control['detectable'])} {u} for KD vs the "
+             f"baseline.", "", "**The paper's claim** " + claim(pair, entry)]
+    return lines + sizing_table(pair, entry)
+
+
+def claim(pair: str, entry: dict[str, Any]) -> str:
+    """One line: the best HKT row (by validation) against the baseline and against KD, with the
+    detectable differences, and whether inheritance pays on ``pair``."""
+    methods = entry["methods"]
+    best = best_hkt(entry)
+    regime = f"({plan.DENSE_PAIRS[pair]}) " if pair in plan.DENSE_PAIRS else ""
+    if best is None or "kd" not in methods:
+        return f"{regime}on `{pair}`: no HKT row was run."
+    u = unit(entry)
+    vb = compare(entry, by_seed(methods[best]), by_seed(methods["baseline"]))
+    vk = compare(entry, by_seed(methods[best]), by_seed(methods["kd"]))
+    control = compare(entry, by_seed(methods["kd"]), by_seed(methods["baseline"]))
+    on_base, on_kd = vb["p"] < 0.05, vk["p"] < 0.05
+    if on_base and vb["ahead"] and on_kd and vk["ahead"]:
+        verdict = "HKT is ahead of the child alone and of KD: inheritance pays beyond distillation here"
+    elif on_base and vb["ahead"]:
+        verdict = ("HKT is ahead of the child alone but " + ("behind KD" if on_kd else "not separable from KD")
+                   + ": it does not pay beyond distillation here")
+    elif on_base:
+        verdict = "HKT is behind the child alone"
+    else:
+        verdict = "HKT does not separate from the child alone"
+    if pair in plan.DENSE_PAIRS:
+        holds = on_base and vb["ahead"]
+        verdict += (". **The paper's claim for this regime " + ("holds here" if holds else "does not hold here")
+                    + ("**" if holds and on_kd and vk["ahead"] else ("** (against the child alone; not against KD)"
+                                                                    if holds else "**")))
+    if not (control["ahead"] and control["p"] < 0.01):
+        verdict += " (the pair's positive control is not met at p < 0.01)"
+    return (f"{regime}on `{pair}`: the best HKT row by validation, `{best}`, vs the baseline "
+            f"{vb['mean']:+.2f} +- {f2(vb['std'])} {u} ({vb['wins']}/{vb['n']}, p = {fp(vb['p'])}; detectable "
+            f"{f2(vb['detectable'])}), vs KD {vk['mean']:+.2f} +- {f2(vk['std'])} {u} ({vk['wins']}/{vk['n']}, "
+            f"p = {fp(vk['p'])}; detectable {f2(vk['detectable'])}): {verdict}.")
+
+
+def verdict_lines(data: dict[str, Any]) -> list[str]:
+    """Does inheritance pay? One generated line per pair."""
+    lines = []
+    for pair in pairs_in_order(data):
+        entry = data["pairs"][pair]
+        if {"baseline", "kd"} <= set(entry["methods"]):
+            lines.append(f"- `{pair}` ({label(entry).split()[0]}): " + claim(pair, entry).split(f"on `{pair}`: ", 1)[1])
+    return lines + ["", "Each line: mean +- std of the per-seed differences (wins/n, two-sided paired t-test p; "
+                        "detectable: the smallest difference the pair separates at p < 0.05 with that spread)."]
+
+
+def halves(entry: dict[str, Any], row: str, kd: dict[int, float]) -> list[str]:
     """The goal's comparison on each half of the seeds: does the second half confirm the first?"""
+    methods = entry["methods"]
     seeds = sorted(set(by_seed(methods[row])) & set(kd))
     if len(seeds) < 20:
         return []
     half = len(seeds) // 2
     parts = [seeds[:half], seeds[half:]]
-    found = [paired({s: by_seed(methods[row])[s] for s in part}, {s: kd[s] for s in part}) for part in parts]
+    found = [compare(entry, {s: by_seed(methods[row])[s] for s in part}, {s: kd[s] for s in part}) for part in parts]
     return ["", f"**Replication.** The same comparison on seeds {parts[0][0]}-{parts[0][-1]}: {fdiff(found[0])}; "
                 f"on seeds {parts[1][0]}-{parts[1][-1]}: {fdiff(found[1])}."]
 
 
-def piloted(methods: dict[str, Any], row: str, kd: dict[int, float]) -> list[str]:
+def piloted(entry: dict[str, Any], row: str, kd: dict[int, float]) -> list[str]:
     """For a row whose configuration entered the search after a pilot that saw test accuracy: the
     comparison with KD on the seeds the pilot did not use."""
+    methods = entry["methods"]
     config = methods[row].get("config")
     seeds = plan.PILOTED.get(config)
     if seeds is None:
         return []
     fresh = {s: v for s, v in by_seed(methods[row]).items() if s not in seeds}
-    c = paired(fresh, kd)
+    c = compare(entry, fresh, kd)
     return ["", f"**Disclosure.** The configuration `{config}` entered the search after a pilot on seeds "
                 f"{', '.join(map(str, seeds))} whose test accuracy was seen. On the other seeds alone, `{row}` vs KD "
                 f"is {fdiff(c)}."]
 
 
-def _outcome(c: dict[str, Any], against: str) -> str:
+def _outcome(c: dict[str, Any], against: str, units: str = "points") -> str:
     if c["p"] < 0.05:
-        return f"**{'ahead of' if c['mean'] > 0 else 'behind'} {against}** (p < 0.05)"
-    return f"not separable from {against} (the comparison detects {f2(c['detectable'])} points or more)"
+        return f"**{'ahead of' if c['ahead'] else 'behind'} {against}** (p < 0.05)"
+    return f"not separable from {against} (the comparison detects {f2(c['detectable'])} {units} or more)"
 
 
 def hetero_verdict(pair: str, entry: dict[str, Any]) -> list[str]:
     """Does inheritance across families pay on ``pair``? KD and the best HKT row against the baseline."""
     methods = entry["methods"]
     base, kd = by_seed(methods["baseline"]), by_seed(methods["kd"])
-    control = paired(kd, base)
+    control = compare(entry, kd, base)
     lines = [f"**Heterogeneous inheritance** (`{pair}`, mixing {mixing_points(entry)}): KD vs the baseline "
              f"{control['mean']:+.2f} +- {f2(control['std'])} points over {control['n']} seeds (ahead on "
              f"{control['wins']}), p = {fp(control['p'])}: KD is {_outcome(control, 'the baseline')}."]
     best = best_hkt(entry)
     if best is not None:
-        vb, vk = paired(by_seed(methods[best]), base), paired(by_seed(methods[best]), kd)
+        vb, vk = compare(entry, by_seed(methods[best]), base), compare(entry, by_seed(methods[best]), kd)
         lines[0] += (f" The best HKT row by validation accuracy, `{best}`, vs the baseline {vb['mean']:+.2f} +- "
                      f"{f2(vb['std'])} points (p = {fp(vb['p'])}): {_outcome(vb, 'the baseline')}; vs KD "
                      f"{vk['mean']:+.2f} +- {f2(vk['std'])} points (p = {fp(vk['p'])}): {_outcome(vk, 'KD')}.")
@@ -291,8 +414,8 @@ def hetero_verdict(pair: str, entry: dict[str, Any]) -> list[str]:
 def transformer_verdict(pair: str, entry: dict[str, Any]) -> list[str]:
     """The transformer pair: does KD, its positive control, pay? And, when it does not, what sizes were tried."""
     methods = entry["methods"]
-    control = paired(by_seed(methods["kd"]), by_seed(methods["baseline"]))
-    met = control["mean"] > 0 and control["p"] < 0.05
+    control = compare(entry, by_seed(methods["kd"]), by_seed(methods["baseline"]))
+    met = control["ahead"] and control["p"] < 0.05
     lines = [f"**Transformer pair** (`{pair}`, built from transformers configurations through hkt-zoo): KD vs the "
              f"baseline {control['mean']:+.2f} +- {f2(control['std'])} points over {control['n']} seeds (ahead on "
              f"{control['wins']}), p = {fp(control['p'])}: KD is {_outcome(control, 'the baseline')}. "
@@ -303,34 +426,54 @@ def transformer_verdict(pair: str, entry: dict[str, Any]) -> list[str]:
 
 
 def sizing_table(pair: str, entry: dict[str, Any] | None = None) -> list[str]:
-    """The other sizes of ``pair`` tried for a regime where KD beats the baseline (validation only),
-    from ``docs/results/quality_sizing.json`` when it holds them."""
+    """The sizes of ``pair`` tried for a regime where KD beats the baseline (validation only), with
+    each run's training time, from ``docs/results/quality_sizing.json`` when it holds them."""
     path = plan.RESULTS_FILE.with_name("quality_sizing.json")
     sizing = json.loads(path.read_text()).get("pairs", {}).get(pair) if path.is_file() else None
     if not sizing:
         return []
-    lines = ["", f"**Sizes tried** (`python benchmarks/quality_sizing.py`, seeds "
-                 f"{', '.join(map(str, sizing['seeds']))}, validation accuracy only; the baseline at the pair's "
-                 f"chosen recipe, KD at each setting):", "",
-             "| child width | child training sequences | baseline val % | " +
-             " | ".join(f"KD `{k}` val %" for k in sizing["kd_settings"]) + " | best KD - baseline (points) |",
-             "|---|---|---|" + "---|" * len(sizing["kd_settings"]) + "---|"]
+    fake = {"metric": sizing.get("metric", "accuracy")}
+    what = label(fake)
+    samples = "child training images" if fake["metric"] == "dice" else "child training sequences"
+    recipe = ("the card's settings" if sizing.get("recipe_source") == "card" else "the pair's chosen recipe")
+    command = sizing.get("command", "python benchmarks/quality_sizing.py")
+    timed = all("train_seconds" in r for r in sizing["regimes"])
+    lines = ["", f"**Sizes tried** (`{command}`, seeds {', '.join(map(str, sizing['seeds']))}, validation "
+                 f"{what.split()[0]} only; the baseline at {recipe}, KD at each setting):", "",
+             f"| child width | {samples} | baseline val {what} | " +
+             " | ".join(f"KD `{k}` val {what}" for k in sizing["kd_settings"]) + " | best KD - baseline (points) |"
+             + (" best KD - baseline per seed (mean +- std) | training s / run: baseline, KD (median) |" if timed else ""),
+             "|---|---|---|" + "---|" * len(sizing["kd_settings"]) + "---|" + ("---|---|" if timed else "")]
     for r in sizing["regimes"]:
         kd = [mean_std(r["kd"][k])[0] for k in sizing["kd_settings"]]
         base = mean_std(r["baseline"])[0]
-        lines.append(f"| {r['width']} | {r['n_train']:,} | {f2(base)} | " + " | ".join(f2(v) for v in kd)
-                     + f" | {max(kd) - base:+.2f} |")
+        line = (f"| {r['width']} | {r['n_train']:,} | {f2(base)} | " + " | ".join(f2(v) for v in kd)
+                + f" | {max(kd) - base:+.2f} |")
+        if timed:
+            best = list(sizing["kd_settings"])[kd.index(max(kd))]
+            diffs = [a - b for a, b in zip(r["kd"][best], r["baseline"])]
+            dm, ds = mean_std(diffs)
+            times = r["train_seconds"]
+            line += (f" {dm:+.2f} +- {f2(ds)} (`{best}`) | {statistics.median(times['baseline']):.0f}, "
+                     f"{statistics.median(times['kd']):.0f} |")
+        lines.append(line)
     note = f"These are {len(sizing['seeds'])}-seed means on the validation split."
+    epochs = {r["n_train"]: r.get("epochs") for r in sizing["regimes"] if r.get("epochs")}
+    if epochs:
+        note += (" Epochs per size: " + ", ".join(f"{e} at {n:,} {samples.split()[-1]}" for n, e in epochs.items())
+                 + (" (the same number of optimisation steps)." if len(set(epochs.values())) > 1 else "."))
     chosen = (entry or {}).get("tuning", {}).get("chosen", {})
     methods = (entry or {}).get("methods", {})
-    if {"baseline", "kd"} <= set(chosen) and {"baseline", "kd"} <= set(methods):
+    if pair == plan.TRANSFORMER_PAIR and {"baseline", "kd"} <= set(chosen) and {"baseline", "kd"} <= set(methods):
         ahead_val = chosen["kd"]["val_mean"] > chosen["baseline"]["val_mean"]
-        test = paired(by_seed(methods["kd"]), by_seed(methods["baseline"]))
+        test = compare(entry, by_seed(methods["kd"]), by_seed(methods["baseline"]))
         note += (f" On the card's own size, the search's validation means put KD "
                  f"{'ahead' if ahead_val else 'behind'} ({f2(chosen['kd']['val_mean'])} vs "
                  f"{f2(chosen['baseline']['val_mean'])}), and the {test['n']}-seed test comparison above puts it "
-                 f"{'ahead' if test['mean'] > 0 else 'behind'} ({test['mean']:+.2f} points).")
-    return lines + ["", note + " No other size was compared over 20 seeds."]
+                 f"{'ahead' if test['ahead'] else 'behind'} ({test['mean']:+.2f} points).")
+    if pair == plan.TRANSFORMER_PAIR:
+        note += " No other size was compared over 20 seeds."
+    return lines + ["", note]
 
 
 def ablations(entry: dict[str, Any]) -> list[str]:
@@ -342,7 +485,7 @@ def ablations(entry: dict[str, Any]) -> list[str]:
              ("hkt-learned-gate", "hkt", "a learned per-point gate instead of the fixed lam"),
              ("hkt", "baseline", "HKT (chosen) vs the child alone"),
              ("hkt-kd", "kd", "HKT + KD vs KD alone")]
-    lines = ["| change | rows compared | paired difference (points; wins/n, p) | detectable |", "|---|---|---|---|"]
+    lines = [f"| change | rows compared | paired difference ({unit(entry)}; wins/n, p) | detectable |", "|---|---|---|---|"]
     beyond = []
     for a, b, what in steps:
         if a in methods and b in methods:
@@ -350,10 +493,10 @@ def ablations(entry: dict[str, Any]) -> list[str]:
                 lines.append(f"| {what} | `{a}` - `{b}` | the same runs (both rows are configuration "
                              f"`{methods[a]['config']}`) | - |")
                 continue
-            c = paired(by_seed(methods[a]), by_seed(methods[b]))
+            c = compare(entry, by_seed(methods[a]), by_seed(methods[b]))
             lines.append(f"| {what} | `{a}` - `{b}` | {fdiff(c)} | {f2(c['detectable'])} |")
             if c["p"] < 0.05:
-                beyond.append(f"{what} ({c['mean']:+.2f} points over {c['n']} seeds, p = {fp(c['p'])})")
+                beyond.append(f"{what} ({c['mean']:+.2f} {unit(entry)} over {c['n']} seeds, p = {fp(c['p'])})")
     lines += ["", "Beyond the seed-to-seed noise (p < 0.05): " + ("; ".join(beyond) if beyond else "none") + ". "
               "Every other change is within the noise of its seeds."]
     return lines
@@ -365,10 +508,11 @@ def _points(alignment: list[dict[str, Any]] | None) -> str:
                      for p in (alignment or [])[:-1]) or "-"
 
 
-def _compare(methods: dict[str, Any], a: str, b: str) -> str:
+def _compare(entry: dict[str, Any], a: str, b: str) -> str:
+    methods = entry["methods"]
     if a not in methods or b not in methods:
         return f"| `{a}` - `{b}` | not run | - |"
-    c = paired(by_seed(methods[a]), by_seed(methods[b]))
+    c = compare(entry, by_seed(methods[a]), by_seed(methods[b]))
     return f"| `{a}` - `{b}` | {fdiff(c)} | {f2(c['detectable'])} |"
 
 
@@ -382,9 +526,9 @@ def alignment_matters(entry: dict[str, Any]) -> list[str]:
     lines = ["Each random control draws, per seed, a valid alignment uniformly among all order-preserving chains of "
              "pairs that can mix (`hkt_core.align(..., method=\"random\", seed=S)`), the predictions pair last; its "
              "points are recorded per seed in `quality.json` (`alignments`).", "",
-             "| auto-aligned - random control | paired difference (points; wins/n, p) | detectable |",
+             f"| auto-aligned - random control | paired difference ({unit(entry)}; wins/n, p) | detectable |",
              "|---|---|---|"]
-    lines += [_compare(methods, auto, control) for auto, control in present]
+    lines += [_compare(entry, auto, control) for auto, control in present]
     lines.append("")
     for auto, control in present:
         if control in methods:
@@ -396,8 +540,8 @@ def alignment_matters(entry: dict[str, Any]) -> list[str]:
     verdict = []
     for auto, control in present:
         if auto in methods and control in methods:
-            c = paired(by_seed(methods[auto]), by_seed(methods[control]))
-            verdict.append(f"`{auto}` is {_outcome(c, 'its random control')}")
+            c = compare(entry, by_seed(methods[auto]), by_seed(methods[control]))
+            verdict.append(f"`{auto}` is {_outcome(c, 'its random control', unit(entry))}")
     if verdict:
         lines += ["", "**Verdict:** " + "; ".join(verdict) + "."]
     return lines
@@ -409,20 +553,23 @@ def multi_stage(entry: dict[str, Any]) -> list[str]:
     stage = [r for r in ("hkt-3", "hkt-4") if r in methods]
     if not stage and "fitnet" not in methods:
         return []
-    lines = ["| comparison | paired difference (points; wins/n, p) | detectable |", "|---|---|---|"]
+    lines = [f"| comparison | paired difference ({unit(entry)}; wins/n, p) | detectable |", "|---|---|---|"]
     for row in stage:
-        lines += [_compare(methods, row, "hkt"), _compare(methods, row, "kd"), _compare(methods, row, "fitnet")]
-    lines += [_compare(methods, "fitnet", "baseline"), _compare(methods, "fitnet", "kd"),
-              _compare(methods, "fitnet-kd", "kd")]
-    lines += ["", "`hkt` mixes only at the pooled vector (the card's fixed pair); " + "; ".join(
+        lines += [_compare(entry, row, "hkt"), _compare(entry, row, "kd"), _compare(entry, row, "fitnet")]
+    lines += [_compare(entry, "fitnet", "baseline"), _compare(entry, "fitnet", "kd"),
+              _compare(entry, "fitnet-kd", "kd")]
+    fixed = (f"at {mixing_points(entry)} (the card's fixed pairs)" if len(entry.get("alignment", [])) > 2
+             else "only at the pooled vector (the card's fixed pair)")
+    lines += ["", f"`hkt` mixes {fixed}; " + "; ".join(
         f"`{row}` at {_points(methods[row].get('alignment'))}" for row in (*stage, "fitnet") if row in methods) + "."]
     gone = entry.get("diverged", {})
     for row in (r for r in plan.STAGE_ROWS if r in gone):
         d = gone[row]
         lines += ["", f"**`{row}` diverged** (configuration `{d['config']}`) on {len(d['seeds'])} seed(s) "
-                      f"({', '.join(map(str, d['seeds']))}), so it has no accuracy to compare: {d['error']}"]
+                      f"({', '.join(map(str, d['seeds']))}), so it has no {label(entry).split()[0]} to compare: {d['error']}"]
     if "hkt-4" not in methods and "hkt-4" not in gone:
-        lines += ["", "`hkt-4` was not run: the new rows' budget (one session on 2 workers) did not fit it."]
+        lines += ["", "`hkt-4` was not run: " + plan.NOT_RUN.get(entry.get("card", ""), {}).get(
+            "hkt-4", "the new rows' budget (one session on 2 workers) did not fit it.")]
     return lines
 
 
@@ -437,18 +584,19 @@ def goal_auto_aligned(entry: dict[str, Any]) -> list[str]:
         if row not in methods:
             continue
         mine = by_seed(methods[row])
-        c = paired(mine, kd)
+        c = compare(entry, mine, kd)
         seeds = sorted(set(mine) & set(kd))
         text = f"`{row}` {c['mean']:+.2f} +- {f2(c['std'])} over {c['n']} seeds, p = {fp(c['p'])}"
         half_ok = False
         if len(seeds) >= 20:
             half = len(seeds) // 2
-            h = [paired({s: mine[s] for s in part}, {s: kd[s] for s in part}) for part in (seeds[:half], seeds[half:])]
+            h = [compare(entry, {s: mine[s] for s in part}, {s: kd[s] for s in part})
+                 for part in (seeds[:half], seeds[half:])]
             text += f" (halves: {fdiff(h[0])}; {fdiff(h[1])})"
-            half_ok = all(x["mean"] > 0 and x["p"] < 0.05 for x in h)
+            half_ok = all(x["ahead"] and x["p"] < 0.05 for x in h)
         else:
             text += " (fewer than 20 seeds: no halves)"
-        if c["mean"] > 0 and c["p"] < 0.05 and half_ok:
+        if c["ahead"] and c["p"] < 0.05 and half_ok:
             reached.append(row)
         parts.append(text)
     if not parts:
@@ -523,7 +671,8 @@ def section(data: dict[str, Any]) -> str:
     out = ["Generated by `python benchmarks/quality_report.py` from `docs/results/quality.json` (written by "
            + ("; then ".join(f"`{c}`" for c in commands)) + ").", "", "### Pairs", ""]
     out += setup_table(data) + ["", "### At a glance", ""] + overview_table(data) + [""]
-    out += ["![test accuracy per pair and method, every seed](img/quality.png)", ""]
+    out += ["### Does inheritance pay? One line per pair", ""] + verdict_lines(data) + [""]
+    out += ["![test score per pair and method, every seed](img/quality.png)", ""]
     for pair in pairs_in_order(data):
         entry = data["pairs"][pair]
         out += [f"### {pair}: validation search", ""] + search_tables(pair, entry)
@@ -546,7 +695,7 @@ def section(data: dict[str, Any]) -> str:
 
 
 def plot(data: dict[str, Any], path: Path) -> None:
-    """One panel per pair: every seed's test accuracy per row (dots), mean +- std (bars)."""
+    """One panel per pair: every seed's test score (the pair's metric) per row (dots), mean +- std (bars)."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -566,7 +715,7 @@ def plot(data: dict[str, Any], path: Path) -> None:
         ax.set_xticks(range(len(rows)), rows, rotation=40, ha="right", fontsize=8)
         ax.set_title(f"{pair}\n{entry['parent_params'] / entry['child_params']:.1f}x, "
                      f"{entry['test_size']:,} test samples", fontsize=8)
-        ax.set_ylabel("test accuracy % (mean +- std; dots: seeds)", fontsize=8)
+        ax.set_ylabel(f"test {label(entry)} (mean +- std; dots: seeds)", fontsize=8)
         ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,14 +1,18 @@
-"""Sizing the transformer pair: is there a size at which KD, the pair's positive control, beats the
-baseline? The child's width and its number of training sequences are varied around the card's; at
-each size the baseline (the pair's chosen recipe) and KD (each of the benchmark's KD settings) are
-trained on a few seeds and compared on validation accuracy only.
+"""Sizing a pair: is there a size at which KD, the pair's positive control, beats the baseline, and
+what does one run cost? The child's width and its number of training samples are varied around the
+card's; at each size the baseline (the pair's chosen recipe, else the card's) and KD (each of the
+benchmark's KD settings) are trained on a few seeds and compared on validation scores only (the
+task's primary metric: accuracy, Dice). Each run's training time is recorded, so the budget of 20
+seeds of every row can be stated before any is run.
 
-    python benchmarks/quality_sizing.py            # -> docs/results/quality_sizing.json (read by quality_report.py)
-    python benchmarks/quality_sizing.py --quick    # smoke check: tiny data, 2 epochs, a temporary folder
+    python benchmarks/quality_sizing.py                                        # the transformer pair
+    python benchmarks/quality_sizing.py --pair seg-scarce-denseunet-pocketnet  # the segmentation pair
+    python benchmarks/quality_sizing.py --quick                                # smoke check: tiny data, 2 epochs, a temporary folder
 
-The parent is the quality benchmark's own (``<out>/<pair>/parent-seed0``, trained there when
-missing); every run is an ordinary run folder under ``<out>/<pair>/sizing/``, reused when finished
-with the same settings.
+Results go to ``docs/results/quality_sizing.json`` (one entry per pair, merged into the file; read by
+quality_report.py). The parent is the quality benchmark's own (``<out>/<pair>/parent-seed0``,
+trained there when missing); every run is an ordinary run folder under ``<out>/<pair>/sizing/``,
+reused when finished with the same settings.
 """
 
 from __future__ import annotations
@@ -29,10 +33,19 @@ import quality_plan as plan
 
 ROOT = plan.ROOT
 OUT_FILE = plan.RESULTS_FILE.with_name("quality_sizing.json")
-#: (child width, child training sequences before the validation split): the card's first
-REGIMES: list[tuple[int, int]] = [(16, 1000), (32, 1000), (16, 3000), (32, 3000)]
-#: the seeds of every run (validation accuracy is compared on their mean)
-SEEDS: tuple[int, ...] = (0, 1)
+#: per pair, the sizes tried: (child width, child training samples); the card's size first. The
+#: transformer pair's training samples are its sequences before the validation split; the segmentation
+#: pair's are the images the child learns from (``train.train_samples``, a prefix of the same order),
+#: its 32 validation images the same at every size, and its epochs scaled so that every size takes the
+#: card's number of optimisation steps
+REGIMES: dict[str, list[tuple[int, int]]] = {
+    plan.TRANSFORMER_PAIR: [(16, 1000), (32, 1000), (16, 3000), (32, 3000)],
+    plan.SEG_PAIR: [(4, 64), (8, 64), (4, 32), (8, 32), (4, 16), (8, 16)],
+    plan.FLOW_SIZING_PAIR: [(0, 64)],  # width 0: the card's child (RAFT-S at a quarter of the widths)
+}
+#: per pair, the seeds of every run (validation scores are compared on their mean and paired per seed)
+SEEDS: dict[str, tuple[int, ...]] = {plan.TRANSFORMER_PAIR: (0, 1), plan.SEG_PAIR: (0, 1, 2),
+                                     plan.FLOW_SIZING_PAIR: (0, 1)}
 
 
 def _card(pair: str, width: int, n_train: int, quick: bool):
@@ -42,32 +55,70 @@ def _card(pair: str, width: int, n_train: int, quick: bool):
 
     card = quality.resolve_card(pair, quick)
     options = dict(card.child_options)
-    config = {**options["config"], "hidden_size": width, "intermediate_size": 2 * width}
-    return attrs.evolve(card, child_options={**options, "config": config},
-                        dataset_options={**card.dataset_options, "n_train": 240 if quick else n_train})
+    if "config" in options:  # a transformers configuration (the zoo's pair)
+        config = {**options["config"], "hidden_size": width, "intermediate_size": 2 * width}
+        return attrs.evolve(card, child_options={**options, "config": config},
+                            dataset_options={**card.dataset_options, "n_train": 240 if quick else n_train})
+    if pair == plan.SEG_PAIR:  # as many steps at every size: the card's epochs at its 64 training images
+        card = attrs.evolve(card, train=attrs.evolve(card.train, epochs=card.train.epochs * (64 // n_train)
+                                                      if n_train and not quick else card.train.epochs))
+    return attrs.evolve(card, child_options={**options, "width": width}) if width else card
+
+
+def _train_samples(pair: str, n_train: int, quick: bool) -> dict[str, int]:
+    """The run's ``train.train_samples`` for a pair whose size is a subset of its training split."""
+    if pair == plan.TRANSFORMER_PAIR:
+        return {}
+    return {"train_samples": 8 if quick else n_train}
+
+
+def zero_flow(pair: str, quick: bool) -> float:
+    """The validation EPE of predicting no motion at all (the floor a flow child must beat)."""
+    from hkt_core.plugins import default_manager
+    from hkt_core.tasks.metrics import EndPointError
+    from hkt_core.train.data import load_splits
+
+    card = _card(pair, 0, 0, quick)
+    splits = load_splits(card, card.train, default_manager())
+    metric, total = EndPointError(), 0
+    for i in range(len(splits.val)):
+        _, (flow, valid) = splits.val[i]
+        total = total + metric.stats(torch_zeros_like(flow)[None], (flow[None], valid[None]))
+    return float(metric.compute(total))
+
+
+def torch_zeros_like(tensor):
+    import torch
+
+    return torch.zeros_like(tensor)
 
 
 def run_one(spec: dict[str, Any], out: str, quick: bool) -> dict[str, Any]:
     import torch
 
     import hkt_core
+    import quality
     from hkt_core.train.reuse import train_or_reuse
 
     torch.set_num_threads(1)
     card = _card(spec["pair"], spec["width"], spec["n_train"], quick)
-    kwargs = {**spec["recipe"], **spec["train"]}
+    kwargs = {**spec["recipe"], **spec["train"], **_train_samples(spec["pair"], spec["n_train"], quick)}
     if spec["method"] == "kd":
         kwargs["parent_weights"] = spec["parent"]
     folder = Path(out) / spec["pair"] / "sizing" / spec["folder"]
     started = time.time()
     train_or_reuse(card, spec["method"], folder, say=lambda m: None, seed=spec["seed"], progress=False, **kwargs)
     summary = hkt_core.load_run(folder).summary
-    return {**spec, "val": 100 * summary["val"]["accuracy"], "wall": time.time() - started}
+    metric = summary.get("primary_metric", "accuracy")
+    return {**spec, "metric": metric, "val": quality.scale(metric) * summary["val"][metric],
+            "train_seconds": summary["train_seconds"], "best_epoch": summary["best_epoch"],
+            "epochs": summary["epochs"], "wall": time.time() - started}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pair", default=plan.TRANSFORMER_PAIR, help=f"the pair (default {plan.TRANSFORMER_PAIR})")
+    parser.add_argument("--pair", default=plan.TRANSFORMER_PAIR, choices=sorted(REGIMES),
+                        help=f"the pair (default {plan.TRANSFORMER_PAIR})")
     parser.add_argument("--workers", type=int, default=2, help="parallel training processes (default 2)")
     parser.add_argument("--out", default=None, help="run folders (default runs/quality; --quick: a temporary folder)")
     parser.add_argument("--quick", action="store_true", help="smoke check: tiny data, 2 epochs, 2 sizes, 1 seed")
@@ -76,16 +127,21 @@ def main(argv: list[str] | None = None) -> int:
 
     out = Path(args.out or (tempfile.mkdtemp(prefix="hkt-sizing-quick-") if args.quick else ROOT / "runs" / "quality"))
     tuned = quality.read_tuned()
-    recipe = {} if args.quick else quality.recipe_of(tuned, args.pair, "kd")   # the baseline's chosen recipe
-    kd_settings = dict(list(plan.SEARCH["kd"].items())[:1] if args.quick else plan.SEARCH["kd"].items())
+    has_recipe = "baseline" in tuned.get("pairs", {}).get(args.pair, {}).get("chosen", {})
+    # the baseline's chosen recipe; before the pair's search, the card's own settings
+    recipe = quality.recipe_of(tuned, args.pair, "kd") if has_recipe and not args.quick else {}
+    kd_space = plan.search_for(args.pair)["kd"]  # the pair's own KD search where it has one
+    kd_settings = dict(list(kd_space.items())[:1] if args.quick else kd_space.items())
     parent = quality.execute([quality.job(args.pair, "parent", "card", {}, 0, {})], out, args.quick, 1, print)[0]
     if "error" in parent:
         print(parent["trace"], file=sys.stderr)
         return 1
     parent_file = str(out / args.pair / "parent-seed0" / "child.safetensors")
+    seeds = SEEDS[args.pair][:1] if args.quick else SEEDS[args.pair]
+    regimes_tried = REGIMES[args.pair][:2] if args.quick else REGIMES[args.pair]
     specs = []
-    for width, n_train in (REGIMES[:2] if args.quick else REGIMES):
-        for seed in (SEEDS[:1] if args.quick else SEEDS):
+    for width, n_train in regimes_tried:
+        for seed in seeds:
             runs = [("baseline", "recipe", {})] + [("kd", name, cfg.get("train", {})) for name, cfg in kd_settings.items()]
             for method, name, train in runs:
                 specs.append({"pair": args.pair, "width": width, "n_train": n_train, "method": method, "config": name,
@@ -98,23 +154,33 @@ def main(argv: list[str] | None = None) -> int:
             r = future.result()
             results.append(r)
             print(f"[{len(results)}/{len(specs)}] width {r['width']} n_train {r['n_train']} {r['method']} "
-                  f"{r['config']} seed {r['seed']}: val {r['val']:.2f} ({r['wall']:.0f} s)", flush=True)
+                  f"{r['config']} seed {r['seed']}: val {r['val']:.2f} ({r['train_seconds']:.0f} s training, "
+                  f"best epoch {r['best_epoch']}/{r['epochs']})", flush=True)
     regimes = []
     for width, n_train in dict.fromkeys((s["width"], s["n_train"]) for s in specs):
         mine = sorted((r for r in results if (r["width"], r["n_train"]) == (width, n_train)), key=lambda r: r["seed"])
-        regimes.append({"width": width, "n_train": n_train,
+        regimes.append({"width": width, "n_train": n_train, "epochs": mine[0]["epochs"] if mine else None,
                         "baseline": [r["val"] for r in mine if r["method"] == "baseline"],
                         "kd": {k: [r["val"] for r in mine if r["method"] == "kd" and r["config"] == k]
-                               for k in kd_settings}})
-    data = {"pairs": {args.pair: {"seeds": list(SEEDS[:1] if args.quick else SEEDS), "recipe": recipe,
-                                  "kd_settings": {k: v.get("train", {}) for k, v in kd_settings.items()},
-                                  "parent_sha256": parent["parent_sha256"], "regimes": regimes}},
-            "meta": {"command": "python benchmarks/quality_sizing.py " + " ".join(argv if argv is not None
-                                                                                     else sys.argv[1:]),
-                     "metric": "validation accuracy %, mean over the seeds"}}
+                               for k in kd_settings},
+                        "train_seconds": {"baseline": [r["train_seconds"] for r in mine if r["method"] == "baseline"],
+                                          "kd": [r["train_seconds"] for r in mine if r["method"] == "kd"]},
+                        "best_epoch": {"baseline": [r["best_epoch"] for r in mine if r["method"] == "baseline"],
+                                       "kd": [r["best_epoch"] for r in mine if r["method"] == "kd"]}})
+    command = "python benchmarks/quality_sizing.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    metric = results[0]["metric"] if results else "accuracy"
+    entry = {"seeds": list(seeds), "recipe": recipe, "recipe_source": "chosen" if recipe else "card",
+             "kd_settings": {k: v.get("train", {}) for k, v in kd_settings.items()},
+             "parent_sha256": parent["parent_sha256"], "parent_train_seconds": parent.get("train_seconds"),
+             "metric": metric,
+             "regimes": regimes, "command": command.strip(), "workers": args.workers}
+    if metric == "epe":
+        entry["zero_flow_val"] = zero_flow(args.pair, args.quick)
     if args.quick:
-        print(json.dumps(data))
+        print(json.dumps({"pairs": {args.pair: entry}}))
         return 0
+    data = json.loads(OUT_FILE.read_text()) if OUT_FILE.is_file() else {"pairs": {}}
+    data["pairs"][args.pair] = entry  # the other pairs' sizing stays
     OUT_FILE.write_text(json.dumps(data, indent=1) + "\n")
     print(f"wrote {OUT_FILE}; regenerate docs/RESULTS.md with benchmarks/quality_report.py")
     return 0
