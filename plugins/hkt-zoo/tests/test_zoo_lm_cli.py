@@ -184,6 +184,8 @@ def test_a_gpt2_pair_trains_with_kd_from_the_cli_exports_and_generates(hkt_home,
     model = transformers.AutoModelForCausalLM.from_pretrained(str(folder), local_files_only=True).eval()
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
     assert type(model) is transformers.GPT2LMHeadModel and model.config.n_layer == 1 and model.config.n_embd == 16
+    assert model.config.use_cache is True   # off while training, on again for generation
+    assert (model.generation_config.eos_token_id, model.generation_config.pad_token_id) == (256, 257)
     prompt = tokenizer("def ", return_tensors="pt")
     assert prompt["input_ids"].tolist() == [list(b"def ")]
     from hkt_core import load_run
