@@ -30,6 +30,10 @@ from hkt_core.stats import paired
 DOC = plan.ROOT / "docs" / "RESULTS.md"
 FIGURE = plan.ROOT / "docs" / "img" / "quality.png"
 BEGIN, END = "<!-- quality-benchmark:begin -->", "<!-- quality-benchmark:end -->"
+#: the generated blocks of docs/RESULTS.md's Segmentation and Optical flow sections
+SEG_BEGIN, SEG_END = "<!-- seg-quality:begin -->", "<!-- seg-quality:end -->"
+FLOW_BEGIN, FLOW_END = "<!-- flow-sizing:begin -->", "<!-- flow-sizing:end -->"
+SIZING_FILE = plan.RESULTS_FILE.with_name("quality_sizing.json")
 #: the worker count the wall-time estimate of each pair's compute line assumes (the benchmark's default)
 ESTIMATE_WORKERS = 2
 ROW_ORDER = ("baseline", "kd", "hkt", "hkt-kd", "hkt-paper", "hkt-anneal", "hkt-learned-gate", *plan.STAGE_ROWS)
@@ -47,6 +51,11 @@ ROW_NOTES = {
     "fitnet": "FitNet hints at `hkt-3`'s automatic points (method `fitnet`, hint weight chosen on validation)",
     "fitnet-random": "`fitnet` on a random valid alignment drawn with each run's seed (the control)",
     "fitnet-kd": "FitNet hints + Hinton KD (method `fitnet-kd`, on KD's chosen temperature and weight)",
+    "attention-transfer": "attention transfer (Zagoruyko & Komodakis: beta 1000, p 2, the paper's settings, not "
+                          "searched) at the aligned points of 3 stages",
+    "attention-transfer-random": "`attention-transfer` on a random valid alignment drawn with each run's seed (the "
+                                 "control)",
+    "dkd": "decoupled KD (the DKD paper's ResNet-56 -> ResNet-20 setting, not searched)",
 }
 #: rows whose points the automatic alignment chose (the goal line asks of each)
 AUTO_ALIGNED = ("hkt-3", "hkt-4", "fitnet", "fitnet-kd")
@@ -519,7 +528,7 @@ def _compare(entry: dict[str, Any], a: str, b: str) -> str:
 def alignment_matters(entry: dict[str, Any]) -> list[str]:
     """Each auto-aligned row against its random-alignment control, paired by seed."""
     methods = entry["methods"]
-    present = [(auto, control) for control, auto in plan.RANDOM_CONTROLS.items()
+    present = [(auto, control) for control, auto in plan.random_controls(entry.get("card")).items()
                if auto in methods or control in methods]
     if not present:
         return []
@@ -548,16 +557,22 @@ def alignment_matters(entry: dict[str, Any]) -> list[str]:
 
 
 def multi_stage(entry: dict[str, Any]) -> list[str]:
-    """hkt-3 / hkt-4 against the pooled-only HKT, KD and FitNet; FitNet against the baseline and KD."""
+    """hkt-3 / hkt-4 against the pooled-only HKT, KD and FitNet (on a card that is itself 3HKT: ``hkt``
+    against KD and FitNet); FitNet and attention transfer against the baseline and KD."""
     methods = entry["methods"]
+    skipped = plan.NOT_RUN.get(entry.get("card", ""), {})
     stage = [r for r in ("hkt-3", "hkt-4") if r in methods]
     if not stage and "fitnet" not in methods:
         return []
     lines = [f"| comparison | paired difference ({unit(entry)}; wins/n, p) | detectable |", "|---|---|---|"]
     for row in stage:
         lines += [_compare(entry, row, "hkt"), _compare(entry, row, "kd"), _compare(entry, row, "fitnet")]
+    if "hkt-3" in skipped and "hkt" in methods:  # the card's hkt is the 3-stage row
+        lines += [_compare(entry, "hkt", "kd"), _compare(entry, "hkt", "fitnet")]
     lines += [_compare(entry, "fitnet", "baseline"), _compare(entry, "fitnet", "kd"),
               _compare(entry, "fitnet-kd", "kd")]
+    if "attention-transfer" in methods:
+        lines += [_compare(entry, "attention-transfer", "baseline"), _compare(entry, "attention-transfer", "kd")]
     fixed = (f"at {mixing_points(entry)} (the card's fixed pairs)" if len(entry.get("alignment", [])) > 2
              else "only at the pooled vector (the card's fixed pair)")
     lines += ["", f"`hkt` mixes {fixed}; " + "; ".join(
@@ -567,9 +582,11 @@ def multi_stage(entry: dict[str, Any]) -> list[str]:
         d = gone[row]
         lines += ["", f"**`{row}` diverged** (configuration `{d['config']}`) on {len(d['seeds'])} seed(s) "
                       f"({', '.join(map(str, d['seeds']))}), so it has no {label(entry).split()[0]} to compare: {d['error']}"]
-    if "hkt-4" not in methods and "hkt-4" not in gone:
-        lines += ["", "`hkt-4` was not run: " + plan.NOT_RUN.get(entry.get("card", ""), {}).get(
-            "hkt-4", "the new rows' budget (one session on 2 workers) did not fit it.")]
+    for row, reason in skipped.items():
+        if row not in methods and row not in gone:
+            lines += ["", f"`{row}` was not run: {reason}"]
+    if "hkt-4" not in methods and "hkt-4" not in gone and "hkt-4" not in skipped:
+        lines += ["", "`hkt-4` was not run: the new rows' budget (one session on 2 workers) did not fit it."]
     return lines
 
 
@@ -580,7 +597,8 @@ def goal_auto_aligned(entry: dict[str, Any]) -> list[str]:
         return []
     kd = by_seed(methods["kd"])
     parts, reached = [], []
-    for row in AUTO_ALIGNED:
+    card_3hkt = "hkt-3" in plan.NOT_RUN.get(entry.get("card", ""), {})  # its hkt is the aligned 3-stage row
+    for row in (("hkt",) if card_3hkt else ()) + AUTO_ALIGNED + ("attention-transfer",):
         if row not in methods:
             continue
         mine = by_seed(methods[row])
@@ -601,7 +619,9 @@ def goal_auto_aligned(entry: dict[str, Any]) -> list[str]:
         parts.append(text)
     if not parts:
         return []
-    return ["**Goal, auto-aligned methods** (ahead of KD at p < 0.05 over 20 seeds and on both halves of the seeds): "
+    kind = "aligned methods (the card's points, which `fitnet` and `attention-transfer` share)" if card_3hkt \
+        else "auto-aligned methods"
+    return [f"**Goal, {kind}** (ahead of KD at p < 0.05 over 20 seeds and on both halves of the seeds): "
             + "; ".join(parts) + ". " + (f"**Reached** by {', '.join(f'`{r}`' for r in reached)}." if reached
                                         else "**Not reached** by any of them.")]
 
@@ -723,12 +743,133 @@ def plot(data: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def _sizing() -> dict[str, Any]:
+    return json.loads(SIZING_FILE.read_text()).get("pairs", {}) if SIZING_FILE.is_file() else {}
+
+
+def seg_section(data: dict[str, Any]) -> str:
+    """The Segmentation section's rows: the quality benchmark's segmentation pair, from the JSON."""
+    pair = plan.SEG_PAIR
+    entry = data["pairs"].get(pair)
+    head = (f"Generated by `python benchmarks/quality_report.py` from `docs/results/quality.json` and "
+            f"`docs/results/quality_sizing.json` (the commands that wrote them are listed in the quality section "
+            f"above and in the sizing line below). The pair `{pair}` is one of the quality benchmark's; its search, "
+            f"alignment and multi-stage sections are there.")
+    if entry is None:
+        return head + "\n\nNot measured yet: `python benchmarks/quality.py --pairs " + pair + "` has not been run.\n"
+    models = f"`{entry.get('parent_model')}` -> `{entry.get('child_model')}`"
+    out = [head, "", f"**The pair.** {models}: {entry['parent_params']:,} -> {entry['child_params']:,} parameters "
+                     f"({entry['parent_params'] / entry['child_params']:.1f}x); the parent's test {label(entry)} "
+                     f"{f2(entry['parent_test'])} (on its own test split); the children tested on "
+                     f"{entry['test_size']:,} generated images none of which any network trained on. Mixing points "
+                     f"of `hkt`: {mixing_points(entry)}, then the output.", ""]
+    out += comparison_table(entry) + [""] + verdicts(pair, entry) + ["", compute_line(pair, entry, ESTIMATE_WORKERS)]
+    sizing = _sizing().get(pair)
+    if sizing:
+        seconds = sum(sum(r["train_seconds"]["baseline"]) + sum(r["train_seconds"]["kd"]) for r in sizing["regimes"])
+        runs = sum(len(r["train_seconds"]["baseline"]) + len(r["train_seconds"]["kd"]) for r in sizing["regimes"])
+        out += ["", f"**Compute of the sizing** (`{sizing['command']}`): {runs} child runs, {_duration(seconds)} of "
+                    f"training summed over runs; on {sizing.get('workers', ESTIMATE_WORKERS)} workers about "
+                    f"{_duration(seconds / sizing.get('workers', ESTIMATE_WORKERS))} of wall time."]
+    return "\n".join(out).rstrip() + "\n"
+
+
+#: the rows a flow pair would run, as the segmentation pair does (search: 3 configurations x the tuning
+#: seeds of each searched method; comparison: 20 seeds of every row)
+FLOW_ROWS = ("baseline", "kd", "hkt", "hkt-kd", "hkt-3-random", "fitnet", "fitnet-random", "fitnet-kd",
+             "attention-transfer", "attention-transfer-random")
+
+
+def flow_section(data: dict[str, Any]) -> str:
+    """The Optical flow section's sizing: what one run costs at the smallest sensible size, whether
+    the control (KD ahead of the baseline) looks reachable, and what 20 seeds of every row would cost."""
+    pair = plan.FLOW_SIZING_PAIR
+    sizing = _sizing().get(pair)
+    if not sizing:
+        return (f"Not measured yet: `python benchmarks/quality_sizing.py --pair {pair}` has not been run.\n")
+    r = sizing["regimes"][0]
+    settings = list(sizing["kd_settings"])
+    base = dict(zip(sizing["seeds"], r["baseline"]))
+    zero = sizing.get("zero_flow_val")
+    lines = [f"Generated by `python benchmarks/quality_report.py` from `docs/results/quality_sizing.json` (written by "
+             f"`{sizing['command']}`): the pair `{pair}` (card in `plugins/hkt-flow`), sized, not run: validation "
+             f"EPE only (px, lower is better), {r['epochs']} epochs of {r['n_train']} training pairs per child, "
+             f"the parent trained once on its own data ({_duration(sizing.get('parent_train_seconds') or 0)}).", "",
+             "| seed | baseline val EPE px | " + " | ".join(f"KD `{k}` val EPE px" for k in settings)
+             + " | predicting zero flow, val EPE px | training s: baseline, KD |",
+             "|---|---|" + "---|" * len(settings) + "---|---|"]
+    kd_times = r["train_seconds"]["kd"]
+    per_seed_kd = len(settings)
+    for i, seed in enumerate(sizing["seeds"]):
+        kd = [r["kd"][k][i] for k in settings]
+        times = kd_times[i * per_seed_kd:(i + 1) * per_seed_kd]
+        lines.append(f"| {seed} | {f2(base[seed])} | " + " | ".join(f2(v) for v in kd) + f" | {f2(zero)} | "
+                     f"{r['train_seconds']['baseline'][i]:.0f}, {', '.join(f'{t:.0f}' for t in times)} |")
+    t_base = statistics.median(r["train_seconds"]["baseline"])
+    t_kd = statistics.median(kd_times)
+    ratios, source = _row_cost_ratios(data)
+    runs = _flow_runs()
+    seconds = sum(n * (t_base if row == "baseline" else t_kd * ratios.get(row, 1.0)) for row, n in runs.items())
+    best_kd = min(settings, key=lambda k: mean_std(r["kd"][k])[0])
+    kd_mean, base_mean = mean_std(r["kd"][best_kd])[0], mean_std(r["baseline"])[0]
+    beats_zero = zero is not None and min(base_mean, kd_mean) < zero
+    lines += ["", f"**Cost of one run.** A baseline child trained in {t_base:.0f} s (median), a KD child in "
+                  f"{t_kd:.0f} s (the parent's forward pass on every batch).",
+              "", f"**What 20 seeds of every row would cost.** The rows of the segmentation pair "
+                  f"({', '.join(f'`{x}`' for x in FLOW_ROWS)}): the search ({plan.CONFIGS} configurations x "
+                  f"{len(plan.TUNE_SEEDS)} seeds of each searched method) and 20 seeds of every row make "
+                  f"{sum(runs.values())} distinct runs; at the measured times (the other rows priced at KD's time "
+                  f"times {source}) that is {_duration(seconds)} of training, about "
+                  f"{_duration(seconds / ESTIMATE_WORKERS)} on {ESTIMATE_WORKERS} workers: "
+                  + ("within" if seconds / ESTIMATE_WORKERS <= 45 * 60 else "well beyond")
+                  + " the 45 minutes a pair is given here.",
+              "", "**Is the control reachable?** " + (
+                  f"The best KD setting by validation, `{best_kd}`, has validation EPE {f2(kd_mean)} px against the "
+                  f"baseline's {f2(base_mean)} px ({kd_mean - base_mean:+.2f} px over {len(sizing['seeds'])} seeds; "
+                  f"lower is better) and predicting zero flow {f2(zero)} px. "
+                  + ("At this size the children do beat zero flow, so a 20-seed control is a question of spread, which "
+                     "two seeds cannot settle." if beats_zero else
+                     "At this size no child beats predicting zero flow: the children have not learned flow yet, so "
+                     "the control cannot be met at a size that fits; it needs children trained until they beat zero "
+                     "flow clearly, that is many more steps per run than the budget above allows."))]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _row_cost_ratios(data: dict[str, Any]) -> tuple[dict[str, float], str]:
+    """Each row's median training time relative to KD's, measured on the segmentation pair (else 1)."""
+    entry = data["pairs"].get(plan.SEG_PAIR)
+    if not entry or "kd" not in entry["methods"]:
+        return {}, "1 (no row of the segmentation pair measured yet)"
+    kd = statistics.median(t for t in entry["methods"]["kd"]["train_seconds"] if t is not None)
+    ratios = {row: statistics.median(t for t in m["train_seconds"] if t is not None) / kd
+              for row, m in entry["methods"].items() if any(t is not None for t in m.get("train_seconds", []))}
+    return ratios, ("the ratio of its median time to KD's on the segmentation pair (" + ", ".join(
+        f"`{row}` {ratios[row]:.1f}" for row in FLOW_ROWS if row in ratios and row not in ("baseline", "kd")) + ")")
+
+
+def _flow_runs() -> dict[str, int]:
+    """Distinct runs per row of :data:`FLOW_ROWS`: 20 seeds each, plus the searched methods' other
+    configurations on the tuning seeds (the chosen one's are seeds 0-2 of the comparison)."""
+    searched = {"baseline", "kd", "hkt", "hkt-kd", "fitnet", "fitnet-kd"}
+    return {row: 20 + ((plan.CONFIGS - 1) * len(plan.TUNE_SEEDS) if row in searched else 0) for row in FLOW_ROWS}
+
+
+def _put(text: str, begin: str, end: str, body: str) -> str:
+    """``text`` with the block between ``begin`` and ``end`` replaced by ``body`` (appended when absent)."""
+    block = f"{begin}\n{body}{end}"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        return head + block + rest.split(end, 1)[1]
+    return text.rstrip() + "\n\n" + block + "\n"
+
+
 def render(doc_text: str, data: dict[str, Any]) -> str:
-    block = f"{BEGIN}\n{section(data)}{END}"
-    if BEGIN in doc_text and END in doc_text:
-        head, rest = doc_text.split(BEGIN, 1)
-        return head + block + rest.split(END, 1)[1]
-    return doc_text.rstrip() + "\n\n" + block + "\n"
+    text = _put(doc_text, BEGIN, END, section(data))
+    if SEG_BEGIN in text:  # the Segmentation and Optical flow sections hold their generated blocks
+        text = _put(text, SEG_BEGIN, SEG_END, seg_section(data))
+    if FLOW_BEGIN in text:
+        text = _put(text, FLOW_BEGIN, FLOW_END, flow_section(data))
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -143,3 +143,54 @@ def test_the_multi_stage_rows_follow_the_chosen_configurations():
     with pytest.raises(SystemExit, match="no tuned configuration for fitnet"):
         bench.final_jobs([plan.CONTROL_PAIR], {"pairs": {plan.CONTROL_PAIR: {"chosen": {
             k: chosen[k] for k in ("baseline", "hkt")}}}}, [0], [0], ["fitnet-random"])
+
+
+def test_a_lower_is_better_metric_is_chosen_by_its_lowest_validation_mean():
+    """A pair whose task's primary metric is an error (optical flow's EPE) is searched downwards; the
+    metric is recorded with the pair, and kept as measured (pixels, not %)."""
+    names = list(plan.search_for(plan.CONTROL_PAIR)["kd"])
+    results = [{**_result("kd", n, 0, v), "metric": "epe", "higher_is_better": False}
+               for n, v in zip(names, (2.5, 1.5, 2.0))]
+    entry = bench.choose(results, {"pairs": {}}, [0])["pairs"][plan.CONTROL_PAIR]
+    assert entry["chosen"]["kd"]["name"] == names[1] and entry["chosen"]["kd"]["val_mean"] == pytest.approx(1.5)
+    assert entry["metric"] == "epe" and entry["higher_is_better"] is False
+    assert bench.scale("epe") == 1.0 and bench.scale("dice") == bench.scale("accuracy") == bench.scale(None) == 100.0
+
+
+def test_the_segmentation_pair_brings_its_own_kd_search_and_is_3hkt_on_its_card():
+    space = plan.search_for(plan.SEG_PAIR)
+    assert space["kd"] == plan.PAIR_SEARCH[plan.SEG_PAIR]["kd"] and space["hkt"] == plan.SEARCH["hkt"]
+    assert {len(c) for c in space.values()} == {plan.CONFIGS}
+    # the card is 3HKT at fixed points: hkt-3 would repeat hkt's runs, so its random control controls hkt
+    assert plan.random_controls(plan.SEG_PAIR)["hkt-3-random"] == "hkt"
+    assert plan.random_controls(plan.CONTROL_PAIR) == plan.RANDOM_CONTROLS
+    chosen = {"baseline": {"name": "lr0.003", "config": {"train": {"lr": 0.003}}},
+              "kd": {"name": "T1-w0.5", "config": space["kd"]["T1-w0.5"]},
+              "hkt": {"name": "paper", "config": {"hkt": {}}}, "hkt-kd": {"name": "paper", "config": {"hkt": {}}},
+              "fitnet": {"name": "hint1", "config": space["fitnet"]["hint1"]},
+              "fitnet-kd": {"name": "hint1", "config": space["fitnet-kd"]["hint1"]}}
+    tuned = {"pairs": {plan.SEG_PAIR: {"seeds": [0], "search": {}, "chosen": chosen}}}
+    jobs = bench.final_jobs([plan.SEG_PAIR], tuned, [0], [0], None)
+    rows = {j["row"] for j in jobs}
+    assert {"hkt-3", "hkt-4", "dkd"}.isdisjoint(rows)
+    assert {"hkt-3-random", "fitnet-random", "attention-transfer", "attention-transfer-random"} <= rows
+
+
+#: every row of the segmentation pair (none needs more than --quick to be checked)
+SEG_ROWS = ("baseline", "kd", "hkt", "hkt-kd", "hkt-3-random", "fitnet", "fitnet-random", "fitnet-kd",
+            "attention-transfer", "attention-transfer-random")
+
+
+def test_every_row_of_the_segmentation_pair_runs_in_quick_mode(tmp_path, capsys, monkeypatch):
+    """The segmentation pair's parent, its search and every row of its comparison, shrunk (1 seed, 2
+    epochs, 16 training images), in this process; the rows are scored in global Dice (%)."""
+    monkeypatch.setenv("HKT_HOME", str(tmp_path / "home"))
+    code = bench.main(["--quick", "--no-write", "--workers", "1", "--pairs", plan.SEG_PAIR,
+                       "--methods", ",".join(SEG_ROWS), "--out", str(tmp_path / "runs")])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    rows = json.loads([line for line in out.splitlines() if line.startswith("{")][-1])[plan.SEG_PAIR]
+    assert set(rows) == set(SEG_ROWS)
+    assert all(len(v) == 1 and 0.0 <= v[0] <= 100.0 for v in rows.values())
+    summaries = [json.loads(f.read_text()) for f in (tmp_path / "runs" / plan.SEG_PAIR).glob("*/summary.json")]
+    assert summaries and {s["primary_metric"] for s in summaries} == {"dice"}
