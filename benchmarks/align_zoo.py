@@ -906,9 +906,10 @@ def summarise(rows: list[dict]) -> dict:
     for label, sel in (("all", ran),
                        ("development", [r for r in ran if not r.get("test")]),
                        ("test", [r for r in ran if r.get("test")]),
-                       ("tuning", [r for r in ran if not r["held_back"] and not r.get("test")]),
+                       ("tuning", [r for r in ran if not r["held_back"] and r.get("round", 1) != 3]),
                        ("held_back", [r for r in ran if r["held_back"] and not r.get("test")]),
-                       ("held_back_round2", [r for r in ran if r.get("round", 1) == 2])):
+                       ("held_back_round2", [r for r in ran if r.get("round", 1) == 2]),
+                       ("issue_families", [r for r in ran if r.get("round", 1) == 3 and not r.get("test")])):
         points, nodes = total(sel, "points"), total(sel, "nodes")
         cp, cn = total(sel, "points", "control"), total(sel, "nodes", "control")
         out[label] = {
@@ -939,6 +940,8 @@ def _pct(x) -> str:
 def _set_label(row: dict) -> str:
     if row.get("test"):
         return "test"
+    if row.get("round", 1) == 3:
+        return "development, issue families"
     if not row["held_back"]:
         return "tuning"
     return "held back, round 2" if row.get("round", 1) == 2 else "held back"

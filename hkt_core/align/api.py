@@ -232,6 +232,10 @@ def _automatic(bp: BlockGraph, bc: BlockGraph, stages: int | None, cka: np.ndarr
                    flops_p=np.array([b.depth for b in P]), flops_c=np.array([b.depth for b in C]))
     notes = [f"{side}: {note}" for side, bg in (("parent", bp), ("child", bc)) for note in bg.notes]
     picked = choose_pairs(scores, ok, depth_p, depth_c, count, levels_p=levels_p, levels_c=levels_c, **options)
+    if picked is None and options["ok_inner"] is not None:
+        notes.append("the levels leave too few pairs of stage ends: inner points not only at stage ends")
+        picked = choose_pairs(scores, ok, depth_p, depth_c, count, levels_p=levels_p, levels_c=levels_c,
+                              **{**options, "ok_inner": None})
     if picked is None and (levels_p.active or levels_c.active):
         notes.append("the levels cannot all be kept in order with pairs that can mix: chosen without them")
         picked = choose_pairs(scores, ok, depth_p, depth_c, count, **options)

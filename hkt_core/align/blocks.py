@@ -357,7 +357,10 @@ def block_boundaries(traced: TracedModel, cut: set[str],
     for a, b in zip(outputs, outputs[1:]):
         if tuple(g.nodes[a]["shape"][1:]) != tuple(g.nodes[b]["shape"][1:]):
             # a stage that ends by downsampling (a Swin stage's patch merging) ends at its own output
-            holds = any(a.startswith(p + ".") or a in members.get(p, ()) for p in paths.get(b, ()))
+            # (one computed by the stage itself, after the blocks it holds)
+            holds = any((a.startswith(p + ".") or a in members.get(p, ()))
+                        and not any(values[q] == b for q in values if q.startswith(p + "."))
+                        for p in paths.get(b, ()))
             ends.add(b if holds else a)
     ends.add(outputs[-1])
     tiers: dict[str, int] = {}
@@ -484,7 +487,10 @@ def _head_input(traced: TracedModel, last_block: str) -> str | None:
     through dropout, activations, class-token selection and views that keep the shape, to a module
     with parameters (a pooler, a pre-classifier, a final norm), a global pooling, or the first
     value that reshapes (a flatten after a functional pooling: the head reads the flattened
-    features)."""
+    features). A head module that pools first (a classifier head holding its global pooling) reads
+    the pooled features: the value nearest its Linear with as many elements as the pooling's output
+    (the flattened pool), not the map that enters it. Operations are read by their target and
+    module type (a dropout module is read through whatever its attribute is called)."""
     g = traced.graph
     node = traced.prediction
     # the last parameterised operation producing the prediction (through its largest input)
@@ -500,12 +506,28 @@ def _head_input(traced: TracedModel, last_block: str) -> str | None:
         preds = [p for p in g.predecessors(name) if g.nodes[p]["shape"] is not None and g.nodes[p]["op"] != "placeholder"]
         return max(preds, key=lambda p: g.nodes[p]["index"]) if preds else None
 
+    def op(name: str) -> str:  # what a value's operation is: its target and its module's type
+        return f"{g.nodes[name]['target']} {g.nodes[name].get('module_type') or ''}".lower()
+
     cur = main_input(node)
+    inside: list[str] = []  # the head module's own values, from its Linear back to what enters it
     while cur is not None and g.nodes[cur]["index"] > last_index and _inside(_module_path(traced, cur), head):
+        inside.append(cur)
         cur = main_input(cur)  # inside the head module: find what enters it
+    for k, name in enumerate(inside):
+        ins = [p for p in g.predecessors(name) if g.nodes[p]["shape"] is not None]
+        if any(w in op(name) for w in ("pool", "mean")) or (
+                len(ins) == 1 and _numel(g.nodes[ins[0]]["shape"]) > _numel(g.nodes[name]["shape"])
+                and not any(w in op(name) for w in _READ_THROUGH)):
+            # the head pools first (a classifier head holding its global pooling): it reads the
+            # pooled features, flattened when it flattens them, not the map that enters it
+            size = _numel(g.nodes[name]["shape"])
+            same = [v for v in inside[:k + 1] if _numel(g.nodes[v]["shape"]) == size
+                    and not any(w in op(v) for w in _READ_THROUGH)]
+            return same[0] if same else name
     while cur is not None and g.nodes[cur]["index"] > last_index:
         data = g.nodes[cur]
-        target = data["target"].lower()
+        target = op(cur)
         ins = [p for p in g.predecessors(cur) if g.nodes[p]["shape"] is not None]
         if len(ins) == 1 and any(k in target for k in _VIEWS) and tuple(g.nodes[ins[0]]["shape"]) == tuple(data["shape"]):
             cur = ins[0]  # a view that keeps the shape (a module's output viewed): read through it
