@@ -100,6 +100,62 @@ def test_no_import_circle_between_packages_and_top_level_modules():
     assert graph.number_of_nodes() >= 15  # the scan saw the packages (not an empty walk)
 
 
+def module_graph() -> tuple[nx.DiGraph, dict[tuple[str, str], list[str]]]:
+    """hkt_core's files and the imports between them (function-level included, TYPE_CHECKING not):
+    ``from package import name`` points at the file ``name`` when it is one, else at the package's
+    ``__init__``; a moved module's old path counts as its new one."""
+    files = {_module_name(p)[0]: p for p in ROOT.rglob("*.py")}
+    moved = dict(hkt_core.MOVED_MODULES)
+    graph, where = nx.DiGraph(), {}
+    for module, path in files.items():
+        graph.add_node(module)
+        for target, names, line in imports_of(path):
+            if not target.startswith("hkt_core"):
+                continue
+            target = moved.get(target, target)
+            targets = [moved.get(f"{target}.{n}", f"{target}.{n}") for n in names]
+            targets = [t for t in targets if t in files] or [target]
+            for t in targets:
+                while t not in files and "." in t:   # a name of a module, not a file
+                    t = t.rsplit(".", 1)[0]
+                if t in files and t != module:
+                    graph.add_edge(module, t)
+                    where.setdefault((module, t), []).append(f"{path.relative_to(REPO)}:{line}")
+    return graph, where
+
+
+def test_no_import_circle_between_any_two_files():
+    graph, where = module_graph()
+    circles = [c for c in nx.strongly_connected_components(graph) if len(c) > 1]
+    described = []
+    for circle in circles:
+        edges = [f"{a} -> {b} ({where[(a, b)][0]})" for a in sorted(circle) for b in sorted(graph.successors(a))
+                 if b in circle]
+        described.append(f"{len(circle)} files: " + "; ".join(edges))
+    assert not circles, "import circles between files:\n" + "\n".join(described)
+    assert graph.number_of_nodes() >= 100   # the scan saw the files (not an empty walk)
+
+
+#: train/'s layers, lowest first: a file imports its own layer and the layers before it only
+TRAIN_LAYERS = ("runs", "methods", "loop", "setup")
+
+
+def test_train_is_four_layers_importing_downward_only():
+    train = ROOT / "train"
+    loose = sorted(p.name for p in train.glob("*.py") if p.name != "__init__.py")
+    assert not loose, f"files of train/ outside its layers {TRAIN_LAYERS}: {loose}"
+    assert sorted(p.name for p in train.iterdir() if (p / "__init__.py").is_file()) == sorted(TRAIN_LAYERS)
+    graph, where = module_graph()
+    upward = []
+    for a, b in graph.edges:
+        if a.startswith("hkt_core.train.") and b.startswith("hkt_core.train"):
+            below = TRAIN_LAYERS.index(a.split(".")[2])
+            layer = b.split(".")[2] if b.count(".") >= 2 else None
+            if layer is None or TRAIN_LAYERS.index(layer) > below:
+                upward.append(f"{a} -> {b} ({where[(a, b)][0]})")
+    assert not upward, "imports up train/'s layers:\n" + "\n".join(sorted(upward))
+
+
 def test_the_scan_counts_function_level_imports_and_skips_type_checking(tmp_path):
     """The rule the circle test applies, on a file written here."""
     probe = tmp_path / "probe.py"
