@@ -14,20 +14,6 @@ import importlib.util as _util
 import sys as _sys
 import warnings as _warnings
 
-from .adapters import Adapter, GenericAdapter, adapter_for
-from .config import HKTConfig, TrainConfig
-from .errors import AlignmentError, CheckpointError, ConfigError, HKTError, RegistryError, TraceError
-from .pairs.card import PairCard
-from .plugins.host import default_manager, get_plugin_manager, lookup, registry, reset_default_manager
-from .plugins.markers import hookimpl
-
-# The functions `align` and `train` share their names with the sub-packages that define them.
-# Importing a sub-package binds its name on this package, so both are imported here, after every
-# other name exists, and the functions are bound last: `hkt_core.align(...)` and
-# `hkt_core.train(...)` are the functions however the sub-packages were reached.
-from .align import Alignment, BlockPair, align
-from .train import Run, load_run, train
-
 #: Modules that moved in 0.2 (old path -> new path). The old paths keep importing, with a
 #: DeprecationWarning, for one release; see CHANGELOG.md.
 MOVED_MODULES = {
@@ -43,6 +29,10 @@ MOVED_MODULES = {
     "hkt_core.markers": "hkt_core.plugins.markers",
     "hkt_core.metrics": "hkt_core.tasks.metrics",
     "hkt_core.losses": "hkt_core.tasks.losses",
+    # train/ in layers: runs <- methods <- loop <- setup
+    "hkt_core.train.method": "hkt_core.train.methods.method",
+    "hkt_core.train.aligned": "hkt_core.train.methods.aligned",
+    "hkt_core.train.variants": "hkt_core.train.methods.variants",
 }
 
 
@@ -68,6 +58,20 @@ if not any(isinstance(f, _MovedModuleFinder) for f in _sys.meta_path):
     _sys.meta_path.append(_MovedModuleFinder())
 
 
+from .adapters import Adapter, GenericAdapter, adapter_for
+from .config import HKTConfig, TrainConfig
+from .errors import AlignmentError, CheckpointError, ConfigError, HKTError, RegistryError, TraceError
+from .pairs.card import PairCard
+from .plugins.host import default_manager, get_plugin_manager, lookup, registry, reset_default_manager
+from .plugins.markers import hookimpl
+
+# The functions `align` and `train` share their names with the sub-packages that define them.
+# Importing a sub-package binds its name on this package, so both are imported here, after every
+# other name exists, and the functions are bound last: `hkt_core.align(...)` and
+# `hkt_core.train(...)` are the functions however the sub-packages were reached.
+from .align import Alignment, BlockPair, align
+from .train import Run, load_run, train
+
 #: Names served lazily (the engine's modules import on first use).
 _LAZY = {
     "genetic_attention": "hkt_core.etm",
@@ -86,19 +90,19 @@ _LAZY = {
     "Metric": "hkt_core.tasks.metrics",
     "Mixture": "hkt_core.etm.mixtures",
     "Transfer": "hkt_core.etm.transfers",
-    "Method": "hkt_core.train.method",
-    "MethodContext": "hkt_core.train.method",
-    "StepOutput": "hkt_core.train.method",
+    "Method": "hkt_core.train.methods.method",
+    "MethodContext": "hkt_core.train.methods.method",
+    "StepOutput": "hkt_core.train.methods.method",
     # a method in one file: registered where it is defined, its options a typed, frozen record
     "method": "hkt_core.train.methods.registry",
     "defined_methods": "hkt_core.train.methods.registry",
-    "option": "hkt_core.train.method",
-    "number_option": "hkt_core.train.method",
+    "option": "hkt_core.train.methods.method",
+    "number_option": "hkt_core.train.methods.method",
     # the parent's and the child's values at aligned points, their kinds and the transfers between them
-    "AlignedFeatures": "hkt_core.train.aligned",
-    "AlignedPoint": "hkt_core.train.aligned",
-    "PointValues": "hkt_core.train.aligned",
-    "on_positions": "hkt_core.train.aligned",
+    "AlignedFeatures": "hkt_core.train.methods.aligned",
+    "AlignedPoint": "hkt_core.train.methods.aligned",
+    "PointValues": "hkt_core.train.methods.aligned",
+    "on_positions": "hkt_core.train.methods.aligned",
     "DatasetBundle": "hkt_core.data",
     "Registrar": "hkt_core.plugins.registry",
     "registers": "hkt_core.plugins.registration",

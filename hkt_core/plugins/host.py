@@ -23,29 +23,10 @@ import pluggy
 
 from . import hookspecs
 from .hookspecs import PROJECT
-from .registry import KIND_ALIASES, KINDS, Registrar, Registry
+from .registry import KIND_ALIASES, KINDS, PluginInfo, Registrar, Registry
 
 ENTRY_POINT_GROUP = "hkt"
 DISABLE_ENV = "HKT_DISABLE_PLUGINS"
-
-
-@attrs.frozen
-class PluginInfo:
-    """What `hkt plugins list` shows for one plugin."""
-
-    name: str
-    distribution: str | None
-    version: str | None
-    registered: dict[str, list[str]] = attrs.field(factory=dict)
-    error: str | None = None
-    disabled: bool = False
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None and not self.disabled
-
-    def to_dict(self) -> dict[str, Any]:
-        return attrs.asdict(self)
 
 
 def disabled_from_env() -> set[str]:

@@ -153,3 +153,22 @@ class Registrar:
             )
         self._taken[key] = self._plugin
         self._staged.append((self.kind, name, obj, {"description": description, **metadata}))
+
+
+@attrs.frozen
+class PluginInfo:
+    """What `hkt plugins list` shows for one plugin."""
+
+    name: str
+    distribution: str | None
+    version: str | None
+    registered: dict[str, list[str]] = attrs.field(factory=dict)
+    error: str | None = None
+    disabled: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and not self.disabled
+
+    def to_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self)

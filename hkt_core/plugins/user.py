@@ -6,7 +6,12 @@ Cards that fail to load are not dropped silently: they make plugin ``user`` repo
 
 from __future__ import annotations
 
-from .host import PluginInfo, PluginManager
+from typing import TYPE_CHECKING
+
+from .registry import PluginInfo
+
+if TYPE_CHECKING:
+    from .host import PluginManager
 
 
 def load_user_cards(manager: PluginManager) -> None:

@@ -7,7 +7,7 @@ opens a finished run. The method protocol is in :mod:`hkt_core.train.method`.
 from __future__ import annotations
 
 from .api import train
-from .method import Method, MethodContext, StepOutput
+from .methods.method import Method, MethodContext, StepOutput
 from .run import Run, load_run
 
 __all__ = ["Method", "MethodContext", "Run", "StepOutput", "load_run", "train"]

@@ -36,7 +36,7 @@ from .data import Splits, split_batch, train_loader
 from .distributed import (World, all_sum, any_flag, barrier, broadcast_text, close_world, init_world,
                           raise_together, sync_buffers)
 from .evaluation import evaluate, measure_latency
-from .method import Method, MethodContext
+from .methods.method import Method, MethodContext
 from .optim import build_optimizer, learning_rate, set_learning_rate
 
 log = logging.getLogger("hkt.train")

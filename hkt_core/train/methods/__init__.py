@@ -19,8 +19,8 @@ trainable module, wrapped for distributed training under torchrun) rather than t
 
 from __future__ import annotations
 
-from ..aligned import ALIGNMENT_CHOICES, AlignedFeatures, method_alignment
-from ..method import Method, MethodContext, StepOutput
+from .aligned import ALIGNMENT_CHOICES, AlignedFeatures, method_alignment
+from .method import Method, MethodContext, StepOutput
 from .registry import BUILTIN_METHODS, ROLES, defined_methods, method, methods_with_role
 
 # Imported in the order the table lists them (each file registers its methods as it is defined).

@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 
 from ...errors import ConfigError
-from ..aligned import ALIGNMENT_CHOICES, AlignedFeatures, alignment_choice_ok, on_positions
-from ..method import Method, StepOutput, number_option, option
+from .aligned import ALIGNMENT_CHOICES, AlignedFeatures, alignment_choice_ok, on_positions
+from .method import Method, StepOutput, number_option, option
 from .registry import method
 
 

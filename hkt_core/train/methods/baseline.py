@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..method import Method, StepOutput
+from .method import Method, StepOutput
 from .registry import method
 
 

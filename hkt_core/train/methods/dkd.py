@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ...errors import ConfigError
-from ..method import MethodContext, StepOutput, number_option
+from .method import MethodContext, StepOutput, number_option
 from .kd import KDMethod
 from .registry import method
 

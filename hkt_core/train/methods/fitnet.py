@@ -6,8 +6,8 @@ import attrs
 import torch
 from torch import nn
 
-from ..aligned import ALIGNMENT_CHOICES, AlignedFeatures, alignment_choice_ok
-from ..method import Method, MethodContext, StepOutput, number_option, option
+from .aligned import ALIGNMENT_CHOICES, AlignedFeatures, alignment_choice_ok
+from .method import Method, MethodContext, StepOutput, number_option, option
 from .registry import method
 
 #: FitNet's hint weight by default. The hint is a relative squared error (each sample's parent value's

@@ -9,14 +9,14 @@ import attrs
 import torch
 from torch import nn
 
-from ..aligned import ALIGNMENT_CHOICES, alignment_choice_ok
-from ..method import Method, MethodContext, StepOutput, option
+from .aligned import ALIGNMENT_CHOICES, alignment_choice_ok
+from .method import Method, MethodContext, StepOutput, option
 from .kd import KDMethod
 from .registry import method
 
 
 def _schedule_ok(value: Any) -> bool:
-    from ..variants import LAM_SCHEDULES
+    from .variants import LAM_SCHEDULES
 
     return value in LAM_SCHEDULES
 
@@ -69,7 +69,7 @@ class HKTMethod(Method):
         """Every mixture's ``lam`` for ``epoch`` under ``lam_schedule`` (a pure function of the epoch,
         so a resumed run continues the schedule exactly)."""
         from ...etm.mixtures import Mixture
-        from ..variants import scheduled_lam
+        from .variants import scheduled_lam
 
         lam = scheduled_lam(self.ctx.hkt.lam, self.lam_schedule, epoch, self.ctx.train.epochs)
         for module in self.family.modules():

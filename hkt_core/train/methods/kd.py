@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..method import Method, StepOutput
+from .method import Method, StepOutput
 from .registry import method
 
 

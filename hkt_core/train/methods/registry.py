@@ -42,7 +42,7 @@ def method(name: str, *, roles: tuple[str, ...] = ()) -> Any:
         raise ValueError(f"@method({name!r}): unknown role(s) {', '.join(unknown)}; known: {', '.join(ROLES)}")
 
     def register(cls: type) -> type:
-        from ..method import Method
+        from .method import Method
 
         if not (isinstance(cls, type) and issubclass(cls, Method)):
             raise TypeError(f"@method({name!r}) decorates a Method subclass, got {cls!r}")

@@ -16,8 +16,8 @@
 
 from __future__ import annotations
 
-from ..errors import ConfigError
-from ..etm.mixtures import LearnedGateMixture  # re-exported: it lives with the other mixtures
+from ...errors import ConfigError
+from ...etm.mixtures import LearnedGateMixture  # re-exported: it lives with the other mixtures
 
 LAM_SCHEDULES = ("constant", "anneal")
 #: the fraction of the epochs after which an annealed ``lam`` is 0

@@ -27,7 +27,7 @@ import attrs
 import torch
 from torch import nn
 
-from ..errors import AlignmentError, ConfigError
+from ...errors import AlignmentError, ConfigError
 
 #: the ``alignment`` option of the methods that align (``hkt``, ``hkt-kd``, ``fitnet``, ``fitnet-kd``,
 #: ``attention-transfer``)
@@ -46,7 +46,7 @@ def method_alignment(ctx: Any, choice: Any, stages: int | None = None) -> Any:
     (:data:`ALIGNMENT_CHOICES`); the card gives ``stages``, its fixed pairs and its layouts.
     ``stages`` other than the card's aligns automatically at that count (the card's fixed pairs are
     for its own count, as with ``--stages``)."""
-    from ..align import align
+    from ...align import align
 
     card = ctx.card
     card_stages = card.stages if card is not None else 2
@@ -130,10 +130,10 @@ class AlignedFeatures(nn.Module):
                  transfers: bool = False, layouts: Mapping[str, str] | None = None, manager: Any = None,
                  adapters: tuple[Any, Any] | None = None) -> None:
         super().__init__()
-        from ..adapters import adapter_for
-        from ..align.resolve import name_pairs
-        from ..lockstep.features import features
-        from ..plugins.host import resolve_manager
+        from ...adapters import adapter_for
+        from ...align.resolve import name_pairs
+        from ...lockstep.features import features
+        from ...plugins.host import resolve_manager
 
         manager = resolve_manager(manager)
         pairs = name_pairs(alignment)[:-1]
@@ -171,7 +171,7 @@ class AlignedFeatures(nn.Module):
     def values(self, child_values: Mapping[str, Any], parent_values: Mapping[str, Any]) -> list[PointValues]:
         """Per point, both values channel-first and, with transfers, the child's mapped onto the
         parent's (the parent's in the child's dtype)."""
-        from ..lockstep.layout import to_channels_first
+        from ...lockstep.layout import to_channels_first
 
         out = []
         for k, point in enumerate(self.points):
@@ -196,9 +196,9 @@ def _kinds(model: nn.Module, adapter: Any, side: str, names: Sequence[str], inpu
     """The kind of every named value of ``model``, as the Family reads it: the eval graph (the one
     the alignment traced when it is this model's), one no-grad probe for the shapes, the stated
     layouts over the graph's evidence (:func:`hkt_core.trace.kinds.infer_kinds`)."""
-    from ..lockstep import LockstepGraph, follow
-    from ..trace.graph import trace
-    from ..trace.kinds import infer_kinds, stated_nodes
+    from ...lockstep import LockstepGraph, follow
+    from ...trace.graph import trace
+    from ...trace.kinds import infer_kinds, stated_nodes
 
     reference = next(iter(model.parameters()), None)
     inputs = tuple(inputs if reference is None else (follow(t, reference) for t in inputs))
@@ -234,7 +234,7 @@ def _kinds(model: nn.Module, adapter: Any, side: str, names: Sequence[str], inpu
 
 def _transfers(points: Sequence[AlignedPoint], manager: Any, child: nn.Module) -> nn.ModuleList:
     """One transfer per point, from the child's value onto the parent's, on the child's device and dtype."""
-    from ..etm import transfer_between
+    from ...etm import transfer_between
 
     built = []
     for k, point in enumerate(points):

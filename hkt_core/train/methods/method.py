@@ -22,9 +22,9 @@ import attrs
 import torch
 from torch import nn
 
-from ..adapters import adapter_for
-from ..config import HKTConfig, TrainConfig
-from ..errors import ConfigError
+from ...adapters import adapter_for
+from ...config import HKTConfig, TrainConfig
+from ...errors import ConfigError
 
 
 def option(default: Any, check: Callable[[Any], bool], what: str, *, real: bool = False) -> Any:
@@ -95,7 +95,7 @@ class MethodContext:
 
     def __attrs_post_init__(self) -> None:
         if self.manager is None:
-            from ..plugins.host import resolve_manager
+            from ...plugins.host import resolve_manager
 
             self.manager = resolve_manager(None)
 
