@@ -22,6 +22,12 @@ def configure(sub) -> None:
     new.add_argument("--dataset-option", action="append", default=[], metavar="KEY=VALUE",
                      help="an option of the data set, repeatable (e.g. root=/data/images): the data set is "
                           "loaded with them and they are written into [dataset_options]")
+    new.add_argument("--parent-option", action="append", default=[], metavar="KEY=VALUE",
+                     help="an option of the parent, repeatable (e.g. pretrained=./my-bert): a source may complete "
+                          "the rest from it; written into [parent_options]")
+    new.add_argument("--child-option", action="append", default=[], metavar="KEY=VALUE",
+                     help="an option of the child, repeatable; without any, a source may propose a child from "
+                          "the parent; written into [child_options]")
     new.add_argument("-o", "--out", default=None, help="card file to write (default NAME.toml here)")
     new.add_argument("--force", action="store_true", help="replace an existing file")
     new.set_defaults(handler=run_new)
@@ -55,14 +61,20 @@ def run_new(args) -> int:
     from ..pairs.scaffold import write_new_card
     from ..plugins.host import default_manager
 
-    options = {}
-    for item in args.dataset_option:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--dataset-option {item!r} is invalid: KEY=VALUE, e.g. --dataset-option root=/data/images")
-        options[key.strip()] = parse_value(value.strip())
+    def parsed(items, flag: str, example: str) -> dict:
+        options = {}
+        for item in items:
+            key, sep, value = item.partition("=")
+            if not sep or not key.strip():
+                raise ConfigError(f"{flag} {item!r} is invalid: KEY=VALUE, e.g. {flag} {example}")
+            options[key.strip()] = parse_value(value.strip())
+        return options
+
     path = write_new_card(args.name, parent=args.parent, child=args.child, dataset=args.dataset, task=args.task,
-                          stages=args.stages, out=args.out, force=args.force, dataset_options=options,
+                          stages=args.stages, out=args.out, force=args.force,
+                          dataset_options=parsed(args.dataset_option, "--dataset-option", "root=/data/images"),
+                          parent_options=parsed(args.parent_option, "--parent-option", "pretrained=./my-bert"),
+                          child_options=parsed(args.child_option, "--child-option", "name=resnet18"),
                           manager=default_manager())
     print(f"wrote {path}; next: hkt pairs check {path}, then hkt pairs add {path}")
     return 0
@@ -93,7 +105,7 @@ def _card(ref: str, manager):
     from ..pairs.card import PairCard
 
     if ref.endswith(".toml") or Path(ref).is_file():
-        return PairCard.from_toml(ref)
+        return PairCard.from_toml(ref, manager=manager)
     return manager.lookup("pairs", ref)
 
 

@@ -244,12 +244,16 @@ class PairCard:
             raise ConfigError(f"{source}: {exc}") from None
 
     @classmethod
-    def from_toml(cls, path: str | Path, *, stored: bool = False) -> "PairCard":
+    def from_toml(cls, path: str | Path, *, stored: bool = False, manager: Any = None) -> "PairCard":
         """A card file; its references resolve beside the file too.
 
         A card file may have come from anyone, so a ``source_folder`` it states is ignored: its
         folder is the file's own. Only a card of the user's store (``stored=True``, written by
         ``hkt pairs add``) keeps the folder it recorded.
+
+        The relative paths of a card file's options resolve against the file's folder, as its
+        ``module:callable`` references do (:func:`resolve_card_paths`; ``manager`` names the
+        factories, default the process-wide one). A stored card holds them resolved already.
         """
         path = Path(path)
         try:
@@ -258,6 +262,7 @@ class PairCard:
                 data.setdefault("source_folder", str(path.resolve().parent))
             else:
                 data["source_folder"] = str(path.resolve().parent)
+                data = resolve_card_paths(data, path.resolve().parent, manager)
             return cls.from_dict(data, source=str(path))
         except ConfigError as exc:
             msg = str(exc)
@@ -282,6 +287,71 @@ class PairCard:
 
     def to_toml(self) -> str:
         return to_toml(self.to_dict())
+
+
+#: A card's option tables whose factory may declare path options: (table, the key naming the factory, its kind).
+OPTION_TABLES = (("parent_options", "parent", "models"), ("child_options", "child", "models"),
+                 ("dataset_options", "dataset", "datasets"), ("parent_dataset_options", "dataset", "datasets"))
+
+
+def path_options(factory: Any) -> tuple[str, ...]:
+    """The options of a model or data set factory that name local files or folders: its
+    ``path_options`` attribute (a tuple of option names), else none."""
+    names = getattr(factory, "path_options", ())
+    if isinstance(names, str):
+        names = (names,)
+    return tuple(n for n in names if isinstance(n, str)) if isinstance(names, (list, tuple)) else ()
+
+
+def resolve_path(value: Any, folder: str | Path) -> Any:
+    """A relative local path (a string, or each string of a list) joined to ``folder``; absolute
+    paths, ``~`` paths (expanded), URLs and other values are returned as they are (URLs are the
+    factory's to refuse)."""
+    if isinstance(value, (list, tuple)):
+        return [resolve_path(v, folder) for v in value]
+    if not isinstance(value, str) or not value.strip() or "://" in value:
+        return value
+    text = value.strip()
+    if text.startswith("~"):
+        return os.path.expanduser(text)
+    if os.path.isabs(text):
+        return value
+    return os.path.normpath(os.path.join(str(folder), text))
+
+
+def _relative_strings(value: Any) -> bool:
+    if isinstance(value, (list, tuple)):
+        return any(_relative_strings(v) for v in value)
+    return isinstance(value, str) and bool(value.strip()) and not os.path.isabs(value.strip())
+
+
+def resolve_card_paths(data: dict[str, Any], folder: str | Path, manager: Any = None) -> dict[str, Any]:
+    """``data`` (a card's tables) with the relative paths of its options joined to ``folder``.
+
+    An option is a path when the registered factory that receives it declares it in its
+    ``path_options`` (:func:`path_options`; e.g. the zoo's ``transformers`` source: ``pretrained``,
+    ``weights``). A factory named by ``module:callable`` is not imported to ask (nothing runs while
+    a card is read), so its options stay as written, as do those of a name that is not registered
+    (the pre-flight reports it)."""
+    tables = [(t, ref, kind) for t, ref, kind in OPTION_TABLES
+              if isinstance(data.get(t), dict) and any(_relative_strings(v) for v in data[t].values())
+              and isinstance(data.get(ref), str) and ":" not in data[ref]]
+    if not tables:
+        return data
+    if manager is None:
+        from ..plugins.host import default_manager
+
+        manager = default_manager()
+    data = dict(data)
+    for table, ref, kind in tables:
+        try:
+            factory = manager.lookup(kind, data[ref])
+        except Exception:  # not registered: the pre-flight names it
+            continue
+        names = path_options(factory)
+        if names:
+            data[table] = {k: resolve_path(v, folder) if k in names else v for k, v in data[table].items()}
+    return data
 
 
 def register_cards_from(registry, folder) -> list[PairCard]:

@@ -67,10 +67,60 @@ def option_comments(factory) -> list[str]:
 
 
 def _assignments(options: dict[str, Any]) -> list[str]:
-    """``name = value`` lines of options given on the command line."""
+    """``name = value`` lines of options given on the command line or proposed (tables inline)."""
     from ..config import to_toml
 
-    return to_toml(options).strip().splitlines() if options else []
+    lines = []
+    for key, value in options.items():
+        if isinstance(value, dict):
+            inner = ", ".join(to_toml({k: v}).strip() for k, v in value.items() if v is not None)
+            lines.append(f"{to_toml({key: 0}).strip()[:-4]} = {{ {inner} }}" if inner else f"{key} = {{}}")
+        elif value is not None:
+            lines.extend(to_toml({key: value}).strip().splitlines())
+    return lines
+
+
+def propose(factory, given: dict[str, Any], *, role: str, parent: tuple[str, dict[str, Any]] | None = None,
+            info: dict[str, Any] | None = None) -> tuple[dict[str, Any], str]:
+    """``(options, note)``: the options a factory's ``propose_options`` hook completes for a new card
+    (a pretrained folder's architecture, a child proposed from its parent, a data set's tokenizer
+    from the parent's folder), or ``given`` as it is when the factory has no hook."""
+    hook = getattr(factory, "propose_options", None)
+    if hook is None:
+        return dict(given), ""
+    options, note = hook(dict(given), role=role, parent=parent, info=info)
+    return dict(options), str(note or "")
+
+
+def _absolute(factory, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` with the factory's path options (:func:`~hkt_core.pairs.card.path_options`) made
+    absolute against the working folder, where the command line gave them."""
+    from .card import path_options, resolve_path
+
+    names = path_options(factory)
+    return {k: resolve_path(v, Path.cwd()) if k in names else v for k, v in options.items()}
+
+
+def _relative(factory, options: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """``options`` with the factory's absolute path options written relative to the card's folder
+    when they lie under it (the card and its files move together), else absolute."""
+    import os
+
+    from .card import path_options
+
+    def rel(value: Any) -> Any:
+        if isinstance(value, list):
+            return [rel(v) for v in value]
+        if not isinstance(value, str) or not os.path.isabs(value):
+            return value
+        try:
+            inside = Path(value).resolve().relative_to(folder.resolve())
+        except ValueError:
+            return value
+        return inside.as_posix() or "."
+
+    names = path_options(factory)
+    return {k: rel(v) if k in names else v for k, v in options.items()}
 
 
 def _section(title: str, lines: list[str], note: str) -> list[str]:
@@ -116,13 +166,14 @@ def attention_layers(model) -> list[str]:
     return list(dict.fromkeys(found))
 
 
-def sample_model(ref: str, factory, manager) -> tuple[Any, str]:
-    """``(model, how)``: the model a card naming ``ref`` builds with no options (``how`` =
-    ``"defaults"``), else the example its source registered (its ``contract_options``: ``how`` =
+def sample_model(ref: str, factory, manager, options: dict[str, Any] | None = None) -> tuple[Any, str]:
+    """``(model, how)``: the model a card naming ``ref`` builds with ``options`` (default none: ``how``
+    = ``"defaults"``), else the example its source registered (its ``contract_options``: ``how`` =
     ``"example"``), else ``(None, "")`` when neither builds. Nothing downloads: model sources never do."""
     from torch import nn
 
-    attempts = [({}, "defaults")]
+    attempts = [(dict(options), "defaults")] if options else []
+    attempts.append(({}, "defaults"))
     if ":" not in ref:
         try:
             example = manager.registry("models").entry(ref).metadata.get("contract_options")
@@ -184,7 +235,9 @@ def _recipe_lines(settings: dict[str, Any]) -> list[str]:
 def card_text(name: str, *, parent: str, child: str, dataset: str, task: str, stages: int,
               input_shapes, num_classes: int | None, factories: dict[str, Any],
               input_dtypes: tuple[str, ...] = (), dataset_options: dict[str, Any] | None = None,
-              recipes: dict[str, tuple[dict[str, Any], str]] | None = None) -> str:
+              recipes: dict[str, tuple[dict[str, Any], str]] | None = None,
+              parent_options: dict[str, Any] | None = None, child_options: dict[str, Any] | None = None,
+              notes: dict[str, str] | None = None) -> str:
     """The commented card (see the module docstring). ``recipes``: ``{"parent"|"child": (settings,
     reason)}`` from :func:`recipe_for` (default: the convolutional recipe for both)."""
     recipes = recipes or {}
@@ -217,10 +270,12 @@ def card_text(name: str, *, parent: str, child: str, dataset: str, task: str, st
         f"stages = {stages}                        # nHKT: {stages - 1} mixing point(s) + the predictions;"
         " `hkt train --stages N` tries another",
         "",
-        *_section("parent_options", option_comments(factories["parent"]), "keyword options of the parent factory"),
-        *_section("child_options", option_comments(factories["child"]), "keyword options of the child factory"),
-        *_section("dataset_options", [*_assignments(dataset_options or {}), *option_comments(factories["dataset"])],
-                  "keyword options of the data set"),
+        *_section("parent_options", [*_comment_note(notes, "parent"), *_assignments(parent_options or {}),
+                                     *_unset(option_comments(factories["parent"]), parent_options)], "keyword options of the parent factory"),
+        *_section("child_options", [*_comment_note(notes, "child"), *_assignments(child_options or {}),
+                                    *_unset(option_comments(factories["child"]), child_options)], "keyword options of the child factory"),
+        *_section("dataset_options", [*_comment_note(notes, "dataset"), *_assignments(dataset_options or {}),
+                                      *_unset(option_comments(factories["dataset"]), dataset_options)], "keyword options of the data set"),
         "[alignment]",
         "# leave empty to align automatically (`hkt align " + name + "` shows the choice), or name the mixing",
         "# points by hand, in forward order (the predictions pair is implied):",
@@ -254,6 +309,20 @@ def card_text(name: str, *, parent: str, child: str, dataset: str, task: str, st
     return "\n".join(lines)
 
 
+def _unset(comments: list[str], options: dict[str, Any] | None) -> list[str]:
+    """The option comments of the options not set in ``options``."""
+    import re
+
+    names = set(options or {})
+    return [line for line in comments
+            if (m := re.match(r"# (\w+)[ :=]", line)) is None or m.group(1) not in names]
+
+
+def _comment_note(notes: dict[str, str] | None, role: str) -> list[str]:
+    note = (notes or {}).get(role)
+    return _comment(f"proposed by the source: {note}; edit freely") if note else []
+
+
 def sample_dtypes(bundle) -> tuple[str, ...]:
     """The dtypes of the first training sample's inputs, when any is not float32 (token ids), else ()."""
     import torch
@@ -274,8 +343,14 @@ def sample_dtypes(bundle) -> tuple[str, ...]:
 
 def write_new_card(name: str, *, parent: str, child: str, dataset: str, task: str | None = None,
                    stages: int = 2, out: str | Path | None = None, force: bool = False,
-                   dataset_options: dict[str, Any] | None = None, manager: PluginManager) -> Path:
-    """Write the card of a new pair to ``out`` (default ``NAME.toml``); returns its path."""
+                   dataset_options: dict[str, Any] | None = None, parent_options: dict[str, Any] | None = None,
+                   child_options: dict[str, Any] | None = None, manager: PluginManager) -> Path:
+    """Write the card of a new pair to ``out`` (default ``NAME.toml``); returns its path.
+
+    Options given here (relative paths against the working folder) are completed by each
+    factory's ``propose_options`` hook (:func:`propose`), in this order: the parent's, the data
+    set's (seeing the parent's), the child's (seeing the parent's and the data set's facts). Path
+    options are written relative to the card's folder when they lie under it, else absolute."""
     from ..data import DatasetBundle
 
     if not isinstance(name, str) or not NAME_RE.match(name):
@@ -288,7 +363,12 @@ def write_new_card(name: str, *, parent: str, child: str, dataset: str, task: st
         raise ConfigError(f"{path} already exists; pick another file with -o or pass --force")
     factories = {"parent": _factory("models", parent, manager), "child": _factory("models", child, manager),
                  "dataset": _factory("datasets", dataset, manager)}
-    dataset_options = dict(dataset_options or {})
+    notes: dict[str, str] = {}
+    parent_options, notes["parent"] = propose(factories["parent"], _absolute(factories["parent"], parent_options or {}),
+                                              role="parent")
+    dataset_options, notes["dataset"] = propose(factories["dataset"],
+                                                _absolute(factories["dataset"], dataset_options or {}),
+                                                role="dataset", parent=(parent, parent_options))
     with_options = (f"with the options {', '.join(f'{k}={v!r}' for k, v in dataset_options.items())}"
                     if dataset_options else "with its default options")
     try:
@@ -307,12 +387,19 @@ def write_new_card(name: str, *, parent: str, child: str, dataset: str, task: st
     task = task or info.get("task") or "classification"
     manager.lookup("tasks", task)
     classes = info.get("num_classes")
-    recipes = {role: recipe_for(*sample_model(ref, factories[role], manager))
+    child_options, notes["child"] = propose(factories["child"], _absolute(factories["child"], child_options or {}),
+                                            role="child", parent=(parent, parent_options), info=info)
+    built = {"parent": parent_options, "child": child_options}
+    recipes = {role: recipe_for(*sample_model(ref, factories[role], manager, built[role]))
                for role, ref in (("parent", parent), ("child", child))}
+    folder = path.parent if path.parent != Path("") else Path(".")
     text = card_text(name, parent=parent, child=child, dataset=dataset, task=task, stages=stages,
                      input_shapes=[(1, *s) for s in bundle.input_shapes],
                      num_classes=classes if isinstance(classes, int) else None, factories=factories,
-                     input_dtypes=sample_dtypes(bundle), dataset_options=dataset_options, recipes=recipes)
+                     input_dtypes=sample_dtypes(bundle), recipes=recipes, notes=notes,
+                     dataset_options=_relative(factories["dataset"], dataset_options, folder),
+                     parent_options=_relative(factories["parent"], parent_options, folder),
+                     child_options=_relative(factories["child"], child_options, folder))
     PairCard.from_dict(read_toml_text(text, str(path)), source=str(path))  # what we write, `pairs add` reads
     from ..io import atomic_write_text
 

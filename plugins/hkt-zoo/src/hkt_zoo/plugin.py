@@ -40,9 +40,17 @@ def hkt_register_datasets():
     from .data import token_recall
     from .text_data import text_files
 
-    return [("token-recall", token_recall, {"contract_options": {"n_train": 64, "n_test": 32}}),
+    sets = [("token-recall", token_recall, {"contract_options": {"n_train": 64, "n_test": 32}}),
             ("text-files", text_files, {"task": "causal-lm",
                                         "contract_options": {"corpus": "python-stdlib", "block_size": 64}})]
+    if _has("transformers"):
+        from .text_classification import text_classification_files
+
+        # labelled text from local files; its contract needs files and a tokenizer, so it has none
+        sets.append(("text-classification-files", text_classification_files,
+                     {"description": "labelled text from local CSV / JSON-lines / parquet files or a "
+                                     "datasets.save_to_disk folder, through a local tokenizer folder"}))
+    return sets
 
 
 @registers()

@@ -390,5 +390,7 @@ def tokenizer_of(options: dict[str, Any]) -> ByteTokenizer | _HFTokenizer:
     return _HFTokenizer(local_path(name, "tokenizer"))
 
 
+text_files.path_options = ("files", "tokenizer")   # type: ignore[attr-defined]  # resolved against a card's folder
+
 __all__ = ["CORPORA", "OPTIONS", "STDLIB_CORPUS", "ByteTokenizer", "TextBlocks", "local_path",
            "pack", "read_documents", "split_documents", "stdlib_corpus_files", "text_files", "tokenizer_of"]

@@ -48,7 +48,15 @@ CONTRACT_OPTIONS = {"architecture": "BertForSequenceClassification",
                                "num_attention_heads": 2, "intermediate_size": 32,
                                "max_position_embeddings": 32, "num_labels": 3}}
 #: The options of the ``transformers`` model source.
-OPTIONS = ("architecture", "config", "pretrained", "weights")
+OPTIONS = ("architecture", "config", "pretrained", "weights", "init_from_parent")
+#: The options that name local files or folders (a card's relative paths resolve against its folder).
+PATH_OPTIONS = ("pretrained", "weights", "init_from_parent")
+#: A configuration's layer count, by the names configurations give it.
+LAYER_FIELDS = ("num_hidden_layers", "n_layer", "num_layers", "n_layers")
+#: Fields of a saved config.json that are not configuration (left out of a proposed child's config).
+_META_FIELDS = ("architectures", "model_type", "transformers_version", "torch_dtype", "dtype", "id2label",
+                "label2id", "_name_or_path", "auto_map", "trust_remote_code", "_attn_implementation_autoset",
+                "use_cache", "output_hidden_states", "output_attentions", "return_dict", "problem_type")
 #: What hkt feeds a text model, positionally and in this order: a data set's input tensors (a mapping
 #: sample's keys are put in this order by ``hkt_core.data.INPUT_ORDER``). A model whose ``forward``
 #: takes other parameters between them (GPT-2's ``cache`` after ``input_ids``) binds them by name.
@@ -123,9 +131,12 @@ def _no_loading_bars():
 
 
 def transformers_model(architecture: str = "", config: Mapping[str, Any] | None = None,
-                       pretrained: str | None = None, weights: str | None = None, **others: Any) -> nn.Module:
+                       pretrained: str | None = None, weights: str | None = None,
+                       init_from_parent: str | None = None, **others: Any) -> nn.Module:
     """A transformers model of ``architecture`` from ``config`` (or a local ``pretrained`` directory),
-    with ``weights`` from a local safetensors file when given; ``use_cache`` is off (training)."""
+    with ``weights`` from a local safetensors file when given; ``use_cache`` is off (training).
+    ``init_from_parent``: a local ``pretrained`` folder of a deeper model of the same family whose
+    layers start this one (:func:`init_from_layers`)."""
     if others:
         _fail(f"unknown option(s) {', '.join(sorted(others))}; allowed: {', '.join(OPTIONS)}")
     if architecture not in ARCHITECTURES and architecture not in CAUSAL_LM_ARCHITECTURES:
@@ -138,12 +149,7 @@ def transformers_model(architecture: str = "", config: Mapping[str, Any] | None 
               f"upgrade transformers or pick another")
     fields = _config_fields(config or {})
     if pretrained is not None:
-        directory = _local_safetensors(pretrained, "pretrained directory")
-        if not directory.is_dir() or not any(directory.glob("*.safetensors")):
-            _fail(f"pretrained {str(pretrained)!r} must be a local directory holding .safetensors weights")
-        with _no_loading_bars():
-            model = cls.from_pretrained(directory, local_files_only=True, use_safetensors=True,
-                                        trust_remote_code=False, **fields)
+        model = _read_pretrained(cls, pretrained, "pretrained", **fields)
     else:
         model = cls(cls.config_class(**fields))
     if weights is not None:
@@ -156,6 +162,10 @@ def transformers_model(architecture: str = "", config: Mapping[str, Any] | None 
         if missing or unexpected:
             _fail(f"weights {file.name!r} do not fit {architecture}: missing {list(missing)[:3]}, "
                   f"unexpected {list(unexpected)[:3]}")
+    if init_from_parent is not None:
+        if weights is not None or pretrained is not None:
+            _fail("init_from_parent starts a model built from config; it cannot be combined with pretrained or weights")
+        init_from_layers(model, _read_pretrained(cls, init_from_parent, "init_from_parent"))
     if getattr(model, "main_input_name", None) == "input_ids":
         model.__class__ = positional_class(cls)   # token ids, then the mask, positionally (GPT-2 included)
     for module in model.modules():   # an encoder-decoder's stacks hold copies of the configuration
@@ -164,6 +174,137 @@ def transformers_model(architecture: str = "", config: Mapping[str, Any] | None 
     if weights is not None or pretrained is not None:   # a parent with weights is used as it is
         model.hkt_pretrained = str(Path(str(weights if weights is not None else pretrained)).expanduser().resolve())
     return model
+
+
+def _read_pretrained(cls: type, folder: Any, what: str, **fields: Any) -> nn.Module:
+    directory = _local_safetensors(folder, f"{what} directory")
+    if not directory.is_dir() or not any(directory.glob("*.safetensors")):
+        _fail(f"{what} {str(folder)!r} must be a local directory holding .safetensors weights")
+    with _no_loading_bars():
+        return cls.from_pretrained(directory, local_files_only=True, use_safetensors=True,
+                                   trust_remote_code=False, **fields)
+
+
+def _layer_list(model: nn.Module) -> tuple[str, nn.ModuleList] | tuple[None, None]:
+    """The model's stack of layers: the first ``nn.ModuleList`` as long as its configured depth."""
+    depth = next((getattr(model.config, f) for f in LAYER_FIELDS if isinstance(getattr(model.config, f, None), int)),
+                 None)
+    for name, module in model.named_modules():
+        if isinstance(module, nn.ModuleList) and len(module) == depth:
+            return name, module
+    return None, None
+
+
+def init_from_layers(child: nn.Module, parent: nn.Module) -> list[int]:
+    """Start ``child`` from ``parent``'s weights, DistilBERT's way: every tensor outside the stack of
+    layers that has the same name and shape (embeddings, pooler, head), and child layer ``j`` from
+    parent layer ``j * L_parent // L_child`` (one layer in two when the child is half as deep).
+    Both must be of one model type and width; returns the parent layers taken."""
+    if type(child.config).__name__ != type(parent.config).__name__:
+        _fail(f"init_from_parent: the parent is a {parent.config.model_type} model and the child a "
+              f"{child.config.model_type} one; layers are copied between models of one type only")
+    cname, clayers = _layer_list(child)
+    pname, players = _layer_list(parent)
+    if clayers is None or players is None or cname != pname:
+        _fail(f"init_from_parent: no stack of layers found in both models ({cname!r}, {pname!r})")
+    if len(clayers) > len(players):
+        _fail(f"init_from_parent: the child has {len(clayers)} layers, the parent only {len(players)}")
+    taken = [j * len(players) // len(clayers) for j in range(len(clayers))]
+    source = parent.state_dict()
+    state = child.state_dict()
+    prefix = f"{cname}."
+    copied = {}
+    for key, value in state.items():
+        if key.startswith(prefix):
+            index, _, rest = key[len(prefix):].partition(".")
+            origin = f"{prefix}{taken[int(index)]}.{rest}"
+        else:
+            origin = key
+        found = source.get(origin)
+        if found is None:
+            if key.startswith(prefix):
+                _fail(f"init_from_parent: the parent has no {origin!r} for the child's {key!r}")
+            continue
+        if tuple(found.shape) != tuple(value.shape):
+            if key.startswith(prefix) or "embeddings" in key:
+                _fail(f"init_from_parent: {key} is {list(value.shape)} in the child but {origin} "
+                      f"{list(found.shape)} in the parent; layers are copied where the widths match (give the child "
+                      f"the parent's hidden_size, intermediate_size and heads, or leave init_from_parent out)")
+            continue   # a head of another size keeps its own initialisation
+        copied[key] = found
+    child.load_state_dict(copied, strict=False)
+    return taken
+
+
+def read_saved_config(folder: Any) -> dict[str, Any]:
+    """The ``config.json`` of a local ``save_pretrained`` folder (nothing downloads)."""
+    path = _local_safetensors(folder, "pretrained directory") / "config.json"
+    if not path.is_file():
+        _fail(f"pretrained {str(folder)!r} holds no config.json (a save_pretrained folder has one)")
+    import json
+
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        _fail(f"{path} could not be read as JSON ({exc})")
+    if not isinstance(config, dict):
+        _fail(f"{path} is not a JSON object")
+    return config
+
+
+def propose_options(given: dict[str, Any], *, role: str, parent: tuple[str, dict[str, Any]] | None = None,
+                    info: dict[str, Any] | None = None) -> tuple[dict[str, Any], str]:
+    """``hkt pairs new``: complete a model's options from a local pretrained folder.
+
+    The parent (``pretrained`` given): its ``architecture`` from the folder's ``config.json``. The
+    child of a transformers parent with a pretrained folder (no options given): the parent's
+    architecture and configuration (vocabulary and label count included) with half the layers and
+    the same widths, so that ``init_from_parent`` starts it from every other parent layer, as
+    DistilBERT does. The user edits the card to make it narrower (and drops ``init_from_parent``)."""
+    options = dict(given)
+    if role == "parent" or (role == "child" and "pretrained" in options):
+        if "pretrained" not in options or "architecture" in options:
+            return options, ""
+        config = read_saved_config(options["pretrained"])
+        found = [a for a in config.get("architectures") or [] if a in ARCHITECTURES + CAUSAL_LM_ARCHITECTURES]
+        if not found:
+            _fail(f"{options['pretrained']}/config.json names the architecture(s) {config.get('architectures')}, "
+                  f"none of {', '.join(ARCHITECTURES + CAUSAL_LM_ARCHITECTURES)}; set architecture yourself")
+        return {"architecture": found[0], **options}, f"architecture from {options['pretrained']}/config.json"
+    if role != "child" or options or parent is None or parent[0] != "transformers":
+        return options, ""
+    folder = parent[1].get("pretrained")
+    if folder is None:
+        return options, ""
+    saved = read_saved_config(folder)
+    fields: dict[str, Any] = {}
+    for key, value in saved.items():
+        if key in _META_FIELDS or key.startswith("_"):
+            continue
+        plain = isinstance(value, (bool, int, float, str)) or (
+            isinstance(value, list) and value and all(isinstance(v, (bool, int, float, str)) for v in value))
+        if plain:
+            fields[key] = value
+    if isinstance(saved.get("id2label"), dict):
+        fields["num_labels"] = len(saved["id2label"])
+    layer_field = next((f for f in LAYER_FIELDS if isinstance(fields.get(f), int)), None)
+    depth = fields.get(layer_field) if layer_field else None
+    note = ""
+    if layer_field and depth:
+        fields[layer_field] = max(1, depth // 2)
+        note = (f"the parent's configuration ({depth} layers) with {fields[layer_field]}: same vocabulary "
+                f"({fields.get('vocab_size')}), labels ({fields.get('num_labels')}) and widths, so "
+                f"init_from_parent copies one parent layer in {depth // fields[layer_field]} (DistilBERT's start); "
+                f"make it narrower (hidden_size, intermediate_size) and drop init_from_parent for a smaller child")
+    architecture = parent[1].get("architecture") or (saved.get("architectures") or [None])[0]
+    out = {"architecture": architecture, "config": fields}
+    if layer_field and depth:
+        out["init_from_parent"] = folder
+    return out, note
+
+
+transformers_model.path_options = PATH_OPTIONS   # type: ignore[attr-defined]
+transformers_model.propose_options = propose_options   # type: ignore[attr-defined]
 
 
 class TransformersAdapter(Adapter):
@@ -200,5 +341,6 @@ class TransformersAdapter(Adapter):
         return super().prediction(output)
 
 
-__all__ = ["ARCHITECTURES", "CAUSAL_LM_ARCHITECTURES", "CONTRACT_OPTIONS", "OPTIONS", "TEXT_INPUTS", "TransformersAdapter", "positional_class",
-           "transformers_model"]
+__all__ = ["ARCHITECTURES", "CAUSAL_LM_ARCHITECTURES", "CONTRACT_OPTIONS", "LAYER_FIELDS", "OPTIONS", "PATH_OPTIONS",
+           "TEXT_INPUTS", "TransformersAdapter", "init_from_layers", "positional_class", "propose_options",
+           "read_saved_config", "transformers_model"]

@@ -130,5 +130,8 @@ def timm_model(name: str = "", num_classes: int = 1000, weights: str | None = No
     return _load("timm", model, file, name)
 
 
+torchvision_model.path_options = ("weights",)   # type: ignore[attr-defined]  # resolved against a card's folder
+timm_model.path_options = ("weights",)   # type: ignore[attr-defined]
+
 __all__ = ["TIMM_CONTRACT", "TIMM_OPTIONS", "TORCHVISION_CONTRACT", "TORCHVISION_OPTIONS", "timm_model",
            "torchvision_classifiers", "torchvision_model"]
