@@ -19,8 +19,8 @@ import warnings as _warnings
 MOVED_MODULES = {
     "hkt_core.kinds": "hkt_core.trace.kinds",
     "hkt_core.fold": "hkt_core.lockstep.fold",
-    "hkt_core.preflight": "hkt_core.train.preflight",
-    "hkt_core.card_checks": "hkt_core.train.checks",
+    "hkt_core.preflight": "hkt_core.train.setup.preflight",
+    "hkt_core.card_checks": "hkt_core.train.setup.checks",
     "hkt_core.pairs_new": "hkt_core.pairs.scaffold",
     "hkt_core.user_cards": "hkt_core.plugins.user",
     "hkt_core.hookspecs": "hkt_core.plugins.hookspecs",
@@ -29,10 +29,36 @@ MOVED_MODULES = {
     "hkt_core.markers": "hkt_core.plugins.markers",
     "hkt_core.metrics": "hkt_core.tasks.metrics",
     "hkt_core.losses": "hkt_core.tasks.losses",
-    # train/ in layers: runs <- methods <- loop <- setup
+    # train/ in layers: folders <- methods <- loop <- setup
     "hkt_core.train.method": "hkt_core.train.methods.method",
     "hkt_core.train.aligned": "hkt_core.train.methods.aligned",
     "hkt_core.train.variants": "hkt_core.train.methods.variants",
+    "hkt_core.train.run": "hkt_core.train.folders.run",
+    "hkt_core.train.schemas": "hkt_core.train.folders.schemas",
+    "hkt_core.train.lock": "hkt_core.train.folders.lock",
+    "hkt_core.train.integrity": "hkt_core.train.folders.integrity",
+    "hkt_core.train.checkpoint": "hkt_core.train.folders.checkpoint",
+    "hkt_core.train.identity": "hkt_core.train.folders.identity",
+    "hkt_core.train.tracking": "hkt_core.train.folders.tracking",
+    "hkt_core.train.plots": "hkt_core.train.folders.plots",
+    "hkt_core.train.parents": "hkt_core.train.folders.parents",
+    "hkt_core.train.prepare": "hkt_core.train.folders.prepare",
+    "hkt_core.train.export": "hkt_core.train.folders.export",
+    "hkt_core.train.trainer": "hkt_core.train.setup.training",
+    "hkt_core.train.optim": "hkt_core.train.loop.optim",
+    "hkt_core.train.distributed": "hkt_core.train.loop.distributed",
+    "hkt_core.train.evaluation": "hkt_core.train.loop.evaluation",
+    "hkt_core.train.acceleration": "hkt_core.train.loop.acceleration",
+    "hkt_core.train.compiling": "hkt_core.train.loop.compiling",
+    "hkt_core.train.precision": "hkt_core.train.loop.precision",
+    "hkt_core.train.memory_format": "hkt_core.train.loop.memory_format",
+    "hkt_core.train.data": "hkt_core.train.loop.data",
+    "hkt_core.train.api": "hkt_core.train.setup.api",
+    "hkt_core.train.resolved": "hkt_core.train.setup.resolved",
+    "hkt_core.train.preflight": "hkt_core.train.setup.preflight",
+    "hkt_core.train.checks": "hkt_core.train.setup.checks",
+    "hkt_core.train.reuse": "hkt_core.train.setup.reuse",
+    "hkt_core.train.compare": "hkt_core.train.setup.compare",
 }
 
 
@@ -82,9 +108,9 @@ _LAZY = {
     "Family": "hkt_core.family",
     "HKTOutput": "hkt_core.family",
     "HKTLoss": "hkt_core.family",
-    "check_pair": "hkt_core.train.preflight",
-    "PairReport": "hkt_core.train.preflight",
-    "PairCheckError": "hkt_core.train.preflight",
+    "check_pair": "hkt_core.train.setup.preflight",
+    "PairReport": "hkt_core.train.setup.preflight",
+    "PairCheckError": "hkt_core.train.setup.preflight",
     # the extension API: what plugin authors subclass, return or receive
     "Task": "hkt_core.tasks.task",
     "Metric": "hkt_core.tasks.metrics",
@@ -122,8 +148,8 @@ _LAZY = {
     "resolve_manager": "hkt_core.plugins.host",
     "PluginManager": "hkt_core.plugins.host",
     # one resolved pair (the card made into models, adapters, example inputs and data, once)
-    "ResolvedPair": "hkt_core.train.resolved",
-    "resolve_pair": "hkt_core.train.resolved",
+    "ResolvedPair": "hkt_core.train.setup.resolved",
+    "resolve_pair": "hkt_core.train.setup.resolved",
 }
 
 

@@ -137,7 +137,7 @@ def test_no_import_circle_between_any_two_files():
 
 
 #: train/'s layers, lowest first: a file imports its own layer and the layers before it only
-TRAIN_LAYERS = ("runs", "methods", "loop", "setup")
+TRAIN_LAYERS = ("folders", "methods", "loop", "setup")
 
 
 def test_train_is_four_layers_importing_downward_only():

@@ -3,14 +3,14 @@
 :func:`check_card` refuses, in one line, a card whose task, models or data set do not exist (a
 registered name, or a ``module:callable`` that resolves under :mod:`hkt_core.trust`, beside the
 card included) or whose ``stages`` the two models cannot provide (both are built and traced on the
-example inputs of :mod:`hkt_core.train.resolved` and aligned with its ``stages`` and manual pairs). The full
+example inputs of :mod:`hkt_core.train.setup.resolved` and aligned with its ``stages`` and manual pairs). The full
 pre-flight with data and a training step is ``hkt pairs check``.
 """
 
 from __future__ import annotations
 
-from ..errors import ConfigError, HKTError, RegistryError
-from ..pairs.card import PairCard
+from ...errors import ConfigError, HKTError, RegistryError
+from ...pairs.card import PairCard
 
 
 def check_card(card: PairCard, manager) -> None:
@@ -22,7 +22,7 @@ def check_card(card: PairCard, manager) -> None:
 
 def check_names(card: PairCard, manager) -> None:
     """The card's task, models and data set exist (registered, or resolvable under the trust rule)."""
-    from ..trust import card_origin, scope
+    from ...trust import card_origin, scope
 
     with scope(card_origin(card)):
         _exists(card, "task", card.task, manager, "tasks")
@@ -33,14 +33,14 @@ def check_names(card: PairCard, manager) -> None:
 
 def check_stages(card: PairCard, manager) -> None:
     """The two models can be aligned with the card's ``stages`` and manual pairs."""
-    from ..trust import card_origin, scope
+    from ...trust import card_origin, scope
 
     with scope(card_origin(card)):
         _stages_feasible(card, manager)
 
 
 def _exists(card: PairCard, field: str, name: str, manager, kind: str) -> None:
-    from ..trust import resolve_reference
+    from ...trust import resolve_reference
 
     try:
         if ":" in name and kind != "tasks":
@@ -54,7 +54,7 @@ def _exists(card: PairCard, field: str, name: str, manager, kind: str) -> None:
 
 
 def _stages_feasible(card: PairCard, manager) -> None:
-    from ..align import align
+    from ...align import align
     from .resolved import resolve_pair
 
     try:

@@ -13,10 +13,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..errors import CheckpointError, ConfigError
-from ..io import remove_orphaned_temporaries
+from ...errors import CheckpointError, ConfigError
+from ...io import remove_orphaned_temporaries
 from . import checkpoint as ckpt
-from . import run as files
+from . import files
 from .identity import check_resume
 from .lock import RunLock
 

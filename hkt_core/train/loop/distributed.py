@@ -93,7 +93,7 @@ def raise_together(world: World, failure: BaseException | None) -> None:
             raise failure
         return
     if text:
-        from .. import errors
+        from ... import errors
 
         kind, _, message = text.partition("\n")
         cls = getattr(errors, kind, None)

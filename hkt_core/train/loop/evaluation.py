@@ -9,8 +9,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..adapters import adapter_for, example_inputs_for
-from ..tasks.metrics import MetricAccumulator
+from ...adapters import adapter_for, example_inputs_for
+from ...tasks.metrics import MetricAccumulator
 from .data import eval_loader, split_batch
 from .distributed import World, all_sum
 

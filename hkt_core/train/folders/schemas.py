@@ -21,8 +21,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..errors import CheckpointError
-from ..io import MAX_BYTES, MAX_DEPTH, depth, parse_toml
+from ...errors import CheckpointError
+from ...io import MAX_BYTES, MAX_DEPTH, depth, parse_toml
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 

@@ -9,12 +9,13 @@ from typing import Any
 
 import attrs
 
-from ..config import (HKTConfig, TrainConfig, apply_overrides, check_registered, hkt_preset, parse_value, structure,
+from ...config import (HKTConfig, TrainConfig, apply_overrides, check_registered, hkt_preset, parse_value, structure,
                       unstructure)
-from ..errors import ConfigError
-from ..pairs.card import PairCard
-from .run import Run
-from .trainer import EpochCallback, RunSpec, Trainer
+from ...errors import ConfigError
+from ...pairs.card import PairCard
+from ..folders.run import Run
+from ..loop.trainer import EpochCallback, RunSpec
+from .training import Trainer
 
 TRAIN_FIELDS = tuple(a.name for a in attrs.fields(TrainConfig))
 
@@ -37,8 +38,8 @@ def resolve(pair: str | PairCard, method: str, *, out: str | Path | None = None,
     in ``settings``) for the parent's epochs when it is trained (``epochs`` is the children's) (:data:`hkt_core.config.HKT_PRESETS`; the other
     assignments apply over it), ``log=["tensorboard"]``
     for trackers writing into the run folder)."""
-    from ..plugins.host import resolve_manager
-    from .parents import parent_train_config
+    from ...plugins.host import resolve_manager
+    from ..folders.parents import parent_train_config
 
     manager = resolve_manager(manager)
     card = pair if isinstance(pair, PairCard) else manager.lookup("pairs", pair)
@@ -90,10 +91,10 @@ def resolve(pair: str | PairCard, method: str, *, out: str | Path | None = None,
     check_registered(hkt_config, manager, changed_from=card.hkt)   # a mistyped --set hkt.mixture, in one line
     out = Path(out) if out is not None else default_out(card.name, method)
     if train.channels_last:
-        from .memory_format import check_channels_last
+        from ..loop.memory_format import check_channels_last
 
         check_channels_last(card.name, card.input_shapes)
-    from .tracking import trackers_for
+    from ..folders.tracking import trackers_for
 
     return RunSpec(card=card, method=method, method_cls=method_cls, train=train, hkt=hkt_config,
                    out=out, method_options=data["method"], resume=resume, force=force,
@@ -105,7 +106,7 @@ def resolve(pair: str | PairCard, method: str, *, out: str | Path | None = None,
 def _without_removed(settings: list[str]) -> list[str]:
     """``--set`` assignments minus those of removed settings (:data:`hkt_core.config.REMOVED_SETTINGS`),
     each said once as a deprecation."""
-    from ..config import REMOVED_SETTINGS, drop_removed
+    from ...config import REMOVED_SETTINGS, drop_removed
 
     kept = []
     for assignment in settings:
@@ -140,7 +141,7 @@ def _with_stages(card: PairCard, stages: Any) -> PairCard:
 def _recorded_defaults(data: dict[str, Any], out: Path) -> None:
     """A run written before a default changed (:data:`hkt_core.config.CHANGED_DEFAULTS`) resumes
     with the value it recorded, unless the value is given again (overrides and ``--set`` apply after)."""
-    from ..config import CHANGED_DEFAULTS, read_toml
+    from ...config import CHANGED_DEFAULTS, read_toml
 
     if not (out / "config.toml").is_file():
         return

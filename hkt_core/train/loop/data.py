@@ -29,10 +29,10 @@ import torch
 from torch.utils.data import (BatchSampler, DataLoader, Dataset, DistributedSampler, Subset, TensorDataset,
                               default_collate)
 
-from ..config import TrainConfig
-from ..data import DatasetBundle, as_pairs
-from ..errors import ConfigError, DataError, HKTError, SampleError
-from ..pairs.card import PairCard
+from ...config import TrainConfig
+from ...data import DatasetBundle, as_pairs
+from ...errors import ConfigError, DataError, HKTError, SampleError
+from ...pairs.card import PairCard
 
 SPLIT_SEED = 0
 
@@ -62,7 +62,7 @@ class Splits:
 def dataset_factory(name: str, manager):
     """A registered data set factory, or ``module:callable`` (the current directory is importable)."""
     if ":" in name:
-        from ..models import resolve_callable
+        from ...models import resolve_callable
 
         return resolve_callable(name, "datasets", manager)
     return manager.lookup("datasets", name)

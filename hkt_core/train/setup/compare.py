@@ -21,8 +21,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, HKTError
-from ..io import atomic_write_text
+from ...errors import ConfigError, HKTError
+from ...io import atomic_write_text
 from .api import resolve
 from .reuse import train_or_reuse
 
@@ -55,8 +55,8 @@ def _job(pair: str, method: str, seed: int, out: str, overrides: dict[str, Any],
 
 
 def _check_folder(card, method: str, folder: Path, seed: int, manager, overrides: dict[str, Any]) -> None:
-    from ..config import read_toml
-    from . import run as files
+    from ...config import read_toml
+    from ..folders import files
     from .reuse import config_differences
 
     if not ((folder / files.SUMMARY).is_file() or (folder / files.STATE).is_file()):
@@ -90,7 +90,7 @@ def run_comparison(pair: str, methods: Sequence[str], seeds: Sequence[int], out:
     """Train (or reuse) every method and seed, ``workers`` runs at once (default
     :func:`default_workers`); returns one row per method. A ``manager`` other than the default one
     cannot travel to worker processes: its runs train one after the other in this process."""
-    from ..plugins.host import resolve_manager
+    from ...plugins.host import resolve_manager
 
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise ConfigError(f"--workers {workers!r} is invalid: an integer >= 1 (runs trained at once)")
@@ -105,7 +105,7 @@ def run_comparison(pair: str, methods: Sequence[str], seeds: Sequence[int], out:
     workers = 1 if own_manager else (workers or default_workers(len(jobs)))
     needs_parent = [m for m in methods if specs[m].method_cls.needs_parent]
     if needs_parent and not overrides.get("parent_weights"):
-        from .trainer import Trainer
+        from .training import Trainer
 
         first = specs[needs_parent[0]]
         first.progress = overrides.get("progress")
@@ -198,7 +198,7 @@ def paired_lines(rows: list[dict[str, Any]]) -> list[str]:
     """Each method's paired difference to the baseline (test, same seeds; two-sided paired t-test)
     and whether it is beyond the seed-to-seed noise; nothing without a baseline or with fewer than
     two shared seeds."""
-    from ..stats import paired
+    from ...stats import paired
 
     by_method = {r["method"]: dict(zip(r["seeds"], r["values"])) for r in rows if r["method"] != "parent"}
     base = by_method.get("baseline")
@@ -220,8 +220,8 @@ def parent_row(out: Path, pair: str, rows: list[dict[str, Any]], *, manager=None
     cached parent's test numbers from its own run folder, a pretrained one (the card's own weights,
     never trained by hkt) evaluated once on the pair's test split. None when no child had a parent,
     or the parent came from a file of the user's (``--parent-weights``)."""
-    from ..config import read_toml
-    from . import run as files
+    from ...config import read_toml
+    from ..folders import files
 
     for row in rows:
         folder = out / f"{row['method']}-seed{row['seeds'][0]}"
@@ -243,10 +243,10 @@ def _pretrained_summary(pair: str, recorded: dict[str, Any], manager) -> dict[st
     None when its weights are no longer those the children were trained with."""
     import torch
 
-    from ..models import count_parameters
-    from ..plugins.host import resolve_manager
-    from .evaluation import evaluate, measure_latency
-    from .parents import pretrained_parent
+    from ...models import count_parameters
+    from ...plugins.host import resolve_manager
+    from ..loop.evaluation import evaluate, measure_latency
+    from ..folders.parents import pretrained_parent
     from .resolved import resolve_pair
 
     manager = resolve_manager(manager)
@@ -275,7 +275,7 @@ def write_comparison(out: Path, pair: str, rows: list[dict[str, Any]], *, manage
     """``compare.md``, ``compare.json`` and (with matplotlib) ``compare.png`` in ``out``. The parent
     the children learned from is the table's first row (:func:`parent_row`; kept under ``parent`` in
     compare.json, whose ``rows`` are the compared methods), unless ``rows`` already hold it."""
-    from .plots import plot_comparison
+    from ..folders.plots import plot_comparison
 
     out.mkdir(parents=True, exist_ok=True)
     tests = paired_lines(rows)

@@ -21,32 +21,21 @@ import attrs
 import torch
 from torch import nn
 
-from ..adapters import Adapter, adapter_for, example_inputs_for
-from ..config import TrainConfig, unstructure
-from ..errors import ConfigError
-from ..models import build_model
-from ..pairs.card import PairCard
-from ..trust import card_origin, scope
-from .data import Splits, load_splits, split_batch
+from ...adapters import Adapter, adapter_for, example_inputs_for
+from ...config import TrainConfig, unstructure
+from ...errors import ConfigError
+from ...models import build_model
+from ...pairs.card import PairCard
+from ...trust import card_origin, scope
+from ..loop.data import Splits, load_splits, split_batch
+from ..loop.seeding import seed_everything
+from ..folders.run import card_as_run, set_pair_resolver
 
 if TYPE_CHECKING:
-    from ..config import HKTConfig
-    from ..plugins.host import PluginManager
+    from ...config import HKTConfig
+    from ...plugins.host import PluginManager
 
 ROLES = ("parent", "child")
-
-
-def card_as_run(card: PairCard, train: TrainConfig, hkt: HKTConfig, *, trains_parent: bool = False) -> PairCard:
-    """``card`` as a run trains it: its ``[hkt]`` is the run's, and for a child's run its ``[train]``
-    is the run's too. The parent's own settings are written out in full in ``[parent_train]``, so
-    the parent a run card describes is the parent the card it came from describes."""
-    from .parents import parent_train_config
-
-    parent_train = unstructure(parent_train_config(card))
-    changes: dict[str, Any] = {"hkt": hkt, "parent_train": parent_train}
-    if not trains_parent:
-        changes["train"] = train
-    return attrs.evolve(card, **changes)
 
 
 @attrs.define(eq=False)
@@ -82,11 +71,9 @@ class ResolvedPair:
         return self._models[role]
 
     def seeded(self, role: str, seed: int) -> nn.Module:
-        """The ``role`` model as built right after :func:`~hkt_core.train.trainer.seed_everything`
+        """The ``role`` model as built right after :func:`~hkt_core.train.loop.seeding.seed_everything`
         with ``seed`` (the run's initialisation); a model built otherwise before is built again."""
         if self._seeds.get(role, object()) != seed or role not in self._models:
-            from .trainer import seed_everything
-
             self._models.pop(role, None)
             seed_everything(seed)
             self.model(role)
@@ -183,7 +170,7 @@ def resolve_pair(card: PairCard | str, manager: PluginManager, *, train: TrainCo
 
 def calibration_for_pair(card: Any, manager: PluginManager, samples: int | None = None, seed: int | None = None):
     """``samples`` samples of ``card``'s training split (the split training uses, no augmentation)."""
-    from ..align.activation import CALIBRATION_SAMPLES, CALIBRATION_SEED, calibration_from_dataset
+    from ...align.activation import CALIBRATION_SAMPLES, CALIBRATION_SEED, calibration_from_dataset
 
     pair = card if isinstance(card, ResolvedPair) else resolve_pair(card, manager)
     splits = pair.splits()
@@ -195,7 +182,7 @@ def calibration_for_pair(card: Any, manager: PluginManager, samples: int | None 
 def trained_parent(card: Any, manager: PluginManager, weights: Any = None) -> nn.Module:
     """``card``'s trained parent: from ``weights`` (a safetensors file) or the parent cache; never
     trains one (``hkt train PAIR --method parent`` does)."""
-    from . import parents
+    from ..folders import parents
 
     pair = card if isinstance(card, ResolvedPair) else resolve_pair(card, manager)
     if weights is not None:
@@ -211,6 +198,9 @@ def trained_parent(card: Any, manager: PluginManager, weights: Any = None) -> nn
                           f"give --parent-weights FILE")
 
     return parents.cached_parent(pair.card, manager, train_missing=missing, say=lambda message: None)[0]
+
+
+set_pair_resolver(ResolvedPair)   # Run.resolved() (folders/ imports nothing above it)
 
 
 __all__ = ["ResolvedPair", "calibration_for_pair", "card_as_run", "resolve_pair", "trained_parent"]

@@ -1,112 +1,50 @@
-"""A run folder and the :class:`Run` handle over it.
+"""The :class:`Run` handle over a run folder (its layout is :mod:`.files`), and the card as a run
+trained it (:func:`card_as_run`).
 
-Files (schemas in docs/training.md): ``config.toml`` (the fully resolved configuration),
-``metrics.jsonl`` (one JSON object per epoch), ``child.safetensors`` (best on validation; keys
-exactly ``child.state_dict()``'s), ``last.safetensors`` (same keys, last epoch), ``optimizer.safetensors``
-and ``method.safetensors`` (resume state), ``state.json`` (the committed epoch, RNG states, best
-metric), ``summary.json`` (validation and test metrics, parameters, latency), ``curves.png`` and, for
-methods that mix (HKT), ``alignment.json`` (the :class:`~hkt_core.Alignment` the run used; a resumed
-run reads it back, so it keeps its mixing points).
+A run's pair is resolved by the layer above (:mod:`hkt_core.train.setup.resolved`), which hands
+its resolver to :func:`set_pair_resolver` when it is imported (``hkt_core.train`` always imports
+it): folders/ imports nothing above itself.
 """
 
 from __future__ import annotations
 
-import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import attrs
 from torch import nn
 
-from ..errors import CheckpointError, ConfigError, HKTError
+from ...config import unstructure
+from ...errors import CheckpointError, ConfigError
+from .files import (  # noqa: F401  (the file names, served here as before)
+    ALIGNMENT, BEST, CONFIG, CURVES, HISTORY, LAST, METHOD_STATE, METRICS, OPTIMIZER, RUN_FILES, RUN_FOLDERS, STATE, SUMMARY, TENSORBOARD, clear_run_folder, is_run_folder, own_files, read_alignment, read_metrics, write_alignment)
+from .parents import parent_train_config
 
-CONFIG = "config.toml"
-METRICS = "metrics.jsonl"
-BEST = "child.safetensors"
-LAST = "last.safetensors"
-OPTIMIZER = "optimizer.safetensors"
-METHOD_STATE = "method.safetensors"
-STATE = "state.json"
-SUMMARY = "summary.json"
-CURVES = "curves.png"
-HISTORY = "history.jsonl"
-ALIGNMENT = "alignment.json"
-
-#: Every file a run writes; ``--force`` removes exactly these (and staged ``*.next`` copies).
-RUN_FILES = (CONFIG, METRICS, BEST, LAST, OPTIMIZER, METHOD_STATE, STATE, SUMMARY, CURVES, ALIGNMENT, HISTORY)
+if TYPE_CHECKING:
+    from ...config import HKTConfig, TrainConfig
+    from ...pairs.card import PairCard
 
 
-def is_run_folder(path: Path) -> bool:
-    return any((path / name).exists() for name in (CONFIG, STATE, SUMMARY))
+def card_as_run(card: PairCard, train: TrainConfig, hkt: HKTConfig, *, trains_parent: bool = False) -> PairCard:
+    """``card`` as a run trains it: its ``[hkt]`` is the run's, and for a child's run its ``[train]``
+    is the run's too. The parent's own settings are written out in full in ``[parent_train]``, so
+    the parent a run card describes is the parent the card it came from describes."""
+    parent_train = unstructure(parent_train_config(card))
+    changes: dict[str, Any] = {"hkt": hkt, "parent_train": parent_train}
+    if not trains_parent:
+        changes["train"] = train
+    return attrs.evolve(card, **changes)
 
 
-#: TensorBoard's event files (``--log tensorboard``).
-TENSORBOARD = "tensorboard"
-#: Folders a run may write (trackers' files); ``--force`` removes them too.
-RUN_FOLDERS = (TENSORBOARD,)
+#: how :meth:`Run.resolved` resolves a run's pair: ``resolver(card, manager, train, origin)``
+_pair_resolver: Callable[..., Any] | None = None
 
 
-def clear_run_folder(path: Path) -> None:
-    import shutil
-    from ..io import remove_orphaned_temporaries
-
-    for name in RUN_FILES:
-        (path / name).unlink(missing_ok=True)
-    for name in RUN_FOLDERS:
-        if (path / name).is_dir() and not (path / name).is_symlink():
-            shutil.rmtree(path / name)
-    for staged in path.glob("*.next"):
-        staged.unlink(missing_ok=True)
-    remove_orphaned_temporaries(path)
-
-
-def own_files(path: Path) -> list[Path]:
-    """The files that make up the run in ``path`` (an export must never overwrite one)."""
-    from .lock import LOCK
-
-    return [path / name for name in (*RUN_FILES, LOCK)] + sorted(path.glob("*.next"))
-
-
-def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """The per-epoch records; a line cut short by a crash is skipped."""
-    file = path / METRICS
-    if not file.is_file():
-        return []
-    out = []
-    from .schemas import read_text
-
-    for line in read_text(file, what="a metrics log").splitlines():
-        try:
-            record = json.loads(line)
-        except (ValueError, RecursionError):  # a line cut short by a crash, or not hkt's
-            continue
-        if isinstance(record, dict):
-            out.append(record)
-    return out
-
-
-def write_alignment(path: Path, alignment) -> None:
-    """``alignment.json``: the alignment a mixing method used (atomically)."""
-    from ..io import atomic_write_text
-
-    atomic_write_text(path / ALIGNMENT, alignment.to_json() + "\n", within=path)
-
-
-def read_alignment(path: Path):
-    """The run's recorded :class:`~hkt_core.Alignment`, or None when it has none."""
-    from ..align import Alignment
-    from .schemas import read_json
-
-    file = path / ALIGNMENT
-    if not file.is_file():
-        return None
-    data = read_json(file, what="an alignment")
-    try:
-        return Alignment.from_dict(data)
-    except HKTError as exc:
-        raise CheckpointError(f"{file}: {exc}") from None
-    except (TypeError, ValueError) as exc:  # a field of the wrong type, refused by BlockPair's converters
-        raise CheckpointError(f"{file} does not fit the alignment schema ({type(exc).__name__}: "
-                              f"{' '.join(str(exc).split())[:120]})") from None
+def set_pair_resolver(resolver: Callable[..., Any]) -> None:
+    """The setup layer's pair resolver (:class:`~hkt_core.train.setup.resolved.ResolvedPair`)."""
+    global _pair_resolver
+    _pair_resolver = resolver
 
 
 class Run:
@@ -157,9 +95,8 @@ class Run:
     @property
     def card(self):
         """The card as this run trained it: the stored card with the run's own ``[hkt]`` (and, for a
-        child's run, ``[train]``) settings, ``--set`` included (:func:`~hkt_core.train.resolved.card_as_run`)."""
-        from ..config import HKTConfig, TrainConfig, structure
-        from .resolved import card_as_run
+        child's run, ``[train]``) settings, ``--set`` included (:func:`card_as_run`)."""
+        from ...config import HKTConfig, TrainConfig, structure
 
         card = self.card_as_written
         try:
@@ -170,17 +107,17 @@ class Run:
         return card_as_run(card, train, hkt, trains_parent=bool(self.config.get("trains_parent")))
 
     def resolved(self):
-        """This run's pair resolved (:class:`~hkt_core.train.resolved.ResolvedPair`): the card as the
+        """This run's pair resolved (:class:`~hkt_core.train.setup.resolved.ResolvedPair`): the card as the
         run trained it, its models and data, under this run folder's trust rule."""
-        from .resolved import ResolvedPair
-
+        if _pair_resolver is None:   # hkt_core.train imports the setup layer, which sets it
+            raise ConfigError("no pair resolver: import hkt_core.train (its setup layer resolves pairs)")
         card = self.card
-        return ResolvedPair(card=card, manager=self.manager, train=card.train, origin=self.origin())
+        return _pair_resolver(card=card, manager=self.manager, train=card.train, origin=self.origin())
 
     @property
     def card_as_written(self):
         """The pair card the run was started from, as its file said (config.toml's ``[card]``)."""
-        from ..pairs.card import PairCard
+        from ...pairs.card import PairCard
 
         try:
             return PairCard.from_dict(self.config["card"], source=str(self.path / CONFIG))
@@ -189,7 +126,7 @@ class Run:
 
     def origin(self):
         """The trust rule for the code this run folder names (:mod:`hkt_core.trust`)."""
-        from ..trust import run_origin
+        from ...trust import run_origin
 
         pairs = self.manager.registry("pairs")
         trusted = {e.obj.source_folder for e in pairs.entries() if getattr(e.obj, "source_folder", None)}
@@ -221,8 +158,8 @@ class Run:
         A method whose deployed network is not the card's child architecture provides the
         classmethod ``deployed_from_state(card, state_dict, manager)`` to rebuild it.
         """
-        from ..models import build_model
-        from ..trust import scope
+        from ...models import build_model
+        from ...trust import scope
         from .checkpoint import load_module_state, read_tensors
 
         method_cls = self._method_class()
@@ -241,7 +178,7 @@ class Run:
         """The plugin manager this run's names are looked up in (the process-wide one unless
         :func:`load_run` was given one), resolved once."""
         if self._manager is None:
-            from ..plugins.host import resolve_manager
+            from ...plugins.host import resolve_manager
 
             self._manager = resolve_manager(None)
         return self._manager

@@ -14,8 +14,8 @@ import math
 import torch
 from torch import nn
 
-from ..config import TrainConfig
-from ..errors import ConfigError
+from ...config import TrainConfig
+from ...errors import ConfigError
 
 
 class NoTrainableParameters(ConfigError):

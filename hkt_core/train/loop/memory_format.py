@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ..errors import ConfigError
+from ...errors import ConfigError
 
 
 def has_image_input(input_shapes: Sequence[Sequence[int]]) -> bool:

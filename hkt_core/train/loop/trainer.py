@@ -1,4 +1,4 @@
-"""The training loop: one method, one run folder, checkpoints every epoch, exact resume.
+"""The training loop (the loop layer: it imports folders/ and methods/ only): one method, one run folder, checkpoints every epoch, exact resume.
 
 Selection and evaluation rules: the checkpoint kept in ``child.safetensors`` is the best on the
 task's primary *validation* metric (direction declared by the task; ties keep the earlier epoch);
@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import random
 import signal
 import sys
 import time
@@ -20,23 +19,24 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import numpy as np
 import torch
 from torch import nn
 
-from ..config import HKTConfig, TrainConfig, to_toml, unstructure
-from ..errors import CheckpointError, ConfigError, HKTError, PeerLost, TrainingDiverged, TrainingInterrupted
-from ..io import atomic_write_text
-from ..models import count_parameters
-from ..pairs.card import PairCard
-from . import checkpoint as ckpt
-from . import run as files
+from ...config import HKTConfig, TrainConfig, to_toml, unstructure
+from ...errors import CheckpointError, ConfigError, HKTError, PeerLost, TrainingDiverged, TrainingInterrupted
+from ...io import atomic_write_text
+from ...models import count_parameters
+from ...pairs.card import PairCard
+from ..folders import checkpoint as ckpt
+from ..folders import files
+from ..folders.run import card_as_run
 from .acceleration import Acceleration
 from .data import Splits, split_batch, train_loader
 from .distributed import (World, all_sum, any_flag, barrier, broadcast_text, close_world, init_world,
                           raise_together, sync_buffers)
 from .evaluation import evaluate, measure_latency
-from .methods.method import Method, MethodContext
+from ..methods.build import build_method
+from ..methods.method import Method
 from .optim import build_optimizer, learning_rate, set_learning_rate
 
 log = logging.getLogger("hkt.train")
@@ -62,16 +62,14 @@ class RunSpec:
     manager: Any = None
     progress: bool | None = None
     callbacks: Sequence[EpochCallback] = ()
-    #: run the pre-flight (:func:`hkt_core.train.preflight.dry_run`) before the run folder is touched
+    #: run the pre-flight (:func:`hkt_core.train.setup.preflight.dry_run`) before the run folder is touched
     preflight: bool = True
-    #: the :class:`~hkt_core.train.resolved.ResolvedPair` the run trains on (made from ``card`` when None)
+    #: the :class:`~hkt_core.train.setup.resolved.ResolvedPair` the run trains on (made from ``card`` when None)
     pair: Any = attrs.field(default=None, eq=False, repr=False)
 
     @property
     def run_card(self) -> PairCard:
         """The card as this run trains it: ``[hkt]`` (and for a child's run ``[train]``) are the run's."""
-        from .resolved import card_as_run
-
         return card_as_run(self.card, self.train, self.hkt, trains_parent=bool(self.method_cls.trains_parent))
 
     def config(self) -> dict[str, Any]:
@@ -87,33 +85,12 @@ class RunSpec:
         }
 
 
-def build_method(method_cls: type[Method], pair: Any, *, network: nn.Module, parent: nn.Module | None,
-                 train: TrainConfig, hkt: HKTConfig, task: Any, options: dict[str, Any],
-                 device: torch.device | None = None, alignment: Any = None) -> Method:
-    """``method_cls`` around ``network`` (the child, or the parent for a ``trains_parent`` method) of
-    ``pair`` (a :class:`~hkt_core.train.resolved.ResolvedPair`): the one way the trainer and its
-    pre-flight build a method. The example inputs are the pair's (one rule for every command)."""
-    device = device if device is not None else torch.device("cpu")
-    opts = {**dict(getattr(method_cls, "default_options", {}) or {}), **dict(options)}
-    ctx = MethodContext(child=network, task=task, train=train, hkt=hkt, card=pair.card,
-                        parent=parent if method_cls.needs_parent else None,
-                        example_inputs=pair.examples_on(device), device=device, options=opts,
-                        manager=pair.manager, alignment=alignment)
-    return method_cls(ctx)
-
-
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("train.device = 'cuda' but no CUDA device is available; use cpu or auto")
     return torch.device(name)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 def _say(world: World, message: str) -> None:
@@ -156,8 +133,11 @@ def _stop_on_sigterm():
         return None
 
 
-class Trainer:
-    """Runs one :class:`RunSpec` to completion (or resumes it). Use :meth:`fit`."""
+class TrainingLoop:
+    """Runs one :class:`RunSpec` on its resolved pair to completion (or resumes it). Use :meth:`fit`.
+
+    The setup layer's :class:`~hkt_core.train.setup.training.Trainer` adds the pair's resolution
+    and the pre-flight's dry run."""
 
     def __init__(self, spec: RunSpec) -> None:
         self.spec = spec
@@ -168,14 +148,14 @@ class Trainer:
             torch.cuda.set_device(self.device)
         #: precision, compilation and memory format of the run (hkt_core.train.acceleration)
         self.accel = Acceleration(spec.train, self.device, say=lambda m: _say(self.world, m))
-        #: the pair this run trains on, resolved once (:mod:`hkt_core.train.resolved`)
+        #: the pair this run trains on, resolved once (:mod:`hkt_core.train.setup.resolved`)
         self.pair = None
         self._dry = None  # the pre-flight's dry run, whose method the run keeps
 
     # -- set-up ------------------------------------------------------------------------------
     def _prepare_folder(self) -> dict[str, Any] | None:
         """Lock, create, clear or recover the run folder (rank 0); returns the committed state on resume."""
-        from .prepare import take_run_folder
+        from ..folders.prepare import take_run_folder
 
         spec, out = self.spec, self.spec.out
         failure: HKTError | None = None
@@ -198,7 +178,7 @@ class Trainer:
         spec = self.spec
         if not spec.method_cls.needs_parent:
             return None, {"source": "none"}
-        from . import parents
+        from ..folders import parents
 
         into = self.pair.parent  # the module the method holds: loaded in place
         if spec.parent_weights is not None:
@@ -214,7 +194,7 @@ class Trainer:
                               train=attrs.evolve(train, device=spec.train.device), hkt=spec.hkt, out=folder,
                               resume=(folder / files.STATE).is_file(), force=True, manager=spec.manager,
                               progress=spec.progress, preflight=False)
-                Trainer(sub).fit()
+                type(self)(sub).fit()   # the same kind of trainer, for the parent's run
 
             parent, source = parents.cached_parent(spec.card, spec.manager, train_missing=train_missing,
                                                    say=lambda m: _say(self.world, m), device=spec.train.device,
@@ -234,7 +214,7 @@ class Trainer:
     def _judge_parent(self, parent: nn.Module, source: Any, splits: Any) -> dict[str, Any]:
         """The parent's validation numbers (a pretrained parent evaluated once on the pair's
         validation split, recorded in the run; a cached one from its run), checked before any child trains."""
-        from . import parents
+        from ..folders import parents
 
         spec = self.spec
         task = spec.manager.lookup("tasks", spec.card.task)
@@ -265,13 +245,13 @@ class Trainer:
             torch.set_num_threads(threads)
 
     def _stored_parent(self) -> dict[str, Any]:
-        from ..config import read_toml
+        from ...config import read_toml
 
         return read_toml(self.spec.out / files.CONFIG).get("parent", {})
 
     # -- the loop ----------------------------------------------------------------------------
     def fit(self) -> Path:
-        from ..trust import card_origin, scope
+        from ...trust import card_origin, scope
 
         threads = torch.get_num_threads()
         # the run's intra-op thread count (train.threads), whichever command runs it; restored after
@@ -319,36 +299,33 @@ class Trainer:
                 f"hkt train {spec.card.name} --method {spec.method} --out {out}{nproc} --resume")
 
     def _resolve_pair(self):
-        """The run's :class:`~hkt_core.train.resolved.ResolvedPair` (the spec's, or made from its card once)."""
+        """The run's resolved pair (:class:`~hkt_core.train.setup.resolved.ResolvedPair`): the spec's.
+        The setup layer's :class:`~hkt_core.train.setup.training.Trainer` resolves one when none is given."""
         if self.pair is None:
-            from .resolved import ResolvedPair
-
-            spec = self.spec
-            given = spec.pair
-            if isinstance(given, ResolvedPair) and given.manager is spec.manager:
-                given.card, given.train = spec.run_card, spec.train
-                self.pair = given
-            else:
-                self.pair = ResolvedPair(card=spec.run_card, manager=spec.manager, train=spec.train)
+            if self.spec.pair is None:
+                raise ConfigError("the training loop trains a resolved pair (RunSpec.pair); "
+                                  "hkt_core.train.setup.training.Trainer resolves one from the card")
+            self.pair = self.spec.pair
         return self.pair
 
+    def _dry_run(self, alignment: Any) -> Any:
+        """The pre-flight's dry run, whose method the run keeps (the setup layer's); None: none."""
+        return None
+
     def _fit(self) -> Path:
-        from ..etm.attention import attention_path
+        from ...etm.attention import attention_path
 
         spec = self.spec
         spec.out = Path(broadcast_text(self.world, str(spec.out)))
         resuming = spec.resume and (spec.out / files.STATE).is_file()
         if resuming:   # the numerics switches the run was recorded with (identity.RECORDED)
-            from .identity import recorded_numerics
+            from ..folders.identity import recorded_numerics
 
             spec.train = attrs.evolve(spec.train, **recorded_numerics(spec.out))
         self._resolve_pair()
         with attention_path("fused" if spec.train.fused_attention else "legacy"):
             if spec.preflight:   # the pre-flight builds the method the run keeps, before any folder is touched
-                from .preflight import dry_run
-
-                self._dry = dry_run(spec, self.pair, device=self.device,
-                                    alignment=files.read_alignment(spec.out) if resuming else None)
+                self._dry = self._dry_run(files.read_alignment(spec.out) if resuming else None)
             state = self._prepare_folder()
             return self._fit_prepared(state)
 
@@ -401,10 +378,8 @@ class Trainer:
         self._dry = None
         ctx = method.ctx
         if ctx.alignment is not None and self.world.main:
-            from .preflight import mixing_points_line
-
             files.write_alignment(spec.out, ctx.alignment)
-            _say(self.world, f"alignment: {mixing_points_line(ctx.alignment)}")
+            _say(self.world, f"alignment: {files.mixing_points_line(ctx.alignment)}")
         return method
 
     def _start_or_resume(self, run: _Session, state: dict[str, Any] | None) -> None:
@@ -508,7 +483,7 @@ class Trainer:
 
     def _check_sane(self, run: _Session, epoch: int, steps_per_epoch: int) -> None:
         """No checkpoint of a network holding non-finite or overflowing tensors (``integrity``)."""
-        from .integrity import insane_tensors
+        from ..folders.integrity import insane_tensors
 
         excluded = [m for m in (run.child, run.parent) if m is not None]
         states = [run.child.state_dict()]
@@ -555,7 +530,7 @@ class Trainer:
         ckpt.commit(out / files.STATE, state)
 
     def _load_checkpoint(self, state, child, extra, parent, optimizer) -> None:
-        from .integrity import verify
+        from ..folders.integrity import verify
 
         out, run_id, epoch = self.spec.out, state["run"], int(state["epoch"])
         for name in (files.LAST, files.OPTIMIZER) + ((files.METHOD_STATE,) if extra is not None else ()):
@@ -596,7 +571,7 @@ class Trainer:
         barrier(world)
         if best is None:
             raise TrainingDiverged(f"no epoch produced a finite validation {task.primary_metric}; nothing to keep")
-        from .integrity import verify
+        from ..folders.integrity import verify
 
         verify(out / files.BEST, run_id=run_id)
         tensors, meta = ckpt.read_tensors(out / files.BEST, what="best checkpoint")
@@ -623,11 +598,11 @@ class Trainer:
                 **self.accel.summary(),
             }
             atomic_write_text(out / files.SUMMARY, json.dumps(summary, indent=1))
-            from .plots import plot_curves
+            from ..folders.plots import plot_curves
 
             plot_curves(out, task.primary_metric)
             if spec.method_cls.trains_parent:
-                from .parents import publish_parent_run
+                from ..folders.parents import publish_parent_run
 
                 published = publish_parent_run(spec.card, spec.train, out, spec.manager)
                 if published is not None:

@@ -12,7 +12,7 @@ started again. What the folder holds decides what happens:
   resumed: :class:`~hkt_core.errors.ConfigError` names each difference, and the folder is kept.
 
 "Identical" compares the whole resolved configuration that ``config.toml`` records (pair, method,
-the card, ``train``, ``hkt``, method options) by the rule of :mod:`hkt_core.train.identity` (left
+the card, ``train``, ``hkt``, method options) by the rule of :mod:`hkt_core.train.folders.identity` (left
 out: the entries that name one run, and the device and loader workers, which never change the
 trained weights); with ``parent_weights`` the parent file must also be the one the run used
 (same SHA-256).
@@ -24,16 +24,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..config import read_toml
-from ..errors import ConfigError
-from . import run as files
+from ...config import read_toml
+from ...errors import ConfigError
+from ..folders import files
 from .api import resolve, train
-from .run import Run, is_run_folder
+from ..folders.run import Run, is_run_folder
 
 def config_differences(stored: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
     """``key: run has X, now Y`` for every setting in which two resolved configurations differ
-    (the rule of :mod:`hkt_core.train.identity`, shared with ``--resume``)."""
-    from .identity import difference_lines
+    (the rule of :mod:`hkt_core.train.folders.identity`, shared with ``--resume``)."""
+    from ..folders.identity import difference_lines
 
     return difference_lines(stored, wanted)
 
@@ -41,7 +41,7 @@ def config_differences(stored: dict[str, Any], wanted: dict[str, Any]) -> list[s
 def _parent_difference(stored: dict[str, Any], parent_weights: str | Path | None) -> list[str]:
     if parent_weights is None:
         return []
-    from .parents import sha256_file
+    from ..folders.parents import sha256_file
 
     path = Path(parent_weights)
     recorded = stored.get("parent", {}).get("sha256")

@@ -25,8 +25,8 @@ import socket
 import time
 from pathlib import Path
 
-from ..errors import ConfigError
-from ..io import open_in_place, storage_error
+from ...errors import ConfigError
+from ...io import open_in_place, storage_error
 
 LOCK = ".hkt-lock"
 

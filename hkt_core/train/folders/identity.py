@@ -20,10 +20,10 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from ..config import canonical_directions, read_toml, to_toml
-from ..errors import CheckpointError, ConfigError
-from ..io import atomic_write_text
-from .run import HISTORY
+from ...config import canonical_directions, read_toml, to_toml
+from ...errors import CheckpointError, ConfigError
+from ...io import atomic_write_text
+from .files import HISTORY
 
 #: Entries of config.toml that describe one run rather than what it trains.
 RUN_SPECIFIC = ("run", "parent", "world_size")
@@ -72,7 +72,7 @@ def _normal(value: Any) -> Any:
 def _compared(config: dict[str, Any]) -> dict[str, Any]:
     """Dotted keys of a configuration as config.toml stores it (TOML drops None, tuples become lists)."""
     data = tomllib.loads(to_toml({k: v for k, v in config.items() if k not in RUN_SPECIFIC}))
-    from ..config import REMOVED_SETTINGS
+    from ...config import REMOVED_SETTINGS
 
     out = {k: v for k, v in _flatten(data).items()
            if k not in NOT_COMPARED and k not in REMOVED_SETTINGS and k.removeprefix("card.") not in REMOVED_SETTINGS}
@@ -86,7 +86,7 @@ def _compared(config: dict[str, Any]) -> dict[str, Any]:
     if "train" in data.get("card", {}):
         for key, default in UNRECORDED.items():
             out.setdefault("card." + key, default)
-    from ..config import CHANGED_DEFAULTS
+    from ...config import CHANGED_DEFAULTS
 
     for key in CHANGED_DEFAULTS:  # the card's copy: what trains is the run's own value, compared above
         out.pop("card." + key, None)

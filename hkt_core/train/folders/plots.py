@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from . import run as files
+from . import files
 
 
 def _pyplot():
@@ -35,7 +35,7 @@ def _identity(run_dir: Path) -> tuple[str, str, str]:
     if summary.is_file():
         s = json.loads(summary.read_text(encoding="utf-8"))
         return str(s.get("pair", "?")), str(s.get("method", "?")), str(s.get("seed", "?"))
-    from ..config import read_toml
+    from ...config import read_toml
 
     config = read_toml(run_dir / files.CONFIG) if (run_dir / files.CONFIG).is_file() else {}
     return (str(config.get("pair", "?")), str(config.get("method", "?")),
@@ -83,7 +83,7 @@ def plot_curves(run_dir: Path, primary: str) -> Path | None:
     fig.suptitle(f"{pair}: {method}, seed {seed}")
     fig.tight_layout()
     target = run_dir / files.CURVES
-    from ..io import atomic_write
+    from ...io import atomic_write
 
     atomic_write(target, lambda p: fig.savefig(p, dpi=90, format="png"))
     plt.close(fig)
@@ -124,7 +124,7 @@ def plot_comparison(path: Path, rows: list[dict], metric: str, pair: str = "") -
     seeds = ", ".join(map(str, axis["seeds"]))
     ax.set_title(f"{pair}{': ' if pair else ''}test {metric}, seeds {seeds}\n{axis['note']}", fontsize=9)
     fig.tight_layout()
-    from ..io import atomic_write
+    from ...io import atomic_write
 
     atomic_write(path, lambda p: fig.savefig(p, dpi=90, format="png"))
     plt.close(fig)

@@ -34,7 +34,7 @@ class Acceleration:
         """Channels-last and compilation for the method's networks: the trainable module (the
         child, or the Family for HKT), the deployed child and the frozen parent. A network is only
         compiled when it is called, so one the method never calls directly costs nothing."""
-        from ..family import Family
+        from ...family import Family
 
         roles = [("child", method.deployed()), ("trainable", method.trainable_module()),
                  ("parent", getattr(method, "teacher", None) or method.ctx.parent)]

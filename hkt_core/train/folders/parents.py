@@ -45,14 +45,14 @@ import attrs
 import torch
 from torch import nn
 
-from ..config import TrainConfig, unstructure
-from ..io import atomic_write
-from ..models import build_model
-from ..pairs.card import PairCard, hkt_home
+from ...config import TrainConfig, unstructure
+from ...io import atomic_write
+from ...models import build_model
+from ...pairs.card import PairCard, hkt_home
 from .checkpoint import load_module_state
 from .identity import DEFAULTED
 from .integrity import sha256_file, verify
-from .run import BEST, CONFIG, METRICS, STATE, SUMMARY
+from .files import BEST, CONFIG, METRICS, STATE, SUMMARY
 
 KEY_VERSION = 4
 #: settings that do not change the trained weights (the device is in the key as its resolved type;
@@ -69,7 +69,7 @@ def device_type(name: str) -> str:
 
 def parent_train_config(card: PairCard) -> TrainConfig:
     """The card's ``[train]`` with its ``[parent_train]`` overrides: how the pair's parent is trained."""
-    from ..config import structure
+    from ...config import structure
 
     data = unstructure(card.train)
     data.update(card.parent_train)
@@ -79,7 +79,7 @@ def parent_train_config(card: PairCard) -> TrainConfig:
 def architecture_signature(card: PairCard, manager=None, *, model: nn.Module | None = None) -> list[list]:
     """Every parameter and buffer name with its shape: a model resized under the same name gets
     another cache entry instead of a checkpoint that no longer fits. ``model``: the card's parent
-    already built (a :class:`~hkt_core.train.resolved.ResolvedPair`'s), read instead of a second build."""
+    already built (a :class:`~hkt_core.train.setup.resolved.ResolvedPair`'s), read instead of a second build."""
     if model is None:
         model = build_model(card.parent, manager, **card.parent_options)
     return [[name, list(t.shape)] for name, t in model.state_dict().items()]
@@ -252,7 +252,7 @@ def check_parent(card: PairCard, val: dict[str, Any], task: Any, val_split, *, h
     ``epochs`` is how long it was trained (None: pretrained)."""
     import math
 
-    from ..errors import TrainingDiverged
+    from ...errors import TrainingDiverged
 
     pretrained = ("fix: give the parent weights trained on this task (its weights option in [parent_options]) "
                   "or drop them to let hkt train it")
@@ -269,7 +269,7 @@ def check_parent(card: PairCard, val: dict[str, Any], task: Any, val_split, *, h
         return
     accuracy, chance = val.get("accuracy"), chance_accuracy(val_split)
     if isinstance(accuracy, (int, float)) and chance is not None and accuracy <= chance:
-        from ..errors import ConfigError
+        from ...errors import ConfigError
 
         raise ConfigError(f"the parent of pair {card.name!r} ({card.parent}, {how}) is no better than chance: "
                           f"validation accuracy {accuracy:.4f} <= {chance:.4f} (always its most frequent class); "

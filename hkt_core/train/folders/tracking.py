@@ -21,9 +21,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
-from ..io import check_inside, storage_error
-from .run import TENSORBOARD
+from ...errors import ConfigError
+from ...io import check_inside, storage_error
+from .files import TENSORBOARD
 
 #: The trackers ``--log`` accepts.
 TRACKERS = ("tensorboard",)

@@ -19,9 +19,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..adapters import adapter_for, example_inputs_for
-from ..errors import HKTError, UnsafePathError
-from ..io import StorageError, atomic_write, check_inside, remove_orphaned_temporaries, storage_error
+from ...adapters import adapter_for, example_inputs_for
+from ...errors import HKTError, UnsafePathError
+from ...io import StorageError, atomic_write, check_inside, remove_orphaned_temporaries, storage_error
 from .run import Run
 
 FORMATS = ("safetensors", "onnx", "pt2")
@@ -101,7 +101,7 @@ def export_run(run: Run, fmt: str, out: str | Path | None = None, *, atol: float
 
 def check_target(run: Run, path: Path, fmt: str) -> None:
     """Refuse an export target that is a directory or one of the run's own files."""
-    from .run import own_files
+    from .files import own_files
 
     try:
         is_dir, target = path.is_dir(), path.resolve()

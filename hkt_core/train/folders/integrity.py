@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from safetensors import SafetensorError, safe_open
 
-from ..errors import CheckpointError
+from ...errors import CheckpointError
 
 FILES_KEY = "files"
 STATE = "state.json"

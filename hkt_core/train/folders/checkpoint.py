@@ -29,8 +29,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from ..errors import CheckpointError
-from ..io import StorageError, atomic_write, atomic_write_text, storage_error
+from ...errors import CheckpointError
+from ...io import StorageError, atomic_write, atomic_write_text, storage_error
 
 FORMAT = "hkt-checkpoint"
 FORMAT_VERSION = 1

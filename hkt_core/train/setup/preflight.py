@@ -30,17 +30,18 @@ import torch
 from torch import nn
 from torch.utils.data import default_collate
 
-from ..adapters import adapter_for
-from ..config import HKTConfig, TrainConfig
-from ..errors import ConfigError, HKTError
-from ..models import build_model, count_parameters
-from ..pairs.card import PairCard
-from ..trust import card_origin, scope
-from .checkpoint import capture_rng, restore_rng
+from ...adapters import adapter_for
+from ...config import HKTConfig, TrainConfig
+from ...errors import ConfigError, HKTError
+from ...models import build_model, count_parameters
+from ...pairs.card import PairCard
+from ...trust import card_origin, scope
+from ..folders.checkpoint import capture_rng, restore_rng
+from ..folders.files import mixing_points_line
 from .resolved import ResolvedPair, resolve_pair
 
 if TYPE_CHECKING:
-    from ..plugins.host import PluginManager
+    from ...plugins.host import PluginManager
 
 #: samples per split the check runs on (>1: normalisation layers need a batch in training mode)
 CHECK_BATCH = 2
@@ -108,13 +109,6 @@ class PairReport:
         return out
 
 
-def mixing_points_line(alignment) -> str:
-    """``2HKT: mixing at parent.pool <-> child.pool; predictions fc <-> fc`` (one line)."""
-    points = "; ".join(f"{p.parent} <-> {p.child}" for p in alignment.mixing_pairs) or "none"
-    out = alignment.prediction_pair
-    return f"{alignment.stages}HKT, mixing at {points} (predictions {out.parent} <-> {out.child})"
-
-
 #: the names a model factory's class-count option goes by, in the order they are looked for
 CLASS_COUNT_OPTIONS = ("num_classes", "classes", "n_classes", "num_labels", "num_outputs", "n_outputs",
                        "out_features", "outputs")
@@ -127,7 +121,7 @@ def factory_options(ref: str, manager) -> list[str]:
 
     try:
         if ":" in ref:
-            from ..models import resolve_callable
+            from ...models import resolve_callable
 
             factory = resolve_callable(ref)
         else:
@@ -146,7 +140,7 @@ def _one_line(exc: BaseException) -> str:
 
 
 class _Check:
-    """The state of one check of a :class:`~hkt_core.train.resolved.ResolvedPair`; each step
+    """The state of one check of a :class:`~hkt_core.train.setup.resolved.ResolvedPair`; each step
     raises :class:`PairCheckError` with its own fix."""
 
     def __init__(self, pair: ResolvedPair, train: TrainConfig, hkt: HKTConfig,
@@ -160,15 +154,15 @@ class _Check:
 
     # -- data --------------------------------------------------------------------------------
     def data(self):
-        from ..errors import DataError
-        from .data import SplitError, check_finite_batch, dataset_factory
+        from ...errors import DataError
+        from ..loop.data import SplitError, check_finite_batch, dataset_factory
 
         try:
             dataset_factory(self.card.dataset, self.manager)
         except HKTError as exc:
             raise self.fail(_one_line(exc), "name a registered data set (`hkt list datasets`) or a module:callable "
                             "whose module lies beside the card or on sys.path", "data") from None
-        from ..data import SampleFormError
+        from ...data import SampleFormError
 
         try:
             splits = self.pair.splits()
@@ -239,7 +233,7 @@ class _Check:
                 f"({takes}); change the model, or give it one")
 
     def predict(self, role: str, model: nn.Module, batch, info: dict[str, Any]) -> torch.Tensor:
-        from .data import split_batch
+        from ..loop.data import split_batch
 
         inputs, target = split_batch(batch, self.device)
         ref = self.card.parent if role == "parent" else self.card.child
@@ -293,9 +287,9 @@ class _Check:
     def start(self, name: str, network: nn.Module, parent: nn.Module | None, options: dict[str, Any],
               alignment: Any = None):
         """Method ``name`` built around ``network`` exactly as the trainer builds it
-        (:func:`~hkt_core.train.trainer.build_method`), or the :class:`MethodResult` saying why it
+        (:func:`~hkt_core.train.methods.build.build_method`), or the :class:`MethodResult` saying why it
         does not apply to this pair."""
-        from .trainer import build_method
+        from ..methods.build import build_method
 
         method_cls = self.manager.lookup("methods", name)
         try:
@@ -324,8 +318,8 @@ class _Check:
                 module.load_state_dict(state)
 
     def _step(self, name: str, method, batch, augment) -> MethodResult:
-        from .data import split_batch
-        from .optim import build_optimizer
+        from ..loop.data import split_batch
+        from ..loop.optim import build_optimizer
 
         inputs, target = split_batch(batch, self.device)
         try:
@@ -373,11 +367,11 @@ def check_pair(card: PairCard | str | ResolvedPair, *, manager: PluginManager | 
                methods: Sequence[str] | None = None, required: Sequence[str] | None = None,
                method_options: dict[str, dict[str, Any]] | None = None) -> PairReport:
     """Check that ``card`` (a :class:`PairCard`, a registered pair's name or a
-    :class:`~hkt_core.train.resolved.ResolvedPair`) can train; see the module docstring.
+    :class:`~hkt_core.train.setup.resolved.ResolvedPair`) can train; see the module docstring.
     ``methods`` defaults to every registered method; ``required`` (default: the core's methods)
     must apply. Raises :class:`PairCheckError` naming the problem and the fix. The caller's random
     state is left as it was."""
-    from ..plugins.host import resolve_manager
+    from ...plugins.host import resolve_manager
 
     if isinstance(card, ResolvedPair):
         pair = card
