@@ -141,6 +141,11 @@ def pair_tokenizer(card: Any) -> tuple[Any, str] | tuple[None, None]:
         tok = tokenizer_of(dict(card.dataset_options))
         hf = getattr(tok, "tokenizer", None)
         return (hf if hf is not None else tok), f"data set text-files ({tok.name})"
+    if card.dataset == "text-classification-files" and card.dataset_options.get("tokenizer"):
+        from .text_classification import load_tokenizer
+
+        folder = card.dataset_options["tokenizer"]
+        return load_tokenizer(folder), f"data set text-classification-files ({folder})"
     for role, options in (("parent", card.parent_options), ("child", card.child_options)):
         folder = _tokenizer_folder(options.get("pretrained")) if card_model(card, role) == "transformers" else None
         if folder is not None:
