@@ -1,8 +1,8 @@
 """``text-files``: language-model data from local files, packed into fixed-length blocks.
 
 **What it reads** (``files``: one path or a list; local paths only, URLs and hub names are
-refused in one line; a relative path resolves against the working folder, since a data set is
-given its options, not the folder of the card that names them: write absolute paths in a card):
+refused in one line; in a card, a relative path resolves against the card's folder: ``files``
+and ``tokenizer`` are this data set's ``path_options``, resolved when the card is read):
 
 - a plain-text file: one document (or several, split on ``separator``);
 - a JSON-lines file (``.jsonl`` / ``.json``, or ``format = "jsonl"``): one document per line, the
