@@ -46,7 +46,7 @@ def test_the_loss_is_the_float64_attention_term_plus_the_task_loss():
     # a 2-stage card, aligned at the method's 3 stages: the stem's maps, and the pooled vectors (skipped)
     assert [(p.parent, p.child) for p in at.aligned.points] == [("stem", "stem"), ("flatten", "flatten")]
     assert [(p.parent, p.child) for p in at.points] == [("stem", "stem")]
-    assert ctx.alignment.stages == 3
+    assert at.alignment.stages == 3   # the method keeps its alignment (the context is not written)
     x, y = torch.randn(6, 1, 8, 8), torch.tensor([0, 1, 2, 0, 1, 2])
     at.train(True)
     out = at.training_step((x,), y)
@@ -96,8 +96,8 @@ def test_options_and_alignments_without_positions_are_one_line_refusals():
 
 def test_a_random_alignment_is_drawn_at_the_method_s_stages():
     ctx = _context(alignment="random:3", stages=4)
-    hkt_core.lookup("methods", "attention-transfer")(ctx)
-    assert ctx.alignment.method == "random" and ctx.alignment.seed == 3 and ctx.alignment.stages == 4
+    at = hkt_core.lookup("methods", "attention-transfer")(ctx)
+    assert at.alignment.method == "random" and at.alignment.seed == 3 and at.alignment.stages == 4
 
 
 def test_attention_transfer_resumes_exactly_and_exports_a_plain_child(tmp_path, isolated_home):

@@ -153,7 +153,7 @@ def test_fitnet_hints_a_shipped_pair_and_a_heterogeneous_one(pair, stages, cross
     if stages is not None:
         ctx.card = attrs.evolve(ctx.card, stages=stages, alignment=None)
     fit = hkt_core.lookup("methods", "fitnet")(ctx)
-    kinds = [(p.parent_kind, p.child_kind) for p in ctx.alignment.mixing_pairs]
+    kinds = [(p.parent_kind, p.child_kind) for p in fit.alignment.mixing_pairs]
     assert any(a != b for a, b in kinds) == cross_kind, kinds
     if pair.startswith("mnist1d"):
         assert ("map", "map") in kinds  # an intermediate point on maps

@@ -11,9 +11,10 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..io import StorageError
+from ..train.methods import methods_with_role
 
 DEMO_PAIR = "digits-demo"
-DEMO_METHODS = ("baseline", "kd", "hkt")
+DEMO_METHODS = methods_with_role("demo")
 DEMO_SEEDS = 3
 TRUST_HELP = ("let the run folder's module:callable references import modules from the folders it names "
               "(its card's folder, the run folder); without it only modules importable from here are used")
@@ -141,7 +142,7 @@ def _overrides(args) -> dict:
 # -- train -------------------------------------------------------------------------------------
 
 def run_train(args) -> int:
-    from ..train.api import default_out, resolve
+    from ..train.setup.api import default_out, resolve
 
     if args.nproc < 1:
         raise ConfigError(f"--nproc {args.nproc} is invalid: must be an integer >= 1")
@@ -151,7 +152,7 @@ def run_train(args) -> int:
     spec = resolve(args.pair, args.method, out=out, resume=args.resume, force=args.force,
                    parent_weights=args.parent_weights, parent_epochs=args.parent_epochs, settings=args.settings,
                    progress=False if args.no_progress else None, log=args.log, **_overrides(args))
-    from ..train.trainer import Trainer
+    from ..train.setup.training import Trainer
 
     trainer = Trainer(spec)
     try:
@@ -159,7 +160,7 @@ def run_train(args) -> int:
     except OSError as exc:  # a write the file system refused (StorageError), or a read that failed
         raise io_failure(exc, trainer) from None
     if int(os.environ.get("RANK", "0")) == 0:
-        from ..train.run import Run
+        from ..train.folders.run import Run
 
         _print_summary(Run(folder, spec.manager))
     return 0
@@ -242,9 +243,9 @@ def run_eval(args) -> int:
     from ..config import structure
     from ..config import TrainConfig
     from ..plugins.host import default_manager
-    from ..train.data import load_splits
-    from ..train.run import load_run
-    from ..train.trainer import evaluate
+    from ..train.loop.data import load_splits
+    from ..train.folders.run import load_run
+    from ..train.setup.training import evaluate
 
     from ..trust import scope
 
@@ -266,8 +267,8 @@ def run_eval(args) -> int:
 
 
 def run_export(args) -> int:
-    from ..train.export import export_run
-    from ..train.run import load_run
+    from ..train.folders.export import export_run
+    from ..train.folders.run import load_run
 
     path, diff = export_run(load_run(args.run_dir, trust_code=args.trust_code), args.format, args.out)
     print(f"exported the child to {path} ({args.format}); output checked against the child: "
@@ -300,7 +301,7 @@ def _print_written(written: dict[str, Path], out: Path) -> None:
 
 
 def run_compare(args) -> int:
-    from ..train.compare import format_table, paired_lines, run_comparison, write_comparison
+    from ..train.setup.compare import format_table, paired_lines, run_comparison, write_comparison
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     seeds = _ints(args.seeds, "seeds")
@@ -343,7 +344,7 @@ def demo_seeds(args) -> list[int]:
 
 def run_demo(args) -> int:
     from ..plugins.host import default_manager
-    from ..train.compare import format_table, run_comparison, write_comparison
+    from ..train.setup.compare import format_table, run_comparison, write_comparison
 
     seeds = demo_seeds(args)
     manager = default_manager()
@@ -367,7 +368,7 @@ def run_demo(args) -> int:
 def demo_verdicts(rows: list[dict], card) -> str:
     """The settings used, each method's paired difference to the baseline and whether it is beyond
     the seed-to-seed noise, and where the full benchmark is."""
-    from ..train.compare import paired_lines
+    from ..train.setup.compare import paired_lines
 
     h, t = card.hkt, card.train
     lines = [f"\nHKT settings (the card's [hkt]): mixture {h.mixture}, lam {h.lam:g}, alphas "
@@ -385,7 +386,7 @@ def _with_parent_row(manager, out: Path, rows: list[dict]) -> list[dict]:
     import json
 
     from ..config import read_toml
-    from ..train.compare import _row
+    from ..train.setup.compare import _row
 
     for row in rows:
         config = read_toml(out / f"{row['method']}-seed0" / "config.toml")

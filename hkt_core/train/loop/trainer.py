@@ -340,6 +340,7 @@ class TrainingLoop:
                        # a method may replace the network it trains (e.g. a compressed parent)
                        child=method.ctx.child, extra=method.extra_state_module())
         self.accel.prepare(method)
+        method.use_forward_context(self.accel.autocast)
         run.optimizer = build_optimizer(run.trainable, self.spec.train)
         self._start_or_resume(run, state)
         if self.world.distributed:
@@ -376,10 +377,10 @@ class TrainingLoop:
                                   hkt=spec.hkt, task=task, options=spec.method_options, device=self.device,
                                   alignment=files.read_alignment(spec.out) if state else None)
         self._dry = None
-        ctx = method.ctx
-        if ctx.alignment is not None and self.world.main:
-            files.write_alignment(spec.out, ctx.alignment)
-            _say(self.world, f"alignment: {files.mixing_points_line(ctx.alignment)}")
+        alignment = method.alignment
+        if alignment is not None and self.world.main:
+            files.write_alignment(spec.out, alignment)
+            _say(self.world, f"alignment: {files.mixing_points_line(alignment)}")
         return method
 
     def _start_or_resume(self, run: _Session, state: dict[str, Any] | None) -> None:
@@ -435,18 +436,21 @@ class TrainingLoop:
 
     def _train_step(self, run: _Session, inputs: tuple, target: Any, epoch: int,
                     step: int) -> tuple[float, dict[str, float]]:
-        """One optimiser step; stops the run (on every rank) when any rank's loss is not finite."""
-        with self.accel.autocast():
-            result = run.method.training_step(inputs, target)
-        loss = result.loss
-        bad = not bool(torch.isfinite(loss.detach()).all())
-        if any_flag(self.world, bad):
-            self._diverged(float(loss.detach()) if bad else float("nan"), epoch, step, run.start_epoch, run.best,
-                           self.spec.out)
-        run.optimizer.zero_grad(set_to_none=True)
-        self.accel.step(loss, run.optimizer, [p for p in run.trainable.parameters() if p.requires_grad])
+        """One optimiser step (through the method's :meth:`~hkt_core.Method.step` seam); stops the run
+        (on every rank) when any rank's loss is not finite."""
+        params = [p for p in run.trainable.parameters() if p.requires_grad]
+
+        def update(loss: torch.Tensor) -> None:
+            bad = not bool(torch.isfinite(loss.detach()).all())
+            if any_flag(self.world, bad):
+                self._diverged(float(loss.detach()) if bad else float("nan"), epoch, step, run.start_epoch,
+                               run.best, self.spec.out)
+            run.optimizer.zero_grad(set_to_none=True)
+            self.accel.step(loss, run.optimizer, params)
+
+        result = run.method.step(inputs, target, update)
         run.global_step += 1
-        return float(loss.detach()), result.logs
+        return float(result.loss.detach()), result.logs
 
     def _end_epoch(self, run: _Session, epoch: int, steps_per_epoch: int, train_means: dict[str, float],
                    started: float) -> None:

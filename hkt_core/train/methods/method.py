@@ -15,6 +15,7 @@ built and read as ``self.options``.
 from __future__ import annotations
 
 import math
+import contextlib
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
@@ -174,6 +175,28 @@ class Method:
     def training_step(self, inputs: tuple[torch.Tensor, ...], target: Any) -> StepOutput:
         raise NotImplementedError
 
+    def step(self, inputs: tuple[torch.Tensor, ...], target: Any,
+             update: Callable[[torch.Tensor], None]) -> StepOutput:
+        """One training step: the seam the trainer and its pre-flight call. The default runs
+        :meth:`training_step` (under the run's autocast, :meth:`forward_context`) and hands its loss
+        to ``update``, which checks it is finite, clears the gradients, back-propagates and takes the
+        optimiser step. A method that needs two backward passes, or an optimiser step of its own,
+        overrides this and calls ``update`` (or steps itself) as it needs."""
+        with self.forward_context():
+            result = self.training_step(inputs, target)
+        update(result.loss)
+        return result
+
+    def forward_context(self):
+        """The context the forward pass runs in: the run's autocast, set by the trainer
+        (:meth:`use_forward_context`); none by default."""
+        factory = self.__dict__.get("_forward_context")
+        return factory() if factory is not None else contextlib.nullcontext()
+
+    def use_forward_context(self, factory: Callable[[], Any] | None) -> None:
+        """Set by the trainer: a factory of the context :meth:`step` runs the forward pass in."""
+        self._forward_context = factory
+
     def on_epoch_start(self, epoch: int) -> None:
         """Called by the trainer before each training epoch (0-based, also after a resume): for
         settings that follow a schedule. The default does nothing."""
@@ -186,16 +209,19 @@ class Method:
     # -- for methods that mix or compare at aligned points ----------------------------------------
     @property
     def alignment(self) -> Any:
-        """The alignment the method mixes or compares at (None for a method that aligns nothing)."""
-        return self.ctx.alignment
+        """The alignment the method mixes or compares at (None for a method that aligns nothing): the
+        one :meth:`aligned_at` chose, else the one the trainer gave (``ctx.alignment``). The trainer
+        and the pre-flight read it here, and the trainer records it in the run folder."""
+        chosen = self.__dict__.get("_aligned")
+        return chosen if chosen is not None else self.ctx.alignment
 
     def aligned_at(self, choice: Any = "auto", stages: int | None = None) -> Any:
         """The run's alignment: the one the trainer gave (a resumed run's recorded ``alignment.json``)
-        or the one ``choice`` selects (:data:`hkt_core.train.aligned.ALIGNMENT_CHOICES`; ``stages``
-        other than the card's aligns automatically at that count). It is kept as ``ctx.alignment``,
-        which the trainer records in the run folder: the one place a method hands it over."""
-        if self.ctx.alignment is None:
+        or the one ``choice`` selects (:data:`hkt_core.train.methods.aligned.ALIGNMENT_CHOICES`;
+        ``stages`` other than the card's aligns automatically at that count). The method keeps it
+        (:attr:`alignment`); the context is not written."""
+        if self.alignment is None:
             from .aligned import method_alignment
 
-            self.ctx.alignment = method_alignment(self.ctx, choice, stages=stages)
-        return self.ctx.alignment
+            self._aligned = method_alignment(self.ctx, choice, stages=stages)
+        return self.alignment

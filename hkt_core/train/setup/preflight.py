@@ -38,6 +38,7 @@ from ...pairs.card import PairCard
 from ...trust import card_origin, scope
 from ..folders.checkpoint import capture_rng, restore_rng
 from ..folders.files import mixing_points_line
+from ..methods.registry import methods_with_role
 from .resolved import ResolvedPair, resolve_pair
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ if TYPE_CHECKING:
 #: samples per split the check runs on (>1: normalisation layers need a batch in training mode)
 CHECK_BATCH = 2
 #: the methods every pair must support
-CORE_METHODS = ("parent", "baseline", "kd", "hkt")
+CORE_METHODS = methods_with_role("every-pair")
 SPLITS = ("train", "val", "test")
 
 
@@ -278,7 +279,7 @@ class _Check:
             method = self.start(name, network, parent, options)
             if isinstance(method, MethodResult):
                 return method, None
-            return self.step(name, method, batch, augment), method.ctx.alignment
+            return self.step(name, method, batch, augment), method.alignment
         except PairCheckError as exc:
             if required:
                 raise
@@ -334,11 +335,14 @@ class _Check:
                                 "parameters are all frozen, or that has none, cannot learn)", "methods")
             optimizer = build_optimizer(trainable, self.train)
             method.train(True)
-            result = method.training_step(inputs, target)
+
+            def update(loss: torch.Tensor) -> None:
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+
+            result = method.step(inputs, target, update)
             loss = float(result.loss.detach())
-            optimizer.zero_grad(set_to_none=True)
-            result.loss.backward()
-            optimizer.step()
         except PairCheckError:
             raise
         except HKTError as exc:
@@ -468,7 +472,7 @@ def dry_run(spec, pair: ResolvedPair, *, device: torch.device | None = None, ali
         finally:
             random.setstate(state[0])
             np.random.set_state(state[1])
-    report = attrs.evolve(report, methods=(result,), alignment=method.ctx.alignment,
+    report = attrs.evolve(report, methods=(result,), alignment=method.alignment,
                           seconds=time.perf_counter() - started)
     return DryRun(report, method, rng, alignment_recorded=alignment is not None)
 
