@@ -1,12 +1,19 @@
 """Block discovery: where in a traced network work naturally hands off from one block to the next.
 
-The candidate rule. When the model has at least two repeated-block outputs on its main path
-(:func:`block_boundaries`: outputs of composite modules repeated among siblings that every
-floating-point path to the prediction passes through), the candidates are exactly those block
-outputs plus the features the head reads; stage ends and the head's input are marked
-(``stage_end``, ``head_input``) for the placement, and each gets its block position
-(``position``: (i + 1) / B for the i-th of B block outputs, 1 for the head's input), the depth the
-placement uses (``place``). Values inside a block are never candidates.
+The candidate rule (docs/alignment.md, section 2; it names no family and no module name). When the
+model has at least two block outputs on its main path (:func:`block_boundaries`: outputs of
+composite modules repeated among siblings or across the model, or members of a sequence of them,
+that every floating-point path to the prediction passes through), the candidates are the block
+outputs of its **trunk** plus the features the head reads: plain layers (one path through them)
+before, between and after the blocks that branch are the front end, transitions and tail; a block
+nested in a block of the same resolution that computes its own output after it lies inside it; a
+block whose call returns a tuple hands on the value it computes last that the rest of the network
+reads. Stage ends and the head's input are marked (``stage_end``, ``head_input``), each gets its
+block position over the trunk (``position``: (i + 1) / B for the i-th of B block outputs, 1 for the
+head's input), the depth the placement uses (``place``), and its trunk level (``tier`` of
+``tiers``: the runs of block outputs of one resolution, the head's features standing for the last),
+which constrains the chain (:mod:`hkt_core.align.solve`). Values inside a block are never
+candidates.
 
 Otherwise (plain CNNs, MLPs, opaque stages) a value is a candidate block boundary when it
 
