@@ -86,7 +86,7 @@ def _parent_matches(folder: Path, spec) -> bool:
     the same data (its own options over the children's). The children's settings elsewhere in the
     card do not change a parent."""
     from hkt_core.config import read_toml
-    from hkt_core.train.reuse import config_differences
+    from hkt_core.train.setup.reuse import config_differences
 
     stored, wanted = read_toml(folder / "config.toml"), spec.config()
 
@@ -104,9 +104,9 @@ def run_job(spec: dict[str, Any], out: str, quick: bool) -> dict[str, Any]:
     import attrs
 
     import hkt_core
-    from hkt_core.train.api import resolve
-    from hkt_core.train.reuse import train_or_reuse
-    from hkt_core.train.trainer import Trainer
+    from hkt_core.train.setup.api import resolve
+    from hkt_core.train.setup.reuse import train_or_reuse
+    from hkt_core.train.setup.training import Trainer
 
     base = Path(out) / spec["pair"]
     folder = base / spec["folder"]
@@ -150,7 +150,7 @@ def run_job(spec: dict[str, Any], out: str, quick: bool) -> dict[str, Any]:
 
 def _digest(weights: Path) -> str | None:
     """The SHA-256 of the parent's tensors, None before the parent exists (the baseline's search)."""
-    from hkt_core.train.parents import weights_sha256
+    from hkt_core.train.folders.parents import weights_sha256
 
     return weights_sha256(weights) if weights.is_file() else None
 
@@ -397,7 +397,7 @@ def results_json(results: list[dict[str, Any]], parents: dict[str, dict], tuned:
 def parent_info(parent_result: dict[str, Any], quick: bool) -> dict[str, Any]:
     from hkt_core.models import build_model, count_parameters
     from hkt_core.plugins import default_manager
-    from hkt_core.train.data import load_splits
+    from hkt_core.train.loop.data import load_splits
 
     card = resolve_card(parent_result["pair"], quick)
     manager = default_manager()

@@ -43,6 +43,8 @@ REGIMES: dict[str, list[tuple[int, int]]] = {
     plan.SEG_PAIR: [(4, 64), (8, 64), (4, 32), (8, 32), (4, 16), (8, 16)],
     plan.FLOW_SIZING_PAIR: [(0, 64)],  # width 0: the card's child (RAFT-S at a quarter of the widths)
 }
+#: the segmentation pair's optimisation steps at every size (batches of the card's size)
+SEG_STEPS = 240
 #: per pair, the seeds of every run (validation scores are compared on their mean and paired per seed)
 SEEDS: dict[str, tuple[int, ...]] = {plan.TRANSFORMER_PAIR: (0, 1), plan.SEG_PAIR: (0, 1, 2),
                                      plan.FLOW_SIZING_PAIR: (0, 1)}
@@ -59,9 +61,9 @@ def _card(pair: str, width: int, n_train: int, quick: bool):
         config = {**options["config"], "hidden_size": width, "intermediate_size": 2 * width}
         return attrs.evolve(card, child_options={**options, "config": config},
                             dataset_options={**card.dataset_options, "n_train": 240 if quick else n_train})
-    if pair == plan.SEG_PAIR:  # as many steps at every size: the card's epochs at its 64 training images
-        card = attrs.evolve(card, train=attrs.evolve(card.train, epochs=card.train.epochs * (64 // n_train)
-                                                      if n_train and not quick else card.train.epochs))
+    if pair == plan.SEG_PAIR and n_train and not quick:  # as many optimisation steps at every size
+        epochs = SEG_STEPS * card.train.batch_size // n_train
+        card = attrs.evolve(card, train=attrs.evolve(card.train, epochs=epochs))
     return attrs.evolve(card, child_options={**options, "width": width}) if width else card
 
 
@@ -76,7 +78,7 @@ def zero_flow(pair: str, quick: bool) -> float:
     """The validation EPE of predicting no motion at all (the floor a flow child must beat)."""
     from hkt_core.plugins import default_manager
     from hkt_core.tasks.metrics import EndPointError
-    from hkt_core.train.data import load_splits
+    from hkt_core.train.loop.data import load_splits
 
     card = _card(pair, 0, 0, quick)
     splits = load_splits(card, card.train, default_manager())
@@ -98,7 +100,7 @@ def run_one(spec: dict[str, Any], out: str, quick: bool) -> dict[str, Any]:
 
     import hkt_core
     import quality
-    from hkt_core.train.reuse import train_or_reuse
+    from hkt_core.train.setup.reuse import train_or_reuse
 
     torch.set_num_threads(1)
     card = _card(spec["pair"], spec["width"], spec["n_train"], quick)
