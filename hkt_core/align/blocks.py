@@ -359,14 +359,18 @@ def block_boundaries(traced: TracedModel, cut: set[str],
         outputs = [n for n in outputs if n not in dropped]
         notes.append(f"{len(dropped)} block output(s) inside a block of the same resolution left out")
 
+    def _holds_blocks(path: str) -> bool:  # a stage of its own: it holds block outputs
+        return any(values[q] in kept for q in values if q.startswith(path + "."))
+
+    kept = set(outputs)
     head = _head_input(traced, outputs[-1])
     ends = set()
     for a, b in zip(outputs, outputs[1:]):
         if tuple(g.nodes[a]["shape"][1:]) != tuple(g.nodes[b]["shape"][1:]):
-            # a stage that ends by downsampling (a Swin stage's patch merging) ends at its own output
-            # (one computed by the stage itself, after the blocks it holds)
+            # a stage that ends by downsampling (a Swin stage's patch merging) ends at its own output,
+            # unless that output is the end of another stage nested in it (a list of stages)
             holds = any((a.startswith(p + ".") or a in members.get(p, ()))
-                        and not any(values[q] == b for q in values if q.startswith(p + "."))
+                        and not any(values[q] == b and _holds_blocks(q) for q in values if q.startswith(p + "."))
                         for p in paths.get(b, ()))
             ends.add(b if holds else a)
     ends.add(outputs[-1])
