@@ -204,3 +204,49 @@ def test_levels_constrain_the_chain():
     assert [tiers[i] for i, _ in distinct][-1] == 3 and len({tiers[i] for i, _ in distinct}) == 2, distinct
     free = choose_pairs(scores, ok, depth, depth, 2)
     assert free == [(0, 0), (1, 1)]   # without levels, the scores alone decide
+
+
+class _Merge(nn.Module):
+    """Patch merging as a module of its own (its class repeated in every stage): 2x2 neighbours
+    joined, normed and reduced, tokens on the h/2 x w/2 grid."""
+
+    def __init__(self, dim, side):
+        super().__init__()
+        self.side, self.norm, self.reduce = side, nn.LayerNorm(4 * dim), nn.Linear(4 * dim, 2 * dim)
+
+    def forward(self, x):
+        b, _, d = x.shape
+        g = x.view(b, self.side, self.side, d)
+        g = torch.cat([g[:, 0::2, 0::2], g[:, 1::2, 0::2], g[:, 0::2, 1::2], g[:, 1::2, 1::2]], -1)
+        return self.reduce(self.norm(g.reshape(b, -1, 4 * d)))
+
+
+class _MergeStage(nn.Module):
+    def __init__(self, dim, side):
+        super().__init__()
+        self.blocks = nn.ModuleList([_Folding.Token(dim), _Folding.Token(dim)])
+        self.merge = _Merge(dim, side)
+
+    def forward(self, x):
+        for block in self.blocks:
+            x = block(x)
+        return self.merge(x)
+
+
+def test_a_stage_that_merges_patches_in_a_module_of_its_own_still_ends_at_its_output():
+    class Hier(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.patches = nn.Conv2d(3, 8, 2, stride=2)
+            self.stages = nn.ModuleList([_MergeStage(8, 8), _MergeStage(16, 4)])
+            self.fc = nn.Linear(32, 2)
+
+        def forward(self, x):
+            t = self.patches(x).flatten(2).transpose(1, 2)
+            for stage in self.stages:
+                t = stage(t)
+            return self.fc(t.mean(1))
+
+    bg = analyse(Hier(), torch.randn(1, 3, 16, 16))
+    ends = [b.name for b in bg.candidates if b.stage_end]
+    assert ends[0] == "stages.0", [(b.name, b.stage_end) for b in bg.candidates]
