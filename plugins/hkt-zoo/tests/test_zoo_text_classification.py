@@ -145,7 +145,7 @@ def _scenario(tmp_path, monkeypatch, *, name: str, data_options: list[str], auto
         assert torch.equal(got, expected)
 
 
-def test_the_scenario_a_bert_and_a_csv_from_the_command_line(tmp_path, monkeypatch):
+def test_the_scenario_a_bert_and_a_csv_from_the_command_line(hkt_home, tmp_path, monkeypatch):
     work = tmp_path / "work"
     work.mkdir()
     rows = _sentences(240, seed=0)
@@ -158,7 +158,7 @@ def test_the_scenario_a_bert_and_a_csv_from_the_command_line(tmp_path, monkeypat
               data_options=["train=reviews.csv", "text_column=sentence", "label_column=sentiment"])
 
 
-def test_held_back_json_lines_and_a_distilbert_parent(tmp_path, monkeypatch):
+def test_held_back_json_lines_and_a_distilbert_parent(hkt_home, tmp_path, monkeypatch):
     work = tmp_path / "work"
     (work / "data").mkdir(parents=True)
     rows = _sentences(200, seed=1)

@@ -189,7 +189,8 @@ def export_hf(run: Any, out: str | Path | None = None, *, atol: float = 1e-4) ->
     if not isinstance(child, PreTrainedModel):
         ref, _ = run.network_ref()
         _fail(f"it writes transformers models (the zoo's transformers source); this run's network {ref!r} is a "
-              f"{type(child).__name__}: use --format safetensors, onnx or pt2")
+              f"{type(child).__name__}: use --format safetensors, onnx or pt2"
+              f"{f', or {ref}' if ref in ('torchvision', 'timm') else ''}")
     architecture = type(child).__name__
     auto_name = auto_class_name(architecture)
     loader = getattr(transformers, auto_name) if auto_name else getattr(transformers, architecture)

@@ -74,13 +74,30 @@ def hkt_register_metrics():
 
 @registers()
 def hkt_register_export_formats():
-    """``hkt export RUN --format hf``: a transformers save_pretrained folder (transformers installed)."""
-    if not _has("transformers"):
-        return {}
-    from .hf_export import export_hf
+    """``hkt export RUN --format hf``: a transformers save_pretrained folder (transformers installed);
+    ``--format torchvision`` / ``timm``: a safetensors state dict and its constructor (library installed)."""
+    formats = []
+    if _has("transformers"):
+        from .hf_export import export_hf
 
-    return [("hf", export_hf, {"description": "the child as a transformers save_pretrained folder (config.json, "
-                                              "model.safetensors, the tokenizer), checked against the child"})]
+        formats.append(("hf", export_hf, {"description": "the child as a transformers save_pretrained folder "
+                                                         "(config.json, model.safetensors, the tokenizer), checked "
+                                                         "against the child"}))
+    if _has("torchvision"):
+        from .vision_export import export_torchvision
+
+        formats.append(("torchvision", export_torchvision,
+                        {"description": "the child as model.safetensors for torchvision.models.get_model(arch, "
+                                        "num_classes=...).load_state_dict, its constructor in hkt_export.json, "
+                                        "checked against the child"}))
+    if _has("timm"):
+        from .vision_export import export_timm
+
+        formats.append(("timm", export_timm,
+                        {"description": "the child as model.safetensors for timm.create_model(arch, pretrained=True, "
+                                        "pretrained_cfg_overlay=dict(file=...)), its constructor in hkt_export.json "
+                                        "(and timm's config.json), checked against the child"}))
+    return formats
 
 
 @hookimpl
