@@ -150,3 +150,50 @@ def test_bad_arguments_fail_in_one_line(tmp_path):
         HKTTrainer(model=bert(16, 1, 1), args=args, train_dataset=samples(), data_collator=collate)
     with pytest.raises(ConfigError, match=r"hkt_input_names \['pixel_values'\] are not in the batch"):
         make("kd", tmp_path, hkt_input_names=["pixel_values"])
+
+
+def gpt2(width: int, layers: int, seed: int):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(seed)
+    return GPT2LMHeadModel(GPT2Config(vocab_size=30, n_embd=width, n_layer=layers, n_head=2, n_positions=32,
+                                      bos_token_id=0, eos_token_id=0))
+
+
+@pytest.mark.parametrize("method", ["kd", "hkt", "fitnet"])
+def test_a_causal_lm_child_trains_on_the_causal_lm_task(method, tmp_path):
+    """GPT-2's forward takes its cache second: both models get their inputs by name."""
+    gen = torch.Generator().manual_seed(0)
+    data = []
+    for _ in range(16):
+        ids = torch.randint(0, 30, (10,), generator=gen)
+        data.append({"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids.clone()})
+    args = TrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True, max_steps=2,
+                             per_device_train_batch_size=8, save_strategy="no", disable_tqdm=True)
+    parent = gpt2(32, 2, 0)
+    before = {k: v.clone() for k, v in parent.state_dict().items()}
+    trainer = HKTTrainer(model=gpt2(16, 1, 1), parent=parent, hkt_method=method, args=args, train_dataset=data,
+                         eval_dataset=data[:8])
+    assert trainer.hkt_task.name == "causal-lm"
+    assert torch.isfinite(torch.tensor(trainer.train().training_loss))
+    assert torch.isfinite(torch.tensor(trainer.evaluate()["eval_loss"]))
+    assert all(torch.equal(before[k], v) for k, v in parent.state_dict().items())
+
+
+def test_an_optimiser_of_ones_own_gets_the_operators_group(tmp_path):
+    child = bert(16, 1, 1)
+    optimizer = torch.optim.AdamW(child.parameters(), lr=1e-3)
+    args = TrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True, max_steps=1,
+                             per_device_train_batch_size=8, save_strategy="no", disable_tqdm=True)
+    trainer = HKTTrainer(model=child, parent=bert(32, 2, 0), hkt_method="hkt", args=args, train_dataset=samples(),
+                         data_collator=collate, optimizers=(optimizer, None))
+    trainer.train()
+    assert len(optimizer.param_groups) == 2
+    assert {id(p) for p in optimizer.param_groups[1]["params"]} == {id(p) for p in trainer.hkt_parameters()}
+    child = bert(16, 1, 1)
+    optimizer = torch.optim.AdamW(child.parameters(), lr=1e-3)
+    trainer = HKTTrainer(model=child, parent=bert(32, 2, 0), hkt_method="hkt", args=args, train_dataset=samples(),
+                         data_collator=collate,
+                         optimizers=(optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)))
+    with pytest.raises(ConfigError, match="the scheduler cannot take the operators' group"):
+        trainer.train()
