@@ -69,7 +69,7 @@ def run(args) -> int:
     stages = args.stages
     check_stages(stages)
     from ..plugins.host import default_manager
-    from ..train.resolved import resolve_pair
+    from ..train.setup.resolved import resolve_pair
 
     manager = default_manager()
     calibration = None
@@ -140,7 +140,7 @@ def _activation_setup(pair, args, manager):
     """The trained parent, the child at initialisation (seeded) and calibration samples of the pair's data."""
     import torch
 
-    from ..train.resolved import calibration_for_pair, trained_parent
+    from ..train.setup.resolved import calibration_for_pair, trained_parent
 
     for flag, value, least in (("--calibration-samples", args.calibration_samples, 8), ("--batch-size", args.batch_size, 1)):
         if value < least:

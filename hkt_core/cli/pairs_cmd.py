@@ -81,10 +81,10 @@ def run_new(args) -> int:
 
 
 def run_add(args) -> int:
-    from ..train.checks import check_names, check_stages
+    from ..train.setup.checks import check_names, check_stages
     from ..pairs.store import add_user_card
     from ..plugins.host import default_manager, reset_default_manager
-    from ..train.preflight import check_outputs
+    from ..train.setup.preflight import check_outputs
 
     manager = default_manager()
     known = {e.name for e in manager.registry("pairs").entries() if e.plugin != "user"}
@@ -94,7 +94,7 @@ def run_add(args) -> int:
         check_outputs(card, manager)  # the data's inputs and class count fit both models
         check_stages(card, manager)   # the stages can be aligned
 
-    target = add_user_card(args.card, known_pairs=known, force=args.force, check=check)
+    target = add_user_card(args.card, known_pairs=known, force=args.force, check=check, manager=manager)
     reset_default_manager()
     print(f"stored {target}")
     return 0
@@ -111,7 +111,7 @@ def _card(ref: str, manager):
 
 def run_check(args) -> int:
     from ..plugins.host import default_manager
-    from ..train.preflight import check_pair
+    from ..train.setup.preflight import check_pair
 
     manager = default_manager()
     card = _card(args.pair, manager)

@@ -253,7 +253,9 @@ class PairCard:
 
         The relative paths of a card file's options resolve against the file's folder, as its
         ``module:callable`` references do (:func:`resolve_card_paths`; ``manager`` names the
-        factories, default the process-wide one). A stored card holds them resolved already.
+        factories): now when ``manager`` is given, else when the card is resolved for use
+        (:meth:`with_resolved_paths`, which every command's resolved pair calls). A stored card
+        holds them resolved already.
         """
         path = Path(path)
         try:
@@ -262,11 +264,23 @@ class PairCard:
                 data.setdefault("source_folder", str(path.resolve().parent))
             else:
                 data["source_folder"] = str(path.resolve().parent)
-                data = resolve_card_paths(data, path.resolve().parent, manager)
+                if manager is not None:
+                    data = resolve_card_paths(data, path.resolve().parent, manager)
             return cls.from_dict(data, source=str(path))
         except ConfigError as exc:
             msg = str(exc)
             raise ConfigError(msg if msg.startswith(str(path)) else f"{path}: {msg}") from None
+
+    def with_resolved_paths(self, manager: Any) -> "PairCard":
+        """This card with the relative paths of its options joined to its folder
+        (:func:`resolve_card_paths`, the factories named in ``manager``); itself when none is relative."""
+        if self.source_folder is None:
+            return self
+        tables = {t: dict(getattr(self, t)) for t, _, _ in OPTION_TABLES}
+        data = resolve_card_paths({**tables, "parent": self.parent, "child": self.child, "dataset": self.dataset},
+                                  self.source_folder, manager)
+        changed = {t: data[t] for t in tables if data[t] != tables[t]}
+        return attrs.evolve(self, **changed) if changed else self
 
     def to_dict(self) -> dict[str, Any]:
         data = unstructure(self)
@@ -338,10 +352,8 @@ def resolve_card_paths(data: dict[str, Any], folder: str | Path, manager: Any = 
               and isinstance(data.get(ref), str) and ":" not in data[ref]]
     if not tables:
         return data
-    if manager is None:
-        from ..plugins.host import default_manager
-
-        manager = default_manager()
+    if manager is None:   # no factories to ask: the options stay as written
+        return data
     data = dict(data)
     for table, ref, kind in tables:
         try:

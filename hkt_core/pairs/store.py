@@ -32,14 +32,15 @@ def user_cards() -> list[tuple[Path, PairCard | Exception]]:
 
 
 def add_user_card(path: str | Path, *, known_pairs: set[str] = frozenset(), force: bool = False,
-                  check=None) -> Path:
+                  check=None, manager: PluginManager | None = None) -> Path:
     """Validate a card and store it in the user's folder atomically; a bad card writes nothing.
 
-    The stored card records the folder it came from (``source_folder``); ``check(card)`` (e.g.
+    The stored card records the folder it came from (``source_folder``), with the relative paths of
+    its options joined to it when ``manager`` names their factories; ``check(card)`` (e.g.
     :func:`hkt_core.train.checks.check_card`) may refuse it before anything is written.
     """
     path = Path(path)
-    card = attrs.evolve(PairCard.from_toml(path), source_folder=str(path.resolve().parent))
+    card = attrs.evolve(PairCard.from_toml(path, manager=manager), source_folder=str(path.resolve().parent))
     if check is not None:
         check(card)
     if card.name in known_pairs and not force:

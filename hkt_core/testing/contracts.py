@@ -357,7 +357,7 @@ def check_model(name: str, factory: Any = None, manager=None, *, input_shapes=No
 # -- pairs -------------------------------------------------------------------------------------
 def check_pair_card(name: str, card: Any, manager=None) -> None:
     """The pairs contract (module docstring) of the registered pair ``name``."""
-    from ..train.preflight import PairCheckError, check_pair, needs_user_folder
+    from ..train.setup.preflight import PairCheckError, check_pair, needs_user_folder
 
     import attrs
 

@@ -160,6 +160,7 @@ def resolve_pair(card: PairCard | str, manager: PluginManager, *, train: TrainCo
     ``train`` / ``hkt``, the card as a run with those settings trains it (:func:`card_as_run`)."""
     if isinstance(card, str):
         card = manager.lookup("pairs", card)
+    card = card.with_resolved_paths(manager)   # relative paths of its options: against its folder
     if train is not None or hkt is not None:
         card = card_as_run(card, train if train is not None else card.train, hkt if hkt is not None else card.hkt,
                            trains_parent=trains_parent)
