@@ -483,6 +483,12 @@ def _check_models(check: _Check, parent: nn.Module, child: nn.Module, splits, ba
     pp = check.predict("parent", parent, batches["train"], info)
     pc = check.predict("child", child, batches["train"], info)
     if pp.shape != pc.shape:
+        if pp.dim() == pc.dim() >= 3 and pp.shape[:-1] == pc.shape[:-1]:
+            # one score per position over a vocabulary (a language model's tokens): the vocabularies differ
+            raise check.fail(f"the parent scores {pp.shape[-1]} entries per position but the child {pc.shape[-1]} "
+                             f"(prediction shapes {list(pp.shape)} and {list(pc.shape)}): their vocabularies (or "
+                             f"class counts) differ", "give both models the same vocabulary and tokenizer "
+                             "(the same vocab_size), or the same class count")
         raise check.fail(f"the parent predicts {list(pp.shape)} but the child {list(pc.shape)} for the same batch",
                          "give both models the same output (the same class count or target layout)")
     check.predict("child", child, batches["test"], info)  # val is carved from train
