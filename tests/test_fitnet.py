@@ -28,12 +28,13 @@ def _card(name: str = "fit-pair") -> PairCard:
     return PairCard.from_dict({**card_dict(name), "stages": 3})
 
 
-def _context(method: str, weight: float = 2.0, card: PairCard | None = None, **train) -> MethodContext:
+def _context(method: str, weight: float = 2.0, card: PairCard | None = None, kd: dict | None = None,
+             **train) -> MethodContext:
     torch.manual_seed(0)
     return MethodContext(child=make_child(), task=hkt_core.lookup("losses", "classification"),
                          train=TrainConfig(**train), hkt=HKTConfig(), card=card or _card(),
                          parent=make_parent().eval().requires_grad_(False), example_inputs=(torch.randn(2, 1, 8, 8),),
-                         options={"hint_weight": weight, "alignment": "auto"})
+                         options={"hint_weight": weight, "alignment": "auto", **(kd or {})})
 
 
 def _tiny_forward(w: dict[str, torch.Tensor], prefix: str, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -47,7 +48,7 @@ def _tiny_forward(w: dict[str, torch.Tensor], prefix: str, x: torch.Tensor) -> d
 
 @pytest.mark.parametrize("method", ["fitnet", "fitnet-kd"])
 def test_the_loss_is_the_float64_hint_plus_the_task_term(method):
-    ctx = _context(method, kd_temperature=3.0, kd_weight=0.7)
+    ctx = _context(method, kd={"temperature": 3.0, "weight": 0.7} if method == "fitnet-kd" else None)
     fit = hkt_core.lookup("methods", method)(ctx)
     # the automatic alignment at 3 stages: the stem's map, and the features the head reads
     assert fit.points == [("stem", "stem"), ("flatten", "flatten")]

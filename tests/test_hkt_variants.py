@@ -74,8 +74,7 @@ def test_an_annealed_run_reaches_lam_zero_and_records_the_schedule(tmp_path):
 def test_hkt_kd_replaces_the_native_loss_by_distillation():
     """The composite loss against a reference written here: a1*L1 + a2*KD(native, parent) + a3*L3."""
     hkt = HKTConfig(inherit_loss="task", alphas=(0.2, 0.6, 0.2))
-    train = TrainConfig(kd_temperature=3.0, kd_weight=0.7)
-    method = hkt_core.lookup("methods", "hkt-kd")(_ctx("hkt-kd", hkt, train))
+    method = hkt_core.lookup("methods", "hkt-kd")(_ctx("hkt-kd", hkt, temperature=3.0, weight=0.7))
     x, y = _batch()
     method.train(True)
     torch.manual_seed(1)

@@ -86,15 +86,41 @@ def _compared(config: dict[str, Any]) -> dict[str, Any]:
     if "train" in data.get("card", {}):
         for key, default in UNRECORDED.items():
             out.setdefault("card." + key, default)
-    from ...config import CHANGED_DEFAULTS
+    from ...config import CHANGED_DEFAULTS, MOVED_SETTINGS
 
-    for key in CHANGED_DEFAULTS:  # the card's copy: what trains is the run's own value, compared above
+    for key in (*CHANGED_DEFAULTS, *MOVED_SETTINGS):  # the card's copy: what trains is the run's own value
         out.pop("card." + key, None)
     return out
 
 
+def with_moved_settings(config: dict[str, Any], takes: Any) -> dict[str, Any]:
+    """``config`` (as config.toml stores it) with the settings that moved
+    (:data:`hkt_core.config.MOVED_SETTINGS`: ``[train] kd_temperature`` and ``kd_weight``, recorded by
+    every run before they became the distilling methods' options) spelt anew: under
+    ``[method_options]`` where the method takes the option (``takes``: the option names of the run
+    compared with, its ``[method_options]``), left out otherwise. A configuration without them is
+    returned as it is."""
+    from ...config import MOVED_SETTINGS
+
+    train = config.get("train")
+    if not isinstance(train, dict) or not any(k.split(".", 1)[1] in train for k in MOVED_SETTINGS):
+        return config
+    config = {**config, "train": dict(train)}
+    options = dict(config.get("method_options") or {})
+    for key, option in MOVED_SETTINGS.items():
+        value = config["train"].pop(key.split(".", 1)[1], None)
+        if value is not None and option in takes and option not in options:
+            options[option] = value
+    if options or "method_options" in config:
+        config["method_options"] = options
+    return config
+
+
 def differences(stored: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
-    """``{dotted key: (stored value, new value)}`` for every compared setting that differs."""
+    """``{dotted key: (stored value, new value)}`` for every compared setting that differs (a run
+    recorded before settings moved is read in their new spelling, :func:`with_moved_settings`)."""
+    stored = with_moved_settings(stored, set(new.get("method_options") or {}))
+    new = with_moved_settings(new, set(stored.get("method_options") or {}))
     a, b = _compared(stored), _compared(new)
     return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
 

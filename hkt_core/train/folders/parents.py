@@ -87,6 +87,15 @@ def architecture_signature(card: PairCard, manager=None, *, model: nn.Module | N
 
 def parent_key(card: PairCard, train: TrainConfig, manager=None, *, model: nn.Module | None = None) -> str:
     settings = {k: v for k, v in unstructure(train).items() if k not in _NOT_IN_KEY}
+    # the moved KD settings (config.MOVED_SETTINGS) were TrainConfig fields when the keys of existing
+    # caches were computed: they keep the card's value, else their last default, in the key
+    from ...config import MOVED_DEFAULTS
+
+    for key, default in MOVED_DEFAULTS.items():
+        name = key.removeprefix("train.")
+        if settings.get(name) is None:
+            pinned = getattr(card.train, name, None)
+            settings[name] = pinned if pinned is not None else default
     # settings added later (identity.DEFAULTED) leave the keys of existing caches as they were
     # while at their default
     for key, default in DEFAULTED.items():

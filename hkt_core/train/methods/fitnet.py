@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from .aligned import ALIGNMENT_CHOICES, AlignedFeatures, alignment_choice_ok
+from .kd import temperature_option, weight_option
 from .method import Method, MethodContext, StepOutput, number_option, option
 from .registry import method
 
@@ -90,15 +91,25 @@ class FitNetMethod(Method):
         return StepOutput(term + self.hint_weight * hint, {**logs, "hint": float(hint.detach())})
 
 
+@attrs.frozen
+class FitNetKDOptions(FitNetOptions):
+    """``fitnet-kd`` options: those of ``fitnet`` and the distillation ``temperature`` and ``weight`` (as ``kd``'s)."""
+
+    temperature: float = temperature_option()
+    weight: float = weight_option()
+
+
 @method("fitnet-kd")
 class FitNetKDMethod(FitNetMethod):
     """FitNet hints plus the distillation term: the task loss becomes the task's distillation loss
-    against the parent's predictions (``train.kd_temperature``, ``train.kd_weight``), as in ``kd``;
+    against the parent's predictions (the options ``temperature`` and ``weight``, as in ``kd``);
     the parent's predictions come from the same run that gives its hinted values."""
+
+    Options = FitNetKDOptions
 
     def task_term(self, inputs, target, values, parent_values):
         ctx = self.ctx
         teacher = self.parent_adapter.prediction(parent_values["output"])
         distill = ctx.task.distill_loss(self.child_adapter.prediction(values["output"]), teacher, target,
-                                        temperature=ctx.train.kd_temperature, weight=ctx.train.kd_weight)
+                                        temperature=self.options.temperature, weight=self.options.weight)
         return distill, {"distill": float(distill.detach())}

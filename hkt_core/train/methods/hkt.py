@@ -11,7 +11,7 @@ from torch import nn
 
 from .aligned import ALIGNMENT_CHOICES, alignment_choice_ok
 from .method import Method, MethodContext, StepOutput, option
-from .kd import KDMethod
+from .kd import KDMethod, temperature_option, weight_option
 from .registry import method
 
 
@@ -91,11 +91,20 @@ class HKTMethod(Method):
         self.ctx.parent.eval()
 
 
+@attrs.frozen
+class HKTKDOptions(HKTOptions):
+    """``hkt-kd`` options: those of ``hkt`` and the distillation ``temperature`` and ``weight`` (as ``kd``'s)."""
+
+    temperature: float = temperature_option()
+    weight: float = weight_option()
+
+
 @method("hkt-kd")
 class HKTKDMethod(HKTMethod):
     """HKT plus a distillation term on the native output: L2 becomes the task's distillation loss
     against the parent's predictions (the parent runs once more per step, without autograd)."""
 
+    Options = HKTKDOptions
     teacher = KDMethod.teacher
 
     def training_step(self, inputs, target):
@@ -106,8 +115,8 @@ class HKTKDMethod(HKTMethod):
             task_loss = ctx.task.loss(output.native, target)   # logged as l2, as plain HKT logs it
 
         def distill() -> torch.Tensor:
-            return ctx.task.distill_loss(output.native, teacher, target, temperature=ctx.train.kd_temperature,
-                                         weight=ctx.train.kd_weight)
+            return ctx.task.distill_loss(output.native, teacher, target, temperature=self.options.temperature,
+                                         weight=self.options.weight)
 
         parts = self.family.loss_parts(output, target, native=distill)   # L2 is the distillation term
         logs = {"l1": float(parts.l1.detach()), "l2": float(task_loss), "l3": float(parts.l3.detach()),

@@ -1,8 +1,8 @@
 """HKT variants beyond the paper, each a registered option measured by ``benchmarks/quality.py``.
 
 - ``hkt-kd`` (a method, :class:`hkt_core.train.methods.HKTKDMethod`): HKT whose native term L2 is the task's distillation loss against the
-  frozen parent's own predictions (Hinton KD for classification, ``train.kd_temperature`` and
-  ``train.kd_weight``) instead of the hard-label loss: ``a1*L1 + a2*KD(native, parent) + a3*L3``.
+  frozen parent's own predictions (Hinton KD for classification, the options ``temperature`` and
+  ``weight``) instead of the hard-label loss: ``a1*L1 + a2*KD(native, parent) + a3*L3``.
   With ``inherit_loss = "task"`` every term of plain HKT is against the labels, so the parent's
   knowledge reaches the child only through mixed features; this adds the parent's soft targets.
 - ``lam_schedule = "anneal"`` (an option of ``hkt`` and ``hkt-kd``): the mixing weight ``lam``

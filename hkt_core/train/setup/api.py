@@ -60,6 +60,7 @@ def resolve(pair: str | PairCard, method: str, *, out: str | Path | None = None,
     if resume and out is not None:
         _recorded_defaults(data, Path(out))
     data["train"].update({k: v for k, v in overrides.items() if v is not None})
+    _move_settings(data)   # train.kd_* (a card's pin, a keyword, a recorded run): the method's options now
     unknown_hkt = sorted(set(hkt or {}) - {a.name for a in attrs.fields(HKTConfig)})
     if unknown_hkt:
         raise ConfigError(f"unknown hkt option(s) {', '.join(unknown_hkt)}; allowed: "
@@ -73,7 +74,7 @@ def resolve(pair: str | PairCard, method: str, *, out: str | Path | None = None,
     data["dataset"] = dict(card.dataset_options)
     data["card"] = {"stages": card.stages if stages is None else stages}
     data["parent_train"] = {**card.parent_train, **({"epochs": parent_epochs} if parent_epochs is not None else {})}
-    settings = _without_removed(list(settings))
+    settings = _moved_assignments(_without_removed(list(settings)), data["method"])
     presets = [s for s in settings if s.split("=", 1)[0].strip() == "hkt.preset"]
     for assignment in presets:  # a named set of [hkt] settings, under the other --set assignments
         data["hkt"].update(hkt_preset(parse_value(assignment.split("=", 1)[1].strip()) if "=" in assignment else ""))
@@ -117,6 +118,40 @@ def _without_removed(settings: list[str]) -> list[str]:
             continue
         kept.append(assignment)
     return kept
+def _move_settings(data: dict[str, Any]) -> None:
+    """The moved settings given under ``[train]`` (:data:`hkt_core.config.MOVED_SETTINGS`: a card's
+    ``[train] kd_weight``, ``kd_weight=`` as a keyword) become the method's options where the method
+    takes them (a notice, once), and are left out of ``[train]`` either way."""
+    from ...config import MOVED_SETTINGS, say_moved
+
+    for key, option in MOVED_SETTINGS.items():
+        name = key.split(".", 1)[1]
+        value = data["train"].pop(name, None)
+        if value is None:
+            continue
+        say_moved(key)
+        if option in data["method"]:
+            data["method"][option] = value
+
+
+def _moved_assignments(settings: list[str], method_options: dict[str, Any]) -> list[str]:
+    """``--set`` assignments with the moved settings spelt anew (``train.kd_weight=0.9`` ->
+    ``method.weight=0.9``, a notice once), or left out for a method that does not take them."""
+    from ...config import MOVED_SETTINGS, say_moved
+
+    out = []
+    for assignment in settings:
+        key = assignment.split("=", 1)[0].strip()
+        if key not in MOVED_SETTINGS or "=" not in assignment:
+            out.append(assignment)
+            continue
+        say_moved(key)
+        option = MOVED_SETTINGS[key]
+        if option in method_options:
+            out.append(f"method.{option}={assignment.split('=', 1)[1]}")
+    return out
+
+
 #: (card, stages) whose dropped fixed pairs were already noted in this process
 _NOTED: set[tuple[str, int]] = set()
 
@@ -145,13 +180,24 @@ def _recorded_defaults(data: dict[str, Any], out: Path) -> None:
 
     if not (out / "config.toml").is_file():
         return
+    from ...config import MOVED_SETTINGS
+
     stored = read_toml(out / "config.toml")
     for key, (old, new) in CHANGED_DEFAULTS.items():
         section, name = key.split(".", 1)
-        now = data[section].get(name)
         recorded = stored.get(section, {}).get(name)
+        if key in MOVED_SETTINGS:   # recorded under [train] before it moved; now the method's option
+            section, name = "method", MOVED_SETTINGS[key]
+            if name not in data["method"]:
+                continue
+            given = data["train"].get(key.split(".", 1)[1])   # the card's pin, under the old spelling
+            now = given if given is not None else data["method"][name]
+        else:
+            now = data[section].get(name)
         if _same(recorded, old) and _same(now, new):
             data[section][name] = recorded
+            if section == "method":
+                data["train"].pop(key.split(".", 1)[1], None)
 
 
 def _same(a: Any, b: Any) -> bool:
