@@ -70,7 +70,10 @@ def test_a_plugin_registers_its_decorated_methods_through_the_hook():
 def test_options_are_a_typed_frozen_record_with_one_line_errors():
     fitnet = hkt_core.lookup("methods", "fitnet")
     assert fitnet.default_options == {"hint_weight": 1.0, "alignment": "auto"}
-    assert hkt_core.lookup("methods", "fitnet-kd").Options is fitnet.Options
+    # fitnet-kd's record is fitnet's plus KD's temperature and weight (formerly train.kd_*)
+    assert issubclass(hkt_core.lookup("methods", "fitnet-kd").Options, fitnet.Options)
+    assert hkt_core.lookup("methods", "fitnet-kd").default_options == {
+        "hint_weight": 1.0, "alignment": "auto", "temperature": 4.0, "weight": 0.5}
     from hkt_core.train.method import read_options
 
     record = read_options(fitnet.Options, {"hint_weight": 3}, "fitnet")
