@@ -368,13 +368,17 @@ def run_demo(args) -> int:
 def demo_verdicts(rows: list[dict], card) -> str:
     """The settings used, each method's paired difference to the baseline and whether it is beyond
     the seed-to-seed noise, and where the full benchmark is."""
+    from ..train.methods.kd import KDOptions
     from ..train.setup.compare import paired_lines
 
     h, t = card.hkt, card.train
+    kd = KDOptions()   # the card's pin (the old [train] spelling) where it has one, else KD's own defaults
+    temperature = t.kd_temperature if t.kd_temperature is not None else kd.temperature
+    weight = t.kd_weight if t.kd_weight is not None else kd.weight
     lines = [f"\nHKT settings (the card's [hkt]): mixture {h.mixture}, lam {h.lam:g}, alphas "
              f"({', '.join(f'{a:g}' for a in h.alphas)}), inherit_loss {h.inherit_loss}, directions "
              f"{h.directions if isinstance(h.directions, str) else ', '.join(h.directions)}; KD: temperature "
-             f"{t.kd_temperature:g}, weight {t.kd_weight:g}",
+             f"{temperature:g}, weight {weight:g}",
              *paired_lines(rows),
              "This demo is small (a 438-parameter child, few seeds). The measured comparison of baseline, KD "
              "and the HKT variants in the paper's regime is docs/RESULTS.md."]

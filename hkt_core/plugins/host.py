@@ -18,7 +18,6 @@ import traceback
 import types
 from typing import Any
 
-import attrs
 import pluggy
 
 from . import hookspecs

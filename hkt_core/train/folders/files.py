@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ...errors import CheckpointError, ConfigError, HKTError
+from ...errors import CheckpointError, HKTError
 
 CONFIG = "config.toml"
 METRICS = "metrics.jsonl"

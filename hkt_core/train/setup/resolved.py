@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from ...adapters import Adapter, adapter_for, example_inputs_for
-from ...config import TrainConfig, unstructure
+from ...config import TrainConfig
 from ...errors import ConfigError
 from ...models import build_model
 from ...pairs.card import PairCard
