@@ -36,6 +36,7 @@ SCRIPTS = {
     "benchmarks/step.py": ["--out", "{out}"],
     "benchmarks/zoo_heldback_transformers.py": ["--out", "{out}/zoo_heldback_transformers.json"],
     "benchmarks/zoo_heldback_vision.py": ["--out", "{out}/zoo_heldback_vision.json"],
+    "benchmarks/zoo_heldback_testset.py": ["--out", "{out}/zoo_heldback_testset.json"],
     "plugins/hkt-inhernet/benchmarks/digits_inheritance.py": ["--out", "{out}"],
 }
 #: Seconds one quick run may take. Measured on a 2-core machine for the slowest script,
@@ -51,7 +52,8 @@ LIBRARIES = {"benchmarks/demo_runs.py", "benchmarks/quality_plan.py", "benchmark
 GUARDED = ["docs/performance.md", "docs/results/step.json", "docs/results/compile.json", "docs/results/quality.json",
            "docs/RESULTS.md", "docs/inhernet.md", "docs/results/inhernet.json", "benchmarks/quality_tuned.json",
            "docs/alignment.md", "docs/results/align_zoo.json", "docs/results/zoo_heldback_vision.json",
-           "docs/results/zoo_heldback_transformers.json", "docs/results/quality_sizing.json"]
+           "docs/results/zoo_heldback_transformers.json", "docs/results/quality_sizing.json",
+           "docs/results/zoo_heldback_testset.json", "docs/results/align_zoo_before.json"]
 
 
 def test_every_benchmark_script_has_a_quick_run_here():

@@ -308,3 +308,36 @@ def test_features_of_an_exported_graph_follow_moves_of_the_model():
     torch.testing.assert_close(got, plain(*inputs), rtol=0, atol=0)
     for key, value in plain.state_dict().items():
         assert torch.equal(child.state_dict()[key], value), key
+
+
+class LayerDrop_Net(nn.Module):
+    """Skips each layer at random while training (LayerDrop, as transformers' audio encoders do)."""
+
+    def __init__(self, w: int) -> None:
+        super().__init__()
+        self.inp = nn.Linear(6, w)
+        self.layers = nn.ModuleList(nn.Linear(w, w) for _ in range(3))
+        self.out = nn.Linear(w, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.inp(x)
+        for layer in self.layers:
+            if self.training and torch.rand([]) < 0.1:
+                continue
+            h = h + layer(h).relu()
+        return self.out(h)
+
+
+def test_a_child_whose_training_forward_branches_at_random_is_refused_in_one_line(capfd):
+    """No traced graph holds a branch on a random number: the Family says so, names the fix and
+    prints nothing else (torch's partial graph is held back)."""
+    torch.manual_seed(0)
+    parent, child, x = LayerDrop_Net(16), LayerDrop_Net(8), torch.randn(4, 6)
+    alignment = hkt_core.align(parent, child, x, stages=2)   # the eval graph traces
+    capfd.readouterr()
+    with pytest.raises(hkt_core.TraceError) as caught:
+        hkt_core.Family(parent, child, alignment, HKTConfig(), example_inputs=(x,))
+    message = str(caught.value)
+    assert len(message.splitlines()) == 1
+    assert "branches on a value computed at run time" in message and "layerdrop = 0.0" in message
+    assert "def forward" not in capfd.readouterr().err

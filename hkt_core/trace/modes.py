@@ -21,6 +21,8 @@ Nothing here changes a weight or a buffer: tracing reads the model (fx) or runs 
 from __future__ import annotations
 
 import contextlib
+import io
+import logging
 from collections.abc import Iterator
 import torch
 from torch import fx, nn
@@ -60,9 +62,28 @@ def trace_in_mode(model: nn.Module, adapter: Adapter, backend: str, inputs: tupl
         from .export import export_trace
 
         # Without autograd for the eval graph (as the trace always did); with it for training, so
-        # that no grad-mode switch is recorded into the graph.
-        with torch.no_grad() if not training else contextlib.nullcontext():
+        # that no grad-mode switch is recorded into the graph. A training-mode forward that branches
+        # on a random value makes torch print the partial graph before it raises: the error we
+        # raise says what happened, in one line (:func:`untraceable_in_training`).
+        held = contextlib.redirect_stderr(io.StringIO()) if training else contextlib.nullcontext()
+        with torch.no_grad() if not training else contextlib.nullcontext(), _quiet(_SHAPES_LOGGER), held:
             return export_trace(model, inputs, kwargs=adapter.concrete_args(model))
+
+
+#: the logger that prints a whole graph when a trace meets a branch on a run-time value
+_SHAPES_LOGGER = "torch.fx.experimental.symbolic_shapes"
+
+
+@contextlib.contextmanager
+def _quiet(name: str) -> Iterator[None]:
+    """``name``'s warnings held back for the duration (errors still pass)."""
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def same_graph(a: fx.GraphModule, b: fx.GraphModule) -> bool:
@@ -76,19 +97,40 @@ def mode_graphs(model: nn.Module, adapter: Adapter, eval_graph: fx.GraphModule,
     graph's backend (the same object when both modes trace to the same code)."""
     backend = eval_graph.meta.get(BACKEND_KEY, "fx")
     try:
-        train_graph = trace_in_mode(model, adapter, backend, inputs, True)
+        try:
+            train_graph = trace_in_mode(model, adapter, backend, inputs, True)
+        except Exception:
+            # Code that only training runs may defeat symbolic tracing (random masks sized by a
+            # proxy): the train graph then comes from torch.export, as the eval graph would have.
+            if backend != "fx" or inputs is None:
+                raise
+            train_graph = trace_in_mode(model, adapter, "export", inputs, True)
     except Exception as exc:
-        # Code that only training runs may defeat symbolic tracing (random masks sized by a
-        # proxy): the train graph then comes from torch.export, as the eval graph would have.
-        if backend != "fx" or inputs is None:
-            raise TraceError(f"{type(model).__name__} cannot be traced in training mode by {backend} "
-                             f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
-                             f"{'; pass example inputs for the torch.export fallback' if inputs is None else ''}"
-                             ) from exc
-        train_graph = trace_in_mode(model, adapter, "export", inputs, True)
+        raise TraceError(untraceable_in_training(model, exc, backend, inputs is None)) from exc
     if same_graph(train_graph, eval_graph):
         train_graph = eval_graph
     return {False: eval_graph, True: train_graph}
+
+
+def untraceable_in_training(model: nn.Module, exc: Exception, backend: str, no_inputs: bool) -> str:
+    """One line: why ``model`` has no train graph, and what to do. A branch on a value computed at
+    run time (LayerDrop's ``if torch.rand([]) < layerdrop``, which skips whole layers at random) is
+    no graph: the line names the code and the fix (turn it off for training with hkt)."""
+    from torch.fx.experimental.symbolic_shapes import GuardOnDataDependentSymNode
+
+    name = type(model).__name__
+    text = str(exc)
+    chain = [exc, exc.__cause__, exc.__context__]
+    if any(isinstance(e, GuardOnDataDependentSymNode) for e in chain) or "data-dependent" in text:
+        codes = [line.split("code:", 1)[1].strip() for line in text.splitlines() if "code:" in line]
+        where = f" (`{codes[-2] if len(codes) > 1 else codes[-1]}`)" if codes else ""
+        return (f"{name} cannot be traced in training mode: its training-mode forward branches on a value "
+                f"computed at run time{where}, such as LayerDrop skipping layers at random, which no traced "
+                f"graph can hold; turn it off for training with hkt (a transformers config's layerdrop = 0.0) - "
+                f"its eval graph traces")
+    first = text.splitlines()[0] if text else ""
+    return (f"{name} cannot be traced in training mode by {backend} ({type(exc).__name__}: {first})"
+            f"{'; pass example inputs for the torch.export fallback' if no_inputs else ''}")
 
 
 def mode_of(model: nn.Module) -> bool:
@@ -97,5 +139,5 @@ def mode_of(model: nn.Module) -> bool:
     return bool(model.training)
 
 
-__all__ = ["MODES", "in_mode", "mode_graphs", "mode_of", "same_graph", "trace_in_mode"]
+__all__ = ["MODES", "in_mode", "mode_graphs", "mode_of", "same_graph", "trace_in_mode", "untraceable_in_training"]
 

@@ -19,6 +19,11 @@ from ..adapters import Adapter, GenericAdapter
 from .names import BACKEND_KEY, NAMES_KEY, NameTable, module_output_aliases, node_names
 
 
+#: torch's functions that draw random numbers: recorded in a traced graph, never drawn while tracing
+RANDOM_FUNCTIONS = ("rand", "randn", "randint", "rand_like", "randn_like", "randint_like", "randperm", "bernoulli",
+                    "normal", "multinomial", "poisson")
+
+
 class HKTTracer(fx.Tracer):
     """fx tracer whose leaf modules and wrapped functions come from an adapter.
 
@@ -35,6 +40,26 @@ class HKTTracer(fx.Tracer):
         super().__init__(autowrap_functions=tuple(self.adapter.autowrap_functions))
         self._module_calls: dict[str, int] = {}
         self._created = 0
+
+    def trace(self, root: Any, concrete_args: dict[str, Any] | None = None) -> fx.Graph:
+        """As ``fx.Tracer.trace``, with torch's random functions recorded as graph values
+        (:data:`RANDOM_FUNCTIONS`): a forward that draws ``torch.rand([])`` from no input of its own
+        would otherwise draw once, at trace time, and bake that draw into the graph (a layer
+        skipped, or kept, for good)."""
+        originals = {name: getattr(torch, name) for name in RANDOM_FUNCTIONS if hasattr(torch, name)}
+
+        def recorded(fn):
+            def call(*args: Any, **kwargs: Any) -> Any:
+                return self.create_proxy("call_function", fn, args, kwargs)
+            return call
+
+        try:
+            for name, fn in originals.items():
+                setattr(torch, name, recorded(fn))
+            return super().trace(root, concrete_args)
+        finally:
+            for name, fn in originals.items():
+                setattr(torch, name, fn)
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         if self.adapter.leaf_modules and isinstance(m, self.adapter.leaf_modules):
