@@ -11,7 +11,8 @@ Options (``ctx.options``, the ``[method]`` table of a run's config; all have TOM
 :attr:`InheritMethod.default_options`): at most one of ``budget`` (fraction of the parent's
 parameters), ``rank`` or ``energy`` set to a non-zero value (all zero: the child's budget);
 ``heads``; ``exclude``; ``skip_first_conv``, ``skip_classifier``, ``skip_unprofitable``; and ``kd``
-(distil from the parent with ``train.kd_temperature`` and ``train.kd_weight``).
+(distil from the parent) with KD's ``temperature`` and ``weight`` (``--set method.temperature=``;
+the older ``train.kd_temperature`` / ``train.kd_weight`` are read as these).
 
 A checkpoint of this method holds ``deployed().state_dict()``, i.e. the compressed network's
 keys, not the configured child's: :meth:`InheritMethod.deployed_from_state` rebuilds the network
@@ -44,6 +45,7 @@ class InheritMethod(Method):
     default_options: dict[str, Any] = {
         "budget": 0.0, "rank": 0, "energy": 0.0, "heads": DEFAULT_HEADS, "exclude": [],
         "skip_first_conv": True, "skip_classifier": True, "skip_unprofitable": True, "kd": False,
+        "temperature": 4.0, "weight": 0.5,
     }
 
     def __init__(self, ctx: MethodContext) -> None:
@@ -55,6 +57,17 @@ class InheritMethod(Method):
         self.kd = options.pop("kd")
         if not isinstance(self.kd, bool):
             raise ConfigError(f"option kd must be true or false, got {self.kd!r}")
+        self.temperature, self.weight = options.pop("temperature"), options.pop("weight")
+        # a context built with the older spelling (TrainConfig(kd_temperature=..., kd_weight=...))
+        older = getattr(ctx.train, "kd_temperature", None), getattr(ctx.train, "kd_weight", None)
+        if "temperature" not in ctx.options and older[0] is not None:
+            self.temperature = older[0]
+        if "weight" not in ctx.options and older[1] is not None:
+            self.weight = older[1]
+        for name, value, ok, allowed in (("temperature", self.temperature, lambda v: 0 < v <= 100, "(0, 100]"),
+                                         ("weight", self.weight, lambda v: 0 <= v <= 1, "[0, 1]")):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
+                raise ConfigError(f"method option {name} = {value!r} is invalid: a number in {allowed}")
         rules = {key: options.pop(key) for key in RULE_OPTIONS if key in options}
         chosen = {key: value for key, value in rules.items() if value not in (None, 0, 0.0, False)}
         if len(chosen) > 1:
@@ -95,8 +108,8 @@ class InheritMethod(Method):
             return StepOutput(loss, {"task_loss": float(loss.detach())})
         with torch.no_grad():
             teacher = self._parent_adapter.prediction(self.ctx.parent(*inputs))
-        loss = task.distill_loss(prediction, teacher, target, temperature=self.ctx.train.kd_temperature,
-                                 weight=self.ctx.train.kd_weight)
+        loss = task.distill_loss(prediction, teacher, target, temperature=float(self.temperature),
+                                 weight=float(self.weight))
         return StepOutput(loss, {"kd_loss": float(loss.detach())})
 
     def deployed(self) -> nn.Module:

@@ -128,17 +128,17 @@ class HKTTrainerMixin:
                  hkt_config: Any = None, kd_temperature: float | None = None, kd_weight: float | None = None,
                  hint_weight: float = 1.0, hkt_task: Any = None, hkt_input_names: Sequence[str] | None = None,
                  hkt_example_inputs: Mapping[str, torch.Tensor] | None = None, **kwargs: Any) -> None:
-        from hkt_core import TrainConfig
+        import hkt_core
 
         if hkt_method not in METHODS:
             _fail(f"hkt_method = {hkt_method!r} is not one of {', '.join(METHODS)}")
         if not isinstance(parent, nn.Module):
             _fail(f"parent= must be the trained parent model (an nn.Module), got {type(parent).__name__}")
-        defaults = TrainConfig()
+        defaults = hkt_core.lookup("methods", "kd").Options()   # KD's own temperature and weight
         self.hkt_method = hkt_method
         self.hkt_stages = int(hkt_stages)
-        self.kd_temperature = float(defaults.kd_temperature if kd_temperature is None else kd_temperature)
-        self.kd_weight = float(defaults.kd_weight if kd_weight is None else kd_weight)
+        self.kd_temperature = float(defaults.temperature if kd_temperature is None else kd_temperature)
+        self.kd_weight = float(defaults.weight if kd_weight is None else kd_weight)
         self.hint_weight = float(hint_weight)
         self._hkt_task = hkt_task
         self._hkt_given_names = tuple(hkt_input_names) if hkt_input_names is not None else None
