@@ -175,6 +175,26 @@ def _token_ids(tokenizer: Any) -> dict[str, int]:
     return ids
 
 
+def replace_folder(tmp: Path, target: Path) -> None:
+    """The finished export ``tmp`` in place of ``target``: an earlier export (or an empty folder)
+    there is moved aside first and removed once replaced, or put back when the replacement fails
+    (the ``OSError`` is raised). Shared by every format this plugin writes."""
+    old = None
+    if target.exists():
+        old = target.parent / f".{target.name[:40]}.{secrets.token_hex(4)}.old{TMP_SUFFIX}"
+        os.replace(target, old)
+    try:
+        os.replace(tmp, target)
+    except OSError:
+        if old is not None and not target.exists():
+            os.replace(old, target)
+            old = None
+        raise
+    finally:
+        if old is not None and old.exists():
+            shutil.rmtree(old, ignore_errors=True)
+
+
 def export_hf(run: Any, out: str | Path | None = None, *, atol: float = 1e-4) -> tuple[Path, float]:
     """Write the run's best child as a ``save_pretrained`` folder (module docstring); returns the
     folder and the largest difference between its output and the child's."""
@@ -207,7 +227,6 @@ def export_hf(run: Any, out: str | Path | None = None, *, atol: float = 1e-4) ->
         _fail(f"cannot create the folder {target.parent} ({exc.strerror or exc})")
     _remove_orphans(target)
     tmp = target.parent / f".{target.name[:40]}.{secrets.token_hex(4)}{TMP_SUFFIX}"
-    old = None
     try:
         tmp.mkdir()
         config = child.config
@@ -235,20 +254,12 @@ def export_hf(run: Any, out: str | Path | None = None, *, atol: float = 1e-4) ->
                   "max_difference": diff, "transformers": transformers.__version__}
         atomic_write_text(tmp / MARKER, json.dumps(record, indent=2) + "\n")
         _umask_permissions(tmp)
-        if target.exists():   # an earlier export (or an empty folder): moved aside, removed once replaced
-            old = target.parent / f".{target.name[:40]}.{secrets.token_hex(4)}.old{TMP_SUFFIX}"
-            os.replace(target, old)
-        os.replace(tmp, target)
+        replace_folder(tmp, target)
     except OSError as exc:
-        if old is not None and old.exists() and not target.exists():
-            os.replace(old, target)
-            old = None
         _fail(f"cannot write {target} ({exc.strerror or exc}); the previous export, if any, is kept")
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None and old.exists():
-            shutil.rmtree(old, ignore_errors=True)
     return target, diff
 
 

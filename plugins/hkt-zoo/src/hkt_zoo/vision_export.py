@@ -28,7 +28,6 @@ when it is an earlier export of hkt (it has ``hkt_export.json``) or is empty.
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import shutil
 from pathlib import Path
@@ -38,7 +37,7 @@ import torch
 
 from hkt_core import HKTError, adapter_for, atomic_write_text, example_inputs_for
 
-from .hf_export import MARKER, TMP_SUFFIX, _remove_orphans, _umask_permissions
+from .hf_export import MARKER, TMP_SUFFIX, _remove_orphans, _umask_permissions, replace_folder
 
 WEIGHTS = "model.safetensors"
 #: the constructor options a card may give beside ``name`` and ``num_classes`` (the source's own)
@@ -152,7 +151,6 @@ def _export(fmt: str, run: Any, out: str | Path | None, atol: float) -> tuple[Pa
         _fail(fmt, f"cannot create the folder {target.parent} ({exc.strerror or exc})")
     _remove_orphans(target)
     tmp = target.parent / f".{target.name[:40]}.{secrets.token_hex(4)}{TMP_SUFFIX}"
-    old = None
     try:
         tmp.mkdir()
         timm_config = _timm_config(child, tmp, extra) if fmt == "timm" else False
@@ -184,20 +182,12 @@ def _export(fmt: str, run: Any, out: str | Path | None, atol: float) -> tuple[Pa
                        "version": __import__(fmt).__version__})
         atomic_write_text(tmp / MARKER, json.dumps(record, indent=2) + "\n")
         _umask_permissions(tmp)
-        if target.exists():   # an earlier export (or an empty folder): moved aside, removed once replaced
-            old = target.parent / f".{target.name[:40]}.{secrets.token_hex(4)}.old{TMP_SUFFIX}"
-            os.replace(target, old)
-        os.replace(tmp, target)
+        replace_folder(tmp, target)
     except OSError as exc:
-        if old is not None and old.exists() and not target.exists():
-            os.replace(old, target)
-            old = None
         _fail(fmt, f"cannot write {target} ({exc.strerror or exc}); the previous export, if any, is kept")
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None and old.exists():
-            shutil.rmtree(old, ignore_errors=True)
     return target, diff
 
 
