@@ -17,6 +17,11 @@ only), and the parent/child time ratio (the paper reports 6x on its GPU).
     python benchmarks/flow.py               # full: 2 seeds, the card's epochs (~30 min on 2 idle cores)
     python benchmarks/flow.py --reduced     # fewer pairs, epochs and seeds, labelled as such
     python benchmarks/flow.py --quick       # smoke check in seconds, into a temporary folder
+
+This is a demo of the methods on the ``flow-demo`` pair. Whether the quality benchmark's protocol
+(a parent trained on plentiful data, a child on scarce data, KD as the positive control, 20 seeds of
+every row) fits flow on 2 CPU cores was measured by
+``python benchmarks/quality_sizing.py --pair flow-scarce-raftdemo`` (docs/RESULTS.md, Optical flow).
 """
 
 from __future__ import annotations

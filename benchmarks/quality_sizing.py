@@ -43,6 +43,9 @@ REGIMES: dict[str, list[tuple[int, int]]] = {
     plan.SEG_PAIR: [(4, 64), (8, 64), (4, 32), (8, 32), (4, 16), (8, 16)],
     plan.FLOW_SIZING_PAIR: [(0, 64)],  # width 0: the card's child (RAFT-S at a quarter of the widths)
 }
+#: pairs sized on some of the KD search only: the flow task's distillation is an L1 to the parent's flow, so
+#: the temperature does nothing and T4-w0.9 and T2-w0.9 are the same run; the card's weight is kept
+KD_SUBSET: dict[str, tuple[str, ...]] = {plan.FLOW_SIZING_PAIR: ("T4-w0.9",)}
 #: the segmentation pair's optimisation steps at every size (batches of the card's size)
 SEG_STEPS = 240
 #: per pair, the seeds of every run (validation scores are compared on their mean and paired per seed)
@@ -74,14 +77,18 @@ def _train_samples(pair: str, n_train: int, quick: bool) -> dict[str, int]:
     return {"train_samples": 8 if quick else n_train}
 
 
-def zero_flow(pair: str, quick: bool) -> float:
-    """The validation EPE of predicting no motion at all (the floor a flow child must beat)."""
+def zero_flow(pair: str, quick: bool, parent: bool = False) -> float:
+    """The validation EPE of predicting no motion at all (the floor a flow network must beat), on the
+    children's validation split or (``parent``) on the parent's own."""
+    import attrs
+
     from hkt_core.plugins import default_manager
     from hkt_core.tasks.metrics import EndPointError
     from hkt_core.train.loop.data import load_splits
 
     card = _card(pair, 0, 0, quick)
-    splits = load_splits(card, card.train, default_manager())
+    train = attrs.evolve(card.train, **card.parent_train) if parent else card.train
+    splits = load_splits(card, train, default_manager(), parent=parent)
     metric, total = EndPointError(), 0
     for i in range(len(splits.val)):
         _, (flow, valid) = splits.val[i]
@@ -133,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     # the baseline's chosen recipe; before the pair's search, the card's own settings
     recipe = quality.recipe_of(tuned, args.pair, "kd") if has_recipe and not args.quick else {}
     kd_space = plan.search_for(args.pair)["kd"]  # the pair's own KD search where it has one
+    kd_space = {k: v for k, v in kd_space.items() if k in KD_SUBSET.get(args.pair, kd_space)}
     kd_settings = dict(list(kd_space.items())[:1] if args.quick else kd_space.items())
     parent = quality.execute([quality.job(args.pair, "parent", "card", {}, 0, {})], out, args.quick, 1, print)[0]
     if "error" in parent:
@@ -178,6 +186,10 @@ def main(argv: list[str] | None = None) -> int:
              "regimes": regimes, "command": command.strip(), "workers": args.workers}
     if metric == "epe":
         entry["zero_flow_val"] = zero_flow(args.pair, args.quick)
+        entry["parent_val"] = parent["val"]  # on the parent's own validation split, beside its zero flow
+        entry["parent_zero_flow_val"] = zero_flow(args.pair, args.quick, parent=True)
+        records = (out / args.pair / "parent-seed0" / "metrics.jsonl").read_text().splitlines()
+        entry["parent_steps"] = json.loads(records[-1])["step"]  # optimisation steps the parent trained
     if args.quick:
         print(json.dumps({"pairs": {args.pair: entry}}))
         return 0

@@ -11,6 +11,11 @@ ordinary run folder, reused when finished, so the benchmark can be stopped and s
 
 It prints a markdown table (test Dice mean +- std over seeds, per-class Dice, parameters,
 latency, parent/child ratio) and writes it with the raw numbers to ``--out``.
+
+This is a demo of the methods on the ``seg-demo`` pair, a few seeds. The measured comparison of the
+paper's regime (a parent trained on plentiful data, a child on scarce data, 20 seeds of every row,
+paired tests) is the quality benchmark's segmentation pair ``seg-scarce-denseunet-pocketnet``:
+``python benchmarks/quality.py --pairs seg-scarce-denseunet-pocketnet`` (docs/RESULTS.md, Segmentation).
 """
 
 from __future__ import annotations
