@@ -74,7 +74,8 @@ def configure(sub) -> None:
     x.add_argument("run_dir", help="a run folder (written by `hkt train`)")
     x.add_argument("--format", default="safetensors", metavar="FORMAT",
                    help="safetensors, onnx, pt2 or a plugin's format (`hkt list export_formats`; hkt-zoo's hf: a "
-                        "transformers save_pretrained folder) (default safetensors)")
+                        "transformers save_pretrained folder, torchvision and timm: what their own loaders read) "
+                        "(default safetensors)")
     x.add_argument("--out", default=None, metavar="FILE",
                    help="output file, or folder for a folder format (default RUN_DIR/export/child.<ext>)")
     x.add_argument("--trust-code", action="store_true", help=TRUST_HELP)
