@@ -244,8 +244,27 @@ def comparison_table(entry: dict[str, Any]) -> list[str]:
                      f"({f2(worst)}) | {f2(vm)} +- {f2(vs)} | {fdiff(vb)} | "
                      f"{f2(vb['detectable']) if vb else '-'} | {fdiff(vk)} | {f2(vk['detectable']) if vk else '-'} | "
                      f"{_seconds(r)} |")
-    lines += ["", "Rows: " + "; ".join(f"`{row}`: {ROW_NOTES.get(row, row)}" for row in rows_of(entry)) + "."]
+    notes = row_notes(entry)
+    lines += ["", "Rows: " + "; ".join(f"`{row}`: {notes.get(row, row)}" for row in rows_of(entry)) + "."]
     return lines
+
+
+def row_notes(entry: dict[str, Any]) -> dict[str, str]:
+    """:data:`ROW_NOTES` as they read on ``entry``'s pair: its task's own loss and distillation, and on a
+    card that is itself 3HKT (``hkt-3`` not run) the rows at the card's points."""
+    notes = dict(ROW_NOTES)
+    if metric(entry) != "accuracy":
+        notes["baseline"] = "the child alone (the task's loss)"
+        notes["kd"] = "the task's distillation from the parent (pixel-wise KD for segmentation)"
+    if "hkt-3" in plan.NOT_RUN.get(entry.get("card", ""), {}):
+        points = mixing_points(entry)
+        notes["hkt"] = f"HKT at the card's 3 stages ({points}, then the output), the configuration chosen on validation"
+        notes["hkt-3-random"] = "`hkt` on a random valid alignment of 3 stages drawn with each run's seed (the control)"
+        notes["fitnet"] = (f"FitNet hints at the card's points ({points}; method `fitnet`, hint weight chosen on "
+                           f"validation)")
+        notes["attention-transfer"] = notes["attention-transfer"].replace("the aligned points of 3 stages",
+                                                                          "the card's points")
+    return notes
 
 
 def _seconds(row: dict[str, Any]) -> str:
@@ -268,10 +287,10 @@ def verdicts(pair: str, entry: dict[str, Any]) -> list[str]:
         return []
     if pair == plan.TRANSFORMER_PAIR:
         return transformer_verdict(pair, entry)
-    if pair != plan.CONTROL_PAIR:
-        return hetero_verdict(pair, entry)
     if pair in plan.DENSE_PAIRS:
         return dense_verdict(pair, entry)
+    if pair != plan.CONTROL_PAIR:
+        return hetero_verdict(pair, entry)
     base, kd = by_seed(methods["baseline"]), by_seed(methods["kd"])
     control = compare(entry, kd, base)
     bm, bs = mean_std(methods["baseline"]["test"])
@@ -319,8 +338,52 @@ def dense_verdict(pair: str, entry: dict[str, Any]) -> list[str]:
              "",
              f"**Noise.** Baseline {f2(bm)} +- {f2(bs)} over {len(methods['baseline']['seeds'])} seeds. The smallest "
              f"difference a paired comparison detects at p < 0.05 is {f2(control['detectable'])} {u} for KD vs the "
-             f"baseline.", "", "**The paper's claim** " + claim(pair, entry)]
+             f"baseline."]
+    lines += robustness(entry, "kd", "baseline")
+    lines += ["", "**The paper's claim** " + claim(pair, entry)]
+    best = best_hkt(entry)
+    if best is not None:
+        lines += robustness(entry, best, "kd") + robustness(entry, best, "baseline")
     return lines + sizing_table(pair, entry)
+
+
+#: a seed's run "failed" when its test score is this many points (or pixels) worse than its row's median
+FAILED_BY = 20.0
+
+
+def failed_seeds(entry: dict[str, Any], row: str) -> list[int]:
+    """Seeds on which ``row`` ended far below its own median (:data:`FAILED_BY`): in segmentation, a run
+    that never learned one of the foreground classes."""
+    values = by_seed(entry["methods"][row])
+    median = statistics.median(values.values())
+    sign = 1 if higher(entry) else -1
+    return sorted(s for s, v in values.items() if sign * (median - v) > FAILED_BY)
+
+
+def sign_test(wins: int, n: int) -> float:
+    """Two-sided sign test: the chance of a split at least this uneven among ``n`` seeds, by coin flips."""
+    k = max(wins, n - wins)
+    return min(1.0, 2 * sum(math.comb(n, i) for i in range(k, n + 1)) / 2 ** n) if n else math.nan
+
+
+def robustness(entry: dict[str, Any], a: str, b: str) -> list[str]:
+    """Descriptive, not the criterion: ``a`` vs ``b`` by wins (sign test) and without the seeds on which
+    either row failed (:func:`failed_seeds`)."""
+    methods = entry["methods"]
+    c = compare(entry, by_seed(methods[a]), by_seed(methods[b]))
+    failed = sorted({*failed_seeds(entry, a), *failed_seeds(entry, b)})
+    text = (f"**Robustness** (descriptive; the criterion is the paired t-test above): `{a}` is better than `{b}` on "
+            f"{c['wins']} of {c['n']} seeds (two-sided sign test p = {fp(sign_test(c['wins'], c['n']))}), median "
+            f"difference {statistics.median(by_seed(methods[a])[s] - by_seed(methods[b])[s] for s in sorted(set(by_seed(methods[a])) & set(by_seed(methods[b])))):+.2f} {unit(entry)}.")
+    if failed:
+        rest = compare(entry, {s: v for s, v in by_seed(methods[a]).items() if s not in failed},
+                       {s: v for s, v in by_seed(methods[b]).items() if s not in failed})
+        per_row = "; ".join(f"`{row}` on seed{'s' if len(f) > 1 else ''} {', '.join(map(str, f))}"
+                            for row in (a, b) for f in [failed_seeds(entry, row)] if f)
+        text += (f" Runs that failed (more than {FAILED_BY:.0f} {unit(entry)} below their row's median: in "
+                 f"segmentation a foreground class never learned): {per_row}. Without seed"
+                 f"{'s' if len(failed) > 1 else ''} {', '.join(map(str, failed))}: {fdiff(rest)}.")
+    return ["", text]
 
 
 def claim(pair: str, entry: dict[str, Any]) -> str:
@@ -328,7 +391,7 @@ def claim(pair: str, entry: dict[str, Any]) -> str:
     detectable differences, and whether inheritance pays on ``pair``."""
     methods = entry["methods"]
     best = best_hkt(entry)
-    regime = f"({plan.DENSE_PAIRS[pair]}) " if pair in plan.DENSE_PAIRS else ""
+    regime = f"for {plan.DENSE_PAIRS[pair]}, " if pair in plan.DENSE_PAIRS else ""
     if best is None or "kd" not in methods:
         return f"{regime}on `{pair}`: no HKT row was run."
     u = unit(entry)

@@ -173,7 +173,7 @@ def test_the_segmentation_pair_is_reported_in_dice_with_its_claim():
     assert len(seeds) >= 20 and all(row["seeds"] == seeds for row in entry["methods"].values())
     text = report.DOC.read_text()
     generated = text.split(report.BEGIN)[1].split(report.END)[0]
-    assert "**The paper's claim** (segmentation" in generated
+    assert "**The paper's claim** for segmentation" in generated
     assert f"- `{plan.SEG_PAIR}` (Dice):" in generated
     assert report.seg_section(DATA) in text.split(report.SEG_BEGIN)[1].split(report.SEG_END)[0]
     assert "REDUCED" not in text
