@@ -47,7 +47,7 @@ from torch.utils.data import Dataset
 
 from hkt_core import ConfigError, DatasetBundle
 
-from .text_data import local_path as _text_files_path
+from .text_data import load_saved, local_path as _text_files_path
 
 #: the options of ``text-classification-files``
 OPTIONS = ("train", "test", "test_fraction", "seed", "text_column", "text_pair_column", "label_column", "labels",
@@ -165,16 +165,7 @@ def _parquet_rows(file: Path, columns: Sequence[str]) -> list[Row]:
 
 
 def _saved_rows(folder: Path, columns: Sequence[str], split: str) -> list[Row]:
-    try:
-        import datasets
-    except ImportError:
-        _fail(f"{folder} was written by datasets.save_to_disk; reading it needs the datasets package "
-              f"(pip install datasets)")
-    try:
-        data = datasets.load_from_disk(str(folder))
-    except Exception as exc:
-        _fail(f"{folder} could not be read by datasets.load_from_disk ({type(exc).__name__}: "
-              f"{' '.join(str(exc).split())[:160]})")
+    data, datasets = load_saved(folder, _fail)
     if isinstance(data, datasets.DatasetDict):
         if split not in data:
             _fail(f"{folder} holds the splits {', '.join(sorted(data))}, no {split!r}")

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import json
 import sysconfig
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -216,17 +216,23 @@ def _jsonl_documents(file: Path, text_key: str) -> list[str]:
     return docs
 
 
-def _saved_dataset_documents(folder: Path, text_key: str) -> list[str]:
+def load_saved(folder: Path, fail: Callable[[str], None]) -> tuple[Any, Any]:
+    """``(data, the datasets module)`` of a folder written by ``datasets.save_to_disk``; a missing
+    package or an unreadable folder is ``fail(message)`` (each data set's own one-line error)."""
     try:
         import datasets
     except ImportError:
-        _fail(f"{folder} was written by datasets.save_to_disk; reading it needs the datasets package "
-              f"(pip install datasets)")
+        fail(f"{folder} was written by datasets.save_to_disk; reading it needs the datasets package "
+             f"(pip install datasets)")
     try:
-        data = datasets.load_from_disk(str(folder))
+        return datasets.load_from_disk(str(folder)), datasets
     except Exception as exc:
-        _fail(f"{folder} could not be read by datasets.load_from_disk ({type(exc).__name__}: "
-              f"{' '.join(str(exc).split())[:160]})")
+        fail(f"{folder} could not be read by datasets.load_from_disk ({type(exc).__name__}: "
+             f"{' '.join(str(exc).split())[:160]})")
+
+
+def _saved_dataset_documents(folder: Path, text_key: str) -> list[str]:
+    data, datasets = load_saved(folder, _fail)
     parts = [data[name] for name in sorted(data)] if isinstance(data, datasets.DatasetDict) else [data]
     docs: list[str] = []
     for part in parts:
