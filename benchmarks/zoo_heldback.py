@@ -4,7 +4,8 @@ the plain child on that batch."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -37,3 +38,16 @@ def family_round(parent: nn.Module, child: nn.Module, example: tuple[torch.Tenso
     out.update(ok=finite and equal, loss=float(loss.detach()), loss_finite=finite, child_gradients=grads,
                export_equal=equal)
     return out
+
+
+def recorded(row: dict[str, Any], run: Callable[[], dict[str, Any]], keys: Sequence[str]) -> dict[str, Any]:
+    """``row`` with ``keys`` of what ``run()`` (a pair's :func:`family_round`) returned, or ``ok``
+    false and the error (a failing pair is a result), and the seconds it took."""
+    started = time.time()
+    try:
+        done = run()
+        row.update({k: done[k] for k in keys})
+    except Exception as exc:  # recorded: a failing pair is a result
+        row.update(ok=False, error=f"{type(exc).__name__}: {exc}"[:300])
+    row["seconds"] = round(time.time() - started, 2)
+    return row

@@ -20,14 +20,13 @@ import importlib.util
 import json
 import platform
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from zoo_heldback import family_round
+from zoo_heldback import family_round, recorded
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,9 +57,7 @@ def run_pair(pair, manager) -> dict:
 
 
 def _round(pair, manager, fix: bool) -> dict:
-    row: dict = {"pair": pair.name}
-    started = time.time()
-    try:
+    def run() -> dict:
         torch.manual_seed(0)
         parent, child, example = pair.build()
         if fix:
@@ -69,12 +66,9 @@ def _round(pair, manager, fix: bool) -> dict:
         with torch.no_grad():
             classes = _plain(child.eval(), example).shape[-1]
         labels = torch.randint(0, classes, (example[0].shape[0],), generator=torch.Generator().manual_seed(0))
-        done = family_round(parent, child, example, example, labels, manager, _plain)
-        row.update({k: done[k] for k in ("ok", "loss_finite", "export_equal", "child_gradients", "points")})
-    except Exception as exc:  # recorded: a failing pair is a result
-        row.update(ok=False, error=f"{type(exc).__name__}: {exc}"[:300])
-    row["seconds"] = round(time.time() - started, 2)
-    return row
+        return family_round(parent, child, example, example, labels, manager, _plain)
+
+    return recorded({"pair": pair.name}, run, ("ok", "loss_finite", "export_equal", "child_gradients", "points"))
 
 
 def main(argv: list[str] | None = None) -> int:

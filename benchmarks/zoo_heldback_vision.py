@@ -13,14 +13,13 @@ import importlib.util
 import json
 import platform
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from zoo_heldback import family_round
+from zoo_heldback import family_round, recorded
 
 ROOT = Path(__file__).resolve().parents[1]
 #: (source, parent, child): written down before the first run
@@ -36,17 +35,14 @@ def run_pair(source: str, parent_name: str, child_name: str, manager) -> dict:
 
     make = torchvision_model if source == "torchvision" else timm_model
     row: dict = {"source": source, "parent": parent_name, "child": child_name}
-    started = time.time()
-    try:
+
+    def run() -> dict:
         torch.manual_seed(0)
         parent, child = make(name=parent_name, num_classes=10), make(name=child_name, num_classes=10)
         x = torch.randn(2, 3, 32, 32)
-        done = family_round(parent, child, x, (x,), torch.tensor([0, 4]), manager, lambda model, batch: model(*batch))
-        row.update({k: done[k] for k in ("ok", "loss_finite", "export_equal", "points")})
-    except Exception as exc:  # recorded: a failing pair is a result
-        row.update(ok=False, error=f"{type(exc).__name__}: {exc}"[:300])
-    row["seconds"] = round(time.time() - started, 2)
-    return row
+        return family_round(parent, child, x, (x,), torch.tensor([0, 4]), manager, lambda model, batch: model(*batch))
+
+    return recorded(row, run, ("ok", "loss_finite", "export_equal", "points"))
 
 
 def main(argv: list[str] | None = None) -> int:
