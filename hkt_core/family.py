@@ -478,11 +478,6 @@ class Family(nn.Module):
                              read_p(p.parent_receiver), p.parent_receiver_kind, feature_losses)
         return new_c, new_p
 
-    @property
-    def _streams(self) -> LockstepStreams:
-        """The schedule of the mode the child is in."""
-        return self._modes[bool(self.child.training)].streams
-
     def forward(self, *inputs: torch.Tensor) -> HKTOutput:
         if self.parent.training:
             self.parent.eval()

@@ -31,10 +31,6 @@ from ..adapters import Adapter
 from ..errors import TraceError
 from .names import BACKEND_KEY
 
-#: the two modes, as ``nn.Module.training`` says them
-MODES = (False, True)
-
-
 @contextlib.contextmanager
 def in_mode(model: nn.Module, training: bool) -> Iterator[None]:
     """Every module of ``model`` in ``training`` mode for the duration; each module's own mode is
@@ -115,17 +111,15 @@ def mode_graphs(model: nn.Module, adapter: Adapter, eval_graph: fx.GraphModule,
 def untraceable_in_training(model: nn.Module, exc: Exception, backend: str, no_inputs: bool) -> str:
     """One line: why ``model`` has no train graph, and what to do. A branch on a value computed at
     run time (LayerDrop's ``if torch.rand([]) < layerdrop``, which skips whole layers at random) is
-    no graph: the line names the code and the fix (turn it off for training with hkt)."""
+    no graph: the line says so and names the fix (turn it off for training with hkt)."""
     from torch.fx.experimental.symbolic_shapes import GuardOnDataDependentSymNode
 
     name = type(model).__name__
     text = str(exc)
     chain = [exc, exc.__cause__, exc.__context__]
     if any(isinstance(e, GuardOnDataDependentSymNode) for e in chain) or "data-dependent" in text:
-        codes = [line.split("code:", 1)[1].strip() for line in text.splitlines() if "code:" in line]
-        where = f" (`{codes[-2] if len(codes) > 1 else codes[-1]}`)" if codes else ""
         return (f"{name} cannot be traced in training mode: its training-mode forward branches on a value "
-                f"computed at run time{where}, such as LayerDrop skipping layers at random, which no traced "
+                f"computed at run time, such as LayerDrop skipping layers at random, which no traced "
                 f"graph can hold; turn it off for training with hkt (a transformers config's layerdrop = 0.0) - "
                 f"its eval graph traces")
     first = text.splitlines()[0] if text else ""
@@ -133,11 +127,5 @@ def untraceable_in_training(model: nn.Module, exc: Exception, backend: str, no_i
             f"{'; pass example inputs for the torch.export fallback' if no_inputs else ''}")
 
 
-def mode_of(model: nn.Module) -> bool:
-    """The mode whose graph runs ``model``: its own ``training`` flag (what ``model.train()`` and
-    ``model.eval()`` set for every module)."""
-    return bool(model.training)
-
-
-__all__ = ["MODES", "in_mode", "mode_graphs", "mode_of", "same_graph", "trace_in_mode", "untraceable_in_training"]
+__all__ = ["in_mode", "mode_graphs", "same_graph", "trace_in_mode", "untraceable_in_training"]
 
